@@ -1,0 +1,2 @@
+// apps/main.cpp: placeholder entry (replaced below)
+int main() { return 0; }

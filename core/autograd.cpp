@@ -1,0 +1,142 @@
+// core/autograd.cpp: recording Nodes and the backward pass (topological sort by DFS, reverse
+// traversal, gradient summation, release of the graph).
+#include "core/autograd.h"
+
+#include <unordered_map>
+#include <unordered_set>
+
+#include "core/ops.h"
+
+namespace minima {
+
+namespace {
+thread_local bool g_grad_enabled = true;
+}
+
+bool grad_mode_enabled() { return g_grad_enabled; }
+NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }
+
+bool needs_graph(std::initializer_list<const Tensor*> inputs) {
+  if (!g_grad_enabled) return false;
+  for (const Tensor* t : inputs)
+    if (t && t->defined() && t->requires_grad()) return true;
+  return false;
+}
+bool needs_graph(const std::vector<Tensor>& inputs) {
+  if (!g_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, BackwardFn fn) {
+  auto node = std::make_shared<Node>();
+  node->name = name;
+  node->next.resize(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Tensor& t = inputs[i];
+    if (!t.defined() || !t.requires_grad()) continue;
+    auto& e = node->next[i];
+    if (t.grad_fn())
+      e.node = t.grad_fn();
+    else
+      e.leaf = t.impl_ptr();
+    e.shape = t.shape();
+    e.dtype = t.dtype();
+  }
+  node->fn = std::move(fn);
+  out.impl()->grad_fn = std::move(node);
+  out.impl()->requires_grad = true;
+}
+
+namespace {
+void accumulate(Tensor& slot, const Tensor& g) {
+  if (!slot.defined())
+    slot = g;
+  else
+    slot = add(slot, g);
+}
+
+void accumulate_leaf(TensorImpl* leaf, const Tensor& g) {
+  if (!leaf->grad) {
+    // A fresh buffer: the incoming gradient may alias storage other code still uses.
+    Tensor c = g.clone();
+    leaf->grad = c.impl_ptr();
+  } else {
+    Tensor(leaf->grad).add_(g);
+  }
+}
+}  // namespace
+
+void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) {
+  MINIMA_CHECK(root.defined(), "backward: undefined tensor");
+  MINIMA_CHECK(root.requires_grad(), "backward: the tensor of shape ", root.shape(),
+               " does not require grad and has no grad_fn (did you forget requires_grad_() on the "
+               "inputs, or compute it under a NoGradGuard?)");
+  Tensor grad = grad_in;
+  if (!grad.defined()) {
+    MINIMA_CHECK(root.numel() == 1, "backward: grad can be implicitly created only for scalar "
+                 "outputs; the output has shape ", root.shape(), ", pass a gradient of that shape");
+    grad = ones(root.shape(), TensorOptions(root.dtype(), root.device()));
+  }
+  MINIMA_CHECK(grad.shape() == root.shape(), "backward: gradient of shape ", grad.shape(),
+               " does not match the output's shape ", root.shape());
+  MINIMA_CHECK(grad.device() == root.device(), "backward: gradient on ", grad.device(),
+               " but the output is on ", root.device());
+  NoGradGuard no_grad;
+  if (grad.dtype() != root.dtype()) grad = grad.to(root.dtype());
+  if (root.is_leaf()) {
+    accumulate_leaf(root.impl(), grad);
+    return;
+  }
+
+  // Topological order by iterative DFS (post-order), holding every Node alive until the end.
+  std::vector<std::shared_ptr<Node>> order;
+  std::unordered_set<Node*> seen;
+  std::vector<std::pair<std::shared_ptr<Node>, size_t>> stack;
+  stack.push_back({root.grad_fn(), 0});
+  seen.insert(root.grad_fn().get());
+  while (!stack.empty()) {
+    auto& [node, i] = stack.back();
+    if (i < node->next.size()) {
+      auto child = node->next[i++].node;
+      if (child && seen.insert(child.get()).second) stack.push_back({child, 0});
+    } else {
+      order.push_back(node);
+      stack.pop_back();
+    }
+  }
+
+  std::unordered_map<Node*, Tensor> grads;
+  grads[root.grad_fn().get()] = grad;
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    Node* node = it->get();
+    auto gi = grads.find(node);
+    if (gi == grads.end()) continue;  // no gradient flows here
+    Tensor g = gi->second;
+    grads.erase(gi);
+    MINIMA_CHECK(node->fn != nullptr, "backward: trying to backward through the graph a second time "
+                 "(through ", node->name, "); pass retain_graph=true the first time");
+    std::vector<Tensor> in_grads = node->fn(g);
+    MINIMA_CHECK(in_grads.size() == node->next.size(), "backward: ", node->name, " returned ",
+                 in_grads.size(), " gradients for ", node->next.size(), " inputs");
+    for (size_t i = 0; i < in_grads.size(); ++i) {
+      const auto& e = node->next[i];
+      if (!e.active() || !in_grads[i].defined()) continue;
+      Tensor gi_t = in_grads[i];
+      MINIMA_CHECK(gi_t.shape() == e.shape, "backward: ", node->name, " produced a gradient of shape ",
+                   gi_t.shape(), " for input ", i, " of shape ", e.shape);
+      if (gi_t.dtype() != e.dtype) gi_t = gi_t.to(e.dtype);
+      if (e.node)
+        accumulate(grads[e.node.get()], gi_t);
+      else
+        accumulate_leaf(e.leaf.get(), gi_t);
+    }
+    if (!retain_graph) {
+      node->fn = nullptr;  // frees the tensors the closure saved
+    }
+  }
+}
+
+}  // namespace minima

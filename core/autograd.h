@@ -1,0 +1,43 @@
+// core/autograd.h: the dynamic tape. Every differentiable op that sees an input requiring grad
+// records a Node: one edge per input (to the input's producer Node, or to the leaf that collects
+// the gradient) and a closure that maps the output's gradient to one gradient per input.
+// backward() sorts the Nodes reachable from the root topologically (DFS), runs the closures in
+// reverse order, sums gradients arriving at the same Node, and frees each closure (and with it
+// the tensors it saved) unless the graph is retained.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace minima {
+
+using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_out)>;
+
+struct Node {
+  struct Edge {
+    std::shared_ptr<Node> node;         // the input's producer, or
+    std::shared_ptr<TensorImpl> leaf;   // the leaf the gradient accumulates into
+    Shape shape;                        // the input's shape, to check the gradient returned
+    DType dtype = DType::f32;
+    bool active() const { return node || leaf; }
+  };
+  std::string name;
+  std::vector<Edge> next;  // one per input
+  BackwardFn fn;           // null once released
+  bool needs_grad(size_t i) const { return i < next.size() && next[i].active(); }
+};
+
+// True when grad mode is on and any of the tensors requires grad: the op must record a Node.
+bool needs_graph(std::initializer_list<const Tensor*> inputs);
+bool needs_graph(const std::vector<Tensor>& inputs);
+
+// Attaches a Node named `name` to `out` (which must be freshly created by the op). Closures must
+// capture saved tensors through detach() so a Node never owns its own output.
+void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, BackwardFn fn);
+
+void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph);
+
+}  // namespace minima

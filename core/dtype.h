@@ -1,0 +1,130 @@
+// core/dtype.h: element types (f32, f64, bf16, i64, u8), bfloat16 conversions and type promotion.
+// bf16 rounds to nearest even on conversion from float, as the hardware does.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <ostream>
+
+#include "core/error.h"
+
+#if defined(__CUDACC__)
+#define MINIMA_HD __host__ __device__ __forceinline__
+#else
+#define MINIMA_HD inline
+#endif
+
+namespace minima {
+
+enum class DType : uint8_t { f32, f64, bf16, i64, u8 };
+
+struct bf16 {
+  uint16_t bits = 0;
+  bf16() = default;
+  MINIMA_HD explicit bf16(float f) : bits(from_float(f)) {}
+  MINIMA_HD operator float() const { return to_float(bits); }
+  MINIMA_HD static uint16_t from_float(float f) {
+    uint32_t u;
+#if defined(__CUDA_ARCH__)
+    u = __float_as_uint(f);
+#else
+    std::memcpy(&u, &f, 4);
+#endif
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu)) return uint16_t((u >> 16) | 0x40);  // NaN stays NaN
+    u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even
+    return uint16_t(u >> 16);
+  }
+  MINIMA_HD static float to_float(uint16_t b) {
+    uint32_t u = uint32_t(b) << 16;
+#if defined(__CUDA_ARCH__)
+    return __uint_as_float(u);
+#else
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+#endif
+  }
+};
+
+inline size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::f32: return 4;
+    case DType::f64: return 8;
+    case DType::bf16: return 2;
+    case DType::i64: return 8;
+    case DType::u8: return 1;
+  }
+  return 0;
+}
+inline const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::f32: return "float32";
+    case DType::f64: return "float64";
+    case DType::bf16: return "bfloat16";
+    case DType::i64: return "int64";
+    case DType::u8: return "uint8";
+  }
+  return "?";
+}
+inline bool is_floating(DType t) { return t == DType::f32 || t == DType::f64 || t == DType::bf16; }
+inline std::ostream& operator<<(std::ostream& os, DType t) { return os << dtype_name(t); }
+
+// Result type of a binary op: floats beat integers, wider floats beat narrower ones.
+inline DType promote(DType a, DType b) {
+  if (a == b) return a;
+  auto rank = [](DType t) {
+    switch (t) {
+      case DType::u8: return 0;
+      case DType::i64: return 1;
+      case DType::bf16: return 2;
+      case DType::f32: return 3;
+      case DType::f64: return 4;
+    }
+    return 0;
+  };
+  return rank(a) >= rank(b) ? a : b;
+}
+
+template <class T> struct dtype_of;
+template <> struct dtype_of<float> { static constexpr DType value = DType::f32; };
+template <> struct dtype_of<double> { static constexpr DType value = DType::f64; };
+template <> struct dtype_of<bf16> { static constexpr DType value = DType::bf16; };
+template <> struct dtype_of<int64_t> { static constexpr DType value = DType::i64; };
+template <> struct dtype_of<uint8_t> { static constexpr DType value = DType::u8; };
+
+// Arithmetic type used to compute on an element type (bf16 computes in float).
+template <class T> struct acc_type { using type = T; };
+template <> struct acc_type<bf16> { using type = float; };
+template <> struct acc_type<uint8_t> { using type = int64_t; };
+
+}  // namespace minima
+
+// Run `__VA_ARGS__` with `scalar_t` bound to the C++ type of `dt`.
+#define MINIMA_DISPATCH_CASE(DT, T, ...) \
+  case DT: {                             \
+    using scalar_t = T;                  \
+    __VA_ARGS__();                       \
+    break;                               \
+  }
+#define MINIMA_DISPATCH_FLOAT(dt, name, ...)                                                       \
+  [&] {                                                                                            \
+    switch (dt) {                                                                                  \
+      MINIMA_DISPATCH_CASE(::minima::DType::f32, float, __VA_ARGS__)                               \
+      MINIMA_DISPATCH_CASE(::minima::DType::f64, double, __VA_ARGS__)                              \
+      MINIMA_DISPATCH_CASE(::minima::DType::bf16, ::minima::bf16, __VA_ARGS__)                     \
+      default:                                                                                     \
+        throw ::minima::Error(::minima::str(name, ": expected a floating dtype, got ", dt));       \
+    }                                                                                              \
+  }()
+#define MINIMA_DISPATCH_ALL(dt, name, ...)                                                         \
+  [&] {                                                                                            \
+    switch (dt) {                                                                                  \
+      MINIMA_DISPATCH_CASE(::minima::DType::f32, float, __VA_ARGS__)                               \
+      MINIMA_DISPATCH_CASE(::minima::DType::f64, double, __VA_ARGS__)                              \
+      MINIMA_DISPATCH_CASE(::minima::DType::bf16, ::minima::bf16, __VA_ARGS__)                     \
+      MINIMA_DISPATCH_CASE(::minima::DType::i64, int64_t, __VA_ARGS__)                             \
+      MINIMA_DISPATCH_CASE(::minima::DType::u8, uint8_t, __VA_ARGS__)                              \
+      default:                                                                                     \
+        throw ::minima::Error(::minima::str(name, ": unsupported dtype ", dt));                    \
+    }                                                                                              \
+  }()

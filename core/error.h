@@ -1,0 +1,38 @@
+// core/error.h: minima's one exception type and the check macro every module uses.
+// Messages say what was expected and what was found; the CLI prints them as "error: ...".
+#pragma once
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace minima {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+template <class T>
+inline void stream_one(std::ostream& os, const T& v) { os << v; }
+template <class T>
+inline void stream_one(std::ostream& os, const std::vector<T>& v) {
+  os << '[';
+  for (size_t i = 0; i < v.size(); ++i) os << (i ? ", " : "") << v[i];
+  os << ']';
+}
+
+// str(a, b, c): concatenate anything printable (vectors print as [1, 2, 3]).
+template <class... A>
+std::string str(const A&... a) {
+  std::ostringstream s;
+  (stream_one(s, a), ...);
+  return s.str();
+}
+
+}  // namespace minima
+
+#define MINIMA_CHECK(cond, ...)                                  \
+  do {                                                           \
+    if (!(cond)) throw ::minima::Error(::minima::str(__VA_ARGS__)); \
+  } while (0)

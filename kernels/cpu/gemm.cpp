@@ -1,0 +1,198 @@
+// kernels/cpu/gemm.cpp: the cache-blocked CPU GEMM (the Goto/BLIS scheme). C is computed in
+// blocks: a KC x NC panel of B is packed into NR-wide column strips (fits L2/L3), an MC x KC
+// block of A into MR-tall row strips (fits L2), and a register-blocked MR x NR micro-kernel
+// multiplies one A strip by one B strip with all MR*NR accumulators in vector registers.
+// Packing also absorbs any strides, so transposed views cost nothing extra. OpenMP splits the
+// B strips of each block across threads. The micro-kernel uses GCC vector extensions, which
+// compile to AVX2 FMA at -march=x86-64-v3 (and to whatever the target has otherwise).
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "core/ops.h"
+#include "kernels/cpu/cpu_backend.h"
+
+namespace minima::cpu {
+
+namespace {
+
+template <class T> struct Cfg;
+template <> struct Cfg<float> {
+  typedef float V __attribute__((vector_size(32)));
+  static constexpr int VL = 8, MR = 6, NR = 16;
+  static constexpr int64_t KC = 256, MC = 144, NC = 1024;
+};
+template <> struct Cfg<double> {
+  typedef double V __attribute__((vector_size(32)));
+  static constexpr int VL = 4, MR = 6, NR = 8;
+  static constexpr int64_t KC = 256, MC = 96, NC = 1024;
+};
+
+template <class T>
+struct AlignedBuf {
+  T* p = nullptr;
+  size_t n = 0;
+  void reserve(size_t want) {
+    if (want <= n) return;
+    std::free(p);
+    p = static_cast<T*>(std::aligned_alloc(64, (want * sizeof(T) + 63) / 64 * 64));
+    MINIMA_CHECK(p != nullptr, "gemm: out of memory for packing buffers");
+    n = want;
+  }
+  ~AlignedBuf() { std::free(p); }
+};
+
+// Packs A[ic:ic+mc, pc:pc+kc] into MR-row strips, k-major inside a strip, zero-padding the tail.
+template <class T>
+void pack_a(int64_t mc, int64_t kc, const T* A, int64_t rs, int64_t cs, T* out) {
+  constexpr int MR = Cfg<T>::MR;
+  for (int64_t i0 = 0; i0 < mc; i0 += MR) {
+    int64_t mr = std::min<int64_t>(MR, mc - i0);
+    for (int64_t k = 0; k < kc; ++k) {
+      for (int64_t i = 0; i < mr; ++i) out[k * MR + i] = A[(i0 + i) * rs + k * cs];
+      for (int64_t i = mr; i < MR; ++i) out[k * MR + i] = T(0);
+    }
+    out += kc * MR;
+  }
+}
+
+// Packs B[pc:pc+kc, jc:jc+nc] into NR-column strips, k-major inside a strip.
+template <class T>
+void pack_b_strip(int64_t nr, int64_t kc, const T* B, int64_t rs, int64_t cs, T* out) {
+  constexpr int NR = Cfg<T>::NR;
+  if (cs == 1 && nr == NR) {
+    for (int64_t k = 0; k < kc; ++k) std::memcpy(out + k * NR, B + k * rs, sizeof(T) * NR);
+    return;
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int64_t j = 0; j < nr; ++j) out[k * NR + j] = B[k * rs + j * cs];
+    for (int64_t j = nr; j < NR; ++j) out[k * NR + j] = T(0);
+  }
+}
+
+// acc (MR x NR) = Ap strip @ Bp strip over kc; then C = alpha*acc + beta*C on the mr x nr corner.
+template <class T>
+void micro_kernel(int64_t kc, const T* __restrict__ Ap, const T* __restrict__ Bp, T alpha, T beta, T* C,
+                  int64_t c_rs, int64_t c_cs, int64_t mr, int64_t nr) {
+  using V = typename Cfg<T>::V;
+  constexpr int MR = Cfg<T>::MR, NR = Cfg<T>::NR, VL = Cfg<T>::VL, NV = NR / VL;
+  V acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = V{} ;
+  for (int64_t k = 0; k < kc; ++k) {
+    V b[NV];
+    for (int v = 0; v < NV; ++v) std::memcpy(&b[v], Bp + k * NR + v * VL, sizeof(V));
+    for (int i = 0; i < MR; ++i) {
+      T a = Ap[k * MR + i];
+      for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
+    }
+  }
+  alignas(64) T tile[MR * NR];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) std::memcpy(tile + i * NR + v * VL, &acc[i][v], sizeof(V));
+  for (int64_t i = 0; i < mr; ++i) {
+    T* c = C + i * c_rs;
+    if (beta == T(0)) {
+      for (int64_t j = 0; j < nr; ++j) c[j * c_cs] = alpha * tile[i * NR + j];
+    } else {
+      for (int64_t j = 0; j < nr; ++j) c[j * c_cs] = alpha * tile[i * NR + j] + beta * c[j * c_cs];
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
+                  const T* B, int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs,
+                  bool parallel) {
+  using Cf = Cfg<T>;
+  constexpr int MR = Cf::MR, NR = Cf::NR;
+  if (M == 0 || N == 0) return;
+  if (K == 0 || alpha == T(0)) {
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        T& c = C[i * c_rs + j * c_cs];
+        c = beta == T(0) ? T(0) : beta * c;
+      }
+    return;
+  }
+  thread_local AlignedBuf<T> bbuf;
+  bbuf.reserve(size_t(Cf::KC) * size_t(((std::min<int64_t>(Cf::NC, N) + NR - 1) / NR) * NR));
+  T* Bp = bbuf.p;
+  for (int64_t jc = 0; jc < N; jc += Cf::NC) {
+    int64_t nc = std::min<int64_t>(Cf::NC, N - jc);
+    int64_t n_strips = (nc + NR - 1) / NR;
+    for (int64_t pc = 0; pc < K; pc += Cf::KC) {
+      int64_t kc = std::min<int64_t>(Cf::KC, K - pc);
+      T beta_eff = pc == 0 ? beta : T(1);
+#pragma omp parallel for schedule(static) if (parallel && n_strips > 1)
+      for (int64_t s = 0; s < n_strips; ++s) {
+        int64_t j0 = s * NR;
+        pack_b_strip<T>(std::min<int64_t>(NR, nc - j0), kc, B + pc * b_rs + (jc + j0) * b_cs, b_rs, b_cs,
+                        Bp + s * kc * NR);
+      }
+      for (int64_t ic = 0; ic < M; ic += Cf::MC) {
+        int64_t mc = std::min<int64_t>(Cf::MC, M - ic);
+        int64_t m_strips = (mc + MR - 1) / MR;
+        thread_local AlignedBuf<T> abuf;
+        abuf.reserve(size_t(Cf::MC) * size_t(Cf::KC));
+        T* Ap = abuf.p;
+        pack_a<T>(mc, kc, A + ic * a_rs + pc * a_cs, a_rs, a_cs, Ap);
+        // Work items: (B strip, A strip) pairs; threads share the packed A and B blocks.
+        int64_t items = n_strips * m_strips;
+#pragma omp parallel for schedule(static) if (parallel && items > 1)
+        for (int64_t it = 0; it < items; ++it) {
+          int64_t s = it / m_strips, r = it % m_strips;
+          int64_t j0 = s * NR, i0 = r * MR;
+          micro_kernel<T>(kc, Ap + r * kc * MR, Bp + s * kc * NR, alpha, beta_eff,
+                          C + (ic + i0) * c_rs + (jc + j0) * c_cs, c_rs, c_cs, std::min<int64_t>(MR, mc - i0),
+                          std::min<int64_t>(NR, nc - j0));
+        }
+      }
+    }
+  }
+}
+
+template void gemm_strided<float>(int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t,
+                                  const float*, int64_t, int64_t, float, float*, int64_t, int64_t, bool);
+template void gemm_strided<double>(int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t,
+                                   const double*, int64_t, int64_t, double, double*, int64_t, int64_t, bool);
+
+void CpuBackend::gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha, double beta) {
+  MINIMA_CHECK(a.dim() == 3 && b.dim() == 3 && c.dim() == 3, "gemm: expected rank-3 operands");
+  if (c.dtype() == DType::bf16) {
+    // bf16 storage: compute in f32, round once on the way out.
+    Tensor cf = c.to(DType::f32);
+    gemm(cf, a.to(DType::f32), b.to(DType::f32), alpha, beta);
+    copy(c, cf);
+    return;
+  }
+  int64_t Bn = c.size(0), M = c.size(1), N = c.size(2), K = a.size(2);
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    const T* ap = a.data<T>();
+    const T* bp = b.data<T>();
+    T* cp = c.data<T>();
+    // Many small products: one per thread. Otherwise: one at a time, parallel inside.
+    bool batch_parallel = Bn >= omp_get_max_threads() && M * N * K < (1 << 21);
+    auto one = [&](int64_t i, bool par) {
+      gemm_strided<T>(M, N, K, T(alpha), ap + i * a.stride(0), a.stride(1), a.stride(2), bp + i * b.stride(0),
+                      b.stride(1), b.stride(2), T(beta), cp + i * c.stride(0), c.stride(1), c.stride(2), par);
+    };
+    if (batch_parallel) {
+#pragma omp parallel for schedule(static)
+      for (int64_t i = 0; i < Bn; ++i) one(i, false);
+    } else {
+      for (int64_t i = 0; i < Bn; ++i) one(i, true);
+    }
+  };
+  MINIMA_CHECK(c.dtype() == DType::f32 || c.dtype() == DType::f64, "gemm: unsupported dtype ", c.dtype());
+  if (c.dtype() == DType::f32) run(float{});
+  else run(double{});
+}
+
+}  // namespace minima::cpu

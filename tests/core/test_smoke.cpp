@@ -1,0 +1,8 @@
+#include <doctest/doctest.h>
+#include "core/ops.h"
+using namespace minima;
+TEST_CASE("smoke") {
+  Tensor a = from_vector<float>({1, 2, 3, 4}, {2, 2});
+  Tensor b = matmul(a, a);
+  CHECK(b.to_vector<float>() == std::vector<float>{7, 10, 15, 22});
+}
