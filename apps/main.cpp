@@ -1,2 +1,53 @@
-// apps/main.cpp: placeholder entry (replaced below)
-int main() { return 0; }
+// apps/main.cpp: the `minima` command line. Each experiment registers itself (apps/*.cpp with a
+// static cli::Register); main finds the command, runs it, and turns any minima::Error (or other
+// exception) into "error: ..." on stderr with exit status 1.
+#include <algorithm>
+#include <cstring>
+#include <iostream>
+
+#include "apps/cli.h"
+#include "core/backend.h"
+#include "core/error.h"
+
+using namespace minima;
+
+static void usage() {
+  auto cmds = cli::registry();
+  std::sort(cmds.begin(), cmds.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::cout << "minima: a from-scratch deep-learning framework for the \"is generalization all about SGD?\" "
+               "experiments\n\nusage: minima <command> [flags]   (minima <command> --help for its flags)\n\n"
+               "commands:\n";
+  for (const auto& c : cmds) {
+    std::string n = "  " + c.name;
+    if (n.size() < 24) n.append(24 - n.size(), ' ');
+    std::cout << n << c.summary << "\n";
+  }
+  std::cout << "\nbuilt at git revision " << MINIMA_GIT_REV
+#ifdef MINIMA_HAS_CUDA
+            << " with CUDA"
+#else
+            << " without CUDA"
+#endif
+            << "\n";
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    usage();
+    return argc < 2 ? 1 : 0;
+  }
+  std::string name = argv[1];
+  for (const auto& c : cli::registry()) {
+    if (c.name != name) continue;
+    try {
+      cli::Args args(name, std::vector<std::string>(argv + 2, argv + argc));
+      return c.run(args);
+    } catch (const std::exception& e) {
+      std::cout.flush();
+      std::cerr << "\nerror: " << e.what() << "\n";
+      return 1;
+    }
+  }
+  std::cerr << "error: unknown command '" << name << "' (run minima --help for the list)\n";
+  return 2;
+}

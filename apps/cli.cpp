@@ -1,0 +1,292 @@
+// apps/cli.cpp: flag parsing, run directories and progress lines for the `minima` commands.
+#include "apps/cli.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace minima::cli {
+
+Args::Args(std::string command, std::vector<std::string> argv) : command_(std::move(command)) {
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& a = argv[i];
+    if (a == "--help" || a == "-h") {
+      help_ = true;
+      continue;
+    }
+    MINIMA_CHECK(a.size() > 2 && a.rfind("--", 0) == 0, "unexpected argument '", a, "' (flags look like --name value; see minima ",
+                 command_, " --help)");
+    std::string name = a.substr(2), value;
+    size_t eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    } else if (i + 1 < argv.size() && (argv[i + 1].rfind("--", 0) != 0 || argv[i + 1].size() <= 2)) {
+      value = argv[++i];
+    } else {
+      value = "\x01";  // a bare flag
+    }
+    MINIMA_CHECK(!values_.count(name), "flag --", name, " given twice");
+    values_[name] = value;
+  }
+}
+
+std::string Args::raw(const std::string& name, const std::string& dflt, const std::string& help,
+                      const std::string& kind) {
+  used_[name] = true;
+  std::string line = "  --" + name + (kind == "flag" ? "" : " " + kind);
+  if (line.size() < 30) line.append(30 - line.size(), ' ');
+  else line += "  ";
+  line += help;
+  if (kind != "flag" && !dflt.empty()) line += " (default " + dflt + ")";
+  help_lines_.push_back(line);
+  auto it = values_.find(name);
+  if (it == values_.end()) return dflt;
+  MINIMA_CHECK(kind == "flag" || it->second != "\x01", "flag --", name, " needs a value (", kind, ")");
+  return it->second;
+}
+
+std::string Args::get_string(const std::string& name, const std::string& dflt, const std::string& help) {
+  std::string v = raw(name, dflt, help, "STR");
+  config_[name] = v;
+  return v;
+}
+
+int64_t Args::get_int(const std::string& name, int64_t dflt, const std::string& help) {
+  std::string v = raw(name, std::to_string(dflt), help, "INT");
+  try {
+    size_t pos = 0;
+    int64_t r = std::stoll(v, &pos);
+    if (pos != v.size()) throw 0;
+    config_[name] = r;
+    return r;
+  } catch (...) {
+    throw Error(str("--", name, " expects an integer, got '", v, "'"));
+  }
+}
+
+double Args::get_double(const std::string& name, double dflt, const std::string& help) {
+  std::ostringstream d;
+  d << dflt;
+  std::string v = raw(name, d.str(), help, "NUM");
+  try {
+    size_t pos = 0;
+    double r = std::stod(v, &pos);
+    if (pos != v.size() || !std::isfinite(r)) throw 0;
+    config_[name] = r;
+    return r;
+  } catch (...) {
+    throw Error(str("--", name, " expects a number, got '", v, "'"));
+  }
+}
+
+bool Args::get_flag(const std::string& name, const std::string& help) {
+  std::string v = raw(name, "", help, "flag");
+  MINIMA_CHECK(v.empty() || v == "\x01" || v == "true" || v == "false" || v == "1" || v == "0",
+               "--", name, " is a switch and takes no value (got '", v, "')");
+  bool r = v == "\x01" || v == "true" || v == "1";
+  config_[name] = r;
+  return r;
+}
+
+static std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == ',') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else if (c != ' ') {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+std::vector<std::string> Args::get_string_list(const std::string& name, const std::string& dflt,
+                                               const std::string& help) {
+  auto v = split_commas(raw(name, dflt, help, "A,B,.."));
+  config_[name] = Json(v);
+  return v;
+}
+
+std::vector<int64_t> Args::get_int_list(const std::string& name, const std::string& dflt, const std::string& help) {
+  std::vector<int64_t> out;
+  for (const auto& s : split_commas(raw(name, dflt, help, "N,N,.."))) {
+    try {
+      size_t pos = 0;
+      out.push_back(std::stoll(s, &pos));
+      if (pos != s.size()) throw 0;
+    } catch (...) {
+      throw Error(str("--", name, " expects comma-separated integers, got '", s, "'"));
+    }
+  }
+  config_[name] = Json(out);
+  return out;
+}
+
+std::vector<double> Args::get_double_list(const std::string& name, const std::string& dflt,
+                                          const std::string& help) {
+  std::vector<double> out;
+  for (const auto& s : split_commas(raw(name, dflt, help, "X,X,.."))) {
+    try {
+      size_t pos = 0;
+      out.push_back(std::stod(s, &pos));
+      if (pos != s.size()) throw 0;
+    } catch (...) {
+      throw Error(str("--", name, " expects comma-separated numbers, got '", s, "'"));
+    }
+  }
+  config_[name] = Json(out);
+  return out;
+}
+
+bool Args::finish() {
+  if (help_) {
+    std::cout << "usage: minima " << command_ << " [flags]\n";
+    if (!description_.empty()) std::cout << "\n" << description_ << "\n";
+    std::cout << "\nflags:\n";
+    for (const auto& l : help_lines_) std::cout << l << "\n";
+    return true;
+  }
+  for (const auto& kv : values_)
+    MINIMA_CHECK(used_.count(kv.first), "unknown flag --", kv.first, " for command '", command_,
+                 "' (see minima ", command_, " --help)");
+  return false;
+}
+
+std::vector<Command>& registry() {
+  static std::vector<Command> r;
+  return r;
+}
+
+Register::Register(const std::string& name, const std::string& summary, std::function<int(Args&)> run) {
+  registry().push_back({name, summary, std::move(run)});
+}
+
+// ---------------------------------------------------------------------------------------------
+void make_dirs(const std::string& path) {
+  std::string cur;
+  std::stringstream ss(path);
+  std::string part;
+  if (!path.empty() && path[0] == '/') cur = "/";
+  while (std::getline(ss, part, '/')) {
+    if (part.empty()) continue;
+    cur += part + "/";
+    if (::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
+      throw Error(str("cannot create directory ", cur));
+  }
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+RunDir::RunDir(const std::string& dir) : dir_(dir) {
+  MINIMA_CHECK(!dir.empty(), "--out must name a directory");
+  make_dirs(dir);
+}
+
+static std::string now_iso() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+void RunDir::write_config(const Args& a, Json extra) const {
+  Json j = Json::object();
+  j["command"] = a.command();
+  j["git_revision"] = MINIMA_GIT_REV;
+  j["started"] = now_iso();
+  j["flags"] = a.config();
+  for (const auto& kv : extra.items()) j[kv.first] = kv.second;
+  write_json("config.json", j);
+}
+
+void RunDir::write_summary(const Json& j) const { write_json("summary.json", j); }
+
+void RunDir::write_json(const std::string& name, const Json& j) const {
+  write_file_atomic(file(name), j.dump(2) + "\n");
+}
+
+MetricsCsv::MetricsCsv(const std::string& path, std::vector<std::string> columns, bool keep_existing)
+    : path_(path), ncols_(columns.size()) {
+  if (keep_existing && file_exists(path)) {
+    text_ = read_file(path);
+    return;
+  }
+  for (size_t i = 0; i < columns.size(); ++i) text_ += (i ? "," : "") + columns[i];
+  text_ += "\n";
+  write_file_atomic(path_, text_);
+}
+
+void MetricsCsv::row(const std::vector<double>& values) {
+  std::vector<std::string> s;
+  for (double v : values) s.push_back(fmt(v, 6));
+  row_mixed(s);
+}
+
+void MetricsCsv::row_mixed(const std::vector<std::string>& values) {
+  MINIMA_CHECK(values.size() == ncols_, "metrics row has ", values.size(), " values for ", ncols_, " columns");
+  for (size_t i = 0; i < values.size(); ++i) text_ += (i ? "," : "") + values[i];
+  text_ += "\n";
+  write_file_atomic(path_, text_);
+}
+
+std::string fmt(double v, int prec) {
+  if (std::isnan(v)) return "nan";
+  std::ostringstream s;
+  s.precision(prec);
+  s << v;
+  return s.str();
+}
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  int64_t t = int64_t(s + 0.5);
+  char buf[32];
+  if (t >= 3600)
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", (long long)(t / 3600), (long long)(t % 3600 / 60));
+  else if (t >= 60)
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", (long long)(t / 60), (long long)(t % 60));
+  else
+    std::snprintf(buf, sizeof buf, "%llds", (long long)t);
+  return buf;
+}
+
+Progress::Progress(std::string label, int64_t total)
+    : label_(std::move(label)), total_(total), tty_(::isatty(STDOUT_FILENO) != 0) {
+  start_ = last_ = std::chrono::steady_clock::now();
+}
+
+void Progress::update(int64_t done, const std::string& fields, double items_per_s, bool force_line) {
+  auto now = std::chrono::steady_clock::now();
+  double el = std::chrono::duration<double>(now - start_).count();
+  if (!force_line && tty_ && std::chrono::duration<double>(now - last_).count() < 0.2) return;
+  if (!force_line && !tty_) return;  // plain logs get only the forced (per-epoch) lines
+  last_ = now;
+  double eta = done > 0 ? el / double(done) * double(total_ - done) : NAN;
+  std::ostringstream s;
+  s << label_ << " " << done << "/" << total_ << " " << fields;
+  if (items_per_s > 0) s << " | " << int64_t(items_per_s) << " img/s";
+  s << " | " << format_duration(el) << " elapsed, ETA " << format_duration(eta);
+  if (tty_) {
+    std::cout << "\r\033[K" << s.str() << (force_line ? "\n" : "") << std::flush;
+  } else {
+    std::cout << s.str() << "\n" << std::flush;
+  }
+}
+
+void Progress::finish(const std::string& fields) { update(total_, fields, 0, true); }
+
+}  // namespace minima::cli
