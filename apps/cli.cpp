@@ -172,6 +172,15 @@ Register::Register(const std::string& name, const std::string& summary, std::fun
   registry().push_back({name, summary, std::move(run)});
 }
 
+std::vector<Command>& bench_registry() {
+  static std::vector<Command> r;
+  return r;
+}
+
+RegisterBench::RegisterBench(const std::string& name, const std::string& summary, std::function<int(Args&)> run) {
+  bench_registry().push_back({name, summary, std::move(run)});
+}
+
 // ---------------------------------------------------------------------------------------------
 void make_dirs(const std::string& path) {
   std::string cur;

@@ -62,6 +62,12 @@ struct Register {
   Register(const std::string& name, const std::string& summary, std::function<int(Args&)> run);
 };
 
+// `minima bench <name>`: benchmarks register under the one `bench` command (apps/bench.cpp).
+std::vector<Command>& bench_registry();
+struct RegisterBench {
+  RegisterBench(const std::string& name, const std::string& summary, std::function<int(Args&)> run);
+};
+
 // The --out directory of one run.
 class RunDir {
  public:

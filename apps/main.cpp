@@ -22,6 +22,7 @@ static void usage() {
     if (n.size() < 24) n.append(24 - n.size(), ' ');
     std::cout << n << c.summary << "\n";
   }
+  std::cout << "  bench                 benchmarks (minima bench for the list)\n";
   std::cout << "\nbuilt at git revision " << MINIMA_GIT_REV
 #ifdef MINIMA_HAS_CUDA
             << " with CUDA"
@@ -31,12 +32,42 @@ static void usage() {
             << "\n";
 }
 
+// `minima bench <name> [flags]`: the benchmarks registered with cli::RegisterBench.
+static int run_bench(int argc, char** argv) {
+  auto list = cli::bench_registry();
+  std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  if (argc < 3 || argv[2][0] == '-') {
+    std::cout << "usage: minima bench <name> [flags]   (minima bench <name> --help)\n\nbenchmarks:\n";
+    for (const auto& c : list) {
+      std::string n = "  " + c.name;
+      if (n.size() < 16) n.append(16 - n.size(), ' ');
+      std::cout << n << c.summary << "\n";
+    }
+    return argc < 3 ? 1 : 0;
+  }
+  std::string sub = argv[2];
+  for (const auto& c : list) {
+    if (c.name != sub) continue;
+    try {
+      cli::Args args("bench " + sub, std::vector<std::string>(argv + 3, argv + argc));
+      return c.run(args);
+    } catch (const std::exception& e) {
+      std::cout.flush();
+      std::cerr << "\nerror: " << e.what() << "\n";
+      return 1;
+    }
+  }
+  std::cerr << "error: unknown benchmark '" << sub << "' (run minima bench for the list)\n";
+  return 2;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     usage();
     return argc < 2 ? 1 : 0;
   }
   std::string name = argv[1];
+  if (name == "bench") return run_bench(argc, argv);
   for (const auto& c : cli::registry()) {
     if (c.name != name) continue;
     try {
