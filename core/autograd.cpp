@@ -17,6 +17,20 @@ bool grad_mode_enabled() { return g_grad_enabled; }
 NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }
 
+Node::~Node() {
+  std::vector<std::shared_ptr<Node>> pending;
+  for (auto& e : next)
+    if (e.node) pending.push_back(std::move(e.node));
+  while (!pending.empty()) {
+    std::shared_ptr<Node> n = std::move(pending.back());
+    pending.pop_back();
+    // Sole owner: take its producers before it dies, so its destructor finds nothing to recurse on.
+    if (n.use_count() == 1)
+      for (auto& e : n->next)
+        if (e.node) pending.push_back(std::move(e.node));
+  }
+}
+
 bool needs_graph(std::initializer_list<const Tensor*> inputs) {
   if (!g_grad_enabled) return false;
   for (const Tensor* t : inputs)

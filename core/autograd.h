@@ -28,6 +28,12 @@ struct Node {
   std::vector<Edge> next;  // one per input
   BackwardFn fn;           // null once released
   bool needs_grad(size_t i) const { return i < next.size() && next[i].active(); }
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  // Releases the chain of producers iteratively: a graph of 10^5 ops must not overflow the
+  // stack through nested shared_ptr destructors.
+  ~Node();
 };
 
 // True when grad mode is on and any of the tensors requires grad: the op must record a Node.

@@ -285,6 +285,7 @@ std::vector<int64_t> norm_dims(std::vector<int64_t> dims, int64_t ndim, const ch
     std::iota(dims.begin(), dims.end(), 0);
   }
   for (auto& d : dims) d = wrap_dim(d, ndim, op);
+  if (ndim == 0) return {};  // dim 0/-1 of a 0-d tensor: nothing to reduce over
   std::sort(dims.begin(), dims.end());
   MINIMA_CHECK(std::adjacent_find(dims.begin(), dims.end()) == dims.end(), op, ": repeated dim in ", dims);
   return dims;
@@ -366,9 +367,12 @@ Tensor var(const Tensor& x, std::vector<int64_t> dims0, bool keepdim, int64_t co
 }
 
 static Tensor arg_extreme(const Tensor& x, int64_t dim, bool keepdim, bool is_max) {
-  int64_t d = wrap_dim(dim, x.dim(), is_max ? "argmax" : "argmin");
-  MINIMA_CHECK(x.dim() == 0 || x.shape()[d] > 0, "argmax: empty dim ", d, " in shape ", x.shape());
-  Tensor out = reduce_raw(is_max ? ReduceOp::ArgMax : ReduceOp::ArgMin, x, {d}, DType::i64);
+  const char* name = is_max ? "argmax" : "argmin";
+  int64_t d = wrap_dim(dim, x.dim(), name);
+  MINIMA_CHECK(x.dim() == 0 || x.shape()[d] > 0, name, ": empty dim ", d, " in shape ", x.shape());
+  std::vector<int64_t> dims;  // a 0-d tensor has no dim to reduce (its argmax is 0)
+  if (x.dim() > 0) dims.push_back(d);
+  Tensor out = reduce_raw(is_max ? ReduceOp::ArgMax : ReduceOp::ArgMin, x, dims, DType::i64);
   return keepdim ? out : out.reshape(drop_shape(x.shape(), {d}));
 }
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) { return arg_extreme(x, dim, keepdim, true); }
@@ -446,6 +450,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
   MINIMA_CHECK(!xs.empty(), "cat: expected at least one tensor");
   const Tensor& f = xs[0];
+  MINIMA_CHECK(f.dim() > 0, "cat: zero-dimensional tensors cannot be concatenated (use stack)");
   int64_t d = wrap_dim(dim, f.dim(), "cat");
   DType t = f.dtype();
   for (const auto& x : xs) t = promote(t, x.dtype());
@@ -539,6 +544,9 @@ Tensor flip(const Tensor& x, const std::vector<int64_t>& dims0) {
   std::vector<int64_t> dims;
   for (int64_t d0 : dims0) {
     int64_t d = wrap_dim(d0, x.dim(), "flip");
+    if (x.dim() == 0) continue;  // flipping a 0-d tensor changes nothing
+    MINIMA_CHECK(std::find(dims.begin(), dims.end(), d) == dims.end(), "flip: dim ", d,
+                 " appears more than once in ", dims0);
     dims.push_back(d);
     if (x.shape()[d] > 0) {
       impl->offset += (x.shape()[d] - 1) * x.strides()[d];
@@ -557,6 +565,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   check_device("index_select", x, index);
   MINIMA_CHECK(index.dtype() == DType::i64 && index.dim() <= 1, "index_select: index must be a 1-D int64 "
                "tensor, got ", index.dtype(), " of shape ", index.shape());
+  MINIMA_CHECK(x.dim() > 0, "index_select: expected an input with at least 1 dim, got a 0-d tensor");
   int64_t d = wrap_dim(dim, x.dim(), "index_select");
   Shape s = x.shape();
   s[d] = index.numel();
@@ -579,6 +588,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   MINIMA_CHECK(index.dtype() == DType::i64, "gather: index must be int64, got ", index.dtype());
   MINIMA_CHECK(index.dim() == x.dim(), "gather: index of shape ", index.shape(),
                " must have as many dims as the input of shape ", x.shape());
+  MINIMA_CHECK(x.dim() > 0, "gather: expected an input with at least 1 dim, got a 0-d tensor");
   int64_t d = wrap_dim(dim, x.dim(), "gather");
   for (int64_t i = 0; i < x.dim(); ++i)
     MINIMA_CHECK(i == d || index.shape()[i] <= x.shape()[i], "gather: index of shape ", index.shape(),

@@ -14,8 +14,11 @@ void check_nchw(const char* op, const Tensor& x) {
   MINIMA_CHECK(x.dim() == 4, op, ": expected an NCHW input with 4 dims, got shape ", x.shape());
   MINIMA_CHECK(is_floating(x.dtype()), op, ": expected a floating input, got ", x.dtype());
 }
+// Output length of a sliding window; 0 when even one window does not fit (integer division
+// would truncate a negative span toward zero and report 1).
 int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
-  return (in + 2 * p - d * (k - 1) - 1) / s + 1;
+  int64_t span = in + 2 * p - d * (k - 1) - 1;
+  return span < 0 ? 0 : span / s + 1;
 }
 }  // namespace
 

@@ -72,7 +72,9 @@ class Generator {
   // Reserve `n` counters for one draw and return the first.
   uint64_t advance(uint64_t n) { uint64_t o = offset_; offset_ += n; return o; }
   // Host-side scalar draws (consume one counter each).
-  double uniform() { return Philox::uniform(seed_, advance(1) * 2, 0); }
+  // uniform() uses the block of the one counter it reserves (lanes 0-1), so it never shares a
+  // block with a tensor draw, which reserves counters of its own on the same stream.
+  double uniform() { return Philox::uniform(seed_, advance(1), 0); }
   double normal() { return Philox::normal(seed_, advance(1), 0); }
   // An integer in [0, n) (n > 0), unbiased by rejection.
   uint64_t below(uint64_t n);

@@ -33,8 +33,20 @@ Shape contiguous_strides(const Shape& s) {
 
 std::string shape_str(const Shape& s) { return str(s); }
 
-int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
-int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
+// wrap_dim accepts dim 0/-1 of a 0-d tensor (as reductions do); ops that index shape()[d] must
+// refuse 0-d tensors first.
+static void check_has_dims(const Tensor& t, const char* op, int64_t d) {
+  MINIMA_CHECK(t.dim() > 0, op, ": dim ", d, " is out of range for a 0-d tensor (it has no dims)");
+}
+
+int64_t Tensor::size(int64_t d) const {
+  check_has_dims(*this, "size", d);
+  return shape()[wrap_dim(d, dim(), "size")];
+}
+int64_t Tensor::stride(int64_t d) const {
+  check_has_dims(*this, "stride", d);
+  return strides()[wrap_dim(d, dim(), "stride")];
+}
 
 bool Tensor::is_contiguous() const {
   int64_t acc = 1;
@@ -91,7 +103,8 @@ Shape infer_shape(const Shape& s, int64_t numel, const Shape& from) {
 // Strides for viewing (shape, strides) as new_shape without copying, if possible.
 bool view_strides(const Shape& shape, const Shape& strides, const Shape& new_shape, Shape& out) {
   out.assign(new_shape.size(), 0);
-  if (numel_of(shape) == 0) {
+  // An empty tensor, or a 0-d one (whose views can only add size-1 dims), has no layout to keep.
+  if (numel_of(shape) == 0 || shape.empty()) {
     out = contiguous_strides(new_shape);
     return true;
   }
@@ -163,6 +176,11 @@ Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
+  if (dim() == 0) {  // like PyTorch: transposing dims 0/-1 of a 0-d tensor is the identity
+    wrap_dim(d0, 0, "transpose");
+    wrap_dim(d1, 0, "transpose");
+    return *this;
+  }
   std::vector<int64_t> p(dim());
   std::iota(p.begin(), p.end(), 0);
   d0 = wrap_dim(d0, dim(), "transpose");
@@ -172,6 +190,7 @@ Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
 }
 
 Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
+  check_has_dims(*this, "slice", d);
   d = wrap_dim(d, dim(), "slice");
   MINIMA_CHECK(step > 0, "slice: step must be positive, got ", step);
   int64_t n = shape()[d];
@@ -195,6 +214,7 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
 }
 
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
+  check_has_dims(*this, "narrow", d);
   d = wrap_dim(d, dim(), "narrow");
   MINIMA_CHECK(start >= 0 && length >= 0 && start + length <= shape()[d], "narrow: range [", start,
                ", ", start + length, ") is out of bounds for dim ", d, " of shape ", shape());
@@ -202,6 +222,7 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
 }
 
 Tensor Tensor::select(int64_t d, int64_t index) const {
+  check_has_dims(*this, "select", d);
   d = wrap_dim(d, dim(), "select");
   int64_t n = shape()[d];
   MINIMA_CHECK(index >= -n && index < n, "select: index ", index, " is out of bounds for dim ", d,
@@ -218,6 +239,7 @@ Tensor Tensor::expand(const Shape& s) const {
     int64_t j = i - lead;
     if (j >= 0) {
       int64_t want = s[i] == -1 ? shape()[j] : s[i];
+      MINIMA_CHECK(want >= 0, "expand: invalid size ", s[i], " in ", s);
       if (shape()[j] == want) {
         ns[i] = want;
         st[i] = strides()[j];
@@ -244,7 +266,7 @@ Tensor Tensor::expand(const Shape& s) const {
 
 Tensor Tensor::squeeze(int64_t d) const {
   d = wrap_dim(d, dim(), "squeeze");
-  if (shape()[d] != 1) return *this;
+  if (dim() == 0 || shape()[d] != 1) return *this;
   Shape ns = shape();
   ns.erase(ns.begin() + d);
   return view(ns);
@@ -261,6 +283,8 @@ Tensor Tensor::flatten(int64_t start, int64_t end) const {
   if (dim() == 0) return reshape({1});
   start = wrap_dim(start, dim(), "flatten");
   end = wrap_dim(end, dim(), "flatten");
+  MINIMA_CHECK(start <= end, "flatten: start dim ", start, " comes after end dim ", end, " (shape ",
+               shape(), ")");
   Shape ns(shape().begin(), shape().begin() + start);
   int64_t m = 1;
   for (int64_t i = start; i <= end; ++i) m *= shape()[i];

@@ -25,15 +25,19 @@ struct BnGeom {
 };
 BnGeom bn_geom(const Tensor& x) { return {x.size(0), x.size(1), x.size(2) * x.size(3)}; }
 
+// Per-channel parameters and statistics are 1-D tensors of any stride (e.g. slices of a flat
+// parameter buffer) and any float dtype.
 template <class T>
 double load_param(const Tensor& t, int64_t c, double dflt) {
   if (!t.defined()) return dflt;
   double v = 0;
-  MINIMA_DISPATCH_FLOAT(t.dtype(), "batch_norm", [&] { v = double(Acc<scalar_t>(t.data<scalar_t>()[c])); });
+  MINIMA_DISPATCH_FLOAT(t.dtype(), "batch_norm",
+                        [&] { v = double(Acc<scalar_t>(t.data<scalar_t>()[c * t.strides()[0]])); });
   return v;
 }
 void store_param(const Tensor& t, int64_t c, double v) {
-  MINIMA_DISPATCH_FLOAT(t.dtype(), "batch_norm", [&] { t.data<scalar_t>()[c] = scalar_t(Acc<scalar_t>(v)); });
+  MINIMA_DISPATCH_FLOAT(t.dtype(), "batch_norm",
+                        [&] { t.data<scalar_t>()[c * t.strides()[0]] = scalar_t(Acc<scalar_t>(v)); });
 }
 }  // namespace
 

@@ -234,23 +234,30 @@ void CpuBackend::where(const Tensor& out, const Tensor& cond, const Tensor& a, c
 // Random fills: element i of the logical (row-major) order, independent of threads.
 // ---------------------------------------------------------------------------------------------
 namespace {
+// Writes value_of(i) converted to the storage type. A value that the conversion rounds up to
+// `hi` or beyond (possible for f32/bf16 near the top of a uniform range) is replaced by `lo`, so
+// uniform draws stay in [lo, hi) on the storage type's grid.
 template <class F>
-void fill_indexed(const Tensor& out, F&& value_of) {
+void fill_indexed(const Tensor& out, F&& value_of, double lo = 0.0,
+                  double hi = std::numeric_limits<double>::infinity()) {
   MINIMA_CHECK(out.is_contiguous(), "random fill: the output must be contiguous");
   MINIMA_DISPATCH_FLOAT(out.dtype(), "random fill", [&] {
+    using A = Acc<scalar_t>;
     scalar_t* p = out.data<scalar_t>();
+    const scalar_t lo_t = scalar_t(static_cast<A>(lo));
     parallel_for(out.numel(), 4096, [&](int64_t s, int64_t e) {
-      for (int64_t i = s; i < e; ++i) p[i] = scalar_t(static_cast<Acc<scalar_t>>(value_of(uint64_t(i))));
+      for (int64_t i = s; i < e; ++i) {
+        scalar_t v = scalar_t(static_cast<A>(value_of(uint64_t(i))));
+        p[i] = double(static_cast<A>(v)) >= hi ? lo_t : v;
+      }
     });
   });
 }
 }  // namespace
 
 void CpuBackend::random_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double lo, double hi) {
-  fill_indexed(out, [=](uint64_t i) {
-    double u = lo + (hi - lo) * Philox::uniform(seed, offset, i);
-    return u >= hi ? lo : u;  // keep [lo, hi) after rounding to the storage type's grid
-  });
+  fill_indexed(
+      out, [=](uint64_t i) { return lo + (hi - lo) * Philox::uniform(seed, offset, i); }, lo, hi);
 }
 
 void CpuBackend::random_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) {

@@ -69,7 +69,7 @@ RowPlan<K> plan_rows(const Shape& shape, const std::array<Tensor, K>& ts) {
 template <int K, class F>
 void for_each_row(const Shape& shape, const std::array<Tensor, K>& ts, F&& f) {
   RowPlan<K> p = plan_rows<K>(shape, ts);
-  if (p.inner == 0) return;
+  if (p.inner == 0 || p.rows == 0) return;  // empty (rows == 0: a size-0 outer dim)
   int64_t nd = int64_t(p.sizes.size());
   auto run_rows = [&](int64_t r0, int64_t r1) {
     std::vector<int64_t> idx(size_t(nd), 0);

@@ -1,0 +1,138 @@
+// apps/bench_train.cpp: `minima bench train`: images/s of a full training step (forward,
+// cross-entropy, backward, SGD update with momentum and weight decay) for each network on random
+// data already on the device, and in the same run the same figure for PyTorch eager on the same
+// device when python3 can import torch (tests/crosscheck/bench_torch.py, found next to this
+// source file or through --torch-script).
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "apps/cli.h"
+#include "apps/trainer.h"
+#include "core/backend.h"
+#include "core/ops.h"
+#include "nn/models.h"
+#include "optim/optim.h"
+
+namespace minima::app {
+namespace {
+
+std::string default_torch_script() {
+  std::string here = __FILE__;  // .../apps/bench_train.cpp
+  size_t slash = here.find_last_of('/');
+  std::string root = slash == std::string::npos ? "." : here.substr(0, slash) + "/..";
+  return root + "/tests/crosscheck/bench_torch.py";
+}
+
+// Runs `cmd` and returns its stdout; rc is the exit status (-1 when it could not start).
+std::string capture(const std::string& cmd, int& rc) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) {
+    rc = -1;
+    return out;
+  }
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  rc = pclose(p);
+  return out;
+}
+
+double bench_minima(const std::string& arch, const Shape& chw, int64_t classes, int64_t batch, Device dev,
+                    int64_t warmup, int64_t iters) {
+  Generator g(0);
+  auto model = nn::make_model(arch, chw, classes, g);
+  model->to(dev);
+  model->train();
+  optim::SGDOptions o;
+  o.lr = 0.01;
+  o.momentum = 0.9;
+  o.weight_decay = 5e-4;
+  optim::SGD opt(model->parameters(), o);
+  Shape xs = chw;
+  xs.insert(xs.begin(), batch);
+  Tensor x = randn(xs, g, TensorOptions(DType::f32, dev));
+  Tensor y = randint({batch}, classes, g, TensorOptions(DType::i64, dev));
+  auto step = [&] {
+    opt.zero_grad();
+    cross_entropy((*model)(x), y).backward();
+    opt.step();
+  };
+  for (int64_t i = 0; i < warmup; ++i) step();
+  backend_for(dev).synchronize();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < iters; ++i) step();
+  backend_for(dev).synchronize();
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return double(batch * iters) / s;
+}
+
+int run_bench_train(cli::Args& a) {
+  a.set_description("Images/s of a full training step, minima and (when available) PyTorch eager.");
+  std::string archs = a.get_string("arch", "all", "architecture, comma-separated list, or all");
+  int64_t batch = a.get_int("batch", 128, "batch size");
+  std::string dev_s = a.get_string("device", "auto", "cpu, cuda, cuda:N or auto");
+  std::string in = a.get_string("in", "3x32x32", "input shape CxHxW");
+  int64_t classes = a.get_int("classes", 10, "number of classes");
+  int64_t warmup = a.get_int("warmup", 2, "untimed steps first");
+  int64_t iters = a.get_int("iters", 5, "timed steps");
+  std::string torch_mode = a.get_string("torch", "auto", "auto (when python3 imports torch), on or off");
+  std::string script = a.get_string("torch-script", default_torch_script(), "the PyTorch twin");
+  if (a.finish()) return 0;
+  Device dev = device_from_flag(dev_s);
+  Shape chw;
+  {
+    std::stringstream ss(in);
+    std::string part;
+    while (std::getline(ss, part, 'x')) chw.push_back(std::stoll(part));
+    MINIMA_CHECK(chw.size() == 3, "--in expects CxHxW, got '", in, "'");
+  }
+  std::vector<std::string> list;
+  if (archs == "all") {
+    list = nn::model_names();
+  } else {
+    std::stringstream ss(archs);
+    for (std::string s; std::getline(ss, s, ',');) list.push_back(s);
+  }
+  bool use_torch = false;
+  if (torch_mode != "off") {
+    int rc = 0;
+    capture("/usr/bin/env python3 -c 'import torch' 2>/dev/null", rc);
+    use_torch = rc == 0 && cli::file_exists(script);
+    MINIMA_CHECK(use_torch || torch_mode != "on", "bench train: --torch on but python3 cannot import torch or ",
+                 script, " is missing");
+    if (!use_torch) std::cout << "(PyTorch comparison skipped: python3 with torch or " << script << " not found)\n";
+  }
+  std::cout << "training step (forward + backward + SGD), batch " << batch << ", input " << in << ", device "
+            << dev.str() << "\n";
+  std::cout << "arch          minima img/s   pytorch img/s   minima/pytorch\n";
+  for (const auto& arch : list) {
+    double mine = bench_minima(arch, chw, classes, batch, dev, warmup, iters);
+    double theirs = 0;
+    if (use_torch) {
+      int rc = 0;
+      std::string out = capture("/usr/bin/env python3 " + script + " " + arch + " " + in + " " +
+                                    std::to_string(classes) + " " + std::to_string(batch) + " " +
+                                    (dev.is_cuda() ? "cuda:" + std::to_string(dev.index) : "cpu") + " " +
+                                    std::to_string(warmup) + " " + std::to_string(iters) + " 2>&1",
+                                rc);
+      size_t brace = out.find('{');
+      if (rc == 0 && brace != std::string::npos) theirs = Json::parse(out.substr(brace)).at("images_per_s").as_double();
+      else std::cerr << "PyTorch run for " << arch << " failed:\n" << out << "\n";
+    }
+    char buf[256];
+    if (theirs > 0)
+      std::snprintf(buf, sizeof buf, "%-12s %13.1f %15.1f %16.2f", arch.c_str(), mine, theirs, mine / theirs);
+    else
+      std::snprintf(buf, sizeof buf, "%-12s %13.1f %15s %16s", arch.c_str(), mine, "-", "-");
+    std::cout << buf << std::endl;
+  }
+  return 0;
+}
+
+cli::RegisterBench reg("train", "images/s of a full training step per network (vs PyTorch eager)", run_bench_train);
+
+}  // namespace
+}  // namespace minima::app

@@ -1,0 +1,78 @@
+// apps/data_cmd.cpp: `minima data`: loads a dataset and prints what the experiments will see:
+// counts per split, image shape, classes (with their counts) and the per-channel mean and std of
+// the training images (the normalization constants).
+#include <cstdio>
+#include <iostream>
+
+#include "apps/cli.h"
+#include "data/dataset.h"
+
+using namespace minima;
+
+namespace {
+
+std::string join_values(const std::vector<double>& v) {
+  std::string s;
+  char buf[32];
+  for (size_t i = 0; i < v.size(); ++i) {
+    std::snprintf(buf, sizeof buf, "%.4f", v[i]);
+    s += (i ? ", " : "") + std::string(buf);
+  }
+  return s;
+}
+
+void print_split(const char* label, const data::Dataset& d) {
+  std::vector<int64_t> counts(size_t(d.num_classes), 0);
+  const int64_t* y = d.labels.data<int64_t>();
+  for (int64_t i = 0; i < d.size(); ++i) counts[size_t(y[i])]++;
+  int64_t lo = d.size(), hi = 0;
+  for (int64_t c : counts) {
+    lo = std::min(lo, c);
+    hi = std::max(hi, c);
+  }
+  std::printf("  %-6s %7lld images  (per class: %lld..%lld)\n", label, (long long)d.size(), (long long)lo,
+              (long long)hi);
+}
+
+int run(cli::Args& a) {
+  a.set_description(
+      "Load a dataset and print its splits, image shape, classes and the per-channel mean and std of the\n"
+      "training images (pixel/255), i.e. the normalization constants the loaders use.\n"
+      "Example: minima data --dataset fashion-mnist");
+  std::string name = a.get_string("dataset", "fashion-mnist",
+                                  "fashion-mnist | mnist | cifar10 | cifar100 | cinic10 | restricted-imagenet");
+  std::string dir = a.get_string("data-dir", "", "dataset directory (default: the dataset's default location)");
+  data::LoadOptions opt;
+  opt.image_size = a.get_int("image-size", 64, "restricted-imagenet: side of the resized images");
+  opt.coarse_labels = a.get_flag("coarse-labels", "cifar100: use the 20 coarse labels");
+  opt.merge_valid = a.get_flag("merge-valid", "cinic10: append valid/ to the training split");
+  opt.threads = int(a.get_int("threads", 0, "decoding threads for folder datasets (0: all cores)"));
+  opt.cache_dir = a.get_string("cache-dir", "", "where folder datasets keep their caches (default: next to "
+                                                "the data, or the user cache directory)");
+  if (a.finish()) return 0;
+  opt.verbose = true;
+  std::string where = dir.empty() ? data::default_data_dir(name) : dir;
+  data::Splits s = data::load_dataset(name, dir, opt);
+  const data::Dataset& tr = s.train;
+  std::printf("dataset %s (%s)\n", name.c_str(), where.c_str());
+  print_split("train", tr);
+  if (s.valid) print_split("valid", *s.valid);
+  print_split("test", s.test);
+  std::printf("  image shape %lld x %lld x %lld (C x H x W), %s\n", (long long)tr.channels(), (long long)tr.height(),
+              (long long)tr.width(), tr.images.dtype() == DType::u8 ? "uint8" : "float32");
+  std::printf("  %lld classes:", (long long)tr.num_classes);
+  for (size_t i = 0; i < tr.class_names.size(); ++i) {
+    if (i == 20) {
+      std::printf(" ... (%zu more)", tr.class_names.size() - 20);
+      break;
+    }
+    std::printf("%s %s", i ? "," : "", tr.class_names[i].c_str());
+  }
+  std::printf("\n  training mean (pixel/255): %s\n", join_values(tr.mean).c_str());
+  std::printf("  training std  (pixel/255): %s\n", join_values(tr.std).c_str());
+  return 0;
+}
+
+cli::Register reg("data", "load a dataset and print its splits, shape, classes and mean/std", run);
+
+}  // namespace

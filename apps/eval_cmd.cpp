@@ -1,0 +1,94 @@
+// apps/eval_cmd.cpp: `minima eval --weights W.safetensors --dataset D`: rebuilds the network
+// described by the file's metadata (arch, input shape, classes), loads the weights (strictly), and
+// prints the test loss and accuracy as JSON. Inputs are normalized with the constants stored in
+// the file (the training set's), not recomputed, so a model trained on a subset is evaluated
+// exactly as it was trained; a "normalize" metadata entry (dataset | per_image | none) selects
+// the mode, default dataset.
+#include <iostream>
+
+#include "apps/cli.h"
+#include "apps/trainer.h"
+#include "core/ops.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "nn/checkpoint.h"
+#include "nn/models.h"
+
+namespace minima::app {
+namespace {
+
+int run_eval(cli::Args& a) {
+  a.set_description("Evaluates a weights file on a dataset split; prints loss and accuracy as JSON.");
+  std::string weights = a.get_string("weights", "", "safetensors file written by minima (required)");
+  std::string dataset = a.get_string("dataset", "", "dataset name (default: the one in the file's metadata)");
+  std::string dir = a.get_string("data-dir", "", "dataset directory (default: the dataset's standard place)");
+  std::string split = a.get_string("split", "test", "test or train");
+  int64_t batch = a.get_int("batch", 500, "evaluation batch size");
+  std::string dev = a.get_string("device", "auto", "cpu, cuda, cuda:N or auto");
+  if (a.finish()) return 0;
+  MINIMA_CHECK(!weights.empty(), "eval: --weights is required");
+  MINIMA_CHECK(split == "test" || split == "train", "eval: --split must be test or train, got '", split, "'");
+  Device device = device_from_flag(dev);
+
+  nn::SafeTensors file = nn::load_safetensors(weights);
+  nn::ModelInfo info = nn::ModelInfo::from_metadata(file.metadata);
+  if (dataset.empty()) dataset = info.dataset;
+  MINIMA_CHECK(!dataset.empty(), "eval: the file names no dataset; pass --dataset");
+
+  Generator g(0);  // the initial weights are overwritten by the file
+  auto model = nn::make_model(info.arch, info.in_chw, info.classes, g);
+  try {
+    nn::load_state_dict(*model, file.tensors, {"optimizer."});
+  } catch (const Error& e) {
+    throw Error(str("eval: '", weights, "' does not fit ", info.arch, ": ", e.what()));
+  }
+  model->to(device);
+  model->eval();
+
+  data::Splits splits = data::load_dataset(dataset, dir);
+  data::Dataset ds = split == "test" ? splits.test : splits.train;
+  MINIMA_CHECK(ds.channels() == info.in_chw[0] && ds.height() == info.in_chw[1] && ds.width() == info.in_chw[2],
+               "eval: ", dataset, " images are ", ds.channels(), "x", ds.height(), "x", ds.width(), " but ", weights,
+               " was trained on ", shape_str(info.in_chw));
+  MINIMA_CHECK(ds.num_classes <= info.classes, "eval: ", dataset, " has ", ds.num_classes,
+               " classes but the model outputs ", info.classes);
+  if (info.mean.size() == size_t(ds.channels()) && info.std.size() == size_t(ds.channels())) {
+    ds.mean = info.mean;
+    ds.std = info.std;
+  }
+  data::Normalize norm = data::Normalize::dataset;
+  if (const std::string* n = file.meta("normalize")) {
+    if (*n == "per_image") norm = data::Normalize::per_image;
+    else if (*n == "none") norm = data::Normalize::none;
+    else MINIMA_CHECK(*n == "dataset", "eval: unknown normalize '", *n, "' in the metadata");
+  }
+
+  NoGradGuard ng;
+  data::Loader loader(ds, batch, /*shuffle=*/false, 0, {}, /*drop_last=*/false, device, norm);
+  loader.start_epoch(0);
+  Tensor loss_sum = zeros({}, TensorOptions(DType::f64, device));
+  Tensor correct = zeros({}, TensorOptions(DType::i64, device));
+  int64_t seen = 0;
+  Tensor x, y;
+  while (loader.next(x, y)) {
+    Tensor logits = (*model)(x);
+    loss_sum.add_(mul(cross_entropy(logits, y).to(DType::f64), double(x.size(0))));
+    correct.add_(sum(eq(argmax(logits, 1), y)));
+    seen += x.size(0);
+  }
+  Json out = Json::object();
+  out["weights"] = weights;
+  out["arch"] = info.arch;
+  out["dataset"] = dataset;
+  out["split"] = split;
+  out["samples"] = seen;
+  out["loss"] = seen ? loss_sum.item() / double(seen) : 0.0;
+  out["accuracy"] = seen ? 100.0 * correct.item() / double(seen) : 0.0;
+  std::cout << out.dump(2) << "\n";
+  return 0;
+}
+
+cli::Register reg("eval", "evaluate a weights file: test loss and accuracy as JSON", run_eval);
+
+}  // namespace
+}  // namespace minima::app

@@ -1,0 +1,59 @@
+// apps/models_cmd.cpp: `minima models`: every architecture with its parameter count for a given
+// input shape and class count, one "name params" line each.
+#include <iostream>
+
+#include "apps/cli.h"
+#include "nn/models.h"
+
+namespace minima::app {
+namespace {
+
+// "3x32x32" -> {3, 32, 32}
+Shape parse_chw(const std::string& s) {
+  Shape out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t x = s.find('x', start);
+    std::string part = s.substr(start, x == std::string::npos ? std::string::npos : x - start);
+    try {
+      size_t pos = 0;
+      int64_t v = std::stoll(part, &pos);
+      if (pos != part.size() || v <= 0) throw 0;
+      out.push_back(v);
+    } catch (...) {
+      throw Error(str("--in expects CxHxW with positive sizes, e.g. 3x32x32, got '", s, "'"));
+    }
+    if (x == std::string::npos) break;
+    start = x + 1;
+  }
+  MINIMA_CHECK(out.size() == 3, "--in expects CxHxW, e.g. 3x32x32, got '", s, "'");
+  return out;
+}
+
+int run_models(cli::Args& a) {
+  a.set_description("Lists every architecture (--arch values) with its parameter count.");
+  std::string in = a.get_string("in", "3x32x32", "input shape CxHxW");
+  int64_t classes = a.get_int("classes", 10, "number of classes");
+  std::string only = a.get_string("arch", "", "only this architecture (default: all)");
+  bool tree = a.get_flag("tree", "also print the module tree");
+  if (a.finish()) return 0;
+  Shape chw = parse_chw(in);
+  std::vector<std::string> names = nn::model_names();
+  if (!only.empty()) {
+    Generator g(0);
+    nn::make_model(only, chw, classes, g);  // throws, listing the known names, for an unknown one
+    names = {only};
+  }
+  for (const auto& name : names) {
+    Generator g(0);
+    auto m = nn::make_model(name, chw, classes, g);
+    std::cout << name << " " << m->num_parameters() << "\n";
+    if (tree) std::cout << m->tree() << "\n";
+  }
+  return 0;
+}
+
+cli::Register reg("models", "list the architectures with their parameter counts", run_models);
+
+}  // namespace
+}  // namespace minima::app

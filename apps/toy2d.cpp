@@ -1,0 +1,368 @@
+// apps/toy2d.cpp: `minima toy2d`: "bad global minima you can see" (Liu et al. 2020, 2-D toy).
+// Two Gaussian classes in the plane; an MLP 2-100-100-1 (ReLU, sigmoid output, binary
+// cross-entropy) trained with batch 10 in three ways:
+//   (a) random init, vanilla SGD (no momentum, no weight decay, no augmentation);
+//   (b) adversarial init: first fit the same training points with random labels (to 100%), then
+//       vanilla SGD on the true labels: it reaches 100% training accuracy too, but keeps much of
+//       the wiggly random-label boundary and tests worse;
+//   (c) the same adversarial init, then SGD with augmentation (2 extra noisy copies of every
+//       point), momentum and weight decay, which undoes the damage.
+// All three reach 100% training accuracy; the figure shows their decision boundaries, and the
+// boundary length (marching squares on a grid of the network's output) measures its complexity.
+//
+// The network is a handful of float64 tensors with requires_grad, trained with the autograd
+// tape; the SGD update (PyTorch's rule: g += wd * p; v = mu * v + g; p -= lr * v) is three
+// in-place tensor ops under NoGradGuard. The noisy copies of (c) are drawn once (a fixed
+// augmented set of 3x the points), as in the paper's toy. The random-label phase uses SGD with
+// momentum (--pre-lr, --pre-momentum) only to reach a memorizing init faster; every phase trains
+// a fixed number of epochs (the pre-training stops at 100% on the random labels).
+#include <cmath>
+#include <iostream>
+
+#include "apps/cli.h"
+#include "apps/experiment.h"
+#include "core/ops.h"
+#include "core/random.h"
+
+namespace minima {
+namespace {
+
+struct Points {
+  Tensor x;  // f64 [N, 2]
+  Tensor y;  // f64 [N, 1], 0 or 1
+  int64_t size() const { return x.size(0); }
+};
+
+// `per_class` points around (-sep/2, 0) (label 0) and (+sep/2, 0) (label 1), isotropic std.
+Points two_blobs(int64_t per_class, double sep, double std, Generator& g) {
+  Tensor noise = randn({2 * per_class, 2}, g, DType::f64) * std;
+  std::vector<double> centers, labels;
+  for (int64_t i = 0; i < 2 * per_class; ++i) {
+    double label = i < per_class ? 0.0 : 1.0;
+    centers.push_back(label > 0 ? sep / 2 : -sep / 2);
+    centers.push_back(0.0);
+    labels.push_back(label);
+  }
+  Points p;
+  p.x = noise + from_vector<double>(centers, {2 * per_class, 2}, DType::f64);
+  p.y = from_vector<double>(labels, {2 * per_class, 1}, DType::f64);
+  return p;
+}
+
+// The MLP 2-h-h-1 with PyTorch's default Linear init: weights and biases U(-1/sqrt(fan_in), +).
+struct Mlp {
+  std::vector<Tensor> params;  // W1, b1, W2, b2, W3, b3
+
+  Mlp(int64_t hidden, Generator& g) {
+    auto layer = [&](int64_t in, int64_t out) {
+      double k = 1.0 / std::sqrt(double(in));
+      params.push_back(uniform({out, in}, -k, k, g, DType::f64).requires_grad_());
+      params.push_back(uniform({out}, -k, k, g, DType::f64).requires_grad_());
+    };
+    layer(2, hidden);
+    layer(hidden, hidden);
+    layer(hidden, 1);
+  }
+  Mlp clone() const {
+    Mlp m = *this;
+    for (auto& p : m.params) p = p.detach().clone().requires_grad_();
+    return m;
+  }
+  Tensor logits(const Tensor& x) const {
+    Tensor h = relu(linear(x, params[0], params[1]));
+    h = relu(linear(h, params[2], params[3]));
+    return linear(h, params[4], params[5]);
+  }
+  double accuracy(const Points& p) const {
+    NoGradGuard ng;
+    Tensor pred = gt(logits(p.x), zeros({}, DType::f64)).to(DType::f64);
+    return mean(eq(pred, p.y).to(DType::f64)).item();
+  }
+  double loss(const Points& p) const {
+    NoGradGuard ng;
+    return binary_cross_entropy_with_logits(logits(p.x), p.y).item();
+  }
+};
+
+// SGD (PyTorch's rule, coupled weight decay) or, for the random-label phase, Adam.
+struct SgdConfig {
+  double lr = 0.01, momentum = 0, weight_decay = 0;
+  int64_t batch = 10;
+  bool adam = false;
+};
+
+struct PhaseResult {
+  int64_t epochs = 0;
+  int64_t first_perfect_epoch = -1;  // first epoch after which training accuracy was 100%
+};
+
+// Trains `m` on `train` for `epochs` (or until 100% accuracy on `check` when stop_at_perfect);
+// accuracy on `check` is measured after every epoch and logged (every 10th) as (repeat_seed, run).
+PhaseResult train(Mlp& m, const Points& train, const Points& check, const SgdConfig& c, int64_t epochs,
+                  bool stop_at_perfect, uint64_t seed, uint64_t repeat_seed, const std::string& run,
+                  apps::Table& log) {
+  std::vector<Tensor> velocity, second;  // momentum (or Adam's first moment), Adam's second moment
+  for (const auto& p : m.params) {
+    velocity.push_back(zeros_like(p));
+    second.push_back(zeros_like(p));
+  }
+  int64_t steps = 0;
+  int64_t n = train.size();
+  PhaseResult r;
+  for (int64_t epoch = 1; epoch <= epochs; ++epoch) {
+    Generator g(Generator::mix(seed, uint64_t(epoch)));
+    Tensor perm = randperm(n, g);
+    for (int64_t start = 0; start < n; start += c.batch) {
+      Tensor idx = perm.narrow(0, start, std::min(c.batch, n - start));
+      Tensor loss = binary_cross_entropy_with_logits(m.logits(index_select(train.x, 0, idx)),
+                                                     index_select(train.y, 0, idx));
+      for (auto& p : m.params) p.set_grad(Tensor());
+      loss.backward();
+      NoGradGuard ng;
+      ++steps;
+      for (size_t i = 0; i < m.params.size(); ++i) {
+        Tensor& p = m.params[i];
+        Tensor grad = p.grad();
+        if (c.adam) {  // beta1 0.9, beta2 0.999, eps 1e-8
+          velocity[i].mul_(0.9).add_(grad, 0.1);
+          second[i].mul_(0.999).add_(grad * grad, 0.001);
+          double bc1 = 1.0 - std::pow(0.9, double(steps)), bc2 = 1.0 - std::pow(0.999, double(steps));
+          p.add_(velocity[i] / (sqrt(second[i] * (1.0 / bc2)) + 1e-8), -c.lr / bc1);
+          continue;
+        }
+        if (c.weight_decay > 0) grad = grad + p.detach() * c.weight_decay;
+        if (c.momentum > 0) {
+          velocity[i].mul_(c.momentum).add_(grad);
+          grad = velocity[i];
+        }
+        p.add_(grad, -c.lr);
+      }
+    }
+    double acc = m.accuracy(check);
+    r.epochs = epoch;
+    if (acc == 1.0 && r.first_perfect_epoch < 0) r.first_perfect_epoch = epoch;
+    bool last = epoch == epochs || (stop_at_perfect && acc == 1.0);
+    if (epoch % 10 == 0 || epoch == 1 || last)
+      log.row({std::to_string(repeat_seed), run, std::to_string(epoch), apps::Table::num(m.loss(check)), apps::Table::num(acc)});
+    if (stop_at_perfect && acc == 1.0) break;
+  }
+  return r;
+}
+
+// The decision boundary {p = 0.5} on a G x G grid over [lo, hi]^2: length by marching squares
+// with linear interpolation along cell edges.
+double boundary_length(const std::vector<double>& f, int64_t G, double x0, double x1, double y0, double y1) {
+  double hx = (x1 - x0) / double(G - 1), hy = (y1 - y0) / double(G - 1);
+  auto at = [&](int64_t i, int64_t j) { return f[j * G + i]; };  // i: x index, j: y index
+  double total = 0;
+  for (int64_t j = 0; j + 1 < G; ++j) {
+    for (int64_t i = 0; i + 1 < G; ++i) {
+      double v[4] = {at(i, j), at(i + 1, j), at(i + 1, j + 1), at(i, j + 1)};  // counter-clockwise
+      double cx[4] = {0, 1, 1, 0}, cy[4] = {0, 0, 1, 1};
+      std::vector<std::pair<double, double>> pts;
+      for (int e = 0; e < 4; ++e) {
+        int a = e, b = (e + 1) % 4;
+        if ((v[a] < 0) != (v[b] < 0)) {
+          double t = v[a] / (v[a] - v[b]);
+          pts.push_back({(cx[a] + t * (cx[b] - cx[a])) * hx, (cy[a] + t * (cy[b] - cy[a])) * hy});
+        }
+      }
+      auto seg = [&](size_t p, size_t q) { return std::hypot(pts[p].first - pts[q].first, pts[p].second - pts[q].second); };
+      if (pts.size() == 2) total += seg(0, 1);
+      if (pts.size() == 4) total += std::min(seg(0, 1) + seg(2, 3), seg(1, 2) + seg(3, 0));  // saddle
+    }
+  }
+  return total;
+}
+
+struct Variant {
+  std::string name, title;
+  double train_acc = 0, test_acc = 0, boundary = 0, train_loss = 0;
+  int64_t first_perfect_epoch = -1;
+  std::vector<double> grid;  // p(x) on the figure grid
+};
+
+int run_toy2d(cli::Args& a) {
+  a.set_description(
+      "Liu et al. 2020's 2-D toy: an MLP 2-100-100-1 on two Gaussian blobs, trained (a) from a random init\n"
+      "with vanilla SGD, (b) from an adversarial init (fitted to random labels first) with vanilla SGD,\n"
+      "(c) from the same adversarial init with augmentation, momentum and weight decay. All reach 100%\n"
+      "training accuracy; (b) keeps a complex boundary and tests worst. Figure: apps/plot/toy2d.py.");
+  std::string out = a.get_string("out", "runs/toy2d", "output directory");
+  int64_t seed = a.get_int("seed", 0, "random seed (data, init, order); repeats use seed, seed+1, ...");
+  int64_t repeats = a.get_int("repeats", 1, "number of seeds to run (the figure shows the first)");
+  int64_t per_class = a.get_int("per-class", 50, "training points per class (and as many test points)");
+  double sep = a.get_double("separation", 1.3, "distance between the class means (on the x axis)");
+  double std = a.get_double("std", 0.25, "standard deviation of each class");
+  int64_t hidden = a.get_int("hidden", 100, "width of the two hidden layers");
+  int64_t batch = a.get_int("batch", 10, "batch size");
+  double lr = a.get_double("lr", 0.01, "learning rate of (a), (b) and (c)");
+  int64_t epochs = a.get_int("epochs", 1000, "epochs of (a) and of the true-label phases of (b) and (c)");
+  std::string pre_opt = a.get_string("pre-optimizer", "adam", "optimizer on random labels: adam or sgd");
+  double pre_lr = a.get_double("pre-lr", 0.003, "learning rate on random labels (adversarial init)");
+  double pre_momentum = a.get_double("pre-momentum", 0.9, "momentum on random labels (sgd)");
+  int64_t pre_epochs = a.get_int("pre-epochs", 20000, "at most this many epochs on random labels");
+  int64_t copies = a.get_int("aug-copies", 2, "(c): extra noisy copies of each training point");
+  double aug_std = a.get_double("aug-std", 0.1, "(c): standard deviation of the copies' noise");
+  double momentum = a.get_double("momentum", 0.9, "(c): momentum");
+  double wd = a.get_double("weight-decay", 5e-4, "(c): weight decay");
+  int64_t grid = a.get_int("grid", 200, "grid points per side for the boundary figure and its length");
+  bool no_plot = a.get_flag("no-plot", "do not render the figure");
+  if (a.finish()) return 0;
+  MINIMA_CHECK(pre_opt == "adam" || pre_opt == "sgd", "--pre-optimizer must be adam or sgd, got '", pre_opt, "'");
+  MINIMA_CHECK(repeats >= 1, "--repeats must be at least 1, got ", repeats);
+  MINIMA_CHECK(per_class >= 1 && hidden >= 1 && batch >= 1, "--per-class, --hidden and --batch must be positive");
+  MINIMA_CHECK(std > 0 && sep >= 0, "--std must be positive and --separation non-negative");
+  MINIMA_CHECK(lr > 0 && pre_lr > 0, "--lr and --pre-lr must be positive");
+  MINIMA_CHECK(epochs >= 1 && pre_epochs >= 1, "--epochs and --pre-epochs must be positive");
+  MINIMA_CHECK(copies >= 0 && aug_std >= 0, "--aug-copies and --aug-std must be non-negative");
+  MINIMA_CHECK(momentum >= 0 && momentum < 1 && pre_momentum >= 0 && pre_momentum < 1, "momentum must be in [0, 1)");
+  MINIMA_CHECK(wd >= 0, "--weight-decay must be non-negative, got ", wd);
+  MINIMA_CHECK(grid >= 10, "--grid must be at least 10, got ", grid);
+
+  apps::prefer_single_thread();
+  apps::Stopwatch clock;
+  cli::RunDir dir(out);
+  dir.write_config(a);
+  // The figure window: the class means +- 4 std, square.
+  double half = std::max(sep / 2 + 4 * std, 4 * std);
+  double x0 = -half, x1 = half, y0 = -half, y1 = half;
+  Tensor grid_x;
+  {
+    std::vector<double> g;
+    for (int64_t j = 0; j < grid; ++j)
+      for (int64_t i = 0; i < grid; ++i) {
+        g.push_back(x0 + (x1 - x0) * double(i) / double(grid - 1));
+        g.push_back(y0 + (y1 - y0) * double(j) / double(grid - 1));
+      }
+    grid_x = from_vector<double>(g, {grid * grid, 2}, DType::f64);
+  }
+
+  apps::Table log({"seed", "run", "epoch", "loss", "train_acc"});
+  apps::Table points({"split", "x1", "x2", "label"});
+  Json per_seed = Json::array();
+  std::vector<std::string> names = {"a_random_init", "b_adversarial_init", "c_adversarial_init_regularized"};
+  std::vector<double> mean_train(3, 0.0), mean_test(3, 0.0), mean_len(3, 0.0);
+  std::vector<Variant> first_variants;
+  for (int64_t rep = 0; rep < repeats; ++rep) {
+    uint64_t s = uint64_t(seed + rep);
+    Generator g(s);
+    Points train_set = two_blobs(per_class, sep, std, g);
+    Points test_set = two_blobs(per_class, sep, std, g);
+    Points random_labels{train_set.x, randint({2 * per_class, 1}, 2, g).to(DType::f64)};
+    Points augmented = train_set;
+    if (copies > 0) {
+      std::vector<Tensor> xs{train_set.x}, ys{train_set.y};
+      for (int64_t c = 0; c < copies; ++c) {
+        xs.push_back(train_set.x + randn(train_set.x.shape(), g, DType::f64) * aug_std);
+        ys.push_back(train_set.y);
+      }
+      augmented = Points{cat(xs, 0), cat(ys, 0)};
+    }
+    Mlp init(hidden, g);
+    std::vector<Variant> v(3);
+    SgdConfig vanilla{lr, 0.0, 0.0, batch};
+    // (a) random init, vanilla SGD.
+    Mlp ma = init.clone();
+    PhaseResult ra = train(ma, train_set, train_set, vanilla, epochs, false, Generator::mix(s, 1), s, "a", log);
+    // (b) adversarial init: fit random labels, then vanilla SGD on the true labels.
+    Mlp adv = init.clone();
+    SgdConfig pre{pre_lr, pre_momentum, 0.0, batch, pre_opt == "adam"};
+    PhaseResult rp = train(adv, random_labels, random_labels, pre, pre_epochs, true, Generator::mix(s, 2),
+                           s, "pretrain", log);
+    double pre_acc = adv.accuracy(random_labels);
+    Mlp mb = adv.clone();
+    PhaseResult rb = train(mb, train_set, train_set, vanilla, epochs, false, Generator::mix(s, 3), s, "b", log);
+    // (c) adversarial init, augmentation + momentum + weight decay.
+    Mlp mc = adv.clone();
+    SgdConfig reg{lr, momentum, wd, batch};
+    PhaseResult rc = train(mc, augmented, train_set, reg, epochs, false, Generator::mix(s, 4), s, "c", log);
+
+    Mlp* models[3] = {&ma, &mb, &mc};
+    PhaseResult* results[3] = {&ra, &rb, &rc};
+    Json js = Json::object();
+    js["seed"] = int64_t(s);
+    js["pretrain_random_label_acc"] = pre_acc;
+    js["pretrain_epochs"] = rp.epochs;
+    for (int k = 0; k < 3; ++k) {
+      Variant& var = v[k];
+      var.name = names[k];
+      var.train_acc = models[k]->accuracy(train_set);
+      var.test_acc = models[k]->accuracy(test_set);
+      var.train_loss = models[k]->loss(train_set);
+      var.first_perfect_epoch = results[k]->first_perfect_epoch;
+      {
+        NoGradGuard ng;
+        Tensor logit = models[k]->logits(grid_x).reshape({-1});
+        var.grid = sigmoid(logit).to_vector<double>();
+        std::vector<double> f = logit.to_vector<double>();  // logit 0 <=> p = 0.5
+        var.boundary = boundary_length(f, grid, x0, x1, y0, y1);
+      }
+      Json jv = Json::object();
+      jv["train_acc"] = var.train_acc;
+      jv["test_acc"] = var.test_acc;
+      jv["train_loss"] = var.train_loss;
+      jv["boundary_length"] = var.boundary;
+      jv["first_100_percent_epoch"] = var.first_perfect_epoch;
+      js[names[k]] = jv;
+      mean_train[k] += var.train_acc / double(repeats);
+      mean_test[k] += var.test_acc / double(repeats);
+      mean_len[k] += var.boundary / double(repeats);
+    }
+    per_seed.push_back(js);
+    std::cout << "seed " << s << ": random labels fitted to " << cli::fmt(100 * pre_acc, 4) << "% in " << rp.epochs
+              << " epochs\n";
+    for (int k = 0; k < 3; ++k)
+      std::cout << "  " << names[k] << ": train " << cli::fmt(100 * v[k].train_acc, 4) << "%, test "
+                << cli::fmt(100 * v[k].test_acc, 4) << "%, boundary length " << cli::fmt(v[k].boundary, 4)
+                << " (100% train from epoch " << v[k].first_perfect_epoch << ")\n";
+    if (rep == 0) {
+      first_variants = v;
+      for (int64_t i = 0; i < train_set.size(); ++i) {
+        auto x = train_set.x.select(0, i).to_vector<double>();
+        points.row({"train", apps::Table::num(x[0]), apps::Table::num(x[1]),
+                    apps::Table::num(train_set.y.select(0, i).item())});
+        points.row({"train_random_label", apps::Table::num(x[0]), apps::Table::num(x[1]),
+                    apps::Table::num(random_labels.y.select(0, i).item())});
+      }
+      for (int64_t i = 0; i < test_set.size(); ++i) {
+        auto x = test_set.x.select(0, i).to_vector<double>();
+        points.row({"test", apps::Table::num(x[0]), apps::Table::num(x[1]), apps::Table::num(test_set.y.select(0, i).item())});
+      }
+    }
+  }
+  log.write(dir.file("metrics.csv"));
+  points.write(dir.file("points.csv"));
+  {  // p(x) of the three runs of the first seed on the grid
+    apps::Table gt({"x1", "x2", "p_a", "p_b", "p_c"});
+    auto gx = grid_x.to_vector<double>();
+    for (int64_t i = 0; i < grid * grid; ++i)
+      gt.row({apps::Table::num(gx[2 * i]), apps::Table::num(gx[2 * i + 1]), apps::Table::num(first_variants[0].grid[i]),
+              apps::Table::num(first_variants[1].grid[i]), apps::Table::num(first_variants[2].grid[i])});
+    gt.write(dir.file("grid.csv"));
+  }
+  Json sm = Json::object();
+  for (int k = 0; k < 3; ++k) {
+    Json j = Json::object();
+    j["train_acc"] = mean_train[k];
+    j["test_acc"] = mean_test[k];
+    j["boundary_length"] = mean_len[k];
+    sm[names[k]] = j;
+  }
+  sm["repeats"] = repeats;
+  sm["per_seed"] = per_seed;
+  sm["grid"] = Json(std::vector<double>{x0, x1, y0, y1});
+  sm["seconds"] = clock.seconds();
+  dir.write_summary(sm);
+  std::cout << "mean over " << repeats << " seed(s): test accuracy a " << cli::fmt(100 * mean_test[0], 4) << "%, b "
+            << cli::fmt(100 * mean_test[1], 4) << "%, c " << cli::fmt(100 * mean_test[2], 4) << "%\n";
+  std::cout << "wrote " << dir.path() << "/{config.json,metrics.csv,points.csv,grid.csv,summary.json} in "
+            << cli::fmt(clock.seconds(), 3) << " s\n";
+  apps::render_figure("toy2d.py", dir.path(), !no_plot);
+  return 0;
+}
+
+cli::Register reg("toy2d", "Liu et al.'s 2-D toy: bad global minima from an adversarial init", run_toy2d);
+
+}  // namespace
+}  // namespace minima

@@ -1,0 +1,103 @@
+// apps/trainer.cpp: train_epoch / evaluate (see trainer.h).
+#include "apps/trainer.h"
+
+#include <omp.h>
+
+#include <chrono>
+
+#include "core/backend.h"
+#include "core/ops.h"
+
+namespace minima::app {
+
+EpochResult train_epoch(nn::Module& model, optim::Optimizer& opt, data::Loader& loader, int64_t epoch,
+                        const std::string& label, int64_t total_epochs) {
+  auto t0 = std::chrono::steady_clock::now();
+  model.train();
+  loader.start_epoch(epoch);
+  Device dev = loader.device();
+  Tensor loss_sum = zeros({}, TensorOptions(DType::f32, dev));
+  Tensor correct = zeros({}, TensorOptions(DType::i64, dev));
+  int64_t seen = 0, step = 0, steps = loader.batches_per_epoch();
+  std::unique_ptr<cli::Progress> prog;
+  if (!label.empty())
+    prog = std::make_unique<cli::Progress>(label + " epoch " + std::to_string(epoch + 1) +
+                                               (total_epochs ? "/" + std::to_string(total_epochs) : ""),
+                                           steps);
+  Tensor x, y;
+  while (loader.next(x, y)) {
+    opt.zero_grad();
+    Tensor logits = model(x);
+    Tensor loss = cross_entropy(logits, y);
+    loss.backward();
+    opt.step();
+    {
+      NoGradGuard ng;
+      int64_t B = x.size(0);
+      loss_sum.add_(mul(loss.detach().to(DType::f32), double(B)));
+      correct.add_(sum(eq(argmax(logits.detach(), 1), y)));
+      seen += B;
+    }
+    ++step;
+    if (prog) {
+      double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      prog->update(step, "", double(seen) / std::max(el, 1e-9));
+    }
+  }
+  EpochResult r;
+  r.samples = seen;
+  r.loss = seen ? loss_sum.item() / double(seen) : 0;
+  r.acc = seen ? 100.0 * correct.item() / double(seen) : 0;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+EpochResult evaluate(nn::Module& model, const data::Dataset& ds, int64_t batch, Device device) {
+  auto t0 = std::chrono::steady_clock::now();
+  bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard ng;
+  data::Loader loader(ds, batch, /*shuffle=*/false, 0, {}, /*drop_last=*/false, device);
+  loader.start_epoch(0);
+  Tensor loss_sum = zeros({}, TensorOptions(DType::f64, device));
+  Tensor correct = zeros({}, TensorOptions(DType::i64, device));
+  int64_t seen = 0;
+  Tensor x, y;
+  while (loader.next(x, y)) {
+    Tensor logits = model(x);
+    int64_t B = x.size(0);
+    loss_sum.add_(mul(cross_entropy(logits, y).to(DType::f64), double(B)));
+    correct.add_(sum(eq(argmax(logits, 1), y)));
+    seen += B;
+  }
+  model.train(was_training);
+  EpochResult r;
+  r.samples = seen;
+  r.loss = seen ? loss_sum.item() / double(seen) : 0;
+  r.acc = seen ? 100.0 * correct.item() / double(seen) : 0;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+Device device_from_flag(const std::string& s) {
+  if (s == "auto") return cuda_available() ? Device::cuda(0) : Device::cpu();
+  Device d = Device::parse(s);
+  if (d.is_cuda()) {
+    MINIMA_CHECK(cuda_available(), "--device ", s, ": no CUDA device is available",
+#ifdef MINIMA_HAS_CUDA
+                 " (this build has CUDA, but the machine has no GPU or driver)"
+#else
+                 " (this minima was built without CUDA)"
+#endif
+    );
+    MINIMA_CHECK(d.index < cuda_device_count(), "--device ", s, ": only ", cuda_device_count(), " CUDA devices");
+  }
+  return d;
+}
+
+void set_threads(int64_t n) {
+  MINIMA_CHECK(n >= 0, "--threads must be >= 0, got ", n);
+  if (n > 0) omp_set_num_threads(int(n));
+}
+
+}  // namespace minima::app

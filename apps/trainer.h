@@ -1,0 +1,36 @@
+// apps/trainer.h: the supervised training and evaluation loops shared by `minima train` and
+// `minima adversarial-init`. Running sums of loss and correct counts stay on the model's device
+// and are read once per epoch, so a GPU step never waits for the host.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "apps/cli.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "nn/module.h"
+#include "optim/optim.h"
+
+namespace minima::app {
+
+struct EpochResult {
+  double loss = 0, acc = 0;  // mean loss, accuracy in percent
+  int64_t samples = 0;
+  double seconds = 0;
+};
+
+// One pass of `opt` over the batches of `loader` (start_epoch(epoch) is called here) in train mode.
+// `label` prefixes the progress line (empty: no progress line).
+EpochResult train_epoch(nn::Module& model, optim::Optimizer& opt, data::Loader& loader, int64_t epoch,
+                        const std::string& label = "", int64_t total_epochs = 0);
+
+// Mean cross-entropy and accuracy over all of `ds` in eval mode, without recording a graph.
+EpochResult evaluate(nn::Module& model, const data::Dataset& ds, int64_t batch, Device device);
+
+// --device: "cpu", "cuda", "cuda:N" or "auto" (cuda when a device is present).
+Device device_from_flag(const std::string& s);
+
+// --threads: 0 keeps OpenMP's default.
+void set_threads(int64_t n);
+
+}  // namespace minima::app

@@ -1,0 +1,364 @@
+// kernels/cuda/conv.cu: conv2d (NCHW, groups, stride, padding, dilation) as implicit GEMMs on the
+// SIMT kernel of igemm.cuh, and the backend's conv entries that choose between them and cuDNN.
+// Per group g (blockIdx.z), with CK = C/G * KH * KW:
+//  * forward:       y[n, o, p]   = sum_k  W[o, k] * X(k, (n, p))       M = O/G, N = N*OH*OW, K = CK
+//  * input grad:    gx[n, c, q]  = sum_k  W(c, k) * GY(k, (n, q))      M = C/G, N = N*H*W,   K = O/G*KH*KW
+//  * weight grad:   gw[o, k]     = sum_p  GY(o, p) * X(k, p)           M = O/G, N = CK,      K = N*OH*OW
+// where X(k, pixel) is the im2col matrix, read straight from x by the loaders below (never
+// materialized): k = (c, kh, kw) is decoded with multiply-shift divisions and out-of-image taps
+// read as 0. The input gradient gathers rather than scatters: for input pixel (ih, iw) and tap
+// (kh, kw) the output pixel is ((ih + pad - kh*dil) / stride, ...) when that division is exact
+// and in range, so every element of gx is written once, without atomics.
+// The weight gradient's K (every output pixel of the batch) is long, so it is split across
+// blocks (split-K); the partial sums go to a buffer and are added in split order by a second
+// kernel, so it is deterministic too. bfloat16 runs through float32 copies (as the CPU reference
+// does); float64 runs on cuDNN.
+// Index arithmetic is 32-bit: each tensor must have fewer than 2^31 elements.
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/elementwise.cuh"
+#include "kernels/cuda/igemm.cuh"
+
+namespace minima::cuda {
+
+namespace {
+
+struct ConvGeom {
+  int N, C, H, W, O, KH, KW, OH, OW, G, Cg, Og;
+  int sh, sw, ph, pw, dh, dw;
+  int HW, OHW, KHKW, CK;
+  FastDiv f_khkw, f_kw, f_hw, f_w, f_ohw, f_ow, f_sh, f_sw;
+};
+
+ConvGeom make_geom(const Tensor& x, const Tensor& w, const Tensor& y, const Conv2dParams& p) {
+  for (const Tensor* t : {&x, &w, &y})
+    MINIMA_CHECK(t->numel() < (int64_t(1) << 31), "conv2d (native CUDA): tensors must have fewer than 2^31 "
+                 "elements, got ", t->shape(), " (use --conv cudnn)");
+  ConvGeom g;
+  g.N = int(x.size(0)); g.C = int(x.size(1)); g.H = int(x.size(2)); g.W = int(x.size(3));
+  g.O = int(w.size(0)); g.KH = int(w.size(2)); g.KW = int(w.size(3));
+  g.OH = int(y.size(2)); g.OW = int(y.size(3));
+  g.G = int(p.groups); g.Cg = g.C / g.G; g.Og = g.O / g.G;
+  g.sh = int(p.stride_h); g.sw = int(p.stride_w); g.ph = int(p.pad_h); g.pw = int(p.pad_w);
+  g.dh = int(p.dil_h); g.dw = int(p.dil_w);
+  g.HW = g.H * g.W; g.OHW = g.OH * g.OW; g.KHKW = g.KH * g.KW; g.CK = g.Cg * g.KHKW;
+  g.f_khkw = FastDiv(uint32_t(g.KHKW)); g.f_kw = FastDiv(uint32_t(g.KW));
+  g.f_hw = FastDiv(uint32_t(g.HW)); g.f_w = FastDiv(uint32_t(g.W));
+  g.f_ohw = FastDiv(uint32_t(g.OHW)); g.f_ow = FastDiv(uint32_t(g.OW));
+  g.f_sh = FastDiv(uint32_t(g.sh)); g.f_sw = FastDiv(uint32_t(g.sw));
+  return g;
+}
+
+// ---- forward ----
+// A(o, k) = w[(g*Og + o) * CK + k]
+struct FwdW {
+  static constexpr bool kContig = true;
+  const float* w;
+  int Og, CK;
+  struct Row {
+    const float* p;
+  };
+  __device__ __forceinline__ Row row(int z, int r, bool valid) const {
+    return {valid ? w + int64_t(z * Og + r) * CK : nullptr};
+  }
+  __device__ __forceinline__ float load(const Row& row, int k) const { return row.p ? row.p[k] : 0.f; }
+};
+
+// B(k, pixel) = x[n, g*Cg + c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]; rows are output pixels.
+struct FwdX {
+  static constexpr bool kContig = false;
+  const float* x;
+  ConvGeom g;
+  struct Row {
+    int base, ih0, iw0;  // base < 0: outside
+  };
+  __device__ __forceinline__ Row row(int z, int r, bool valid) const {
+    if (!valid) return {-1, 0, 0};
+    uint32_t n = g.f_ohw.div(uint32_t(r)), s = uint32_t(r) - n * uint32_t(g.OHW);
+    uint32_t oh = g.f_ow.div(s), ow = s - oh * uint32_t(g.OW);
+    return {int(n) * g.C * g.HW + z * g.Cg * g.HW, int(oh) * g.sh - g.ph, int(ow) * g.sw - g.pw};
+  }
+  __device__ __forceinline__ float load(const Row& row, int k) const {
+    if (row.base < 0) return 0.f;
+    uint32_t c = g.f_khkw.div(uint32_t(k)), t = uint32_t(k) - c * uint32_t(g.KHKW);
+    uint32_t kh = g.f_kw.div(t), kw = t - kh * uint32_t(g.KW);
+    int ih = row.ih0 + int(kh) * g.dh, iw = row.iw0 + int(kw) * g.dw;
+    if (unsigned(ih) >= unsigned(g.H) || unsigned(iw) >= unsigned(g.W)) return 0.f;
+    return x[row.base + int(c) * g.HW + ih * g.W + iw];
+  }
+};
+
+struct FwdY {
+  float* y;
+  ConvGeom g;
+  __device__ __forceinline__ void operator()(int z, int, int m, int pix, float v) const {
+    uint32_t n = g.f_ohw.div(uint32_t(pix)), s = uint32_t(pix) - n * uint32_t(g.OHW);
+    y[(int64_t(n) * g.O + z * g.Og + m) * g.OHW + s] = v;
+  }
+};
+
+// ---- input gradient ----
+// A(c, k = (o, kh, kw)) = w[(g*Og + o), c, kh, kw]
+struct DgW {
+  static constexpr bool kContig = true;
+  const float* w;
+  ConvGeom g;
+  struct Row {
+    const float* p;
+  };
+  __device__ __forceinline__ Row row(int z, int r, bool valid) const {
+    return {valid ? w + int64_t(z) * g.Og * g.CK + int64_t(r) * g.KHKW : nullptr};
+  }
+  __device__ __forceinline__ float load(const Row& row, int k) const {
+    if (!row.p) return 0.f;
+    uint32_t o = g.f_khkw.div(uint32_t(k)), t = uint32_t(k) - o * uint32_t(g.KHKW);
+    return row.p[int(o) * g.CK + int(t)];
+  }
+};
+
+// B(k = (o, kh, kw), input pixel (n, ih, iw)) = gy[n, g*Og + o, oh, ow] where
+// oh*sh = ih + ph - kh*dh (exactly, in range), likewise ow; else 0.
+struct DgGy {
+  static constexpr bool kContig = false;
+  const float* gy;
+  ConvGeom g;
+  struct Row {
+    int base, ihp, iwp;
+  };
+  __device__ __forceinline__ Row row(int z, int r, bool valid) const {
+    if (!valid) return {-1, 0, 0};
+    uint32_t n = g.f_hw.div(uint32_t(r)), s = uint32_t(r) - n * uint32_t(g.HW);
+    uint32_t ih = g.f_w.div(s), iw = s - ih * uint32_t(g.W);
+    return {int(n) * g.O * g.OHW + z * g.Og * g.OHW, int(ih) + g.ph, int(iw) + g.pw};
+  }
+  __device__ __forceinline__ float load(const Row& row, int k) const {
+    if (row.base < 0) return 0.f;
+    uint32_t o = g.f_khkw.div(uint32_t(k)), t = uint32_t(k) - o * uint32_t(g.KHKW);
+    uint32_t kh = g.f_kw.div(t), kw = t - kh * uint32_t(g.KW);
+    int th = row.ihp - int(kh) * g.dh, tw = row.iwp - int(kw) * g.dw;
+    if (th < 0 || tw < 0) return 0.f;
+    uint32_t oh = g.f_sh.div(uint32_t(th)), ow = g.f_sw.div(uint32_t(tw));
+    if (int(oh) * g.sh != th || int(ow) * g.sw != tw || int(oh) >= g.OH || int(ow) >= g.OW) return 0.f;
+    return gy[row.base + int(o) * g.OHW + int(oh) * g.OW + int(ow)];
+  }
+};
+
+struct DgX {
+  float* gx;
+  ConvGeom g;
+  __device__ __forceinline__ void operator()(int z, int, int m, int pix, float v) const {
+    uint32_t n = g.f_hw.div(uint32_t(pix)), s = uint32_t(pix) - n * uint32_t(g.HW);
+    gx[(int64_t(n) * g.C + z * g.Cg + m) * g.HW + s] = v;
+  }
+};
+
+// ---- weight gradient ----
+// A(o, k = (n, oh, ow)) = gy[n, g*Og + o, oh, ow]
+struct WgGy {
+  static constexpr bool kContig = true;
+  const float* gy;
+  ConvGeom g;
+  struct Row {
+    int base;
+  };
+  __device__ __forceinline__ Row row(int z, int r, bool valid) const {
+    return {valid ? (z * g.Og + r) * g.OHW : -1};
+  }
+  __device__ __forceinline__ float load(const Row& row, int k) const {
+    if (row.base < 0) return 0.f;
+    uint32_t n = g.f_ohw.div(uint32_t(k)), s = uint32_t(k) - n * uint32_t(g.OHW);
+    return gy[int(n) * g.O * g.OHW + row.base + int(s)];
+  }
+};
+
+// B(k = (n, oh, ow), q = (c, kh, kw)) = x[n, g*Cg + c, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw];
+// rows are q, read along k (output pixels: neighbours in memory for stride 1).
+struct WgX {
+  static constexpr bool kContig = true;
+  const float* x;
+  ConvGeom g;
+  struct Row {
+    int base, khd, kwd;
+  };
+  __device__ __forceinline__ Row row(int z, int r, bool valid) const {
+    if (!valid) return {-1, 0, 0};
+    uint32_t c = g.f_khkw.div(uint32_t(r)), t = uint32_t(r) - c * uint32_t(g.KHKW);
+    uint32_t kh = g.f_kw.div(t), kw = t - kh * uint32_t(g.KW);
+    return {(z * g.Cg + int(c)) * g.HW, int(kh) * g.dh - g.ph, int(kw) * g.dw - g.pw};
+  }
+  __device__ __forceinline__ float load(const Row& row, int k) const {
+    if (row.base < 0) return 0.f;
+    uint32_t n = g.f_ohw.div(uint32_t(k)), s = uint32_t(k) - n * uint32_t(g.OHW);
+    uint32_t oh = g.f_ow.div(s), ow = s - oh * uint32_t(g.OW);
+    int ih = int(oh) * g.sh + row.khd, iw = int(ow) * g.sw + row.kwd;
+    if (unsigned(ih) >= unsigned(g.H) || unsigned(iw) >= unsigned(g.W)) return 0.f;
+    return x[int(n) * g.C * g.HW + row.base + ih * g.W + iw];
+  }
+};
+
+// Writes gw directly (one split) or a split's partial sums.
+struct WgOut {
+  float* out;
+  ConvGeom g;
+  int64_t split_stride;  // elements per split in the partial buffer (0: writing gw)
+  __device__ __forceinline__ void operator()(int z, int split, int m, int q, float v) const {
+    out[split * split_stride + (int64_t(z) * g.Og + m) * g.CK + q] = v;
+  }
+};
+
+__global__ void sum_splits_kernel(const float* partial, int splits, int64_t n, float* out) {
+  MINIMA_GRID_STRIDE(i, n) {
+    float s = partial[i];
+    for (int k = 1; k < splits; ++k) s += partial[int64_t(k) * n + i];
+    out[i] = s;
+  }
+}
+
+template <class AL, class BL, class EP>
+void run_igemm(const Ctx& ctx, int M, int N, int K, int k_chunk, int zdiv, int splits, const AL& al, const BL& bl,
+               const EP& ep) {
+  if (M <= 64) launch_igemm<64>(ctx, M, N, K, k_chunk, zdiv, splits, al, bl, ep);
+  else launch_igemm<128>(ctx, M, N, K, k_chunk, zdiv, splits, al, bl, ep);
+}
+
+// bfloat16 runs through float32 copies; returns true when it handled the call.
+Tensor as_f32(const Tensor& t) {
+  NoGradGuard ng;
+  return t.to(DType::f32);
+}
+
+}  // namespace
+
+void native_conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Conv2dParams& p, const Ctx& ctx) {
+  if (y.dtype() == DType::bf16) {
+    Tensor yf = empty(y.shape(), TensorOptions(DType::f32, y.device()));
+    native_conv_forward(yf, as_f32(x), as_f32(w), p, ctx);
+    device_copy(y, yf, ctx);
+    return;
+  }
+  MINIMA_CHECK(y.dtype() == DType::f32, "conv2d (native CUDA): float32 or bfloat16 expected, got ", y.dtype());
+  ConvGeom g = make_geom(x, w, y, p);
+  MINIMA_CHECK(int64_t(g.N) * g.OHW < (int64_t(1) << 31), "conv2d: too many output pixels");
+  FwdW la{static_cast<const float*>(w.data_ptr()), g.Og, g.CK};
+  FwdX lb{static_cast<const float*>(x.data_ptr()), g};
+  FwdY ep{static_cast<float*>(y.data_ptr()), g};
+  run_igemm(ctx, g.Og, g.N * g.OHW, g.CK, g.CK, g.G, 1, la, lb, ep);
+}
+
+void native_conv_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, const Conv2dParams& p,
+                                const Ctx& ctx) {
+  if (gx.dtype() == DType::bf16) {
+    Tensor gf = empty(gx.shape(), TensorOptions(DType::f32, gx.device()));
+    native_conv_backward_input(gf, as_f32(gy), as_f32(w), p, ctx);
+    device_copy(gx, gf, ctx);
+    return;
+  }
+  MINIMA_CHECK(gx.dtype() == DType::f32, "conv2d (native CUDA): float32 or bfloat16 expected, got ", gx.dtype());
+  ConvGeom g = make_geom(gx, w, gy, p);
+  DgW la{static_cast<const float*>(w.data_ptr()), g};
+  DgGy lb{static_cast<const float*>(gy.data_ptr()), g};
+  DgX ep{static_cast<float*>(gx.data_ptr()), g};
+  run_igemm(ctx, g.Cg, g.N * g.HW, g.Og * g.KHKW, g.Og * g.KHKW, g.G, 1, la, lb, ep);
+}
+
+void native_conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const Conv2dParams& p,
+                                 const Ctx& ctx) {
+  if (gw.dtype() == DType::bf16) {
+    Tensor gf = empty(gw.shape(), TensorOptions(DType::f32, gw.device()));
+    native_conv_backward_weight(gf, as_f32(gy), as_f32(x), p, ctx);
+    device_copy(gw, gf, ctx);
+    return;
+  }
+  MINIMA_CHECK(gw.dtype() == DType::f32, "conv2d (native CUDA): float32 or bfloat16 expected, got ", gw.dtype());
+  ConvGeom g = make_geom(x, gw, gy, p);
+  const int64_t K64 = int64_t(g.N) * g.OHW;
+  MINIMA_CHECK(K64 < (int64_t(1) << 31), "conv2d: too many output pixels");
+  const int M = g.Og, N = g.CK, K = int(K64);
+  // Split K until the grid covers the device about four times over, keeping >= 256 k per split.
+  const int BM = M <= 64 ? 64 : 128;
+  int64_t tiles = int64_t((N + kIgBN - 1) / kIgBN) * ((M + BM - 1) / BM) * g.G;
+  int64_t want = (int64_t(sm_count(ctx.dev)) * 4 + tiles - 1) / tiles;
+  int64_t splits = std::max<int64_t>(1, std::min<int64_t>({want, K64 / 256, 65535 / g.G}));
+  int k_chunk = int(((K64 + splits - 1) / splits + kIgBK - 1) / kIgBK * kIgBK);
+  splits = (K64 + k_chunk - 1) / k_chunk;
+  WgGy la{static_cast<const float*>(gy.data_ptr()), g};
+  WgX lb{static_cast<const float*>(x.data_ptr()), g};
+  if (splits <= 1) {
+    WgOut ep{static_cast<float*>(gw.data_ptr()), g, 0};
+    run_igemm(ctx, M, N, K, K, g.G, 1, la, lb, ep);
+    return;
+  }
+  const int64_t total = gw.numel();
+  DeviceBuffer partial(size_t(splits * total) * sizeof(float), ctx.dev);
+  WgOut ep{partial.as<float>(), g, total};
+  run_igemm(ctx, M, N, K, k_chunk, g.G, int(splits), la, lb, ep);
+  MINIMA_LAUNCH(sum_splits_kernel, dim3(grid_1d(total, ctx.dev)), dim3(kThreads), 0, ctx.stream,
+                partial.as<float>(), int(splits), total, static_cast<float*>(gw.data_ptr()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The backend entries: native, cuDNN or auto (float64 always runs on cuDNN)
+// ---------------------------------------------------------------------------------------------
+namespace {
+bool conv_use_vendor(const char* pass, const Tensor& a, const Tensor& b, const Tensor& out, const Conv2dParams& p,
+                     const Ctx& ctx, const std::function<void()>& native, const std::function<void()>& vendor) {
+  if (out.dtype() == DType::f64) {
+    MINIMA_CHECK(have_cudnn(), "conv2d: float64 on CUDA runs on cuDNN, and this minima was built without it");
+    return true;
+  }
+  if (!have_cudnn()) return false;
+  switch (conv_impl()) {
+    case Impl::Native: return false;
+    case Impl::Vendor: return true;
+    case Impl::Auto: break;
+  }
+  std::string key = str("conv-", pass, "|", out.dtype(), "|", a.shape(), "|", b.shape(), "|", out.shape(), "|",
+                        p.stride_h, ",", p.stride_w, ",", p.pad_h, ",", p.pad_w, ",", p.dil_h, ",", p.dil_w, ",",
+                        p.groups);
+  return autotune_use_vendor(key, ctx, native, vendor, true);
+}
+void check_conv_args(const char* what, std::initializer_list<const Tensor*> ts) {
+  for (const Tensor* t : ts) {
+    MINIMA_CHECK(t->dim() == 4 && t->is_contiguous(), what, ": expected contiguous NCHW tensors, got ", t->shape());
+    MINIMA_CHECK(t->dtype() == (*ts.begin())->dtype(), what, ": mixed dtypes ", t->dtype(), " and ",
+                 (*ts.begin())->dtype());
+  }
+}
+}  // namespace
+
+void CudaBackend::conv2d_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias,
+                                 const Conv2dParams& p) {
+  Ctx ctx(y);
+  check_conv_args("conv2d", {&y, &x, &w});
+  if (y.numel() == 0) return;
+  auto native = [&] { native_conv_forward(y, x, w, p, ctx); };
+  auto vendor = [&] { cudnn_conv_forward(y, x, w, p, ctx); };
+  if (conv_use_vendor("fwd", x, w, y, p, ctx, native, vendor)) vendor();
+  else native();
+  if (bias.defined()) add_channel_bias(y, bias, ctx);
+}
+
+void CudaBackend::conv2d_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, const Conv2dParams& p) {
+  Ctx ctx(gx);
+  check_conv_args("conv2d_backward_input", {&gx, &gy, &w});
+  if (gx.numel() == 0) return;
+  auto native = [&] { native_conv_backward_input(gx, gy, w, p, ctx); };
+  auto vendor = [&] { cudnn_conv_backward_input(gx, gy, w, p, ctx); };
+  if (conv_use_vendor("dgrad", gy, w, gx, p, ctx, native, vendor)) vendor();
+  else native();
+}
+
+void CudaBackend::conv2d_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const Conv2dParams& p) {
+  Ctx ctx(gw);
+  check_conv_args("conv2d_backward_weight", {&gw, &gy, &x});
+  if (gw.numel() == 0) return;
+  if (gy.numel() == 0) {
+    fill(gw, 0.0);
+    return;
+  }
+  auto native = [&] { native_conv_backward_weight(gw, gy, x, p, ctx); };
+  auto vendor = [&] { cudnn_conv_backward_weight(gw, gy, x, p, ctx); };
+  if (conv_use_vendor("wgrad", gy, x, gw, p, ctx, native, vendor)) vendor();
+  else native();
+}
+
+}  // namespace minima::cuda

@@ -1,0 +1,128 @@
+// nn/layers.cpp: the layers of nn/layers.h.
+#include "nn/layers.h"
+
+#include <cmath>
+
+#include "nn/init.h"
+
+namespace minima::nn {
+
+Linear::Linear(int64_t in, int64_t out, Generator& g, bool with_bias) : in_features(in), out_features(out) {
+  MINIMA_CHECK(in > 0 && out > 0, "Linear: sizes must be positive, got in=", in, " out=", out);
+  weight = register_parameter("weight", init::kaiming_uniform({out, in}, std::sqrt(5.0), g));
+  if (with_bias) bias = register_parameter("bias", init::default_bias(out, in, g));
+}
+
+Tensor Linear::forward(const Tensor& x) {
+  MINIMA_CHECK(x.dim() >= 1 && x.size(-1) == in_features, "Linear(", in_features, ", ", out_features,
+               "): input of shape ", shape_str(x.shape()), " does not end in ", in_features);
+  return linear(x, weight, bias);
+}
+
+std::string Linear::describe() const {
+  return str("Linear(", in_features, ", ", out_features, bias.defined() ? "" : ", bias=false", ")");
+}
+
+Conv2d::Conv2d(int64_t in, int64_t out, int64_t kernel, Generator& g, Conv2dOptions o)
+    : in_channels(in), out_channels(out), kernel_size(kernel), opt(o) {
+  MINIMA_CHECK(in > 0 && out > 0 && kernel > 0 && o.groups > 0 && in % o.groups == 0 && out % o.groups == 0,
+               "Conv2d: invalid sizes in=", in, " out=", out, " kernel=", kernel, " groups=", o.groups);
+  Shape ws{out, in / o.groups, kernel, kernel};
+  weight = register_parameter("weight", init::kaiming_uniform(ws, std::sqrt(5.0), g));
+  if (o.bias) bias = register_parameter("bias", init::default_bias(out, init::fan_in(ws), g));
+}
+
+Tensor Conv2d::forward(const Tensor& x) {
+  MINIMA_CHECK(x.dim() == 4 && x.size(1) == in_channels, describe(), ": expected input [N, ", in_channels,
+               ", H, W], got ", shape_str(x.shape()));
+  Conv2dParams p;
+  p.stride_h = p.stride_w = opt.stride;
+  p.pad_h = p.pad_w = opt.padding;
+  p.groups = opt.groups;
+  return conv2d(x, weight, bias, p);
+}
+
+std::string Conv2d::describe() const {
+  return str("Conv2d(", in_channels, ", ", out_channels, ", kernel=", kernel_size, ", stride=", opt.stride,
+             ", padding=", opt.padding, opt.groups != 1 ? str(", groups=", opt.groups) : "",
+             opt.bias ? "" : ", bias=false", ")");
+}
+
+BatchNorm2d::BatchNorm2d(int64_t c, double eps, double momentum, bool affine)
+    : num_features(c), eps(eps), momentum(momentum) {
+  MINIMA_CHECK(c > 0, "BatchNorm2d: channel count must be positive, got ", c);
+  if (affine) {
+    weight = register_parameter("weight", ones({c}));
+    bias = register_parameter("bias", zeros({c}));
+  }
+  running_mean = register_buffer("running_mean", zeros({c}));
+  running_var = register_buffer("running_var", ones({c}));
+  num_batches_tracked = register_buffer("num_batches_tracked", zeros({}, DType::i64));
+}
+
+Tensor BatchNorm2d::forward(const Tensor& x) {
+  MINIMA_CHECK((x.dim() == 4 || x.dim() == 2) && x.size(1) == num_features, describe(),
+               ": expected input [N, ", num_features, ", H, W], got ", shape_str(x.shape()));
+  if (is_training()) {
+    if (!one_.defined() || one_.device() != num_batches_tracked.device())
+      one_ = ones({}, TensorOptions(DType::i64, num_batches_tracked.device()));
+    NoGradGuard ng;
+    num_batches_tracked.add_(one_);
+  }
+  return batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+}
+
+std::string BatchNorm2d::describe() const {
+  return str("BatchNorm2d(", num_features, ", eps=", eps, ", momentum=", momentum,
+             weight.defined() ? "" : ", affine=false", ")");
+}
+
+std::string MaxPool2d::describe() const {
+  return str("MaxPool2d(kernel=", kernel, ", stride=", stride, ", padding=", padding, ")");
+}
+std::string AvgPool2d::describe() const {
+  return str("AvgPool2d(kernel=", kernel, ", stride=", stride, ", padding=", padding, ")");
+}
+std::string AdaptiveAvgPool2d::describe() const { return str("AdaptiveAvgPool2d(", out_h, ", ", out_w, ")"); }
+
+Dropout::Dropout(double p, std::shared_ptr<Generator> g) : p(p), gen(std::move(g)) {
+  MINIMA_CHECK(p >= 0.0 && p < 1.0, "Dropout: probability must be in [0, 1), got ", p);
+  MINIMA_CHECK(gen != nullptr, "Dropout: needs a generator");
+}
+std::string Dropout::describe() const { return str("Dropout(p=", p, ")"); }
+
+Sequential::Sequential(std::vector<std::shared_ptr<Module>> mods) {
+  for (auto& m : mods) add(std::move(m));
+}
+
+Sequential& Sequential::add(std::shared_ptr<Module> m) {
+  add_child(std::to_string(mods_.size()), m);
+  mods_.push_back(std::move(m));
+  return *this;
+}
+
+Tensor Sequential::forward(const Tensor& x) {
+  Tensor h = x;
+  for (auto& m : mods_) h = m->forward(h);
+  return h;
+}
+
+Shape output_shape(Module& m, const Shape& in_shape) {
+  bool was_training = m.is_training();
+  m.eval();
+  Shape s;
+  {
+    NoGradGuard ng;
+    Device d = Device::cpu();
+    auto params = m.parameters();
+    if (!params.empty()) d = params[0].device();
+    Shape batch1 = in_shape;
+    batch1.insert(batch1.begin(), 1);
+    s = m.forward(zeros(batch1, TensorOptions(DType::f32, d))).shape();
+  }
+  m.train(was_training);
+  s.erase(s.begin());
+  return s;
+}
+
+}  // namespace minima::nn

@@ -1,0 +1,93 @@
+// nn/models.h: the networks of the experiments, built for a given input shape (C, H, W) and class
+// count. Every classifier head is sized from the input shape, so 1x28x28 (Fashion-MNIST) works as
+// well as 3x32x32 (CIFAR). Parameter names equal the PyTorch reference models'
+// (tests/crosscheck/models.py) state_dict keys.
+//
+//   mlp        Flatten, Linear(C*H*W, 512), ReLU, Linear(512, 512), ReLU, Linear(512, classes)
+//   mlp1x512   Zhang et al.'s one-hidden-layer MLP (512 units)
+//   mlp3x512   Zhang et al.'s three-hidden-layer MLP (512 units each)
+//   smallcnn   conv3x3(32)-BN-ReLU-maxpool2, conv3x3(64)-BN-ReLU-maxpool2, Linear(64*H/4*W/4, 256),
+//              ReLU, Linear(256, classes). Chosen for the CPU default of the bad-minima experiment:
+//              the wide fully connected head memorizes a few thousand randomly labelled
+//              Fashion-MNIST images within minutes on two cores, which global-pooling CNNs of the
+//              same cost do not (see the probes in PAPERS.md).
+//   vgg16      CIFAR VGG16, BN after every conv (convs with bias), Linear(512 * h * w, classes)
+//   resnet18   3x3 stem, no max-pool, BasicBlocks [2,2,2,2], global average pool, Linear(512, classes)
+//   resnet50   same stem, Bottlenecks [3,4,6,3], Linear(2048, classes)
+//   densenet40 DenseNet-BC (depth 40, growth 12, compression 0.5), He-normal conv init
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/blocks.h"
+#include "nn/layers.h"
+
+namespace minima::nn {
+
+// Multilayer perceptron: children "layers" (a Sequential of Linear/ReLU) after an implicit flatten.
+class MLP : public Module {
+ public:
+  MLP(int64_t in_features, const std::vector<int64_t>& hidden, int64_t classes, Generator& g);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "MLP"; }
+  std::shared_ptr<Sequential> layers;
+  int64_t in_features;
+};
+
+// smallcnn: "features" (Sequential) then "classifier" (Sequential).
+class SmallCNN : public Module {
+ public:
+  SmallCNN(const Shape& in_chw, int64_t classes, Generator& g);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "SmallCNN"; }
+  std::shared_ptr<Sequential> features, classifier;
+};
+
+// The CIFAR VGG: "features" (conv, bn, relu triples and max-pools; a final 1x1 average pool as in
+// the reference code) and "classifier" (Linear). A max-pool whose input is already 1x1 (e.g. the
+// fifth pool on 28x28 inputs) is an Identity so small inputs still work; names are unchanged
+// because pools hold no parameters.
+class VGG : public Module {
+ public:
+  VGG(const std::vector<int64_t>& cfg, const Shape& in_chw, int64_t classes, Generator& g);  // -1 = max-pool
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "VGG"; }
+  std::shared_ptr<Sequential> features;
+  std::shared_ptr<Linear> classifier;
+};
+
+// ResNet for CIFAR: conv1, bn1, layer1..layer4, linear; global average pooling before linear
+// (identical to the reference's avg_pool2d(4) on 32x32 inputs).
+class ResNet : public Module {
+ public:
+  enum class Block { Basic, Bottleneck };
+  ResNet(Block block, const std::vector<int64_t>& blocks, const Shape& in_chw, int64_t classes, Generator& g);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "ResNet"; }
+  std::shared_ptr<Conv2d> conv1;
+  std::shared_ptr<BatchNorm2d> bn1;
+  std::vector<std::shared_ptr<Sequential>> layers;
+  std::shared_ptr<Linear> linear;
+};
+
+// DenseNet-BC: conv1, dense1, trans1, dense2, trans2, dense3, bn, linear; global average pooling
+// (the reference's avg_pool2d(8) on 32x32 inputs). Convs are He-normal (fan_out), linear bias 0.
+class DenseNet : public Module {
+ public:
+  DenseNet(int64_t depth, int64_t growth, double compression, const Shape& in_chw, int64_t classes, Generator& g);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "DenseNet"; }
+  std::shared_ptr<Conv2d> conv1;
+  std::vector<std::shared_ptr<Sequential>> dense;
+  std::vector<std::shared_ptr<Transition>> trans;
+  std::shared_ptr<BatchNorm2d> bn;
+  std::shared_ptr<Linear> linear;
+};
+
+// arch: mlp, mlp1x512, mlp3x512, smallcnn, vgg16, resnet18, resnet50, densenet40.
+// in_chw is {C, H, W}. Throws naming the known architectures for an unknown one.
+std::shared_ptr<Module> make_model(const std::string& arch, const Shape& in_chw, int64_t classes, Generator& g);
+std::vector<std::string> model_names();
+
+}  // namespace minima::nn

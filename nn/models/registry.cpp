@@ -1,0 +1,65 @@
+// nn/models/registry.cpp: --arch names to constructors.
+#include <functional>
+#include <map>
+
+#include "nn/models.h"
+
+namespace minima::nn {
+
+namespace {
+using Factory = std::function<std::shared_ptr<Module>(const Shape&, int64_t, Generator&)>;
+
+int64_t numel_chw(const Shape& in) {
+  MINIMA_CHECK(in.size() == 3 && in[0] > 0 && in[1] > 0 && in[2] > 0, "model input shape must be {C, H, W}, got ",
+               shape_str(in));
+  return in[0] * in[1] * in[2];
+}
+
+const std::vector<std::pair<std::string, Factory>>& factories() {
+  static const std::vector<std::pair<std::string, Factory>> f = {
+      {"mlp", [](const Shape& in, int64_t k, Generator& g) {
+         return std::make_shared<MLP>(numel_chw(in), std::vector<int64_t>{512, 512}, k, g);
+       }},
+      {"mlp1x512", [](const Shape& in, int64_t k, Generator& g) {
+         return std::make_shared<MLP>(numel_chw(in), std::vector<int64_t>{512}, k, g);
+       }},
+      {"mlp3x512", [](const Shape& in, int64_t k, Generator& g) {
+         return std::make_shared<MLP>(numel_chw(in), std::vector<int64_t>{512, 512, 512}, k, g);
+       }},
+      {"smallcnn", [](const Shape& in, int64_t k, Generator& g) { return std::make_shared<SmallCNN>(in, k, g); }},
+      {"vgg16", [](const Shape& in, int64_t k, Generator& g) {
+         const int64_t M = -1;
+         std::vector<int64_t> cfg{64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M};
+         return std::make_shared<VGG>(cfg, in, k, g);
+       }},
+      {"resnet18", [](const Shape& in, int64_t k, Generator& g) {
+         return std::make_shared<ResNet>(ResNet::Block::Basic, std::vector<int64_t>{2, 2, 2, 2}, in, k, g);
+       }},
+      {"resnet50", [](const Shape& in, int64_t k, Generator& g) {
+         return std::make_shared<ResNet>(ResNet::Block::Bottleneck, std::vector<int64_t>{3, 4, 6, 3}, in, k, g);
+       }},
+      {"densenet40", [](const Shape& in, int64_t k, Generator& g) {
+         return std::make_shared<DenseNet>(40, 12, 0.5, in, k, g);
+       }},
+  };
+  return f;
+}
+}  // namespace
+
+std::shared_ptr<Module> make_model(const std::string& arch, const Shape& in_chw, int64_t classes, Generator& g) {
+  MINIMA_CHECK(classes > 0, "make_model: class count must be positive, got ", classes);
+  numel_chw(in_chw);
+  for (const auto& [name, make] : factories())
+    if (name == arch) return make(in_chw, classes, g);
+  std::string known;
+  for (const auto& n : model_names()) known += (known.empty() ? "" : ", ") + n;
+  throw Error(str("unknown architecture '", arch, "' (known: ", known, ")"));
+}
+
+std::vector<std::string> model_names() {
+  std::vector<std::string> out;
+  for (const auto& f : factories()) out.push_back(f.first);
+  return out;
+}
+
+}  // namespace minima::nn

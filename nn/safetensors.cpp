@@ -1,0 +1,202 @@
+// nn/safetensors.cpp: see safetensors.h. The byte order of the host is assumed little-endian
+// (x86-64 and the GPU hosts); a static check refuses to build elsewhere.
+#include "nn/safetensors.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <map>
+
+#include "core/json.h"
+
+namespace minima::nn {
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors I/O assumes a little-endian host");
+
+const char* safetensors_dtype(DType t) {
+  switch (t) {
+    case DType::f32: return "F32";
+    case DType::f64: return "F64";
+    case DType::bf16: return "BF16";
+    case DType::i64: return "I64";
+    case DType::u8: return "U8";
+  }
+  return "?";
+}
+
+static bool parse_dtype(const std::string& s, DType& t) {
+  static const std::map<std::string, DType> m = {
+      {"F32", DType::f32}, {"F64", DType::f64}, {"BF16", DType::bf16}, {"I64", DType::i64}, {"U8", DType::u8}};
+  auto it = m.find(s);
+  if (it == m.end()) return false;
+  t = it->second;
+  return true;
+}
+
+const Tensor* SafeTensors::find(const std::string& name) const {
+  for (const auto& [k, t] : tensors)
+    if (k == name) return &t;
+  return nullptr;
+}
+
+const std::string* SafeTensors::meta(const std::string& key) const {
+  for (const auto& [k, v] : metadata)
+    if (k == key) return &v;
+  return nullptr;
+}
+
+void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata) {
+  std::vector<Tensor> host;
+  Json header = Json::object();
+  if (!metadata.empty()) {
+    Json meta = Json::object();
+    for (const auto& [k, v] : metadata) meta[k] = v;
+    header["__metadata__"] = meta;
+  }
+  int64_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    MINIMA_CHECK(t.defined(), "save_safetensors: tensor '", name, "' is undefined");
+    MINIMA_CHECK(name != "__metadata__" && !header.contains(name), "save_safetensors: duplicate or reserved name '",
+                 name, "'");
+    Tensor c;
+    {
+      NoGradGuard ng;
+      c = t.detach().cpu().contiguous();
+    }
+    int64_t bytes = c.numel() * int64_t(c.element_size());
+    Json e = Json::object();
+    e["dtype"] = safetensors_dtype(c.dtype());
+    Json shape = Json::array();
+    for (int64_t s : c.shape()) shape.push_back(Json(s));
+    e["shape"] = shape;
+    Json offs = Json::array();
+    offs.push_back(Json(offset));
+    offs.push_back(Json(offset + bytes));
+    e["data_offsets"] = offs;
+    header[name] = e;
+    offset += bytes;
+    host.push_back(c);
+  }
+  std::string h = header.dump(-1);
+  while (h.size() % 8) h += ' ';
+  uint64_t n = h.size();
+
+  std::string tmp = path + ".tmp." + std::to_string(getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    MINIMA_CHECK(f.good(), "save_safetensors: cannot open '", tmp, "' for writing");
+    f.write(reinterpret_cast<const char*>(&n), 8);
+    f.write(h.data(), std::streamsize(h.size()));
+    for (const Tensor& c : host)
+      f.write(static_cast<const char*>(c.data_ptr()), std::streamsize(c.numel() * int64_t(c.element_size())));
+    f.flush();
+    if (!f.good()) {
+      std::remove(tmp.c_str());
+      throw Error(str("save_safetensors: writing '", tmp, "' failed (disk full?)"));
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error(str("save_safetensors: cannot rename '", tmp, "' to '", path, "'"));
+  }
+}
+
+SafeTensors load_safetensors(const std::string& path) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  MINIMA_CHECK(f.good(), "load_safetensors: cannot open '", path, "'");
+  int64_t size = int64_t(f.tellg());
+  f.seekg(0);
+  MINIMA_CHECK(size >= 8, "load_safetensors: '", path, "' is ", size, " bytes, too short for a header length");
+  uint64_t n = 0;
+  f.read(reinterpret_cast<char*>(&n), 8);
+  MINIMA_CHECK(n <= uint64_t(size - 8) && n < (uint64_t(1) << 30), "load_safetensors: '", path,
+               "': header length ", n, " exceeds the file size ", size);
+  std::string h(n, '\0');
+  f.read(h.data(), std::streamsize(n));
+  Json header;
+  try {
+    header = Json::parse(h);
+  } catch (const Error& e) {
+    throw Error(str("load_safetensors: '", path, "': bad JSON header: ", e.what()));
+  }
+  MINIMA_CHECK(header.is_object(), "load_safetensors: '", path, "': header is not a JSON object");
+  const int64_t data_start = 8 + int64_t(n), data_size = size - data_start;
+  SafeTensors out;
+  for (const auto& [name, e] : header.items()) {
+    if (name == "__metadata__") {
+      for (const auto& [k, v] : e.items()) {
+        MINIMA_CHECK(v.is_string(), "load_safetensors: '", path, "': __metadata__ value of '", k, "' is not a string");
+        out.metadata.emplace_back(k, v.as_string());
+      }
+      continue;
+    }
+    auto where = [&] { return str("load_safetensors: '", path, "', tensor '", name, "': "); };
+    MINIMA_CHECK(e.is_object() && e.contains("dtype") && e.contains("shape") && e.contains("data_offsets"), where(),
+                 "entry needs dtype, shape and data_offsets");
+    DType dt;
+    MINIMA_CHECK(parse_dtype(e.at("dtype").as_string(), dt), where(), "unsupported dtype ", e.at("dtype").as_string(),
+                 " (supported: F32, F64, BF16, I64, U8)");
+    Shape shape;
+    for (const auto& s : e.at("shape").elements()) {
+      MINIMA_CHECK(s.as_int() >= 0, where(), "negative size in shape");
+      shape.push_back(s.as_int());
+    }
+    const Json& offs = e.at("data_offsets");
+    MINIMA_CHECK(offs.size() == 2, where(), "data_offsets must be [begin, end]");
+    int64_t b = offs[0].as_int(), en = offs[1].as_int();
+    int64_t expect = numel_of(shape) * int64_t(dtype_size(dt));
+    MINIMA_CHECK(0 <= b && b <= en && en <= data_size, where(), "data_offsets [", b, ", ", en,
+                 "] outside the data section of ", data_size, " bytes (truncated file?)");
+    MINIMA_CHECK(en - b == expect, where(), "data_offsets span ", en - b, " bytes but shape ", shape_str(shape), " of ",
+                 dtype_name(dt), " needs ", expect);
+    Tensor t = empty(shape, dt);
+    f.seekg(data_start + b);
+    f.read(static_cast<char*>(t.data_ptr()), std::streamsize(expect));
+    MINIMA_CHECK(f.good(), where(), "read failed at byte ", data_start + b);
+    out.tensors.emplace_back(name, t);
+  }
+  return out;
+}
+
+void load_state_dict(Module& m, const NamedTensors& src, const std::vector<std::string>& ignore_prefixes) {
+  auto ignored = [&](const std::string& k) {
+    for (const auto& p : ignore_prefixes)
+      if (k.rfind(p, 0) == 0) return true;
+    return false;
+  };
+  std::map<std::string, Tensor> given;
+  for (const auto& [k, t] : src)
+    if (!ignored(k)) given[k] = t;
+  std::vector<std::string> problems;
+  auto dst = m.state_dict();
+  std::map<std::string, bool> known;
+  for (const auto& [k, t] : dst) {
+    known[k] = true;
+    auto it = given.find(k);
+    if (it == given.end()) {
+      problems.push_back(str("missing '", k, "' (", shape_str(t.shape()), " ", dtype_name(t.dtype()), ")"));
+      continue;
+    }
+    const Tensor& s = it->second;
+    if (s.shape() != t.shape())
+      problems.push_back(str("'", k, "': shape ", shape_str(s.shape()), " in the file, ", shape_str(t.shape()),
+                             " in the model"));
+    if (s.dtype() != t.dtype())
+      problems.push_back(str("'", k, "': dtype ", dtype_name(s.dtype()), " in the file, ", dtype_name(t.dtype()),
+                             " in the model"));
+  }
+  for (const auto& [k, t] : src)
+    if (!ignored(k) && !known.count(k)) problems.push_back(str("unexpected '", k, "' (", shape_str(t.shape()), ")"));
+  if (!problems.empty()) {
+    std::string msg = str("load_state_dict: ", problems.size(), " mismatch", problems.size() > 1 ? "es" : "",
+                          " between the file and the model:");
+    for (const auto& p : problems) msg += "\n  " + p;
+    throw Error(msg);
+  }
+  NoGradGuard ng;
+  for (auto& [k, t] : dst) t.copy_(given[k]);
+}
+
+}  // namespace minima::nn

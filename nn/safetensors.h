@@ -1,0 +1,39 @@
+// nn/safetensors.h: reading and writing the safetensors format (the file format of PyTorch
+// checkpoints on the Hugging Face hub): an 8-byte little-endian header length N, N bytes of JSON
+// header {"__metadata__": {string: string}, name: {"dtype", "shape", "data_offsets": [begin, end]}}
+// padded with spaces to a multiple of 8, then the raw little-endian tensor bytes, offsets relative
+// to the end of the header. Supported dtypes: F32, F64, BF16, I64, U8.
+//
+// Saving writes "<path>.tmp.<pid>" and renames it over `path`, so a crash never leaves a torn file.
+#pragma once
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "nn/module.h"
+
+namespace minima::nn {
+
+using Metadata = std::vector<std::pair<std::string, std::string>>;
+
+struct SafeTensors {
+  NamedTensors tensors;  // on the CPU, in file order
+  Metadata metadata;
+  const Tensor* find(const std::string& name) const;
+  const std::string* meta(const std::string& key) const;
+};
+
+// Tensors may live on any device and be non-contiguous; they are copied to the CPU to write.
+void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata = {});
+// Throws minima::Error naming the path and the problem (truncated file, bad header, bad offsets).
+SafeTensors load_safetensors(const std::string& path);
+
+// Copies `src` into the module's parameters and buffers in place (any device; handles stay valid).
+// Checks that the names are exactly the module's state_dict keys and that shapes and dtypes match,
+// and reports every mismatch (missing, unexpected, wrong shape, wrong dtype) in one error.
+// Entries whose name starts with one of `ignore_prefixes` are skipped.
+void load_state_dict(Module& m, const NamedTensors& src, const std::vector<std::string>& ignore_prefixes = {});
+
+const char* safetensors_dtype(DType t);
+
+}  // namespace minima::nn

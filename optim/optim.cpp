@@ -1,0 +1,72 @@
+// optim/optim.cpp: SGD and Adam over flat parameter buffers (see optim.h).
+#include "optim/optim.h"
+
+#include <algorithm>
+
+#include "core/backend.h"
+
+namespace minima::optim {
+
+std::vector<Optimizer::StateEntry> Optimizer::state() const {
+  std::vector<StateEntry> out;
+  const auto& groups = flat_.groups();
+  for (size_t g = 0; g < groups.size(); ++g)
+    for (size_t k = 0; k < groups[g].members.size(); ++k)
+      for (const auto& [slot, bufs] : slots_)
+        out.push_back({groups[g].members[k], slot, flat_.member_view(g, k, bufs[g])});
+  std::sort(out.begin(), out.end(), [](const StateEntry& a, const StateEntry& b) { return a.param < b.param; });
+  return out;
+}
+
+SGD::SGD(std::vector<Tensor> params, SGDOptions o) : Optimizer(std::move(params)), opt_(o) {
+  MINIMA_CHECK(o.lr >= 0, "SGD: invalid learning rate ", o.lr);
+  MINIMA_CHECK(o.momentum >= 0, "SGD: invalid momentum ", o.momentum);
+  MINIMA_CHECK(o.weight_decay >= 0, "SGD: invalid weight_decay ", o.weight_decay);
+  MINIMA_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
+               "SGD: Nesterov momentum requires a momentum and zero dampening");
+  if (o.momentum != 0) {
+    std::vector<Tensor> bufs;
+    for (size_t g = 0; g < flat_.groups().size(); ++g) bufs.push_back(flat_.zeros_like_group(g));
+    slots_.emplace_back("momentum_buffer", std::move(bufs));
+  }
+}
+
+void SGD::step() {
+  flat_.sync();
+  NoGradGuard ng;
+  auto& groups = flat_.groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    Tensor buf = opt_.momentum != 0 ? slots_[0].second[g] : Tensor();
+    backend_for(groups[g].device)
+        .sgd_update(groups[g].params, groups[g].grads, buf, opt_.lr, opt_.momentum, opt_.dampening,
+                    opt_.weight_decay, opt_.nesterov, steps_ == 0);
+  }
+  ++steps_;
+}
+
+Adam::Adam(std::vector<Tensor> params, AdamOptions o) : Optimizer(std::move(params)), opt_(o) {
+  MINIMA_CHECK(o.lr >= 0, "Adam: invalid learning rate ", o.lr);
+  MINIMA_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, "Adam: betas must be in [0, 1), got ",
+               o.beta1, ", ", o.beta2);
+  MINIMA_CHECK(o.eps >= 0, "Adam: invalid eps ", o.eps);
+  std::vector<Tensor> m, v;
+  for (size_t g = 0; g < flat_.groups().size(); ++g) {
+    m.push_back(flat_.zeros_like_group(g));
+    v.push_back(flat_.zeros_like_group(g));
+  }
+  slots_.emplace_back("exp_avg", std::move(m));
+  slots_.emplace_back("exp_avg_sq", std::move(v));
+}
+
+void Adam::step() {
+  flat_.sync();
+  NoGradGuard ng;
+  ++steps_;
+  auto& groups = flat_.groups();
+  for (size_t g = 0; g < groups.size(); ++g)
+    backend_for(groups[g].device)
+        .adam_update(groups[g].params, groups[g].grads, slots_[0].second[g], slots_[1].second[g], opt_.lr,
+                     opt_.beta1, opt_.beta2, opt_.eps, opt_.weight_decay, steps_);
+}
+
+}  // namespace minima::optim

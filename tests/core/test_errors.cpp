@@ -1,0 +1,189 @@
+// tests/core/test_errors.cpp: every misuse ends in a minima::Error whose message names what was
+// expected and what was found (shapes printed as [2, 3], dtypes, devices); nothing crashes or
+// silently computes garbage. Covers shape mismatches, dtype mismatches, device errors, bad
+// arguments to views and indexing, and misuse of backward and in-place writes.
+#include <doctest/doctest.h>
+
+#include "core/backend.h"
+#include "core/ops.h"
+#include "core/random.h"
+#include "test_util.h"
+
+using namespace minima;
+using namespace minima::testing;
+
+TEST_CASE("errors: shape mismatches name both shapes") {
+  Tensor a = zeros({2, 3}), b = zeros({4, 3});
+  check_error([&] { add(a, b); }, {"[2, 3]", "[4, 3]", "add"});
+  check_error([&] { mul(zeros({2, 3, 4}), zeros({3, 3})); }, {"[2, 3, 4]", "[3, 3]"});
+  check_error([&] { matmul(zeros({2, 3}), zeros({4, 5})); }, {"[2, 3]", "[4, 5]", "matmul"});
+  check_error([&] { matmul(zeros({7}), zeros({6})); }, {"[7]", "[6]"});
+  check_error([&] { matmul(zeros({2, 2, 3}), zeros({3, 3, 4})); }, {"[2]", "[3]"});
+  check_error([&] { matmul(zeros({}), zeros({3})); }, {"[]", "[3]"});
+  check_error([&] { linear(zeros({5, 3}), zeros({4, 2})); }, {"[5, 3]", "[4, 2]"});
+  check_error([&] { linear(zeros({5, 3}), zeros({4, 3}), zeros({5})); }, {"[5]", "[4, 3]"});
+  check_error([&] { cat({zeros({2, 3}), zeros({2, 4})}, 0); }, {"[2, 3]", "[2, 4]", "cat"});
+  check_error([&] { cat({zeros({2, 3}), zeros({2, 3, 1})}, 0); }, {"[2, 3, 1]", "[2, 3]"});
+  check_error([&] { stack({zeros({2, 3}), zeros({3, 2})}, 0); }, {"[2, 3]", "[3, 2]"});
+  check_error([&] { where(zeros({2}, TensorOptions(DType::u8)), zeros({3}), zeros({3})); }, {"[2]", "[3]"});
+  check_error([&] { mse_loss(zeros({2, 3}), zeros({3, 2})); }, {"[2, 3]", "[3, 2]"});
+  check_error([&] { binary_cross_entropy_with_logits(zeros({4}), zeros({5})); }, {"[4]", "[5]"});
+}
+
+TEST_CASE("errors: conv2d and pooling arguments") {
+  check_error([&] { conv2d(zeros({1, 3, 5, 5}), zeros({4, 2, 3, 3})); }, {"[1, 3, 5, 5]", "[4, 2, 3, 3]"});
+  Conv2dParams g2;
+  g2.groups = 2;
+  check_error([&] { conv2d(zeros({1, 3, 5, 5}), zeros({4, 3, 3, 3}), Tensor(), g2); }, {"groups"});
+  check_error([&] { conv2d(zeros({3, 5, 5}), zeros({4, 3, 3, 3})); }, {"[3, 5, 5]"});
+  check_error([&] { conv2d(zeros({1, 3, 2, 2}), zeros({4, 3, 3, 3})); }, {"[1, 3, 2, 2]", "too small"});
+  Conv2dParams s2;
+  s2.stride_h = s2.stride_w = 2;  // a strided window that does not fit must not round up to 1
+  check_error([&] { conv2d(zeros({1, 3, 2, 2}), zeros({4, 3, 3, 3}), Tensor(), s2); }, {"[1, 3, 2, 2]", "too small"});
+  check_error([&] { avg_pool2d(zeros({1, 1, 2, 5}), 3); }, {"[1, 1, 2, 5]"});
+  check_error([&] { conv2d(zeros({1, 3, 5, 5}), zeros({4, 3, 3, 3}), zeros({3})); }, {"[3]", "4"});
+  Conv2dParams bad;
+  bad.stride_h = 0;
+  check_error([&] { conv2d(zeros({1, 3, 5, 5}), zeros({4, 3, 3, 3}), Tensor(), bad); }, {"stride"});
+  check_error([&] { max_pool2d(zeros({1, 1, 2, 2}), 3); }, {"[1, 1, 2, 2]"});
+  check_error([&] { max_pool2d(zeros({1, 1, 4, 4}), 2, 2, 2); }, {"padding"});
+  check_error([&] { avg_pool2d(zeros({4, 4}), 2); }, {"[4, 4]"});
+  check_error([&] { adaptive_avg_pool2d(zeros({1, 1, 4, 4}), 0, 2); }, {"0x2"});
+  check_error([&] { batch_norm(zeros({2, 3, 4, 4}), zeros({4}), Tensor(), Tensor(), Tensor(), true); },
+              {"[4]", "[2, 3, 4, 4]"});
+  check_error([&] { batch_norm(zeros({1, 3}), Tensor(), Tensor(), Tensor(), Tensor(), true); }, {"[1, 3]"});
+  check_error([&] { batch_norm(zeros({2, 3}), Tensor(), Tensor(), Tensor(), Tensor(), false); },
+              {"running_mean"});
+}
+
+TEST_CASE("errors: dtype mismatches name both dtypes") {
+  check_error([&] { conv2d(zeros({1, 3, 5, 5}, f32()), zeros({4, 3, 3, 3}, f64())); }, {"float32", "float64"});
+  check_error([&] { exp(zeros({3}, TensorOptions(DType::i64))); }, {"int64", "[3]"});
+  check_error([&] { mean(zeros({3}, TensorOptions(DType::u8))); }, {"uint8"});
+  check_error([&] { matmul(zeros({2, 2}, TensorOptions(DType::i64)), zeros({2, 2})); }, {"int64"});
+  check_error([&] { where(zeros({3}), zeros({3}), zeros({3})); }, {"uint8", "float32"});
+  check_error([&] { index_select(zeros({3}), 0, zeros({2})); }, {"int64", "float32"});
+  check_error([&] { gather(zeros({3}), 0, zeros({2})); }, {"int64", "float32"});
+  check_error([&] { cross_entropy(zeros({2, 3}), zeros({2})); }, {"int64", "float32"});
+  check_error([&] { zeros({2}, TensorOptions(DType::i64)).requires_grad_(true); }, {"int64"});
+  check_error([&] { zeros({2}).data<double>(); }, {"float64", "float32"});
+  Generator g(1);
+  check_error([&] { rand({2}, g, TensorOptions(DType::i64)); }, {"int64"});
+}
+
+TEST_CASE("errors: cross_entropy and nll_loss arguments") {
+  Tensor logits = zeros({4, 3});
+  Tensor t5 = zeros({5}, TensorOptions(DType::i64));
+  check_error([&] { cross_entropy(logits, t5); }, {"[4, 3]", "5"});
+  check_error([&] { cross_entropy(zeros({2, 3, 4}), zeros({2}, TensorOptions(DType::i64))); }, {"[2, 3, 4]"});
+  check_error([&] { nll_loss(logits, zeros({4, 1}, TensorOptions(DType::i64))); }, {"[4, 1]"});
+  Tensor bad = from_vector<int64_t>({0, 1, 7, 2}, {4}, TensorOptions(DType::i64));
+  check_error([&] { cross_entropy(logits, bad); }, {"7", "3 classes"});
+  Tensor neg = from_vector<int64_t>({0, -1, 1, 2}, {4}, TensorOptions(DType::i64));
+  check_error([&] { cross_entropy(logits, neg); }, {"-1"});
+}
+
+TEST_CASE("errors: views and indexing") {
+  Tensor x = zeros({2, 3});
+  check_error([&] { x.view({4}); }, {"[4]", "[2, 3]"});
+  check_error([&] { x.reshape({-1, -1}); }, {"-1"});
+  check_error([&] { x.reshape({4, -1}); }, {"[4, -1]", "[2, 3]"});
+  check_error([&] { x.t().view({6}); }, {"[3, 2]", "reshape"});
+  check_error([&] { x.permute({0}); }, {"[2, 3]"});
+  check_error([&] { x.permute({0, 0}); }, {"repeated"});
+  check_error([&] { x.expand({4, 3}); }, {"[2, 3]", "[4, 3]"});
+  check_error([&] { x.expand({3}); }, {"[2, 3]", "[3]"});
+  check_error([&] { zeros({1, 3}).expand({-2, 3}); }, {"-2"});
+  check_error([&] { zeros({2, 3, 4}).flatten(2, 1); }, {"[2, 3, 4]"});
+  check_error([&] { x.narrow(1, 2, 2); }, {"[2, 3]"});
+  check_error([&] { x.select(0, 2); }, {"[2, 3]", "2"});
+  check_error([&] { x.select(0, -3); }, {"[2, 3]"});
+  check_error([&] { x.slice(1, 0, 3, 0); }, {"step"});
+  check_error([&] { x.size(2); }, {"dim 2"});
+  check_error([&] { sum(x, {2}); }, {"dim 2"});
+  check_error([&] { sum(x, {0, -2}); }, {"repeated"});
+  check_error([&] { x.transpose(0, 5); }, {"dim 5"});
+  Tensor idx = from_vector<int64_t>({0, 3}, {2}, TensorOptions(DType::i64));
+  check_error([&] { index_select(x, 1, idx); }, {"index 3", "size 3"});
+  Tensor gi = from_vector<int64_t>({0, 5, 1}, {1, 3}, TensorOptions(DType::i64));
+  check_error([&] { gather(x, 0, gi); }, {"index 5"});
+  check_error([&] { gather(x, 1, zeros({2}, TensorOptions(DType::i64))); }, {"[2]", "[2, 3]"});
+  check_error([&] { pad(x, {1}); }, {"[1]"});
+  check_error([&] { pad(x, {1, -1}); }, {"negative"});
+  check_error([&] { flip(x, {2}); }, {"dim 2"});
+  check_error([&] { x.item(); }, {"[2, 3]"});
+  check_error([&] { from_vector<float>({1, 2, 3}, {2, 2}); }, {"[2, 2]", "3 values"});
+  check_error([&] { empty({2, -1}); }, {"[2, -1]"});
+  check_error([&] { clamp(x, 1.0, 0.0); }, {"clamp"});
+  check_error([&] { var(zeros({1}), {0}); }, {"correction"});
+  check_error([&] { max(zeros({0, 3})); }, {"[0, 3]"});
+  Generator g(1);
+  check_error([&] { randint({2}, 0, g); }, {"high"});
+  check_error([&] { arange(0.0, 1.0, 0.0); }, {"step"});
+}
+
+TEST_CASE("errors: devices") {
+  check_error([&] { Device::parse("tpu"); }, {"tpu", "cpu", "cuda"});
+  check_error([&] { Device::parse("cuda:x"); }, {"cuda:x"});
+  check_error([&] { Device::parse("cuda:-1"); }, {"cuda:-1"});
+  check_error([&] { Device::parse("cuda:1a"); }, {"cuda:1a"});
+  CHECK(Device::parse("cpu") == Device::cpu());
+  CHECK(Device::parse("cuda") == Device::cuda(0));
+  CHECK(Device::parse("cuda:3") == Device::cuda(3));
+  CHECK(Device::cuda(1).str() == "cuda:1");
+  if (!cuda_available()) {
+    // Without a usable GPU, asking for one fails with a message that says so.
+    std::string msg = error_of([&] { zeros({2, 3}, Device::cuda()); });
+    CHECK(msg.find("CUDA") != std::string::npos);
+    std::string msg2 = error_of([&] { ones({4}).to(Device::cuda()); });
+    CHECK(msg2.find("CUDA") != std::string::npos);
+  }
+}
+
+TEST_CASE("errors: backward misuse") {
+  Generator g(2);
+  Tensor x = urand({2, 3}, g);
+  x.requires_grad_(true);
+  Tensor y = mul(x, 2.0);
+  // Non-scalar output without an explicit gradient.
+  check_error([&] { y.backward(); }, {"[2, 3]", "scalar"});
+  // A gradient of the wrong shape.
+  check_error([&] { y.backward(ones({3, 2}, f64())); }, {"[3, 2]", "[2, 3]"});
+  // A tensor that does not require grad.
+  Tensor c = urand({3}, g);
+  check_error([&] { sum(c).backward(); }, {"does not require grad"});
+  {
+    NoGradGuard ng;
+    Tensor z = sum(mul(x, x));
+    check_error([&] { z.backward(); }, {"does not require grad"});
+  }
+  // A second backward without retain_graph.
+  Tensor s = sum(exp(x));
+  s.backward();
+  check_error([&] { s.backward(); }, {"second time", "retain_graph"});
+  // requires_grad_ on a non-leaf.
+  check_error([&] { y.requires_grad_(true); }, {"leaf"});
+}
+
+TEST_CASE("errors: in-place writes to tensors that require grad") {
+  Generator g(3);
+  Tensor w = urand({3}, g);
+  w.requires_grad_(true);
+  check_error([&] { w.fill_(0.0); }, {"fill_", "[3]", "requires grad"});
+  check_error([&] { w.zero_(); }, {"[3]"});
+  check_error([&] { w.add_(ones({3}, f64())); }, {"add_", "[3]"});
+  check_error([&] { w.mul_(2.0); }, {"mul_", "[3]"});
+  check_error([&] { w.copy_(ones({3}, f64())); }, {"copy_", "[3]"});
+  Tensor h = exp(w);  // a non-leaf that requires grad
+  check_error([&] { h.mul_(2.0); }, {"mul_"});
+  // Allowed under NoGradGuard, which is how optimizers update parameters.
+  std::vector<double> before = values(w);
+  {
+    NoGradGuard ng;
+    w.add_(ones({3}, f64()), 0.5);
+  }
+  std::vector<double> after = values(w);
+  for (size_t i = 0; i < 3; ++i) CHECK(after[i] == before[i] + 0.5);
+  // Errors leave the tensor untouched.
+  CHECK(values(w) == after);
+}

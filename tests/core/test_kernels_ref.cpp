@@ -1,0 +1,900 @@
+// tests/core/test_kernels_ref.cpp: forward results of the CPU kernels against naive reference
+// loops written here: GEMM (odd shapes, strided operands and outputs, alpha/beta, batches),
+// conv2d (forward and both backward kernels), pooling, adaptive pooling, batch norm (training
+// statistics, running-stat update with PyTorch's conventions, evaluation), log_softmax, the
+// reductions, the elementwise math, gather, and the fused optimizer updates.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "core/backend.h"
+#include "core/ops.h"
+#include "core/random.h"
+#include "test_util.h"
+
+using namespace minima;
+using namespace minima::testing;
+
+namespace {
+
+constexpr double kU32 = 5.960464477539063e-08;  // 2^-24, unit roundoff of float32
+constexpr double kU64 = 1.1102230246251565e-16;  // 2^-53
+
+double unit_roundoff(DType t) { return t == DType::f32 ? kU32 : kU64; }
+
+// Naive C = A @ B in double with the matching error bound K * u * sum |a||b| per element.
+void naive_matmul(const Tensor& a, const Tensor& b, std::vector<double>& c, std::vector<double>& bound, double u) {
+  int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  c.assign(size_t(M * N), 0.0);
+  bound.assign(size_t(M * N), 0.0);
+  std::vector<double> av = values(a), bv = values(b);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t k = 0; k < K; ++k) {
+      double x = av[size_t(i * K + k)];
+      for (int64_t j = 0; j < N; ++j) {
+        c[size_t(i * N + j)] += x * bv[size_t(k * N + j)];
+        bound[size_t(i * N + j)] += std::abs(x * bv[size_t(k * N + j)]);
+      }
+    }
+  for (auto& e : bound) e = 2.0 * double(K + 2) * u * e + 1e-300;
+}
+
+void check_within(const std::vector<double>& got, const std::vector<double>& want, const std::vector<double>& bound) {
+  REQUIRE(got.size() == want.size());
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    if (!(std::abs(got[i] - want[i]) <= bound[i])) {
+      if (!bad) first = i;
+      ++bad;
+    }
+  CHECK_MESSAGE(bad == 0, bad << " elements outside the bound; first: element " << first << " got "
+                                << got[first] << " want " << want[first] << " bound " << bound[first]);
+}
+
+}  // namespace
+
+TEST_CASE("kernels: GEMM on odd shapes in float32 and float64") {
+  Generator g(400);
+  struct S {
+    int64_t M, K, N;
+  };
+  for (DType t : {DType::f32, DType::f64})
+    for (S s : std::vector<S>{{1, 1, 1}, {7, 13, 5}, {97, 131, 259}, {300, 17, 513}, {1, 300, 1}, {5, 1, 9}, {2, 600, 3}}) {
+      INFO(std::string(dtype_name(t)) << " M=" << s.M << " K=" << s.K << " N=" << s.N);
+      Tensor a = urand({s.M, s.K}, g, -1, 1, t), b = urand({s.K, s.N}, g, -1, 1, t);
+      std::vector<double> want, bound;
+      naive_matmul(a, b, want, bound, unit_roundoff(t));
+      Tensor c = matmul(a, b);
+      CHECK(c.dtype() == t);
+      CHECK(c.shape() == Shape{s.M, s.N});
+      check_within(values(c), want, bound);
+      // The same product from transposed operand views: A = (A^T)^T, B = (B^T)^T.
+      Tensor at_ = a.t().contiguous().t(), bt = b.t().contiguous().t();
+      CHECK_FALSE((s.M > 1 && s.K > 1 && at_.is_contiguous()));
+      check_within(values(matmul(at_, bt)), want, bound);
+      check_within(values(matmul(at_, b)), want, bound);
+      // Strided (every other column) operands.
+      Tensor as = full({s.M, 2 * s.K}, 1e6, TensorOptions(t)).slice(1, 0, 2 * s.K, 2);
+      as.copy_(a);
+      check_within(values(matmul(as, bt)), want, bound);
+    }
+}
+
+TEST_CASE("kernels: GEMM alpha and beta into strided outputs") {
+  Generator g(401);
+  for (DType t : {DType::f32, DType::f64}) {
+    int64_t B = 2, M = 19, K = 300, N = 23;  // K spans two K-blocks: beta must apply once
+    Tensor a = urand({B, M, K}, g, -1, 1, t), b = urand({B, K, N}, g, -1, 1, t);
+    Tensor c0 = urand({B, N, M}, g, -1, 1, t);
+    Tensor c = c0.clone().transpose(1, 2);  // a non-contiguous [B, M, N] output
+    double alpha = 0.75, beta = -1.5;
+    cpu_backend().gemm(c, a, b, alpha, beta);
+    for (int64_t bi = 0; bi < B; ++bi) {
+      std::vector<double> want, bound;
+      naive_matmul(a.select(0, bi), b.select(0, bi), want, bound, unit_roundoff(t));
+      Tensor c0t = c0.select(0, bi).t();
+      std::vector<double> prev = values(c0t), got = values(c.select(0, bi));
+      for (size_t i = 0; i < want.size(); ++i) {
+        want[i] = alpha * want[i] + beta * prev[i];
+        bound[i] = bound[i] + 4 * unit_roundoff(t) * (std::abs(want[i]) + std::abs(prev[i]));
+      }
+      check_within(got, want, bound);
+    }
+    // beta = 0 ignores whatever the output held (even NaN).
+    Tensor cn = full({B, M, N}, std::numeric_limits<double>::quiet_NaN(), TensorOptions(t));
+    cpu_backend().gemm(cn, a, b, 1.0, 0.0);
+    for (double v : values(cn)) REQUIRE_FALSE(std::isnan(v));
+  }
+}
+
+TEST_CASE("kernels: batched matmul with broadcasting against per-matrix products") {
+  Generator g(402);
+  for (DType t : {DType::f32, DType::f64}) {
+    // Many small products (one per thread) and a broadcast batch.
+    Tensor a = urand({8, 7, 13}, g, -1, 1, t), b = urand({8, 13, 5}, g, -1, 1, t);
+    Tensor c = matmul(a, b);
+    for (int64_t i = 0; i < 8; ++i) {
+      std::vector<double> want, bound;
+      naive_matmul(a.select(0, i), b.select(0, i), want, bound, unit_roundoff(t));
+      check_within(values(c.select(0, i)), want, bound);
+    }
+    Tensor p = urand({3, 1, 4, 6}, g, -1, 1, t), q = urand({2, 6, 5}, g, -1, 1, t);
+    Tensor r = matmul(p, q);
+    CHECK(r.shape() == Shape{3, 2, 4, 5});
+    for (int64_t i = 0; i < 3; ++i)
+      for (int64_t j = 0; j < 2; ++j) {
+        std::vector<double> want, bound;
+        naive_matmul(p.select(0, i).select(0, 0), q.select(0, j), want, bound, unit_roundoff(t));
+        check_within(values(r.select(0, i).select(0, j)), want, bound);
+      }
+  }
+  // bfloat16 operands compute in float32 and round once.
+  Tensor a = urand({9, 33}, g, -1, 1, DType::bf16), b = urand({33, 7}, g, -1, 1, DType::bf16);
+  Tensor c = matmul(a, b);
+  CHECK(c.dtype() == DType::bf16);
+  std::vector<double> want, bound;
+  naive_matmul(a, b, want, bound, kU32);
+  std::vector<double> got = values(c);
+  for (size_t i = 0; i < got.size(); ++i) CHECK(std::abs(got[i] - want[i]) <= bound[i] + 0.0079 * std::abs(want[i]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convolution
+// ---------------------------------------------------------------------------------------------
+namespace {
+struct ConvGeom {
+  int64_t N, C, H, W, O, KH, KW, OH, OW, G;
+  Conv2dParams p;
+};
+ConvGeom conv_geom(const Shape& x, const Shape& w, const Conv2dParams& p) {
+  ConvGeom g{x[0], x[1], x[2], x[3], w[0], w[2], w[3], 0, 0, p.groups, p};
+  g.OH = (g.H + 2 * p.pad_h - p.dil_h * (g.KH - 1) - 1) / p.stride_h + 1;
+  g.OW = (g.W + 2 * p.pad_w - p.dil_w * (g.KW - 1) - 1) / p.stride_w + 1;
+  return g;
+}
+// Visits every (n, o, oh, ow, c, kh, kw) term of the convolution sum that hits the input.
+template <class F>
+void conv_terms(const ConvGeom& g, F&& f) {
+  int64_t Cg = g.C / g.G, Og = g.O / g.G;
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t o = 0; o < g.O; ++o)
+      for (int64_t oh = 0; oh < g.OH; ++oh)
+        for (int64_t ow = 0; ow < g.OW; ++ow)
+          for (int64_t cg = 0; cg < Cg; ++cg)
+            for (int64_t kh = 0; kh < g.KH; ++kh)
+              for (int64_t kw = 0; kw < g.KW; ++kw) {
+                int64_t ih = oh * g.p.stride_h - g.p.pad_h + kh * g.p.dil_h;
+                int64_t iw = ow * g.p.stride_w - g.p.pad_w + kw * g.p.dil_w;
+                if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+                int64_t c = (o / Og) * Cg + cg;
+                f(((n * g.O + o) * g.OH + oh) * g.OW + ow, ((n * g.C + c) * g.H + ih) * g.W + iw,
+                  ((o * Cg + cg) * g.KH + kh) * g.KW + kw);
+              }
+}
+Conv2dParams cp(int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t groups) {
+  Conv2dParams p;
+  p.stride_h = sh;
+  p.stride_w = sw;
+  p.pad_h = ph;
+  p.pad_w = pw;
+  p.dil_h = dh;
+  p.dil_w = dw;
+  p.groups = groups;
+  return p;
+}
+}  // namespace
+
+TEST_CASE("kernels: conv2d forward and backward against naive loops") {
+  Generator gen(403);
+  struct C {
+    const char* name;
+    Shape x, w;
+    Conv2dParams p;
+  };
+  std::vector<C> cases = {
+      {"3x3 pad 1", {2, 3, 8, 7}, {5, 3, 3, 3}, cp(1, 1, 1, 1, 1, 1, 1)},
+      {"stride 2", {3, 4, 9, 9}, {6, 4, 3, 3}, cp(2, 2, 1, 1, 1, 1, 1)},
+      {"dilation 2", {2, 2, 9, 8}, {3, 2, 3, 3}, cp(1, 1, 2, 2, 2, 2, 1)},
+      {"groups 2", {2, 4, 6, 6}, {6, 2, 3, 3}, cp(1, 1, 1, 1, 1, 1, 2)},
+      {"depthwise", {2, 6, 5, 7}, {6, 1, 3, 3}, cp(1, 1, 1, 1, 1, 1, 6)},
+      {"1x1", {2, 8, 5, 5}, {4, 8, 1, 1}, cp(1, 1, 0, 0, 1, 1, 1)},
+      {"1x1 grouped", {2, 8, 5, 5}, {4, 4, 1, 1}, cp(1, 1, 0, 0, 1, 1, 2)},
+      {"1x1 stride 2 padded", {1, 3, 6, 6}, {4, 3, 1, 1}, cp(2, 2, 1, 1, 1, 1, 1)},
+      {"5x5 asymmetric", {1, 2, 11, 9}, {3, 2, 5, 3}, cp(2, 1, 2, 0, 1, 2, 1)},
+      {"batch of 17", {17, 3, 6, 6}, {4, 3, 3, 3}, cp(1, 1, 1, 1, 1, 1, 1)},
+  };
+  for (DType t : {DType::f32, DType::f64})
+    for (const auto& c : cases) {
+      INFO(std::string(dtype_name(t)) << " conv2d " << c.name);
+      ConvGeom g = conv_geom(c.x, c.w, c.p);
+      Tensor x = urand(c.x, gen, -1, 1, t), w = urand(c.w, gen, -1, 1, t), b = urand({c.w[0]}, gen, -1, 1, t);
+      std::vector<double> xv = values(x), wv = values(w), bv = values(b);
+      // Forward.
+      Tensor y = conv2d(x, w, b, c.p);
+      REQUIRE(y.shape() == Shape{g.N, g.O, g.OH, g.OW});
+      std::vector<double> want(size_t(y.numel()), 0.0), bound(size_t(y.numel()), 0.0);
+      for (int64_t i = 0; i < y.numel(); ++i) want[size_t(i)] = bv[size_t((i / (g.OH * g.OW)) % g.O)];
+      conv_terms(g, [&](int64_t yi, int64_t xi, int64_t wi) {
+        want[size_t(yi)] += xv[size_t(xi)] * wv[size_t(wi)];
+        bound[size_t(yi)] += std::abs(xv[size_t(xi)] * wv[size_t(wi)]);
+      });
+      int64_t K = (c.x[1] / c.p.groups) * g.KH * g.KW + 1;
+      for (size_t i = 0; i < bound.size(); ++i)
+        bound[i] = 2.0 * double(K + 2) * unit_roundoff(t) * (bound[i] + std::abs(bv[(i / size_t(g.OH * g.OW)) % size_t(g.O)]));
+      check_within(values(y), want, bound);
+      // Backward kernels for a random upstream gradient.
+      Tensor gy = urand(y.shape(), gen, -1, 1, t);
+      std::vector<double> gyv = values(gy);
+      std::vector<double> gx_want(xv.size(), 0.0), gx_b(xv.size(), 0.0), gw_want(wv.size(), 0.0),
+          gw_b(wv.size(), 0.0);
+      conv_terms(g, [&](int64_t yi, int64_t xi, int64_t wi) {
+        gx_want[size_t(xi)] += gyv[size_t(yi)] * wv[size_t(wi)];
+        gx_b[size_t(xi)] += std::abs(gyv[size_t(yi)] * wv[size_t(wi)]);
+        gw_want[size_t(wi)] += gyv[size_t(yi)] * xv[size_t(xi)];
+        gw_b[size_t(wi)] += std::abs(gyv[size_t(yi)] * xv[size_t(xi)]);
+      });
+      double kx = 2.0 * double(g.O * g.KH * g.KW + 2) * unit_roundoff(t);
+      double kw = 2.0 * double(g.N * g.OH * g.OW + 2) * unit_roundoff(t);
+      for (auto& e : gx_b) e = kx * e + 1e-300;
+      for (auto& e : gw_b) e = kw * e + 1e-300;
+      Tensor gx = full(x.shape(), 1e30, TensorOptions(t));  // poisoned: every element must be written
+      Tensor gw = full(w.shape(), 1e30, TensorOptions(t));
+      cpu_backend().conv2d_backward_input(gx, gy, w, c.p);
+      cpu_backend().conv2d_backward_weight(gw, gy, x, c.p);
+      check_within(values(gx), gx_want, gx_b);
+      check_within(values(gw), gw_want, gw_b);
+    }
+}
+
+TEST_CASE("kernels: conv2d on non-contiguous inputs and bfloat16") {
+  Generator gen(404);
+  Conv2dParams p = cp(1, 1, 1, 1, 1, 1, 1);
+  Tensor x = urand({2, 3, 6, 5}, gen), w = urand({4, 3, 3, 3}, gen);
+  Tensor ref = conv2d(x, w, Tensor(), p);
+  Tensor xt = x.transpose(2, 3).contiguous().transpose(2, 3);
+  MINIMA_CHECK_CLOSE(values(conv2d(xt, w, Tensor(), p)), values(ref), 1e-14, 1e-14);
+  // bf16: compare with the f32 conv of the same (rounded) values, to bf16 precision.
+  Tensor xb = x.to(DType::bf16), wb = w.to(DType::bf16);
+  Tensor yb = conv2d(xb, wb, Tensor(), p);
+  CHECK(yb.dtype() == DType::bf16);
+  Tensor yf = conv2d(xb.to(DType::f32), wb.to(DType::f32), Tensor(), p);
+  MINIMA_CHECK_CLOSE(values(yb), values(yf), 1e-2, 8e-3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pooling
+// ---------------------------------------------------------------------------------------------
+namespace {
+std::vector<double> naive_pool(const Tensor& x, int64_t k, int64_t s, int64_t p, bool is_max, bool include_pad,
+                               int64_t& OH, int64_t& OW) {
+  int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  OH = (H + 2 * p - k) / s + 1;
+  OW = (W + 2 * p - k) / s + 1;
+  std::vector<double> out;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          double best = -std::numeric_limits<double>::infinity(), sum = 0;
+          int64_t cnt = 0, padded = 0;
+          for (int64_t i = 0; i < k; ++i)
+            for (int64_t j = 0; j < k; ++j) {
+              int64_t h = oh * s - p + i, w = ow * s - p + j;
+              // PyTorch counts padded positions inside [-p, H + p) only.
+              if (h < H + p && w < W + p) ++padded;
+              if (h < 0 || h >= H || w < 0 || w >= W) continue;
+              double v = at(x, {n, c, h, w});
+              best = std::max(best, v);
+              sum += v;
+              ++cnt;
+            }
+          out.push_back(is_max ? best : sum / double(include_pad ? padded : cnt));
+        }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("kernels: max and avg pooling against naive loops") {
+  Generator g(405);
+  struct C {
+    Shape x;
+    int64_t k, s, p;
+  };
+  for (DType t : {DType::f32, DType::f64})
+    for (auto c : std::vector<C>{{{2, 3, 8, 8}, 2, 2, 0},
+                                 {{2, 2, 7, 9}, 3, 2, 1},
+                                 {{1, 2, 5, 5}, 3, 1, 1},
+                                 {{1, 1, 6, 7}, 4, 3, 2},
+                                 {{3, 2, 5, 4}, 5, 5, 2},
+                                 {{1, 1, 1, 1}, 1, 1, 0}}) {
+      INFO(std::string(dtype_name(t)) << " pool " << shape_str(c.x) << " k " << c.k << " s " << c.s << " p " << c.p);
+      Tensor x = urand(c.x, g, -1, 1, t);
+      int64_t OH, OW;
+      std::vector<double> want = naive_pool(x, c.k, c.s, c.p, true, true, OH, OW);
+      Tensor y = max_pool2d(x, c.k, c.s, c.p);
+      CHECK(y.shape() == Shape{c.x[0], c.x[1], OH, OW});
+      CHECK(values(y) == want);
+      for (bool inc : {true, false}) {
+        std::vector<double> aw = naive_pool(x, c.k, c.s, c.p, false, inc, OH, OW);
+        MINIMA_CHECK_CLOSE(values(avg_pool2d(x, c.k, c.s, c.p, inc)), aw, 4 * unit_roundoff(t) * c.k * c.k, 0.0);
+      }
+    }
+  // The default stride is the kernel size.
+  Tensor x = urand({1, 1, 6, 6}, g);
+  CHECK(values(max_pool2d(x, 3)) == values(max_pool2d(x, 3, 3)));
+}
+
+TEST_CASE("kernels: max_pool2d backward routes each gradient to its window's maximum") {
+  Generator g(406);
+  Tensor x = distinct({2, 2, 5, 6}, g);
+  x.requires_grad_(true);
+  Tensor y = max_pool2d(x, 3, 2, 1);
+  Tensor gy = urand(y.shape(), g);
+  y.backward(gy);
+  std::vector<double> want(size_t(x.numel()), 0.0);
+  std::vector<double> gyv = values(gy);
+  int64_t OH = y.size(2), OW = y.size(3);
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t c = 0; c < 2; ++c)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          double best = -1e300;
+          int64_t bi = -1;
+          for (int64_t h = std::max<int64_t>(0, oh * 2 - 1); h < std::min<int64_t>(5, oh * 2 + 2); ++h)
+            for (int64_t w = std::max<int64_t>(0, ow * 2 - 1); w < std::min<int64_t>(6, ow * 2 + 2); ++w)
+              if (at(x, {n, c, h, w}) > best) {
+                best = at(x, {n, c, h, w});
+                bi = ((n * 2 + c) * 5 + h) * 6 + w;
+              }
+          want[size_t(bi)] += gyv[size_t(((n * 2 + c) * OH + oh) * OW + ow)];
+        }
+  MINIMA_CHECK_CLOSE(values(x.grad()), want, 1e-15, 1e-15);
+}
+
+TEST_CASE("kernels: adaptive_avg_pool2d against naive loops") {
+  Generator g(407);
+  struct C {
+    Shape x;
+    int64_t oh, ow;
+  };
+  for (DType t : {DType::f32, DType::f64})
+    for (auto c : std::vector<C>{{{2, 3, 7, 5}, 3, 2},
+                                 {{1, 2, 10, 10}, 3, 3},
+                                 {{1, 1, 5, 5}, 5, 5},
+                                 {{2, 2, 4, 6}, 1, 1},
+                                 {{1, 1, 3, 2}, 5, 4},
+                                 {{1, 2, 13, 11}, 4, 6}}) {
+      INFO(std::string(dtype_name(t)) << " adaptive " << shape_str(c.x) << " -> " << c.oh << "x" << c.ow);
+      Tensor x = urand(c.x, g, -1, 1, t);
+      int64_t H = c.x[2], W = c.x[3];
+      std::vector<double> want;
+      for (int64_t n = 0; n < c.x[0]; ++n)
+        for (int64_t ch = 0; ch < c.x[1]; ++ch)
+          for (int64_t i = 0; i < c.oh; ++i)
+            for (int64_t j = 0; j < c.ow; ++j) {
+              // Window [floor(i*H/oh), ceil((i+1)*H/oh)), computed in floating point here.
+              int64_t h0 = int64_t(std::floor(double(i) * H / c.oh)), h1 = int64_t(std::ceil(double(i + 1) * H / c.oh));
+              int64_t w0 = int64_t(std::floor(double(j) * W / c.ow)), w1 = int64_t(std::ceil(double(j + 1) * W / c.ow));
+              double s = 0;
+              for (int64_t h = h0; h < h1; ++h)
+                for (int64_t w = w0; w < w1; ++w) s += at(x, {n, ch, h, w});
+              want.push_back(s / double((h1 - h0) * (w1 - w0)));
+            }
+      Tensor y = adaptive_avg_pool2d(x, c.oh, c.ow);
+      CHECK(y.shape() == Shape{c.x[0], c.x[1], c.oh, c.ow});
+      MINIMA_CHECK_CLOSE(values(y), want, 1e-300, 8 * unit_roundoff(t) * double(H * W));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batch norm
+// ---------------------------------------------------------------------------------------------
+TEST_CASE("kernels: batch_norm training statistics and running-stat update (PyTorch conventions)") {
+  Generator g(408);
+  for (DType t : {DType::f32, DType::f64})
+    for (Shape s : {Shape{4, 3, 5, 2}, Shape{7, 5}, Shape{2, 2, 1, 3}}) {
+      INFO(std::string(dtype_name(t)) << " batch_norm " << shape_str(s));
+      int64_t N = s[0], C = s[1], S = s.size() == 4 ? s[2] * s[3] : 1, M = N * S;
+      Tensor x = urand(s, g, -2, 3, t);
+      Tensor w = urand({C}, g, 0.5, 1.5, t), b = urand({C}, g, -1, 1, t);
+      Tensor rm0 = urand({C}, g, -1, 1, t), rv0 = urand({C}, g, 0.5, 2, t);
+      Tensor rm = rm0.clone(), rv = rv0.clone();
+      const double momentum = 0.1, eps = 1e-5;
+      Tensor y = batch_norm(x, w, b, rm, rv, true);  // default momentum and eps
+      std::vector<double> xv = values(x.reshape({N, C, S})), yv = values(y.reshape({N, C, S}));
+      std::vector<double> wv = values(w), bv = values(b), rm0v = values(rm0), rv0v = values(rv0);
+      std::vector<double> rmv = values(rm), rvv = values(rv);
+      double tol = t == DType::f32 ? 2e-5 : 1e-12;
+      for (int64_t c = 0; c < C; ++c) {
+        double mean = 0, ss = 0;
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t i = 0; i < S; ++i) mean += xv[size_t((n * C + c) * S + i)];
+        mean /= double(M);
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t i = 0; i < S; ++i) ss += std::pow(xv[size_t((n * C + c) * S + i)] - mean, 2);
+        double biased = ss / double(M), unbiased = ss / double(M - 1);
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t i = 0; i < S; ++i) {
+            size_t k = size_t((n * C + c) * S + i);
+            double want = (xv[k] - mean) / std::sqrt(biased + eps) * wv[size_t(c)] + bv[size_t(c)];
+            CHECK(yv[k] == doctest::Approx(want).epsilon(tol).scale(1.0));
+          }
+        CHECK(rmv[size_t(c)] == doctest::Approx((1 - momentum) * rm0v[size_t(c)] + momentum * mean).epsilon(tol).scale(1.0));
+        CHECK(rvv[size_t(c)] ==
+              doctest::Approx((1 - momentum) * rv0v[size_t(c)] + momentum * unbiased).epsilon(tol).scale(1.0));
+      }
+      // The saved statistics of the kernel: batch mean and 1 / sqrt(biased var + eps).
+      Tensor x4 = x.reshape({N, C, s.size() == 4 ? s[2] : 1, s.size() == 4 ? s[3] : 1}).contiguous();
+      DType st = t == DType::f64 ? DType::f64 : DType::f32;
+      Tensor sm = empty({C}, TensorOptions(st)), si = empty({C}, TensorOptions(st)), yk = empty_like(x4);
+      cpu_backend().batch_norm_forward_train(yk, sm, si, x4, w, b, Tensor(), Tensor(), 0.3, 1e-3);
+      std::vector<double> smv = values(sm), siv = values(si);
+      for (int64_t c = 0; c < C; ++c) {
+        double mean = 0, ss = 0;
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t i = 0; i < S; ++i) mean += xv[size_t((n * C + c) * S + i)];
+        mean /= double(M);
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t i = 0; i < S; ++i) ss += std::pow(xv[size_t((n * C + c) * S + i)] - mean, 2);
+        CHECK(smv[size_t(c)] == doctest::Approx(mean).epsilon(tol).scale(1.0));
+        CHECK(siv[size_t(c)] == doctest::Approx(1.0 / std::sqrt(ss / double(M) + 1e-3)).epsilon(tol));
+      }
+    }
+}
+
+TEST_CASE("kernels: batch_norm running stats converge to the data's statistics") {
+  // Repeated training steps on batches from one distribution: running_mean -> mean,
+  // running_var -> variance (the unbiased estimate makes it unbiased on average).
+  Generator g(409);
+  Tensor rm = zeros({2}, f64()), rv = ones({2}, f64());
+  for (int step = 0; step < 200; ++step) {
+    Tensor x = add(mul(randn({16, 2, 2, 2}, g, f64()), 3.0), 5.0);  // mean 5, var 9
+    batch_norm(x, Tensor(), Tensor(), rm, rv, true, 0.1);
+  }
+  for (double m : values(rm)) CHECK(m == doctest::Approx(5.0).epsilon(0.05));
+  for (double v : values(rv)) CHECK(v == doctest::Approx(9.0).epsilon(0.25));
+}
+
+TEST_CASE("kernels: batch_norm evaluation uses the running statistics") {
+  Generator g(410);
+  for (DType t : {DType::f32, DType::f64}) {
+    Tensor x = urand({3, 4, 2, 3}, g, -2, 2, t);
+    Tensor w = urand({4}, g, 0.5, 1.5, t), b = urand({4}, g, -1, 1, t);
+    Tensor rm = urand({4}, g, -1, 1, t), rv = urand({4}, g, 0.5, 2, t);
+    std::vector<double> rmb = values(rm), rvb = values(rv);
+    double tol = t == DType::f32 ? 1e-5 : 1e-12;
+    for (bool affine : {true, false}) {
+      Tensor y = batch_norm(x, affine ? w : Tensor(), affine ? b : Tensor(), rm, rv, false);
+      std::vector<double> wv = values(w), bv = values(b);
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        auto idx = unravel(i, x.shape());
+        size_t c = size_t(idx[1]);
+        double want = (at(x, idx) - rmb[c]) / std::sqrt(rvb[c] + 1e-5);
+        if (affine) want = want * wv[c] + bv[c];
+        CHECK(at(y, idx) == doctest::Approx(want).epsilon(tol).scale(1.0));
+      }
+    }
+    CHECK(values(rm) == rmb);  // evaluation never touches the running stats
+    CHECK(values(rv) == rvb);
+    // With autograd on, the composed path gives the same values as the fused kernel.
+    Tensor xl = x.clone();
+    xl.requires_grad_(true);
+    MINIMA_CHECK_CLOSE(values(batch_norm(xl, w, b, rm, rv, false)), values(batch_norm(x, w, b, rm, rv, false)),
+                       1e-6, 1e-5);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax family, reductions, elementwise math, gather
+// ---------------------------------------------------------------------------------------------
+TEST_CASE("kernels: log_softmax against a naive log-sum-exp") {
+  Generator g(411);
+  for (DType t : {DType::f32, DType::f64})
+    for (double scale : {1.0, 50.0})
+      for (int64_t d : {0, 1, 2}) {
+        INFO(std::string(dtype_name(t)) << " dim " << d << " scale " << scale);
+        Tensor x = urand({4, 7, 5}, g, -scale, scale, t);
+        if (scale > 10) x = add(x, 300.0);  // large offsets must not overflow
+        Tensor y = log_softmax(x, d);
+        std::vector<double> want(size_t(x.numel()));
+        for (int64_t i = 0; i < x.numel(); ++i) {
+          auto idx = unravel(i, x.shape());
+          double m = -1e300;
+          for (int64_t k = 0; k < x.size(d); ++k) {
+            auto j = idx;
+            j[size_t(d)] = k;
+            m = std::max(m, at(x, j));
+          }
+          double s = 0;
+          for (int64_t k = 0; k < x.size(d); ++k) {
+            auto j = idx;
+            j[size_t(d)] = k;
+            s += std::exp(at(x, j) - m);
+          }
+          want[size_t(i)] = at(x, idx) - m - std::log(s);
+        }
+        double tol = t == DType::f32 ? 2e-6 * (1 + scale) : 1e-13 * (1 + scale);
+        MINIMA_CHECK_CLOSE(values(y), want, tol, 0.0);
+        // softmax sums to one along the dim.
+        for (double v : values(sum(softmax(x, d), {d})))
+          CHECK(v == doctest::Approx(1.0).epsilon(t == DType::f32 ? 1e-5 : 1e-12));
+      }
+}
+
+TEST_CASE("kernels: cross_entropy and nll_loss against naive formulas") {
+  Generator g(412);
+  for (DType t : {DType::f32, DType::f64}) {
+    Tensor logits = urand({9, 6}, g, -4, 4, t);
+    Tensor target = randint({9}, 6, g);
+    std::vector<int64_t> tv = target.to_vector<int64_t>();
+    double want = 0;
+    for (int64_t i = 0; i < 9; ++i) {
+      double m = -1e300, s = 0;
+      for (int64_t c = 0; c < 6; ++c) m = std::max(m, at(logits, {i, c}));
+      for (int64_t c = 0; c < 6; ++c) s += std::exp(at(logits, {i, c}) - m);
+      want += -(at(logits, {i, tv[size_t(i)]}) - m - std::log(s));
+    }
+    want /= 9;
+    double tol = t == DType::f32 ? 1e-5 : 1e-13;
+    CHECK(cross_entropy(logits, target).item() == doctest::Approx(want).epsilon(tol));
+    CHECK(nll_loss(log_softmax(logits, 1), target).item() == doctest::Approx(want).epsilon(tol));
+    CHECK(count_correct(logits, target) >= 0);
+    Tensor bx = urand({5, 3}, g, -30, 30, t), by = urand({5, 3}, g, 0, 1, t);
+    double bce = 0;
+    for (int64_t i = 0; i < 15; ++i) {
+      auto idx = unravel(i, {5, 3});
+      double x = at(bx, idx), y = at(by, idx);
+      bce += std::max(x, 0.0) - x * y + std::log1p(std::exp(-std::abs(x)));
+    }
+    CHECK(binary_cross_entropy_with_logits(bx, by).item() == doctest::Approx(bce / 15).epsilon(tol));
+    Tensor ma = urand({4, 5}, g, -1, 1, t), mb = urand({4, 5}, g, -1, 1, t);
+    double mse = 0;
+    std::vector<double> av = values(ma), bv = values(mb);
+    for (size_t i = 0; i < av.size(); ++i) mse += (av[i] - bv[i]) * (av[i] - bv[i]);
+    CHECK(mse_loss(ma, mb).item() == doctest::Approx(mse / 20).epsilon(tol));
+  }
+}
+
+TEST_CASE("kernels: count_correct counts argmax hits") {
+  Tensor logits = from_vector<float>({0.1f, 0.9f, 0.0f, 2.0f, 1.0f, 0.5f, 0.2f, 0.3f, 0.4f}, {3, 3}, f32());
+  CHECK(count_correct(logits, from_vector<int64_t>({1, 0, 2}, {3}, TensorOptions(DType::i64))) == 3);
+  CHECK(count_correct(logits, from_vector<int64_t>({0, 0, 1}, {3}, TensorOptions(DType::i64))) == 1);
+}
+
+TEST_CASE("kernels: reductions against naive loops on strided inputs") {
+  Generator g(413);
+  const std::vector<std::vector<int64_t>> dim_sets = {{}, {0}, {1}, {2}, {0, 2}, {1, 2}, {0, 1}};
+  for (DType t : {DType::f32, DType::f64}) {
+    Tensor base = urand({5, 6, 7}, g, -1, 1, t);
+    for (Tensor x : {base, base.permute({2, 0, 1}), base.slice(1, 1, 6, 2)}) {
+      for (const auto& dims : dim_sets) {
+        INFO(std::string(dtype_name(t)) << " shape " << shape_str(x.shape()) << " dims " << shape_str(dims));
+        std::vector<bool> red(3, dims.empty());
+        for (int64_t d : dims) red[size_t(d)] = true;
+        Shape os;
+        for (int64_t d = 0; d < 3; ++d) os.push_back(red[size_t(d)] ? 1 : x.size(d));
+        int64_t on = numel_of(os);
+        std::vector<double> s(size_t(on), 0.0), mx(size_t(on), -1e300), mn(size_t(on), 1e300), sq(size_t(on), 0.0);
+        std::vector<int64_t> cnt(size_t(on), 0);
+        for (int64_t i = 0; i < x.numel(); ++i) {
+          auto idx = unravel(i, x.shape());
+          auto oi = idx;
+          for (int64_t d = 0; d < 3; ++d)
+            if (red[size_t(d)]) oi[size_t(d)] = 0;
+          int64_t o = (oi[0] * os[1] + oi[1]) * os[2] + oi[2];
+          double v = at(x, idx);
+          s[size_t(o)] += v;
+          mx[size_t(o)] = std::max(mx[size_t(o)], v);
+          mn[size_t(o)] = std::min(mn[size_t(o)], v);
+          ++cnt[size_t(o)];
+        }
+        std::vector<double> avg(s);
+        for (size_t i = 0; i < avg.size(); ++i) avg[i] /= double(cnt[i]);
+        for (int64_t i = 0; i < x.numel(); ++i) {
+          auto idx = unravel(i, x.shape());
+          for (int64_t d = 0; d < 3; ++d)
+            if (red[size_t(d)]) idx[size_t(d)] = 0;
+          int64_t o = (idx[0] * os[1] + idx[1]) * os[2] + idx[2];
+          sq[size_t(o)] += std::pow(at(x, unravel(i, x.shape())) - avg[size_t(o)], 2);
+        }
+        std::vector<double> vr(sq);
+        for (size_t i = 0; i < vr.size(); ++i) vr[i] /= double(cnt[i] - 1);
+        double tol = t == DType::f32 ? 1e-6 : 1e-13;
+        Tensor rs = sum(x, dims, true);
+        CHECK(rs.shape() == os);
+        MINIMA_CHECK_CLOSE(values(rs), s, tol, tol);
+        MINIMA_CHECK_CLOSE(values(mean(x, dims, true)), avg, tol, tol);
+        CHECK(values(max(x, dims, true)) == mx);
+        CHECK(values(min(x, dims, true)) == mn);
+        MINIMA_CHECK_CLOSE(values(var(x, dims, true)), vr, 10 * tol, 10 * tol);
+        // keepdim = false drops exactly the reduced dims.
+        Shape dropped;
+        for (int64_t d = 0; d < 3; ++d)
+          if (!red[size_t(d)]) dropped.push_back(x.size(d));
+        CHECK(sum(x, dims).shape() == dropped);
+      }
+      // argmax / argmin along each dim.
+      for (int64_t d = 0; d < 3; ++d) {
+        Tensor am = argmax(x, d), an = argmin(x, d);
+        CHECK(am.dtype() == DType::i64);
+        std::vector<int64_t> amv = am.to_vector<int64_t>(), anv = an.to_vector<int64_t>();
+        Shape rest = x.shape();
+        rest.erase(rest.begin() + d);
+        for (int64_t i = 0; i < numel_of(rest); ++i) {
+          auto r = unravel(i, rest);
+          std::vector<int64_t> idx = r;
+          idx.insert(idx.begin() + d, 0);
+          int64_t best = 0, worst = 0;
+          for (int64_t k = 1; k < x.size(d); ++k) {
+            idx[size_t(d)] = k;
+            double v = at(x, idx);
+            auto bi = idx, wi = idx;
+            bi[size_t(d)] = best;
+            wi[size_t(d)] = worst;
+            if (v > at(x, bi)) best = k;
+            if (v < at(x, wi)) worst = k;
+          }
+          CHECK(amv[size_t(i)] == best);
+          CHECK(anv[size_t(i)] == worst);
+        }
+      }
+    }
+  }
+  // Integer sums are exact and give int64.
+  Tensor iv = from_vector<int64_t>({(int64_t(1) << 40), 3, -5, 7}, {2, 2}, TensorOptions(DType::i64));
+  CHECK(sum(iv).dtype() == DType::i64);
+  CHECK(sum(iv).to_vector<int64_t>()[0] == (int64_t(1) << 40) + 5);
+  Tensor u = full({300}, 255, TensorOptions(DType::u8));
+  CHECK(sum(u).to_vector<int64_t>()[0] == 300 * 255);
+}
+
+TEST_CASE("kernels: unary and binary math against the standard library") {
+  Generator g(414);
+  struct U {
+    const char* name;
+    std::function<Tensor(const Tensor&)> op;
+    std::function<double(double)> ref;
+    double lo, hi;
+  };
+  auto sig = [](double v) { return 1.0 / (1.0 + std::exp(-v)); };
+  std::vector<U> us = {
+      {"neg", [](const Tensor& x) { return neg(x); }, [](double v) { return -v; }, -3, 3},
+      {"exp", [](const Tensor& x) { return exp(x); }, [](double v) { return std::exp(v); }, -3, 3},
+      {"log", [](const Tensor& x) { return log(x); }, [](double v) { return std::log(v); }, 0.01, 5},
+      {"log1p", [](const Tensor& x) { return log1p(x); }, [](double v) { return std::log1p(v); }, -0.9, 5},
+      {"sqrt", [](const Tensor& x) { return sqrt(x); }, [](double v) { return std::sqrt(v); }, 0, 5},
+      {"abs", [](const Tensor& x) { return abs(x); }, [](double v) { return std::abs(v); }, -3, 3},
+      {"relu", [](const Tensor& x) { return relu(x); }, [](double v) { return v > 0 ? v : 0; }, -3, 3},
+      {"sigmoid", [](const Tensor& x) { return sigmoid(x); }, sig, -40, 40},
+      {"tanh", [](const Tensor& x) { return tanh(x); }, [](double v) { return std::tanh(v); }, -5, 5},
+      {"softplus", [](const Tensor& x) { return softplus(x); },
+       [](double v) { return std::max(v, 0.0) + std::log1p(std::exp(-std::abs(v))); }, -40, 40},
+      {"square", [](const Tensor& x) { return square(x); }, [](double v) { return v * v; }, -3, 3},
+      {"sign", [](const Tensor& x) { return sign(x); }, [](double v) { return double((v > 0) - (v < 0)); }, -3, 3},
+      {"reciprocal", [](const Tensor& x) { return reciprocal(x); }, [](double v) { return 1 / v; }, 0.1, 3},
+      {"pow 1.7", [](const Tensor& x) { return pow(x, 1.7); }, [](double v) { return std::pow(v, 1.7); }, 0, 3},
+      {"pow 2", [](const Tensor& x) { return pow(x, 2.0); }, [](double v) { return v * v; }, -3, 3},
+      {"clamp", [](const Tensor& x) { return clamp(x, -0.5, 0.25); },
+       [](double v) { return std::min(std::max(v, -0.5), 0.25); }, -1, 1},
+      {"affine", [](const Tensor& x) { return 3.0 - x; }, [](double v) { return 3.0 - v; }, -1, 1},
+  };
+  for (DType t : {DType::f32, DType::f64, DType::bf16})
+    for (const auto& u : us) {
+      INFO(std::string(dtype_name(t)) << " " << u.name);
+      Tensor x = urand({257}, g, u.lo, u.hi, t);
+      std::vector<double> want;
+      for (double v : values(x)) want.push_back(u.ref(v));
+      double tol = t == DType::f64 ? 4e-16 : t == DType::f32 ? 4e-7 : 8e-3;
+      Tensor y = u.op(x);
+      CHECK(y.dtype() == t);
+      MINIMA_CHECK_CLOSE(values(y), want, tol, tol);
+      // The same through a transposed (non-contiguous) view.
+      Tensor x2 = x.narrow(0, 0, 256).reshape({16, 16}).t();
+      std::vector<double> w2;
+      for (double v : values(x2)) w2.push_back(u.ref(v));
+      MINIMA_CHECK_CLOSE(values(u.op(x2)), w2, tol, tol);
+    }
+  // Binary ops on broadcast operands.
+  Tensor a = urand({3, 1, 5}, g, 0.5, 2), b = urand({4, 1}, g, 0.5, 2);
+  Tensor as = a.expand({3, 4, 5}), bs = b.expand({3, 4, 5});
+  std::vector<double> av = values(as), bv = values(bs);
+  auto check_bin = [&](const char* name, const Tensor& got, const std::function<double(double, double)>& f) {
+    INFO(name);
+    std::vector<double> want;
+    for (size_t i = 0; i < av.size(); ++i) want.push_back(f(av[i], bv[i]));
+    MINIMA_CHECK_CLOSE(values(got), want, 1e-15, 1e-15);
+  };
+  check_bin("add", add(a, b), [](double x, double y) { return x + y; });
+  check_bin("sub", sub(a, b), [](double x, double y) { return x - y; });
+  check_bin("mul", mul(a, b), [](double x, double y) { return x * y; });
+  check_bin("div", div(a, b), [](double x, double y) { return x / y; });
+  check_bin("pow", pow(a, b), [](double x, double y) { return std::pow(x, y); });
+  check_bin("maximum", maximum(a, b), [](double x, double y) { return std::max(x, y); });
+  check_bin("minimum", minimum(a, b), [](double x, double y) { return std::min(x, y); });
+  check_bin("gt", gt(a, b), [](double x, double y) { return double(x > y); });
+  check_bin("le", le(a, b), [](double x, double y) { return double(x <= y); });
+  check_bin("eq", eq(a, a.expand({3, 4, 5})), [](double, double) { return 1.0; });
+  check_bin("where", where(gt(a, b), a, b), [](double x, double y) { return x > y ? x : y; });
+  // Integer division by zero is defined (0), never a trap.
+  Tensor i1 = from_vector<int64_t>({7, -7, 3}, {3}, TensorOptions(DType::i64));
+  Tensor i2 = from_vector<int64_t>({2, 2, 0}, {3}, TensorOptions(DType::i64));
+  CHECK(div(i1, i2).to_vector<int64_t>() == std::vector<int64_t>{3, -3, 0});
+}
+
+TEST_CASE("kernels: gather and index_select against naive indexing") {
+  Generator g(415);
+  Tensor x = urand({4, 5, 6}, g);
+  Tensor xt = x.permute({1, 0, 2});  // non-contiguous [5, 4, 6]
+  for (const Tensor& src : {x, xt})
+    for (int64_t d = 0; d < 3; ++d) {
+      INFO("dim " << d << " on " << shape_str(src.shape()));
+      Shape is = src.shape();
+      is[size_t(d)] = 7;
+      is[size_t((d + 1) % 3)] -= 1;
+      Tensor idx = randint(is, src.size(d), g);
+      std::vector<int64_t> iv = idx.to_vector<int64_t>();
+      Tensor out = gather(src, d, idx);
+      CHECK(out.shape() == is);
+      std::vector<double> want;
+      for (int64_t i = 0; i < idx.numel(); ++i) {
+        auto p = unravel(i, is);
+        p[size_t(d)] = iv[size_t(i)];
+        want.push_back(at(src, p));
+      }
+      CHECK(values(out) == want);
+      Tensor sel = randint({9}, src.size(d), g);
+      std::vector<int64_t> sv = sel.to_vector<int64_t>();
+      Tensor os = index_select(src, d, sel);
+      Shape oshape = src.shape();
+      oshape[size_t(d)] = 9;
+      CHECK(os.shape() == oshape);
+      std::vector<double> w2;
+      for (int64_t i = 0; i < os.numel(); ++i) {
+        auto p = unravel(i, oshape);
+        p[size_t(d)] = sv[size_t(p[size_t(d)])];
+        w2.push_back(at(src, p));
+      }
+      CHECK(values(os) == w2);
+    }
+}
+
+TEST_CASE("kernels: fused SGD and Adam updates follow torch.optim") {
+  Generator g(416);
+  for (DType t : {DType::f32, DType::f64}) {
+    struct Cfg {
+      double lr, momentum, dampening, wd;
+      bool nesterov;
+    };
+    for (Cfg c : std::vector<Cfg>{{0.1, 0.0, 0.0, 0.0, false},
+                                  {0.05, 0.9, 0.0, 5e-4, false},
+                                  {0.05, 0.9, 0.0, 1e-3, true},
+                                  {0.2, 0.5, 0.3, 0.0, false}}) {
+      INFO(std::string(dtype_name(t)) << " sgd lr " << c.lr << " momentum " << c.momentum << " nesterov " << c.nesterov);
+      Tensor p = urand({37}, g, -1, 1, t), buf = zeros({37}, TensorOptions(t));
+      std::vector<double> pv = values(p), bv(37, 0.0);
+      for (int step = 0; step < 3; ++step) {
+        Tensor gr = urand({37}, g, -1, 1, t);
+        std::vector<double> gv = values(gr);
+        cpu_backend().sgd_update(p, gr, buf, c.lr, c.momentum, c.dampening, c.wd, c.nesterov, step == 0);
+        for (size_t i = 0; i < 37; ++i) {
+          double d = gv[i] + c.wd * pv[i];
+          if (c.momentum != 0) {
+            bv[i] = step == 0 ? d : c.momentum * bv[i] + (1 - c.dampening) * d;
+            d = c.nesterov ? d + c.momentum * bv[i] : bv[i];
+          }
+          pv[i] -= c.lr * d;
+        }
+      }
+      MINIMA_CHECK_CLOSE(values(p), pv, t == DType::f32 ? 1e-6 : 1e-14, 0.0);
+    }
+    INFO(std::string(dtype_name(t)) << " adam");
+    Tensor p = urand({29}, g, -1, 1, t), m = zeros({29}, TensorOptions(t)), v = zeros({29}, TensorOptions(t));
+    std::vector<double> pv = values(p), mv(29, 0.0), vv(29, 0.0);
+    double lr = 1e-2, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 1e-2;
+    for (int64_t step = 1; step <= 4; ++step) {
+      Tensor gr = urand({29}, g, -1, 1, t);
+      std::vector<double> gv = values(gr);
+      cpu_backend().adam_update(p, gr, m, v, lr, b1, b2, eps, wd, step);
+      for (size_t i = 0; i < 29; ++i) {
+        double d = gv[i] + wd * pv[i];
+        mv[i] = b1 * mv[i] + (1 - b1) * d;
+        vv[i] = b2 * vv[i] + (1 - b2) * d * d;
+        double mh = mv[i] / (1 - std::pow(b1, double(step))), vh = vv[i] / (1 - std::pow(b2, double(step)));
+        pv[i] -= lr * mh / (std::sqrt(vh) + eps);
+      }
+    }
+    MINIMA_CHECK_CLOSE(values(p), pv, t == DType::f32 ? 1e-6 : 1e-13, 0.0);
+  }
+}
+
+TEST_CASE("kernels: elementwise loops and reductions on large strided tensors (threaded paths)") {
+  Generator g(417);
+  // Big enough to cross the parallel grain: a transposed 2-D view, a 3-D view whose dims cannot
+  // be merged, a broadcast operand, and one long row.
+  Tensor base = urand({300, 211}, g);
+  Tensor t = base.t();                                  // [211, 300]
+  Tensor b = urand({300}, g);                           // broadcast along rows
+  Tensor y = add(mul(t, 2.0), b);
+  for (int64_t k = 0; k < 2000; ++k) {
+    int64_t i = int64_t(g.below(211)), j = int64_t(g.below(300));
+    CHECK(at(y, {i, j}) == 2.0 * at(base, {j, i}) + at(b, {j}));
+  }
+  Tensor cube = urand({40, 30, 50}, g).permute({2, 0, 1}).slice(2, 0, 30, 2);  // [50, 40, 15]
+  Tensor e = exp(cube);
+  for (int64_t k = 0; k < 2000; ++k) {
+    std::vector<int64_t> idx = {int64_t(g.below(50)), int64_t(g.below(40)), int64_t(g.below(15))};
+    CHECK(at(e, idx) == std::exp(at(cube, idx)));
+  }
+  Tensor row = urand({100003}, g);
+  Tensor r2 = mul(row, row);
+  std::vector<double> rv = values(row), r2v = values(r2);
+  for (size_t i = 0; i < rv.size(); ++i) REQUIRE(r2v[i] == rv[i] * rv[i]);
+  // copy with dtype conversion from a strided view, in parallel.
+  Tensor c = t.to(DType::f32);
+  for (int64_t k = 0; k < 1000; ++k) {
+    int64_t i = int64_t(g.below(211)), j = int64_t(g.below(300));
+    CHECK(at(c, {i, j}) == double(float(at(base, {j, i}))));
+  }
+  // Row sums of a tall matrix (many outputs, split across threads) and column sums.
+  Tensor tall = urand({5000, 20}, g);
+  std::vector<double> tv = values(tall), rs = values(sum(tall, {1})), cs = values(sum(tall, {0}));
+  std::vector<double> want_c(20, 0.0);
+  for (int64_t i = 0; i < 5000; ++i) {
+    double s = 0;
+    for (int64_t j = 0; j < 20; ++j) {
+      s += tv[size_t(i * 20 + j)];
+      want_c[size_t(j)] += tv[size_t(i * 20 + j)];
+    }
+    REQUIRE(rs[size_t(i)] == doctest::Approx(s).epsilon(1e-14));
+  }
+  MINIMA_CHECK_CLOSE(cs, want_c, 1e-11, 1e-13);
+}
+
+TEST_CASE("kernels: batch_norm with strided parameters and running stats") {
+  // Parameters that are views with a stride (e.g. slices of a flat parameter buffer).
+  Generator g(418);
+  Tensor x = urand({4, 3, 2, 2}, g, -2, 2);
+  Tensor wbuf = urand({6}, g, 0.5, 1.5), bbuf = urand({6}, g), rmbuf = urand({6}, g), rvbuf = urand({6}, g, 0.5, 2);
+  Tensor w = wbuf.slice(0, 0, 6, 2), b = bbuf.slice(0, 1, 6, 2);
+  Tensor rm = rmbuf.slice(0, 0, 6, 2), rv = rvbuf.slice(0, 1, 6, 2);
+  Tensor wc = w.contiguous(), bc = b.contiguous(), rmc = rm.contiguous(), rvc = rv.contiguous();
+  std::vector<double> rm_other = values(rmbuf.slice(0, 1, 6, 2)), rv_other = values(rvbuf.slice(0, 0, 6, 2));
+  Tensor y = batch_norm(x, w, b, rm, rv, true);
+  Tensor yc = batch_norm(x, wc, bc, rmc, rvc, true);
+  MINIMA_CHECK_CLOSE(values(y), values(yc), 1e-14, 1e-14);
+  MINIMA_CHECK_CLOSE(values(rm), values(rmc), 1e-15, 1e-15);
+  MINIMA_CHECK_CLOSE(values(rv), values(rvc), 1e-15, 1e-15);
+  // The interleaved elements the views skip are untouched.
+  CHECK(values(rmbuf.slice(0, 1, 6, 2)) == rm_other);
+  CHECK(values(rvbuf.slice(0, 0, 6, 2)) == rv_other);
+  MINIMA_CHECK_CLOSE(values(batch_norm(x, w, b, rm, rv, false)), values(batch_norm(x, wc, bc, rmc, rvc, false)),
+                     1e-14, 1e-14);
+}
+
+TEST_CASE("kernels: dropout keeps 1-p of the values scaled by 1/(1-p)") {
+  Generator g(419);
+  Tensor x = urand({200, 100}, g, 1, 2);
+  Generator d1(5), d2(5);
+  Tensor y = dropout(x, 0.3, true, d1);
+  std::vector<double> xv = values(x), yv = values(y);
+  int64_t zeros_n = 0;
+  for (size_t i = 0; i < xv.size(); ++i) {
+    if (yv[i] == 0) {
+      ++zeros_n;
+    } else {
+      CHECK(yv[i] == doctest::Approx(xv[i] / 0.7).epsilon(1e-12));
+    }
+  }
+  CHECK(std::abs(double(zeros_n) / double(xv.size()) - 0.3) < 0.015);
+  CHECK(values(dropout(x, 0.3, true, d2)) == yv);  // same generator state, same mask
+  CHECK(values(dropout(x, 0.3, false, d2)) == xv);
+  CHECK(values(dropout(x, 0.0, true, d2)) == xv);
+  // The gradient is the same mask.
+  Tensor xl = x.clone();
+  xl.requires_grad_(true);
+  Generator d3(5);
+  sum(dropout(xl, 0.3, true, d3)).backward();
+  std::vector<double> gv = values(xl.grad());
+  for (size_t i = 0; i < gv.size(); ++i) CHECK(gv[i] == doctest::Approx(yv[i] == 0 ? 0.0 : 1 / 0.7));
+}

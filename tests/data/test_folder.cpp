@@ -1,0 +1,336 @@
+// tests/data/test_folder.cpp: the image-folder datasets (CINIC-10 with PNG files, Restricted
+// ImageNet with JPEG files) on small trees written here with stb_image_write; their caches and
+// their error paths.
+#include <sys/stat.h>
+#include <utime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "data/dataset.h"
+#include "data/image_io.h"
+#include "helpers.h"
+
+#ifdef MINIMA_HAS_STB
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wunused-function"
+#define STB_IMAGE_WRITE_STATIC
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb_image_write.h>
+#pragma GCC diagnostic pop
+#endif
+
+using namespace minima;
+using namespace minima::data;
+using testdata::contains;
+using testdata::error_of;
+
+#ifdef MINIMA_HAS_STB
+namespace {
+
+const std::vector<std::string> kCinicClasses = {"airplane", "automobile", "bird", "cat", "deer",
+                                                "dog", "frog", "horse", "ship", "truck"};
+
+// HWC RGB pixels of a w x h image, deterministic per salt.
+std::vector<uint8_t> rgb(int w, int h, uint32_t salt) { return testdata::pattern(size_t(w * h * 3), salt); }
+
+void write_png(const std::string& path, int w, int h, const std::vector<uint8_t>& px) {
+  REQUIRE(stbi_write_png(path.c_str(), w, h, 3, px.data(), w * 3) != 0);
+}
+
+void write_jpg(const std::string& path, int w, int h, const std::vector<uint8_t>& px) {
+  REQUIRE(stbi_write_jpg(path.c_str(), w, h, 3, px.data(), 95) != 0);
+}
+
+struct CinicTree {
+  testdata::TempDir root;
+  std::string dir, cache;
+  // split -> list of (class, HWC pixels) in the order the loader reads them (class, then name)
+  std::map<std::string, std::vector<std::pair<int, std::vector<uint8_t>>>> written;
+  CinicTree() {
+    dir = root / "cinic";
+    cache = root / "cache";
+    uint32_t salt = 1;
+    for (const char* split : {"train", "valid", "test"}) {
+      for (size_t k = 0; k < kCinicClasses.size(); ++k) {
+        std::string cd = dir + "/" + split + "/" + kCinicClasses[k];
+        make_dirs(cd);
+        int count = std::string(split) == "train" ? 2 : 1;
+        for (int j = 0; j < count; ++j) {
+          auto px = rgb(32, 32, salt++);
+          write_png(cd + "/img" + std::to_string(j) + ".png", 32, 32, px);
+          written[split].push_back({int(k), px});
+        }
+      }
+      // A stray non-image file is ignored.
+      testdata::write_file(dir + "/" + split + "/airplane/README.txt", {'h', 'i'});
+    }
+  }
+  LoadOptions options() const {
+    LoadOptions o;
+    o.cache_dir = cache;
+    o.threads = 2;
+    return o;
+  }
+};
+
+// The loaded dataset holds exactly the written PNG pixels (CHW) and classes.
+void check_matches(const Dataset& d, const std::vector<std::pair<int, std::vector<uint8_t>>>& w) {
+  REQUIRE(d.size() == int64_t(w.size()));
+  auto x = d.images.to_vector<uint8_t>();
+  auto y = d.labels.to_vector<int64_t>();
+  for (size_t i = 0; i < w.size(); ++i) {
+    CHECK(y[i] == w[i].first);
+    bool same = true;
+    for (int c = 0; c < 3; ++c)
+      for (int p = 0; p < 32 * 32; ++p) same &= x[i * 3072 + size_t(c * 1024 + p)] == w[i].second[size_t(p * 3 + c)];
+    CHECK(same);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cinic10: PNG folders load with exact pixels, class labels, a valid split and cached statistics") {
+  CinicTree t;
+  Splits s = load_dataset("cinic10", t.dir, t.options());
+  CHECK(s.train.images.shape() == Shape{20, 3, 32, 32});
+  CHECK(s.train.num_classes == 10);
+  CHECK(s.train.class_names == kCinicClasses);
+  check_matches(s.train, t.written["train"]);
+  check_matches(s.test, t.written["test"]);
+  REQUIRE(s.valid.has_value());
+  check_matches(*s.valid, t.written["valid"]);
+  // Statistics: of the training images only, shared by every split, and cached.
+  std::vector<double> m, sd;
+  channel_stats(s.train.images, m, sd);
+  CHECK(s.train.mean == m);
+  CHECK(s.test.std == sd);
+  CHECK(s.valid->mean == m);
+  CHECK(is_file(t.cache + "/cinic10-train-stats.json"));
+  CHECK(is_file(t.cache + "/cinic10-train-32.pixels"));
+
+  LoadOptions merged = t.options();
+  merged.merge_valid = true;
+  Splits sm = load_dataset("cinic10", t.dir, merged);
+  CHECK(!sm.valid.has_value());
+  CHECK(sm.train.size() == 30);
+  auto both = t.written["train"];
+  both.insert(both.end(), t.written["valid"].begin(), t.written["valid"].end());
+  check_matches(sm.train, both);
+}
+
+TEST_CASE("cinic10: the pixel cache is used while the files are unchanged and rebuilt when they change") {
+  CinicTree t;
+  load_dataset("cinic10", t.dir, t.options());
+  // Corrupt a training image but restore its size and time stamp: the cache still answers.
+  const std::string victim = t.dir + "/train/cat/img0.png";
+  struct stat st;
+  REQUIRE(::stat(victim.c_str(), &st) == 0);
+  auto bytes = read_bytes(victim);
+  for (size_t k = 40; k < bytes.size(); ++k) bytes[k] = 0;
+  testdata::write_file(victim, bytes);
+  struct utimbuf times = {st.st_atime, st.st_mtime};
+  REQUIRE(::utime(victim.c_str(), &times) == 0);
+  Splits s = load_dataset("cinic10", t.dir, t.options());
+  check_matches(s.train, t.written["train"]);
+  // A new time stamp changes the fingerprint: the images are decoded again and the damage shows.
+  times.modtime += 10;
+  REQUIRE(::utime(victim.c_str(), &times) == 0);
+  std::string e = error_of([&] { load_dataset("cinic10", t.dir, t.options()); });
+  CHECK(contains(e, victim));
+  CHECK(contains(e, "cannot decode"));
+}
+
+TEST_CASE("cinic10: a read-only data directory puts the caches in the user cache directory") {
+  if (::geteuid() == 0) {
+    MESSAGE("skipped: permissions do not restrict root");
+    return;
+  }
+  CinicTree t;
+  const std::string xdg = t.root / "xdg";
+  const char* old = std::getenv("XDG_CACHE_HOME");
+  std::string saved = old ? old : "";
+  ::setenv("XDG_CACHE_HOME", xdg.c_str(), 1);
+  ::chmod(t.dir.c_str(), 0555);
+  LoadOptions o;
+  o.threads = 2;
+  Splits s = load_dataset("cinic10", t.dir, o);
+  ::chmod(t.dir.c_str(), 0755);
+  if (old) ::setenv("XDG_CACHE_HOME", saved.c_str(), 1);
+  else ::unsetenv("XDG_CACHE_HOME");
+  CHECK(s.train.size() == 20);
+  CHECK(!is_dir(t.dir + "/.minima-cache"));
+  auto entries = list_dir(xdg + "/minima");
+  REQUIRE(entries.size() == 1);
+  CHECK(is_file(xdg + "/minima/" + entries[0] + "/cinic10-train-stats.json"));
+}
+
+TEST_CASE("cinic10: layout problems and bad images name the path") {
+  CinicTree t;
+  CHECK(contains(error_of([&] { load_dataset("cinic10", t.root / "missing", t.options()); }), "CINIC-10.tar.gz"));
+  SUBCASE("missing split") {
+    testdata::TempDir::remove_tree(t.dir + "/valid");
+    std::string e = error_of([&] { load_dataset("cinic10", t.dir, t.options()); });
+    CHECK(contains(e, t.dir + "/valid"));
+    CHECK(contains(e, "train,valid,test"));
+  }
+  SUBCASE("class folders differ") {
+    make_dirs(t.dir + "/test/zebra");
+    CHECK(contains(error_of([&] { load_dataset("cinic10", t.dir, t.options()); }), "class folders"));
+  }
+  SUBCASE("empty class folder") {
+    std::remove((t.dir + "/test/ship/img0.png").c_str());
+    std::string e = error_of([&] { load_dataset("cinic10", t.dir, t.options()); });
+    CHECK(contains(e, "no PNG files in " + t.dir + "/test/ship"));
+  }
+  SUBCASE("wrong image size") {
+    write_png(t.dir + "/valid/dog/img0.png", 31, 32, rgb(31, 32, 99));
+    std::string e = error_of([&] { load_dataset("cinic10", t.dir, t.options()); });
+    CHECK(contains(e, t.dir + "/valid/dog/img0.png"));
+    CHECK(contains(e, "31x32, expected 32x32"));
+  }
+  SUBCASE("truncated PNG") {
+    const std::string p = t.dir + "/test/frog/img0.png";
+    auto b = read_bytes(p);
+    b.resize(b.size() / 2);
+    testdata::write_file(p, b);
+    std::string e = error_of([&] { load_dataset("cinic10", t.dir, t.options()); });
+    CHECK(contains(e, p));
+    CHECK(contains(e, "cannot decode"));
+  }
+}
+
+namespace {
+
+// An ImageNet-like tree: synset n%08d has class index k, listed in LOC_synset_mapping.txt; only
+// the folders of the restricted classes and a few others exist (the loader needs no more).
+struct ImagenetTree {
+  testdata::TempDir root;
+  std::string dir;
+  ImagenetTree() {
+    dir = root / "imagenet";
+    make_dirs(dir);
+    std::string map;
+    for (int k = 0; k < 1000; ++k) map += name(k) + " some class, its synonyms\n";
+    testdata::write_file(dir + "/LOC_synset_mapping.txt", std::vector<uint8_t>(map.begin(), map.end()));
+    const int ranges[9][2] = {{151, 268}, {281, 285}, {30, 32}, {33, 37}, {80, 100},
+                              {365, 382}, {389, 397}, {118, 121}, {300, 319}};
+    for (const char* split : {"train", "val"}) {
+      for (const auto& r : ranges)
+        for (int k = r[0]; k <= r[1]; ++k) make_dirs(synset(split, k));
+      for (int k : {150, 269, 500}) make_dirs(synset(split, k));
+    }
+  }
+  static std::string name(int k) {
+    char b[16];
+    std::snprintf(b, sizeof b, "n%08d", k);
+    return b;
+  }
+  std::string synset(const char* split, int k) const { return dir + "/" + split + "/" + name(k); }
+};
+
+}  // namespace
+
+TEST_CASE("restricted-imagenet: superclasses by class index ranges, JPEG decoding and resizing") {
+  ImagenetTree t;
+  // Constant-color images decode (almost) exactly from JPEG and survive any resize.
+  struct Img {
+    int cls, w, h;
+    uint8_t r, g, b;
+  };
+  const Img imgs[] = {{151, 80, 60, 200, 30, 40},  {268, 64, 64, 10, 220, 30},  {281, 50, 90, 90, 90, 200},
+                      {30, 70, 70, 250, 250, 5},   {319, 100, 40, 5, 5, 5},     {150, 64, 64, 1, 2, 3},
+                      {269, 64, 64, 1, 2, 3},      {500, 64, 64, 1, 2, 3}};
+  const int want_label[] = {0, 0, 1, 2, 8, -1, -1, -1};  // dog, dog, cat, frog, insect; 150/269/500 excluded
+  for (const Img& m : imgs) {
+    std::vector<uint8_t> px(size_t(m.w * m.h * 3));
+    for (size_t p = 0; p < px.size(); p += 3) {
+      px[p] = m.r;
+      px[p + 1] = m.g;
+      px[p + 2] = m.b;
+    }
+    write_jpg(t.synset("train", m.cls) + "/a.JPEG", m.w, m.h, px);
+    write_jpg(t.synset("val", m.cls) + "/v.jpeg", m.w, m.h, px);
+  }
+  LoadOptions o;
+  o.image_size = 16;
+  o.cache_dir = t.root / "cache";
+  o.threads = 2;
+  Splits s = load_dataset("restricted-imagenet", t.dir, o);
+  CHECK(s.train.num_classes == 9);
+  CHECK(s.train.class_names[5] == "primate");
+  CHECK(s.train.images.shape() == Shape{5, 3, 16, 16});
+  CHECK(s.test.size() == 5);
+  // Files are read in superclass order (dog, cat, frog, turtle, bird, primate, fish, crab, insect).
+  std::vector<int> by_label = {0, 1, 2, 3, 4};  // indices into imgs
+  std::stable_sort(by_label.begin(), by_label.end(), [&](int a, int b) { return want_label[a] < want_label[b]; });
+  auto y = s.train.labels.to_vector<int64_t>();
+  auto x = s.train.images.to_vector<uint8_t>();
+  for (int k = 0; k < 5; ++k) {
+    const Img& m = imgs[by_label[size_t(k)]];
+    CHECK(y[size_t(k)] == want_label[by_label[size_t(k)]]);
+    int worst = 0;
+    for (int c = 0; c < 3; ++c) {
+      const int v = c == 0 ? m.r : c == 1 ? m.g : m.b;
+      for (int p = 0; p < 256; ++p) worst = std::max(worst, std::abs(int(x[size_t(k * 768 + c * 256 + p)]) - v));
+    }
+    CHECK(worst <= 3);
+  }
+  CHECK(s.test.labels.to_vector<int64_t>() == y);
+  CHECK(is_file(o.cache_dir + "/restricted-imagenet-16-stats.json"));
+}
+
+TEST_CASE("restricted-imagenet: a resized image keeps its centered square") {
+  ImagenetTree t;
+  // 60x40 image: left third red, middle third green, right third blue; the center square (x 10..49)
+  // is a quarter red, half green, a quarter blue, resized to 8x8.
+  std::vector<uint8_t> px(60 * 40 * 3, 0);
+  for (int y = 0; y < 40; ++y)
+    for (int x = 0; x < 60; ++x) px[size_t((y * 60 + x) * 3 + (x < 20 ? 0 : x < 40 ? 1 : 2))] = 255;
+  write_png(t.synset("train", 200) + "/a.png", 60, 40, px);  // PNG is accepted too
+  write_png(t.synset("val", 200) + "/a.png", 60, 40, px);
+  LoadOptions o;
+  o.image_size = 8;
+  o.cache_dir = t.root / "cache";
+  Splits s = load_dataset("restricted-imagenet", t.dir, o);
+  auto x = s.train.images.to_vector<uint8_t>();
+  // Row 4: columns 0-1 red, 2-5 green, 6-7 blue (away from the edges between colors).
+  auto at = [&](int c, int col) { return int(x[size_t(c * 64 + 4 * 8 + col)]); };
+  CHECK(at(0, 0) > 200);
+  CHECK(at(1, 0) < 60);
+  CHECK(at(1, 3) > 200);
+  CHECK(at(1, 4) > 200);
+  CHECK(at(0, 3) < 60);
+  CHECK(at(2, 7) > 200);
+  CHECK(at(1, 7) < 60);
+}
+
+TEST_CASE("restricted-imagenet: the class-index rule is explained when the tree is incomplete") {
+  testdata::TempDir t;
+  const std::string dir = t / "imagenet";
+  for (const char* split : {"train", "val"})
+    for (int k : {0, 1, 2}) make_dirs(dir + "/" + split + "/n0000000" + std::to_string(k));
+  // Without a mapping file every one of the 1000 synset folders is needed.
+  std::string e = error_of([&] { load_dataset("restricted-imagenet", dir); });
+  CHECK(contains(e, "has 3 synset folders, expected 1000"));
+  CHECK(contains(e, "sorted"));
+  // A mapping file must list 1000 synsets.
+  testdata::write_file(dir + "/synsets.txt", {'n', '1', '\n', 'n', '2', '\n'});
+  e = error_of([&] { load_dataset("restricted-imagenet", dir); });
+  CHECK(contains(e, "synsets.txt lists 2 synsets, expected 1000"));
+  CHECK(contains(error_of([&] { load_dataset("restricted-imagenet", t / "none"); }), "ILSVRC2012"));
+}
+
+TEST_CASE("restricted-imagenet: a missing folder of a restricted class is named") {
+  ImagenetTree t;
+  testdata::TempDir::remove_tree(t.synset("val", 383 - 1));
+  std::string e = error_of([&] { load_dataset("restricted-imagenet", t.dir); });
+  CHECK(contains(e, t.synset("val", 382)));
+  CHECK(contains(e, "class index 382 (primate)"));
+}
+
+#else
+TEST_CASE("folder datasets need stb" * doctest::skip(true)) {}
+#endif

@@ -1,0 +1,160 @@
+// tests/nn/test_crosscheck.cpp: every network against its PyTorch reference
+// (tests/crosscheck/models.py, run by tests/crosscheck/check_model.py). minima writes the initial
+// weights (through the checkpoint code, so the names must equal PyTorch's state_dict keys under
+// strict loading) and what it computed; the script recomputes everything in PyTorch and reports the
+// largest differences. Compared: train-mode logits, loss and every parameter gradient, eval-mode
+// logits, and the full state (weights and BN buffers) after five SGD steps with momentum and
+// weight decay. Skipped, with the reason printed, when python3 cannot import torch.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+
+#include "core/json.h"
+#include "core/ops.h"
+#include "nn/checkpoint.h"
+#include "nn/models.h"
+#include "optim/optim.h"
+
+using namespace minima;
+using namespace minima::nn;
+
+namespace {
+
+bool torch_available() {
+  static int ok = -1;
+  if (ok < 0) ok = std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") == 0 ? 1 : 0;
+  return ok == 1;
+}
+
+std::string run_capture(const std::string& cmd) {
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int rc = pclose(p);
+  INFO("command: ", cmd, "\noutput: ", out);
+  REQUIRE(rc == 0);
+  return out;
+}
+
+// |minima - torch| must be within tol * max(1, |torch|) for the quantity `key`.
+void check_close(const Json& r, const std::string& key, double tol) {
+  const Json& d = r.at(key);
+  double diff = d.at("max_abs_diff").as_double(), ref = d.at("max_abs_ref").as_double();
+  std::string where = d.contains("name") ? d.at("name").as_string() : "";
+  INFO(key, " ", where, ": max abs diff ", diff, " (largest reference value ", ref, ")");
+  CHECK(diff <= tol * std::max(1.0, ref));
+  MESSAGE(key, (where.empty() ? "" : " (worst: " + where + ")"), ": max abs diff ", diff, ", ref max ", ref);
+}
+
+// Runs the recipe in minima and writes DIR/weights.safetensors and DIR/minima.safetensors.
+void run_minima(const std::string& dir, const std::string& arch, const Shape& in_chw, int64_t batch, DType dt,
+                int64_t& num_params) {
+  REQUIRE(std::system(("mkdir -p " + dir).c_str()) == 0);
+  const int64_t classes = 10, steps = 5;
+  const double lr = 0.01, momentum = 0.9, wd = 5e-4;
+
+  Generator g(2024);
+  auto model = make_model(arch, in_chw, classes, g);
+  model->to(dt);
+  num_params = model->num_parameters();
+  ModelInfo info{arch, in_chw, classes, "random", {}, {}, 2024};
+  save_weights(dir + "/weights.safetensors", *model, info);
+
+  Shape xs = in_chw;
+  xs.insert(xs.begin(), batch);
+  Tensor x = randn(xs, g, dt), y = randint({batch}, classes, g);
+  NamedTensors out{{"x", x}, {"y", y}};
+
+  model->train();
+  Tensor logits = (*model)(x);
+  Tensor loss = cross_entropy(logits, y);
+  loss.backward();
+  out.emplace_back("logits_train", logits.detach());
+  out.emplace_back("loss", loss.detach());
+  for (auto& [k, p] : model->named_parameters()) out.emplace_back("grad." + k, p.grad().clone());
+
+  model->eval();
+  {
+    NoGradGuard ng;
+    out.emplace_back("logits_eval", (*model)(x));
+  }
+
+  model->train();
+  optim::SGDOptions o;
+  o.lr = lr;
+  o.momentum = momentum;
+  o.weight_decay = wd;
+  optim::SGD opt(model->parameters(), o);
+  for (int64_t s = 0; s < steps; ++s) {
+    opt.zero_grad();
+    cross_entropy((*model)(x), y).backward();
+    opt.step();
+  }
+  for (auto& [k, t] : model->state_dict()) out.emplace_back("after." + k, t);
+  save_safetensors(dir + "/minima.safetensors", out,
+                   {{"lr", str(lr)}, {"momentum", str(momentum)}, {"weight_decay", str(wd)}, {"steps", str(steps)}});
+}
+
+// float32: the forward quantities must agree to 1e-4 (relative to max(1, |value|)). Gradients and
+// the weights after SGD are compared over the whole network (largest difference relative to the
+// largest value of any tensor): in deep BN networks at batch 2 some individual gradients are
+// ill-conditioned, and PyTorch's own float32 result differs from its float64 one as much as
+// minima's does (e.g. resnet50 layer3.4.conv2.weight: 28% of that tensor's largest value in both).
+// float64: everything, tensor by tensor, to 1e-9: the exact check that the math is the same.
+void crosscheck(const std::string& arch, const Shape& in_chw, int64_t batch) {
+  if (!torch_available()) {
+    MESSAGE("skipped: /usr/bin/python3 cannot import torch, so there is no PyTorch reference to compare with");
+    return;
+  }
+  std::string base = "/tmp/minima_crosscheck_" + std::to_string(getpid()) + "_" + arch + "_" +
+                     std::to_string(in_chw[1]);
+  int64_t n32 = 0, n64 = 0;
+  run_minima(base + "_f32", arch, in_chw, batch, DType::f32, n32);
+  run_minima(base + "_f64", arch, in_chw, batch, DType::f64, n64);
+  std::string res = run_capture("/usr/bin/python3 " + std::string(MINIMA_SOURCE_DIR) +
+                                "/tests/crosscheck/check_model.py " + base + "_f32 " + base + "_f64 2>&1");
+  std::vector<Json> results;  // one JSON line per directory
+  std::istringstream lines(res);
+  for (std::string line; std::getline(lines, line);)
+    if (!line.empty() && line[0] == '{') results.push_back(Json::parse(line));
+  REQUIRE(results.size() == 2);
+  const Json &r32 = results[0], &r64 = results[1];
+  CHECK(r32.at("dtype").as_string() == "torch.float32");
+  CHECK(r64.at("dtype").as_string() == "torch.float64");
+  CHECK(r32.at("params").as_int() == n32);
+  {
+    INFO("float32");
+    check_close(r32, "logits_train", 1e-4);
+    check_close(r32, "loss", 1e-4);
+    check_close(r32, "logits_eval", 1e-4);
+    check_close(r32, "grads_all", 5e-3);
+    check_close(r32, "after_sgd_all", 1e-3);
+    CHECK(r32.at("num_batches_tracked_equal").as_bool());
+  }
+  {
+    INFO("float64");
+    for (const char* k : {"logits_train", "loss", "logits_eval", "grads", "after_sgd"}) check_close(r64, k, 1e-9);
+    CHECK(r64.at("num_batches_tracked_equal").as_bool());
+  }
+  if (std::getenv("MINIMA_KEEP_CROSSCHECK") == nullptr) std::system(("rm -rf " + base + "_f32 " + base + "_f64").c_str());
+}
+
+}  // namespace
+
+TEST_CASE("crosscheck vs PyTorch: mlp") { crosscheck("mlp", {1, 28, 28}, 8); }
+TEST_CASE("crosscheck vs PyTorch: mlp1x512") { crosscheck("mlp1x512", {3, 28, 28}, 8); }
+TEST_CASE("crosscheck vs PyTorch: mlp3x512") { crosscheck("mlp3x512", {3, 28, 28}, 8); }
+TEST_CASE("crosscheck vs PyTorch: smallcnn") { crosscheck("smallcnn", {1, 28, 28}, 8); }
+TEST_CASE("crosscheck vs PyTorch: vgg16") { crosscheck("vgg16", {3, 32, 32}, 2); }
+TEST_CASE("crosscheck vs PyTorch: resnet18") { crosscheck("resnet18", {3, 32, 32}, 2); }
+TEST_CASE("crosscheck vs PyTorch: resnet50") { crosscheck("resnet50", {3, 32, 32}, 2); }
+TEST_CASE("crosscheck vs PyTorch: densenet40") { crosscheck("densenet40", {3, 32, 32}, 2); }
+TEST_CASE("crosscheck vs PyTorch: densenet40 on 1x28x28 (odd pooled sizes)") { crosscheck("densenet40", {1, 28, 28}, 2); }
+TEST_CASE("crosscheck vs PyTorch: vgg16 on 1x28x28 (fifth pool is an identity)") { crosscheck("vgg16", {1, 28, 28}, 2); }
