@@ -42,6 +42,7 @@ IdxArray read_idx(const std::string& path, int ndims) {
                  " at byte offset ", 4 + 4 * d);
     a.dims.push_back(int64_t(n));
     count *= n;
+    MINIMA_CHECK(count <= (size_t(1) << 40), path, ": implausible IDX dimensions ", a.dims, " (header at byte offset 4)");
   }
   a.data_offset = header;
   size_t have = b.size() - header;

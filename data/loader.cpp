@@ -191,7 +191,7 @@ void Loader::make_device_batch(int64_t b, Tensor& x, Tensor& y) {
   const int64_t start = b * batch_, B = std::min(batch_, ds_.size() - start);
   output(x, {B, ds_.channels(), ds_.height(), ds_.width()}, DType::f32, device_);
   output(y, {B}, DType::i64, device_);
-  cuda::make_batch(d_images_.data_ptr(), ds_.images.dtype() == DType::u8, d_labels_.data<int64_t>(),
+  cuda::make_batch(device_.index, d_images_.data_ptr(), ds_.images.dtype() == DType::u8, d_labels_.data<int64_t>(),
                    d_order_.data<int64_t>() + start, B, ds_.channels(), ds_.height(), ds_.width(), aug_, aug_key_,
                    norm_, d_lut_.data<float>(), int64_t(lut_.size()), x.data<float>(), y.data<int64_t>());
 }
@@ -240,7 +240,7 @@ static const char* kNoCuda = "the data pipeline's CUDA path needs minima built w
 size_t free_memory(int) { throw Error(kNoCuda); }
 void copy_host_to_device(void*, const void*, size_t) { throw Error(kNoCuda); }
 void copy_device_to_host(void*, const void*, size_t) { throw Error(kNoCuda); }
-void make_batch(const void*, bool, const int64_t*, const int64_t*, int64_t, int64_t, int64_t, int64_t,
+void make_batch(int, const void*, bool, const int64_t*, const int64_t*, int64_t, int64_t, int64_t, int64_t,
                 const Augment&, uint64_t, Normalize, const float*, int64_t, float*, int64_t*) {
   throw Error(kNoCuda);
 }

@@ -82,8 +82,9 @@ namespace cuda {
 size_t free_memory(int device);
 void copy_host_to_device(void* dst, const void* src, size_t bytes);
 void copy_device_to_host(void* dst, const void* src, size_t bytes);
-// The device twin of make_batch_cpu; every pointer is device memory. idx has B entries.
-void make_batch(const void* images, bool images_u8, const int64_t* labels, const int64_t* idx, int64_t B,
+// The device twin of make_batch_cpu, queued on the backend's stream of `device`; every pointer is
+// device memory. idx has B entries.
+void make_batch(int device, const void* images, bool images_u8, const int64_t* labels, const int64_t* idx, int64_t B,
                 int64_t C, int64_t H, int64_t W, const Augment& aug, uint64_t aug_key, Normalize norm,
                 const float* table, int64_t table_size, float* out, int64_t* labels_out);
 void synchronize();

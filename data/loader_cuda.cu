@@ -3,11 +3,14 @@
 // One block per sample: the block computes the sample's augmentation once (data/augment.h, the
 // same functions as the CPU loop), stages the normalization table in shared memory and, for
 // per-image standardization, reduces exact integer sums, so results equal the CPU path bit for bit.
-// Kernels run on the legacy default stream, which orders them with the other device work.
+// Kernels run on the CUDA backend's stream of the device, so they are ordered with the training
+// step's kernels; the synchronous copies (dataset upload, the epoch's order) use the legacy
+// default stream, which that blocking stream also synchronizes with.
 #include <cuda_runtime.h>
 
 #include "core/error.h"
 #include "data/loader.h"
+#include "kernels/cuda/cuda_common.cuh"
 
 #define MINIMA_DATA_CUDA_CHECK(expr)                                                             \
   do {                                                                                           \
@@ -101,22 +104,23 @@ void copy_device_to_host(void* dst, const void* src, size_t bytes) {
 
 void synchronize() { MINIMA_DATA_CUDA_CHECK(cudaDeviceSynchronize()); }
 
-void make_batch(const void* images, bool images_u8, const int64_t* labels, const int64_t* idx, int64_t B,
-                int64_t C, int64_t H, int64_t W, const Augment& aug, uint64_t aug_key, Normalize norm,
+void make_batch(int device, const void* images, bool images_u8, const int64_t* labels, const int64_t* idx,
+                int64_t B, int64_t C, int64_t H, int64_t W, const Augment& aug, uint64_t aug_key, Normalize norm,
                 const float* table, int64_t table_size, float* out, int64_t* labels_out) {
   if (B == 0) return;
+  ::minima::cuda::Ctx ctx(device);  // selects the device and its stream
   MINIMA_CHECK(images_u8 || norm != Normalize::per_image, "per-image standardization needs uint8 images");
   const size_t shmem = size_t(table_size) * sizeof(float);
   const int32_t pad = int32_t(aug.pad);
   const dim3 grid{unsigned(B)}, block{unsigned(kThreads)};
   if (images_u8 && norm == Normalize::per_image)
-    batch_kernel<true, true><<<grid, block, shmem>>>(images, labels, idx, C, H, W, pad, aug.crop, aug.flip, aug_key,
+    batch_kernel<true, true><<<grid, block, shmem, ctx.stream>>>(images, labels, idx, C, H, W, pad, aug.crop, aug.flip, aug_key,
                                                      table, table_size, out, labels_out);
   else if (images_u8)
-    batch_kernel<true, false><<<grid, block, shmem>>>(images, labels, idx, C, H, W, pad, aug.crop, aug.flip,
+    batch_kernel<true, false><<<grid, block, shmem, ctx.stream>>>(images, labels, idx, C, H, W, pad, aug.crop, aug.flip,
                                                       aug_key, table, table_size, out, labels_out);
   else
-    batch_kernel<false, false><<<grid, block, shmem>>>(images, labels, idx, C, H, W, pad, aug.crop, aug.flip,
+    batch_kernel<false, false><<<grid, block, shmem, ctx.stream>>>(images, labels, idx, C, H, W, pad, aug.crop, aug.flip,
                                                        aug_key, table, table_size, out, labels_out);
   MINIMA_DATA_CUDA_CHECK(cudaGetLastError());
 }

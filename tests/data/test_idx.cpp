@@ -186,7 +186,7 @@ TEST_CASE("idx: an unknown dataset name lists the known ones") {
 
 static const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
 
-TEST_CASE("idx: the real Fashion-MNIST files" *
+TEST_CASE("idx: the real Fashion-MNIST files (needs the dataset-fashion-mnist package, else skipped)" *
           doctest::skip(!is_file(std::string(kFashionDir) + "/train-images-idx3-ubyte.gz"))) {
   // Skipped when the Debian package dataset-fashion-mnist is not installed.
   Splits s = load_dataset("fashion-mnist", "");

@@ -58,7 +58,8 @@ void compare(const Dataset& d, Augment aug, Normalize norm, bool resident) {
 
 }  // namespace
 
-TEST_CASE("loader cuda: GPU batches equal CPU batches" * doctest::skip(!cuda_available())) {
+TEST_CASE("loader cuda: GPU batches equal CPU batches (needs a CUDA device, else skipped)" *
+          doctest::skip(!cuda_available())) {
   Dataset d = u8_dataset(150, 3, 32, 32);
   Augment aug;
   aug.crop = aug.flip = true;

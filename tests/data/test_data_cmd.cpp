@@ -1,0 +1,52 @@
+// tests/data/test_data_cmd.cpp: `minima data` end to end on a small IDX dataset written here: the
+// printed counts, shape, classes and statistics, and a clean non-zero exit on a missing directory.
+#include <sys/wait.h>
+
+#include <cstdio>
+
+#include "data/dataset.h"
+#include "helpers.h"
+
+using testdata::contains;
+
+namespace {
+
+// Runs a shell command; returns its exit status and stdout+stderr.
+int run(const std::string& cmd, std::string& out) {
+  out.clear();
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  REQUIRE(p != nullptr);
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int st = ::pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+}  // namespace
+
+TEST_CASE("minima data: prints splits, shape, classes and the training statistics") {
+  testdata::TempDir t;
+  std::vector<uint8_t> px(6 * 2 * 3), y(6);
+  for (size_t k = 0; k < px.size(); ++k) px[k] = k % 2 ? 255 : 0;  // mean 0.5, std 0.5
+  for (size_t k = 0; k < y.size(); ++k) y[k] = uint8_t(k % 3);
+  testdata::write_file(t / "train-images-idx3-ubyte", testdata::idx_bytes({6, 2, 3}, px));
+  testdata::write_file(t / "train-labels-idx1-ubyte.gz", testdata::gzip_bytes(testdata::idx_bytes({6}, y)));
+  testdata::write_file(t / "t10k-images-idx3-ubyte", testdata::idx_bytes({1, 2, 3}, std::vector<uint8_t>(6, 9)));
+  testdata::write_file(t / "t10k-labels-idx1-ubyte", testdata::idx_bytes({1}, {4}));
+  std::string out;
+  int rc = run(std::string(MINIMA_BINARY) + " data --dataset mnist --data-dir " + t.path(), out);
+  CHECK(rc == 0);
+  CHECK(contains(out, "train  "));
+  CHECK(contains(out, " 6 images  (per class: 0..2)"));
+  CHECK(contains(out, " 1 images  (per class: 0..1)"));
+  CHECK(contains(out, "image shape 1 x 2 x 3"));
+  CHECK(contains(out, "10 classes"));
+  CHECK(contains(out, "training mean (pixel/255): 0.5000"));
+  CHECK(contains(out, "training std  (pixel/255): 0.5000"));
+
+  rc = run(std::string(MINIMA_BINARY) + " data --dataset cifar10 --data-dir " + t.path() + "/missing", out);
+  CHECK(rc == 1);
+  CHECK(contains(out, "error: cifar10: data directory"));
+  CHECK(contains(out, "data_batch_1.bin"));
+}
