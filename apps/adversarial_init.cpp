@@ -74,6 +74,7 @@ struct Ctx {
   data::Dataset train, test;
   Shape in_chw;
   int64_t classes = 0, batch = 128, epochs = 0, adv_epochs = 0, adv_check_every = 25, complexity_every = 1;
+  int64_t eval_every = 1;
   double lr = 0.1, adv_lr = 0.1, momentum = 0.9, wd = 5e-4, zero_out = 0.1, adv_target = 99.99;
   std::string adv_schedule = "multistep";
   Device device;
@@ -263,14 +264,17 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
     opt.set_lr(sched->lr_at(e));
     tr = train_epoch(*model, opt, loader, e, name, c.epochs);
     MINIMA_CHECK(std::isfinite(tr.loss), name, " diverged at epoch ", e + 1, "; try a smaller --lr");
-    te = evaluate(*model, c.test, c.eval_batch, c.device);
-    bool measure = (e + 1) % c.complexity_every == 0 || e + 1 == c.epochs;
+    bool last = e + 1 == c.epochs;
+    bool test_now = (e + 1) % c.eval_every == 0 || last;
+    if (test_now) te = evaluate(*model, c.test, c.eval_batch, c.device);
+    bool measure = (e + 1) % c.complexity_every == 0 || last;
     if (measure) {
       cx = nn::complexity_measures(*model, factory, c.in_chw);
       dist = nn::relative_distance(model->named_parameters(), w0);
     }
     double nan = NAN;
-    csv.row({double(e + 1), opt.lr(), tr.loss, tr.acc, te.loss, te.acc, measure ? cx.frobenius_sq : nan,
+    csv.row({double(e + 1), opt.lr(), tr.loss, tr.acc, test_now ? te.loss : nan, test_now ? te.acc : nan,
+             measure ? cx.frobenius_sq : nan,
              measure ? cx.log10_spectral_product : nan, measure ? cx.l2_path_norm : nan,
              measure ? cx.l1_path_norm : nan, measure ? dist : nan, tr.seconds + te.seconds});
     std::printf("%s epoch %lld/%lld | loss %.4f acc %.2f%% | test %.2f%% | dist %.3f | %.0f img/s | ETA %s\n",
@@ -462,6 +466,7 @@ int run_adversarial_init(cli::Args& a) {
   c.adv_check_every = a.get_int("adv-check-every", 5, "phase 1: measure accuracy on C every N epochs (official: 25)");
   c.batch = a.get_int("batch", 128, "mini-batch size (both phases)");
   c.complexity_every = a.get_int("complexity-every", 1, "compute the complexity measures every N epochs (and at the end)");
+  c.eval_every = a.get_int("eval-every", 1, "phase 2: evaluate on the test set every N epochs (and at the end)");
   std::string device_s = a.get_string("device", "cpu", "cpu, cuda, cuda:N or auto");
   int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
   c.out = a.get_string("out", "runs/adversarial-init", "output directory");
@@ -474,7 +479,8 @@ int run_adversarial_init(cli::Args& a) {
   for (auto R : reps) MINIMA_CHECK(R >= 1, "--replication values must be >= 1, got ", R);
   MINIMA_CHECK(c.zero_out >= 0 && c.zero_out < 1, "--zero-out must be in [0, 1), got ", c.zero_out);
   MINIMA_CHECK(c.epochs >= 1 && c.adv_epochs >= 1, "--epochs and --adv-epochs must be >= 1");
-  MINIMA_CHECK(c.adv_check_every >= 1 && c.complexity_every >= 1, "--adv-check-every and --complexity-every must be >= 1");
+  MINIMA_CHECK(c.adv_check_every >= 1 && c.complexity_every >= 1 && c.eval_every >= 1,
+               "--adv-check-every, --complexity-every and --eval-every must be >= 1");
   MINIMA_CHECK(c.lr > 0 && c.adv_lr > 0, "learning rates must be positive");
   MINIMA_CHECK(c.batch >= 1, "--batch must be >= 1");
   MINIMA_CHECK(subset >= 0, "--subset must be >= 0");

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "git_rev.h"
 
 namespace minima::cli {
 

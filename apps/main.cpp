@@ -8,6 +8,7 @@
 #include "apps/cli.h"
 #include "core/backend.h"
 #include "core/error.h"
+#include "git_rev.h"
 
 using namespace minima;
 

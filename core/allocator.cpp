@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <new>
 
 #include "core/error.h"
@@ -10,13 +12,32 @@
 namespace minima {
 
 namespace {
+// Blocks of 64 KiB and more are cached after free and handed out again for requests of the same
+// size class (sizes rounded up to 1/8 of their power of two), because a training step frees and
+// re-allocates the same activation sizes every iteration and fresh pages from the OS cost a page
+// fault each. The cache holds at most kMaxCached bytes; smaller blocks go straight to malloc.
 class CpuAllocator final : public Allocator {
  public:
+  static constexpr size_t kCacheFrom = size_t(64) << 10;
+  static constexpr size_t kMaxCached = size_t(2) << 30;
+
   void* allocate(size_t nbytes) override {
     if (nbytes == 0) return nullptr;
-    size_t rounded = (nbytes + 63) / 64 * 64;
-    void* p = std::aligned_alloc(64, rounded);
-    MINIMA_CHECK(p != nullptr, "out of host memory allocating ", nbytes, " bytes");
+    size_t cls = size_class(nbytes);
+    void* p = nullptr;
+    if (cls >= kCacheFrom) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = free_.find(cls);
+      if (it != free_.end()) {
+        p = it->second;
+        free_.erase(it);
+        cached_ -= cls;
+      }
+    }
+    if (!p) {
+      p = std::aligned_alloc(64, cls);
+      MINIMA_CHECK(p != nullptr, "out of host memory allocating ", nbytes, " bytes");
+    }
     size_t now = in_use_ += nbytes;
     size_t peak = peak_.load();
     while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
@@ -25,15 +46,37 @@ class CpuAllocator final : public Allocator {
   }
   void deallocate(void* p, size_t nbytes) override {
     if (!p) return;
-    std::free(p);
     in_use_ -= nbytes;
+    size_t cls = size_class(nbytes);
+    if (cls >= kCacheFrom) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (cached_ + cls <= kMaxCached) {
+        free_.emplace(cls, p);
+        cached_ += cls;
+        return;
+      }
+    }
+    std::free(p);
   }
   size_t bytes_in_use() const override { return in_use_; }
   size_t peak_bytes() const override { return peak_; }
   void reset_peak() override { peak_ = in_use_.load(); }
+  ~CpuAllocator() override {
+    for (auto& kv : free_) std::free(kv.second);
+  }
 
  private:
+  static size_t size_class(size_t n) {
+    size_t r = (n + 63) / 64 * 64;
+    if (r < kCacheFrom) return r;
+    size_t top = size_t(1) << (63 - __builtin_clzll(r));  // highest power of two <= r
+    size_t step = top / 8;
+    return (r + step - 1) / step * step;
+  }
   std::atomic<size_t> in_use_{0}, peak_{0};
+  std::mutex mu_;
+  std::multimap<size_t, void*> free_;
+  size_t cached_ = 0;
 };
 }  // namespace
 
