@@ -41,6 +41,10 @@ struct Row {
   std::string target;  // "", or a description of the target for this row
   double target_min = 0;
   bool target_vs_vendor = false;  // target on vendor/native; else on the fraction of the ceiling
+  Row(std::string f, std::string o, std::string s, double native = -1, double vendor = -1, double w = 0,
+      Unit u = Unit::GBs, double ceil = 0)
+      : family(std::move(f)), op(std::move(o)), size(std::move(s)), native_ms(native), vendor_ms(vendor), work(w),
+        unit(u), ceiling(ceil) {}
 };
 
 struct Bench {

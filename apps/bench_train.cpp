@@ -1,8 +1,11 @@
 // apps/bench_train.cpp: `minima bench train`: images/s of a full training step (forward,
 // cross-entropy, backward, SGD update with momentum and weight decay) for each network on random
 // data already on the device, and in the same run the same figure for PyTorch eager on the same
-// device when python3 can import torch (tests/crosscheck/bench_torch.py, found next to this
-// source file or through --torch-script).
+// device when a python3 that imports torch is found (tests/crosscheck/bench_torch.py, located
+// next to this source file or through --torch-script). On the CPU, PyTorch gets as many threads
+// as minima's OpenMP (OMP_NUM_THREADS), so the two figures compare like for like.
+#include <omp.h>
+
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -80,6 +83,7 @@ int run_bench_train(cli::Args& a) {
   int64_t iters = a.get_int("iters", 5, "timed steps");
   std::string torch_mode = a.get_string("torch", "auto", "auto (when python3 imports torch), on or off");
   std::string script = a.get_string("torch-script", default_torch_script(), "the PyTorch twin");
+  std::string python = a.get_string("python", "", "python interpreter with torch (default: first of python3, /usr/bin/python3 that imports torch)");
   if (a.finish()) return 0;
   Device dev = device_from_flag(dev_s);
   Shape chw;
@@ -98,25 +102,36 @@ int run_bench_train(cli::Args& a) {
   }
   bool use_torch = false;
   if (torch_mode != "off") {
-    int rc = 0;
-    capture("/usr/bin/env python3 -c 'import torch' 2>/dev/null", rc);
-    use_torch = rc == 0 && cli::file_exists(script);
+    std::vector<std::string> candidates = python.empty() ? std::vector<std::string>{"python3", "/usr/bin/python3"}
+                                                         : std::vector<std::string>{python};
+    for (const auto& py : candidates) {
+      int rc = 0;
+      capture(py + " -c 'import torch' > /dev/null 2>&1", rc);
+      if (rc == 0) {
+        python = py;
+        use_torch = cli::file_exists(script);
+        break;
+      }
+    }
     MINIMA_CHECK(use_torch || torch_mode != "on", "bench train: --torch on but python3 cannot import torch or ",
                  script, " is missing");
     if (!use_torch) std::cout << "(PyTorch comparison skipped: python3 with torch or " << script << " not found)\n";
   }
   std::cout << "training step (forward + backward + SGD), batch " << batch << ", input " << in << ", device "
-            << dev.str() << "\n";
+            << dev.str();
+  if (dev.is_cpu()) std::cout << ", " << omp_get_max_threads() << " threads";
+  std::cout << "\n";
   std::cout << "arch          minima img/s   pytorch img/s   minima/pytorch\n";
   for (const auto& arch : list) {
     double mine = bench_minima(arch, chw, classes, batch, dev, warmup, iters);
     double theirs = 0;
     if (use_torch) {
       int rc = 0;
-      std::string out = capture("/usr/bin/env python3 " + script + " " + arch + " " + in + " " +
+      std::string out = capture(python + " " + script + " " + arch + " " + in + " " +
                                     std::to_string(classes) + " " + std::to_string(batch) + " " +
                                     (dev.is_cuda() ? "cuda:" + std::to_string(dev.index) : "cpu") + " " +
-                                    std::to_string(warmup) + " " + std::to_string(iters) + " 2>&1",
+                                    std::to_string(warmup) + " " + std::to_string(iters) + " " +
+                                    std::to_string(omp_get_max_threads()) + " 2>&1",
                                 rc);
       size_t brace = out.find('{');
       if (rc == 0 && brace != std::string::npos) theirs = Json::parse(out.substr(brace)).at("images_per_s").as_double();

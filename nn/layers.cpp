@@ -107,22 +107,4 @@ Tensor Sequential::forward(const Tensor& x) {
   return h;
 }
 
-Shape output_shape(Module& m, const Shape& in_shape) {
-  bool was_training = m.is_training();
-  m.eval();
-  Shape s;
-  {
-    NoGradGuard ng;
-    Device d = Device::cpu();
-    auto params = m.parameters();
-    if (!params.empty()) d = params[0].device();
-    Shape batch1 = in_shape;
-    batch1.insert(batch1.begin(), 1);
-    s = m.forward(zeros(batch1, TensorOptions(DType::f32, d))).shape();
-  }
-  m.train(was_training);
-  s.erase(s.begin());
-  return s;
-}
-
 }  // namespace minima::nn

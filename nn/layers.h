@@ -135,8 +135,4 @@ class Sequential : public Module {
   std::vector<std::shared_ptr<Module>> mods_;
 };
 
-// Shape of forward's output for an input of `in_shape` (runs a batch-of-1 forward in eval mode
-// without recording a graph); used by the models to size their classifier heads.
-Shape output_shape(Module& m, const Shape& in_shape);
-
 }  // namespace minima::nn

@@ -8,7 +8,8 @@
 //  2. one thread per channel adds the splits' partial sums in order (deterministic), writes the
 //     saved mean and 1/sqrt(var + eps), updates the running stats (PyTorch's momentum rule,
 //     unbiased variance) and folds weight and bias into one scale and shift per channel;
-//  3. y = x * scale[c] + shift[c], fused (the same kernel serves evaluation mode).
+//  3. y = x * scale[c] + shift[c], fused (the same kernel serves evaluation mode), on the
+//     elementwise loop of elementwise.cuh.
 // Backward, the same shape: per-channel sums of gy and gy * xhat in one pass over (x, gy), a
 // per-channel finalize that writes gweight = sum(gy * xhat) and gbias = sum(gy), and one fused
 // pass for the closed form gx = w * invstd * (gy - sum(gy)/M - xhat * sum(gy*xhat)/M).
@@ -147,16 +148,29 @@ __global__ void bn_eval_coef_kernel(int64_t C, ChanVec weight, ChanVec bias, Cha
   }
 }
 
-// y = x * coef[2c] + coef[2c + 1] over contiguous x, y (channel of element i: (i / S) % C).
-template <class T>
-__global__ void __launch_bounds__(kThreads) bn_apply_kernel(const T* x, T* y, int64_t n, BnGeom g, FastDiv fc,
-                                                            const double* coef) {
-  using A = Acc<T>;
-  MINIMA_GRID_STRIDE(i, n) {
-    int64_t c = g.small ? int64_t(fc.mod(g.fs.div(uint32_t(i)))) : (i / g.S) % g.C;
-    y[i] = to_storage<T>(A(x[i]) * A(coef[2 * c]) + A(coef[2 * c + 1]));
-  }
+// Channel of element i of a contiguous [N, C, S] tensor: (i / S) % C.
+__device__ __forceinline__ int64_t bn_channel(const BnGeom& g, const FastDiv& fc, int64_t i) {
+  return g.small ? int64_t(fc.mod(g.fs.div(uint32_t(i)))) : (i / g.S) % g.C;
 }
+
+// y = x * coef[2c] + coef[2c + 1] (x, y contiguous, so the loop's offsets are the indices). Runs on
+// the elementwise loop, which keeps several loads in flight per thread.
+template <class T>
+struct BnApplyF {
+  const T* x;
+  T* y;
+  BnGeom g;
+  FastDiv fc;
+  const double* coef;
+  struct In {
+    Acc<T> v, scale, shift;
+  };
+  __device__ In load(const int64_t* off) const {
+    int64_t c = bn_channel(g, fc, off[0]);
+    return {Acc<T>(x[off[1]]), Acc<T>(coef[2 * c]), Acc<T>(coef[2 * c + 1])};
+  }
+  __device__ void store(const int64_t* off, const In& in) const { y[off[0]] = to_storage<T>(in.v * in.scale + in.shift); }
+};
 
 // Backward sums: partial[(c * splits + split) * 2 + {0, 1}] = sum(gy), sum(gy * (x - mean)).
 template <class T>
@@ -202,23 +216,32 @@ __global__ void bn_backward_finalize_kernel(BnGeom g, const double* partial, Cha
   }
 }
 
+// gx = k0 * gy + k1 * (x - mean) + k3, coefficients per channel (see bn_backward_finalize_kernel).
 template <class T>
-__global__ void __launch_bounds__(kThreads) bn_backward_apply_kernel(const T* x, const T* gy, T* gx, int64_t n,
-                                                                     BnGeom g, FastDiv fc, const double* coef) {
-  using A = Acc<T>;
-  MINIMA_GRID_STRIDE(i, n) {
-    int64_t c = g.small ? int64_t(fc.mod(g.fs.div(uint32_t(i)))) : (i / g.S) % g.C;
-    const double* k = coef + 4 * c;
-    A d = A(x[i]) - A(k[2]);
-    gx[i] = to_storage<T>(A(k[0]) * A(gy[i]) + A(k[1]) * d + A(k[3]));
+struct BnBackwardApplyF {
+  const T* x;
+  const T* gy;
+  T* gx;
+  BnGeom g;
+  FastDiv fc;
+  const double* coef;
+  struct In {
+    Acc<T> x, gy, k0, k1, mean, k3;
+  };
+  __device__ In load(const int64_t* off) const {
+    const double* k = coef + 4 * bn_channel(g, fc, off[0]);
+    return {Acc<T>(x[off[1]]), Acc<T>(gy[off[2]]), Acc<T>(k[0]), Acc<T>(k[1]), Acc<T>(k[2]), Acc<T>(k[3])};
   }
-}
+  __device__ void store(const int64_t* off, const In& v) const {
+    gx[off[0]] = to_storage<T>(v.k0 * v.gy + v.k1 * (v.x - v.mean) + v.k3);
+  }
+};
 
 template <class T>
 void apply(const Ctx& ctx, const Tensor& x, const Tensor& y, const BnGeom& g, const double* coef) {
-  MINIMA_LAUNCH(bn_apply_kernel<T>, dim3(grid_1d(x.numel(), ctx.dev)), dim3(kThreads), 0, ctx.stream,
-                static_cast<const T*>(x.data_ptr()), static_cast<T*>(y.data_ptr()), x.numel(), g,
-                FastDiv(uint32_t(g.small ? g.C : 1)), coef);
+  BnApplyF<T> f{static_cast<const T*>(x.data_ptr()), static_cast<T*>(y.data_ptr()), g,
+                FastDiv(uint32_t(g.small ? g.C : 1)), coef};
+  launch_elementwise<2>(ctx, y.shape(), {y, x}, f);
 }
 
 void check_bn(const Tensor& x, const char* what) {
@@ -234,6 +257,7 @@ void CudaBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_m
                                            double eps) {
   Ctx ctx(x);
   check_bn(x, "batch_norm");
+  check_bn(y, "batch_norm");
   BnGeom g = bn_geom(x, ctx.dev);
   if (g.C == 0) return;
   MINIMA_CHECK(g.M > 0, "batch_norm: no values per channel in ", x.shape());
@@ -255,6 +279,7 @@ void CudaBackend::batch_norm_forward_eval(const Tensor& y, const Tensor& x, cons
                                           const Tensor& running_mean, const Tensor& running_var, double eps) {
   Ctx ctx(x);
   check_bn(x, "batch_norm");
+  check_bn(y, "batch_norm");
   BnGeom g = bn_geom(x, ctx.dev);
   if (g.C == 0 || x.numel() == 0) return;
   DeviceBuffer coef(size_t(g.C * 2) * sizeof(double), ctx.dev);
@@ -269,6 +294,7 @@ void CudaBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, c
   Ctx ctx(x);
   check_bn(x, "batch_norm_backward");
   check_bn(gy, "batch_norm_backward");
+  check_bn(gx, "batch_norm_backward");
   BnGeom g = bn_geom(x, ctx.dev);
   if (g.C == 0) return;
   DeviceBuffer partial(size_t(g.C * g.splits * 2) * sizeof(double), ctx.dev);
@@ -282,9 +308,9 @@ void CudaBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, c
     MINIMA_LAUNCH(bn_backward_finalize_kernel, dim3(grid_1d(g.C, ctx.dev)), dim3(kThreads), 0, ctx.stream, g,
                   partial.as<double>(), chan(weight), chan(save_mean), chan(save_invstd), chan(gweight),
                   chan(gbias), coef.as<double>());
-    MINIMA_LAUNCH(bn_backward_apply_kernel<T>, dim3(grid_1d(x.numel(), ctx.dev)), dim3(kThreads), 0, ctx.stream, xp,
-                  gp, static_cast<T*>(gx.data_ptr()), x.numel(), g, FastDiv(uint32_t(g.small ? g.C : 1)),
-                  coef.as<double>());
+    BnBackwardApplyF<T> f{xp, gp, static_cast<T*>(gx.data_ptr()), g, FastDiv(uint32_t(g.small ? g.C : 1)),
+                          coef.as<double>()};
+    launch_elementwise<3>(ctx, gx.shape(), {gx, x, gy}, f);
   });
 }
 

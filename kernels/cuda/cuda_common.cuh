@@ -94,7 +94,7 @@ namespace minima::cuda {
 struct FastDiv {
   uint32_t d = 1, m = 1, s = 0;
   FastDiv() = default;
-  explicit FastDiv(uint32_t divisor) : d(divisor) {
+  explicit FastDiv(uint32_t divisor) : d(divisor ? divisor : 1) {
     s = 0;
     while ((uint64_t(1) << s) < d) ++s;
     m = uint32_t(((uint64_t(1) << 32) * ((uint64_t(1) << s) - d)) / d + 1);

@@ -7,8 +7,9 @@
 //    auto times both paths once per shape (first call) and keeps the faster one. It falls back
 //    to a fixed rule (the vendor path when it can run the call) in deterministic mode and while a
 //    CUDA graph is being captured, because timing is neither reproducible nor capturable.
-//  * allow_tf32: lets float32 GEMM/conv use TF32 tensor cores (native: wmma; cuBLAS/cuDNN: their
-//    TF32 math). Off by default: float32 results then carry full fp32 products.
+//  * allow_tf32: lets float32 GEMM/conv use TF32 tensor cores: the native GEMM switches to its wmma
+//    kernel, cuBLAS and cuDNN to their TF32 math (the native convolutions stay fp32 SIMT). Off by
+//    default: float32 results then carry full fp32 products.
 //  * deterministic: two runs with the same seed give bitwise-equal results. What pays for it:
 //    index_add and scatter_add (and so the backward of index_select and gather) run one thread
 //    per output column over the indices in order instead of float atomics; max_pool2d's backward

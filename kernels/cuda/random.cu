@@ -14,9 +14,12 @@ namespace {
 template <class T>
 __global__ void uniform_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, double lo, double hi) {
   MINIMA_GRID_STRIDE(i, n) {
+    using A = Acc<T>;
     double u = lo + (hi - lo) * Philox::uniform(seed, offset, uint64_t(i));
-    if (u >= hi) u = lo;  // keep [lo, hi) after rounding, like the CPU
-    out[i] = to_storage<T>(static_cast<Acc<T>>(u));
+    T v = to_storage<T>(static_cast<A>(u));
+    // A value the storage type rounds up to hi is replaced by lo, as on the CPU: draws stay in
+    // [lo, hi) on the storage type's grid.
+    out[i] = double(static_cast<A>(v)) >= hi ? to_storage<T>(static_cast<A>(lo)) : v;
   }
 }
 

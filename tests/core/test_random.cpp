@@ -144,7 +144,7 @@ TEST_CASE("random: rand and randn moments over 1e5 samples") {
   }
 }
 
-TEST_CASE("random: uniform stays in [lo, hi) in every float storage type") {
+TEST_CASE("random: uniform stays below its upper bound in every float storage type") {
   for (DType t : {DType::f32, DType::f64, DType::bf16}) {
     INFO(std::string(dtype_name(t)));
     Generator g(200);
@@ -161,7 +161,7 @@ TEST_CASE("random: uniform stays in [lo, hi) in every float storage type") {
   }
 }
 
-TEST_CASE("random: randint covers [0, high) evenly") {
+TEST_CASE("random: randint covers 0 to high-1 evenly") {
   Generator g(300);
   Tensor r = randint({6000}, 6, g);
   CHECK(r.dtype() == DType::i64);

@@ -2,7 +2,8 @@
 cross-entropy, backward, SGD update with momentum) of a reference network (models.py) on random
 data already on the device. Prints one JSON object.
 
-usage: bench_torch.py ARCH CxHxW CLASSES BATCH DEVICE WARMUP ITERS"""
+usage: bench_torch.py ARCH CxHxW CLASSES BATCH DEVICE WARMUP ITERS [THREADS]
+THREADS (CPU): intra-op threads, set to minima's OpenMP thread count for a like-for-like figure."""
 import json
 import os
 import sys
@@ -19,6 +20,8 @@ def main():
     arch, chw, classes, batch, device, warmup, iters = sys.argv[1:8]
     in_chw = [int(v) for v in chw.split("x")]
     classes, batch, warmup, iters = int(classes), int(batch), int(warmup), int(iters)
+    if len(sys.argv) > 8 and int(sys.argv[8]) > 0:
+        torch.set_num_threads(int(sys.argv[8]))
     dev = torch.device(device)
     torch.manual_seed(0)
     model = models.build(arch, in_chw, classes).to(dev).train()

@@ -1,0 +1,114 @@
+// tests/apps/app_test_util.h: running the built `minima` CLI from a test, as a user would, into a
+// fresh temporary --out directory, and reading back what it wrote (summary.json, CSV files).
+#pragma once
+#include <doctest/doctest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+
+namespace apptest {
+
+struct Run {
+  int rc = 0;
+  std::string output;  // stdout and stderr together
+};
+
+// `minima <args>`; the command line and its output go into doctest's context on failure.
+inline Run run_minima(const std::string& args) {
+  std::string cmd = std::string(MINIMA_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  Run r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  r.rc = pclose(p);
+  return r;
+}
+
+// A new empty directory under $TMPDIR (or /tmp).
+inline std::string temp_dir(const std::string& tag) {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/minima_" + tag + "_XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  REQUIRE(mkdtemp(buf.data()) != nullptr);
+  return std::string(buf.data());
+}
+
+inline minima::Json summary(const std::string& dir) {
+  return minima::Json::parse(minima::read_file(dir + "/summary.json"));
+}
+
+// Rows of a CSV file as column -> text.
+inline std::vector<std::map<std::string, std::string>> read_csv(const std::string& path) {
+  std::istringstream in(minima::read_file(path));
+  std::string line;
+  std::vector<std::string> cols;
+  std::vector<std::map<std::string, std::string>> rows;
+  auto split = [](const std::string& s) {
+    std::vector<std::string> v;
+    std::stringstream ss(s);
+    std::string c;
+    while (std::getline(ss, c, ',')) v.push_back(c);
+    return v;
+  };
+  if (std::getline(in, line)) cols = split(line);
+  while (std::getline(in, line)) {
+    auto v = split(line);
+    REQUIRE(v.size() == cols.size());
+    std::map<std::string, std::string> r;
+    for (size_t i = 0; i < v.size(); ++i) r[cols[i]] = v[i];
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+inline bool file_exists(const std::string& p) {
+  struct stat st;
+  return ::stat(p.c_str(), &st) == 0 && st.st_size > 0;
+}
+
+// A python interpreter with matplotlib ("" when there is none): figures are checked only then.
+inline std::string plotting_python() {
+  std::vector<std::string> c;
+  if (const char* p = std::getenv("MINIMA_PYTHON")) c.push_back(p);
+  c.push_back("python3");
+  c.push_back("/usr/bin/python3");
+  for (const auto& py : c)
+    if (std::system((py + " -c 'import matplotlib' >/dev/null 2>&1").c_str()) == 0) return py;
+  return "";
+}
+
+// Runs apps/plot/<script> on `dir` and checks that <name>.png and <name>.svg were written.
+inline void check_figure(const std::string& script, const std::string& dir, const std::string& name) {
+  std::string py = plotting_python();
+  if (py.empty()) {
+    MESSAGE("figure not checked: no python3 with matplotlib");
+    return;
+  }
+  std::string cmd = py + " " + std::string(MINIMA_SOURCE_DIR) + "/apps/plot/" + script + " " + dir + " >/dev/null 2>&1";
+  CHECK(std::system(cmd.c_str()) == 0);
+  CHECK(file_exists(dir + "/" + name + ".png"));
+  CHECK(file_exists(dir + "/" + name + ".svg"));
+}
+
+// A bad command line must fail with an "error: ..." naming the problem.
+inline void check_rejects(const std::string& args, const std::string& expected) {
+  Run r = run_minima(args);
+  INFO("minima ", args, "\n", r.output);
+  CHECK(r.rc != 0);
+  CHECK(r.output.find("error: ") != std::string::npos);
+  CHECK(r.output.find(expected) != std::string::npos);
+}
+
+}  // namespace apptest

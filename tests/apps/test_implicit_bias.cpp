@@ -1,0 +1,150 @@
+// tests/apps/test_implicit_bias.cpp: `minima min-norm`, `minima max-margin` and
+// `minima matrix-factorization` on small configurations, each asserting the claim it demonstrates,
+// plus their rejection of bad flags. Figures are checked when python3 with matplotlib is present.
+#include <cmath>
+#include <fstream>
+
+#include "app_test_util.h"
+
+using namespace minima;
+
+TEST_CASE("min-norm: GD lands on X^+ y from zero and keeps w0's null-space part from w0") {
+  std::string dir = apptest::temp_dir("min_norm");
+  auto r = apptest::run_minima("min-norm --n 20 --d 60 --iters 300 --seed 4 --no-plot --out " + dir);
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  Json s = apptest::summary(dir);
+  CHECK(s.at("min_norm_interpolation_residual").as_double() < 1e-12);
+  CHECK(s.at("gd_from_zero_rel_dist_min_norm").as_double() < 1e-6);
+  CHECK(s.at("gd_from_w0_rel_dist_prediction").as_double() < 1e-6);
+  // From w0, GD misses X^+ y by exactly the null-space part of w0 (which is far from small).
+  double gap = s.at("predicted_gap_from_w0").as_double();
+  CHECK(gap > 0.5);
+  CHECK(s.at("gd_from_w0_rel_dist_min_norm").as_double() == doctest::Approx(gap).epsilon(1e-6));
+  // Momentum and SGD (batch 1 and 10) reach the same two limits.
+  for (const char* m : {"momentum", "sgd-b1", "sgd-b10"}) {
+    INFO(m);
+    const Json& run = s.at("runs").at(m);
+    CHECK(run.at("from_zero").at("rel_dist_min_norm").as_double() < 1e-5);
+    CHECK(run.at("from_w0").at("rel_dist_prediction").as_double() < 1e-5);
+    CHECK(run.at("from_w0").at("rel_dist_min_norm").as_double() == doctest::Approx(gap).epsilon(1e-4));
+  }
+  // The null-space component never changes along the way.
+  auto rows = apptest::read_csv(dir + "/metrics.csv");
+  REQUIRE(rows.size() == 8 * 301);
+  double null0 = -1;
+  for (const auto& row : rows) {
+    if (row.at("init") != "w0") continue;
+    double v = std::stod(row.at("null_norm"));
+    if (null0 < 0) null0 = v;
+    CHECK(v == doctest::Approx(null0).epsilon(1e-9));
+  }
+  apptest::check_figure("min_norm.py", dir, "min_norm");
+}
+
+TEST_CASE("min-norm rejects bad flags") {
+  apptest::check_rejects("min-norm --n 50 --d 40 --no-plot --out /tmp/minima_unused", "--d (40) must exceed --n (50)");
+  apptest::check_rejects("min-norm --iters ten", "--iters expects an integer");
+  apptest::check_rejects("min-norm --sgd-batches 0", "--sgd-batches");
+  apptest::check_rejects("min-norm --bogus 1", "unknown flag --bogus");
+}
+
+TEST_CASE("max-margin: the SVM finds (0.5, 0.5); GD's direction converges, Adam's does not on stretched data") {
+  std::string dir = apptest::temp_dir("max_margin");
+  auto r = apptest::run_minima("max-margin --iters 100000 --no-plot --out " + dir);
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  Json s = apptest::summary(dir);
+  const Json& w = s.at("svm_w");
+  CHECK(w[0].as_double() == doctest::Approx(0.5).epsilon(1e-10));
+  CHECK(w[1].as_double() == doctest::Approx(0.5).epsilon(1e-10));
+  const Json& fig1 = s.at("datasets").at("soudry");
+  CHECK(fig1.at("svm_on_margin").size() == 4);
+  CHECK(fig1.at("svm_margin").as_double() == doctest::Approx(std::sqrt(2.0)));
+  // GD and momentum approach the max-margin direction on both data sets (slowly: ~1/log t).
+  for (const char* ds : {"soudry", "soudry-stretched"}) {
+    const Json& gaps = s.at("datasets").at(ds).at("angle_gap");
+    INFO(ds);
+    CHECK(gaps.at("gd").as_double() < 0.03);
+    CHECK(gaps.at("momentum").as_double() < 0.15);
+  }
+  // On the stretched data (Soudry et al.'s Figure 2) Adam stays far from it.
+  CHECK(s.at("datasets").at("soudry-stretched").at("angle_gap").at("adam").as_double() > 0.3);
+
+  // The log t and 1/t laws for GD on the Figure 1 data: ||w|| gains about the same per decade and
+  // the loss falls about tenfold per decade.
+  std::map<int64_t, std::pair<double, double>> gd;  // iter -> (norm, loss)
+  for (const auto& row : apptest::read_csv(dir + "/metrics.csv"))
+    if (row.at("dataset") == "soudry" && row.at("method") == "gd")
+      gd[std::stoll(row.at("iter"))] = {std::stod(row.at("norm")), std::stod(row.at("loss"))};
+  REQUIRE(gd.count(1000));
+  REQUIRE(gd.count(10000));
+  REQUIRE(gd.count(100000));
+  double d1 = gd[10000].first - gd[1000].first, d2 = gd[100000].first - gd[10000].first;
+  CHECK(d2 == doctest::Approx(d1).epsilon(0.15));
+  CHECK(gd[10000].second / gd[100000].second == doctest::Approx(10.0).epsilon(0.15));
+  apptest::check_figure("max_margin.py", dir, "max_margin");
+}
+
+TEST_CASE("max-margin runs a CSV data set and refuses non-separable data") {
+  std::string dir = apptest::temp_dir("max_margin_csv");
+  {
+    // Through the origin the max-margin solution of these four points is w = (1, 0).
+    std::ofstream f(dir + "/points.csv");
+    f << "# x1,x2,label\n1,0,1\n-1,0,-1\n3,1,1\n-2,-3,-1\n";
+  }
+  auto r = apptest::run_minima("max-margin --data " + dir + "/points.csv --iters 2000 --no-plot --out " + dir + "/run");
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  Json s = apptest::summary(dir + "/run");
+  CHECK(s.at("svm_w")[0].as_double() == doctest::Approx(1.0).epsilon(1e-10));
+  CHECK(std::fabs(s.at("svm_w")[1].as_double()) < 1e-10);
+  {
+    std::ofstream f(dir + "/bad.csv");
+    f << "1,0,1\n2,0,-1\n";
+  }
+  apptest::check_rejects("max-margin --data " + dir + "/bad.csv --no-plot --out " + dir + "/bad", "not linearly separable");
+  {
+    std::ofstream f(dir + "/labels.csv");
+    f << "1,0,1\n2,0,0\n";
+  }
+  apptest::check_rejects("max-margin --data " + dir + "/labels.csv --no-plot --out " + dir + "/bad",
+                         "label must be -1 or 1");
+  apptest::check_rejects("max-margin --momentum 1.5", "--momentum must be in (0, 1)");
+  apptest::check_rejects("max-margin --data /nonexistent.csv --out " + dir + "/bad", "cannot open");
+}
+
+TEST_CASE("matrix-factorization: the nuclear norm falls to the ground truth's as alpha falls") {
+  std::string dir = apptest::temp_dir("matrix_factorization");
+  auto r = apptest::run_minima("matrix-factorization --n 20 --rank 2 --alphas 1e-1,1e-2,1e-4,1e-6 --max-iters 2000 --no-plot --out " +
+                  dir);
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  Json s = apptest::summary(dir);
+  CHECK(s.at("measurements").as_int() == 3 * 20 * 2);
+  CHECK(s.at("ground_truth_nuclear_norm").as_double() == doctest::Approx(1.0).epsilon(1e-12));
+  auto nuc = s.at("nuclear_norm").elements();
+  auto err = s.at("rel_error").elements();
+  REQUIRE(nuc.size() == 4);
+  for (size_t i = 1; i < nuc.size(); ++i) {
+    CHECK(nuc[i].as_double() < nuc[i - 1].as_double());
+    CHECK(err[i].as_double() < err[i - 1].as_double());
+  }
+  CHECK(nuc[0].as_double() > 1.2);
+  CHECK(nuc.back().as_double() == doctest::Approx(1.0).epsilon(0.01));
+  CHECK(err.back().as_double() < 0.02);
+  CHECK(s.at("numerical_rank")[3].as_int() == 2);
+  // Every solution fits the measurements; the minimum Frobenius interpolant fits them too but is
+  // neither low-rank nor close to the ground truth.
+  for (const auto& res : s.at("rel_residual").elements()) CHECK(res.as_double() < 0.01);
+  CHECK(s.at("min_frobenius_rel_residual").as_double() < 1e-10);
+  CHECK(s.at("min_frobenius_nuclear_norm").as_double() > 1.3);
+  CHECK(s.at("min_frobenius_rel_error").as_double() > 0.3);
+  apptest::check_figure("matrix_factorization.py", dir, "matrix_factorization");
+}
+
+TEST_CASE("matrix-factorization rejects bad flags") {
+  apptest::check_rejects("matrix-factorization --rank 0", "--rank must be in [1, n]");
+  apptest::check_rejects("matrix-factorization --alphas 0.1,-1", "--alphas must be positive");
+  apptest::check_rejects("matrix-factorization --alphas 0.1,x", "--alphas expects comma-separated numbers");
+}

@@ -1,0 +1,80 @@
+// tests/apps/test_memorization.cpp: `minima toy2d` (bad global minima in 2-D) and `minima memorize`
+// (Zhang et al.'s construction) on small configurations, asserting the claims they demonstrate,
+// plus their rejection of bad flags.
+#include <cmath>
+
+#include "app_test_util.h"
+#include "data/dataset.h"
+
+using namespace minima;
+
+TEST_CASE("toy2d: all three runs fit the training set; the adversarial init tests worst over three seeds") {
+  std::string dir = apptest::temp_dir("toy2d");
+  auto r = apptest::run_minima("toy2d --seed 0 --repeats 3 --grid 80 --eval-per-class 2000 --no-plot --out " + dir);
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  Json s = apptest::summary(dir);
+  const char* runs[3] = {"a_random_init", "b_adversarial_init", "c_adversarial_init_regularized"};
+  REQUIRE(s.at("per_seed").size() == 3);
+  for (const auto& seed : s.at("per_seed").elements()) {
+    INFO("seed ", seed.at("seed").as_int());
+    CHECK(seed.at("pretrain_random_label_acc").as_double() == 1.0);
+    for (const char* run : runs) {
+      INFO(run);
+      CHECK(seed.at(run).at("train_acc").as_double() == 1.0);
+      CHECK(seed.at(run).at("first_100_percent_epoch").as_int() >= 1);
+    }
+  }
+  // Means over the seeds: (b) has the lowest test accuracy (and expected accuracy on a large fresh
+  // sample) and the longest decision boundary.
+  auto mean = [&](const char* run, const char* key) { return s.at(run).at(key).as_double(); };
+  CHECK(mean("b_adversarial_init", "test_acc") < mean("a_random_init", "test_acc"));
+  CHECK(mean("b_adversarial_init", "test_acc") < mean("c_adversarial_init_regularized", "test_acc"));
+  CHECK(mean("b_adversarial_init", "expected_acc") < mean("a_random_init", "expected_acc") - 0.01);
+  CHECK(mean("b_adversarial_init", "expected_acc") < mean("c_adversarial_init_regularized", "expected_acc") - 0.01);
+  CHECK(mean("b_adversarial_init", "boundary_length") > 1.5 * mean("a_random_init", "boundary_length"));
+  auto grid = apptest::read_csv(dir + "/grid.csv");
+  CHECK(grid.size() == 80 * 80);
+  apptest::check_figure("toy2d.py", dir, "toy2d");
+}
+
+TEST_CASE("toy2d rejects bad flags") {
+  apptest::check_rejects("toy2d --pre-optimizer rmsprop", "--pre-optimizer must be adam or sgd");
+  apptest::check_rejects("toy2d --std 0", "--std must be positive");
+  apptest::check_rejects("toy2d --repeats 0", "--repeats must be at least 1");
+}
+
+TEST_CASE("memorize: the 2n+d-weight construction fits random labels exactly") {
+  try {
+    data::load_dataset("fashion-mnist", "");
+  } catch (const Error& e) {
+    MESSAGE("skipped: Fashion-MNIST is not available (", e.what(), ")");
+    return;
+  }
+  std::string dir = apptest::temp_dir("memorize");
+  auto r = apptest::run_minima("memorize --n 5000 --sgd-n 300 --widths 4,64 --epochs 150 --seed 2 --no-plot --out " + dir);
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  Json s = apptest::summary(dir);
+  const Json& c = s.at("construction");
+  CHECK(c.at("n").as_int() == 5000);
+  CHECK(c.at("weights").as_int() == 2 * 5000 + 784);
+  CHECK(c.at("train_acc").as_double() == 1.0);
+  CHECK(c.at("max_abs_error").as_double() < 1e-3);
+  // Random labels carry nothing about the true test labels.
+  CHECK(c.at("test_acc_true_labels").as_double() < 0.2);
+  CHECK(s.at("construction_on_sgd_subset").at("train_acc").as_double() == 1.0);
+  // SGD: a wide network memorizes the 300 random labels, a width-4 one cannot within the budget.
+  const Json& sgd = s.at("sgd");
+  REQUIRE(sgd.size() == 2);
+  CHECK(sgd[0].at("train_acc").as_double() < 1.0);
+  CHECK(sgd[1].at("train_acc").as_double() == 1.0);
+  CHECK(s.at("sgd_min_width_100_percent").as_int() == 64);
+  apptest::check_figure("memorize.py", dir, "memorize");
+}
+
+TEST_CASE("memorize rejects bad flags") {
+  apptest::check_rejects("memorize --n 100 --sgd-n 200", "--sgd-n must be in [0, n]");
+  apptest::check_rejects("memorize --widths 8,0", "--widths must be positive");
+  apptest::check_rejects("memorize --n 0", "--n must be positive");
+}

@@ -1,0 +1,143 @@
+// tests/cuda/test_cuda_conv.cpp: conv2d forward, input gradient and weight gradient on CUDA
+// against the CPU, and the native implicit-GEMM kernels against cuDNN pass by pass: strides,
+// padding, dilation, groups, bias, 1x1 and non-square kernels, channel counts on both sides of
+// the 64/128-row tiles, bfloat16, float64 and TF32.
+#include "tests/cuda/cuda_test_util.h"
+
+using namespace minima;
+using namespace cudatest;
+
+#ifdef MINIMA_HAS_CUDA
+
+namespace {
+struct ConvCase {
+  int64_t N, C, H, W, O, KH, KW;
+  Conv2dParams p;
+  bool bias;
+};
+Conv2dParams params(int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh = 1, int64_t dw = 1, int64_t g = 1) {
+  Conv2dParams p;
+  p.stride_h = sh;
+  p.stride_w = sw;
+  p.pad_h = ph;
+  p.pad_w = pw;
+  p.dil_h = dh;
+  p.dil_w = dw;
+  p.groups = g;
+  return p;
+}
+std::vector<ConvCase> conv_cases() {
+  return {
+      {2, 3, 9, 11, 5, 3, 3, params(1, 1, 1, 1), true},
+      {3, 4, 8, 8, 6, 3, 3, params(2, 2, 1, 1), false},
+      {2, 6, 10, 7, 4, 3, 2, params(1, 2, 2, 0), true},
+      {2, 5, 12, 12, 7, 3, 3, params(1, 1, 2, 2, 2, 2), false},
+      {2, 6, 7, 9, 4, 3, 3, params(1, 1, 1, 1, 1, 1, 2), true},
+      {2, 6, 5, 5, 9, 1, 1, params(1, 1, 0, 0, 1, 1, 3), false},
+      {4, 16, 6, 6, 8, 1, 1, params(1, 1, 0, 0), true},
+      {2, 3, 11, 13, 4, 2, 2, params(3, 3, 0, 0), false},
+      {2, 8, 9, 9, 8, 5, 5, params(1, 1, 2, 2), false},
+      {3, 64, 8, 8, 64, 3, 3, params(1, 1, 1, 1), false},
+      {2, 130, 5, 5, 131, 3, 3, params(1, 1, 1, 1), true},
+      {1, 3, 4, 4, 2, 3, 3, params(1, 1, 0, 0), true},
+      {2, 8, 6, 6, 8, 3, 3, params(1, 1, 1, 1, 1, 1, 8), false},  // depthwise
+  };
+}
+std::string case_name(const ConvCase& c) {
+  return str("N", c.N, " C", c.C, " ", c.H, "x", c.W, " O", c.O, " k", c.KH, "x", c.KW, " s", c.p.stride_h, ",",
+             c.p.stride_w, " p", c.p.pad_h, ",", c.p.pad_w, " d", c.p.dil_h, ",", c.p.dil_w, " g", c.p.groups,
+             c.bias ? " bias" : "");
+}
+}  // namespace
+
+CUDA_TEST_CASE("cuda conv2d (native) matches the CPU: forward and both gradients") {
+  cuda::ConfigGuard guard;
+  cuda::set_conv_impl("native");
+  cuda::set_allow_tf32(false);
+  for (const auto& c : conv_cases()) {
+    Tensor x = rnd({c.N, c.C, c.H, c.W}, 91), w = rnd({c.O, c.C / c.p.groups, c.KH, c.KW}, 92), b = rnd({c.O}, 93);
+    std::vector<Tensor> in = {x, w};
+    if (c.bias) in.push_back(b);
+    check_graph("native conv2d " + case_name(c),
+                [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], c.bias ? v[2] : Tensor(), c.p); }, in,
+                tol(DType::f32));
+  }
+}
+
+CUDA_TEST_CASE("cuda conv2d: native against cuDNN, pass by pass") {
+  if (!cuda::have_cudnn()) {
+    MESSAGE("built without cuDNN: nothing to compare against");
+    return;
+  }
+  cuda::ConfigGuard guard;
+  cuda::set_allow_tf32(false);
+  Backend& gpu = backend_for(kGpu);
+  for (const auto& c : conv_cases()) {
+    int64_t OH = (c.H + 2 * c.p.pad_h - c.p.dil_h * (c.KH - 1) - 1) / c.p.stride_h + 1;
+    int64_t OW = (c.W + 2 * c.p.pad_w - c.p.dil_w * (c.KW - 1) - 1) / c.p.stride_w + 1;
+    Tensor x = rnd({c.N, c.C, c.H, c.W}, 94).to(kGpu), w = rnd({c.O, c.C / c.p.groups, c.KH, c.KW}, 95).to(kGpu);
+    Tensor gy = rnd({c.N, c.O, OH, OW}, 96).to(kGpu);
+    Tensor out[2][3];
+    const char* impls[2] = {"native", "cudnn"};
+    for (int i = 0; i < 2; ++i) {
+      cuda::set_conv_impl(impls[i]);
+      out[i][0] = empty({c.N, c.O, OH, OW}, TensorOptions(DType::f32, kGpu));
+      out[i][1] = empty(x.shape(), TensorOptions(DType::f32, kGpu));
+      out[i][2] = empty(w.shape(), TensorOptions(DType::f32, kGpu));
+      gpu.conv2d_forward(out[i][0], x, w, Tensor(), c.p);
+      gpu.conv2d_backward_input(out[i][1], gy, w, c.p);
+      gpu.conv2d_backward_weight(out[i][2], gy, x, c.p);
+    }
+    std::string n = case_name(c);
+    expect_close(out[0][0].cpu(), out[1][0].cpu(), tol(DType::f32), "forward, native vs cuDNN: " + n);
+    expect_close(out[0][1].cpu(), out[1][1].cpu(), tol(DType::f32), "input grad, native vs cuDNN: " + n);
+    expect_close(out[0][2].cpu(), out[1][2].cpu(), tol(DType::f32), "weight grad, native vs cuDNN: " + n);
+  }
+}
+
+CUDA_TEST_CASE("cuda conv2d through cuDNN and auto match the CPU, with gradients") {
+  if (!cuda::have_cudnn()) return;
+  cuda::ConfigGuard guard;
+  cuda::set_allow_tf32(false);
+  for (const char* impl : {"cudnn", "auto"}) {
+    cuda::set_conv_impl(impl);
+    for (const auto& c : conv_cases()) {
+      Tensor x = rnd({c.N, c.C, c.H, c.W}, 97), w = rnd({c.O, c.C / c.p.groups, c.KH, c.KW}, 98), b = rnd({c.O}, 99);
+      check_graph(str(impl, " conv2d ", case_name(c)),
+                  [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], v[2], c.p); }, {x, w, b},
+                  tol(DType::f32));
+    }
+  }
+}
+
+CUDA_TEST_CASE("cuda conv2d in bfloat16, float64 and TF32") {
+  cuda::ConfigGuard guard;
+  std::vector<const char*> impls = {"native"};
+  if (cuda::have_cudnn()) impls.push_back("cudnn");
+  auto cases = conv_cases();
+  for (const char* impl : impls) {
+    cuda::set_conv_impl(impl);
+    for (size_t i : {size_t(0), size_t(4), size_t(9)}) {
+      const ConvCase& c = cases[i];
+      Tensor x = rnd({c.N, c.C, c.H, c.W}, 101, DType::bf16), w = rnd({c.O, c.C / c.p.groups, c.KH, c.KW}, 102, DType::bf16);
+      check_graph(str(impl, " bf16 conv2d ", case_name(c)),
+                  [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], Tensor(), c.p); }, {x, w},
+                  tol(DType::bf16));
+      cuda::set_allow_tf32(true);
+      Tensor xf = rnd({c.N, c.C, c.H, c.W}, 103), wf = rnd({c.O, c.C / c.p.groups, c.KH, c.KW}, 104);
+      check_graph(str(impl, " tf32 conv2d ", case_name(c)),
+                  [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], Tensor(), c.p); }, {xf, wf},
+                  kTf32Tol);
+      cuda::set_allow_tf32(false);
+    }
+  }
+  if (cuda::have_cudnn()) {  // float64 runs on cuDNN whatever the setting
+    const ConvCase& c = cases[2];
+    Tensor x = rnd({c.N, c.C, c.H, c.W}, 105, DType::f64), w = rnd({c.O, c.C / c.p.groups, c.KH, c.KW}, 106, DType::f64);
+    check_graph("f64 conv2d " + case_name(c),
+                [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], Tensor(), c.p); }, {x, w},
+                tol(DType::f64));
+  }
+}
+
+#endif  // MINIMA_HAS_CUDA

@@ -1,0 +1,148 @@
+// tests/cuda/test_cuda_elementwise.cpp: unary ops and their gradients, binary ops with
+// broadcasting and their gradients, comparisons, where, integer ops and in-place updates, each
+// against the CPU backend, for float32, bfloat16 and float64, on odd shapes and strided views.
+#include "tests/cuda/cuda_test_util.h"
+
+using namespace minima;
+using namespace cudatest;
+
+#ifdef MINIMA_HAS_CUDA
+
+namespace {
+struct UnaryCase {
+  const char* name;
+  std::function<Tensor(const Tensor&)> f;
+  bool positive;  // needs a positive input
+};
+std::vector<UnaryCase> unary_cases() {
+  return {
+      {"neg", [](const Tensor& x) { return neg(x); }, false},
+      {"exp", [](const Tensor& x) { return exp(x); }, false},
+      {"log", [](const Tensor& x) { return log(x); }, true},
+      {"log1p", [](const Tensor& x) { return log1p(x); }, true},
+      {"sqrt", [](const Tensor& x) { return sqrt(x); }, true},
+      {"abs", [](const Tensor& x) { return abs(x); }, false},
+      {"square", [](const Tensor& x) { return square(x); }, false},
+      {"reciprocal", [](const Tensor& x) { return reciprocal(x); }, true},
+      {"relu", [](const Tensor& x) { return relu(x); }, false},
+      {"sigmoid", [](const Tensor& x) { return sigmoid(x); }, false},
+      {"tanh", [](const Tensor& x) { return tanh(x); }, false},
+      {"softplus", [](const Tensor& x) { return softplus(mul(x, 8.0)); }, false},
+      {"pow 3", [](const Tensor& x) { return pow(x, 3.0); }, false},
+      {"pow 2", [](const Tensor& x) { return pow(x, 2.0); }, false},
+      {"pow 0.5", [](const Tensor& x) { return pow(x, 0.5); }, true},
+      {"pow 0", [](const Tensor& x) { return pow(x, 0.0); }, true},
+      {"clamp", [](const Tensor& x) { return clamp(x, -0.5, 0.7); }, false},
+      {"add scalar", [](const Tensor& x) { return add(x, 1.5); }, false},
+      {"mul scalar", [](const Tensor& x) { return mul(x, -2.5); }, false},
+      {"affine", [](const Tensor& x) { return 3.0 - x; }, false},
+      {"sign", [](const Tensor& x) { return sign(x); }, false},
+  };
+}
+}  // namespace
+
+CUDA_TEST_CASE("cuda unary ops and their gradients match the CPU (f32, bf16, f64; dense and strided)") {
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    for (const auto& c : unary_cases()) {
+      Tensor x = c.positive ? rnd_pos({13, 37}, 11, t) : rnd({13, 37}, 11, t);
+      bool grads = std::string(c.name) != "sign";
+      check_graph(str(c.name, " ", dtype_name(t)), [&](const std::vector<Tensor>& v) { return c.f(v[0]); }, {x},
+                  tol(t), grads);
+      check_graph(str(c.name, " on a transposed view ", dtype_name(t)),
+                  [&](const std::vector<Tensor>& v) { return c.f(v[0].t()); }, {x}, tol(t), grads);
+    }
+  }
+}
+
+CUDA_TEST_CASE("cuda unary ops on integer tensors") {
+  for (DType t : {DType::i64, DType::u8}) {
+    Tensor x = mul(rnd({5, 11}, 12), 40.0).to(t);
+    Tensor d = x.to(kGpu);
+    INFO(dtype_name(t));
+    expect_equal(neg(d).cpu(), neg(x), "neg");
+    expect_equal(abs(d).cpu(), abs(x), "abs");
+    expect_equal(relu(d).cpu(), relu(x), "relu");
+    expect_equal(square(d).cpu(), square(x), "square");
+    expect_equal(sign(d).cpu(), sign(x), "sign");
+    expect_equal(clamp(d, -3, 17).cpu(), clamp(x, -3, 17), "clamp");
+    expect_equal(add(d, 7.0).cpu(), add(x, 7.0), "add scalar");
+    expect_equal(mul(d, 3.0).cpu(), mul(x, 3.0), "mul scalar");
+  }
+}
+
+CUDA_TEST_CASE("cuda binary ops with broadcasting and their gradients match the CPU") {
+  struct BinCase {
+    const char* name;
+    std::function<Tensor(const Tensor&, const Tensor&)> f;
+    bool positive;
+  };
+  std::vector<BinCase> cases = {
+      {"add", [](const Tensor& a, const Tensor& b) { return add(a, b); }, false},
+      {"sub", [](const Tensor& a, const Tensor& b) { return sub(a, b); }, false},
+      {"mul", [](const Tensor& a, const Tensor& b) { return mul(a, b); }, false},
+      {"div", [](const Tensor& a, const Tensor& b) { return div(a, b); }, true},
+      {"pow", [](const Tensor& a, const Tensor& b) { return pow(a, b); }, true},
+      {"maximum", [](const Tensor& a, const Tensor& b) { return maximum(a, b); }, false},
+      {"minimum", [](const Tensor& a, const Tensor& b) { return minimum(a, b); }, false},
+  };
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    for (const auto& c : cases) {
+      Tensor a = c.positive ? rnd_pos({4, 1, 33}, 21, t) : rnd({4, 1, 33}, 21, t);
+      Tensor b = c.positive ? rnd_pos({3, 1}, 22, t) : rnd({3, 1}, 22, t);
+      check_graph(str(c.name, " broadcast ", dtype_name(t)),
+                  [&](const std::vector<Tensor>& v) { return c.f(v[0], v[1]); }, {a, b}, tol(t));
+      Tensor m = c.positive ? rnd_pos({9, 6}, 23, t) : rnd({9, 6}, 23, t);
+      Tensor n = c.positive ? rnd_pos({6, 9}, 24, t) : rnd({6, 9}, 24, t);
+      check_graph(str(c.name, " transposed operand ", dtype_name(t)),
+                  [&](const std::vector<Tensor>& v) { return c.f(v[0], v[1].t()); }, {m, n}, tol(t));
+    }
+  }
+  // Ties in maximum/minimum split the gradient evenly.
+  Tensor a = rnd({50}, 25);
+  Tensor b = where(gt(rnd({50}, 26), zeros({50})), a, rnd({50}, 27));
+  check_graph("maximum with ties", [](const std::vector<Tensor>& v) { return maximum(v[0], v[1]); }, {a, b},
+              tol(DType::f32));
+  check_graph("minimum with ties", [](const std::vector<Tensor>& v) { return minimum(v[0], v[1]); }, {a, b},
+              tol(DType::f32));
+}
+
+CUDA_TEST_CASE("cuda comparisons, where, and integer binary ops") {
+  Tensor a = mul(rnd({6, 1, 7}, 31), 2.0).to(DType::i64).to(DType::f32);  // many ties
+  Tensor b = mul(rnd({5, 1}, 32), 2.0).to(DType::i64).to(DType::f32);
+  Tensor da = a.to(kGpu), db = b.to(kGpu);
+  expect_equal(eq(da, db).cpu(), eq(a, b), "eq");
+  expect_equal(ne(da, db).cpu(), ne(a, b), "ne");
+  expect_equal(lt(da, db).cpu(), lt(a, b), "lt");
+  expect_equal(le(da, db).cpu(), le(a, b), "le");
+  expect_equal(gt(da, db).cpu(), gt(a, b), "gt");
+  expect_equal(ge(da, db).cpu(), ge(a, b), "ge");
+  Tensor x = rnd({6, 5, 7}, 33), y = rnd({7}, 34);
+  check_graph("where", [&](const std::vector<Tensor>& v) { return where(gt(v[2], v[3]), v[0], v[1]); },
+              {x, y, a, b}, tol(DType::f32));
+  for (DType t : {DType::i64, DType::u8}) {
+    Tensor p = mul(rnd({4, 9}, 35), 9.0).to(t), q = mul(rnd({9}, 36), 5.0).to(t);
+    Tensor dp = p.to(kGpu), dq = q.to(kGpu);
+    INFO(dtype_name(t));
+    expect_equal(add(dp, dq).cpu(), add(p, q), "int add");
+    expect_equal(sub(dp, dq).cpu(), sub(p, q), "int sub");
+    expect_equal(mul(dp, dq).cpu(), mul(p, q), "int mul");
+    expect_equal(div(dp, dq).cpu(), div(p, q), "int div (by zero gives 0)");
+    expect_equal(maximum(dp, dq).cpu(), maximum(p, q), "int maximum");
+    expect_equal(minimum(dp, dq).cpu(), minimum(p, q), "int minimum");
+    expect_equal(lt(dp, dq).cpu(), lt(p, q), "int lt");
+  }
+}
+
+CUDA_TEST_CASE("cuda in-place add_ and mul_ on views") {
+  Tensor h = rnd({8, 10}, 41), d = h.to(kGpu);
+  Tensor o = rnd({10}, 42);
+  h.slice(0, 1, 8, 3).add_(o, 0.5);
+  d.slice(0, 1, 8, 3).add_(o.to(kGpu), 0.5);
+  h.narrow(1, 2, 5).mul_(-3.0);
+  d.narrow(1, 2, 5).mul_(-3.0);
+  h.t().add_(h.t());  // aliasing operands
+  d.t().add_(d.t());
+  expect_close(d.cpu(), h, tol(DType::f32), "in-place updates");
+}
+
+#endif  // MINIMA_HAS_CUDA

@@ -1,0 +1,218 @@
+// tests/cuda/test_cuda_memory.cpp: the caching allocator (reuse, bytes in use, peak), device
+// buffers, host<->device copies, and the strided copy kernel behind cat / pad / flip / contiguous
+// (any strides, negative ones included, and every pair of dtypes), plus fill.
+#include "tests/cuda/cuda_test_util.h"
+
+using namespace minima;
+using namespace cudatest;
+
+TEST_CASE("cuda: device available") {
+  if (!have_gpu()) MESSAGE(skip_reason());
+#ifdef MINIMA_HAS_CUDA
+  if (have_gpu()) MESSAGE("CUDA device 0: ", cuda::device_name(0), " (", cuda::sm_count(0), " SMs)");
+#endif
+  CHECK(true);
+}
+
+// These two run on any machine: they need no device.
+TEST_CASE("cuda: without a device, CUDA tensors and kernels raise a clear error" * doctest::skip(have_gpu())) {
+  CHECK_THROWS_AS(empty({2, 3}, TensorOptions(DType::f32, Device::cuda(0))), Error);
+  CHECK_THROWS_AS(backend_for(Device::cuda(0)), Error);
+  CHECK_THROWS_AS(rnd({2}, 1).to(Device::cuda(0)), Error);
+}
+
+#ifdef MINIMA_HAS_CUDA
+
+TEST_CASE("cuda config: implementation names, flags and ConfigGuard") {
+  const cuda::Impl gemm_before = cuda::gemm_impl();
+  const bool tf32_before = cuda::allow_tf32(), det_before = cuda::deterministic();
+  {
+    cuda::ConfigGuard guard;
+    cuda::set_gemm_impl("native");
+    cuda::set_conv_impl("native");
+    cuda::set_allow_tf32(true);
+    cuda::set_deterministic(true);
+    CHECK(cuda::gemm_impl() == cuda::Impl::Native);
+    CHECK(cuda::gemm_impl_name() == "native");
+    CHECK(cuda::allow_tf32());
+    CHECK(cuda::deterministic());
+    cuda::set_gemm_impl("cublas");
+    CHECK(cuda::gemm_impl() == cuda::Impl::Vendor);
+    CHECK(cuda::gemm_impl_name() == "cublas");
+    if (cuda::have_cudnn()) {
+      cuda::set_conv_impl("cudnn");
+      CHECK(cuda::conv_impl_name() == "cudnn");
+    }
+    CHECK_THROWS_WITH_AS(cuda::set_gemm_impl("cudnn"), doctest::Contains("expected native, cublas or auto"), Error);
+    CHECK_THROWS_AS(cuda::set_conv_impl("fast"), Error);
+  }
+  // The guard restored every setting.
+  CHECK(cuda::gemm_impl() == gemm_before);
+  CHECK(cuda::allow_tf32() == tf32_before);
+  CHECK(cuda::deterministic() == det_before);
+}
+
+CUDA_TEST_CASE("cuda allocator: bytes in use, peak and reuse of freed blocks") {
+  Allocator* a = allocator_for(kGpu);
+  cuda::empty_cache(0);  // so the blocks handed out below are the ones this test frees
+  size_t base = a->bytes_in_use();
+  a->reset_peak();
+  CHECK(a->peak_bytes() == base);
+  void* p = a->allocate(1000);
+  REQUIRE(p != nullptr);
+  CHECK(a->bytes_in_use() == base + 1000);
+  void* q = a->allocate(3000);
+  CHECK(a->bytes_in_use() == base + 4000);
+  CHECK(a->peak_bytes() == base + 4000);
+  a->deallocate(q, 3000);
+  CHECK(a->bytes_in_use() == base + 1000);
+  CHECK(a->peak_bytes() == base + 4000);  // the high-water mark stays
+  auto before = cuda::allocator_stats(0);
+  void* r = a->allocate(3000);  // same size class: the freed block comes back, no cudaMalloc
+  auto after = cuda::allocator_stats(0);
+  CHECK(r == q);
+  CHECK(after.reuses == before.reuses + 1);
+  CHECK(after.device_allocs == before.device_allocs);
+  CHECK(after.cached + 3072 == before.cached);
+  a->deallocate(r, 3000);
+  a->deallocate(p, 1000);
+  CHECK(a->bytes_in_use() == base);
+  a->reset_peak();
+  CHECK(a->peak_bytes() == base);
+  CHECK(a->allocate(0) == nullptr);
+  // A much larger request is not served by a small cached block.
+  void* big = a->allocate(1 << 20);
+  CHECK(big != p);
+  CHECK(big != q);
+  a->deallocate(big, 1 << 20);
+  cuda::empty_cache(0);
+  CHECK(cuda::allocator_stats(0).cached == 0);
+  CHECK(a->bytes_in_use() == base);
+}
+
+CUDA_TEST_CASE("cuda allocator: tensors free their storage, DeviceBuffer is move-only RAII") {
+  Allocator* a = allocator_for(kGpu);
+  size_t base = a->bytes_in_use();
+  {
+    Tensor t = empty({250}, TensorOptions(DType::f32, kGpu));
+    CHECK(a->bytes_in_use() == base + 1000);
+    Tensor view = t.narrow(0, 10, 20);  // shares the storage
+    t = Tensor();
+    CHECK(a->bytes_in_use() == base + 1000);
+  }
+  CHECK(a->bytes_in_use() == base);
+  {
+    cuda::DeviceBuffer b(4096);
+    CHECK(b.data() != nullptr);
+    CHECK(b.size() == 4096);
+    CHECK(a->bytes_in_use() == base + 4096);
+    cuda::DeviceBuffer c(std::move(b));
+    CHECK(b.data() == nullptr);
+    CHECK(c.size() == 4096);
+    CHECK(a->bytes_in_use() == base + 4096);
+    cuda::DeviceBuffer d;
+    d = std::move(c);
+    CHECK(d.data() != nullptr);
+    CHECK(a->bytes_in_use() == base + 4096);
+  }
+  CHECK(a->bytes_in_use() == base);
+}
+
+CUDA_TEST_CASE("cuda copy: host to device to host, every dtype, and .to(device)") {
+  for (DType t : {DType::f32, DType::f64, DType::bf16, DType::i64, DType::u8}) {
+    INFO(dtype_name(t));
+    Tensor h = mul(abs(rnd({3, 5, 7}, 1)), 3.0).to(t);
+    Tensor d = h.to(kGpu);
+    CHECK(d.device() == kGpu);
+    CHECK(d.dtype() == t);
+    expect_equal(d.cpu(), h, "round trip");
+    expect_equal(d.to(DType::f64).cpu(), h.to(DType::f64), "convert on the device");
+  }
+  Tensor s = scalar_tensor(2.5, TensorOptions(DType::f32, kGpu));
+  CHECK(s.item() == 2.5);
+  // Differentiable: the gradient flows back to the host tensor.
+  Tensor x = rnd({4, 3}, 2);
+  x.requires_grad_(true);
+  Tensor y = sum(mul(x.to(kGpu), 2.0));
+  y.backward();
+  REQUIRE(x.grad().defined());
+  CHECK(x.grad().device() == Device::cpu());
+  expect_equal(x.grad(), full({4, 3}, 2.0), "grad through .to(cuda)");
+}
+
+CUDA_TEST_CASE("cuda copy: strided, broadcast and negative-stride views, all dtype pairs") {
+  // Non-negative values: converting a negative float to uint8 is undefined in C++, and the CPU
+  // reference's result then depends on how the compiler vectorized its loop.
+  Tensor h = mul(abs(rnd({5, 6, 7}, 3)), 4.0);
+  Tensor d = h.to(kGpu);
+  struct View {
+    const char* name;
+    std::function<Tensor(const Tensor&)> f;
+  };
+  std::vector<View> views = {
+      {"transpose", [](const Tensor& t) { return t.transpose(0, 2); }},
+      {"permute", [](const Tensor& t) { return t.permute({1, 2, 0}); }},
+      {"step slice", [](const Tensor& t) { return t.slice(1, 1, 6, 2); }},
+      {"narrow", [](const Tensor& t) { return t.narrow(2, 3, 3); }},
+      {"select", [](const Tensor& t) { return t.select(1, 4); }},
+      {"broadcast", [](const Tensor& t) { return t.select(0, 1).select(0, 2).unsqueeze(0).expand({4, 7}); }},
+      {"flip", [](const Tensor& t) { return flip(t, {0, 2}); }},
+      {"flip of transpose", [](const Tensor& t) { return flip(t.transpose(1, 2), {1}); }},
+  };
+  for (auto& v : views) {
+    for (DType src : {DType::f32, DType::f64, DType::bf16, DType::i64, DType::u8}) {
+      for (DType dst : {DType::f32, DType::f64, DType::bf16, DType::i64, DType::u8}) {
+        INFO(v.name, " ", dtype_name(src), " -> ", dtype_name(dst));
+        Tensor hs = v.f(h.to(src)), ds = v.f(d.to(src));
+        Tensor want = empty(hs.shape(), TensorOptions(dst));
+        want.copy_(hs);
+        Tensor got = empty(ds.shape(), TensorOptions(dst, kGpu));
+        got.copy_(ds);
+        expect_equal(got.cpu(), want, str(v.name, " ", dtype_name(src), "->", dtype_name(dst)));
+      }
+    }
+  }
+  // A strided destination: write into every other column of a zero matrix.
+  Tensor hz = zeros({6, 8}), dz = zeros({6, 8}, TensorOptions(DType::f32, kGpu));
+  Tensor src = rnd({6, 4}, 4);
+  hz.slice(1, 0, 8, 2).copy_(src);
+  dz.slice(1, 0, 8, 2).copy_(src.to(kGpu));
+  expect_equal(dz.cpu(), hz, "strided destination");
+  // Host sources and destinations that are views, across devices.
+  Tensor hv = h.transpose(0, 1);
+  expect_equal(hv.to(kGpu).cpu(), hv.contiguous(), "non-contiguous host source");
+  Tensor host_dst = zeros({7, 6});
+  host_dst.t().copy_(d.select(0, 2));
+  expect_equal(host_dst, h.select(0, 2).t().contiguous(), "non-contiguous host destination");
+}
+
+CUDA_TEST_CASE("cuda fill: every dtype, contiguous and strided") {
+  for (DType t : {DType::f32, DType::f64, DType::bf16, DType::i64, DType::u8}) {
+    for (double v : {0.0, -1.25, 3.0, 1e-3}) {
+      INFO(dtype_name(t), " ", v);
+      expect_equal(full({3, 37}, v, TensorOptions(t, kGpu)).cpu(), full({3, 37}, v, TensorOptions(t)), "full");
+      Tensor d = zeros({5, 9}, TensorOptions(t, kGpu)), h = zeros({5, 9}, TensorOptions(t));
+      d.slice(1, 1, 9, 3).fill_(v);
+      h.slice(1, 1, 9, 3).fill_(v);
+      expect_equal(d.cpu(), h, "strided fill");
+    }
+  }
+}
+
+CUDA_TEST_CASE("cuda cat / stack / pad / flip / clone match the CPU, with gradients") {
+  Tensor a = rnd({3, 4, 5}, 5), b = rnd({3, 2, 5}, 6), c = rnd({3, 7, 5}, 7);
+  check_graph("cat dim 1", [](const std::vector<Tensor>& x) { return cat({x[0], x[1], x[2]}, 1); }, {a, b, c},
+              tol(DType::f32));
+  check_graph("stack", [](const std::vector<Tensor>& x) { return stack({x[0], x[0] * 2.0}, 2); }, {a},
+              tol(DType::f32));
+  check_graph("pad", [](const std::vector<Tensor>& x) { return pad(x[0], {1, 2, 0, 3}, -0.5); }, {a},
+              tol(DType::f32));
+  check_graph("flip", [](const std::vector<Tensor>& x) { return flip(x[0], {0, 2}); }, {a}, tol(DType::f32));
+  check_graph("transpose then clone", [](const std::vector<Tensor>& x) { return x[0].transpose(0, 2).clone(); },
+              {a}, tol(DType::f32));
+  Tensor h = rnd({4, 6}, 8, DType::bf16);
+  check_graph("bf16 cat", [](const std::vector<Tensor>& x) { return cat({x[0], flip(x[0], {1})}, 0); }, {h},
+              tol(DType::bf16));
+}
+
+#endif  // MINIMA_HAS_CUDA

@@ -1,0 +1,257 @@
+// tests/cuda/test_cuda_nn.cpp: pooling, batch norm, log_softmax / cross entropy, the indexing ops
+// (and the accumulating kernels behind their gradients), Philox random fills (bitwise equal to
+// the CPU), the fused optimizer updates, deterministic mode, and one small training step, each
+// against the CPU backend.
+#include <limits>
+
+#include "tests/cuda/cuda_test_util.h"
+
+using namespace minima;
+using namespace cudatest;
+
+#ifdef MINIMA_HAS_CUDA
+
+CUDA_TEST_CASE("cuda pooling matches the CPU: max, avg (with and without padding), adaptive") {
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    Tensor x = rnd({2, 3, 11, 9}, 111, t);
+    struct P {
+      int64_t k, s, pad;
+    };
+    for (P p : {P{2, 2, 0}, P{3, 2, 1}, P{3, 1, 1}, P{2, 3, 1}, P{1, 1, 0}}) {
+      std::string w = str(dtype_name(t), " k", p.k, " s", p.s, " p", p.pad);
+      check_graph("max_pool2d " + w,
+                  [&](const std::vector<Tensor>& v) { return max_pool2d(v[0], p.k, p.s, p.pad); }, {x}, tol(t));
+      check_graph("avg_pool2d " + w,
+                  [&](const std::vector<Tensor>& v) { return avg_pool2d(v[0], p.k, p.s, p.pad, true); }, {x}, tol(t));
+      check_graph("avg_pool2d (count_include_pad off) " + w,
+                  [&](const std::vector<Tensor>& v) { return avg_pool2d(v[0], p.k, p.s, p.pad, false); }, {x},
+                  tol(t));
+    }
+    for (auto [oh, ow] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 4}, {5, 3}, {11, 9}, {7, 2}}) {
+      check_graph(str("adaptive_avg_pool2d ", dtype_name(t), " -> ", oh, "x", ow),
+                  [&](const std::vector<Tensor>& v) { return adaptive_avg_pool2d(v[0], oh, ow); }, {x}, tol(t));
+    }
+  }
+  // Max pooling's recorded winners equal the CPU's (ties: the first; NaN: the NaN).
+  Tensor ties = mul(rnd({2, 2, 8, 8}, 112), 1.2).to(DType::i64).to(DType::f32);
+  check_graph("max_pool2d with ties", [](const std::vector<Tensor>& v) { return max_pool2d(v[0], 3, 2, 1); }, {ties},
+              tol(DType::f32));
+}
+
+CUDA_TEST_CASE("cuda batch_norm: training (running stats) and evaluation, with gradients") {
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    for (const Shape& s : {Shape{4, 3, 5, 7}, Shape{16, 5}, Shape{2, 64, 33, 31}, Shape{64, 3, 1, 1}}) {
+      int64_t C = s[1];
+      Tensor x = add(mul(rnd(s, 113, t), 3.0), 10.0);  // mean far from 0
+      Tensor w = rnd({C}, 114, t), b = rnd({C}, 115, t);
+      Tensor rm_c = rnd({C}, 116, t), rv_c = rnd_pos({C}, 117, t);
+      Tensor rm_g = rm_c.to(kGpu), rv_g = rv_c.to(kGpu);
+      check_graph(str("batch_norm train ", dtype_name(t), " ", s),
+                  [&](const std::vector<Tensor>& v) {
+                    bool cpu = v[0].device().is_cpu();
+                    return batch_norm(v[0], v[1], v[2], cpu ? rm_c : rm_g, cpu ? rv_c : rv_g, true, 0.1, 1e-5);
+                  },
+                  {x, w, b}, tol(t), true, t == DType::f32 ? 1e-4 : tol(t));
+      expect_close(rm_g.cpu(), rm_c, tol(t), "running mean");
+      expect_close(rv_g.cpu(), rv_c, tol(t), "running var");
+      check_graph(str("batch_norm train without affine ", dtype_name(t), " ", s),
+                  [&](const std::vector<Tensor>& v) { return batch_norm(v[0], Tensor(), Tensor(), Tensor(), Tensor(), true); },
+                  {x}, tol(t), true, t == DType::f32 ? 1e-4 : tol(t));
+      check_graph(str("batch_norm eval ", dtype_name(t), " ", s),
+                  [&](const std::vector<Tensor>& v) {
+                    bool cpu = v[0].device().is_cpu();
+                    return batch_norm(v[0], v[1], v[2], cpu ? rm_c : rm_g, cpu ? rv_c : rv_g, false);
+                  },
+                  {x, w, b}, tol(t));
+      NoGradGuard ng;  // evaluation without autograd: the fused kernel
+      expect_close(batch_norm(x.to(kGpu), w.to(kGpu), b.to(kGpu), rm_g, rv_g, false).cpu(),
+                   batch_norm(x, w, b, rm_c, rv_c, false), tol(t), "batch_norm eval (fused)");
+    }
+  }
+}
+
+CUDA_TEST_CASE("cuda log_softmax, softmax, cross_entropy and nll_loss, with gradients") {
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    for (const Shape& s : {Shape{7, 10}, Shape{3, 2000}, Shape{130, 1}, Shape{4, 5, 6}}) {
+      Tensor x = mul(rnd(s, 121, t), 4.0);
+      for (int64_t d = 0; d < int64_t(s.size()); ++d) {
+        check_graph(str("log_softmax ", dtype_name(t), " ", s, " dim ", d),
+                    [&](const std::vector<Tensor>& v) { return log_softmax(v[0], d); }, {x}, tol(t));
+        check_graph(str("log_softmax of a transposed view ", dtype_name(t), " ", s, " dim ", d),
+                    [&](const std::vector<Tensor>& v) { return log_softmax(v[0].transpose(0, -1), d); }, {x}, tol(t));
+      }
+      check_graph(str("softmax ", dtype_name(t), " ", s),
+                  [&](const std::vector<Tensor>& v) { return softmax(v[0], -1); }, {x}, tol(t));
+    }
+    for (int64_t C : {10, 100, 1500}) {
+      Tensor logits = mul(rnd({33, C}, 122, t), 3.0);
+      Tensor target = argmax(rnd({33, C}, 123), 1);
+      check_graph(str("cross_entropy ", dtype_name(t), " C=", C),
+                  [&](const std::vector<Tensor>& v) { return cross_entropy(v[0], v[1]); }, {logits, target}, tol(t));
+      check_graph(str("nll_loss ", dtype_name(t), " C=", C),
+                  [&](const std::vector<Tensor>& v) { return nll_loss(log_softmax(v[0], 1), v[1]); },
+                  {logits, target}, tol(t));
+    }
+  }
+  Tensor x = rnd({20, 10}, 124), y = mul(abs(rnd({20, 10}, 125)), 0.3);
+  check_graph("binary_cross_entropy_with_logits",
+              [](const std::vector<Tensor>& v) { return binary_cross_entropy_with_logits(v[0], v[1]); }, {x, y},
+              tol(DType::f32));
+  check_graph("mse_loss", [](const std::vector<Tensor>& v) { return mse_loss(v[0], v[1]); }, {x, y}, tol(DType::f32));
+}
+
+CUDA_TEST_CASE("cuda bad targets and indices raise the CPU backend's errors") {
+  Tensor logits = rnd({4, 5}, 126).to(kGpu);
+  Tensor bad = from_vector<int64_t>({0, 4, 5, 1}, {4}).to(kGpu);
+  CHECK_THROWS_WITH_AS(cross_entropy(logits, bad), doctest::Contains("target 5 at position 2 is out of range for 5"),
+                       Error);
+  Tensor good = from_vector<int64_t>({0, 4, 3, 1}, {4}).to(kGpu);
+  CHECK_NOTHROW(cross_entropy(logits, good));  // the error state was cleared
+  Tensor x = rnd({6, 3}, 127).to(kGpu);
+  Tensor idx = from_vector<int64_t>({1, -1, 2}, {3}).to(kGpu);
+  CHECK_THROWS_WITH_AS(index_select(x, 0, idx), doctest::Contains("index -1 at position 1 is out of range for dim 0"),
+                       Error);
+  Tensor gidx = from_vector<int64_t>({0, 1, 2, 0, 7, 1}, {2, 3}).to(kGpu);
+  CHECK_THROWS_WITH_AS(gather(x, 0, gidx), doctest::Contains("index 7 at position 4"), Error);
+  CHECK_NOTHROW(index_select(x, 0, from_vector<int64_t>({5, 0}, {2}).to(kGpu)));
+}
+
+CUDA_TEST_CASE("cuda index_select / gather and their accumulating gradients (index_add, scatter_add)") {
+  for (bool det : {false, true}) {
+    cuda::ConfigGuard guard;
+    cuda::set_deterministic(det);
+    for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+      Tensor x = rnd({5, 7, 4}, 131, t);
+      Tensor idx = from_vector<int64_t>({3, 0, 3, 3, 6, 1, 0}, {7});  // repeated indices
+      std::string m = str(dtype_name(t), det ? " deterministic" : " atomics");
+      check_graph("index_select dim 1 " + m,
+                  [&](const std::vector<Tensor>& v) { return index_select(v[0], 1, v[1]); }, {x, idx}, tol(t));
+      Tensor idx0 = from_vector<int64_t>({4, 4, 0, 2}, {4});
+      check_graph("index_select dim 0 " + m,
+                  [&](const std::vector<Tensor>& v) { return index_select(v[0], 0, v[1]); }, {x, idx0}, tol(t));
+      check_graph("index_select of a strided view " + m,
+                  [&](const std::vector<Tensor>& v) { return index_select(v[0].transpose(0, 2), 2, v[1]); }, {x, idx0},
+                  tol(t));
+      // Every row of the index repeats one position: gather's gradient adds into it many times.
+      Tensor gidx = argmax(rnd({5, 7, 4}, 132), 1).unsqueeze(1).expand({5, 6, 4}).contiguous();
+      check_graph("gather dim 1 " + m, [&](const std::vector<Tensor>& v) { return gather(v[0], 1, v[1]); },
+                  {x, gidx}, tol(t));
+      Tensor gidx2 = argmax(rnd({3, 7, 4}, 133), 0).unsqueeze(0).expand({2, 7, 4}).contiguous();
+      check_graph("gather dim 0 " + m, [&](const std::vector<Tensor>& v) { return gather(v[0], 0, v[1]); },
+                  {x, gidx2}, tol(t));
+    }
+    // Integer tensors take the ordered path whatever the mode.
+    Tensor xi = mul(rnd({6, 5}, 134), 10.0).to(DType::i64);
+    Tensor ii = from_vector<int64_t>({2, 2, 5, 0}, {4});
+    expect_equal(index_select(xi.to(kGpu), 0, ii.to(kGpu)).cpu(), index_select(xi, 0, ii), "i64 index_select");
+    Tensor gi = zeros({6, 5}, TensorOptions(DType::i64)), gg = zeros({6, 5}, TensorOptions(DType::i64, kGpu));
+    Tensor src = mul(rnd({4, 5}, 135), 10.0).to(DType::i64);
+    cpu_backend().index_add(gi, 0, ii, src);
+    backend_for(kGpu).index_add(gg, 0, ii.to(kGpu), src.to(kGpu));
+    expect_equal(gg.cpu(), gi, "i64 index_add with repeats");
+  }
+}
+
+CUDA_TEST_CASE("cuda random fills are bitwise equal to the CPU's") {
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    for (int64_t n : {1, 7, 1000, 300001}) {
+      Generator gc(2024), gg(2024);
+      Tensor a = rand({n}, gc, TensorOptions(t)), b = rand({n}, gg, TensorOptions(t, kGpu));
+      Tensor c = randn({n}, gc, TensorOptions(t)), d = randn({n}, gg, TensorOptions(t, kGpu));
+      Tensor e = uniform({n}, -3.0, 2.0, gc, TensorOptions(t)), f = uniform({n}, -3.0, 2.0, gg, TensorOptions(t, kGpu));
+      Tensor g = normal({n}, 1.5, 0.25, gc, TensorOptions(t)), h = normal({n}, 1.5, 0.25, gg, TensorOptions(t, kGpu));
+      std::string w = str(dtype_name(t), " n=", n);
+      if (t == DType::f64) {  // the device's log/cos may differ from the host's in the last bit
+        expect_equal(b.cpu(), a, "rand " + w);
+        expect_close(d.cpu(), c, 1e-14, "randn " + w);
+        expect_close(f.cpu(), e, 1e-15, "uniform " + w);
+        expect_close(h.cpu(), g, 1e-14, "normal " + w);
+      } else {
+        expect_equal(b.cpu(), a, "rand " + w);
+        expect_equal(d.cpu(), c, "randn " + w);
+        expect_equal(f.cpu(), e, "uniform " + w);
+        expect_equal(h.cpu(), g, "normal " + w);
+      }
+      CHECK(gc.offset() == gg.offset());
+    }
+  }
+  Generator gc(7), gg(7);
+  Tensor x = rnd({64, 33}, 136);
+  expect_equal(dropout(x.to(kGpu), 0.3, true, gg).cpu(), dropout(x, 0.3, true, gc), "dropout mask and scale");
+}
+
+CUDA_TEST_CASE("cuda fused SGD and Adam updates match the CPU") {
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    int64_t n = 10007;
+    Tensor p = rnd({n}, 141, t), g = rnd({n}, 142, t), m = rnd({n}, 143, t), v = rnd_pos({n}, 144, t);
+    struct Sgd {
+      double mom, damp, wd;
+      bool nesterov, first;
+    };
+    for (Sgd s : {Sgd{0, 0, 0, false, false}, Sgd{0.9, 0, 5e-4, false, true}, Sgd{0.9, 0.1, 5e-4, false, false},
+                  Sgd{0.9, 0, 1e-3, true, false}}) {
+      Tensor pc = p.clone(), bc = m.clone(), pg = p.to(kGpu), bg = m.to(kGpu);
+      cpu_backend().sgd_update(pc, g, bc, 0.05, s.mom, s.damp, s.wd, s.nesterov, s.first);
+      backend_for(kGpu).sgd_update(pg, g.to(kGpu), bg, 0.05, s.mom, s.damp, s.wd, s.nesterov, s.first);
+      std::string w = str(dtype_name(t), " momentum ", s.mom, " nesterov ", s.nesterov);
+      expect_close(pg.cpu(), pc, tol(t), "sgd param " + w);
+      expect_close(bg.cpu(), bc, tol(t), "sgd buffer " + w);
+    }
+    for (double wd : {0.0, 1e-2}) {
+      Tensor pc = p.clone(), mc = m.clone(), vc = v.clone();
+      Tensor pg = p.to(kGpu), mg = m.to(kGpu), vg = v.to(kGpu);
+      cpu_backend().adam_update(pc, g, mc, vc, 1e-3, 0.9, 0.999, 1e-8, wd, 3);
+      backend_for(kGpu).adam_update(pg, g.to(kGpu), mg, vg, 1e-3, 0.9, 0.999, 1e-8, wd, 3);
+      std::string w = str(dtype_name(t), " wd ", wd);
+      expect_close(pg.cpu(), pc, tol(t), "adam param " + w);
+      expect_close(mg.cpu(), mc, tol(t), "adam m " + w);
+      expect_close(vg.cpu(), vc, tol(t), "adam v " + w);
+    }
+  }
+}
+
+namespace {
+// A small CNN step whose backward uses every accumulating kernel: overlapping max pooling,
+// index_select (index_add), gather (scatter_add), conv weight gradients, batch norm.
+std::vector<Tensor> cnn_step(Device dev) {
+  Tensor x = rnd({8, 3, 12, 12}, 151).to(dev);
+  Tensor w1 = rnd({6, 3, 3, 3}, 152).to(dev), w2 = rnd({10, 6 * 3 * 3}, 153).to(dev);
+  Tensor gamma = ones({6}, TensorOptions(DType::f32, dev)), beta = zeros({6}, TensorOptions(DType::f32, dev));
+  Tensor table = rnd({20, 6}, 154).to(dev);
+  for (Tensor* t : {&w1, &w2, &gamma, &beta, &table}) t->requires_grad_(true);
+  Tensor target = from_vector<int64_t>({0, 3, 9, 1, 1, 7, 2, 5}, {8}).to(dev);
+  Tensor ids = from_vector<int64_t>({3, 3, 7, 0, 19, 3, 7, 7}, {8}).to(dev);
+  Tensor h = relu(batch_norm(conv2d(x, w1, Tensor(), Conv2dParams{1, 1, 1, 1, 1, 1, 1}), gamma, beta, Tensor(),
+                             Tensor(), true));
+  h = max_pool2d(h, 3, 2, 1);                                      // [8, 6, 6, 6]
+  h = adaptive_avg_pool2d(h, 3, 3).flatten(1);                     // [8, 54]
+  Tensor emb = index_select(table, 0, ids);                        // [8, 6]
+  Tensor cols = from_vector<int64_t>({0, 3, 5, 1, 1, 2, 2, 5}, {8, 1}).to(dev);
+  Tensor picked = gather(emb, 1, cols);                            // [8, 1]
+  Tensor logits = add(matmul(h, w2.t()), picked);
+  Tensor loss = cross_entropy(logits, target);
+  loss.backward();
+  return {loss.detach(), w1.grad(), w2.grad(), gamma.grad(), beta.grad(), table.grad()};
+}
+}  // namespace
+
+CUDA_TEST_CASE("cuda deterministic mode: repeated runs are bitwise equal") {
+  cuda::ConfigGuard guard;
+  cuda::set_deterministic(true);
+  for (const char* conv : {"native", "cudnn"}) {
+    if (std::string(conv) == "cudnn" && !cuda::have_cudnn()) continue;
+    cuda::set_conv_impl(conv);
+    std::vector<Tensor> a = cnn_step(kGpu), b = cnn_step(kGpu);
+    for (size_t i = 0; i < a.size(); ++i) expect_equal(b[i].cpu(), a[i].cpu(), str(conv, " result ", i));
+    std::vector<Tensor> c = cnn_step(Device::cpu());
+    for (size_t i = 0; i < a.size(); ++i) expect_close(a[i].cpu(), c[i], 1e-4, str(conv, " against the CPU ", i));
+  }
+}
+
+CUDA_TEST_CASE("cuda a training step of a small network matches the CPU") {
+  cuda::ConfigGuard guard;
+  std::vector<Tensor> g = cnn_step(kGpu), c = cnn_step(Device::cpu());
+  for (size_t i = 0; i < g.size(); ++i) expect_close(g[i].cpu(), c[i], 1e-4, str("step output ", i));
+}
+
+#endif  // MINIMA_HAS_CUDA

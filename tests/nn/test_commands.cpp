@@ -1,0 +1,100 @@
+// tests/nn/test_commands.cpp: the `minima models` and `minima eval` commands, run as a user runs
+// them (the built binary), checked against the library computing the same figures in-process.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <sstream>
+
+// The data headers come first: data/augment.h calls sqrt unqualified, which core/ops.h's
+// minima::sqrt(Tensor) would hide.
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "core/json.h"
+#include "core/ops.h"
+#include "nn/checkpoint.h"
+#include "nn/models.h"
+
+using namespace minima;
+
+namespace {
+std::string run(const std::string& args, int& rc) {
+  std::string cmd = std::string(MINIMA_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  rc = pclose(p);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("minima models prints one 'name params' line per architecture") {
+  int rc = 0;
+  std::string out = run("models --in 1x28x28 --classes 10", rc);
+  INFO(out);
+  REQUIRE(rc == 0);
+  std::istringstream lines(out);
+  std::vector<std::string> names;
+  for (std::string name; lines >> name;) {
+    int64_t params = 0;
+    bool read = bool(lines >> params);
+    REQUIRE(read);
+    Generator g(0);
+    CHECK(params == nn::make_model(name, {1, 28, 28}, 10, g)->num_parameters());
+    names.push_back(name);
+  }
+  CHECK(names == nn::model_names());
+  std::string bad = run("models --arch alexnet", rc);
+  CHECK(rc != 0);
+  CHECK(bad.find("unknown architecture 'alexnet'") != std::string::npos);
+}
+
+TEST_CASE("minima eval reports the loss and accuracy the library computes") {
+  const std::string dir = data::default_data_dir("fashion-mnist");
+  data::Splits s;
+  try {
+    s = data::load_dataset("fashion-mnist", "");
+  } catch (const Error& e) {
+    MESSAGE("skipped: Fashion-MNIST is not available (", e.what(), ")");
+    return;
+  }
+  Generator g(3);
+  auto model = nn::make_model("mlp", {1, 28, 28}, 10, g);
+  nn::ModelInfo info{"mlp", {1, 28, 28}, 10, "fashion-mnist", s.train.mean, s.train.std, 3};
+  std::string path = "/tmp/minima_test_eval_" + std::to_string(getpid()) + ".safetensors";
+  nn::save_weights(path, *model, info);
+
+  // In-process reference: the same weights on the test split.
+  model->eval();
+  NoGradGuard ng;
+  data::Loader loader(s.test, 1000, false, 0, {}, false);
+  loader.start_epoch(0);
+  double loss = 0;
+  int64_t correct = 0, seen = 0;
+  Tensor x, y;
+  while (loader.next(x, y)) {
+    Tensor logits = (*model)(x);
+    loss += cross_entropy(logits, y).item() * double(x.size(0));
+    correct += count_correct(logits, y);
+    seen += x.size(0);
+  }
+
+  int rc = 0;
+  std::string out = run("eval --weights " + path + " --device cpu --batch 700", rc);
+  INFO(out);
+  REQUIRE(rc == 0);
+  Json r = Json::parse(out.substr(out.find('{')));
+  CHECK(r.at("samples").as_int() == seen);
+  CHECK(r.at("samples").as_int() == 10000);
+  CHECK(r.at("dataset").as_string() == "fashion-mnist");
+  CHECK(r.at("loss").as_double() == doctest::Approx(loss / double(seen)).epsilon(1e-5));
+  CHECK(r.at("accuracy").as_double() == doctest::Approx(100.0 * double(correct) / double(seen)));
+  std::string missing = run("eval --weights /nonexistent.safetensors", rc);
+  CHECK(rc != 0);
+  CHECK(missing.find("cannot open") != std::string::npos);
+  std::remove(path.c_str());
+}
