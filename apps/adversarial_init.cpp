@@ -75,6 +75,8 @@ struct Ctx {
   Shape in_chw;
   int64_t classes = 0, batch = 128, epochs = 0, adv_epochs = 0, adv_check_every = 25, complexity_every = 1;
   int64_t eval_every = 1;
+  int64_t halt_after = 0;              // testing aid: stop after this many phase-2 epochs in total
+  mutable int64_t epochs_run = 0;
   double lr = 0.1, adv_lr = 0.1, momentum = 0.9, wd = 5e-4, zero_out = 0.1, adv_target = 99.99;
   std::string adv_schedule = "multistep";
   Device device;
@@ -284,6 +286,8 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
     std::fflush(stdout);
     st.epoch = e + 1;
     if (e + 1 < c.epochs) nn::save_checkpoint(ckpt, *model, opt, st, model_info(c, seed));
+    if (c.halt_after > 0 && ++c.epochs_run == c.halt_after)
+      throw Error(str("stopped after ", c.halt_after, " phase-2 epochs as --halt-after asked; rerun with --resume"));
   }
   // Final accuracy on the clean training set in eval mode (the "fits the training set" figure).
   EpochResult train_eval = evaluate(*model, c.train, c.eval_batch, c.device);
@@ -447,14 +451,14 @@ int run_adversarial_init(cli::Args& a) {
   c.dataset = a.get_string("dataset", "fashion-mnist", "dataset (fashion-mnist, mnist, cifar10, cifar100, cinic10, restricted-imagenet)");
   std::string data_dir = a.get_string("data-dir", "", "dataset directory (default: the dataset's usual place)");
   c.arch = a.get_string("arch", "mlp", "network");
-  int64_t subset = a.get_int("subset", 2000, "use the first N training images (0: all)");
+  int64_t subset = a.get_int("subset", 1000, "use the first N training images (0: all)");
   bool balanced = a.get_flag("balanced", "class-balanced subset (the first N/K images of every class)");
-  auto reps = a.get_int_list("replication", "5", "R: copies of each image in C (a list runs the R sweep)");
+  auto reps = a.get_int_list("replication", "4", "R: copies of each image in C (a list runs the R sweep)");
   c.zero_out = a.get_double("zero-out", 0.1, "fraction of raw values zeroed in each copy");
-  auto seeds = a.get_int_list("seeds", "0,1,2", "seeds (mean +- std over them)");
+  auto seeds = a.get_int_list("seeds", "0,1", "seeds (mean +- std over them)");
   auto setup_names = a.get_string_list("setups", "vanilla,sota", "setups: vanilla, sota, DA, M, L2, DA+M, DA+L2, M+L2");
   auto inits = a.get_string_list("inits", "random,adversarial", "phase-2 initializations: random, adversarial");
-  c.epochs = a.get_int("epochs", 30, "phase-2 epochs (lr x0.1 at 150/350 and 250/350 of them)");
+  c.epochs = a.get_int("epochs", 20, "phase-2 epochs (lr x0.1 at 150/350 and 250/350 of them)");
   c.lr = a.get_double("lr", 0.1, "phase-2 learning rate");
   c.momentum = a.get_double("momentum", 0.9, "momentum of the setups with M");
   c.wd = a.get_double("weight-decay", 5e-4, "weight decay of the setups with L2");
@@ -465,13 +469,14 @@ int run_adversarial_init(cli::Args& a) {
   c.adv_target = a.get_double("adv-target", 99.99, "phase 1: stop at this accuracy on C (percent, eval mode)");
   c.adv_check_every = a.get_int("adv-check-every", 5, "phase 1: measure accuracy on C every N epochs (official: 25)");
   c.batch = a.get_int("batch", 128, "mini-batch size (both phases)");
-  c.complexity_every = a.get_int("complexity-every", 1, "compute the complexity measures every N epochs (and at the end)");
-  c.eval_every = a.get_int("eval-every", 1, "phase 2: evaluate on the test set every N epochs (and at the end)");
+  c.complexity_every = a.get_int("complexity-every", 5, "compute the complexity measures every N epochs (and at the end)");
+  c.eval_every = a.get_int("eval-every", 5, "phase 2: evaluate on the test set every N epochs (and at the end)");
   std::string device_s = a.get_string("device", "cpu", "cpu, cuda, cuda:N or auto");
   int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
   c.out = a.get_string("out", "runs/adversarial-init", "output directory");
   c.resume = a.get_flag("resume", "continue an interrupted experiment in --out (finished runs are skipped)");
   bool plot = !a.get_flag("no-plot", "do not render the figures");
+  c.halt_after = a.get_int("halt-after", 0, "stop after N phase-2 epochs, as if killed (to try --resume)");
   if (a.finish()) return 0;
 
   MINIMA_CHECK(!reps.empty() && !seeds.empty() && !setup_names.empty() && !inits.empty(),

@@ -221,6 +221,9 @@ int run_memorize(cli::Args& a) {
   for (int64_t w : widths) MINIMA_CHECK(w >= 1, "--widths must be positive, got ", w);
   std::sort(widths.begin(), widths.end());
   Device dev = app::device_from_flag(device);
+  // Batches of 32 make the CPU products small: a second thread gains little and, on a busy machine,
+  // costs several times the run time in waits. OMP_NUM_THREADS overrides this.
+  apps::prefer_single_thread();
 
   apps::Stopwatch clock;
   cli::RunDir dir(out);

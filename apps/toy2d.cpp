@@ -40,9 +40,9 @@ struct Points {
   int64_t size() const { return x.size(0); }
 };
 
-// `per_class` points around (-sep/2, 0) (label 0) and (+sep/2, 0) (label 1), isotropic std.
-Points two_blobs(int64_t per_class, double sep, double std, Generator& g) {
-  Tensor noise = randn({2 * per_class, 2}, g, DType::f64) * std;
+// `per_class` points around (-sep/2, 0) (label 0) and (+sep/2, 0) (label 1), isotropic standard deviation `spread`.
+Points two_blobs(int64_t per_class, double sep, double spread, Generator& g) {
+  Tensor noise = randn({2 * per_class, 2}, g, DType::f64) * spread;
   std::vector<double> centers, labels;
   for (int64_t i = 0; i < 2 * per_class; ++i) {
     double label = i < per_class ? 0.0 : 1.0;
@@ -185,7 +185,7 @@ double boundary_length(const std::vector<double>& f, int64_t G, double x0, doubl
 }
 
 struct Variant {
-  std::string name, title;
+  std::string name;
   double train_acc = 0, test_acc = 0, boundary = 0, train_loss = 0;
   double expected_acc = 0;  // accuracy on a large fresh sample: the test accuracy without its noise
   int64_t first_perfect_epoch = -1;
@@ -203,7 +203,7 @@ int run_toy2d(cli::Args& a) {
   int64_t repeats = a.get_int("repeats", 3, "number of seeds to run (summary: means; the figure shows the first)");
   int64_t per_class = a.get_int("per-class", 50, "training points per class (and as many test points)");
   double sep = a.get_double("separation", 1.3, "distance between the class means (on the x axis)");
-  double std = a.get_double("std", 0.25, "standard deviation of each class");
+  double spread = a.get_double("std", 0.25, "standard deviation of each class");
   int64_t eval_per_class = a.get_int("eval-per-class", 5000,
                                      "fresh points per class for the expected accuracy (less noisy than the test set)");
   int64_t hidden = a.get_int("hidden", 100, "width of the two hidden layers");
@@ -230,7 +230,7 @@ int run_toy2d(cli::Args& a) {
   MINIMA_CHECK(eval_per_class >= 1, "--eval-per-class must be positive");
   MINIMA_CHECK(per_class >= 1 && hidden >= 1 && batch >= 1 && pre_batch >= 1,
                "--per-class, --hidden, --batch and --pre-batch must be positive");
-  MINIMA_CHECK(std > 0 && sep >= 0, "--std must be positive and --separation non-negative");
+  MINIMA_CHECK(spread > 0 && sep >= 0, "--std must be positive and --separation non-negative");
   MINIMA_CHECK(lr > 0 && ft_lr > 0 && pre_lr > 0, "--lr, --finetune-lr and --pre-lr must be positive");
   MINIMA_CHECK(epochs >= 1 && pre_epochs >= 1, "--epochs and --pre-epochs must be positive");
   MINIMA_CHECK(copies >= 0 && aug_std >= 0, "--aug-copies and --aug-std must be non-negative");
@@ -244,7 +244,7 @@ int run_toy2d(cli::Args& a) {
   cli::RunDir dir(out);
   dir.write_config(a);
   // The figure window: the class means +- 4 std, square.
-  double half = std::max(sep / 2 + 4 * std, 4 * std);
+  double half = std::max(sep / 2 + 4 * spread, 4 * spread);
   double x0 = -half, x1 = half, y0 = -half, y1 = half;
   Tensor grid_x;
   {
@@ -266,10 +266,10 @@ int run_toy2d(cli::Args& a) {
   for (int64_t rep = 0; rep < repeats; ++rep) {
     uint64_t s = uint64_t(seed + rep);
     Generator g(s);
-    Points train_set = two_blobs(per_class, sep, std, g);
-    Points test_set = two_blobs(per_class, sep, std, g);
+    Points train_set = two_blobs(per_class, sep, spread, g);
+    Points test_set = two_blobs(per_class, sep, spread, g);
     Generator g_eval(Generator::mix(s, 99));
-    Points eval_set = two_blobs(eval_per_class, sep, std, g_eval);
+    Points eval_set = two_blobs(eval_per_class, sep, spread, g_eval);
     Points random_labels{train_set.x, randint({2 * per_class, 1}, 2, g).to(DType::f64)};
     Points augmented = train_set;
     if (copies > 0) {

@@ -7,6 +7,7 @@
 // default stream stays ordered with ours, while our launches still name the stream explicitly.
 #include <cuda_runtime.h>
 
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -48,6 +49,12 @@ void throw_cuda_error(int code, const char* name, const char* desc, const char* 
                       int line, const char* library) {
   throw Error(str(library, " error at ", file, ":", line, ": ", what, " failed with ", name, " (", code,
                   "): ", desc));
+}
+
+void report_cuda_error(int code, const char* name, const char* desc, const char* what, const char* file, int line,
+                       const char* library) {
+  std::fprintf(stderr, "minima: %s error at %s:%d: %s failed with %s (%d): %s\n", library, file, line, what, name,
+               code, desc);
 }
 
 namespace {

@@ -37,6 +37,18 @@ inline void check_cuda(cudaError_t e, const char* what, const char* file, int li
 #define MINIMA_CUDA_CHECK(expr) ::minima::cuda::check_cuda((expr), #expr, __FILE__, __LINE__)
 
 namespace minima::cuda {
+// For destructors and other paths that must not throw: reports a failure on stderr (file:line,
+// the call, the error string) and carries on. Silent while the CUDA runtime is shutting down.
+void report_cuda_error(int code, const char* name, const char* desc, const char* what, const char* file, int line,
+                       const char* library);
+inline void check_cuda_nothrow(cudaError_t e, const char* what, const char* file, int line) {
+  if (e != cudaSuccess && e != cudaErrorCudartUnloading)
+    report_cuda_error(int(e), cudaGetErrorName(e), cudaGetErrorString(e), what, file, line, "CUDA");
+}
+}  // namespace minima::cuda
+#define MINIMA_CUDA_CHECK_NOTHROW(expr) ::minima::cuda::check_cuda_nothrow((expr), #expr, __FILE__, __LINE__)
+
+namespace minima::cuda {
 
 // ---------------------------------------------------------------------------------------------
 // Devices, streams, launches

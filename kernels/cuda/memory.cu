@@ -76,10 +76,10 @@ class CachingAllocator final : public Allocator {
     live_.erase(it);
     if (direct_) {
       int prev = 0;
-      cudaGetDevice(&prev);
-      cudaSetDevice(dev_);
-      if (cudaFree(p) != cudaSuccess) cudaGetLastError();
-      cudaSetDevice(prev);
+      MINIMA_CUDA_CHECK_NOTHROW(cudaGetDevice(&prev));
+      MINIMA_CUDA_CHECK_NOTHROW(cudaSetDevice(dev_));
+      MINIMA_CUDA_CHECK_NOTHROW(cudaFree(p));
+      MINIMA_CUDA_CHECK_NOTHROW(cudaSetDevice(prev));
       reserved_ -= size;
       return;
     }
@@ -139,17 +139,17 @@ class CachingAllocator final : public Allocator {
     void* p = nullptr;
     cudaError_t e = cudaMalloc(&p, size);
     if (e == cudaErrorMemoryAllocation) {
-      cudaGetLastError();
+      cudaGetLastError();  // clear the failed allocation from the error state before retrying
       std::lock_guard<std::mutex> lock(mu_);
       release_cached_locked();
       e = cudaMalloc(&p, size);
     }
     if (e != cudaSuccess) {
-      cudaGetLastError();
+      cudaGetLastError();  // clear it again: the failure is reported by the throw below
       std::lock_guard<std::mutex> lock(mu_);
-      throw Error(str("CUDA out of memory on cuda:", dev_, ": cudaMalloc of ", size, " bytes failed (",
-                      cudaGetErrorString(e), "); minima holds ", in_use_, " bytes in tensors and ", cached_,
-                      " bytes cached"));
+      throw Error(str("CUDA error at ", __FILE__, ":", __LINE__, ": cudaMalloc of ", size, " bytes on cuda:", dev_,
+                      " failed with ", cudaGetErrorName(e), ": ", cudaGetErrorString(e), " (minima holds ", in_use_,
+                      " bytes in tensors and ", cached_, " bytes cached)"));
     }
     std::lock_guard<std::mutex> lock(mu_);
     reserved_ += size;

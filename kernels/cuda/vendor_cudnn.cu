@@ -23,6 +23,10 @@ void check_cudnn(cudnnStatus_t s, const char* what, const char* file, int line) 
     throw_cuda_error(int(s), "cudnnStatus_t", cudnnGetErrorString(s), what, file, line, "cuDNN");
 }
 #define MINIMA_CUDNN_CHECK(expr) check_cudnn((expr), #expr, __FILE__, __LINE__)
+void check_cudnn_nothrow(cudnnStatus_t s, const char* what, int line) {
+  if (s != CUDNN_STATUS_SUCCESS)
+    report_cuda_error(int(s), "cudnnStatus_t", cudnnGetErrorString(s), what, __FILE__, line, "cuDNN");
+}
 
 cudnnHandle_t handle_for(const Ctx& ctx) {
   static std::mutex mu;
@@ -74,11 +78,11 @@ struct Descs {
     MINIMA_CUDNN_CHECK(cudnnSetConvolutionGroupCount(conv, int(p.groups)));
     MINIMA_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, wanted_math()));
   }
-  ~Descs() {
-    cudnnDestroyConvolutionDescriptor(conv);
-    cudnnDestroyFilterDescriptor(w);
-    cudnnDestroyTensorDescriptor(y);
-    cudnnDestroyTensorDescriptor(x);
+  ~Descs() {  // must not throw: failures are reported on stderr
+    check_cudnn_nothrow(cudnnDestroyConvolutionDescriptor(conv), "cudnnDestroyConvolutionDescriptor", __LINE__);
+    check_cudnn_nothrow(cudnnDestroyFilterDescriptor(w), "cudnnDestroyFilterDescriptor", __LINE__);
+    check_cudnn_nothrow(cudnnDestroyTensorDescriptor(y), "cudnnDestroyTensorDescriptor", __LINE__);
+    check_cudnn_nothrow(cudnnDestroyTensorDescriptor(x), "cudnnDestroyTensorDescriptor", __LINE__);
   }
   Descs(const Descs&) = delete;
   Descs& operator=(const Descs&) = delete;

@@ -9,7 +9,8 @@
 using namespace minima;
 
 TEST_CASE("min-norm: GD lands on X^+ y from zero and keeps w0's null-space part from w0") {
-  std::string dir = apptest::temp_dir("min_norm");
+  apptest::TempDir tmp("min_norm");
+  const std::string& dir = tmp.path();
   auto r = apptest::run_minima("min-norm --n 20 --d 60 --iters 300 --seed 4 --no-plot --out " + dir);
   INFO(r.output);
   REQUIRE(r.rc == 0);
@@ -49,8 +50,9 @@ TEST_CASE("min-norm rejects bad flags") {
   apptest::check_rejects("min-norm --bogus 1", "unknown flag --bogus");
 }
 
-TEST_CASE("max-margin: the SVM finds (0.5, 0.5); GD's direction converges, Adam's does not on stretched data") {
-  std::string dir = apptest::temp_dir("max_margin");
+TEST_CASE("max-margin: the SVM finds (0.5, 0.5) and GD converges in direction where Adam does not on stretched data") {
+  apptest::TempDir tmp("max_margin");
+  const std::string& dir = tmp.path();
   auto r = apptest::run_minima("max-margin --iters 100000 --no-plot --out " + dir);
   INFO(r.output);
   REQUIRE(r.rc == 0);
@@ -87,7 +89,8 @@ TEST_CASE("max-margin: the SVM finds (0.5, 0.5); GD's direction converges, Adam'
 }
 
 TEST_CASE("max-margin runs a CSV data set and refuses non-separable data") {
-  std::string dir = apptest::temp_dir("max_margin_csv");
+  apptest::TempDir tmp("max_margin_csv");
+  const std::string& dir = tmp.path();
   {
     // Through the origin the max-margin solution of these four points is w = (1, 0).
     std::ofstream f(dir + "/points.csv");
@@ -115,7 +118,8 @@ TEST_CASE("max-margin runs a CSV data set and refuses non-separable data") {
 }
 
 TEST_CASE("matrix-factorization: the nuclear norm falls to the ground truth's as alpha falls") {
-  std::string dir = apptest::temp_dir("matrix_factorization");
+  apptest::TempDir tmp("matrix_factorization");
+  const std::string& dir = tmp.path();
   auto r = apptest::run_minima("matrix-factorization --n 20 --rank 2 --alphas 1e-1,1e-2,1e-4,1e-6 --max-iters 2000 --no-plot --out " +
                   dir);
   INFO(r.output);

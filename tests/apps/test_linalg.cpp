@@ -90,7 +90,7 @@ TEST_CASE("eigh of a random symmetric matrix with repeated eigenvalues") {
   CHECK(max_abs(matmul(e.vectors * e.values, e.vectors.t()) - A) < 1e-12 * max_abs(A));
 }
 
-TEST_CASE("pinv satisfies the Moore-Penrose conditions; lstsq_min_norm is the minimum-norm solution") {
+TEST_CASE("pinv satisfies the Moore-Penrose conditions and lstsq_min_norm gives the minimum-norm solution") {
   Generator g(3);
   Tensor A = matmul(randn({7, 3}, g, DType::f64), randn({3, 5}, g, DType::f64));  // 7x5, rank 3
   Tensor P = linalg::pinv(A);

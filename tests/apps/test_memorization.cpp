@@ -8,8 +8,9 @@
 
 using namespace minima;
 
-TEST_CASE("toy2d: all three runs fit the training set; the adversarial init tests worst over three seeds") {
-  std::string dir = apptest::temp_dir("toy2d");
+TEST_CASE("toy2d: all three runs fit the training set and the adversarial init tests worst over three seeds") {
+  apptest::TempDir tmp("toy2d");
+  const std::string& dir = tmp.path();
   auto r = apptest::run_minima("toy2d --seed 0 --repeats 3 --grid 80 --eval-per-class 2000 --no-plot --out " + dir);
   INFO(r.output);
   REQUIRE(r.rc == 0);
@@ -51,7 +52,8 @@ TEST_CASE("memorize: the 2n+d-weight construction fits random labels exactly") {
     MESSAGE("skipped: Fashion-MNIST is not available (", e.what(), ")");
     return;
   }
-  std::string dir = apptest::temp_dir("memorize");
+  apptest::TempDir tmp("memorize");
+  const std::string& dir = tmp.path();
   auto r = apptest::run_minima("memorize --n 5000 --sgd-n 300 --widths 4,64 --epochs 150 --seed 2 --no-plot --out " + dir);
   INFO(r.output);
   REQUIRE(r.rc == 0);

@@ -1,0 +1,83 @@
+// tests/nn/test_complexity.cpp: the complexity measures of nn/complexity.h on networks whose
+// answers are known in closed form.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "core/ops.h"
+#include "core/random.h"
+#include "nn/complexity.h"
+#include "nn/models.h"
+
+using namespace minima;
+
+namespace {
+// A 4-512-3 ReLU MLP with every first-layer weight a, every second-layer weight b, zero biases.
+std::shared_ptr<nn::Module> constant_mlp(double a, double b) {
+  Generator g(3);
+  auto m = nn::make_model("mlp1x512", {1, 2, 2}, 3, g);
+  NoGradGuard ng;
+  int layer = 0;
+  for (auto& [name, t] : m->named_parameters()) {
+    if (t.dim() == 2)
+      t.fill_(layer++ == 0 ? a : b);
+    else
+      t.fill_(0.0);
+  }
+  REQUIRE(layer == 2);
+  return m;
+}
+}  // namespace
+
+TEST_CASE("complexity measures of a constant two-layer network match their closed forms") {
+  double a = 0.5, b = 0.25;
+  auto m = constant_mlp(a, b);
+  nn::Complexity c = nn::complexity_measures(*m, [] { Generator g(9); return nn::make_model("mlp1x512", {1, 2, 2}, 3, g); },
+                                             {1, 2, 2});
+  CHECK(c.frobenius_sq == doctest::Approx(512 * 4 * a * a + 3 * 512 * b * b).epsilon(1e-9));
+  // A constant m x n matrix has one non-zero singular value, its value times sqrt(m n).
+  double spectral = a * std::sqrt(512.0 * 4) * b * std::sqrt(3.0 * 512);
+  CHECK(c.log10_spectral_product == doctest::Approx(std::log10(spectral)).epsilon(1e-6));
+  // Every input-output path has weight a*b: 4 * 512 * 3 paths.
+  CHECK(c.l1_path_norm == doctest::Approx(4 * 512 * 3 * a * b).epsilon(1e-5));
+  CHECK(c.l2_path_norm == doctest::Approx(std::sqrt(4 * 512 * 3 * a * a * b * b)).epsilon(1e-5));
+}
+
+TEST_CASE("spectral_norm finds the largest singular value of a random matrix") {
+  // diag(3, 2, 1) rotated by a permutation: sigma_max = 3.
+  std::vector<double> w = {0, 2, 0, 0, 0, 1, 3, 0, 0};
+  CHECK(nn::spectral_norm(w, 3, 3, 100) == doctest::Approx(3.0).epsilon(1e-9));
+  // Rank one u v^T: sigma = |u| |v|.
+  std::vector<double> u = {1, 2, 2}, v = {3, 4}, r;
+  for (double x : u)
+    for (double y : v) r.push_back(x * y);
+  CHECK(nn::spectral_norm(r, 3, 2, 50) == doctest::Approx(3.0 * 5.0).epsilon(1e-9));
+}
+
+TEST_CASE("relative distance from the initialization") {
+  Generator g(5);
+  auto m = nn::make_model("mlp1x512", {1, 2, 2}, 3, g);
+  nn::NamedTensors w0 = nn::snapshot(m->named_parameters());
+  CHECK(nn::relative_distance(m->named_parameters(), w0) == 0.0);
+  {
+    NoGradGuard ng;
+    for (auto& [name, t] : m->named_parameters()) t.mul_(3.0);  // w = 3 w0: ||w - w0|| / ||w0|| = 2
+  }
+  CHECK(nn::relative_distance(m->named_parameters(), w0) == doctest::Approx(2.0).epsilon(1e-6));
+}
+
+TEST_CASE("batch norm is folded into the preceding convolution for the spectral product") {
+  // smallcnn at init: BN scale is 1/sqrt(1 + eps), so folding changes the product only by that factor
+  // per folded layer; scaling a BN's weight by 4 multiplies the product by 4.
+  Generator g(2);
+  auto m = nn::make_model("smallcnn", {1, 8, 8}, 3, g);
+  auto fresh = [] { Generator g2(2); return nn::make_model("smallcnn", {1, 8, 8}, 3, g2); };
+  double before = nn::complexity_measures(*m, fresh, {1, 8, 8}).log10_spectral_product;
+  {
+    NoGradGuard ng;
+    for (auto& [name, t] : m->state_dict())
+      if (name == "features.1.weight") t.mul_(4.0);
+  }
+  double after = nn::complexity_measures(*m, fresh, {1, 8, 8}).log10_spectral_product;
+  CHECK(after - before == doctest::Approx(std::log10(4.0)).epsilon(1e-4));
+}
