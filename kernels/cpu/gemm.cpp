@@ -120,6 +120,9 @@ void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
       }
     return;
   }
+  // Below ~64^3 multiply-adds a parallel region costs more than it saves (and on a busy machine
+  // a descheduled thread stalls every barrier), so small products run on the calling thread.
+  if (double(M) * double(N) * double(K) < 262144.0) parallel = false;
   thread_local AlignedBuf<T> bbuf;
   bbuf.reserve(size_t(Cf::KC) * size_t(((std::min<int64_t>(Cf::NC, N) + NR - 1) / NR) * NR));
   T* Bp = bbuf.p;

@@ -5,7 +5,8 @@
 // per input element sums the outputs whose windows contain it, in ascending order, exactly as
 // the CPU accumulates; no atomics, deterministic. max_pool2d's backward only has the recorded
 // indices (no geometry), so it scatters: with float atomics normally, or, in deterministic mode,
-// one thread per (image, channel) plane walking its outputs in order (the CPU's loop).
+// one thread per (image, channel) plane walking its outputs in order (the CPU's loop); bf16
+// gradients accumulate in a float buffer, rounded once like the CPU's.
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/elementwise.cuh"
 
@@ -49,41 +50,27 @@ __global__ void max_pool_forward_kernel(const T* x, T* y, int64_t* idx, PoolDims
   }
 }
 
-// Scatter with atomics (float, double; bf16 through a compare-and-swap on its 32-bit word).
+// Scatter with float / double atomics.
 __device__ __forceinline__ void atomic_add_value(float* p, float v) { atomicAdd(p, v); }
 __device__ __forceinline__ void atomic_add_value(double* p, double v) { atomicAdd(p, v); }
-__device__ __forceinline__ void atomic_add_value(bf16* p, float v) {
-  auto* word = reinterpret_cast<unsigned int*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t(3));
-  const bool high = (reinterpret_cast<uintptr_t>(p) & 2) != 0;
-  unsigned int old = *word, assumed;
-  do {
-    assumed = old;
-    uint16_t cur = uint16_t(high ? assumed >> 16 : assumed & 0xffffu);
-    uint16_t next = bf16::from_float(bf16::to_float(cur) + v);
-    unsigned int repl = high ? ((assumed & 0x0000ffffu) | (unsigned(next) << 16)) : ((assumed & 0xffff0000u) | next);
-    old = atomicCAS(word, assumed, repl);
-  } while (old != assumed);
-}
 
-template <class T>
-__global__ void max_pool_backward_atomic_kernel(T* gx, const T* gy, const int64_t* idx, int64_t NC, int64_t HW,
+// gx (accumulation type TA, zeroed) += gy (storage type TY) at the recorded indices.
+template <class TA, class TY>
+__global__ void max_pool_backward_atomic_kernel(TA* gx, const TY* gy, const int64_t* idx, int64_t NC, int64_t HW,
                                                 int64_t OHW) {
   MINIMA_GRID_STRIDE(i, NC * OHW) {
     int64_t pl = i / OHW;
-    atomic_add_value(gx + pl * HW + idx[i], Acc<T>(gy[i]));
+    atomic_add_value(gx + pl * HW + idx[i], TA(Acc<TY>(gy[i])));
   }
 }
 
-// Deterministic: one thread per plane, in the CPU's order (its plane of gx was zeroed).
-template <class T>
-__global__ void max_pool_backward_plane_kernel(T* gx, const T* gy, const int64_t* idx, int64_t NC, int64_t HW,
+// Deterministic: one thread per plane, in the CPU's order.
+template <class TA, class TY>
+__global__ void max_pool_backward_plane_kernel(TA* gx, const TY* gy, const int64_t* idx, int64_t NC, int64_t HW,
                                                int64_t OHW) {
   MINIMA_GRID_STRIDE(pl, NC) {
-    T* g = gx + pl * HW;
-    for (int64_t i = 0; i < OHW; ++i) {
-      int64_t j = idx[pl * OHW + i];
-      g[j] = to_storage<T>(Acc<T>(g[j]) + Acc<T>(gy[pl * OHW + i]));
-    }
+    TA* g = gx + pl * HW;
+    for (int64_t i = 0; i < OHW; ++i) g[idx[pl * OHW + i]] += TA(Acc<TY>(gy[pl * OHW + i]));
   }
 }
 
@@ -199,20 +186,25 @@ void CudaBackend::max_pool2d_forward(const Tensor& y, const Tensor& indices, con
 
 void CudaBackend::max_pool2d_backward(const Tensor& gx, const Tensor& gy, const Tensor& indices) {
   Ctx ctx(gx);
-  fill(gx, 0.0);
   int64_t NC = gx.size(0) * gx.size(1), HW = gx.size(2) * gx.size(3), OHW = gy.size(2) * gy.size(3);
+  // Sums go into float (double for f64) and are rounded once, as on the CPU: a bf16 gradient is
+  // accumulated in a float buffer and converted at the end.
+  Tensor acc = gx.dtype() == DType::bf16 ? empty(gx.shape(), TensorOptions(DType::f32, gx.device())) : gx;
+  fill(acc, 0.0);
   MINIMA_DISPATCH_FLOAT(gx.dtype(), "max_pool2d_backward", [&] {
-    using T = scalar_t;
-    T* g = static_cast<T*>(gx.data_ptr());
-    const T* gyp = static_cast<const T*>(gy.data_ptr());
+    using TY = scalar_t;
+    using TA = Acc<TY>;
+    TA* g = static_cast<TA*>(acc.data_ptr());
+    const TY* gyp = static_cast<const TY*>(gy.data_ptr());
     const int64_t* ip = static_cast<const int64_t*>(indices.data_ptr());
     if (deterministic())
-      MINIMA_LAUNCH(max_pool_backward_plane_kernel<T>, dim3(grid_1d(NC, ctx.dev)), dim3(kThreads), 0, ctx.stream,
-                    g, gyp, ip, NC, HW, OHW);
+      MINIMA_LAUNCH((max_pool_backward_plane_kernel<TA, TY>), dim3(grid_1d(NC, ctx.dev)), dim3(kThreads), 0,
+                    ctx.stream, g, gyp, ip, NC, HW, OHW);
     else
-      MINIMA_LAUNCH(max_pool_backward_atomic_kernel<T>, dim3(grid_1d(NC * OHW, ctx.dev)), dim3(kThreads), 0,
+      MINIMA_LAUNCH((max_pool_backward_atomic_kernel<TA, TY>), dim3(grid_1d(NC * OHW, ctx.dev)), dim3(kThreads), 0,
                     ctx.stream, g, gyp, ip, NC, HW, OHW);
   });
+  if (acc.impl() != gx.impl()) device_copy(gx, acc, ctx);
 }
 
 void CudaBackend::avg_pool2d_forward(const Tensor& y, const Tensor& x, const Pool2dParams& p) {

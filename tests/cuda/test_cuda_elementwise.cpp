@@ -41,7 +41,7 @@ std::vector<UnaryCase> unary_cases() {
 }
 }  // namespace
 
-CUDA_TEST_CASE("cuda unary ops and their gradients match the CPU (f32, bf16, f64; dense and strided)") {
+CUDA_TEST_CASE("cuda unary ops and their gradients match the CPU (f32, bf16, f64, dense and strided)") {
   for (DType t : {DType::f32, DType::bf16, DType::f64}) {
     for (const auto& c : unary_cases()) {
       Tensor x = c.positive ? rnd_pos({13, 37}, 11, t) : rnd({13, 37}, 11, t);

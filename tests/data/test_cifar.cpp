@@ -112,7 +112,7 @@ TEST_CASE("cifar10: missing, truncated, mismatched and mislabelled files are rep
   }
 }
 
-TEST_CASE("cifar100: fine labels by default, coarse on request; errors") {
+TEST_CASE("cifar100: fine labels by default, coarse on request, errors") {
   testdata::TempDir t;
   const std::string dir = t / "cifar-100-binary";
   make_dirs(dir);

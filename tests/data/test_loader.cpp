@@ -46,7 +46,7 @@ Dataset random_dataset(int64_t n, int64_t C, int64_t H, int64_t W, uint32_t salt
 
 }  // namespace
 
-TEST_CASE("loader: every sample once per epoch; seeded order; last-batch policy") {
+TEST_CASE("loader: every sample once per epoch, seeded order, last-batch policy") {
   Dataset d = position_dataset(103, 4, 4);
   for (bool drop_last : {false, true}) {
     Loader L(d, 10, true, 42, {}, drop_last);

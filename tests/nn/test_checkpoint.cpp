@@ -84,7 +84,7 @@ TEST_CASE("safetensors: every dtype round-trips bitwise, with metadata, in the d
   std::remove(path.c_str());
 }
 
-TEST_CASE("safetensors: save leaves no temporary file; corrupt files give clear errors") {
+TEST_CASE("safetensors: save leaves no temporary file, corrupt files give clear errors") {
   std::string path = tmp_path("atomic.safetensors");
   save_safetensors(path, {{"x", ones({2})}});
   std::string dir = "/tmp", base = path.substr(5);

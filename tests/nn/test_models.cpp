@@ -102,7 +102,7 @@ TEST_CASE("state_dict keys follow PyTorch naming and order") {
   CHECK(ds.back().first == "linear.bias");
 }
 
-TEST_CASE("train/eval propagate; BatchNorm updates running stats only in training") {
+TEST_CASE("train/eval propagate, BatchNorm updates running stats only in training") {
   Generator g(3);
   auto m = make_model("smallcnn", {1, 12, 12}, 3, g);
   CHECK(m->is_training());
@@ -164,7 +164,7 @@ TEST_CASE("default initialization matches PyTorch's bounds and BN defaults") {
   }
 }
 
-TEST_CASE("same seed, same weights; different seed, different weights") {
+TEST_CASE("same seed, same weights, different seed, different weights") {
   Generator a(11), b(11), c(12);
   auto ma = make_model("mlp", {1, 8, 8}, 10, a), mb = make_model("mlp", {1, 8, 8}, 10, b),
        mc = make_model("mlp", {1, 8, 8}, 10, c);

@@ -106,7 +106,7 @@ TEST_CASE("Adam matches torch.optim.Adam's update rule") {
   }
 }
 
-TEST_CASE("parameters live in one flat buffer; backward accumulates into the flat gradient") {
+TEST_CASE("parameters live in one flat buffer, backward accumulates into the flat gradient") {
   Tensor w = from_vector<float>({1, 2, 3, 4}, {2, 2}).requires_grad_();
   Tensor b = from_vector<float>({0.5f, -0.5f}, {2}).requires_grad_();
   SGDOptions o;
