@@ -62,8 +62,8 @@ MINIMA_HD int64_t source_offset(int64_t c, int64_t y, int64_t x, int64_t H, int6
 MINIMA_HD double per_image_inv(uint64_t s1, uint64_t s2, int64_t n) {
   int64_t num = int64_t(n) * int64_t(s2) - int64_t(s1) * int64_t(s1);  // n^2 * variance, exact
   double var = double(num) / (double(n) * double(n));
-  double sd = sqrt(var);
-  double floor_sd = 255.0 / sqrt(double(n));  // TF's 1/sqrt(numel) floor, in pixel units
+  double sd = std::sqrt(var);
+  double floor_sd = 255.0 / std::sqrt(double(n));  // TF's 1/sqrt(numel) floor, in pixel units
   double adj = sd > floor_sd ? sd : floor_sd;
   return 1.0 / (double(n) * adj);
 }
