@@ -18,7 +18,13 @@ namespace {
 // fault each. The cache holds at most kMaxCached bytes; smaller blocks go straight to malloc.
 class CpuAllocator final : public Allocator {
  public:
+#if defined(__SANITIZE_ADDRESS__)
+  // Under AddressSanitizer nothing is cached: every block goes back to malloc, so a use after
+  // free or an overflow into a block's rounding slack is still reported.
+  static constexpr size_t kCacheFrom = ~size_t(0);
+#else
   static constexpr size_t kCacheFrom = size_t(64) << 10;
+#endif
   static constexpr size_t kMaxCached = size_t(2) << 30;
 
   void* allocate(size_t nbytes) override {
