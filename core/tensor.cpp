@@ -189,6 +189,12 @@ Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
   return permute(p);
 }
 
+Tensor Tensor::t() const {
+  MINIMA_CHECK(dim() <= 2, "t: expects a tensor with at most 2 dims, got ", shape_str(shape()),
+               "; use transpose(d0, d1) or permute for more");
+  return dim() < 2 ? *this : transpose(0, 1);
+}
+
 Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
   check_has_dims(*this, "slice", d);
   d = wrap_dim(d, dim(), "slice");

@@ -82,7 +82,8 @@ class Tensor {
   Tensor reshape(const Shape& s) const;   // view when possible, else a contiguous copy
   Tensor permute(const std::vector<int64_t>& dims) const;
   Tensor transpose(int64_t d0, int64_t d1) const;
-  Tensor t() const { return transpose(0, 1); }
+  // Like torch.Tensor.t(): swaps the two dims of a matrix; a 0-d or 1-D tensor comes back as is.
+  Tensor t() const;
   Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
   Tensor slice(int64_t dim, int64_t start, int64_t end, int64_t step = 1) const;
   Tensor select(int64_t dim, int64_t index) const;  // removes `dim`

@@ -89,6 +89,7 @@ TEST_CASE("errors: views and indexing") {
   check_error([&] { x.reshape({-1, -1}); }, {"-1"});
   check_error([&] { x.reshape({4, -1}); }, {"[4, -1]", "[2, 3]"});
   check_error([&] { x.t().view({6}); }, {"[3, 2]", "reshape"});
+  check_error([&] { zeros({2, 3, 4}).t(); }, {"[2, 3, 4]", "transpose"});
   check_error([&] { x.permute({0}); }, {"[2, 3]"});
   check_error([&] { x.permute({0, 0}); }, {"repeated"});
   check_error([&] { x.expand({4, 3}); }, {"[2, 3]", "[4, 3]"});

@@ -52,6 +52,12 @@ TEST_CASE("tensor: strides of permute transpose expand and slice") {
   Tensor tr = x.transpose(0, -1);
   CHECK(tr.shape() == Shape{4, 3, 2});
   CHECK(tr.strides() == Shape{1, 4, 12});
+  // t() as in PyTorch: a matrix's transpose; vectors and scalars unchanged.
+  CHECK(zeros({2, 5}).t().shape() == Shape{5, 2});
+  Tensor v = zeros({5});
+  CHECK(v.t().shape() == Shape{5});
+  CHECK(v.t().storage() == v.storage());
+  CHECK(zeros({}).t().dim() == 0);
 
   Tensor c = zeros({3, 1});
   Tensor e = c.expand({2, 3, 5});
