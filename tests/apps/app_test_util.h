@@ -23,10 +23,9 @@ struct Run {
   std::string output;  // stdout and stderr together
 };
 
-// `minima <args>`; the command line and its output go into doctest's context on failure.
-inline Run run_minima(const std::string& args) {
-  std::string cmd = std::string(MINIMA_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
+// A shell command with stderr folded into stdout.
+inline Run run_command(const std::string& cmd) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
   REQUIRE(p != nullptr);
   Run r;
   char buf[4096];
@@ -35,6 +34,9 @@ inline Run run_minima(const std::string& args) {
   r.rc = pclose(p);
   return r;
 }
+
+// `minima <args>`.
+inline Run run_minima(const std::string& args) { return run_command(std::string(MINIMA_BINARY) + " " + args); }
 
 // A new empty directory under $TMPDIR (or /tmp); it stays (see TempDir for one that is removed).
 inline std::string temp_dir(const std::string& tag) {
