@@ -72,8 +72,14 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
   return batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
 }
 
+Tensor BatchNorm1d::forward(const Tensor& x) {
+  MINIMA_CHECK(x.dim() == 2 && x.size(1) == num_features, describe(), ": expected input [N, ", num_features,
+               "], got ", shape_str(x.shape()));
+  return BatchNorm2d::forward(x);
+}
+
 std::string BatchNorm2d::describe() const {
-  return str("BatchNorm2d(", num_features, ", eps=", eps, ", momentum=", momentum,
+  return str(type_name(), "(", num_features, ", eps=", eps, ", momentum=", momentum,
              weight.defined() ? "" : ", affine=false", ")");
 }
 

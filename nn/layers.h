@@ -58,6 +58,15 @@ class BatchNorm2d : public Module {
   Tensor one_;  // i64 scalar 1 on the buffers' device, to count batches without a host sync
 };
 
+// BatchNorm1d: the same normalization over N of an [N, C] input (PyTorch's BatchNorm1d without
+// the [N, C, L] form); the same parameter and buffer names, so state_dicts match.
+class BatchNorm1d : public BatchNorm2d {
+ public:
+  using BatchNorm2d::BatchNorm2d;
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "BatchNorm1d"; }
+};
+
 class ReLU : public Module {
  public:
   Tensor forward(const Tensor& x) override { return relu(x); }

@@ -4,6 +4,8 @@
 // (tests/crosscheck/models.py) state_dict keys.
 //
 //   mlp        Flatten, Linear(C*H*W, 512), ReLU, Linear(512, 512), ReLU, Linear(512, classes)
+//   mlp-bn     mlp with BatchNorm1d after each hidden Linear (Linear, BN, ReLU): the MLP with the
+//              scale invariance of the paper's BN networks, for the CPU default's ablation
 //   mlp1x512   Zhang et al.'s one-hidden-layer MLP (512 units)
 //   mlp3x512   Zhang et al.'s three-hidden-layer MLP (512 units each)
 //   smallcnn   conv3x3(32)-BN-ReLU-maxpool2, conv3x3(64)-BN-ReLU-maxpool2, Linear(64*H/4*W/4, 256),
@@ -25,10 +27,12 @@
 
 namespace minima::nn {
 
-// Multilayer perceptron: children "layers" (a Sequential of Linear/ReLU) after an implicit flatten.
+// Multilayer perceptron: children "layers" (a Sequential of Linear[/BatchNorm1d]/ReLU) after an
+// implicit flatten.
 class MLP : public Module {
  public:
-  MLP(int64_t in_features, const std::vector<int64_t>& hidden, int64_t classes, Generator& g);
+  MLP(int64_t in_features, const std::vector<int64_t>& hidden, int64_t classes, Generator& g,
+      bool batch_norm = false);
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "MLP"; }
   std::shared_ptr<Sequential> layers;
@@ -85,7 +89,7 @@ class DenseNet : public Module {
   std::shared_ptr<Linear> linear;
 };
 
-// arch: mlp, mlp1x512, mlp3x512, smallcnn, vgg16, resnet18, resnet50, densenet40.
+// arch: mlp, mlp-bn, mlp1x512, mlp3x512, smallcnn, vgg16, resnet18, resnet50, densenet40.
 // in_chw is {C, H, W}. Throws naming the known architectures for an unknown one.
 std::shared_ptr<Module> make_model(const std::string& arch, const Shape& in_chw, int64_t classes, Generator& g);
 std::vector<std::string> model_names();

@@ -4,11 +4,13 @@
 
 namespace minima::nn {
 
-MLP::MLP(int64_t in, const std::vector<int64_t>& hidden, int64_t classes, Generator& g) : in_features(in) {
+MLP::MLP(int64_t in, const std::vector<int64_t>& hidden, int64_t classes, Generator& g, bool batch_norm)
+    : in_features(in) {
   layers = register_module("layers", std::make_shared<Sequential>());
   int64_t prev = in;
   for (int64_t h : hidden) {
     layers->add(std::make_shared<Linear>(prev, h, g));
+    if (batch_norm) layers->add(std::make_shared<BatchNorm1d>(h));
     layers->add(std::make_shared<ReLU>());
     prev = h;
   }

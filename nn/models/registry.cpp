@@ -20,6 +20,9 @@ const std::vector<std::pair<std::string, Factory>>& factories() {
       {"mlp", [](const Shape& in, int64_t k, Generator& g) {
          return std::make_shared<MLP>(numel_chw(in), std::vector<int64_t>{512, 512}, k, g);
        }},
+      {"mlp-bn", [](const Shape& in, int64_t k, Generator& g) {
+         return std::make_shared<MLP>(numel_chw(in), std::vector<int64_t>{512, 512}, k, g, true);
+       }},
       {"mlp1x512", [](const Shape& in, int64_t k, Generator& g) {
          return std::make_shared<MLP>(numel_chw(in), std::vector<int64_t>{512}, k, g);
        }},

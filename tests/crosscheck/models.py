@@ -55,11 +55,11 @@ def write_safetensors(path, tensors, metadata=None):
 
 # ---------------------------------------------------------------- networks --------------------------
 class MLP(nn.Module):
-    def __init__(self, in_features, hidden, classes):
+    def __init__(self, in_features, hidden, classes, bn=False):
         super().__init__()
         mods, prev = [], in_features
         for h in hidden:
-            mods += [nn.Linear(prev, h), nn.ReLU()]
+            mods += [nn.Linear(prev, h)] + ([nn.BatchNorm1d(h)] if bn else []) + [nn.ReLU()]
             prev = h
         mods.append(nn.Linear(prev, classes))
         self.layers = nn.Sequential(*mods)
@@ -236,6 +236,8 @@ def build(arch, in_chw, classes):
     c, h, w = in_chw
     if arch == "mlp":
         return MLP(c * h * w, [512, 512], classes)
+    if arch == "mlp-bn":
+        return MLP(c * h * w, [512, 512], classes, bn=True)
     if arch == "mlp1x512":
         return MLP(c * h * w, [512], classes)
     if arch == "mlp3x512":
@@ -254,6 +256,6 @@ def build(arch, in_chw, classes):
 
 
 if __name__ == "__main__":
-    for a in ["mlp", "mlp1x512", "mlp3x512", "smallcnn", "vgg16", "resnet18", "resnet50", "densenet40"]:
+    for a in ["mlp", "mlp-bn", "mlp1x512", "mlp3x512", "smallcnn", "vgg16", "resnet18", "resnet50", "densenet40"]:
         m = build(a, (3, 32, 32), 10)
         print(a, sum(p.numel() for p in m.parameters()))

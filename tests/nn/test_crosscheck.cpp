@@ -162,6 +162,7 @@ void crosscheck(const std::string& arch, const Shape& in_chw, int64_t batch, boo
 }  // namespace
 
 TEST_CASE("crosscheck vs PyTorch: mlp") { crosscheck("mlp", {1, 28, 28}, 8); }
+TEST_CASE("crosscheck vs PyTorch: mlp-bn") { crosscheck("mlp-bn", {1, 28, 28}, 8); }
 TEST_CASE("crosscheck vs PyTorch: mlp1x512") { crosscheck("mlp1x512", {3, 28, 28}, 8); }
 TEST_CASE("crosscheck vs PyTorch: mlp3x512") { crosscheck("mlp3x512", {3, 28, 28}, 8); }
 TEST_CASE("crosscheck vs PyTorch: smallcnn") { crosscheck("smallcnn", {1, 28, 28}, 8); }

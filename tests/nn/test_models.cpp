@@ -27,6 +27,8 @@ TEST_CASE("parameter counts of the paper's networks (3x32x32, 10 classes)") {
   CHECK(count("mlp3x512", {3, 28, 28}) == 1735178);
   // 784-512-512-10
   CHECK(count("mlp", {1, 28, 28}) == 784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10);
+  // mlp-bn adds a weight and a bias per hidden unit (the running statistics are buffers).
+  CHECK(count("mlp-bn", {1, 28, 28}) == count("mlp", {1, 28, 28}) + 2 * (512 + 512));
   // classes change only the head: resnet18 with 100 classes adds 90 * (512 + 1)
   CHECK(count("resnet18", {3, 32, 32}, 100) == 11173962 + 90 * 513);
 }
@@ -51,8 +53,8 @@ static void check_shapes(const std::string& arch) {
     for (float v : y.to_vector<float>()) CHECK(std::isfinite(v));
   }
 }
-TEST_CASE("output shapes: mlp, mlp1x512, mlp3x512, smallcnn") {
-  for (const char* a : {"mlp", "mlp1x512", "mlp3x512", "smallcnn"}) {
+TEST_CASE("output shapes: mlp, mlp-bn, mlp1x512, mlp3x512, smallcnn") {
+  for (const char* a : {"mlp", "mlp-bn", "mlp1x512", "mlp3x512", "smallcnn"}) {
     CAPTURE(a);
     check_shapes(a);
   }
