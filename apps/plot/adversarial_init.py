@@ -42,7 +42,7 @@ def read_csv(path):
 
 
 def mean_std(xs):
-    xs = [x for x in xs if not math.isnan(x)]
+    xs = [x for x in xs if x is not None and not math.isnan(x)]  # None: a diverged run's norms
     if not xs:
         return float("nan"), 0.0
     m = sum(xs) / len(xs)

@@ -25,10 +25,10 @@ TEST_CASE("adversarial-init: a tiny run writes every phase, run and table, and -
   REQUIRE(r.rc == 0);
   for (const char* f : {"config.json", "summary.json", "results.md", "phase1/seed0-R2/summary.json",
                         "phase1/seed0-R2/adversarial_init.safetensors", "runs/random-vanilla-seed0/metrics.csv",
-                        "runs/adversarial-sota-seed0-R2/final.safetensors"})
+                        "runs/adversarial-sota-seed0-R2/final.safetensors", "runs/random-M+L2-seed0/summary.json"})
     CHECK_MESSAGE(file_exists(out + "/" + f), f);
   minima::Json s = summary(out);
-  REQUIRE(s.at("runs").size() == 4);
+  REQUIRE(s.at("runs").size() == 6);  // two inits x the default setups vanilla, sota, M+L2
   for (const auto& run : s.at("runs").elements()) {
     double test = run.at("test_acc").as_double(), train = run.at("train_acc").as_double();
     CHECK(test >= 0.0);
@@ -37,6 +37,7 @@ TEST_CASE("adversarial-init: a tiny run writes every phase, run and table, and -
     CHECK(run.at("frobenius_sq").as_double() > 0.0);
     CHECK(run.at("l2_path_norm").as_double() > 0.0);
     CHECK(run.at("dist_from_init").as_double() > 0.0);  // SGD moved the weights
+    CHECK(run.at("diverged_at_epoch").is_null());
   }
   // Phase 1 trained on C = 2 x 60 images; its metrics have one row per epoch with the accuracy on C.
   auto p1 = read_csv(out + "/phase1/seed0-R2/metrics.csv");
@@ -83,6 +84,26 @@ TEST_CASE("adversarial-init: a run killed mid-way resumes from its checkpoint to
   CHECK(read_csv(b + "/runs/adversarial-vanilla-seed1-R2/metrics.csv").size() == 3);
 }
 
+TEST_CASE("adversarial-init: a run that diverges is recorded as diverged and the experiment goes on") {
+  // lr 1e4 blows the MLP's loss up to inf/NaN within the first epoch of phase 2; phase 1 keeps a
+  // sane lr. Both phase-2 runs must still finish the experiment, each marked in its summary.
+  TempDir out("advinit-div");
+  Run r = run_minima(
+      "adversarial-init --arch mlp --subset 40 --replication 2 --seeds 0 --epochs 3 --adv-epochs 2 --lr 1e4 "
+      "--setups vanilla --threads 1 --no-plot --batch 16 --out " + out.path());
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  CHECK(r.output.find("diverged at epoch") != std::string::npos);
+  minima::Json s = summary(out.path());
+  REQUIRE(s.at("runs").size() == 2);
+  for (const auto& run : s.at("runs").elements()) {
+    CHECK(run.at("diverged_at_epoch").as_int() >= 1);
+    CHECK(run.at("frobenius_sq").is_null());
+    CHECK(run.at("test_acc").as_double() >= 0.0);
+  }
+  CHECK(minima::read_file(out.path() + "/results.md").find("1 of 1 runs diverged") != std::string::npos);
+}
+
 TEST_CASE("adversarial-init: bad flags give clear errors") {
   check_rejects("adversarial-init --setups vanilla,foo --out /tmp/x", "unknown setup 'foo'");
   check_rejects("adversarial-init --inits random,bad --out /tmp/x", "unknown init 'bad'");
@@ -109,7 +130,8 @@ TEST_CASE("adversarial-init: final accuracies agree with the PyTorch version of 
     MESSAGE("skipped: Fashion-MNIST is not in ", data, " (Debian package dataset-fashion-mnist)");
     return;
   }
-  const std::string cfg = "--subset 500 --replication 2 --seeds 0,1,2,3 --epochs 20 --adv-epochs 100 --setups vanilla,sota";
+  const std::string cfg =
+      "--arch mlp --subset 500 --replication 2 --seeds 0,1,2,3 --epochs 20 --adv-epochs 100 --setups vanilla,sota";
   TempDir out("advinit-xc");
   Run m = run_minima("adversarial-init " + cfg + " --eval-every 20 --complexity-every 20 --threads 1 --no-plot --out " +
                      out.path());
