@@ -64,7 +64,7 @@ TEST_CASE("output shapes: resnet18") { check_shapes("resnet18"); }
 TEST_CASE("output shapes: resnet50") { check_shapes("resnet50"); }
 TEST_CASE("output shapes: densenet40") { check_shapes("densenet40"); }
 TEST_CASE("model_names lists the issue's architectures") {
-  CHECK(model_names() == std::vector<std::string>{"mlp", "mlp1x512", "mlp3x512", "smallcnn", "vgg16", "resnet18",
+  CHECK(model_names() == std::vector<std::string>{"mlp", "mlp-bn", "mlp1x512", "mlp3x512", "smallcnn", "vgg16", "resnet18",
                                                   "resnet50", "densenet40"});
 }
 
