@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "core/random.h"
 #include "tests/apps/app_test_util.h"
 
 using namespace apptest;
@@ -102,6 +103,38 @@ TEST_CASE("adversarial-init: a run that diverges is recorded as diverged and the
     CHECK(run.at("test_acc").as_double() >= 0.0);
   }
   CHECK(minima::read_file(out.path() + "/results.md").find("1 of 1 runs diverged") != std::string::npos);
+}
+
+TEST_CASE("adversarial-init: the paper's command line (ResNet18, CIFAR-10 files, official schedule) runs end to end") {
+  // The six CIFAR-10 binary files with 4 records each (label byte + 3072 pixel bytes), random pixels.
+  TempDir data("advinit-cifar");
+  minima::Generator g(11);
+  const char* files[6] = {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin",
+                          "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"};
+  for (int f = 0; f < 6; ++f) {
+    std::string bytes;
+    for (int r = 0; r < 4; ++r) {
+      bytes += char((f * 4 + r) % 10);
+      for (int i = 0; i < 3072; ++i) bytes += char(g.below(256));
+    }
+    minima::write_file_atomic(data.path() + "/" + files[f], bytes);
+  }
+  TempDir out("advinit-resnet");
+  Run r = run_minima("adversarial-init --dataset cifar10 --data-dir " + data.path() +
+                     " --arch resnet18 --subset 0 --replication 2 --epochs 2 --adv-epochs 2 --adv-check-every 1 "
+                     "--adv-schedule multistep --setups vanilla,sota --seeds 0 --batch 8 --threads 1 --no-plot --out " +
+                     out.path());
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  CHECK(r.output.find("resnet18 on cifar10 (20 train / 4 test images)") != std::string::npos);
+  minima::Json s = summary(out.path());
+  CHECK(s.at("phase1")[0].at("C_size").as_int() == 40);
+  REQUIRE(s.at("runs").size() == 4);
+  for (const auto& run : s.at("runs").elements()) CHECK(run.at("l2_path_norm").as_double() > 0.0);
+  // Phase 1 saved weights whose metadata identifies C.
+  std::string meta = minima::read_file(out.path() + "/phase1/seed0-R2/adversarial_init.safetensors").substr(0, 4096);
+  CHECK(meta.find("C_replication") != std::string::npos);
+  CHECK(meta.find("C_seed") != std::string::npos);
 }
 
 TEST_CASE("adversarial-init: bad flags give clear errors") {
