@@ -31,6 +31,11 @@ inline bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
 
 struct Conv2dParams {
   int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1, groups = 1;
+  // Every field in one call, as (h, w) pairs: of(2, 2, 1, 1) is stride 2 with padding 1.
+  static Conv2dParams of(int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh = 1, int64_t dw = 1,
+                         int64_t groups = 1) {
+    return Conv2dParams{sh, sw, ph, pw, dh, dw, groups};
+  }
 };
 struct Pool2dParams {
   int64_t kh = 2, kw = 2, stride_h = 2, stride_w = 2, pad_h = 0, pad_w = 0;

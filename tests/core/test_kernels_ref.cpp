@@ -172,17 +172,6 @@ void conv_terms(const ConvGeom& g, F&& f) {
                   ((o * Cg + cg) * g.KH + kh) * g.KW + kw);
               }
 }
-Conv2dParams cp(int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t groups) {
-  Conv2dParams p;
-  p.stride_h = sh;
-  p.stride_w = sw;
-  p.pad_h = ph;
-  p.pad_w = pw;
-  p.dil_h = dh;
-  p.dil_w = dw;
-  p.groups = groups;
-  return p;
-}
 }  // namespace
 
 TEST_CASE("kernels: conv2d forward and backward against naive loops") {
@@ -193,16 +182,16 @@ TEST_CASE("kernels: conv2d forward and backward against naive loops") {
     Conv2dParams p;
   };
   std::vector<C> cases = {
-      {"3x3 pad 1", {2, 3, 8, 7}, {5, 3, 3, 3}, cp(1, 1, 1, 1, 1, 1, 1)},
-      {"stride 2", {3, 4, 9, 9}, {6, 4, 3, 3}, cp(2, 2, 1, 1, 1, 1, 1)},
-      {"dilation 2", {2, 2, 9, 8}, {3, 2, 3, 3}, cp(1, 1, 2, 2, 2, 2, 1)},
-      {"groups 2", {2, 4, 6, 6}, {6, 2, 3, 3}, cp(1, 1, 1, 1, 1, 1, 2)},
-      {"depthwise", {2, 6, 5, 7}, {6, 1, 3, 3}, cp(1, 1, 1, 1, 1, 1, 6)},
-      {"1x1", {2, 8, 5, 5}, {4, 8, 1, 1}, cp(1, 1, 0, 0, 1, 1, 1)},
-      {"1x1 grouped", {2, 8, 5, 5}, {4, 4, 1, 1}, cp(1, 1, 0, 0, 1, 1, 2)},
-      {"1x1 stride 2 padded", {1, 3, 6, 6}, {4, 3, 1, 1}, cp(2, 2, 1, 1, 1, 1, 1)},
-      {"5x5 asymmetric", {1, 2, 11, 9}, {3, 2, 5, 3}, cp(2, 1, 2, 0, 1, 2, 1)},
-      {"batch of 17", {17, 3, 6, 6}, {4, 3, 3, 3}, cp(1, 1, 1, 1, 1, 1, 1)},
+      {"3x3 pad 1", {2, 3, 8, 7}, {5, 3, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"stride 2", {3, 4, 9, 9}, {6, 4, 3, 3}, Conv2dParams::of(2, 2, 1, 1, 1, 1, 1)},
+      {"dilation 2", {2, 2, 9, 8}, {3, 2, 3, 3}, Conv2dParams::of(1, 1, 2, 2, 2, 2, 1)},
+      {"groups 2", {2, 4, 6, 6}, {6, 2, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 2)},
+      {"depthwise", {2, 6, 5, 7}, {6, 1, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 6)},
+      {"1x1", {2, 8, 5, 5}, {4, 8, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
+      {"1x1 grouped", {2, 8, 5, 5}, {4, 4, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 2)},
+      {"1x1 stride 2 padded", {1, 3, 6, 6}, {4, 3, 1, 1}, Conv2dParams::of(2, 2, 1, 1, 1, 1, 1)},
+      {"5x5 asymmetric", {1, 2, 11, 9}, {3, 2, 5, 3}, Conv2dParams::of(2, 1, 2, 0, 1, 2, 1)},
+      {"batch of 17", {17, 3, 6, 6}, {4, 3, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
   };
   for (DType t : {DType::f32, DType::f64})
     for (const auto& c : cases) {
@@ -249,7 +238,7 @@ TEST_CASE("kernels: conv2d forward and backward against naive loops") {
 
 TEST_CASE("kernels: conv2d on non-contiguous inputs and bfloat16") {
   Generator gen(404);
-  Conv2dParams p = cp(1, 1, 1, 1, 1, 1, 1);
+  Conv2dParams p = Conv2dParams::of(1, 1, 1, 1, 1, 1, 1);
   Tensor x = urand({2, 3, 6, 5}, gen), w = urand({4, 3, 3, 3}, gen);
   Tensor ref = conv2d(x, w, Tensor(), p);
   Tensor xt = x.transpose(2, 3).contiguous().transpose(2, 3);

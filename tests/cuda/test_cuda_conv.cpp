@@ -15,32 +15,21 @@ struct ConvCase {
   Conv2dParams p;
   bool bias;
 };
-Conv2dParams params(int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh = 1, int64_t dw = 1, int64_t g = 1) {
-  Conv2dParams p;
-  p.stride_h = sh;
-  p.stride_w = sw;
-  p.pad_h = ph;
-  p.pad_w = pw;
-  p.dil_h = dh;
-  p.dil_w = dw;
-  p.groups = g;
-  return p;
-}
 std::vector<ConvCase> conv_cases() {
   return {
-      {2, 3, 9, 11, 5, 3, 3, params(1, 1, 1, 1), true},
-      {3, 4, 8, 8, 6, 3, 3, params(2, 2, 1, 1), false},
-      {2, 6, 10, 7, 4, 3, 2, params(1, 2, 2, 0), true},
-      {2, 5, 12, 12, 7, 3, 3, params(1, 1, 2, 2, 2, 2), false},
-      {2, 6, 7, 9, 4, 3, 3, params(1, 1, 1, 1, 1, 1, 2), true},
-      {2, 6, 5, 5, 9, 1, 1, params(1, 1, 0, 0, 1, 1, 3), false},
-      {4, 16, 6, 6, 8, 1, 1, params(1, 1, 0, 0), true},
-      {2, 3, 11, 13, 4, 2, 2, params(3, 3, 0, 0), false},
-      {2, 8, 9, 9, 8, 5, 5, params(1, 1, 2, 2), false},
-      {3, 64, 8, 8, 64, 3, 3, params(1, 1, 1, 1), false},
-      {2, 130, 5, 5, 131, 3, 3, params(1, 1, 1, 1), true},
-      {1, 3, 4, 4, 2, 3, 3, params(1, 1, 0, 0), true},
-      {2, 8, 6, 6, 8, 3, 3, params(1, 1, 1, 1, 1, 1, 8), false},  // depthwise
+      {2, 3, 9, 11, 5, 3, 3, Conv2dParams::of(1, 1, 1, 1), true},
+      {3, 4, 8, 8, 6, 3, 3, Conv2dParams::of(2, 2, 1, 1), false},
+      {2, 6, 10, 7, 4, 3, 2, Conv2dParams::of(1, 2, 2, 0), true},
+      {2, 5, 12, 12, 7, 3, 3, Conv2dParams::of(1, 1, 2, 2, 2, 2), false},
+      {2, 6, 7, 9, 4, 3, 3, Conv2dParams::of(1, 1, 1, 1, 1, 1, 2), true},
+      {2, 6, 5, 5, 9, 1, 1, Conv2dParams::of(1, 1, 0, 0, 1, 1, 3), false},
+      {4, 16, 6, 6, 8, 1, 1, Conv2dParams::of(1, 1, 0, 0), true},
+      {2, 3, 11, 13, 4, 2, 2, Conv2dParams::of(3, 3, 0, 0), false},
+      {2, 8, 9, 9, 8, 5, 5, Conv2dParams::of(1, 1, 2, 2), false},
+      {3, 64, 8, 8, 64, 3, 3, Conv2dParams::of(1, 1, 1, 1), false},
+      {2, 130, 5, 5, 131, 3, 3, Conv2dParams::of(1, 1, 1, 1), true},
+      {1, 3, 4, 4, 2, 3, 3, Conv2dParams::of(1, 1, 0, 0), true},
+      {2, 8, 6, 6, 8, 3, 3, Conv2dParams::of(1, 1, 1, 1, 1, 1, 8), false},  // depthwise
   };
 }
 std::string case_name(const ConvCase& c) {
