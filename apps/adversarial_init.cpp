@@ -335,11 +335,12 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
 // ---- aggregation ---------------------------------------------------------------------------
 struct Stat {
   std::vector<double> v;
-  double mean() const {
+  double sum() const {
     double s = 0;
     for (double x : v) s += x;
-    return v.empty() ? NAN : s / double(v.size());
+    return s;
   }
+  double mean() const { return v.empty() ? NAN : sum() / double(v.size()); }
   double std() const {
     if (v.size() < 2) return 0;
     double m = mean(), s = 0;
@@ -389,11 +390,10 @@ Json aggregate(const Ctx& c, const std::vector<Json>& runs, const std::vector<Js
       for (const auto& init : inits) {
         auto it = by.find(key(init, s.name, R));
         if (it == by.end()) continue;
-        const Stat& dv = it->second["diverged"];
-        double n_div = dv.mean() * double(dv.v.size());
+        const Stat& dv = it->second["diverged"];  // 1 per diverged run, 0 per other
         md << "| " << s.name << " | " << init << " | " << it->second["train_acc"].text() << " | "
            << it->second["test_acc"].text();
-        if (n_div > 0) md << " (" << std::llround(n_div) << " of " << dv.v.size() << " runs diverged)";
+        if (dv.sum() > 0) md << " (" << std::llround(dv.sum()) << " of " << dv.v.size() << " runs diverged)";
         md << " |\n";
       }
     md << "\n## Complexity of the final models (R = " << R << ")\n\n| setup | init | ||W||_F^2 sum | log10 prod "
