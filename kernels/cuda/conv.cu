@@ -213,13 +213,6 @@ __global__ void sum_splits_kernel(const float* partial, int splits, int64_t n, f
   }
 }
 
-template <class AL, class BL, class EP>
-void run_igemm(const Ctx& ctx, int M, int N, int K, int k_chunk, int zdiv, int splits, const AL& al, const BL& bl,
-               const EP& ep) {
-  if (M <= 64) launch_igemm<64>(ctx, M, N, K, k_chunk, zdiv, splits, al, bl, ep);
-  else launch_igemm<128>(ctx, M, N, K, k_chunk, zdiv, splits, al, bl, ep);
-}
-
 // bfloat16 runs through float32 copies; returns true when it handled the call.
 Tensor as_f32(const Tensor& t) {
   NoGradGuard ng;
@@ -311,6 +304,9 @@ bool conv_use_vendor(const char* pass, const Tensor& a, const Tensor& b, const T
     case Impl::Vendor: return true;
     case Impl::Auto: break;
   }
+  // The native kernels index with 32-bit offsets: larger tensors go to cuDNN without timing.
+  for (const Tensor* t : {&a, &b, &out})
+    if (t->numel() >= (int64_t(1) << 31)) return true;
   std::string key = str("conv-", pass, "|", out.dtype(), "|", a.shape(), "|", b.shape(), "|", out.shape(), "|",
                         p.stride_h, ",", p.stride_w, ",", p.pad_h, ",", p.pad_w, ",", p.dil_h, ",", p.dil_w, ",",
                         p.groups);

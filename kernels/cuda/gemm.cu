@@ -68,7 +68,7 @@ void simt_gemm(const Ctx& ctx, const Operands& o, float alpha, float beta) {
   // B as a loader over its columns: row n, k -> b[k * brs + n * bcs].
   MatLoader<float, BK> lb{static_cast<const float*>(o.b), o.bbs, o.bcs, o.brs};
   GemmEpilogue<float> ep{static_cast<float*>(o.c), o.cbs, o.crs, o.ccs, alpha, beta};
-  launch_igemm<128>(ctx, o.M, o.N, o.K, o.K, o.batch, 1, la, lb, ep);
+  run_igemm(ctx, o.M, o.N, o.K, o.K, o.batch, 1, la, lb, ep);
 }
 
 // ---- the tensor-core path (wmma) ----
@@ -243,9 +243,11 @@ void native_gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha
         MINIMA_LAUNCH(wmma_gemm_kernel<float>, grid, dim3(256), 0, ctx.stream, o, float(alpha), float(beta));
     } else {
       MINIMA_CHECK(t == DType::f32, "gemm: unsupported dtype ", t);
-      // Read each operand along its unit-stride dim (any strides work; this only sets coalescing).
-      bool ak = o.acs == 1 || (o.ars != 1 && std::abs(o.acs) <= std::abs(o.ars));
-      bool bk = o.brs == 1 || (o.bcs != 1 && std::abs(o.brs) <= std::abs(o.bcs));
+      // The k-contiguous loaders read element k at row + k, so they serve only operands whose k
+      // stride is 1; every other layout (strided slices, expanded gradients with stride 0) takes
+      // the general loader, which honours both strides.
+      bool ak = o.acs == 1;
+      bool bk = o.brs == 1;
       if (ak && bk) simt_gemm<true, true>(ctx, o, float(alpha), float(beta));
       else if (ak) simt_gemm<true, false>(ctx, o, float(alpha), float(beta));
       else if (bk) simt_gemm<false, true>(ctx, o, float(alpha), float(beta));
@@ -285,7 +287,10 @@ void CudaBackend::gemm(const Tensor& c, const Tensor& a, const Tensor& b, double
       if (!scratch.defined()) scratch = empty(c.shape(), TensorOptions(c.dtype(), c.device()));
       return scratch;
     };
-    bool vendor = autotune_use_vendor(
+    // Shapes past the native kernels' grid limits go to cuBLAS without timing.
+    const int64_t M = c.size(1);
+    bool fits = (M + 127) / 128 <= 65535 && (c.dtype() != DType::f64 || (M + 15) / 16 <= 65535);
+    bool vendor = !fits || autotune_use_vendor(
         key, ctx, [&] { native_gemm(out(), a, b, alpha, 0.0, ctx); },
         [&] { cublas_gemm(out(), a, b, alpha, 0.0, ctx); }, true);
     if (vendor) cublas_gemm(c, a, b, alpha, beta, ctx);

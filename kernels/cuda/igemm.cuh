@@ -157,4 +157,12 @@ void launch_igemm(const Ctx& ctx, int M, int N, int K, int k_chunk, int zdiv, in
                 bl, ep);
 }
 
+// The block height by problem size: BM = 64 when M fits in one such tile, else 128.
+template <class AL, class BL, class EP>
+void run_igemm(const Ctx& ctx, int M, int N, int K, int k_chunk, int zdiv, int splits, const AL& al, const BL& bl,
+               const EP& ep) {
+  if (M <= 64) launch_igemm<64>(ctx, M, N, K, k_chunk, zdiv, splits, al, bl, ep);
+  else launch_igemm<128>(ctx, M, N, K, k_chunk, zdiv, splits, al, bl, ep);
+}
+
 }  // namespace minima::cuda

@@ -78,9 +78,9 @@ CUDA_TEST_CASE("cuda conv2d: native against cuDNN, pass by pass") {
       gpu.conv2d_backward_weight(out[i][2], gy, x, c.p);
     }
     std::string n = case_name(c);
-    expect_close(out[0][0].cpu(), out[1][0].cpu(), tol(DType::f32), "forward, native vs cuDNN: " + n);
-    expect_close(out[0][1].cpu(), out[1][1].cpu(), tol(DType::f32), "input grad, native vs cuDNN: " + n);
-    expect_close(out[0][2].cpu(), out[1][2].cpu(), tol(DType::f32), "weight grad, native vs cuDNN: " + n);
+    expect_close(out[0][0].cpu(), out[1][0].cpu(), kCudnnF32Tol, "forward, native vs cuDNN: " + n);
+    expect_close(out[0][1].cpu(), out[1][1].cpu(), kCudnnF32Tol, "input grad, native vs cuDNN: " + n);
+    expect_close(out[0][2].cpu(), out[1][2].cpu(), kCudnnF32Tol, "weight grad, native vs cuDNN: " + n);
   }
 }
 
@@ -94,7 +94,7 @@ CUDA_TEST_CASE("cuda conv2d through cuDNN and auto match the CPU, with gradients
       Tensor x = rnd({c.N, c.C, c.H, c.W}, 97), w = rnd({c.O, c.C / c.p.groups, c.KH, c.KW}, 98), b = rnd({c.O}, 99);
       check_graph(str(impl, " conv2d ", case_name(c)),
                   [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], v[2], c.p); }, {x, w, b},
-                  tol(DType::f32));
+                  kCudnnF32Tol);
     }
   }
 }

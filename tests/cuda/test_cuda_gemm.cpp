@@ -42,6 +42,21 @@ CUDA_TEST_CASE("cuda matmul matches the CPU for every implementation, with gradi
                   [&](const std::vector<Tensor>& v) { return matmul(as_view(v[0], c.ta), as_view(v[1], c.tb)); },
                   {a, b}, tol(DType::f32));
     }
+    // Operands whose k stride is not 1: a strided column as a vector, a strided slice, and the
+    // backward of a sum, whose upstream gradient is expanded with stride 0 in both dims.
+    Tensor x3 = rnd({45, 3}, 70), w45 = rnd({45, 8}, 71), wide = rnd({7, 90}, 72);
+    check_graph(str(impl, " matmul of a strided column"),
+                [](const std::vector<Tensor>& v) { return matmul(v[0].select(1, 0), v[1]); }, {x3, w45},
+                tol(DType::f32));
+    check_graph(str(impl, " matmul @ a strided column"),
+                [](const std::vector<Tensor>& v) { return matmul(v[1].transpose(0, 1), v[0].select(1, 2)); },
+                {x3, w45}, tol(DType::f32));
+    check_graph(str(impl, " matmul of a strided slice"),
+                [](const std::vector<Tensor>& v) { return matmul(v[0].slice(1, 0, 90, 2), v[1]); }, {wide, w45},
+                tol(DType::f32));
+    check_graph(str(impl, " sum of a matmul (stride-0 gradient)"),
+                [](const std::vector<Tensor>& v) { return sum(matmul(v[0], v[1])); },
+                {rnd({33, 45}, 73), w45}, tol(DType::f32));
     Tensor x = rnd({9, 31}, 63), w = rnd({17, 31}, 64), bias = rnd({17}, 65);
     check_graph(str(impl, " linear"), [](const std::vector<Tensor>& v) { return linear(v[0], v[1], v[2]); },
                 {x, w, bias}, tol(DType::f32));
