@@ -87,7 +87,7 @@ DeviceState& state(int dev) {
     fresh->sms = prop.multiProcessorCount;
     fresh->name = prop.name;
     MINIMA_CUDA_CHECK(cudaMalloc(&fresh->err_slot, sizeof(unsigned long long)));
-    MINIMA_CUDA_CHECK(cudaMemset(fresh->err_slot, 0, sizeof(unsigned long long)));
+    MINIMA_CUDA_CHECK(cudaMemset(fresh->err_slot, 0xFF, sizeof(unsigned long long)));  // nothing reported
     MINIMA_CUDA_CHECK(cudaSetDevice(prev));
     s = std::move(fresh);  // kept for the life of the process
   }
@@ -194,9 +194,9 @@ static int64_t take_error(const Ctx& ctx) {
   unsigned long long* slot = index_error_slot(ctx.dev);
   MINIMA_CUDA_CHECK(cudaMemcpyAsync(&v, slot, sizeof(v), cudaMemcpyDeviceToHost, ctx.stream));
   MINIMA_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
-  if (v == 0) return -1;
-  MINIMA_CUDA_CHECK(cudaMemsetAsync(slot, 0, sizeof(v), ctx.stream));
-  return int64_t(v - 1);
+  if (v == ~0ull) return -1;
+  MINIMA_CUDA_CHECK(cudaMemsetAsync(slot, 0xFF, sizeof(v), ctx.stream));
+  return int64_t(v);
 }
 
 static int64_t index_value_at(const Ctx& ctx, const Tensor& index, int64_t pos) {

@@ -311,13 +311,15 @@ __device__ __forceinline__ T block_sum(T v, T* scratch) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Bad-index reporting: a kernel that meets an out-of-range index records its position (first one
-// wins) in a per-device slot and writes a harmless value instead; the host then raises the same
-// error the CPU backend raises. The check synchronizes, except while a graph is captured.
+// Bad-index reporting: a kernel that meets an out-of-range index records its position in a
+// per-device slot (the lowest position wins, as the CPU backend reports the first bad index in
+// order) and writes a harmless value instead; the host then raises the same error the CPU backend
+// raises. The slot holds all ones when nothing was reported. The check synchronizes, except while a
+// graph is captured.
 // ---------------------------------------------------------------------------------------------
 unsigned long long* index_error_slot(int dev);
 __device__ __forceinline__ void report_bad_index(unsigned long long* slot, int64_t pos) {
-  atomicCAS(slot, 0ull, static_cast<unsigned long long>(pos) + 1ull);
+  atomicMin(slot, static_cast<unsigned long long>(pos));
 }
 // Throws "<op>: index V at position P is out of range for dim D of size B" after a kernel that
 // reported into the slot. `what` replaces "index" in the message (e.g. "target").

@@ -1,12 +1,15 @@
 // kernels/cuda/index.cu: index_select / index_add and gather / scatter_add (index: int64,
-// contiguous). A bad index is reported by the kernel (its position; the element is skipped or
-// written as 0) and raised on the host with the CPU backend's message.
+// contiguous). A bad index is raised on the host with the CPU backend's message: index_select and
+// gather report it from their kernel (the element is written as 0); index_add and scatter_add
+// validate the whole index first, so a bad one leaves their output untouched.
 // The two accumulating ops have two schedules:
 //  * atomics (default, float dtypes): one thread per source element adds into its target;
 //  * ordered (deterministic mode, and always for integer dtypes): one thread per output
 //    "column" (every coordinate but `dim`) walks the indices in order, so repeated indices are
 //    summed in the CPU's order and the result is bitwise reproducible; slower when there are few
 //    columns and many indices.
+#include <cuda_bf16.h>
+
 #include "kernels/cuda/cuda_common.cuh"
 
 namespace minima::cuda {
@@ -16,16 +19,35 @@ namespace {
 __device__ __forceinline__ void atomic_add_value(float* p, float v) { atomicAdd(p, v); }
 __device__ __forceinline__ void atomic_add_value(double* p, double v) { atomicAdd(p, v); }
 __device__ __forceinline__ void atomic_add_value(bf16* p, float v) {
-  auto* word = reinterpret_cast<unsigned int*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t(3));
-  const bool high = (reinterpret_cast<uintptr_t>(p) & 2) != 0;
-  unsigned int old = *word, assumed;
+  // v is a bfloat16 value widened to float, so the sum is rounded once to bfloat16, as on the CPU.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  atomicAdd(reinterpret_cast<__nv_bfloat16*>(p), __float2bfloat16_rn(v));
+#else
+  // A compare-and-swap on the element's own two bytes (never on its neighbour's).
+  auto* half = reinterpret_cast<unsigned short*>(p);
+  unsigned short old = *half, assumed;
   do {
     assumed = old;
-    uint16_t cur = uint16_t(high ? assumed >> 16 : assumed & 0xffffu);
-    uint16_t next = bf16::from_float(bf16::to_float(cur) + v);
-    unsigned int repl = high ? ((assumed & 0x0000ffffu) | (unsigned(next) << 16)) : ((assumed & 0xffff0000u) | next);
-    old = atomicCAS(word, assumed, repl);
+    unsigned short next = bf16::from_float(bf16::to_float(assumed) + v);
+    old = atomicCAS(half, assumed, next);
   } while (old != assumed);
+#endif
+}
+
+// Checks every index against [0, bound) before an accumulating op writes anything, so a bad
+// index leaves the output untouched, as on the CPU.
+__global__ void validate_index_kernel(const int64_t* idx, int64_t n, int64_t bound, unsigned long long* err) {
+  MINIMA_GRID_STRIDE(i, n) {
+    int64_t v = idx[i];
+    if (v < 0 || v >= bound) report_bad_index(err, i);
+  }
+}
+
+void validate_index(const Ctx& ctx, const Tensor& index, int64_t bound, const char* op, int64_t dim) {
+  if (index.numel() == 0) return;
+  MINIMA_LAUNCH(validate_index_kernel, dim3(grid_1d(index.numel(), ctx.dev)), dim3(kThreads), 0, ctx.stream,
+                static_cast<const int64_t*>(index.data_ptr()), index.numel(), bound, index_error_slot(ctx.dev));
+  check_index_error(ctx, index, bound, op, dim);
 }
 
 template <class T>
@@ -184,7 +206,10 @@ void CudaBackend::index_select(const Tensor& out, const Tensor& x0, int64_t dim,
   MINIMA_CHECK(out.is_contiguous(), "index_select: the output must be contiguous");
   int64_t D = x.size(dim), n = index.numel(), outer, inner;
   split3(x.shape(), dim, outer, inner);
-  if (out.numel() == 0) return;
+  if (out.numel() == 0) {  // nothing to copy, but a bad index is still an error
+    validate_index(ctx, index, D, "index_select", dim);
+    return;
+  }
   MINIMA_DISPATCH_ALL(x.dtype(), "index_select", [&] {
     using T = scalar_t;
     MINIMA_LAUNCH(index_select_kernel<T>, dim3(grid_1d(out.numel(), ctx.dev)), dim3(kThreads), 0, ctx.stream,
@@ -201,6 +226,7 @@ void CudaBackend::index_add(const Tensor& out, int64_t dim, const Tensor& index,
   MINIMA_CHECK(out.is_contiguous(), "index_add: the output must be contiguous");
   int64_t D = out.size(dim), n = index.numel(), outer, inner;
   split3(out.shape(), dim, outer, inner);
+  validate_index(ctx, index, D, "index_add", dim);
   if (src.numel() == 0) return;
   MINIMA_DISPATCH_ALL(out.dtype(), "index_add", [&] {
     using T = scalar_t;
@@ -214,7 +240,6 @@ void CudaBackend::index_add(const Tensor& out, int64_t dim, const Tensor& index,
       MINIMA_LAUNCH(index_add_ordered_kernel<T>, dim3(grid_1d(outer * inner, ctx.dev)), dim3(kThreads), 0,
                     ctx.stream, op, sp, ip, outer, n, D, inner, index_error_slot(ctx.dev));
   });
-  check_index_error(ctx, index, D, "index_add", dim);
 }
 
 void CudaBackend::gather(const Tensor& out, const Tensor& x, int64_t dim, const Tensor& index) {
@@ -236,6 +261,8 @@ void CudaBackend::scatter_add(const Tensor& out, int64_t dim, const Tensor& inde
   NoGradGuard ng;
   Tensor src = src0.contiguous();
   if (index.numel() == 0) return;
+  const int64_t bound = out.dim() ? out.size(dim) : 1;
+  validate_index(ctx, index, bound, "scatter_add", dim);
   IndexGeom g = index_geom(index, out, dim);
   MINIMA_DISPATCH_ALL(out.dtype(), "scatter_add", [&] {
     using T = scalar_t;
@@ -251,7 +278,6 @@ void CudaBackend::scatter_add(const Tensor& out, int64_t dim, const Tensor& inde
                     op, sp, ip, ncol, g, index_error_slot(ctx.dev));
     }
   });
-  check_index_error(ctx, index, out.dim() ? out.size(dim) : 1, "scatter_add", dim);
 }
 
 }  // namespace minima::cuda

@@ -2,6 +2,7 @@
 // (and the accumulating kernels behind their gradients), Philox random fills (bitwise equal to
 // the CPU), the fused optimizer updates, deterministic mode, and one small training step, each
 // against the CPU backend.
+#include <functional>
 #include <limits>
 
 #include "tests/cuda/cuda_test_util.h"
@@ -114,6 +115,43 @@ CUDA_TEST_CASE("cuda bad targets and indices raise the CPU backend's errors") {
   Tensor gidx = from_vector<int64_t>({0, 1, 2, 0, 7, 1}, {2, 3}).to(kGpu);
   CHECK_THROWS_WITH_AS(gather(x, 0, gidx), doctest::Contains("index 7 at position 4"), Error);
   CHECK_NOTHROW(index_select(x, 0, from_vector<int64_t>({5, 0}, {2}).to(kGpu)));
+  // Several bad values: the GPU names the same (first) one as the CPU, whichever thread meets one first.
+  auto message = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  Tensor many = from_vector<int64_t>({2, 9, 0, -1, 7, 1, 8, 3}, {8});
+  Tensor xc = x.cpu();
+  std::string want = message([&] { index_select(xc, 0, many); });
+  CHECK(want.find("position 1") != std::string::npos);
+  for (int rep = 0; rep < 5; ++rep) CHECK(message([&] { index_select(x, 0, many.to(kGpu)); }) == want);
+  // The accumulating ops check the whole index first: a bad one leaves the output as it was.
+  for (bool det : {false, true}) {
+    cuda::ConfigGuard guard;
+    cuda::set_deterministic(det);
+    Tensor acc = rnd({6, 5}, 129).to(kGpu), before = acc.cpu();
+    Tensor src = rnd({2, 5}, 130).to(kGpu);
+    Tensor bad2 = from_vector<int64_t>({1, 9}, {2}).to(kGpu);
+    CHECK_THROWS_WITH_AS(backend_for(kGpu).index_add(acc, 0, bad2, src),
+                         doctest::Contains("index 9 at position 1 is out of range for dim 0 of size 6"), Error);
+    expect_equal(acc.cpu(), before, "index_add output after a bad index");
+    Tensor sidx = from_vector<int64_t>({0, 1, 2, 3, 4, 5, 0, 1, 2, 3}, {2, 5}).to(kGpu);
+    CHECK_THROWS_WITH_AS(backend_for(kGpu).scatter_add(acc, 1, sidx, src),
+                         doctest::Contains("index 5 at position 5"), Error);
+    expect_equal(acc.cpu(), before, "scatter_add output after a bad index");
+  }
+  // An empty result still checks its index.
+  CHECK_THROWS_WITH_AS(index_select(zeros({0, 5}, TensorOptions(DType::f32, kGpu)), 1,
+                                    from_vector<int64_t>({7}, {1}).to(kGpu)),
+                       doctest::Contains("index 7 at position 0"), Error);
+  Tensor many_t = from_vector<int64_t>({0, 4, 5, 1, 6, 2, 7, 3}, {8});
+  Tensor lg = rnd({8, 5}, 128);
+  want = message([&] { cross_entropy(lg, many_t); });
+  CHECK(message([&] { cross_entropy(lg.to(kGpu), many_t.to(kGpu)); }) == want);
 }
 
 CUDA_TEST_CASE("cuda index_select / gather and their accumulating gradients (index_add, scatter_add)") {
