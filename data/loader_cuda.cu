@@ -110,18 +110,23 @@ void make_batch(int device, const void* images, bool images_u8, const int64_t* l
   if (B == 0) return;
   ::minima::cuda::Ctx ctx(device);  // selects the device and its stream
   MINIMA_CHECK(images_u8 || norm != Normalize::per_image, "per-image standardization needs uint8 images");
-  const size_t shmem = size_t(table_size) * sizeof(float);
+  // The lookup table (uint8: 256 values per channel; float: mean and 1/std per channel) goes to
+  // shared memory; per-image standardization has none. Past the default 48 KiB (uint8 images
+  // with more than 48 channels) the kernel opts in to the device's larger limit.
+  const bool per_image = images_u8 && norm == Normalize::per_image;
+  const int64_t ts = per_image ? 0 : table_size;
+  const size_t shmem = size_t(ts) * sizeof(float);
+  auto kernel = per_image ? batch_kernel<true, true> : images_u8 ? batch_kernel<true, false> : batch_kernel<false, false>;
+  if (shmem > 48 * 1024) {
+    int limit = 0;
+    MINIMA_DATA_CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    MINIMA_CHECK(shmem <= size_t(limit), "GPU input pipeline: ", C, " channels need a ", shmem,
+                 "-byte lookup table, more than the ", limit, " bytes of shared memory a block may use");
+    MINIMA_DATA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shmem)));
+  }
   const int32_t pad = int32_t(aug.pad);
-  const dim3 grid{unsigned(B)}, block{unsigned(kThreads)};
-  if (images_u8 && norm == Normalize::per_image)
-    batch_kernel<true, true><<<grid, block, shmem, ctx.stream>>>(images, labels, idx, C, H, W, pad, aug.crop, aug.flip, aug_key,
-                                                     table, table_size, out, labels_out);
-  else if (images_u8)
-    batch_kernel<true, false><<<grid, block, shmem, ctx.stream>>>(images, labels, idx, C, H, W, pad, aug.crop, aug.flip,
-                                                      aug_key, table, table_size, out, labels_out);
-  else
-    batch_kernel<false, false><<<grid, block, shmem, ctx.stream>>>(images, labels, idx, C, H, W, pad, aug.crop, aug.flip,
-                                                       aug_key, table, table_size, out, labels_out);
+  kernel<<<dim3(unsigned(B)), dim3(unsigned(kThreads)), shmem, ctx.stream>>>(
+      images, labels, idx, C, H, W, pad, aug.crop, aug.flip, aug_key, table, ts, out, labels_out);
   MINIMA_DATA_CUDA_CHECK(cudaGetLastError());
 }
 

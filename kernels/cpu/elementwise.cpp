@@ -255,13 +255,15 @@ void fill_indexed(const Tensor& out, F&& value_of, double lo = 0.0,
 }
 }  // namespace
 
+// The scale and shift are one explicit fused multiply-add, on the CPU and in the CUDA kernels, so
+// the two give bitwise-equal draws whatever the compilers' contraction settings.
 void CpuBackend::random_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double lo, double hi) {
   fill_indexed(
-      out, [=](uint64_t i) { return lo + (hi - lo) * Philox::uniform(seed, offset, i); }, lo, hi);
+      out, [=](uint64_t i) { return std::fma(hi - lo, Philox::uniform(seed, offset, i), lo); }, lo, hi);
 }
 
 void CpuBackend::random_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) {
-  fill_indexed(out, [=](uint64_t i) { return mean + std * Philox::normal(seed, offset, i); });
+  fill_indexed(out, [=](uint64_t i) { return std::fma(std, Philox::normal(seed, offset, i), mean); });
 }
 
 }  // namespace minima::cpu

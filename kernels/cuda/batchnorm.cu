@@ -61,6 +61,11 @@ BnGeom bn_geom(const Tensor& x, int dev) {
   int64_t target = int64_t(sm_count(dev)) * 4;
   int64_t splits = std::max<int64_t>(1, std::min<int64_t>((target + g.C - 1) / g.C, g.M / (kThreads * 8)));
   g.splits = std::min<int64_t>(splits, 65535);
+  if (g.M == 0) {  // an empty batch or empty planes: nothing to launch, callers return early
+    g.chunk = g.splits = 1;
+    g.small = false;
+    return g;
+  }
   g.chunk = (g.M + g.splits - 1) / g.splits;
   g.splits = (g.M + g.chunk - 1) / g.chunk;
   g.small = g.M < (int64_t(1) << 31) && x.numel() < (int64_t(1) << 31);

@@ -15,7 +15,7 @@ template <class T>
 __global__ void uniform_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, double lo, double hi) {
   MINIMA_GRID_STRIDE(i, n) {
     using A = Acc<T>;
-    double u = lo + (hi - lo) * Philox::uniform(seed, offset, uint64_t(i));
+    double u = fma(hi - lo, Philox::uniform(seed, offset, uint64_t(i)), lo);  // as the CPU: one explicit fma
     T v = to_storage<T>(static_cast<A>(u));
     // A value the storage type rounds up to hi is replaced by lo, as on the CPU: draws stay in
     // [lo, hi) on the storage type's grid.
@@ -26,7 +26,7 @@ __global__ void uniform_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset
 template <class T>
 __global__ void normal_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, double mean, double std) {
   MINIMA_GRID_STRIDE(i, n) {
-    double v = mean + std * Philox::normal(seed, offset, uint64_t(i));
+    double v = fma(std, Philox::normal(seed, offset, uint64_t(i)), mean);
     out[i] = to_storage<T>(static_cast<Acc<T>>(v));
   }
 }

@@ -216,13 +216,16 @@ void run_reduce(const Ctx& ctx, const Plan& p, const T* x, const R& red, void* o
     partial = DeviceBuffer(size_t(p.splits * p.n_out) * sizeof(S), ctx.dev);
     part = partial.as<S>();
   }
+  // One block per `kThreads / tpo` outputs (rows) or per kThreads outputs (columns).
+  const int64_t per_block = p.row ? kThreads / p.tpo : kThreads;
+  const int64_t blocks = (p.n_out + per_block - 1) / per_block;
+  MINIMA_CHECK(blocks <= int64_t(INT32_MAX), "reduce: too many outputs for one launch (", p.n_out, ")");
   if (p.row) {
-    int64_t groups = kThreads / p.tpo;
-    dim3 grid(unsigned((p.n_out + groups - 1) / groups), unsigned(p.splits));
+    dim3 grid(unsigned(blocks), unsigned(p.splits));
     MINIMA_LAUNCH((reduce_row_kernel<T, R>), grid, dim3(kThreads), 0, ctx.stream, x, p.oix, p.rix, p.n_out,
                   p.n_red, p.chunk, p.tpo, red, part, out);
   } else {
-    dim3 grid(unsigned((p.n_out + kThreads - 1) / kThreads), unsigned(p.splits));
+    dim3 grid(unsigned(blocks), unsigned(p.splits));
     MINIMA_LAUNCH((reduce_col_kernel<T, R>), grid, dim3(kThreads), 0, ctx.stream, x, p.oix, p.rix, p.n_out,
                   p.n_red, p.chunk, red, part, out);
   }
@@ -246,7 +249,6 @@ void CudaBackend::reduce(ReduceOp op, const Tensor& out, const Tensor& x, const 
   if (out.numel() == 0) return;
   MINIMA_CHECK(x.numel() > 0, "reduce: empty input of shape ", x.shape());
   Plan p = make_plan(x, dims, ctx.dev);
-  MINIMA_CHECK(p.n_out < (int64_t(1) << 31) * 32, "reduce: too many outputs (", p.n_out, ")");
   MINIMA_DISPATCH_ALL(x.dtype(), "reduce", [&] {
     using T = scalar_t;
     const T* xp = static_cast<const T*>(x.data_ptr());
