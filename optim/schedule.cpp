@@ -43,8 +43,10 @@ std::string CosineLR::describe() const {
 }
 
 std::vector<int64_t> paper_milestones(int64_t epochs) {
-  // 150/350 and 250/350 of the run, rounded to the nearest epoch (350 -> 150, 250).
-  return {int64_t(std::llround(double(epochs) * 150.0 / 350.0)), int64_t(std::llround(double(epochs) * 250.0 / 350.0))};
+  // 150/350 and 250/350 of the run, rounded to the nearest epoch (350 -> 150, 250), never before
+  // epoch 1: a one-epoch run (a timing run, say) trains at the base rate rather than at a tenth of it.
+  auto at = [&](double frac) { return std::max<int64_t>(1, std::llround(double(epochs) * frac)); };
+  return {at(150.0 / 350.0), at(250.0 / 350.0)};
 }
 
 std::unique_ptr<Schedule> make_schedule(const std::string& name, double lr, int64_t epochs,

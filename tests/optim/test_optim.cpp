@@ -156,6 +156,8 @@ TEST_CASE("schedules at their boundaries") {
   CHECK(ms.lr_at(349) == doctest::Approx(0.001));
   CHECK(paper_milestones(350) == std::vector<int64_t>{150, 250});
   CHECK(paper_milestones(60) == std::vector<int64_t>{26, 43});
+  CHECK(paper_milestones(2) == std::vector<int64_t>{1, 1});
+  CHECK(paper_milestones(1) == std::vector<int64_t>{1, 1});  // epoch 0 keeps the base rate
   ExponentialLR ex(0.01, 0.95);
   CHECK(ex.lr_at(0) == doctest::Approx(0.01));
   CHECK(ex.lr_at(1) == doctest::Approx(0.0095));
