@@ -1,8 +1,8 @@
 // apps/bench_train.cpp: `minima bench train`: images/s of a full training step (forward,
 // cross-entropy, backward, SGD update with momentum and weight decay) for each network on random
 // data already on the device, and in the same run the same figure for PyTorch eager on the same
-// device when a python3 that imports torch is found (tests/crosscheck/bench_torch.py, located
-// next to this source file or through --torch-script). On the CPU, PyTorch gets as many threads
+// device when a python3 that imports torch is found (tests/crosscheck/bench_torch.py of the
+// source tree, or --torch-script). On the CPU, PyTorch gets as many threads
 // as minima's OpenMP (OMP_NUM_THREADS), so the two figures compare like for like.
 #include <omp.h>
 
@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "apps/cli.h"
+#include "apps/experiment.h"
 #include "apps/trainer.h"
 #include "core/backend.h"
 #include "core/ops.h"
@@ -20,13 +21,6 @@
 
 namespace minima::app {
 namespace {
-
-std::string default_torch_script() {
-  std::string here = __FILE__;  // .../apps/bench_train.cpp
-  size_t slash = here.find_last_of('/');
-  std::string root = slash == std::string::npos ? "." : here.substr(0, slash) + "/..";
-  return root + "/tests/crosscheck/bench_torch.py";
-}
 
 // Runs `cmd` and returns its stdout; rc is the exit status (-1 when it could not start).
 std::string capture(const std::string& cmd, int& rc) {
@@ -43,35 +37,6 @@ std::string capture(const std::string& cmd, int& rc) {
   return out;
 }
 
-double bench_minima(const std::string& arch, const Shape& chw, int64_t classes, int64_t batch, Device dev,
-                    int64_t warmup, int64_t iters) {
-  Generator g(0);
-  auto model = nn::make_model(arch, chw, classes, g);
-  model->to(dev);
-  model->train();
-  optim::SGDOptions o;
-  o.lr = 0.01;
-  o.momentum = 0.9;
-  o.weight_decay = 5e-4;
-  optim::SGD opt(model->parameters(), o);
-  Shape xs = chw;
-  xs.insert(xs.begin(), batch);
-  Tensor x = randn(xs, g, TensorOptions(DType::f32, dev));
-  Tensor y = randint({batch}, classes, g, TensorOptions(DType::i64, dev));
-  auto step = [&] {
-    opt.zero_grad();
-    cross_entropy((*model)(x), y).backward();
-    opt.step();
-  };
-  for (int64_t i = 0; i < warmup; ++i) step();
-  backend_for(dev).synchronize();
-  auto t0 = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < iters; ++i) step();
-  backend_for(dev).synchronize();
-  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return double(batch * iters) / s;
-}
-
 int run_bench_train(cli::Args& a) {
   a.set_description("Images/s of a full training step, minima and (when available) PyTorch eager.");
   std::string archs = a.get_string("arch", "all", "architecture, comma-separated list, or all");
@@ -82,7 +47,7 @@ int run_bench_train(cli::Args& a) {
   int64_t warmup = a.get_int("warmup", 2, "untimed steps first");
   int64_t iters = a.get_int("iters", 5, "timed steps");
   std::string torch_mode = a.get_string("torch", "auto", "auto (when python3 imports torch), on or off");
-  std::string script = a.get_string("torch-script", default_torch_script(), "the PyTorch twin");
+  std::string script = a.get_string("torch-script", apps::source_path("tests/crosscheck/bench_torch.py"), "the PyTorch twin");
   std::string python = a.get_string("python", "", "python interpreter with torch (default: first of python3, /usr/bin/python3 that imports torch)");
   if (a.finish()) return 0;
   Device dev = device_from_flag(dev_s);
@@ -123,7 +88,7 @@ int run_bench_train(cli::Args& a) {
   std::cout << "\n";
   std::cout << "arch          minima img/s   pytorch img/s   minima/pytorch\n";
   for (const auto& arch : list) {
-    double mine = bench_minima(arch, chw, classes, batch, dev, warmup, iters);
+    double mine = double(batch) / training_step_seconds(arch, chw, classes, batch, dev, warmup, iters);
     double theirs = 0;
     if (use_torch) {
       int rc = 0;

@@ -9,6 +9,9 @@
 #include <iostream>
 #include <set>
 #include <sstream>
+#include <vector>
+
+#include <unistd.h>
 
 #include "apps/cli.h"
 #include "core/error.h"
@@ -40,13 +43,27 @@ void Table::write(const std::string& path) const {
   write_file_atomic(path, text);
 }
 
+std::string source_path(const std::string& rel) {
+  std::vector<std::string> roots;
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    std::string dir(exe, size_t(n));
+    size_t slash = dir.find_last_of('/');
+    if (slash != std::string::npos) roots.push_back(dir.substr(0, slash) + "/..");
+  }
+#ifdef MINIMA_SOURCE_DIR
+  roots.push_back(MINIMA_SOURCE_DIR);
+#endif
+  roots.push_back(".");
+  for (const auto& root : roots)
+    if (cli::file_exists(root + "/" + rel)) return root + "/" + rel;
+  return rel;
+}
+
 std::string plot_script_path(const std::string& script) {
   if (const char* d = std::getenv("MINIMA_PLOT_DIR")) return std::string(d) + "/" + script;
-#ifdef MINIMA_SOURCE_DIR
-  std::string p = std::string(MINIMA_SOURCE_DIR) + "/apps/plot/" + script;
-  if (cli::file_exists(p)) return p;
-#endif
-  return "apps/plot/" + script;
+  return source_path("apps/plot/" + script);
 }
 
 static std::string shell_quote(const std::string& s) {

@@ -28,8 +28,12 @@ class Table {
   std::vector<std::string> rows_;
 };
 
-// Where the plot scripts live: $MINIMA_PLOT_DIR, else apps/plot/ of the source tree minima was
-// built from, else ./apps/plot.
+// A file of the source tree (`rel` relative to its root, e.g. "tests/crosscheck/bench_torch.py"),
+// looked for next to the build folder of the running binary (a build folder carried to another
+// machine sits in that machine's checkout), then in the tree minima was built from, then under the
+// working directory. Returns the first that exists, else `rel`.
+std::string source_path(const std::string& rel);
+// Where the plot scripts live: $MINIMA_PLOT_DIR, else source_path("apps/plot/<script>").
 std::string plot_script_path(const std::string& script);
 // Runs `python3 <script> <out_dir>`; returns true when the figure was written.
 bool render_figure(const std::string& script, const std::string& out_dir, bool enabled);

@@ -7,6 +7,8 @@
 
 #include "core/backend.h"
 #include "core/ops.h"
+#include "core/random.h"
+#include "nn/models.h"
 
 namespace minima::app {
 
@@ -98,6 +100,35 @@ Device device_from_flag(const std::string& s) {
 void set_threads(int64_t n) {
   MINIMA_CHECK(n >= 0, "--threads must be >= 0, got ", n);
   if (n > 0) omp_set_num_threads(int(n));
+}
+
+double training_step_seconds(const std::string& arch, const Shape& chw, int64_t classes, int64_t batch,
+                             Device dev, int64_t warmup, int64_t iters) {
+  Generator g(0);
+  auto model = nn::make_model(arch, chw, classes, g);
+  model->to(dev);
+  model->train();
+  optim::SGDOptions o;
+  o.lr = 0.01;
+  o.momentum = 0.9;
+  o.weight_decay = 5e-4;
+  optim::SGD opt(model->parameters(), o);
+  Shape xs = chw;
+  xs.insert(xs.begin(), batch);
+  Tensor x = randn(xs, g, TensorOptions(DType::f32, dev));
+  Tensor y = randint({batch}, classes, g, TensorOptions(DType::i64, dev));
+  auto step = [&] {
+    opt.zero_grad();
+    cross_entropy((*model)(x), y).backward();
+    opt.step();
+  };
+  for (int64_t i = 0; i < warmup; ++i) step();
+  backend_for(dev).synchronize();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < iters; ++i) step();
+  backend_for(dev).synchronize();
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return s / double(iters);
 }
 
 }  // namespace minima::app

@@ -27,6 +27,12 @@ EpochResult train_epoch(nn::Module& model, optim::Optimizer& opt, data::Loader& 
 // Mean cross-entropy and accuracy over all of `ds` in eval mode, without recording a graph.
 EpochResult evaluate(nn::Module& model, const data::Dataset& ds, int64_t batch, Device device);
 
+// Seconds of one full training step of a fresh `arch` (forward, cross-entropy, backward, SGD with
+// momentum 0.9 and weight decay 5e-4) on a random batch already on `dev`: the mean over `iters`
+// steps after `warmup` untimed ones, with the device synchronized around the timed steps.
+double training_step_seconds(const std::string& arch, const Shape& chw, int64_t classes, int64_t batch,
+                             Device dev, int64_t warmup, int64_t iters);
+
 // --device: "cpu", "cuda", "cuda:N" or "auto" (cuda when a device is present).
 Device device_from_flag(const std::string& s);
 

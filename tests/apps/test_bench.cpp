@@ -1,0 +1,80 @@
+// tests/apps/test_bench.cpp: the benchmark commands run end to end on tiny configurations and
+// print well-formed tables. Their timings are never asserted (the machines are noisy); only that
+// every figure is there, finite and positive, and that bad flags give an error.
+#include <cmath>
+#include <regex>
+#include <string>
+
+#include "tests/apps/app_test_util.h"
+
+using apptest::run_minima;
+
+namespace {
+// The numbers after `label` on each line of `text` that contains it, in order.
+std::vector<double> numbers_after(const std::string& text, const std::string& label) {
+  std::vector<double> out;
+  std::istringstream in(text);
+  static const std::regex number(R"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)");
+  for (std::string line; std::getline(in, line);) {
+    size_t at = line.find(label);
+    if (at == std::string::npos) continue;
+    std::string rest = line.substr(at + label.size());
+    for (std::sregex_iterator it(rest.begin(), rest.end(), number), end; it != end; ++it)
+      out.push_back(std::stod(it->str()));
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("bench data: samples/s of each pipeline and its share of a training step") {
+  auto r = run_minima("bench data --samples 300 --batch 64 --epochs 1 --step-arch smallcnn");
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  for (const char* c : {"cpu  normalize only", "cpu  normalize + crop + flip", "cpu  per-image whitening + crop + flip"}) {
+    std::vector<double> v = numbers_after(r.output, c);
+    REQUIRE(v.size() >= 2);  // samples/s, ms per batch
+    CHECK(v[0] > 0);
+    CHECK(v[1] > 0);
+  }
+  // "share of a smallcnn training step (batch 64): P ms pipeline / S ms step = X %"
+  std::vector<double> s = numbers_after(r.output, "cpu  share of a smallcnn training step");
+  REQUIRE(s.size() == 4);
+  CHECK(s[0] == 64);
+  CHECK(s[1] > 0);
+  CHECK(s[2] > 0);
+  CHECK(s[3] == doctest::Approx(100.0 * s[1] / (s[1] + s[2])).epsilon(0.02));
+  CHECK(r.output.find("gpu") != std::string::npos);  // the GPU line: figures or why they were skipped
+
+  auto none = run_minima("bench data --samples 200 --epochs 1 --step-arch none");
+  CHECK(none.rc == 0);
+  CHECK(none.output.find("share of") == std::string::npos);
+  auto bad = run_minima("bench data --batch 0");
+  CHECK(bad.rc != 0);
+  CHECK(bad.output.find("error: bench data: --samples, --batch") != std::string::npos);
+}
+
+TEST_CASE("bench train: images/s per network on the CPU, without the PyTorch peer") {
+  auto r = run_minima("bench train --device cpu --arch mlp,smallcnn --in 1x28x28 --batch 16 --warmup 0 --iters 1 "
+                      "--torch off");
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  CHECK(r.output.find("batch 16, input 1x28x28, device cpu") != std::string::npos);
+  for (const char* arch : {"mlp ", "smallcnn "}) {
+    std::istringstream in(r.output);  // lines "<arch>  <minima img/s>  -  -"
+    bool found = false;
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind(arch, 0) != 0) continue;
+      found = true;
+      double ips = std::stod(line.substr(std::string(arch).size()));
+      CHECK(std::isfinite(ips));
+      CHECK(ips > 0);
+    }
+    CHECK_MESSAGE(found, "no line for ", arch);
+  }
+  auto bad = run_minima("bench train --device cpu --arch nosuchnet --torch off --iters 1 --warmup 0");
+  CHECK(bad.rc != 0);
+  CHECK(bad.output.find("error:") != std::string::npos);
+  auto no_torch = run_minima("bench train --device cpu --arch mlp --torch on --iters 1 --warmup 0 --python /nonexistent/python3");
+  CHECK(no_torch.rc != 0);
+  CHECK(no_torch.output.find("--torch on but python3 cannot import torch") != std::string::npos);
+}
