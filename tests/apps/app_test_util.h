@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/json.h"
+#include "temp_dir.h"
 
 namespace apptest {
 
@@ -38,34 +39,8 @@ inline Run run_command(const std::string& cmd) {
 // `minima <args>`.
 inline Run run_minima(const std::string& args) { return run_command(std::string(MINIMA_BINARY) + " " + args); }
 
-// A new empty directory under $TMPDIR (or /tmp); it stays (see TempDir for one that is removed).
-inline std::string temp_dir(const std::string& tag) {
-  const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/minima_" + tag + "_XXXXXX";
-  std::vector<char> buf(tmpl.begin(), tmpl.end());
-  buf.push_back('\0');
-  REQUIRE(mkdtemp(buf.data()) != nullptr);
-  return std::string(buf.data());
-}
-
-// A temp_dir removed with everything in it when the test case ends (kept when
-// MINIMA_KEEP_TEST_DIRS is set, for looking at a failure).
-class TempDir {
- public:
-  explicit TempDir(const std::string& tag) : path_(temp_dir(tag)) {}
-  ~TempDir() {
-    if (!std::getenv("MINIMA_KEEP_TEST_DIRS")) {
-      std::error_code ec;
-      std::filesystem::remove_all(path_, ec);
-    }
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+// A fresh directory removed with everything in it when the test case ends (tests/temp_dir.h).
+using TempDir = testutil::TempDir;
 
 inline minima::Json summary(const std::string& dir) {
   return minima::Json::parse(minima::read_file(dir + "/summary.json"));

@@ -20,7 +20,8 @@ const char* kTiny =
 }
 
 TEST_CASE("adversarial-init: a tiny run writes every phase, run and table, and --resume skips finished runs") {
-  std::string out = temp_dir("advinit");
+  TempDir dir("advinit");
+  const std::string& out = dir.path();
   Run r = run_minima(std::string(kTiny) + " --out " + out);
   INFO(r.output);
   REQUIRE(r.rc == 0);
@@ -63,7 +64,8 @@ TEST_CASE("adversarial-init: a tiny run writes every phase, run and table, and -
 }
 
 TEST_CASE("adversarial-init: a run killed mid-way resumes from its checkpoint to the same result") {
-  std::string a = temp_dir("advinit-a"), b = temp_dir("advinit-b");
+  TempDir da("advinit-a"), db("advinit-b");
+  const std::string &a = da.path(), &b = db.path();
   const char* cfg =
       "adversarial-init --arch mlp --subset 40 --replication 2 --seeds 1 --epochs 3 --adv-epochs 2 "
       "--setups vanilla --inits adversarial,random --threads 1 --no-plot --batch 16 --eval-every 1";

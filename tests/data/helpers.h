@@ -15,45 +15,12 @@
 
 #include "core/error.h"
 #include "data/io.h"
+#include "temp_dir.h"
 
 namespace testdata {
 
-// A fresh directory under $TMPDIR (or /tmp), removed with its content at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    const char* t = std::getenv("TMPDIR");
-    std::string tmpl = std::string(t && *t ? t : "/tmp") + "/minima-data-test-XXXXXX";
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    REQUIRE(::mkdtemp(buf.data()) != nullptr);
-    path_ = buf.data();
-  }
-  ~TempDir() { remove_tree(path_); }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
-  static void remove_tree(const std::string& p) {
-    if (DIR* d = ::opendir(p.c_str())) {
-      while (dirent* e = ::readdir(d)) {
-        std::string n = e->d_name;
-        if (n == "." || n == "..") continue;
-        std::string c = p + "/" + n;
-        struct stat st;
-        if (::lstat(c.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) remove_tree(c);
-        else ::unlink(c.c_str());
-      }
-      ::closedir(d);
-    }
-    ::chmod(p.c_str(), 0755);
-    ::rmdir(p.c_str());
-  }
-
- private:
-  std::string path_;
-};
+// A fresh directory, removed with its content at scope exit (tests/temp_dir.h).
+using TempDir = testutil::TempDir;
 
 inline void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
   FILE* f = std::fopen(path.c_str(), "wb");

@@ -18,6 +18,7 @@
 #include "nn/checkpoint.h"
 #include "nn/models.h"
 #include "optim/optim.h"
+#include "temp_dir.h"
 
 using namespace minima;
 using namespace minima::nn;
@@ -119,8 +120,8 @@ void crosscheck(const std::string& arch, const Shape& in_chw, int64_t batch, boo
     MESSAGE("skipped: /usr/bin/python3 cannot import torch, so there is no PyTorch reference to compare with");
     return;
   }
-  std::string base = "/tmp/minima_crosscheck_" + std::to_string(getpid()) + "_" + arch + "_" +
-                     std::to_string(in_chw[1]);
+  testutil::TempDir tmp("crosscheck_" + arch);  // removed with both directories at the end
+  std::string base = tmp.path() + "/" + arch + "_" + std::to_string(in_chw[1]);
   int64_t n32 = 0, n64 = 0;
   run_minima(base + "_f32", arch, in_chw, batch, DType::f32, n32);
   run_minima(base + "_f64", arch, in_chw, batch, DType::f64, n64);
