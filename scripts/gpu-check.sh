@@ -1,33 +1,97 @@
 #!/usr/bin/env bash
-# scripts/gpu-check.sh: the one device session of the CUDA backend, prepared to run unattended on
-# a lent GPU in a few minutes. It expects a build folder made with CUDA on the development
-# machine and carried along (default: build/; pass another as $1):
-#   1. the device and the shared libraries the binaries need (falls back to the CUDA libraries
-#      bundled with a pip PyTorch when the system ones are missing);
-#   2. the CUDA test suite (test_cuda: every op against the CPU reference, native against
-#      cuBLAS/cuDNN, allocator, determinism);
-#   3. compute-sanitizer memcheck over a representative subset of those tests, with the caching
+# scripts/gpu-check.sh: the whole device session of minima, prepared to run unattended on a lent
+# GPU inside one short call. Everything is built on the development machine; only binaries travel.
+#
+#   scripts/gpu-check.sh --pack [SRC] [DEST]   (development machine) copy the stripped binaries the
+#        check needs (minima, test_cuda, test_data) from the CUDA build folder SRC (default: build)
+#        into DEST (default: gpu-build, about 45 MB, small enough to carry), with the commit id.
+#   scripts/gpu-check.sh [BUILD]                (GPU machine) run the steps below on the binaries in
+#        BUILD (default: gpu-build when it exists, else build).
+#
+# Steps, in order of importance, each with its own time cap, all inside one deadline
+# ($GPU_CHECK_BUDGET seconds, default 480; a step that would start past it is skipped and counted
+# as failed). Give the call that runs it a limit of about 560 s:
+#   1. device and shared libraries (falls back to the CUDA libraries bundled with a pip PyTorch
+#      when the system ones are missing);
+#   2. test_cuda: every op against the CPU reference, native against cuBLAS/cuDNN, allocator,
+#      determinism; and test_data's GPU input pipeline against the CPU's, batch for batch;
+#   3. `minima bench ops`: native kernels against cuBLAS/cuDNN and the measured ceilings;
+#   4. compute-sanitizer memcheck over a representative subset of the CUDA tests, with the caching
 #      allocator off (MINIMA_CUDA_ALLOCATOR=direct) so every overrun hits an allocation's edge;
-#   4. PyTorch's matmul/conv2d times for the same shapes, when python3 has torch (a peer);
-#   5. `minima bench ops`: its table (native vs vendor, achieved vs measured ceilings) is printed
-#      last.
-# Logs go to $OUT/gpu-check/ when $OUT is set (else a temporary folder). Exit status: the number
-# of failed steps (0 = all passed). Expected time: about 4 minutes; every step has a timeout, so
-# the whole session stays under 13 minutes even when something hangs.
-# (The allocator tests are not in the memcheck subset: with caching off they cannot see reuse.)
+#   5. `minima bench train --device cuda`: images/s of a training step of every paper network,
+#      with PyTorch eager on the same GPU in the same run;
+#   6. `minima bench data`: the input pipeline on CPU and GPU and its share of a ResNet18 step;
+#   7. the paper's protocol for ResNet18 on CIFAR-10-sized data (generated files in the real
+#      binary format): one phase-1 epoch over C (R = 1, 50,000 images) and one phase-2 epoch of
+#      vanilla and of sota, to time an epoch of each phase;
+#   8. PyTorch's matmul/conv2d/batch_norm times for bench ops' shapes (a peer, never a failure).
+# Logs go to $OUT/gpu-check/ when $OUT is set (else a temporary folder), at most eight files. The
+# summary table is printed last. Exit status: the number of failed steps (0 = all passed).
 set -u
-BUILD=${1:-build}
+
+if [ "${1:-}" = "--pack" ]; then
+  SRC=${2:-build}
+  DEST=${3:-gpu-build}
+  mkdir -p "$DEST"
+  for b in minima test_cuda test_data; do
+    if [ ! -x "$SRC/$b" ]; then
+      echo "error: $SRC/$b not found: configure a CUDA build first (cmake -S . -B $SRC -G Ninja -DMINIMA_CUDA=ON && ninja -C $SRC)" >&2
+      exit 2
+    fi
+    strip -o "$DEST/$b" "$SRC/$b" || exit 2
+  done
+  if ! readelf -d "$DEST/test_cuda" | grep -q "libcudart"; then
+    echo "error: $SRC is not a CUDA build (its test_cuda does not link the CUDA runtime)" >&2
+    exit 2
+  fi
+  git describe --always --dirty > "$DEST/COMMIT" 2>/dev/null
+  echo "packed $(du -sh "$DEST" | cut -f1) into $DEST (commit $(cat "$DEST/COMMIT" 2>/dev/null || echo unknown))"
+  exit 0
+fi
+
+if [ -n "${1:-}" ]; then BUILD=$1
+elif [ -x gpu-build/minima ]; then BUILD=gpu-build
+else BUILD=build
+fi
+BUDGET=${GPU_CHECK_BUDGET:-480}
+DEADLINE=$(( $(date +%s) + BUDGET ))
 LOGDIR=${OUT:-$(mktemp -d)}/gpu-check
 mkdir -p "$LOGDIR"
+SUMMARY=$LOGDIR/summary.txt
+: > "$SUMMARY"
 FAILED=()
-step() { echo; echo "=== $* ==="; }
-elapsed() { echo "($(( $(date +%s) - $1 ))s)"; }
+START=$(date +%s)
+step() { echo; echo "=== $* === [$(( $(date +%s) - START ))s]"; }
+# cap SECONDS: the timeout for the next command, at most SECONDS and never past the deadline
+# (0 when no time is left).
+cap() { local left=$(( DEADLINE - $(date +%s) )); [ "$left" -lt "$1" ] && echo $(( left > 0 ? left : 0 )) || echo "$1"; }
+# record NAME RC SECONDS [NOTE]: one line of the summary table; a non-zero RC counts as failed.
+record() {
+  local status=passed
+  [ "$2" -eq 0 ] || { status="FAILED (exit $2$( [ "$2" -eq 124 ] && echo ', timed out'))"; FAILED+=("$1"); }
+  printf '%-34s %-28s %5ss  %s\n' "$1" "$status" "$3" "${4:-}" >> "$SUMMARY"
+}
+# run_step NAME CAP LOG CMD...: runs CMD under a timeout, output to LOG; skipped past the deadline.
+run_step() {
+  local name=$1 limit t0 rc
+  limit=$(cap "$2")
+  local log=$3
+  shift 3
+  if [ "$limit" -le 5 ]; then record "$name" 124 0 "skipped: the ${BUDGET}s budget was spent"; return 124; fi
+  t0=$(date +%s)
+  timeout "$limit" "$@" >> "$log" 2>&1
+  rc=$?
+  record "$name" "$rc" $(( $(date +%s) - t0 ))
+  return $rc
+}
 
 step "1. device and libraries"
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | tee "$LOGDIR/device.txt"
-for bin in "$BUILD/test_cuda" "$BUILD/minima"; do
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1
+  echo "binaries: $BUILD (commit $(cat "$BUILD/COMMIT" 2>/dev/null || echo unknown)); checkout: $(git rev-parse HEAD 2>/dev/null || echo unknown)"
+} | tee "$LOGDIR/device.txt"
+for bin in "$BUILD/test_cuda" "$BUILD/test_data" "$BUILD/minima"; do
   if [ ! -x "$bin" ]; then
-    echo "error: $bin not found: build with CUDA first (cmake -B $BUILD ... && ninja -C $BUILD)" >&2
+    echo "error: $bin not found: on the development machine run scripts/gpu-check.sh --pack and carry gpu-build" >&2
     exit 20
   fi
 done
@@ -46,33 +110,76 @@ EOF
   ldd "$BUILD/test_cuda" | grep "not found" || echo "  all found"
 fi
 
-step "2. CUDA tests (test_cuda)"
-t0=$(date +%s)
-timeout 240 "$BUILD/test_cuda" --no-intro > "$LOGDIR/test_cuda.log" 2>&1
-rc=$?
-grep -E "ERROR|FAILED|error|differ|^\[doctest\] (test cases|assertions|Status)" "$LOGDIR/test_cuda.log" | head -60
-echo "test_cuda exit status $rc $(elapsed $t0)"
-[ "$rc" -eq 0 ] || FAILED+=("tests")
+TESTS=$LOGDIR/tests.log
+step "2. CUDA tests (test_cuda, test_data's GPU pipeline)"
+run_step "test_cuda" 180 "$TESTS" "$BUILD/test_cuda" --no-intro
+run_step "test_data: GPU batches == CPU" 60 "$TESTS" "$BUILD/test_data" --no-intro -tc="loader cuda*"
+grep -E "ERROR|FAILED|error:|differ|SKIPPED|skipped|^\[doctest\] (test cases|assertions|Status)" "$TESTS" | head -60
 
-step "3. compute-sanitizer memcheck (subset)"
+BENCH=$LOGDIR/bench.log
+step "3. minima bench ops"
+run_step "bench ops" 150 "$LOGDIR/bench_ops.txt" "$BUILD/minima" bench ops --csv "$LOGDIR/bench_ops.csv"
+tail -3 "$LOGDIR/bench_ops.txt"
+
+step "4. compute-sanitizer memcheck (subset)"
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
 if [ -z "$SAN" ]; then
-  echo "compute-sanitizer not found; skipped"
-  FAILED+=("memcheck (no compute-sanitizer)")
+  record "memcheck" 127 0 "compute-sanitizer not found"
 else
-  t0=$(date +%s)
-  SUBSET='cuda copy: strided*,cuda binary ops*,cuda reductions large*,cuda gemm: native against*,cuda gemm on tensor cores*,cuda conv2d (native)*,cuda pooling*,cuda batch_norm*,cuda index_select*'
-  MINIMA_CUDA_ALLOCATOR=direct timeout 180 "$SAN" --tool memcheck --error-exitcode 99 --print-limit 20 \
-    "$BUILD/test_cuda" --no-intro -tc="$SUBSET" > "$LOGDIR/memcheck.log" 2>&1
-  rc=$?
-  grep -E "ERROR SUMMARY|^\[doctest\] (test cases|assertions)|Invalid|out of bounds" "$LOGDIR/memcheck.log" | head -30
-  echo "memcheck exit status $rc $(elapsed $t0)"
-  [ "$rc" -eq 0 ] || FAILED+=("memcheck")
+  SUBSET='cuda copy: strided*,cuda binary ops*,cuda reductions large*,cuda gemm: native against*,cuda gemm on tensor cores*,cuda conv2d (native)*,cuda pooling*,cuda batch_norm*,cuda index_select*,cuda log_softmax*'
+  echo "--- memcheck" >> "$TESTS"
+  MINIMA_CUDA_ALLOCATOR=direct run_step "memcheck (subset)" 100 "$TESTS" "$SAN" --tool memcheck \
+    --error-exitcode 99 --print-limit 20 "$BUILD/test_cuda" --no-intro -tc="$SUBSET"
+  sed -n '/^--- memcheck/,$p' "$TESTS" | grep -E "ERROR SUMMARY|^\[doctest\] (test cases|assertions)|Invalid|out of bounds" | head -20
 fi
 
-step "4. PyTorch peer (same shapes)"
-t0=$(date +%s)
-timeout 90 python3 - > "$LOGDIR/torch_peer.txt" 2>&1 <<'EOF'
+step "5. minima bench train --device cuda (PyTorch eager beside it)"
+echo "--- bench train" >> "$BENCH"
+run_step "bench train (4 networks + torch)" 150 "$BENCH" "$BUILD/minima" bench train --device cuda \
+  --arch resnet18,vgg16,resnet50,densenet40 --batch 128 --warmup 3 --iters 10 \
+  --torch-script tests/crosscheck/bench_torch.py
+sed -n '/^--- bench train/,$p' "$BENCH" | tail -8
+
+step "6. minima bench data"
+echo "--- bench data" >> "$BENCH"
+run_step "bench data" 60 "$BENCH" "$BUILD/minima" bench data
+sed -n '/^--- bench data/,$p' "$BENCH" | tail -10
+
+step "7. adversarial-init, ResNet18 on CIFAR-10-sized files: one epoch of each phase"
+ADV=$LOGDIR/adversarial_init.log
+CIFAR=/tmp/minima-cifar10
+rm -rf /tmp/minima-adv
+python3 - "$CIFAR" <<'EOF' > "$ADV" 2>&1
+import os, random, sys
+# Random pixels and labels in the real CIFAR-10 binary layout (3073-byte records: label, 3072 pixels).
+d = sys.argv[1]
+os.makedirs(d, exist_ok=True)
+rng = random.Random(0)
+for name in [f"data_batch_{k}.bin" for k in range(1, 6)] + ["test_batch.bin"]:
+    buf = bytearray(os.urandom(10000 * 3073))
+    for i in range(10000):
+        buf[i * 3073] = rng.randrange(10)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(buf)
+print("generated", d)
+EOF
+run_step "adversarial-init resnet18 epochs" 150 "$ADV" "$BUILD/minima" adversarial-init --dataset cifar10 \
+  --data-dir "$CIFAR" --arch resnet18 --subset 0 --replication 1 --seeds 0 --inits adversarial \
+  --setups vanilla,sota --adv-epochs 1 --adv-check-every 1 --epochs 1 --eval-every 1 \
+  --complexity-every 1 --device cuda --no-plot --out /tmp/minima-adv
+# seconds per epoch: phase 1 counts its training pass, phase 2 training and test evaluation
+EPOCHS=$LOGDIR/epoch_seconds.txt
+for f in /tmp/minima-adv/phase1/*/metrics.csv /tmp/minima-adv/runs/*/metrics.csv; do
+  [ -f "$f" ] && printf '%-34s %8.1f s per epoch\n' "$(basename "$(dirname "$f")")" "$(tail -1 "$f" | awk -F, '{print $NF}')"
+done > "$EPOCHS"
+grep -E "epoch 1/1|error" "$ADV" | head -6
+cat "$EPOCHS"
+
+step "8. PyTorch peer for bench ops' shapes"
+echo "--- torch peer" >> "$BENCH"
+limit=$(cap 60)
+if [ "$limit" -gt 5 ]; then
+timeout "$limit" python3 - >> "$BENCH" 2>&1 <<'EOF'
 import torch
 if not torch.cuda.is_available():
     raise SystemExit("torch has no CUDA device")
@@ -112,21 +219,21 @@ bn = torch.nn.BatchNorm2d(64).cuda().train()
 t = ms(lambda: bn(x))
 print(f"torch batch_norm train fwd 128x64x32x32  {t:9.4f} ms")
 EOF
-rc=$?
-cat "$LOGDIR/torch_peer.txt"
-echo "peer exit status $rc $(elapsed $t0) (not counted as a failure)"
-
-step "5. minima bench ops"
-t0=$(date +%s)
-timeout 240 "$BUILD/minima" bench ops --csv "$LOGDIR/bench_ops.csv" > "$LOGDIR/bench_ops.txt" 2> "$LOGDIR/bench_ops.err"
-rc=$?
-tail -5 "$LOGDIR/bench_ops.err"
-echo "bench exit status $rc $(elapsed $t0)"
-[ "$rc" -eq 0 ] || FAILED+=("bench")
+echo "peer exit status $? (not counted as a failure)" >> "$BENCH"
+fi
+sed -n '/^--- torch peer/,$p' "$BENCH" | tail -16
 
 echo
-if [ ${#FAILED[@]} -eq 0 ]; then echo "gpu-check: all steps passed (logs in $LOGDIR)"
-else echo "gpu-check: FAILED: ${FAILED[*]} (logs in $LOGDIR)"; fi
+echo "=== summary ($(( $(date +%s) - START ))s of a ${BUDGET}s budget; logs in $LOGDIR) ==="
 echo
-cat "$LOGDIR/bench_ops.txt"
+cat "$LOGDIR/bench_ops.txt" 2>/dev/null | grep -v "^$" | tail -40
+echo
+sed -n '/^--- bench train/,/^---/p' "$BENCH" | grep -E "^(arch|resnet|vgg|densenet)" 
+sed -n '/^--- bench data/,/^---/p' "$BENCH" | grep -E "gpu|share"
+grep -E "epoch 1/1" "$ADV" | sed 's/ | ETA.*//'
+cat "$EPOCHS" 2>/dev/null
+echo
+cat "$SUMMARY"
+if [ ${#FAILED[@]} -eq 0 ]; then echo "gpu-check: all steps passed"
+else echo "gpu-check: FAILED: ${FAILED[*]}"; fi
 exit ${#FAILED[@]}
