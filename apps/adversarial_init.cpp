@@ -24,6 +24,7 @@
 #include <sstream>
 
 #include "apps/cli.h"
+#include "apps/cuda_flags.h"
 #include "apps/experiment.h"
 #include "apps/trainer.h"
 #include "core/ops.h"
@@ -493,6 +494,7 @@ int run_adversarial_init(cli::Args& a) {
   c.complexity_every = a.get_int("complexity-every", 10, "compute the complexity measures every N epochs (and at the end)");
   c.eval_every = a.get_int("eval-every", 10, "phase 2: evaluate on the test set every N epochs (and at the end)");
   std::string device_s = a.get_string("device", "cpu", "cpu, cuda, cuda:N or auto");
+  cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
   int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
   c.out = a.get_string("out", "runs/adversarial-init", "output directory");
   c.resume = a.get_flag("resume", "continue an interrupted experiment in --out (finished runs are skipped)");

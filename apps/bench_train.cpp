@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "apps/cli.h"
+#include "apps/cuda_flags.h"
 #include "apps/experiment.h"
 #include "apps/trainer.h"
 #include "core/backend.h"
@@ -42,6 +43,7 @@ int run_bench_train(cli::Args& a) {
   std::string archs = a.get_string("arch", "all", "architecture, comma-separated list, or all");
   int64_t batch = a.get_int("batch", 128, "batch size");
   std::string dev_s = a.get_string("device", "auto", "cpu, cuda, cuda:N or auto");
+  cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
   std::string in = a.get_string("in", "3x32x32", "input shape CxHxW");
   int64_t classes = a.get_int("classes", 10, "number of classes");
   int64_t warmup = a.get_int("warmup", 2, "untimed steps first");

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "apps/cli.h"
+#include "apps/cuda_flags.h"
 #include "apps/trainer.h"
 #include "core/ops.h"
 #include "data/dataset.h"
@@ -25,6 +26,7 @@ int run_eval(cli::Args& a) {
   std::string split = a.get_string("split", "test", "test or train");
   int64_t batch = a.get_int("batch", 500, "evaluation batch size");
   std::string dev = a.get_string("device", "auto", "cpu, cuda, cuda:N or auto");
+  cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
   if (a.finish()) return 0;
   MINIMA_CHECK(!weights.empty(), "eval: --weights is required");
   MINIMA_CHECK(split == "test" || split == "train", "eval: --split must be test or train, got '", split, "'");

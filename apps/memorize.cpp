@@ -21,6 +21,7 @@
 #include <unordered_map>
 
 #include "apps/cli.h"
+#include "apps/cuda_flags.h"
 #include "apps/experiment.h"
 #include "apps/trainer.h"
 #include "core/ops.h"
@@ -212,6 +213,7 @@ int run_memorize(cli::Args& a) {
   double lr = a.get_double("lr", 0.01, "SGD learning rate (Zhang et al.'s for MLPs)");
   double momentum = a.get_double("momentum", 0.9, "SGD momentum");
   std::string device = a.get_string("device", "cpu", "device for the SGD runs: cpu, cuda, cuda:N or auto");
+  cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
   bool no_plot = a.get_flag("no-plot", "do not render the figure");
   if (a.finish()) return 0;
   MINIMA_CHECK(n >= 1, "--n must be positive, got ", n);

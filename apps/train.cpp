@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "apps/cli.h"
+#include "apps/cuda_flags.h"
 #include "apps/trainer.h"
 #include "core/ops.h"
 #include "core/random.h"
@@ -37,6 +38,7 @@ int run_train(cli::Args& a) {
   int64_t subset = a.get_int("subset", 0, "train on the first N training images (0: all)");
   int64_t seed = a.get_int("seed", 0, "seed for initialization, data order and augmentation");
   std::string device_s = a.get_string("device", "cpu", "cpu, cuda, cuda:N or auto");
+  cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
   int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
   std::string out = a.get_string("out", "runs/train", "output directory");
   if (a.finish()) return 0;

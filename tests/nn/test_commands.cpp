@@ -98,3 +98,21 @@ TEST_CASE("minima eval reports the loss and accuracy the library computes") {
   CHECK(missing.find("cannot open") != std::string::npos);
   std::remove(path.c_str());
 }
+
+TEST_CASE("every command that can run on a GPU takes the CUDA backend's flags") {
+  for (const char* cmd : {"train", "adversarial-init", "eval", "memorize", "bench train"}) {
+    INFO(cmd);
+    int rc = 0;
+    std::string help = run(std::string(cmd) + " --help", rc);
+    CHECK(rc == 0);
+    for (const char* flag : {"--gemm STR", "--conv STR", "--tf32", "--deterministic"})
+      CHECK_MESSAGE(help.find(flag) != std::string::npos, flag);
+    std::string bad = run(std::string(cmd) + " --gemm fastest --out /nonexistent/never-written", rc);
+    CHECK(rc != 0);
+    CHECK(bad.find("error: unknown gemm implementation 'fastest' (expected native, cublas or auto)") !=
+          std::string::npos);
+    bad = run(std::string(cmd) + " --conv winograd --out /nonexistent/never-written", rc);
+    CHECK(rc != 0);
+    CHECK(bad.find("'winograd'") != std::string::npos);
+  }
+}
