@@ -30,6 +30,7 @@
 #include "core/ops.h"
 #include "core/random.h"
 #include "data/transforms.h"
+#include "nn/autocast.h"
 #include "nn/checkpoint.h"
 #include "nn/complexity.h"
 #include "nn/models.h"
@@ -495,6 +496,8 @@ int run_adversarial_init(cli::Args& a) {
   c.eval_every = a.get_int("eval-every", 10, "phase 2: evaluate on the test set every N epochs (and at the end)");
   std::string device_s = a.get_string("device", "cpu", "cpu, cuda, cuda:N or auto");
   cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
+  nn::AutocastGuard precision(nn::precision_from_flag(a.get_string(
+      "precision", "fp32", "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics")));
   int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
   c.out = a.get_string("out", "runs/adversarial-init", "output directory");
   c.resume = a.get_flag("resume", "continue an interrupted experiment in --out (finished runs are skipped)");

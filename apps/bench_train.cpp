@@ -17,6 +17,7 @@
 #include "apps/trainer.h"
 #include "core/backend.h"
 #include "core/ops.h"
+#include "nn/autocast.h"
 #include "nn/models.h"
 #include "optim/optim.h"
 
@@ -44,6 +45,9 @@ int run_bench_train(cli::Args& a) {
   int64_t batch = a.get_int("batch", 128, "batch size");
   std::string dev_s = a.get_string("device", "auto", "cpu, cuda, cuda:N or auto");
   cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
+  std::string precision_s = a.get_string(
+      "precision", "fp32", "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics");
+  nn::AutocastGuard precision(nn::precision_from_flag(precision_s));
   std::string in = a.get_string("in", "3x32x32", "input shape CxHxW");
   int64_t classes = a.get_int("classes", 10, "number of classes");
   int64_t warmup = a.get_int("warmup", 2, "untimed steps first");
@@ -85,7 +89,7 @@ int run_bench_train(cli::Args& a) {
     if (!use_torch) std::cout << "(PyTorch comparison skipped: python3 with torch or " << script << " not found)\n";
   }
   std::cout << "training step (forward + backward + SGD), batch " << batch << ", input " << in << ", device "
-            << dev.str();
+            << dev.str() << ", " << precision_s;
   if (dev.is_cpu()) std::cout << ", " << omp_get_max_threads() << " threads";
   std::cout << "\n";
   std::cout << "arch          minima img/s   pytorch img/s   minima/pytorch\n";
@@ -98,7 +102,7 @@ int run_bench_train(cli::Args& a) {
                                     std::to_string(classes) + " " + std::to_string(batch) + " " +
                                     (dev.is_cuda() ? "cuda:" + std::to_string(dev.index) : "cpu") + " " +
                                     std::to_string(warmup) + " " + std::to_string(iters) + " " +
-                                    std::to_string(omp_get_max_threads()) + " 2>&1",
+                                    std::to_string(omp_get_max_threads()) + " " + precision_s + " 2>&1",
                                 rc);
       size_t brace = out.find('{');
       if (rc == 0 && brace != std::string::npos) theirs = Json::parse(out.substr(brace)).at("images_per_s").as_double();

@@ -12,6 +12,7 @@
 #include "core/ops.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "nn/autocast.h"
 #include "nn/checkpoint.h"
 #include "nn/models.h"
 
@@ -27,6 +28,8 @@ int run_eval(cli::Args& a) {
   int64_t batch = a.get_int("batch", 500, "evaluation batch size");
   std::string dev = a.get_string("device", "auto", "cpu, cuda, cuda:N or auto");
   cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
+  nn::AutocastGuard precision(nn::precision_from_flag(a.get_string(
+      "precision", "fp32", "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics")));
   if (a.finish()) return 0;
   MINIMA_CHECK(!weights.empty(), "eval: --weights is required");
   MINIMA_CHECK(split == "test" || split == "train", "eval: --split must be test or train, got '", split, "'");
@@ -73,7 +76,7 @@ int run_eval(cli::Args& a) {
   int64_t seen = 0;
   Tensor x, y;
   while (loader.next(x, y)) {
-    Tensor logits = (*model)(x);
+    Tensor logits = (*model)(x).to(DType::f32);
     loss_sum.add_(mul(cross_entropy(logits, y).to(DType::f64), double(x.size(0))));
     correct.add_(sum(eq(argmax(logits, 1), y)));
     seen += x.size(0);

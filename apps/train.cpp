@@ -10,6 +10,7 @@
 #include "apps/trainer.h"
 #include "core/ops.h"
 #include "core/random.h"
+#include "nn/autocast.h"
 #include "nn/models.h"
 #include "optim/schedule.h"
 
@@ -39,6 +40,8 @@ int run_train(cli::Args& a) {
   int64_t seed = a.get_int("seed", 0, "seed for initialization, data order and augmentation");
   std::string device_s = a.get_string("device", "cpu", "cpu, cuda, cuda:N or auto");
   cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
+  nn::AutocastGuard precision(nn::precision_from_flag(a.get_string(
+      "precision", "fp32", "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics")));
   int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
   std::string out = a.get_string("out", "runs/train", "output directory");
   if (a.finish()) return 0;

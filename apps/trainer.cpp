@@ -29,7 +29,7 @@ EpochResult train_epoch(nn::Module& model, optim::Optimizer& opt, data::Loader& 
   Tensor x, y;
   while (loader.next(x, y)) {
     opt.zero_grad();
-    Tensor logits = model(x);
+    Tensor logits = model(x).to(DType::f32);  // under autocast the network ends in bf16: the loss is f32
     Tensor loss = cross_entropy(logits, y);
     loss.backward();
     opt.step();
@@ -66,7 +66,7 @@ EpochResult evaluate(nn::Module& model, const data::Dataset& ds, int64_t batch, 
   int64_t seen = 0;
   Tensor x, y;
   while (loader.next(x, y)) {
-    Tensor logits = model(x);
+    Tensor logits = model(x).to(DType::f32);
     int64_t B = x.size(0);
     loss_sum.add_(mul(cross_entropy(logits, y).to(DType::f64), double(B)));
     correct.add_(sum(eq(argmax(logits, 1), y)));
@@ -119,7 +119,7 @@ double training_step_seconds(const std::string& arch, const Shape& chw, int64_t 
   Tensor y = randint({batch}, classes, g, TensorOptions(DType::i64, dev));
   auto step = [&] {
     opt.zero_grad();
-    cross_entropy((*model)(x), y).backward();
+    cross_entropy((*model)(x).to(DType::f32), y).backward();
     opt.step();
   };
   for (int64_t i = 0; i < warmup; ++i) step();

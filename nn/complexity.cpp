@@ -6,6 +6,7 @@
 
 #include "core/ops.h"
 #include "core/random.h"
+#include "nn/autocast.h"
 #include "nn/safetensors.h"
 
 namespace minima::nn {
@@ -118,6 +119,7 @@ double spectral_norm(const std::vector<double>& w, int64_t rows, int64_t cols, i
 Complexity complexity_measures(const Module& model, const std::function<std::shared_ptr<Module>()>& fresh,
                                const Shape& in_chw, int power_iterations, double bn_eps) {
   NoGradGuard ng;
+  AutocastGuard exact(DType::f32);  // the measures are defined on the float32 weights
   NamedTensors sd = model.state_dict();
   Complexity c;
   std::vector<Layer> layers = collect_layers(sd, bn_eps);

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "nn/autocast.h"
 #include "nn/init.h"
 
 namespace minima::nn {
@@ -16,7 +17,7 @@ Linear::Linear(int64_t in, int64_t out, Generator& g, bool with_bias) : in_featu
 Tensor Linear::forward(const Tensor& x) {
   MINIMA_CHECK(x.dim() >= 1 && x.size(-1) == in_features, "Linear(", in_features, ", ", out_features,
                "): input of shape ", shape_str(x.shape()), " does not end in ", in_features);
-  return linear(x, weight, bias);
+  return linear(autocast(x), autocast(weight), autocast(bias));
 }
 
 std::string Linear::describe() const {
@@ -39,7 +40,7 @@ Tensor Conv2d::forward(const Tensor& x) {
   p.stride_h = p.stride_w = opt.stride;
   p.pad_h = p.pad_w = opt.padding;
   p.groups = opt.groups;
-  return conv2d(x, weight, bias, p);
+  return conv2d(autocast(x), autocast(weight), autocast(bias), p);
 }
 
 std::string Conv2d::describe() const {

@@ -58,7 +58,7 @@ TEST_CASE("bench train: images/s per network on the CPU, without the PyTorch pee
                       "--torch off");
   INFO(r.output);
   REQUIRE(r.rc == 0);
-  CHECK(r.output.find("batch 16, input 1x28x28, device cpu") != std::string::npos);
+  CHECK(r.output.find("batch 16, input 1x28x28, device cpu, fp32") != std::string::npos);
   for (const char* arch : {"mlp ", "smallcnn "}) {
     std::istringstream in(r.output);  // lines "<arch>  <minima img/s>  -  -"
     bool found = false;
@@ -71,6 +71,14 @@ TEST_CASE("bench train: images/s per network on the CPU, without the PyTorch pee
     }
     CHECK_MESSAGE(found, "no line for ", arch);
   }
+  auto amp = run_minima("bench train --device cpu --arch mlp-bn --in 1x28x28 --batch 16 --warmup 0 --iters 1 "
+                        "--torch off --precision bf16");
+  CHECK(amp.rc == 0);
+  CHECK(amp.output.find("device cpu, bf16") != std::string::npos);
+  CHECK(amp.output.find("\nmlp-bn ") != std::string::npos);
+  auto fp16 = run_minima("bench train --device cpu --arch mlp --torch off --precision fp16");
+  CHECK(fp16.rc != 0);
+  CHECK(fp16.output.find("error: unknown precision 'fp16'") != std::string::npos);
   auto bad = run_minima("bench train --device cpu --arch nosuchnet --torch off --iters 1 --warmup 0");
   CHECK(bad.rc != 0);
   CHECK(bad.output.find("error:") != std::string::npos);

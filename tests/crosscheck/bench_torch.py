@@ -2,8 +2,10 @@
 cross-entropy, backward, SGD update with momentum) of a reference network (models.py) on random
 data already on the device. Prints one JSON object.
 
-usage: bench_torch.py ARCH CxHxW CLASSES BATCH DEVICE WARMUP ITERS [THREADS]
-THREADS (CPU): intra-op threads, set to minima's OpenMP thread count for a like-for-like figure."""
+usage: bench_torch.py ARCH CxHxW CLASSES BATCH DEVICE WARMUP ITERS [THREADS] [PRECISION]
+THREADS (CPU): intra-op threads, set to minima's OpenMP thread count for a like-for-like figure.
+PRECISION: fp32 (default) or bf16 (the forward under torch.autocast in bfloat16, as minima's
+--precision bf16: float32 master weights, bfloat16 activations)."""
 import json
 import os
 import sys
@@ -22,6 +24,9 @@ def main():
     classes, batch, warmup, iters = int(classes), int(batch), int(warmup), int(iters)
     if len(sys.argv) > 8 and int(sys.argv[8]) > 0:
         torch.set_num_threads(int(sys.argv[8]))
+    precision = sys.argv[9] if len(sys.argv) > 9 else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise SystemExit(f"unknown precision {precision!r} (expected fp32 or bf16)")
     dev = torch.device(device)
     torch.manual_seed(0)
     model = models.build(arch, in_chw, classes).to(dev).train()
@@ -31,7 +36,9 @@ def main():
 
     def step():
         opt.zero_grad(set_to_none=False)
-        F.cross_entropy(model(x), y).backward()
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = model(x)
+        F.cross_entropy(logits.float(), y).backward()
         opt.step()
 
     def sync():
@@ -47,7 +54,8 @@ def main():
     sync()
     dt = time.perf_counter() - t0
     print(json.dumps({"images_per_s": batch * iters / dt, "seconds_per_step": dt / iters,
-                      "torch": torch.__version__, "threads": torch.get_num_threads()}))
+                      "torch": torch.__version__, "threads": torch.get_num_threads(),
+                      "precision": precision}))
 
 
 if __name__ == "__main__":
