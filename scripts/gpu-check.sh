@@ -24,7 +24,8 @@
 #   7. the paper's protocol for ResNet18 on CIFAR-10-sized data (generated files in the real
 #      binary format): one phase-1 epoch over C (R = 1, 50,000 images) and one phase-2 epoch of
 #      vanilla and of sota, to time an epoch of each phase;
-#   8. PyTorch's matmul/conv2d/batch_norm times for bench ops' shapes (a peer, never a failure).
+#   8. `bench train --precision bf16` for ResNet18 (mixed precision) beside torch.autocast;
+#   9. PyTorch's matmul/conv2d/batch_norm times for bench ops' shapes (a peer, never a failure).
 # Logs go to $OUT/gpu-check/ when $OUT is set (else a temporary folder), at most eight files. The
 # summary table is printed last. Exit status: the number of failed steps (0 = all passed).
 set -u
@@ -175,7 +176,13 @@ done > "$EPOCHS"
 grep -E "epoch 1/1|error" "$ADV" | head -6
 cat "$EPOCHS"
 
-step "8. PyTorch peer for bench ops' shapes"
+step "8. minima bench train --precision bf16 (ResNet18, PyTorch autocast beside it)"
+echo "--- bench train bf16" >> "$BENCH"
+run_step "bench train bf16 (resnet18 + torch)" 60 "$BENCH" "$BUILD/minima" bench train --device cuda \
+  --arch resnet18 --batch 128 --warmup 3 --iters 10 --precision bf16 --torch-script tests/crosscheck/bench_torch.py
+sed -n '/^--- bench train bf16/,$p' "$BENCH" | tail -4
+
+step "9. PyTorch peer for bench ops' shapes"
 echo "--- torch peer" >> "$BENCH"
 limit=$(cap 60)
 if [ "$limit" -gt 5 ]; then
@@ -228,7 +235,8 @@ echo "=== summary ($(( $(date +%s) - START ))s of a ${BUDGET}s budget; logs in $
 echo
 cat "$LOGDIR/bench_ops.txt" 2>/dev/null | grep -v "^$" | tail -40
 echo
-sed -n '/^--- bench train/,/^---/p' "$BENCH" | grep -E "^(arch|resnet|vgg|densenet)" 
+sed -n '/^--- bench train$/,/^---/p' "$BENCH" | grep -E "^(training|arch|resnet|vgg|densenet)"
+sed -n '/^--- bench train bf16/,/^---/p' "$BENCH" | grep -E "^(training|resnet)" 
 sed -n '/^--- bench data/,/^---/p' "$BENCH" | grep -E "gpu|share"
 grep -E "epoch 1/1" "$ADV" | sed 's/ | ETA.*//'
 cat "$EPOCHS" 2>/dev/null
