@@ -40,9 +40,12 @@ Tensor conv2d(const Tensor& x0, const Tensor& w0, const Tensor& bias, const Conv
   int64_t OW = out_size(W, KW, p.stride_w, p.pad_w, p.dil_w);
   MINIMA_CHECK(OH > 0 && OW > 0, "conv2d: input of shape ", x0.shape(), " is too small for kernel ", KH,
                "x", KW, " (output would be ", OH, "x", OW, ")");
-  if (bias.defined())
+  if (bias.defined()) {
     MINIMA_CHECK(bias.dim() == 1 && bias.size(0) == O, "conv2d: bias of shape ", bias.shape(),
                  " does not match ", O, " output channels");
+    MINIMA_CHECK(bias.device() == x0.device(), "conv2d: input on ", x0.device(), " but bias on ", bias.device());
+    MINIMA_CHECK(bias.dtype() == x0.dtype(), "conv2d: input is ", x0.dtype(), " but bias is ", bias.dtype());
+  }
   Tensor x = x0.contiguous().detach(), w = w0.contiguous().detach();
   Tensor b = bias.defined() ? bias.contiguous().detach() : Tensor();
   Tensor y = empty({N, O, OH, OW}, TensorOptions(x.dtype(), x.device()));

@@ -69,10 +69,14 @@ class Tensor {
   void* data_ptr() const {
     return static_cast<char*>(impl_->storage->data) + impl_->offset * int64_t(element_size());
   }
+  // Typed access for host code: the tensor must be on the CPU (a device pointer read on the host
+  // would crash). Code that hands device memory to a kernel uses data_ptr().
   template <class T>
   T* data() const {
     MINIMA_CHECK(dtype_of<T>::value == dtype(), "data<", dtype_name(dtype_of<T>::value),
                  ">() on a tensor of dtype ", dtype());
+    MINIMA_CHECK(device().is_cpu(), "data<", dtype_name(dtype_of<T>::value), ">() on a tensor on ", device(),
+                 ": its memory cannot be read on the host (copy it with .cpu() first)");
     return static_cast<T*>(data_ptr());
   }
   std::string str() const;  // "Tensor[2, 3] float32 cpu"

@@ -191,9 +191,12 @@ void Loader::make_device_batch(int64_t b, Tensor& x, Tensor& y) {
   const int64_t start = b * batch_, B = std::min(batch_, ds_.size() - start);
   output(x, {B, ds_.channels(), ds_.height(), ds_.width()}, DType::f32, device_);
   output(y, {B}, DType::i64, device_);
-  cuda::make_batch(device_.index, d_images_.data_ptr(), ds_.images.dtype() == DType::u8, d_labels_.data<int64_t>(),
-                   d_order_.data<int64_t>() + start, B, ds_.channels(), ds_.height(), ds_.width(), aug_, aug_key_,
-                   norm_, d_lut_.data<float>(), int64_t(lut_.size()), x.data<float>(), y.data<int64_t>());
+  // Device memory: raw pointers for the kernel (data<T>() is for host access only).
+  auto i64 = [](const Tensor& t) { return static_cast<int64_t*>(t.data_ptr()); };
+  auto f32 = [](const Tensor& t) { return static_cast<float*>(t.data_ptr()); };
+  cuda::make_batch(device_.index, d_images_.data_ptr(), ds_.images.dtype() == DType::u8, i64(d_labels_),
+                   i64(d_order_) + start, B, ds_.channels(), ds_.height(), ds_.width(), aug_, aug_key_, norm_,
+                   f32(d_lut_), int64_t(lut_.size()), f32(x), i64(y));
 }
 
 bool Loader::next(Tensor& x, Tensor& y) {

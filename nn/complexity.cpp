@@ -149,6 +149,9 @@ Complexity complexity_measures(const Module& model, const std::function<std::sha
   for (int p : {1, 2}) {
     std::shared_ptr<Module> net = fresh();
     net->eval();
+    // In float64: the l1 path norm of a deep network overflows float32 (ResNet50's and DenseNet40's
+    // are infinite in float32 already at initialization).
+    net->to(DType::f64);
     NamedTensors target = net->state_dict();
     std::map<std::string, Tensor> src(sd.begin(), sd.end());
     for (auto& [name, t] : target) {
@@ -175,7 +178,7 @@ Complexity complexity_measures(const Module& model, const std::function<std::sha
     }
     Shape in = {1};
     in.insert(in.end(), in_chw.begin(), in_chw.end());
-    Tensor out = net->forward(ones(in));
+    Tensor out = net->forward(ones(in, TensorOptions(DType::f64)));
     double total = sum(out.to(DType::f64)).item();
     double norm = std::pow(std::max(total, 0.0), 1.0 / p);
     (p == 1 ? c.l1_path_norm : c.l2_path_norm) = norm;

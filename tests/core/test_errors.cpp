@@ -58,6 +58,8 @@ TEST_CASE("errors: conv2d and pooling arguments") {
 
 TEST_CASE("errors: dtype mismatches name both dtypes") {
   check_error([&] { conv2d(zeros({1, 3, 5, 5}, f32()), zeros({4, 3, 3, 3}, f64())); }, {"float32", "float64"});
+  check_error([&] { conv2d(zeros({1, 3, 5, 5}, f32()), zeros({4, 3, 3, 3}, f32()), zeros({4}, f64())); },
+              {"bias", "float32", "float64"});
   check_error([&] { exp(zeros({3}, TensorOptions(DType::i64))); }, {"int64", "[3]"});
   check_error([&] { mean(zeros({3}, TensorOptions(DType::u8))); }, {"uint8"});
   check_error([&] { matmul(zeros({2, 2}, TensorOptions(DType::i64)), zeros({2, 2})); }, {"int64"});

@@ -130,6 +130,9 @@ CUDA_TEST_CASE("cuda copy: host to device to host, every dtype, and .to(device)"
   }
   Tensor s = scalar_tensor(2.5, TensorOptions(DType::f32, kGpu));
   CHECK(s.item() == 2.5);
+  // Typed host access to device memory is refused with a clear error instead of a crash.
+  CHECK_THROWS_WITH_AS(s.data<float>(), doctest::Contains("cannot be read on the host"), Error);
+  CHECK(s.data_ptr() != nullptr);  // the raw pointer, for kernels
   // Differentiable: the gradient flows back to the host tensor.
   Tensor x = rnd({4, 3}, 2);
   x.requires_grad_(true);

@@ -81,3 +81,18 @@ TEST_CASE("batch norm is folded into the preceding convolution for the spectral 
   double after = nn::complexity_measures(*m, fresh, {1, 8, 8}).log10_spectral_product;
   CHECK(after - before == doctest::Approx(std::log10(4.0)).epsilon(1e-4));
 }
+
+TEST_CASE("path norms of a deep network stay finite (computed in float64)") {
+  // DenseNet40's l1 path norm at initialization is about 1.9e38, next to float32's largest value:
+  // computed in float32 its path network overflowed to infinity. The measure runs it in float64.
+  Generator g(5);
+  auto m = nn::make_model("densenet40", {3, 32, 32}, 10, g);
+  auto fresh = [] { Generator g2(5); return nn::make_model("densenet40", {3, 32, 32}, 10, g2); };
+  nn::Complexity c = nn::complexity_measures(*m, fresh, {3, 32, 32});
+  CHECK(std::isfinite(c.l1_path_norm));
+  CHECK(c.l1_path_norm > 1e37);
+  CHECK(std::isfinite(c.l2_path_norm));
+  CHECK(c.l2_path_norm > 0);
+  CHECK(std::isfinite(c.frobenius_sq));
+  CHECK(std::isfinite(c.log10_spectral_product));
+}
