@@ -19,7 +19,9 @@ namespace {
 __device__ __forceinline__ void atomic_add_value(float* p, float v) { atomicAdd(p, v); }
 __device__ __forceinline__ void atomic_add_value(double* p, double v) { atomicAdd(p, v); }
 __device__ __forceinline__ void atomic_add_value(bf16* p, float v) {
-  // v is a bfloat16 value widened to float, so the sum is rounded once to bfloat16, as on the CPU.
+  // v is a bfloat16 value widened to float, so each add rounds once to bfloat16, as each add on the
+  // CPU does; repeated indices are added in the hardware's order rather than the CPU's, so such sums
+  // may differ from the CPU's by a few bfloat16 steps (deterministic mode adds in order).
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   atomicAdd(reinterpret_cast<__nv_bfloat16*>(p), __float2bfloat16_rn(v));
 #else

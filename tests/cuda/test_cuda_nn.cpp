@@ -170,10 +170,14 @@ CUDA_TEST_CASE("cuda index_select / gather and their accumulating gradients (ind
       check_graph("index_select of a strided view " + m,
                   [&](const std::vector<Tensor>& v) { return index_select(v[0].transpose(0, 2), 2, v[1]); }, {x, idx0},
                   tol(t));
-      // Every row of the index repeats one position: gather's gradient adds into it many times.
+      // Every row of the index repeats one position: gather's gradient adds into it six times. With
+      // bfloat16 atomics each add rounds to bfloat16 in whatever order the hardware applies them,
+      // so the sum may differ from the CPU's in-order sum by a few bfloat16 steps (up to 2.7x the
+      // usual tolerance over all 720 orders of this case's values).
       Tensor gidx = argmax(rnd({5, 7, 4}, 132), 1).unsqueeze(1).expand({5, 6, 4}).contiguous();
+      const double gather_grad_tol = t == DType::bf16 && !det ? 6e-2 : tol(t);
       check_graph("gather dim 1 " + m, [&](const std::vector<Tensor>& v) { return gather(v[0], 1, v[1]); },
-                  {x, gidx}, tol(t));
+                  {x, gidx}, tol(t), true, gather_grad_tol);
       Tensor gidx2 = argmax(rnd({3, 7, 4}, 133), 0).unsqueeze(0).expand({2, 7, 4}).contiguous();
       check_graph("gather dim 0 " + m, [&](const std::vector<Tensor>& v) { return gather(v[0], 0, v[1]); },
                   {x, gidx2}, tol(t));
