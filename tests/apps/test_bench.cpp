@@ -1,8 +1,9 @@
 // tests/apps/test_bench.cpp: the benchmark commands run end to end on tiny configurations and
 // print well-formed tables. Their timings are never asserted (the machines are noisy); only that
 // every figure is there, finite and positive, and that bad flags give an error.
+#include <cctype>
 #include <cmath>
-#include <regex>
+#include <cstdlib>
 #include <string>
 
 #include "tests/apps/app_test_util.h"
@@ -14,13 +15,19 @@ namespace {
 std::vector<double> numbers_after(const std::string& text, const std::string& label) {
   std::vector<double> out;
   std::istringstream in(text);
-  static const std::regex number(R"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)");
   for (std::string line; std::getline(in, line);) {
     size_t at = line.find(label);
     if (at == std::string::npos) continue;
-    std::string rest = line.substr(at + label.size());
-    for (std::sregex_iterator it(rest.begin(), rest.end(), number), end; it != end; ++it)
-      out.push_back(std::stod(it->str()));
+    const char* p = line.c_str() + at + label.size();
+    while (*p) {
+      if (std::isdigit(static_cast<unsigned char>(*p)) || (*p == '.' && std::isdigit(static_cast<unsigned char>(p[1])))) {
+        char* end = nullptr;
+        out.push_back(std::strtod(p, &end));
+        p = end;
+      } else {
+        ++p;
+      }
+    }
   }
   return out;
 }
