@@ -29,10 +29,17 @@ struct ConvGeom {
   FastDiv f_khkw, f_kw, f_hw, f_w, f_ohw, f_ow, f_sh, f_sw;
 };
 
+// The native kernels index with 32-bit offsets: every tensor of the pass must have fewer than 2^31
+// elements. The one definition of that limit, for make_geom's check and for auto (cuDNN beyond it).
+bool native_conv_fits(const Tensor& a, const Tensor& b, const Tensor& c) {
+  for (const Tensor* t : {&a, &b, &c})
+    if (t->numel() >= (int64_t(1) << 31)) return false;
+  return true;
+}
+
 ConvGeom make_geom(const Tensor& x, const Tensor& w, const Tensor& y, const Conv2dParams& p) {
-  for (const Tensor* t : {&x, &w, &y})
-    MINIMA_CHECK(t->numel() < (int64_t(1) << 31), "conv2d (native CUDA): tensors must have fewer than 2^31 "
-                 "elements, got ", t->shape(), " (use --conv cudnn)");
+  MINIMA_CHECK(native_conv_fits(x, w, y), "conv2d (native CUDA): tensors must have fewer than 2^31 elements, got ",
+               x.shape(), ", ", w.shape(), " and ", y.shape(), " (use --conv cudnn)");
   ConvGeom g;
   g.N = int(x.size(0)); g.C = int(x.size(1)); g.H = int(x.size(2)); g.W = int(x.size(3));
   g.O = int(w.size(0)); g.KH = int(w.size(2)); g.KW = int(w.size(3));
@@ -304,9 +311,7 @@ bool conv_use_vendor(const char* pass, const Tensor& a, const Tensor& b, const T
     case Impl::Vendor: return true;
     case Impl::Auto: break;
   }
-  // The native kernels index with 32-bit offsets: larger tensors go to cuDNN without timing.
-  for (const Tensor* t : {&a, &b, &out})
-    if (t->numel() >= (int64_t(1) << 31)) return true;
+  if (!native_conv_fits(a, b, out)) return true;  // cuDNN without timing
   std::string key = str("conv-", pass, "|", out.dtype(), "|", a.shape(), "|", b.shape(), "|", out.shape(), "|",
                         p.stride_h, ",", p.stride_w, ",", p.pad_h, ",", p.pad_w, ",", p.dil_h, ",", p.dil_w, ",",
                         p.groups);

@@ -212,10 +212,22 @@ __global__ void gemm_f64_kernel(Operands o, double alpha, double beta) {
 
 }  // namespace
 
+// Why the native kernels cannot run c = a @ b ("" when they can): 32-bit dims, and at most 65535
+// row tiles in one launch (16 rows per tile for float64, 128 otherwise). The one definition of
+// their limits, for native_gemm's own check and for auto, which sends such shapes to cuBLAS.
+static std::string native_gemm_limit(const Tensor& c, const Tensor& a) {
+  const int64_t M = c.size(1), N = c.size(2), K = a.size(2);
+  if (M >= (int64_t(1) << 31) || N >= (int64_t(1) << 31) || K >= (int64_t(1) << 31))
+    return str("gemm: dims beyond 2^31 are not supported, got ", M, "x", N, "x", K);
+  const int64_t tile = c.dtype() == DType::f64 ? 16 : 128;
+  if ((M + tile - 1) / tile > 65535) return str("gemm: M = ", M, " is too large for one launch of the native kernel");
+  return "";
+}
+
 void native_gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha, double beta, const Ctx& ctx) {
   const int64_t batch = c.size(0), M = c.size(1), N = c.size(2), K = a.size(2);
-  MINIMA_CHECK(M < (int64_t(1) << 31) && N < (int64_t(1) << 31) && K < (int64_t(1) << 31),
-               "gemm: dims beyond 2^31 are not supported, got ", M, "x", N, "x", K);
+  const std::string limit = native_gemm_limit(c, a);
+  MINIMA_CHECK(limit.empty(), limit);
   const DType t = c.dtype();
   const size_t es = c.element_size();
   for (int64_t z0 = 0; z0 < batch; z0 += 65535) {
@@ -231,11 +243,9 @@ void native_gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha
     o.c = static_cast<char*>(c.data_ptr()) + z0 * c.stride(0) * int64_t(es);
     o.cbs = c.stride(0), o.crs = c.stride(1), o.ccs = c.stride(2);
     if (t == DType::f64) {
-      MINIMA_CHECK((M + 15) / 16 <= 65535, "gemm: M = ", M, " is too large for the float64 kernel");
       dim3 grid(unsigned((N + 15) / 16), unsigned((M + 15) / 16), unsigned(o.batch));
       MINIMA_LAUNCH(gemm_f64_kernel, grid, dim3(16, 16), 0, ctx.stream, o, alpha, beta);
     } else if (t == DType::bf16 || (t == DType::f32 && allow_tf32())) {
-      MINIMA_CHECK((M + 127) / 128 <= 65535, "gemm: M = ", M, " is too large for one launch");
       dim3 grid(unsigned((N + 127) / 128), unsigned((M + 127) / 128), unsigned(o.batch));
       if (t == DType::bf16)
         MINIMA_LAUNCH(wmma_gemm_kernel<bf16>, grid, dim3(256), 0, ctx.stream, o, float(alpha), float(beta));
@@ -287,10 +297,8 @@ void CudaBackend::gemm(const Tensor& c, const Tensor& a, const Tensor& b, double
       if (!scratch.defined()) scratch = empty(c.shape(), TensorOptions(c.dtype(), c.device()));
       return scratch;
     };
-    // Shapes past the native kernels' grid limits go to cuBLAS without timing.
-    const int64_t M = c.size(1);
-    bool fits = (M + 127) / 128 <= 65535 && (c.dtype() != DType::f64 || (M + 15) / 16 <= 65535);
-    bool vendor = !fits || autotune_use_vendor(
+    // Shapes past the native kernels' limits go to cuBLAS without timing.
+    bool vendor = !native_gemm_limit(c, a).empty() || autotune_use_vendor(
         key, ctx, [&] { native_gemm(out(), a, b, alpha, 0.0, ctx); },
         [&] { cublas_gemm(out(), a, b, alpha, 0.0, ctx); }, true);
     if (vendor) cublas_gemm(c, a, b, alpha, beta, ctx);
