@@ -54,12 +54,12 @@ EpochResult train_epoch(nn::Module& model, optim::Optimizer& opt, data::Loader& 
   return r;
 }
 
-EpochResult evaluate(nn::Module& model, const data::Dataset& ds, int64_t batch, Device device) {
+EpochResult evaluate(nn::Module& model, const data::Dataset& ds, int64_t batch, Device device, data::Normalize norm) {
   auto t0 = std::chrono::steady_clock::now();
   bool was_training = model.is_training();
   model.eval();
   NoGradGuard ng;
-  data::Loader loader(ds, batch, /*shuffle=*/false, 0, {}, /*drop_last=*/false, device);
+  data::Loader loader(ds, batch, /*shuffle=*/false, 0, {}, /*drop_last=*/false, device, norm);
   loader.start_epoch(0);
   Tensor loss_sum = zeros({}, TensorOptions(DType::f64, device));
   Tensor correct = zeros({}, TensorOptions(DType::i64, device));

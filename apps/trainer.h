@@ -24,8 +24,10 @@ struct EpochResult {
 EpochResult train_epoch(nn::Module& model, optim::Optimizer& opt, data::Loader& loader, int64_t epoch,
                         const std::string& label = "", int64_t total_epochs = 0);
 
-// Mean cross-entropy and accuracy over all of `ds` in eval mode, without recording a graph.
-EpochResult evaluate(nn::Module& model, const data::Dataset& ds, int64_t batch, Device device);
+// Mean cross-entropy and accuracy over all of `ds` in eval mode, without recording a graph;
+// `norm` is how the Loader normalizes the images (as in training).
+EpochResult evaluate(nn::Module& model, const data::Dataset& ds, int64_t batch, Device device,
+                     data::Normalize norm = data::Normalize::dataset);
 
 // Seconds of one full training step of a fresh `arch` (forward, cross-entropy, backward, SGD with
 // momentum 0.9 and weight decay 5e-4) on a random batch already on `dev`: the mean over `iters`

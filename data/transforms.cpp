@@ -2,6 +2,7 @@
 #include "data/transforms.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
@@ -211,6 +212,29 @@ Dataset gaussian_images(const Dataset& d, uint64_t seed) {
         out[e] = float(d.mean[size_t(c)] + d.std[size_t(c)] * Philox::normal(key, 0, uint64_t(e)));
       }
   return like(d, "[gaussian]", images, d.labels.clone());
+}
+
+Dataset whiten_per_image(const Dataset& d) {
+  const bool u8 = d.images.dtype() == DType::u8;
+  MINIMA_CHECK(u8 || d.images.dtype() == DType::f32, "whiten_per_image: ", d.name, " holds ", d.images.dtype(),
+               " images (expected uint8 or float32)");
+  const int64_t N = d.size(), n = d.sample_numel();
+  Tensor images = empty(d.images.shape(), DType::f32);
+  float* out = images.data<float>();
+  const uint8_t* in8 = u8 ? d.images.data<uint8_t>() : nullptr;
+  const float* in32 = u8 ? nullptr : d.images.data<float>();
+  auto value = [&](int64_t i, int64_t e) { return u8 ? double(in8[i * n + e]) / 255.0 : double(in32[i * n + e]); };
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < N; ++i) {
+    double s1 = 0;
+    for (int64_t e = 0; e < n; ++e) s1 += value(i, e);
+    const double mean = s1 / double(n);
+    double s2 = 0;  // centred, so no cancellation
+    for (int64_t e = 0; e < n; ++e) s2 += (value(i, e) - mean) * (value(i, e) - mean);
+    const double sd = std::max(std::sqrt(s2 / double(n)), 1.0 / std::sqrt(double(n)));
+    for (int64_t e = 0; e < n; ++e) out[i * n + e] = float((value(i, e) - mean) / sd);
+  }
+  return like(d, "[whitened]", images, d.labels.clone());
 }
 
 Dataset center_crop(const Dataset& d, int64_t size) {

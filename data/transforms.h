@@ -40,6 +40,11 @@ Dataset random_pixels(const Dataset& d, uint64_t seed);
 // Gaussian images: float32 images (pixel/255 units) drawn i.i.d. per value from N(mean[c], std[c]^2)
 // with the dataset's per-channel mean and std; labels kept.
 Dataset gaussian_images(const Dataset& d, uint64_t seed);
+// Zhang et al.'s per-image whitening applied once, for images that are not uint8 (the Loader's
+// Normalize::per_image whitens uint8 batches on the fly): float32 images
+// (x - mean(x)) / max(std(x), 1/sqrt(numel)) with x in pixel/255 units and mean and std over all
+// values of the image, to be batched with Normalize::none. uint8 or float32 input.
+Dataset whiten_per_image(const Dataset& d);
 // Center crop to size x size (Zhang et al.: 28x28 of CIFAR's 32x32).
 Dataset center_crop(const Dataset& d, int64_t size);
 // Crops both splits and recomputes the normalization constants from the cropped training images.

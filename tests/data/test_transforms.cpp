@@ -5,6 +5,8 @@
 #include <map>
 #include <set>
 
+#include "core/ops.h"
+#include "data/loader.h"
 #include "data/transforms.h"
 #include "helpers.h"
 
@@ -248,4 +250,43 @@ TEST_CASE("transforms: center crop and the randomization names") {
   t.train = nonzero_dataset(20, 1, 3, 3);
   t.test = t.train;
   CHECK(contains(error_of([&] { apply_randomization(t, "noise", 0, 1); }), "unknown randomization"));
+}
+
+TEST_CASE("transforms: whitening once equals the Loader's per-image whitening, for uint8 and float images") {
+  Dataset d = nonzero_dataset(7, 3, 5, 4);
+  uint8_t* p = d.images.data<uint8_t>();
+  for (int64_t e = 0; e < 60; ++e) p[3 * 60 + e] = 200;  // a constant image: the std floor applies
+  Dataset w = whiten_per_image(d);
+  CHECK(w.images.dtype() == DType::f32);
+  CHECK(w.images.shape() == d.images.shape());
+  CHECK(w.labels.to_vector<int64_t>() == d.labels.to_vector<int64_t>());
+  w.validate();
+  // The Loader's on-the-fly values for the same samples.
+  std::vector<int64_t> idx = {0, 1, 2, 3, 4, 5, 6};
+  std::vector<float> batch(size_t(7 * 60));
+  std::vector<int64_t> labels(7);
+  auto table = normalization_table(d, Normalize::per_image);
+  make_batch_cpu(d, idx.data(), 7, Augment{}, 0, Normalize::per_image, table.data(), batch.data(), labels.data());
+  auto v = w.images.to_vector<float>();
+  for (size_t k = 0; k < v.size(); ++k) CHECK(v[k] == doctest::Approx(batch[k]).epsilon(1e-5));
+  for (int64_t i = 0; i < 7; ++i) {
+    double s = 0, s2 = 0;
+    for (int64_t e = 0; e < 60; ++e) {
+      s += v[size_t(i * 60 + e)];
+      s2 += double(v[size_t(i * 60 + e)]) * v[size_t(i * 60 + e)];
+    }
+    CHECK(std::abs(s / 60) < 1e-6);
+    if (i == 3)
+      CHECK(s2 < 1e-20);  // (x - mean) is 0 everywhere, up to the rounding of the mean
+    else
+      CHECK(std::sqrt(s2 / 60) == doctest::Approx(1).epsilon(1e-5));
+  }
+  // Float images (Gaussian ones) in pixel/255 units give the same values as their uint8 originals.
+  Dataset f = d;
+  f.images = d.images.to(DType::f32) * (1.0 / 255.0);
+  auto vf = whiten_per_image(f).images.to_vector<float>();
+  for (size_t k = 0; k < v.size(); ++k) CHECK(vf[k] == doctest::Approx(v[k]).epsilon(1e-5));
+  Dataset bad = d;
+  bad.images = d.images.to(DType::f64);
+  CHECK(contains(error_of([&] { whiten_per_image(bad); }), "expected uint8 or float32"));
 }
