@@ -1,0 +1,101 @@
+// tests/apps/test_randomization.cpp: `minima randomization` (Zhang et al. 2017's randomization
+// tests) on a small Fashion-MNIST subset, asserting what their Figure 1 shows, plus its handling of
+// the variant list and of bad flags.
+#include <cmath>
+
+#include "app_test_util.h"
+#include "data/dataset.h"
+
+using namespace minima;
+
+namespace {
+
+bool fashion_mnist_present() {
+  try {
+    data::load_dataset("fashion-mnist", "");
+    return true;
+  } catch (const Error& e) {
+    MESSAGE("skipped: Fashion-MNIST is not available (", e.what(), ")");
+    return false;
+  }
+}
+
+const Json* find_run(const Json& s, const std::string& label) {
+  for (const auto& r : s.at("runs").elements())
+    if (r.at("label").as_string() == label) return &r;
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("randomization: every variant is fitted, random labels fit slower and test at chance") {
+  if (!fashion_mnist_present()) return;
+  apptest::TempDir tmp("randomization");
+  const std::string& dir = tmp.path();
+  auto r = apptest::run_minima(
+      "randomization --subset 500 --variants true-labels,random-labels,shuffled-pixels,gaussian "
+      "--corruption 0.5 --epochs 300 --seed 0 --no-plot --out " + dir);
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  Json s = apptest::summary(dir);
+  REQUIRE(s.at("runs").size() == 5);
+  const Json* truth = find_run(s, "true-labels");
+  const Json* random = find_run(s, "random-labels");
+  const Json* shuffled = find_run(s, "shuffled-pixels");
+  const Json* gaussian = find_run(s, "gaussian");
+  const Json* half = find_run(s, "corrupt-labels p=0.5");
+  REQUIRE((truth && random && shuffled && gaussian && half));
+  for (const auto& run : s.at("runs").elements()) {
+    INFO(run.at("label").as_string());
+    CHECK(run.at("fitted").as_bool());
+    CHECK(run.at("train_acc").as_double() == 100.0);
+    CHECK(run.at("steps_to_fit").as_int() == run.at("epochs").as_int() * 4);  // 500 images, batch 128
+  }
+  // Figure 1b: random labels take longer to fit than true ones (about 1.5x at this size).
+  CHECK(random->at("steps_to_fit").as_int() > 1.2 * truth->at("steps_to_fit").as_double());
+  CHECK(half->at("steps_to_fit").as_int() > truth->at("steps_to_fit").as_int());
+  // Figure 1c: test accuracy on the true test labels falls with the corruption, to chance.
+  CHECK(truth->at("test_acc").as_double() > 70);
+  CHECK(half->at("test_acc").as_double() < truth->at("test_acc").as_double() - 10);
+  CHECK(half->at("test_acc").as_double() > random->at("test_acc").as_double() + 20);
+  CHECK(random->at("test_acc").as_double() < 20);
+  CHECK(gaussian->at("test_acc").as_double() < 20);
+  // A fully connected network cannot tell a fixed pixel permutation from the real images.
+  CHECK(shuffled->at("test_acc").as_double() > 70);
+
+  // metrics.csv: one row per epoch of every run; each run's last row is its fitted epoch.
+  auto rows = apptest::read_csv(dir + "/metrics.csv");
+  int64_t total = 0;
+  for (const auto& run : s.at("runs").elements()) total += run.at("epochs").as_int();
+  CHECK(int64_t(rows.size()) == total);
+  for (size_t i = 0; i + 1 < rows.size(); ++i)
+    if (rows[i]["run"] != rows[i + 1]["run"]) CHECK(std::stod(rows[i]["train_acc"]) == 100.0);
+  // Zhang et al.'s decay, by steps: lr 0.01 * 0.95^(step before the epoch / 391).
+  CHECK(std::stod(rows[0]["lr"]) == doctest::Approx(0.01));
+  CHECK(std::stod(rows[10]["lr"]) == doctest::Approx(0.01 * std::pow(0.95, 40.0 / 391.0)));
+  CHECK(apptest::file_exists(dir + "/results.md"));
+  apptest::check_figure("randomization.py", dir, "randomization");
+}
+
+TEST_CASE("randomization: corruption 0 and 1 are the true- and random-label runs, and bad flags are rejected") {
+  if (fashion_mnist_present()) {
+    apptest::TempDir tmp("randomization-plan");
+    auto r = apptest::run_minima(
+        "randomization --subset 200 --variants true-labels --corruption 0,1,0 --epochs 1 --no-plot --out " +
+        tmp.path());
+    INFO(r.output);
+    REQUIRE(r.rc == 0);
+    Json s = apptest::summary(tmp.path());
+    REQUIRE(s.at("runs").size() == 2);
+    CHECK(s.at("runs")[0].at("kind").as_string() == "true-labels");
+    CHECK(s.at("runs")[1].at("kind").as_string() == "random-labels");
+    CHECK(s.at("runs")[1].at("corruption").as_double() == 1.0);
+  }
+  apptest::check_rejects("randomization --variants corrupt-labels", "unknown randomization 'corrupt-labels'");
+  apptest::check_rejects("randomization --variants noise", "unknown randomization 'noise'");
+  apptest::check_rejects("randomization --corruption 0.5,1.5", "--corruption: probabilities must be in [0, 1]");
+  apptest::check_rejects("randomization --variants '' --corruption ''", "nothing to run");
+  apptest::check_rejects("randomization --lr-decay 0", "--lr-decay must be in (0, 1]");
+  apptest::check_rejects("randomization --fit-accuracy 0", "--fit-accuracy must be in (0, 100]");
+  apptest::check_rejects("randomization --decay-steps 0", "--decay-steps must be at least 1");
+}
