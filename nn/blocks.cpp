@@ -72,4 +72,27 @@ Transition::Transition(int64_t in, int64_t out, Generator& g) {
 
 Tensor Transition::forward(const Tensor& x) { return avg_pool2d((*conv)(relu((*bn)(x))), 2); }
 
+ConvBNReLU::ConvBNReLU(int64_t in, int64_t out, int64_t kernel, int64_t stride, Generator& g) {
+  Conv2dOptions o;
+  o.stride = stride;
+  o.padding = kernel / 2;
+  conv = register_module("conv", std::make_shared<Conv2d>(in, out, kernel, g, o));
+  bn = register_module("bn", std::make_shared<BatchNorm2d>(out, 1e-5, 0.1, /*affine=*/false));
+}
+
+Tensor ConvBNReLU::forward(const Tensor& x) { return relu((*bn)((*conv)(x))); }
+
+Inception::Inception(int64_t in, int64_t ch1, int64_t ch3, Generator& g) : out_channels(ch1 + ch3) {
+  branch1 = register_module("branch1", std::make_shared<ConvBNReLU>(in, ch1, 1, 1, g));
+  branch3 = register_module("branch3", std::make_shared<ConvBNReLU>(in, ch3, 3, 1, g));
+}
+
+Tensor Inception::forward(const Tensor& x) { return cat({(*branch1)(x), (*branch3)(x)}, 1); }
+
+Downsample::Downsample(int64_t in, int64_t ch3, Generator& g) : out_channels(ch3 + in) {
+  conv = register_module("conv", std::make_shared<ConvBNReLU>(in, ch3, 3, 2, g));
+}
+
+Tensor Downsample::forward(const Tensor& x) { return cat({(*conv)(x), max_pool2d(x, 3, 2, 1)}, 1); }
+
 }  // namespace minima::nn

@@ -164,11 +164,16 @@ Complexity complexity_measures(const Module& model, const std::function<std::sha
       bool is_bn = bn_scale.count(pre) > 0;
       std::vector<double> v(static_cast<size_t>(t.numel()));
       if (is_bn) {
+        // The folded scale |gamma / sqrt(var + eps)|^p goes into the weight, with var + eps = 1;
+        // a batch norm without affine parameters (Zhang et al.'s Inception) has no weight, so its
+        // variance carries the scale instead: 1 / sqrt(var + eps) = |scale|^p.
         const auto& sc = bn_scale[pre];
+        const bool affine = src.count(pre + ".weight") > 0;
         if (ends_with(name, ".weight"))
           for (size_t i = 0; i < v.size(); ++i) v[i] = std::pow(std::abs(sc[i]), p);
         else if (ends_with(name, ".running_var"))
-          std::fill(v.begin(), v.end(), 1.0 - bn_eps);  // so that sqrt(var + eps) = 1
+          for (size_t i = 0; i < v.size(); ++i)
+            v[i] = affine ? 1.0 - bn_eps : std::pow(std::abs(sc[i]), -2.0 * p) - bn_eps;
         // running_mean and bias stay 0
       } else if (ends_with(name, ".weight")) {
         std::vector<double> w = host_f64(s);

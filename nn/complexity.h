@@ -10,7 +10,8 @@
 //    one forward pass of a copy of the network whose weights are |W|^p, biases 0, batch norms
 //    replaced by their folded per-channel scale |gamma/sqrt(var+eps)|^p, on an all-ones input;
 //    the outputs are summed. Pooling layers are kept as they are (max-pooling then follows the
-//    largest path), a standard approximation for networks that are not pure chains of linear maps.
+//    largest path), a standard approximation for networks that are not pure chains of linear maps;
+//    so are local response normalizations (alexnet-small), which makes its path norms indicative only.
 //  * relative_distance: ||w - w0|| / ||w0|| over all parameters, flattened.
 #pragma once
 #include <functional>

@@ -92,6 +92,29 @@ std::string AvgPool2d::describe() const {
 }
 std::string AdaptiveAvgPool2d::describe() const { return str("AdaptiveAvgPool2d(", out_h, ", ", out_w, ")"); }
 
+LocalResponseNorm::LocalResponseNorm(int64_t size, double alpha, double beta, double k)
+    : size(size), alpha(alpha), beta(beta), k(k) {
+  MINIMA_CHECK(size >= 1, "LocalResponseNorm: size must be at least 1, got ", size);
+  MINIMA_CHECK(k > 0 && alpha >= 0, "LocalResponseNorm: needs k > 0 and alpha >= 0, got k=", k, ", alpha=", alpha);
+}
+
+Tensor LocalResponseNorm::forward(const Tensor& x) {
+  MINIMA_CHECK(x.dim() >= 3, "LocalResponseNorm: expected [N, C, ...], got ", shape_str(x.shape()));
+  const int64_t C = x.size(1);
+  // Pad the channel dim (pair ndim-2 in F.pad order, which starts from the last dim).
+  std::vector<int64_t> pads(size_t(2 * (x.dim() - 1)), 0);
+  pads[size_t(2 * (x.dim() - 2))] = size / 2;
+  pads[size_t(2 * (x.dim() - 2) + 1)] = (size - 1) / 2;
+  Tensor sq = pad(x * x, pads);
+  Tensor window = sq.narrow(1, 0, C);
+  for (int64_t j = 1; j < size; ++j) window = window + sq.narrow(1, j, C);
+  return x / pow(window * (alpha / double(size)) + k, beta);
+}
+
+std::string LocalResponseNorm::describe() const {
+  return str("LocalResponseNorm(size=", size, ", alpha=", alpha, ", beta=", beta, ", k=", k, ")");
+}
+
 Dropout::Dropout(double p, std::shared_ptr<Generator> g) : p(p), gen(std::move(g)) {
   MINIMA_CHECK(p >= 0.0 && p < 1.0, "Dropout: probability must be in [0, 1), got ", p);
   MINIMA_CHECK(gen != nullptr, "Dropout: needs a generator");

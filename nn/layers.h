@@ -108,6 +108,20 @@ class AdaptiveAvgPool2d : public Module {
   int64_t out_h, out_w;
 };
 
+// Local response normalization across channels (AlexNet), as torch.nn.LocalResponseNorm:
+//   y[:, c] = x[:, c] / (k + alpha / size * sum of x^2 over the `size` channels around c)^beta,
+// the window zero-padded at the channel edges (size/2 channels before c, (size-1)/2 after). Built
+// from differentiable ops (square, pad, shifted sums, pow), so it needs no kernel of its own.
+class LocalResponseNorm : public Module {
+ public:
+  explicit LocalResponseNorm(int64_t size, double alpha = 1e-4, double beta = 0.75, double k = 1.0);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "LocalResponseNorm"; }
+  std::string describe() const override;
+  int64_t size;
+  double alpha, beta, k;
+};
+
 // Flattens dims start..end (default: everything but the batch dim), like torch.nn.Flatten.
 class Flatten : public Module {
  public:

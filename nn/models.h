@@ -17,6 +17,8 @@
 //   resnet18   3x3 stem, no max-pool, BasicBlocks [2,2,2,2], global average pool, Linear(512, classes)
 //   resnet50   same stem, Bottlenecks [3,4,6,3], Linear(2048, classes)
 //   densenet40 DenseNet-BC (depth 40, growth 12, compression 0.5), He-normal conv init
+//   inception-small  Zhang et al.'s small Inception for CIFAR-10 (1,649,402 parameters on 3x28x28)
+//   alexnet-small    Zhang et al.'s small AlexNet for CIFAR-10 (1,387,786 parameters on 3x28x28)
 #pragma once
 #include <memory>
 #include <string>
@@ -89,7 +91,35 @@ class DenseNet : public Module {
   std::shared_ptr<Linear> linear;
 };
 
-// arch: mlp, mlp-bn, mlp1x512, mlp3x512, smallcnn, vgg16, resnet18, resnet50, densenet40.
+// Zhang et al. (2017), appendix: Conv(96, 3x3) -> Inc(32,32) -> Inc(32,48) -> Down(80) ->
+// Inc(112,48) -> Inc(96,64) -> Inc(80,80) -> Inc(48,96) -> Down(96) -> Inc(176,160) x2 -> global
+// mean pool -> Linear(336, classes) (blocks in nn/blocks.h). Children: conv1, blocks, linear.
+class InceptionSmall : public Module {
+ public:
+  InceptionSmall(const Shape& in_chw, int64_t classes, Generator& g);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "InceptionSmall"; }
+  std::shared_ptr<ConvBNReLU> conv1;
+  std::shared_ptr<Sequential> blocks;
+  std::shared_ptr<Linear> linear;
+};
+
+// Zhang et al.'s small AlexNet: two blocks of conv 5x5 (64, padding 2) -> ReLU -> max-pool 3x3
+// stride 2 (padding 1) -> LocalResponseNorm, then Linear 384 -> ReLU -> Linear 192 -> ReLU ->
+// Linear(classes). The normalization is the TensorFlow CIFAR-10 model's (depth radius 4, bias 1,
+// alpha 0.001/9, beta 0.75), i.e. LocalResponseNorm(9, alpha 0.001, beta 0.75, k 1). PyTorch-style
+// symmetric pooling padding (TensorFlow's "SAME" pads only after); shapes and counts are equal.
+// Children: features, classifier (Sequentials, as the PyTorch reference).
+class AlexNetSmall : public Module {
+ public:
+  AlexNetSmall(const Shape& in_chw, int64_t classes, Generator& g);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "AlexNetSmall"; }
+  std::shared_ptr<Sequential> features, classifier;
+};
+
+// arch: mlp, mlp-bn, mlp1x512, mlp3x512, smallcnn, vgg16, resnet18, resnet50, densenet40,
+// inception-small, alexnet-small.
 // in_chw is {C, H, W}. Throws naming the known architectures for an unknown one.
 std::shared_ptr<Module> make_model(const std::string& arch, const Shape& in_chw, int64_t classes, Generator& g);
 std::vector<std::string> model_names();

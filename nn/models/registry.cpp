@@ -44,6 +44,12 @@ const std::vector<std::pair<std::string, Factory>>& factories() {
       {"densenet40", [](const Shape& in, int64_t k, Generator& g) {
          return std::make_shared<DenseNet>(40, 12, 0.5, in, k, g);
        }},
+      {"inception-small", [](const Shape& in, int64_t k, Generator& g) {
+         return std::make_shared<InceptionSmall>(in, k, g);
+       }},
+      {"alexnet-small", [](const Shape& in, int64_t k, Generator& g) {
+         return std::make_shared<AlexNetSmall>(in, k, g);
+       }},
   };
   return f;
 }

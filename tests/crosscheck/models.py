@@ -232,6 +232,74 @@ class DenseNet(nn.Module):
         return self.linear(out)
 
 
+class ConvBNReLU(nn.Module):
+    """Zhang et al.'s conv module: conv (bias, "same" padding), BN without affine, ReLU."""
+
+    def __init__(self, inp, out, k, stride=1):
+        super().__init__()
+        self.conv = nn.Conv2d(inp, out, k, stride, k // 2)
+        self.bn = nn.BatchNorm2d(out, affine=False)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+class Inception(nn.Module):
+    def __init__(self, inp, ch1, ch3):
+        super().__init__()
+        self.branch1 = ConvBNReLU(inp, ch1, 1)
+        self.branch3 = ConvBNReLU(inp, ch3, 3)
+
+    def forward(self, x):
+        return torch.cat([self.branch1(x), self.branch3(x)], 1)
+
+
+class Downsample(nn.Module):
+    def __init__(self, inp, ch3):
+        super().__init__()
+        self.conv = ConvBNReLU(inp, ch3, 3, 2)
+
+    def forward(self, x):
+        return torch.cat([self.conv(x), F.max_pool2d(x, 3, 2, 1)], 1)
+
+
+class InceptionSmall(nn.Module):
+    def __init__(self, in_chw, classes):
+        super().__init__()
+        self.conv1 = ConvBNReLU(in_chw[0], 96, 3)
+        mods, c = [], 96
+        for kind, a, b in [("i", 32, 32), ("i", 32, 48), ("d", 80, 0), ("i", 112, 48), ("i", 96, 64),
+                           ("i", 80, 80), ("i", 48, 96), ("d", 96, 0), ("i", 176, 160), ("i", 176, 160)]:
+            if kind == "i":
+                mods.append(Inception(c, a, b))
+                c = a + b
+            else:
+                mods.append(Downsample(c, a))
+                c += a
+        self.blocks = nn.Sequential(*mods)
+        self.linear = nn.Linear(c, classes)
+
+    def forward(self, x):
+        return self.linear(self.blocks(self.conv1(x)).mean((2, 3)))
+
+
+class AlexNetSmall(nn.Module):
+    def __init__(self, in_chw, classes):
+        super().__init__()
+        c, h, w = in_chw
+        mods = []
+        for _ in range(2):
+            mods += [nn.Conv2d(c, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
+                     nn.LocalResponseNorm(9, alpha=0.001, beta=0.75, k=1.0)]
+            c, h, w = 64, (h - 1) // 2 + 1, (w - 1) // 2 + 1
+        self.features = nn.Sequential(*mods)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 384), nn.ReLU(), nn.Linear(384, 192),
+                                        nn.ReLU(), nn.Linear(192, classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
 def build(arch, in_chw, classes):
     c, h, w = in_chw
     if arch == "mlp":
@@ -252,10 +320,15 @@ def build(arch, in_chw, classes):
         return ResNet(Bottleneck, [3, 4, 6, 3], in_chw, classes)
     if arch == "densenet40":
         return DenseNet(40, 12, 0.5, in_chw, classes)
+    if arch == "inception-small":
+        return InceptionSmall(in_chw, classes)
+    if arch == "alexnet-small":
+        return AlexNetSmall(in_chw, classes)
     raise ValueError("unknown architecture " + arch)
 
 
 if __name__ == "__main__":
-    for a in ["mlp", "mlp-bn", "mlp1x512", "mlp3x512", "smallcnn", "vgg16", "resnet18", "resnet50", "densenet40"]:
+    for a in ["mlp", "mlp-bn", "mlp1x512", "mlp3x512", "smallcnn", "vgg16", "resnet18", "resnet50", "densenet40",
+              "inception-small", "alexnet-small"]:
         m = build(a, (3, 32, 32), 10)
         print(a, sum(p.numel() for p in m.parameters()))

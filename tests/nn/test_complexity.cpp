@@ -96,3 +96,30 @@ TEST_CASE("path norms of a deep network stay finite (computed in float64)") {
   CHECK(std::isfinite(c.frobenius_sq));
   CHECK(std::isfinite(c.log10_spectral_product));
 }
+
+TEST_CASE("path norms carry the scale of batch norms without affine parameters") {
+  // inception-small's batch norms have no weight; everything after its stem is positively
+  // homogeneous in the path network (convs and a linear without bias, ReLU, max-pool, fixed
+  // per-channel scales, mean), so multiplying the stem's folded scale by 4 multiplies both path
+  // norms by 4 (l2: the p = 2 network sees 16, and its square root 4).
+  Generator g(4);
+  auto m = nn::make_model("inception-small", {3, 8, 8}, 10, g);
+  auto fresh = [] { Generator g2(4); return nn::make_model("inception-small", {3, 8, 8}, 10, g2); };
+  nn::Complexity before = nn::complexity_measures(*m, fresh, {3, 8, 8});
+  {
+    NoGradGuard ng;
+    bool found = false;
+    for (auto& [name, t] : m->state_dict())
+      if (name == "conv1.bn.running_var") {
+        t.fill_((1.0 + 1e-5) / 16.0 - 1e-5);  // 1 / sqrt(var + eps) becomes 4 / sqrt(1 + eps)
+        found = true;
+      }
+    REQUIRE(found);
+  }
+  nn::Complexity after = nn::complexity_measures(*m, fresh, {3, 8, 8});
+  // (to float32 precision: running_var is a float32 buffer)
+  CHECK(after.l1_path_norm / before.l1_path_norm == doctest::Approx(4.0).epsilon(1e-6));
+  CHECK(after.l2_path_norm / before.l2_path_norm == doctest::Approx(4.0).epsilon(1e-6));
+  // The spectral product folds the same scale into conv1.conv: one factor of 4.
+  CHECK(after.log10_spectral_product - before.log10_spectral_product == doctest::Approx(std::log10(4.0)).epsilon(1e-6));
+}

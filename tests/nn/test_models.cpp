@@ -9,6 +9,7 @@
 #include "core/ops.h"
 #include "nn/init.h"
 #include "nn/models.h"
+#include "core/gradcheck.h"
 
 using namespace minima;
 using namespace minima::nn;
@@ -25,6 +26,8 @@ TEST_CASE("parameter counts of the paper's networks (3x32x32, 10 classes)") {
   // Zhang et al. (28x28x3 inputs)
   CHECK(count("mlp1x512", {3, 28, 28}) == 1209866);
   CHECK(count("mlp3x512", {3, 28, 28}) == 1735178);
+  CHECK(count("inception-small", {3, 28, 28}) == 1649402);
+  CHECK(count("alexnet-small", {3, 28, 28}) == 1387786);
   // 784-512-512-10
   CHECK(count("mlp", {1, 28, 28}) == 784 * 512 + 512 + 512 * 512 + 512 + 512 * 10 + 10);
   // mlp-bn adds a weight and a bias per hidden unit (the running statistics are buffers).
@@ -63,9 +66,16 @@ TEST_CASE("output shapes: vgg16") { check_shapes("vgg16"); }
 TEST_CASE("output shapes: resnet18") { check_shapes("resnet18"); }
 TEST_CASE("output shapes: resnet50") { check_shapes("resnet50"); }
 TEST_CASE("output shapes: densenet40") { check_shapes("densenet40"); }
+TEST_CASE("output shapes: inception-small, alexnet-small") {
+  for (const char* a : {"inception-small", "alexnet-small"}) {
+    CAPTURE(a);
+    check_shapes(a);
+  }
+}
 TEST_CASE("model_names lists the issue's architectures") {
-  CHECK(model_names() == std::vector<std::string>{"mlp", "mlp-bn", "mlp1x512", "mlp3x512", "smallcnn", "vgg16", "resnet18",
-                                                  "resnet50", "densenet40"});
+  CHECK(model_names() == std::vector<std::string>{"mlp", "mlp-bn", "mlp1x512", "mlp3x512", "smallcnn", "vgg16",
+                                                  "resnet18", "resnet50", "densenet40", "inception-small",
+                                                  "alexnet-small"});
 }
 
 TEST_CASE("state_dict keys follow PyTorch naming and order") {
@@ -212,4 +222,34 @@ TEST_CASE("vgg16 works on 28x28 (fifth pool becomes identity) and the head is si
   auto s = make_model("smallcnn", {1, 28, 28}, 10, g);
   for (auto& [k, t] : s->state_dict())
     if (k == "classifier.1.weight") CHECK(t.shape() == Shape{256, 3136});
+}
+
+TEST_CASE("LocalResponseNorm equals its formula, edges included, and has exact gradients") {
+  Generator g(7);
+  for (int64_t size : {1, 4, 5, 9}) {
+    CAPTURE(size);
+    const int64_t N = 2, C = 6, H = 3, W = 2;
+    Tensor x = randn({N, C, H, W}, g, DType::f64) * 3.0;
+    LocalResponseNorm lrn(size, 0.01, 0.75, 2.0);
+    auto y = lrn(x).to_vector<double>();
+    auto xv = x.to_vector<double>();
+    auto at = [&](int64_t n, int64_t c, int64_t h, int64_t w) { return xv[size_t(((n * C + c) * H + h) * W + w)]; };
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t w = 0; w < W; ++w) {
+            double s = 0;  // channels c - size/2 .. c + (size-1)/2 that exist
+            for (int64_t j = c - size / 2; j <= c + (size - 1) / 2; ++j)
+              if (j >= 0 && j < C) s += at(n, j, h, w) * at(n, j, h, w);
+            double want = at(n, c, h, w) / std::pow(2.0 + 0.01 / double(size) * s, 0.75);
+            CHECK(y[size_t(((n * C + c) * H + h) * W + w)] == doctest::Approx(want).epsilon(1e-12));
+          }
+    Tensor leaf = x.detach().requires_grad_();
+    auto r = minima::testing::gradcheck([&](const std::vector<Tensor>& in) { return lrn(in[0]); }, {leaf});
+    INFO(r.message);
+    CHECK(r.ok);
+  }
+  CHECK_THROWS_WITH_AS(LocalResponseNorm(0), doctest::Contains("size must be at least 1"), Error);
+  LocalResponseNorm lrn(5);
+  CHECK_THROWS_WITH_AS(lrn(zeros({4, 3})), doctest::Contains("expected [N, C, ...]"), Error);
 }
