@@ -136,8 +136,8 @@ fi
 
 step "5. minima bench train --device cuda (PyTorch eager beside it)"
 echo "--- bench train" >> "$BENCH"
-run_step "bench train (4 networks + torch)" 150 "$BENCH" "$BUILD/minima" bench train --device cuda \
-  --arch resnet18,vgg16,resnet50,densenet40 --batch 128 --warmup 3 --iters 10 \
+run_step "bench train (6 networks + torch)" 160 "$BENCH" "$BUILD/minima" bench train --device cuda \
+  --arch resnet18,vgg16,resnet50,densenet40,inception-small,alexnet-small --batch 128 --warmup 3 --iters 10 \
   --torch-script tests/crosscheck/bench_torch.py
 sed -n '/^--- bench train/,$p' "$BENCH" | tail -8
 
@@ -235,7 +235,7 @@ echo "=== summary ($(( $(date +%s) - START ))s of a ${BUDGET}s budget; logs in $
 echo
 cat "$LOGDIR/bench_ops.txt" 2>/dev/null | grep -v "^$" | tail -40
 echo
-sed -n '/^--- bench train$/,/^---/p' "$BENCH" | grep -E "^(training|arch|resnet|vgg|densenet)"
+sed -n '/^--- bench train$/,/^---/p' "$BENCH" | grep -E "^(training|arch|resnet|vgg|densenet|inception|alexnet)"
 sed -n '/^--- bench train bf16/,/^---/p' "$BENCH" | grep -E "^(training|resnet)" 
 sed -n '/^--- bench data/,/^---/p' "$BENCH" | grep -E "gpu|share"
 grep -E "epoch 1/1" "$ADV" | sed 's/ | ETA.*//'

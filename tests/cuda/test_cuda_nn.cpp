@@ -5,6 +5,7 @@
 #include <functional>
 #include <limits>
 
+#include "nn/models.h"
 #include "tests/cuda/cuda_test_util.h"
 
 using namespace minima;
@@ -294,6 +295,35 @@ CUDA_TEST_CASE("cuda a training step of a small network matches the CPU") {
   cuda::ConfigGuard guard;
   std::vector<Tensor> g = cnn_step(kGpu), c = cnn_step(Device::cpu());
   for (size_t i = 0; i < g.size(); ++i) expect_close(g[i].cpu(), c[i], 1e-4, str("step output ", i));
+}
+
+// Whole networks, forward and backward, in float64 so that no ReLU or max-pool choice can flip on
+// rounding (in float32 one pre-activation near zero moves a gradient by percents; see the PyTorch
+// crosscheck of inception-small): non-affine batch norm, concatenated branches and padded pooling
+// (inception-small), local response normalization (alexnet-small), residual blocks (resnet18).
+CUDA_TEST_CASE("cuda float64 training-step logits and gradients of whole networks match the CPU") {
+  cuda::ConfigGuard guard;
+  for (const char* arch : {"inception-small", "alexnet-small", "resnet18"}) {
+    std::vector<Tensor> out[2];
+    for (int k = 0; k < 2; ++k) {
+      Device dev = k ? Device::cpu() : kGpu;
+      Generator g(17);
+      auto m = nn::make_model(arch, {3, 12, 12}, 10, g);
+      m->to(DType::f64);
+      m->to(dev);
+      m->train();
+      Tensor x = rnd({4, 3, 12, 12}, 171, DType::f64).to(dev);
+      Tensor y = from_vector<int64_t>({0, 3, 9, 1}, {4}).to(dev);
+      Tensor logits = (*m)(x);
+      cross_entropy(logits, y).backward();
+      out[k].push_back(logits.detach());
+      for (auto& [name, p] : m->named_parameters()) out[k].push_back(p.grad());
+    }
+    REQUIRE(out[0].size() == out[1].size());
+    for (size_t i = 0; i < out[0].size(); ++i)
+      expect_close(out[0][i].cpu(), out[1][i], 1e-9,
+                   str(arch, i ? " gradient " : " logits", i ? std::to_string(i) : ""));
+  }
 }
 
 #endif  // MINIMA_HAS_CUDA
