@@ -1,7 +1,9 @@
 // tests/apps/test_randomization.cpp: `minima randomization` (Zhang et al. 2017's randomization
 // tests) on a small Fashion-MNIST subset, asserting what their Figure 1 shows, plus its handling of
 // the variant list and of bad flags.
+#include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "app_test_util.h"
 #include "data/dataset.h"
@@ -98,4 +100,75 @@ TEST_CASE("randomization: corruption 0 and 1 are the true- and random-label runs
   apptest::check_rejects("randomization --lr-decay 0", "--lr-decay must be in (0, 1]");
   apptest::check_rejects("randomization --fit-accuracy 0", "--fit-accuracy must be in (0, 100]");
   apptest::check_rejects("randomization --decay-steps 0", "--decay-steps must be at least 1");
+}
+
+// tests/crosscheck/randomization.py runs the same protocol in PyTorch (its own random draws for the
+// init, labels, Gaussian images and batch order). Single runs cannot match, so for every variant
+// the mean over four seeds of minima's steps to fit and test accuracy must fall inside the range
+// PyTorch's four seeds span, widened by one PyTorch standard deviation plus a margin (5% of the
+// steps, half a point of accuracy: four seeds barely estimate a spread). Measured when written,
+// means over seeds 0-3 of the steps to fit for true labels, random labels, p = 0.5 and Gaussian
+// images: 187 / 297 / 284 / 100 (minima) against 182 / 288 / 299 / 92 (PyTorch); test accuracy
+// 78.6 / 9.0 / 53.3 / 10.0 % against 78.8 / 10.2 / 51.7 / 9.2 %.
+TEST_CASE("randomization: steps to fit and test accuracy agree with the PyTorch version of the protocol") {
+  if (std::system("/usr/bin/python3 -c 'import torch, numpy' > /dev/null 2>&1") != 0) {
+    MESSAGE("skipped: /usr/bin/python3 cannot import torch and numpy, so there is no PyTorch reference");
+    return;
+  }
+  if (!fashion_mnist_present()) return;
+  const std::vector<int> seeds = {0, 1, 2, 3};
+  std::map<std::string, std::vector<double>> mine_steps, mine_acc;
+  for (int seed : seeds) {
+    apptest::TempDir tmp("randomization-xc");
+    auto r = apptest::run_minima(
+        "randomization --subset 500 --variants true-labels,random-labels,gaussian --corruption 0.5 --threads 1 "
+        "--no-plot --seed " + std::to_string(seed) + " --out " + tmp.path());
+    INFO(r.output);
+    REQUIRE(r.rc == 0);
+    Json s = apptest::summary(tmp.path());
+    for (const auto& run : s.at("runs").elements()) {
+      std::string kind = run.at("kind").as_string();
+      std::string key = kind == "corrupt-labels" ? "corrupt-labels:0.5" : kind;
+      REQUIRE(run.at("fitted").as_bool());
+      mine_steps[key].push_back(run.at("steps_to_fit").as_double());
+      mine_acc[key].push_back(run.at("test_acc").as_double());
+    }
+  }
+  auto t = apptest::run_command("OMP_NUM_THREADS=1 /usr/bin/python3 " + std::string(MINIMA_SOURCE_DIR) +
+                                "/tests/crosscheck/randomization.py --subset 500 --seeds 0,1,2,3 --threads 1");
+  INFO(t.output);
+  REQUIRE(t.rc == 0);
+  size_t start = t.output.find("{\n");
+  REQUIRE(start != std::string::npos);
+  Json torch = Json::parse(t.output.substr(start));
+  std::map<std::string, std::vector<double>> torch_steps, torch_acc;
+  for (const auto& run : torch.at("runs").elements()) {
+    std::string key = run.at("variant").as_string();
+    CHECK(run.at("steps_to_fit").as_int() > 0);
+    torch_steps[key].push_back(run.at("steps_to_fit").as_double());
+    torch_acc[key].push_back(run.at("test_acc").as_double());
+  }
+  int compared = 0;
+  for (const char* key : {"true-labels", "random-labels", "corrupt-labels:0.5", "gaussian"}) {
+    for (int field = 0; field < 2; ++field) {
+      const std::vector<double>& tv = field ? torch_acc[key] : torch_steps[key];
+      const std::vector<double>& mv = field ? mine_acc[key] : mine_steps[key];
+      REQUIRE(tv.size() == seeds.size());
+      REQUIRE(mv.size() == seeds.size());
+      double n = double(seeds.size()), tmean = 0, mmean = 0, tvar = 0;
+      for (double x : tv) tmean += x / n;
+      for (double x : mv) mmean += x / n;
+      for (double x : tv) tvar += (x - tmean) * (x - tmean) / (n - 1);
+      double widen = std::sqrt(tvar) + (field ? 0.5 : 0.05 * tmean);
+      double lo = *std::min_element(tv.begin(), tv.end()) - widen;
+      double hi = *std::max_element(tv.begin(), tv.end()) + widen;
+      const std::string name = key, what = field ? "test accuracy" : "steps to fit";
+      INFO(name, " ", what, ": minima mean ", mmean, ", PyTorch mean ", tmean, " (accepted ", lo, " .. ", hi, ")");
+      CHECK(mmean >= lo);
+      CHECK(mmean <= hi);
+      MESSAGE(name, " ", what, ": minima ", mmean, " PyTorch ", tmean, " (accepted ", lo, " .. ", hi, ")");
+      ++compared;
+    }
+  }
+  CHECK(compared == 8);
 }
