@@ -99,7 +99,7 @@ std::string pct(double v) {
 
 int run_randomization(cli::Args& a) {
   a.set_description(
-      "Zhang et al. 2017's randomization tests (Figure 1, Table 1): the same network, optimizer and\n"
+      "Zhang et al. 2017's randomization tests (Figure 1): the same network, optimizer and\n"
       "initialization trained on true labels, random labels, shuffled pixels, random pixels, Gaussian\n"
       "images and partially corrupted labels, each until it fits its training set. Reports training\n"
       "loss against steps, steps to fit and test error against the corruption level, and renders\n"
