@@ -93,3 +93,20 @@ TEST_CASE("bench train: images/s per network on the CPU, without the PyTorch pee
   CHECK(no_torch.rc != 0);
   CHECK(no_torch.output.find("--torch on but python3 cannot import torch") != std::string::npos);
 }
+
+TEST_CASE("bench cpu: GEMM and both conv2d layers, each row with its figures") {
+  auto r = run_minima("bench cpu --reps 1 --threads 2 --python ''");
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  CHECK(r.output.find("PyTorch peer unavailable") != std::string::npos);
+  for (const char* row : {"sgemm 256^3 (GFLOP/s)", "sgemm 512^3 (GFLOP/s)", "sgemm 1024^3 (GFLOP/s)",
+                          "conv 128x64x32x32 3x3 fwd (ms)", "conv 128x64x32x32 3x3 fwd+bwd (ms)",
+                          "conv 128x256x8x8 3x3 fwd (ms)", "conv 128x256x8x8 3x3 fwd+bwd (ms)"}) {
+    INFO(row);
+    std::vector<double> v = numbers_after(r.output, row);
+    REQUIRE(v.size() == 1);  // minima's figure; the peer and ratio columns read n/a
+    CHECK(std::isfinite(v[0]));
+    CHECK(v[0] > 0);
+  }
+  apptest::check_rejects("bench cpu --reps 0", "--threads and --reps must be positive");
+}
