@@ -101,14 +101,17 @@ LocalResponseNorm::LocalResponseNorm(int64_t size, double alpha, double beta, do
 Tensor LocalResponseNorm::forward(const Tensor& x) {
   MINIMA_CHECK(x.dim() >= 3, "LocalResponseNorm: expected [N, C, ...], got ", shape_str(x.shape()));
   const int64_t C = x.size(1);
+  // bfloat16 activations (mixed precision) are normalized in float32: a sum of squares over the
+  // window would keep only about three digits in bfloat16.
+  const Tensor xf = x.dtype() == DType::bf16 ? x.to(DType::f32) : x;
   // Pad the channel dim (pair ndim-2 in F.pad order, which starts from the last dim).
   std::vector<int64_t> pads(size_t(2 * (x.dim() - 1)), 0);
   pads[size_t(2 * (x.dim() - 2))] = size / 2;
   pads[size_t(2 * (x.dim() - 2) + 1)] = (size - 1) / 2;
-  Tensor sq = pad(x * x, pads);
+  Tensor sq = pad(xf * xf, pads);
   Tensor window = sq.narrow(1, 0, C);
   for (int64_t j = 1; j < size; ++j) window = window + sq.narrow(1, j, C);
-  return x / pow(window * (alpha / double(size)) + k, beta);
+  return (xf / pow(window * (alpha / double(size)) + k, beta)).to(x.dtype());
 }
 
 std::string LocalResponseNorm::describe() const {

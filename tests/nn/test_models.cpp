@@ -249,6 +249,15 @@ TEST_CASE("LocalResponseNorm equals its formula, edges included, and has exact g
     INFO(r.message);
     CHECK(r.ok);
   }
+  {  // bfloat16 input: computed in float32 and rounded once, so within bfloat16's unit roundoff (2^-8)
+    Tensor x = randn({2, 8, 3, 3}, g) * 2.0;
+    LocalResponseNorm lrn(5, 0.01, 0.75, 1.0);
+    Tensor yb = lrn(x.to(DType::bf16));
+    CHECK(yb.dtype() == DType::bf16);
+    auto got = yb.to(DType::f32).to_vector<float>(), want = lrn(x.to(DType::bf16).to(DType::f32)).to_vector<float>();
+    for (size_t i = 0; i < got.size(); ++i)
+      CHECK(std::abs(got[i] - want[i]) <= std::abs(want[i]) * (1.0 / 256) * 1.001);
+  }
   CHECK_THROWS_WITH_AS(LocalResponseNorm(0), doctest::Contains("size must be at least 1"), Error);
   LocalResponseNorm lrn(5);
   CHECK_THROWS_WITH_AS(lrn(zeros({4, 3})), doctest::Contains("expected [N, C, ...]"), Error);
