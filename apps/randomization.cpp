@@ -2,8 +2,8 @@
 // Recht and Vinyals (2017), "Understanding deep learning requires rethinking generalization"
 // (their Figure 1 and the random-label rows of Table 1).
 //
-// One network, one optimizer and one initialization (the same seed for every run) are trained on
-// the training set under each randomization of data/transforms.h:
+// One network, one optimizer and one initialization (per seed of --seeds, shared by all variants)
+// are trained on the training set under each randomization of data/transforms.h:
 //   true-labels, random-labels, shuffled-pixels (one permutation, test set permuted too),
 //   random-pixels (a permutation per image), gaussian (i.i.d. values with the data's mean and std),
 //   and labels corrupted with probability p for each p of --corruption (p = 0 is true-labels and
@@ -87,13 +87,112 @@ std::vector<Variant> plan(const std::vector<std::string>& variants, const std::v
 
 struct RunResult {
   Variant v;
-  int64_t epochs = 0, steps = 0, steps_to_fit = -1;
+  int64_t seed = 0, epochs = 0, steps = 0, steps_to_fit = -1;
   double train_acc = 0, train_loss = 0, test_acc = 0, test_loss = 0, seconds = 0;
 };
+
+// Everything the runs share.
+struct Settings {
+  std::string arch;
+  data::Splits base;           // after --subset and the optional crop
+  data::Normalize norm = data::Normalize::dataset;
+  Shape in_chw;
+  int64_t classes = 0, batch = 128, epochs = 300, decay_steps = 391;
+  double lr = 0.01, momentum = 0.9, wd = 0, decay = 0.95, fit_acc = 100;
+  Device device;
+};
+
+// One variant from seed's initialization, until it fits or runs out of epochs; one row per epoch
+// goes to `log` under run number `index`.
+RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_t index, size_t total,
+                        apps::Table& log) {
+  const int64_t eval_batch = 1000;
+  apps::Stopwatch sw;
+  data::Splits s = c.base;
+  // The randomizations draw from their own stream ("zhang" in ASCII), so a run's labels or
+  // permutation do not depend on which other runs were chosen.
+  data::apply_randomization(s, v.kind, v.p, Generator::mix(uint64_t(seed), 0x7a68616e67ULL));
+  data::Normalize train_norm = c.norm;  // the test images keep c.norm
+  if (c.norm == data::Normalize::per_image && s.train.images.dtype() != DType::u8) {
+    // Gaussian images are float32: whitened here, once (the runs have no augmentation, so
+    // whitening each batch would give the same values).
+    s.train = data::whiten_per_image(s.train);
+    train_norm = data::Normalize::none;
+  }
+  Generator g(static_cast<uint64_t>(seed));
+  auto model = nn::make_model(c.arch, c.in_chw, c.classes, g);
+  model->to(c.device);
+  optim::SGD opt(model->parameters(), {c.lr, c.momentum, 0.0, c.wd, false});
+  data::Loader loader(s.train, c.batch, /*shuffle=*/true, uint64_t(seed), data::Augment{}, /*drop_last=*/false,
+                      c.device, train_norm);
+  RunResult res;
+  res.v = v;
+  res.seed = seed;
+  const int64_t steps_per_epoch = loader.batches_per_epoch();
+  cli::Progress prog("[" + std::to_string(index + 1) + "/" + std::to_string(total) + "] " + v.label() + " seed " +
+                         std::to_string(seed),
+                     c.epochs);
+  for (int64_t e = 0; e < c.epochs; ++e) {
+    // Decayed by the steps taken, not the epochs: a subset's short epochs would otherwise decay
+    // the rate hundreds of times faster than in the paper.
+    opt.set_lr(c.lr * std::pow(c.decay, double(e * steps_per_epoch) / double(c.decay_steps)));
+    EpochResult tr = train_epoch(*model, opt, loader, e);
+    MINIMA_CHECK(std::isfinite(tr.loss), v.label(), ": training diverged at epoch ", e + 1, " (loss ", tr.loss,
+                 "); try a smaller --lr");
+    EpochResult fit = evaluate(*model, s.train, eval_batch, c.device, train_norm);
+    res.epochs = e + 1;
+    res.steps = (e + 1) * steps_per_epoch;
+    res.train_acc = fit.acc;
+    res.train_loss = fit.loss;
+    log.row({std::to_string(index), std::to_string(seed), v.kind, apps::Table::num(v.p), std::to_string(e + 1),
+             std::to_string(res.steps), apps::Table::num(opt.lr()), apps::Table::num(tr.loss),
+             apps::Table::num(fit.acc)});
+    prog.update(e + 1, "| loss " + cli::fmt(tr.loss, 4) + " | train acc " + cli::fmt(fit.acc, 4) + "%",
+                double(tr.samples) / std::max(tr.seconds, 1e-9));
+    if (fit.acc >= c.fit_acc) {
+      res.steps_to_fit = res.steps;
+      break;
+    }
+  }
+  EpochResult te = evaluate(*model, s.test, eval_batch, c.device, c.norm);
+  res.test_acc = te.acc;
+  res.test_loss = te.loss;
+  res.seconds = sw.seconds();
+  std::printf("%s, seed %lld: %s after %lld epochs (%lld steps), train acc %.2f%%, test acc %.2f%% (%s)\n",
+              v.label().c_str(), (long long)seed, res.steps_to_fit >= 0 ? "fitted" : "NOT fitted",
+              (long long)res.epochs, (long long)res.steps, res.train_acc, res.test_acc,
+              cli::format_duration(res.seconds).c_str());
+  return res;
+}
+
+// Mean and sample standard deviation (0 for fewer than two values).
+struct Stat {
+  double mean = 0, std = 0;
+  size_t n = 0;
+};
+Stat stat(const std::vector<double>& v) {
+  Stat s;
+  s.n = v.size();
+  if (v.empty()) return s;
+  for (double x : v) s.mean += x / double(v.size());
+  if (v.size() > 1) {
+    for (double x : v) s.std += (x - s.mean) * (x - s.mean) / double(v.size() - 1);
+    s.std = std::sqrt(s.std);
+  }
+  return s;
+}
 
 std::string pct(double v) {
   char b[32];
   std::snprintf(b, sizeof b, "%.2f", v);
+  return b;
+}
+std::string mean_std(const Stat& s, int decimals) {
+  char b[64];
+  if (s.n > 1)
+    std::snprintf(b, sizeof b, "%.*f ± %.*f", decimals, s.mean, decimals, s.std);
+  else
+    std::snprintf(b, sizeof b, "%.*f", decimals, s.mean);
   return b;
 }
 
@@ -102,10 +201,11 @@ int run_randomization(cli::Args& a) {
       "Zhang et al. 2017's randomization tests (Figure 1): the same network, optimizer and\n"
       "initialization trained on true labels, random labels, shuffled pixels, random pixels, Gaussian\n"
       "images and partially corrupted labels, each until it fits its training set. Reports training\n"
-      "loss against steps, steps to fit and test error against the corruption level, and renders\n"
-      "apps/plot/randomization.py.\n"
+      "loss against steps, steps to fit and test error against the corruption level (mean +- std over\n"
+      "--seeds), and renders apps/plot/randomization.py.\n"
       "example: minima randomization --out runs/randomization");
-  std::string arch = a.get_string("arch", "mlp", "network (minima models lists them)");
+  Settings c;
+  c.arch = a.get_string("arch", "mlp", "network (minima models lists them)");
   std::string dataset = a.get_string("dataset", "fashion-mnist", "dataset name");
   std::string data_dir = a.get_string("data-dir", "", "dataset directory (default: the dataset's usual place)");
   int64_t subset = a.get_int("subset", 5000, "train on the first N training images (0: all)");
@@ -114,19 +214,19 @@ int run_randomization(cli::Args& a) {
       "randomizations: true-labels, random-labels, shuffled-pixels, random-pixels, gaussian");
   std::vector<double> corruption =
       a.get_double_list("corruption", "0,0.2,0.4,0.6,0.8,1", "label corruption probabilities (Figure 1b, 1c)");
-  int64_t epochs = a.get_int("epochs", 300, "epoch budget per run (a run stops once it fits)");
-  double fit_acc = a.get_double("fit-accuracy", 100.0, "training accuracy (%) that counts as fitted");
-  int64_t batch = a.get_int("batch", 128, "mini-batch size");
-  double lr = a.get_double("lr", 0.01, "learning rate (Zhang et al.: 0.01 for MLPs and AlexNet)");
-  double momentum = a.get_double("momentum", 0.9, "SGD momentum");
-  double decay = a.get_double("lr-decay", 0.95, "learning rate factor per --decay-steps steps (1: constant)");
-  int64_t decay_steps = a.get_int("decay-steps", 391,
-                                  "steps per lr decay: Zhang et al. decay once per CIFAR-10 epoch, 391 steps of 128");
-  double wd = a.get_double("weight-decay", 0.0, "L2 weight decay (coupled; Zhang et al.'s tests use none)");
+  c.epochs = a.get_int("epochs", 300, "epoch budget per run (a run stops once it fits)");
+  c.fit_acc = a.get_double("fit-accuracy", 100.0, "training accuracy (%) that counts as fitted");
+  c.batch = a.get_int("batch", 128, "mini-batch size");
+  c.lr = a.get_double("lr", 0.01, "learning rate (Zhang et al.: 0.01 for MLPs and AlexNet)");
+  c.momentum = a.get_double("momentum", 0.9, "SGD momentum");
+  c.decay = a.get_double("lr-decay", 0.95, "learning rate factor per --decay-steps steps (1: constant)");
+  c.decay_steps = a.get_int("decay-steps", 391,
+                            "steps per lr decay: Zhang et al. decay once per CIFAR-10 epoch, 391 steps of 128");
+  c.wd = a.get_double("weight-decay", 0.0, "L2 weight decay (coupled; Zhang et al.'s tests use none)");
   bool zhang_pre = a.get_flag("zhang-preprocessing",
                               "center crop to 28x28 and per-image whitening, as Zhang et al. did for CIFAR-10");
-  int64_t seed = a.get_int("seed", 0,
-                            "seed of the initialization (the same for every run), data order and randomizations");
+  std::vector<int64_t> seeds = a.get_int_list(
+      "seeds", "0", "seeds; each gives one initialization (shared by its variants), data order and randomization");
   std::string device_s = a.get_string("device", "cpu", "cpu, cuda, cuda:N or auto");
   cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
   nn::AutocastGuard precision(nn::precision_from_flag(a.get_string(
@@ -136,124 +236,67 @@ int run_randomization(cli::Args& a) {
   bool no_plot = a.get_flag("no-plot", "do not render the figure");
   if (a.finish()) return 0;
 
-  MINIMA_CHECK(epochs >= 1, "--epochs must be at least 1, got ", epochs);
-  MINIMA_CHECK(batch >= 1, "--batch must be at least 1, got ", batch);
-  MINIMA_CHECK(lr > 0, "--lr must be positive, got ", lr);
-  MINIMA_CHECK(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got ", momentum);
-  MINIMA_CHECK(decay > 0 && decay <= 1, "--lr-decay must be in (0, 1], got ", decay);
-  MINIMA_CHECK(decay_steps >= 1, "--decay-steps must be at least 1, got ", decay_steps);
-  MINIMA_CHECK(wd >= 0, "--weight-decay must be >= 0, got ", wd);
-  MINIMA_CHECK(fit_acc > 0 && fit_acc <= 100, "--fit-accuracy must be in (0, 100], got ", fit_acc);
+  MINIMA_CHECK(c.epochs >= 1, "--epochs must be at least 1, got ", c.epochs);
+  MINIMA_CHECK(c.batch >= 1, "--batch must be at least 1, got ", c.batch);
+  MINIMA_CHECK(c.lr > 0, "--lr must be positive, got ", c.lr);
+  MINIMA_CHECK(c.momentum >= 0 && c.momentum < 1, "--momentum must be in [0, 1), got ", c.momentum);
+  MINIMA_CHECK(c.decay > 0 && c.decay <= 1, "--lr-decay must be in (0, 1], got ", c.decay);
+  MINIMA_CHECK(c.decay_steps >= 1, "--decay-steps must be at least 1, got ", c.decay_steps);
+  MINIMA_CHECK(c.wd >= 0, "--weight-decay must be >= 0, got ", c.wd);
+  MINIMA_CHECK(c.fit_acc > 0 && c.fit_acc <= 100, "--fit-accuracy must be in (0, 100], got ", c.fit_acc);
   MINIMA_CHECK(subset >= 0, "--subset must be >= 0, got ", subset);
+  MINIMA_CHECK(!seeds.empty(), "--seeds: give at least one seed");
+  for (size_t i = 0; i < seeds.size(); ++i)
+    for (size_t j = 0; j < i; ++j) MINIMA_CHECK(seeds[i] != seeds[j], "--seeds: seed ", seeds[i], " is listed twice");
   std::vector<Variant> runs = plan(variants, corruption);
   set_threads(threads);
-  Device device = device_from_flag(device_s);
+  c.device = device_from_flag(device_s);
 
   apps::Stopwatch clock;
-  data::Splits base = data::load_dataset(dataset, data_dir);
+  c.base = data::load_dataset(dataset, data_dir);
   if (subset > 0) {
-    MINIMA_CHECK(subset <= base.train.size(), "--subset ", subset, " is larger than the ", base.train.size(),
+    MINIMA_CHECK(subset <= c.base.train.size(), "--subset ", subset, " is larger than the ", c.base.train.size(),
                  " training images of ", dataset);
-    base.train = data::subset(base.train, subset);
+    c.base.train = data::subset(c.base.train, subset);
   }
-  if (zhang_pre && (base.train.height() > 28 || base.train.width() > 28)) data::center_crop(base, 28);
-  const data::Normalize norm = zhang_pre ? data::Normalize::per_image : data::Normalize::dataset;
-  Shape in_chw = {base.train.channels(), base.train.height(), base.train.width()};
-  const int64_t classes = base.train.num_classes;
-  const int64_t eval_batch = 1000;
+  if (zhang_pre && (c.base.train.height() > 28 || c.base.train.width() > 28)) data::center_crop(c.base, 28);
+  c.norm = zhang_pre ? data::Normalize::per_image : data::Normalize::dataset;
+  c.in_chw = {c.base.train.channels(), c.base.train.height(), c.base.train.width()};
+  c.classes = c.base.train.num_classes;
 
   cli::RunDir dir(out);
   Json extra = Json::object();
-  extra["train_images"] = base.train.size();
-  extra["test_images"] = base.test.size();
-  extra["device"] = device.str();
+  extra["train_images"] = c.base.train.size();
+  extra["test_images"] = c.base.test.size();
+  extra["device"] = c.device.str();
   dir.write_config(a, extra);
 
   {
-    Generator g0(static_cast<uint64_t>(seed));
-    auto probe = nn::make_model(arch, in_chw, classes, g0);
-    std::printf("randomization tests: %s (%lld parameters) on %lld %s training images, %zu run%s, "
-                "SGD lr %g x%g per %lld steps, momentum %g, batch %lld, until %g%% training accuracy or %lld epochs (%s)\n",
-                arch.c_str(), (long long)probe->num_parameters(), (long long)base.train.size(), dataset.c_str(),
-                runs.size(), runs.size() == 1 ? "" : "s", lr, decay, (long long)decay_steps, momentum, (long long)batch, fit_acc, (long long)epochs,
-                device.str().c_str());
+    Generator g0(static_cast<uint64_t>(seeds[0]));
+    int64_t params = nn::make_model(c.arch, c.in_chw, c.classes, g0)->num_parameters();
+    std::printf("randomization tests: %s (%lld parameters) on %lld %s training images, %zu variant%s x %zu seed%s, "
+                "SGD lr %g x%g per %lld steps, momentum %g, batch %lld, until %g%% training accuracy or %lld "
+                "epochs (%s)\n",
+                c.arch.c_str(), (long long)params, (long long)c.base.train.size(), dataset.c_str(), runs.size(),
+                runs.size() == 1 ? "" : "s", seeds.size(), seeds.size() == 1 ? "" : "s", c.lr, c.decay,
+                (long long)c.decay_steps, c.momentum, (long long)c.batch, c.fit_acc, (long long)c.epochs,
+                c.device.str().c_str());
   }
 
-  apps::Table log({"run", "kind", "p", "epoch", "step", "lr", "train_loss", "train_acc"});
-  std::vector<RunResult> results;
-  for (size_t r = 0; r < runs.size(); ++r) {
-    const Variant& v = runs[r];
-    apps::Stopwatch sw;
-    data::Splits s = base;
-    // The randomizations draw from their own stream ("zhang" in ASCII), so a run's labels or
-    // permutation do not depend on which other runs were chosen.
-    data::apply_randomization(s, v.kind, v.p, Generator::mix(uint64_t(seed), 0x7a68616e67ULL));
-    data::Normalize run_norm = norm;  // of the training images; the test images keep `norm`
-    if (norm == data::Normalize::per_image && s.train.images.dtype() != DType::u8) {
-      // Gaussian images are float32: whitened here, once (the runs have no augmentation, so
-      // whitening each batch would give the same values).
-      s.train = data::whiten_per_image(s.train);
-      run_norm = data::Normalize::none;
+  apps::Table log({"run", "seed", "kind", "p", "epoch", "step", "lr", "train_loss", "train_acc"});
+  std::vector<RunResult> results;  // seed by seed, each with every variant in plan order
+  const size_t total = runs.size() * seeds.size();
+  for (int64_t seed : seeds)
+    for (const Variant& v : runs) {
+      results.push_back(train_variant(c, v, seed, results.size(), total, log));
+      log.write(dir.file("metrics.csv"));  // after every run, so a killed experiment keeps the finished ones
     }
-    Generator g(static_cast<uint64_t>(seed));
-    auto model = nn::make_model(arch, in_chw, classes, g);
-    model->to(device);
-    optim::SGD opt(model->parameters(), {lr, momentum, 0.0, wd, false});
-    data::Loader loader(s.train, batch, /*shuffle=*/true, uint64_t(seed), data::Augment{}, /*drop_last=*/false,
-                        device, run_norm);
-    RunResult res;
-    res.v = v;
-    const int64_t steps_per_epoch = loader.batches_per_epoch();
-    std::string tag = "[" + std::to_string(r + 1) + "/" + std::to_string(runs.size()) + "] " + v.label();
-    cli::Progress prog(tag, epochs);
-    for (int64_t e = 0; e < epochs; ++e) {
-      // Decayed by the steps taken, not the epochs: a subset's short epochs would otherwise decay
-      // the rate hundreds of times faster than in the paper.
-      opt.set_lr(lr * std::pow(decay, double(e * steps_per_epoch) / double(decay_steps)));
-      EpochResult tr = train_epoch(*model, opt, loader, e);
-      MINIMA_CHECK(std::isfinite(tr.loss), v.label(), ": training diverged at epoch ", e + 1, " (loss ", tr.loss,
-                   "); try a smaller --lr");
-      EpochResult fit = evaluate(*model, s.train, eval_batch, device, run_norm);
-      res.epochs = e + 1;
-      res.steps = (e + 1) * steps_per_epoch;
-      res.train_acc = fit.acc;
-      res.train_loss = fit.loss;
-      log.row({std::to_string(r), v.kind, apps::Table::num(v.p), std::to_string(e + 1), std::to_string(res.steps),
-               apps::Table::num(opt.lr()), apps::Table::num(tr.loss), apps::Table::num(fit.acc)});
-      prog.update(e + 1, "| loss " + cli::fmt(tr.loss, 4) + " | train acc " + cli::fmt(fit.acc, 4) + "%",
-                  double(tr.samples) / std::max(tr.seconds, 1e-9));
-      if (fit.acc >= fit_acc) {
-        res.steps_to_fit = res.steps;
-        break;
-      }
-    }
-    EpochResult te = evaluate(*model, s.test, eval_batch, device, norm);
-    res.test_acc = te.acc;
-    res.test_loss = te.loss;
-    res.seconds = sw.seconds();
-    results.push_back(res);
-    std::printf("%s: %s after %lld epochs (%lld steps), train acc %.2f%%, test acc %.2f%% (%s)\n", v.label().c_str(),
-                res.steps_to_fit >= 0 ? "fitted" : "NOT fitted", (long long)res.epochs, (long long)res.steps,
-                res.train_acc, res.test_acc, cli::format_duration(res.seconds).c_str());
-    log.write(dir.file("metrics.csv"));  // after every run, so a killed experiment keeps the finished ones
-  }
 
-  // summary.json and results.md
-  Json sj = Json::array();
-  std::ostringstream md;
-  md << "# Randomization tests (Zhang et al. 2017)\n\n"
-     << arch << " on " << base.train.size() << " " << dataset << " training images"
-     << (zhang_pre ? " (center crop 28x28, per-image whitening)" : "") << "; SGD lr " << lr << " x" << decay
-     << " per " << decay_steps << " steps, momentum " << momentum << ", weight decay " << wd << ", batch " << batch
-     << "; seed " << seed
-     << ". Each run stops at " << fit_acc << "% training accuracy or " << epochs << " epochs.\n\n"
-     << "| randomization | train acc % | test acc % | test error % | epochs | steps to fit |\n"
-     << "|---|---|---|---|---|---|\n";
-  int64_t base_steps = -1;
-  for (const auto& r : results)
-    if (r.v.kind == "true-labels") base_steps = r.steps_to_fit;
+  // summary.json: every run, and per variant the mean +- std over seeds; results.md: the latter.
+  Json runs_j = Json::array();
   for (const auto& r : results) {
     Json j = Json::object();
+    j["seed"] = r.seed;
     j["kind"] = r.v.kind;
     j["p"] = r.v.p;
     j["corruption"] = r.v.corruption();
@@ -267,20 +310,70 @@ int run_randomization(cli::Args& a) {
     j["test_acc"] = r.test_acc;
     j["test_loss"] = r.test_loss;
     j["seconds"] = r.seconds;
-    if (base_steps > 0 && r.steps_to_fit > 0)
-      j["fit_time_vs_true_labels"] = double(r.steps_to_fit) / double(base_steps);
-    sj.push_back(j);
-    md << "| " << r.v.label() << " | " << pct(r.train_acc) << " | " << pct(r.test_acc) << " | "
-       << pct(100 - r.test_acc) << " | " << r.epochs << " | "
-       << (r.steps_to_fit >= 0 ? std::to_string(r.steps_to_fit) : "not fitted") << " |\n";
+    runs_j.push_back(j);
   }
+  std::ostringstream md;
+  md << "# Randomization tests (Zhang et al. 2017)\n\n"
+     << c.arch << " on " << c.base.train.size() << " " << dataset << " training images"
+     << (zhang_pre ? " (center crop 28x28, per-image whitening)" : "") << "; SGD lr " << c.lr << " x" << c.decay
+     << " per " << c.decay_steps << " steps, momentum " << c.momentum << ", weight decay " << c.wd << ", batch "
+     << c.batch << "; " << seeds.size() << " seed" << (seeds.size() == 1 ? "" : "s")
+     << (seeds.size() > 1 ? " (mean ± std)" : "") << ". Each run stops at " << c.fit_acc
+     << "% training accuracy or " << c.epochs << " epochs; steps to fit are over the runs that fitted.\n\n"
+     << "| randomization | fitted | train acc % | test acc % | test error % | steps to fit | vs true labels |\n"
+     << "|---|---|---|---|---|---|---|\n";
+  Json variants_j = Json::array();
+  double base_steps = -1;  // mean steps to fit of true-labels, when every seed fitted
+  for (int pass = 0; pass < 2; ++pass)
+    for (const Variant& v : runs) {
+      std::vector<double> steps, test, train;
+      for (const auto& r : results) {
+        if (r.v.kind != v.kind || r.v.p != v.p) continue;
+        if (r.steps_to_fit >= 0) steps.push_back(double(r.steps_to_fit));
+        test.push_back(r.test_acc);
+        train.push_back(r.train_acc);
+      }
+      Stat st = stat(steps), te = stat(test), tr = stat(train);
+      bool all_fitted = steps.size() == seeds.size();
+      if (pass == 0) {
+        if (v.kind == "true-labels" && all_fitted) base_steps = st.mean;
+        continue;
+      }
+      Json j = Json::object();
+      j["kind"] = v.kind;
+      j["p"] = v.p;
+      j["corruption"] = v.corruption();
+      j["label"] = v.label();
+      j["seeds"] = int64_t(seeds.size());
+      j["fitted"] = int64_t(steps.size());
+      j["steps_to_fit_mean"] = steps.empty() ? -1.0 : st.mean;
+      j["steps_to_fit_std"] = st.std;
+      j["test_acc_mean"] = te.mean;
+      j["test_acc_std"] = te.std;
+      j["train_acc_mean"] = tr.mean;
+      std::string ratio = "-";
+      if (base_steps > 0 && all_fitted) {
+        j["fit_time_vs_true_labels"] = st.mean / base_steps;
+        char b[32];
+        std::snprintf(b, sizeof b, "%.2fx", st.mean / base_steps);
+        ratio = b;
+      }
+      variants_j.push_back(j);
+      md << "| " << v.label() << " | " << steps.size() << "/" << seeds.size() << " | " << pct(tr.mean) << " | "
+         << mean_std(te, 2) << " | " << pct(100 - te.mean) << " | " << (steps.empty() ? "-" : mean_std(st, 0))
+         << " | " << ratio << " |\n";
+    }
   Json s = Json::object();
-  s["arch"] = arch;
+  s["arch"] = c.arch;
   s["dataset"] = dataset;
-  s["train_images"] = base.train.size();
-  s["classes"] = classes;
-  s["steps_per_epoch"] = (base.train.size() + batch - 1) / batch;
-  s["runs"] = sj;
+  s["train_images"] = c.base.train.size();
+  s["classes"] = c.classes;
+  s["steps_per_epoch"] = (c.base.train.size() + c.batch - 1) / c.batch;
+  Json seeds_j = Json::array();
+  for (int64_t sd : seeds) seeds_j.push_back(sd);
+  s["seeds"] = seeds_j;
+  s["runs"] = runs_j;
+  s["variants"] = variants_j;
   s["seconds"] = clock.seconds();
   dir.write_summary(s);
   write_file_atomic(dir.file("results.md"), md.str());

@@ -1,17 +1,19 @@
 """Figure of `minima randomization` (Zhang et al. 2017, Figure 1).
 
-(a) mean training loss of each epoch against steps, one curve per randomization (label
-corruption levels dotted, darker for more corruption); (b) steps until the training set is fitted
-against the label corruption level, also as a multiple of the true-label run's; (c) test error on
-the true test labels against the corruption level; (d) every run's steps to fit and test error
-side by side, the pixel and image randomizations included.
+(a) mean training loss of each epoch against steps, one curve per randomization, for the first
+seed (label corruption levels dotted, darker for more corruption); (b) steps until the training set
+is fitted against the label corruption level, also as a multiple of the true labels'; (c) test
+error on the true test labels against the corruption level; (d) every variant's steps to fit and
+test error side by side, the pixel and image randomizations included. (b)-(d) show the mean over
+seeds with the standard deviation as error bars.
 """
 from common import plt, read_csv, read_json, run_dir, save
 
 d = run_dir()
 s = read_json(d + "/summary.json")
 rows = read_csv(d + "/metrics.csv")
-runs = s["runs"]
+runs, variants, seeds = s["runs"], s["variants"], s["seeds"]
+multi = len(seeds) > 1
 
 fig, axes = plt.subplots(2, 2, figsize=(13, 9))
 axes = axes.ravel()
@@ -25,8 +27,14 @@ def color(r):
     return plt.cm.Greys(0.35 + 0.6 * r["corruption"])
 
 
+def all_fitted(v):
+    return v["fitted"] == v["seeds"]
+
+
 ax = axes[0]
 for i, r in enumerate(runs):
+    if r["seed"] != seeds[0]:
+        continue
     sel = [m for m in rows if int(m["run"]) == i]
     ls = ":" if r["kind"] == "corrupt-labels" else ("--" if r["kind"] == "shuffled-pixels" else "-")
     ax.plot([m["step"] / 1000.0 for m in sel], [m["train_loss"] for m in sel], ls, color=color(r),
@@ -34,57 +42,59 @@ for i, r in enumerate(runs):
 ax.set_yscale("log")
 ax.set_xlabel("thousand steps")
 ax.set_ylabel("training loss (mean over the epoch's steps)")
-ax.set_title("(a) learning curves")
+ax.set_title("(a) learning curves" + (" (seed %d)" % seeds[0] if multi else ""))
 ax.legend(fontsize=7)
 
-curve = sorted((r for r in runs if r["corruption"] >= 0), key=lambda r: r["corruption"])
-others = [r for r in runs if r["corruption"] < 0]
+curve = sorted((v for v in variants if v["corruption"] >= 0), key=lambda v: v["corruption"])
+note = " (mean ± std over %d seeds)" % len(seeds) if multi else ""
 
 ax = axes[1]
-fitted = [r for r in curve if r["fitted"]]
-ax.plot([r["corruption"] for r in fitted], [r["steps_to_fit"] / 1000.0 for r in fitted], "o-",
-        label="label corruption")
-for r in curve:
-    if not r["fitted"]:
-        ax.plot([r["corruption"]], [r["steps"] / 1000.0], "rx", ms=10)
-        ax.annotate("not fitted", (r["corruption"], r["steps"] / 1000.0), fontsize=7)
-base = [r for r in runs if r["kind"] == "true-labels" and r["fitted"]]
-if base:
-    for r in fitted:
-        ax.annotate("%.1fx" % (r["steps_to_fit"] / base[0]["steps_to_fit"]),
-                    (r["corruption"], r["steps_to_fit"] / 1000.0), textcoords="offset points", xytext=(4, -10),
-                    fontsize=7)
+fitted = [v for v in curve if all_fitted(v)]
+ax.errorbar([v["corruption"] for v in fitted], [v["steps_to_fit_mean"] / 1000.0 for v in fitted],
+            yerr=[v["steps_to_fit_std"] / 1000.0 for v in fitted], fmt="o-", capsize=3, label="label corruption")
+for v in curve:
+    if not all_fitted(v):
+        ax.plot([v["corruption"]], [0], "rx", ms=10)
+        ax.annotate("fitted %d/%d" % (v["fitted"], v["seeds"]), (v["corruption"], 0), fontsize=7)
+for v in fitted:
+    if "fit_time_vs_true_labels" in v:
+        ax.annotate("%.1fx" % v["fit_time_vs_true_labels"], (v["corruption"], v["steps_to_fit_mean"] / 1000.0),
+                    textcoords="offset points", xytext=(4, -10), fontsize=7)
 ax.set_xlabel("label corruption")
 ax.set_ylabel("thousand steps to fit the training set")
-ax.set_title("(b) convergence slowdown")
+ax.set_title("(b) convergence slowdown" + note)
 ax.set_ylim(bottom=0)
 
 chance = 100.0 * (1 - 1.0 / s["classes"])
 ax = axes[2]
-ax.plot([r["corruption"] for r in curve], [100 - r["test_acc"] for r in curve], "o-", label="label corruption")
+ax.errorbar([v["corruption"] for v in curve], [100 - v["test_acc_mean"] for v in curve],
+            yerr=[v["test_acc_std"] for v in curve], fmt="o-", capsize=3, label="label corruption")
 ax.axhline(chance, color="gray", ls="--", lw=1, label="chance")
 ax.set_xlabel("label corruption")
 ax.set_ylabel("test error on the true test labels (%)")
-ax.set_title("(c) generalization error growth")
+ax.set_title("(c) generalization error growth" + note)
 ax.set_ylim(0, 100)
 ax.legend(fontsize=8, loc="lower right")
 
 ax = axes[3]
-xs = range(len(runs))
-ax.bar([x - 0.2 for x in xs], [(r["steps_to_fit"] if r["fitted"] else r["steps"]) / 1000.0 for r in runs], 0.4,
-       color=[color(r) for r in runs], edgecolor="k", label="thousand steps to fit (hatched: not fitted)")
-for x, r in zip(xs, runs):
-    if not r["fitted"]:
-        ax.bar([x - 0.2], [r["steps"] / 1000.0], 0.4, fill=False, hatch="//")
+xs = list(range(len(variants)))
+ax.bar([x - 0.2 for x in xs], [v["steps_to_fit_mean"] / 1000.0 if all_fitted(v) else 0 for v in variants], 0.4,
+       yerr=[v["steps_to_fit_std"] / 1000.0 if all_fitted(v) else 0 for v in variants],
+       color=[color(v) for v in variants], edgecolor="k", capsize=3)
+for x, v in zip(xs, variants):
+    if not all_fitted(v):
+        ax.annotate("fitted %d/%d" % (v["fitted"], v["seeds"]), (x - 0.2, 0), rotation=90, fontsize=7)
 ax.set_ylabel("thousand steps to fit")
-ax.set_xticks(list(xs))
-ax.set_xticklabels([r["label"].replace("corrupt-labels ", "") for r in runs], rotation=35, ha="right", fontsize=8)
+ax.set_xticks(xs)
+ax.set_xticklabels([v["label"].replace("corrupt-labels ", "") for v in variants], rotation=35, ha="right",
+                   fontsize=8)
 ax2 = ax.twinx()
-ax2.plot([x + 0.2 for x in xs], [100 - r["test_acc"] for r in runs], "ks", label="test error (%)")
+ax2.errorbar([x + 0.2 for x in xs], [100 - v["test_acc_mean"] for v in variants],
+             yerr=[v["test_acc_std"] for v in variants], fmt="ks", capsize=3)
 ax2.axhline(chance, color="gray", ls="--", lw=1)
 ax2.set_ylim(0, 100)
 ax2.set_ylabel("test error (%), squares")
-ax.set_title("(d) every run: time to fit (bars) and test error (squares)")
+ax.set_title("(d) every variant: time to fit (bars) and test error (squares)")
 
 fig.suptitle("Randomization tests (Zhang et al. 2017) on %d %s training images with %s"
              % (s["train_images"], s["dataset"], s["arch"]), y=1.0)

@@ -36,7 +36,7 @@ TEST_CASE("randomization: every variant is fitted, random labels fit slower and 
   const std::string& dir = tmp.path();
   auto r = apptest::run_minima(
       "randomization --subset 500 --variants true-labels,random-labels,shuffled-pixels,gaussian "
-      "--corruption 0.5 --epochs 300 --seed 0 --no-plot --out " + dir);
+      "--corruption 0.5 --epochs 300 --seeds 0 --no-plot --out " + dir);
   INFO(r.output);
   REQUIRE(r.rc == 0);
   Json s = apptest::summary(dir);
@@ -79,6 +79,42 @@ TEST_CASE("randomization: every variant is fitted, random labels fit slower and 
   apptest::check_figure("randomization.py", dir, "randomization");
 }
 
+TEST_CASE("randomization: each seed's runs do not depend on the other seeds, and variants aggregate them") {
+  if (!fashion_mnist_present()) return;
+  const std::string cfg = "randomization --subset 300 --variants true-labels,gaussian --corruption 0.5 --epochs 3 "
+                          "--threads 1 --no-plot";
+  apptest::TempDir both("randomization-seeds"), one("randomization-seed");
+  auto r2 = apptest::run_minima(cfg + " --seeds 3,7 --out " + both.path());
+  INFO(r2.output);
+  REQUIRE(r2.rc == 0);
+  auto r1 = apptest::run_minima(cfg + " --seeds 7 --out " + one.path());
+  INFO(r1.output);
+  REQUIRE(r1.rc == 0);
+  Json s2 = apptest::summary(both.path()), s1 = apptest::summary(one.path());
+  REQUIRE(s2.at("runs").size() == 6);
+  REQUIRE(s1.at("runs").size() == 3);
+  // Seed 7's runs come after seed 3's, in the same variant order, and are bitwise the same.
+  for (size_t i = 0; i < 3; ++i) {
+    const Json &a = s2.at("runs")[3 + i], &b = s1.at("runs")[i];
+    CHECK(a.at("seed").as_int() == 7);
+    CHECK(s2.at("runs")[i].at("seed").as_int() == 3);
+    CHECK(a.at("label").as_string() == b.at("label").as_string());
+    CHECK(a.at("train_loss").as_double() == b.at("train_loss").as_double());
+    CHECK(a.at("test_acc").as_double() == b.at("test_acc").as_double());
+  }
+  // Per variant: the mean and sample std of the two seeds' test accuracies.
+  REQUIRE(s2.at("variants").size() == 3);
+  for (size_t v = 0; v < 3; ++v) {
+    const Json& agg = s2.at("variants")[v];
+    double x = s2.at("runs")[v].at("test_acc").as_double(), y = s2.at("runs")[3 + v].at("test_acc").as_double();
+    CHECK(agg.at("label").as_string() == s2.at("runs")[v].at("label").as_string());
+    CHECK(agg.at("seeds").as_int() == 2);
+    CHECK(agg.at("test_acc_mean").as_double() == doctest::Approx((x + y) / 2));
+    CHECK(agg.at("test_acc_std").as_double() == doctest::Approx(std::abs(x - y) / std::sqrt(2.0)));
+  }
+  apptest::check_rejects("randomization --seeds 1,1", "--seeds: seed 1 is listed twice");
+}
+
 TEST_CASE("randomization: corruption 0 and 1 are the true- and random-label runs, and bad flags are rejected") {
   if (fashion_mnist_present()) {
     apptest::TempDir tmp("randomization-plan");
@@ -118,14 +154,15 @@ TEST_CASE("randomization: steps to fit and test accuracy agree with the PyTorch 
   if (!fashion_mnist_present()) return;
   const std::vector<int> seeds = {0, 1, 2, 3};
   std::map<std::string, std::vector<double>> mine_steps, mine_acc;
-  for (int seed : seeds) {
+  {
     apptest::TempDir tmp("randomization-xc");
     auto r = apptest::run_minima(
         "randomization --subset 500 --variants true-labels,random-labels,gaussian --corruption 0.5 --threads 1 "
-        "--no-plot --seed " + std::to_string(seed) + " --out " + tmp.path());
+        "--no-plot --seeds 0,1,2,3 --out " + tmp.path());
     INFO(r.output);
     REQUIRE(r.rc == 0);
     Json s = apptest::summary(tmp.path());
+    REQUIRE(s.at("runs").size() == 4 * seeds.size());
     for (const auto& run : s.at("runs").elements()) {
       std::string kind = run.at("kind").as_string();
       std::string key = kind == "corrupt-labels" ? "corrupt-labels:0.5" : kind;
