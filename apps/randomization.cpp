@@ -20,6 +20,7 @@
 // augmentation. --zhang-preprocessing applies their crop and whitening; the default run is a
 // CPU-sized version on a subset of Fashion-MNIST (see --help and the README for the numbers).
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -102,10 +103,10 @@ struct Settings {
   Device device;
 };
 
-// One variant from seed's initialization, until it fits or runs out of epochs; one row per epoch
-// goes to `log` under run number `index`.
+// One variant from seed's initialization, until it fits or runs out of epochs; one metrics row per
+// epoch goes to `rows`, under run number `index`.
 RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_t index, size_t total,
-                        apps::Table& log) {
+                        std::vector<std::vector<std::string>>& rows) {
   const int64_t eval_batch = 1000;
   apps::Stopwatch sw;
   data::Splits s = c.base;
@@ -144,9 +145,9 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
     res.steps = (e + 1) * steps_per_epoch;
     res.train_acc = fit.acc;
     res.train_loss = fit.loss;
-    log.row({std::to_string(index), std::to_string(seed), v.kind, apps::Table::num(v.p), std::to_string(e + 1),
-             std::to_string(res.steps), apps::Table::num(opt.lr()), apps::Table::num(tr.loss),
-             apps::Table::num(fit.acc)});
+    rows.push_back({std::to_string(index), std::to_string(seed), v.kind, apps::Table::num(v.p),
+                    std::to_string(e + 1), std::to_string(res.steps), apps::Table::num(opt.lr()),
+                    apps::Table::num(tr.loss), apps::Table::num(fit.acc)});
     prog.update(e + 1, "| loss " + cli::fmt(tr.loss, 4) + " | train acc " + cli::fmt(fit.acc, 4) + "%",
                 double(tr.samples) / std::max(tr.seconds, 1e-9));
     if (fit.acc >= c.fit_acc) {
@@ -163,6 +164,51 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
               (long long)res.epochs, (long long)res.steps, res.train_acc, res.test_acc,
               cli::format_duration(res.seconds).c_str());
   return res;
+}
+
+// ---- finished runs on disk, for --resume ----
+// Each finished run is written to runs/seed<S>_<label>.json (atomically): its result, its
+// metrics rows and the settings it ran under. --resume loads those files instead of training
+// again, after checking that the settings are the same.
+std::string run_file(const std::string& out, const Variant& v, int64_t seed) {
+  std::string name = "seed" + std::to_string(seed) + "_" + v.label();
+  for (char& ch : name)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '.') ch = '_';
+  return out + "/runs/" + name + ".json";
+}
+
+Json result_json(const RunResult& r) {
+  Json j = Json::object();
+  j["seed"] = r.seed;
+  j["kind"] = r.v.kind;
+  j["p"] = r.v.p;
+  j["corruption"] = r.v.corruption();
+  j["label"] = r.v.label();
+  j["fitted"] = r.steps_to_fit >= 0;
+  j["steps_to_fit"] = r.steps_to_fit;
+  j["epochs"] = r.epochs;
+  j["steps"] = r.steps;
+  j["train_acc"] = r.train_acc;
+  j["train_loss"] = r.train_loss;
+  j["test_acc"] = r.test_acc;
+  j["test_loss"] = r.test_loss;
+  j["seconds"] = r.seconds;
+  return j;
+}
+
+RunResult result_from_json(const Json& j, const Variant& v) {
+  RunResult r;
+  r.v = v;
+  r.seed = j.at("seed").as_int();
+  r.steps_to_fit = j.at("steps_to_fit").as_int();
+  r.epochs = j.at("epochs").as_int();
+  r.steps = j.at("steps").as_int();
+  r.train_acc = j.at("train_acc").as_double();
+  r.train_loss = j.at("train_loss").as_double();
+  r.test_acc = j.at("test_acc").as_double();
+  r.test_loss = j.at("test_loss").as_double();
+  r.seconds = j.at("seconds").as_double();
+  return r;
 }
 
 // Mean and sample standard deviation (0 for fewer than two values).
@@ -229,13 +275,17 @@ int run_randomization(cli::Args& a) {
       "seeds", "0", "seeds; each gives one initialization (shared by its variants), data order and randomization");
   std::string device_s = a.get_string("device", "cpu", "cpu, cuda, cuda:N or auto");
   cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
-  nn::AutocastGuard precision(nn::precision_from_flag(a.get_string(
-      "precision", "fp32", "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics")));
+  std::string precision_s = a.get_string(
+      "precision", "fp32", "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics");
+  nn::AutocastGuard precision(nn::precision_from_flag(precision_s));
   int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
   std::string out = a.get_string("out", "runs/randomization", "output directory");
   bool no_plot = a.get_flag("no-plot", "do not render the figure");
+  bool resume = a.get_flag("resume", "continue an interrupted experiment in --out (finished runs are loaded, not rerun)");
+  int64_t halt_after = a.get_int("halt-after-runs", 0, "stop after training N runs, as if killed (to try --resume)");
   if (a.finish()) return 0;
 
+  MINIMA_CHECK(halt_after >= 0, "--halt-after-runs must be >= 0, got ", halt_after);
   MINIMA_CHECK(c.epochs >= 1, "--epochs must be at least 1, got ", c.epochs);
   MINIMA_CHECK(c.batch >= 1, "--batch must be at least 1, got ", c.batch);
   MINIMA_CHECK(c.lr > 0, "--lr must be positive, got ", c.lr);
@@ -265,6 +315,25 @@ int run_randomization(cli::Args& a) {
   c.classes = c.base.train.num_classes;
 
   cli::RunDir dir(out);
+  if (!resume && cli::file_exists(dir.file("config.json")))
+    throw Error(str(out, " already holds an experiment; pass --resume to continue it or choose another --out"));
+  // What a finished run must have been trained with for --resume to reuse it.
+  Json settings = Json::object();
+  settings["arch"] = c.arch;
+  settings["dataset"] = dataset;
+  settings["train_images"] = c.base.train.size();
+  settings["zhang_preprocessing"] = zhang_pre;
+  settings["lr"] = c.lr;
+  settings["momentum"] = c.momentum;
+  settings["weight_decay"] = c.wd;
+  settings["lr_decay"] = c.decay;
+  settings["decay_steps"] = c.decay_steps;
+  settings["batch"] = c.batch;
+  settings["epochs"] = c.epochs;
+  settings["fit_accuracy"] = c.fit_acc;
+  settings["precision"] = precision_s;
+  const std::string settings_text = settings.dump();
+  cli::RunDir runs_dir(out + "/runs");  // the finished runs, one file each
   Json extra = Json::object();
   extra["train_images"] = c.base.train.size();
   extra["test_images"] = c.base.test.size();
@@ -286,32 +355,50 @@ int run_randomization(cli::Args& a) {
   apps::Table log({"run", "seed", "kind", "p", "epoch", "step", "lr", "train_loss", "train_acc"});
   std::vector<RunResult> results;  // seed by seed, each with every variant in plan order
   const size_t total = runs.size() * seeds.size();
+  int64_t trained = 0, loaded = 0;
   for (int64_t seed : seeds)
     for (const Variant& v : runs) {
-      results.push_back(train_variant(c, v, seed, results.size(), total, log));
-      log.write(dir.file("metrics.csv"));  // after every run, so a killed experiment keeps the finished ones
+      const std::string file = run_file(out, v, seed);
+      std::vector<std::vector<std::string>> rows;
+      if (resume && cli::file_exists(file)) {
+        Json j = Json::parse(read_file(file));
+        MINIMA_CHECK(j.at("settings").dump() == settings_text, "--resume: ", file,
+                     " was trained with other settings (", j.at("settings").dump(), ", now ", settings_text,
+                     "); choose another --out");
+        results.push_back(result_from_json(j.at("result"), v));
+        for (const auto& row : j.at("rows").elements()) {
+          std::vector<std::string> r;
+          for (const auto& cell : row.elements()) r.push_back(cell.as_string());
+          r[0] = std::to_string(results.size() - 1);  // the run's number in this experiment's order
+          rows.push_back(r);
+        }
+        ++loaded;
+        std::printf("%s, seed %lld: loaded from %s\n", v.label().c_str(), (long long)seed, file.c_str());
+      } else {
+        MINIMA_CHECK(halt_after == 0 || trained < halt_after, "stopped after ", trained,
+                     " runs as --halt-after-runs asked; rerun with --resume");
+        results.push_back(train_variant(c, v, seed, results.size(), total, rows));
+        ++trained;
+        Json j = Json::object();
+        j["settings"] = settings;
+        j["result"] = result_json(results.back());
+        Json rows_j = Json::array();
+        for (const auto& r : rows) {
+          Json row = Json::array();
+          for (const auto& cell : r) row.push_back(cell);
+          rows_j.push_back(row);
+        }
+        j["rows"] = rows_j;
+        write_file_atomic(file, j.dump() + "\n");
+      }
+      for (auto& r : rows) log.row(r);
+      log.write(dir.file("metrics.csv"));
     }
+  if (loaded > 0) std::printf("resumed: %lld runs loaded, %lld trained\n", (long long)loaded, (long long)trained);
 
   // summary.json: every run, and per variant the mean +- std over seeds; results.md: the latter.
   Json runs_j = Json::array();
-  for (const auto& r : results) {
-    Json j = Json::object();
-    j["seed"] = r.seed;
-    j["kind"] = r.v.kind;
-    j["p"] = r.v.p;
-    j["corruption"] = r.v.corruption();
-    j["label"] = r.v.label();
-    j["fitted"] = r.steps_to_fit >= 0;
-    j["steps_to_fit"] = r.steps_to_fit;
-    j["epochs"] = r.epochs;
-    j["steps"] = r.steps;
-    j["train_acc"] = r.train_acc;
-    j["train_loss"] = r.train_loss;
-    j["test_acc"] = r.test_acc;
-    j["test_loss"] = r.test_loss;
-    j["seconds"] = r.seconds;
-    runs_j.push_back(j);
-  }
+  for (const auto& r : results) runs_j.push_back(result_json(r));
   std::ostringstream md;
   md << "# Randomization tests (Zhang et al. 2017)\n\n"
      << c.arch << " on " << c.base.train.size() << " " << dataset << " training images"

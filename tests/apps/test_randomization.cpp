@@ -115,6 +115,41 @@ TEST_CASE("randomization: each seed's runs do not depend on the other seeds, and
   apptest::check_rejects("randomization --seeds 1,1", "--seeds: seed 1 is listed twice");
 }
 
+TEST_CASE("randomization: a killed experiment resumes to the same results, and --out is never overwritten") {
+  if (!fashion_mnist_present()) return;
+  const std::string cfg = "randomization --subset 300 --variants true-labels,gaussian --corruption 0.5 --epochs 3 "
+                          "--threads 1 --no-plot --seeds 3,7";
+  apptest::TempDir whole("randomization-whole"), killed("randomization-killed");
+  auto r = apptest::run_minima(cfg + " --out " + whole.path());
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  auto k = apptest::run_minima(cfg + " --halt-after-runs 4 --out " + killed.path());
+  CHECK(k.rc != 0);
+  CHECK(k.output.find("stopped after 4 runs") != std::string::npos);
+  // Without --resume the directory is refused; with it the four finished runs are loaded.
+  auto again = apptest::run_minima(cfg + " --out " + killed.path());
+  CHECK(again.rc != 0);
+  CHECK(again.output.find("already holds an experiment; pass --resume") != std::string::npos);
+  auto res = apptest::run_minima(cfg + " --resume --out " + killed.path());
+  INFO(res.output);
+  REQUIRE(res.rc == 0);
+  CHECK(res.output.find("resumed: 4 runs loaded, 2 trained") != std::string::npos);
+  CHECK(read_file(whole.path() + "/metrics.csv") == read_file(killed.path() + "/metrics.csv"));
+  Json a = apptest::summary(whole.path()), b = apptest::summary(killed.path());
+  REQUIRE(a.at("runs").size() == 6);
+  REQUIRE(b.at("runs").size() == 6);
+  for (size_t i = 0; i < 6; ++i) {
+    CHECK(a.at("runs")[i].at("label").as_string() == b.at("runs")[i].at("label").as_string());
+    CHECK(a.at("runs")[i].at("train_loss").as_double() == b.at("runs")[i].at("train_loss").as_double());
+    CHECK(a.at("runs")[i].at("test_acc").as_double() == b.at("runs")[i].at("test_acc").as_double());
+  }
+  CHECK(a.at("variants").dump() == b.at("variants").dump());
+  // Runs trained with other settings are not reused.
+  auto other = apptest::run_minima(cfg + " --resume --lr 0.02 --out " + killed.path());
+  CHECK(other.rc != 0);
+  CHECK(other.output.find("was trained with other settings") != std::string::npos);
+}
+
 TEST_CASE("randomization: corruption 0 and 1 are the true- and random-label runs, and bad flags are rejected") {
   if (fashion_mnist_present()) {
     apptest::TempDir tmp("randomization-plan");
@@ -136,6 +171,7 @@ TEST_CASE("randomization: corruption 0 and 1 are the true- and random-label runs
   apptest::check_rejects("randomization --lr-decay 0", "--lr-decay must be in (0, 1]");
   apptest::check_rejects("randomization --fit-accuracy 0", "--fit-accuracy must be in (0, 100]");
   apptest::check_rejects("randomization --decay-steps 0", "--decay-steps must be at least 1");
+  apptest::check_rejects("randomization --halt-after-runs -1", "--halt-after-runs must be >= 0");
 }
 
 // tests/crosscheck/randomization.py runs the same protocol in PyTorch (its own random draws for the
