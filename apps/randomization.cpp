@@ -281,7 +281,8 @@ int run_randomization(cli::Args& a) {
   int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
   std::string out = a.get_string("out", "runs/randomization", "output directory");
   bool no_plot = a.get_flag("no-plot", "do not render the figure");
-  bool resume = a.get_flag("resume", "continue an interrupted experiment in --out (finished runs are loaded, not rerun)");
+  bool resume =
+      a.get_flag("resume", "continue an interrupted experiment in --out (finished runs are loaded, not rerun)");
   int64_t halt_after = a.get_int("halt-after-runs", 0, "stop after training N runs, as if killed (to try --resume)");
   if (a.finish()) return 0;
 
