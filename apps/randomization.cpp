@@ -19,6 +19,10 @@
 // momentum 0.9, lr 0.01 (0.1 for Inception) decayed x0.95 per epoch, no weight decay, dropout or
 // augmentation. --zhang-preprocessing applies their crop and whitening; the default run is a
 // CPU-sized version on a subset of Fashion-MNIST (see --help and the README for the numbers).
+//
+// Outputs in --out: metrics.csv (one row per epoch of every run), summary.json (every run, and per
+// variant the mean and std over --seeds), results.md, the figure, and runs/ with one file per
+// finished run, which --resume loads instead of training the run again.
 #include <algorithm>
 #include <cctype>
 #include <cmath>
