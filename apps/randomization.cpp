@@ -414,47 +414,51 @@ int run_randomization(cli::Args& a) {
      << "% training accuracy or " << c.epochs << " epochs; steps to fit are over the runs that fitted.\n\n"
      << "| randomization | fitted | train acc % | test acc % | test error % | steps to fit | vs true labels |\n"
      << "|---|---|---|---|---|---|---|\n";
-  Json variants_j = Json::array();
-  double base_steps = -1;  // mean steps to fit of true-labels, when every seed fitted
-  for (int pass = 0; pass < 2; ++pass)
-    for (const Variant& v : runs) {
-      std::vector<double> steps, test, train;
-      for (const auto& r : results) {
-        if (r.v.kind != v.kind || r.v.p != v.p) continue;
-        if (r.steps_to_fit >= 0) steps.push_back(double(r.steps_to_fit));
-        test.push_back(r.test_acc);
-        train.push_back(r.train_acc);
-      }
-      Stat st = stat(steps), te = stat(test), tr = stat(train);
-      bool all_fitted = steps.size() == seeds.size();
-      if (pass == 0) {
-        if (v.kind == "true-labels" && all_fitted) base_steps = st.mean;
-        continue;
-      }
-      Json j = Json::object();
-      j["kind"] = v.kind;
-      j["p"] = v.p;
-      j["corruption"] = v.corruption();
-      j["label"] = v.label();
-      j["seeds"] = int64_t(seeds.size());
-      j["fitted"] = int64_t(steps.size());
-      j["steps_to_fit_mean"] = steps.empty() ? -1.0 : st.mean;
-      j["steps_to_fit_std"] = st.std;
-      j["test_acc_mean"] = te.mean;
-      j["test_acc_std"] = te.std;
-      j["train_acc_mean"] = tr.mean;
-      std::string ratio = "-";
-      if (base_steps > 0 && all_fitted) {
-        j["fit_time_vs_true_labels"] = st.mean / base_steps;
-        char b[32];
-        std::snprintf(b, sizeof b, "%.2fx", st.mean / base_steps);
-        ratio = b;
-      }
-      variants_j.push_back(j);
-      md << "| " << v.label() << " | " << steps.size() << "/" << seeds.size() << " | " << pct(tr.mean) << " | "
-         << mean_std(te, 2) << " | " << pct(100 - te.mean) << " | " << (steps.empty() ? "-" : mean_std(st, 0))
-         << " | " << ratio << " |\n";
+  // Per variant, over seeds: steps to fit (of the runs that fitted), test and train accuracy.
+  struct Aggregate {
+    Variant v;
+    Stat steps, test, train;
+    bool all_fitted = false;
+  };
+  std::vector<Aggregate> aggs;
+  double base_steps = -1;  // the true labels' mean steps to fit, when every seed fitted
+  for (const Variant& v : runs) {
+    std::vector<double> steps, test, train;
+    for (const auto& r : results) {
+      if (r.v.kind != v.kind || r.v.p != v.p) continue;
+      if (r.steps_to_fit >= 0) steps.push_back(double(r.steps_to_fit));
+      test.push_back(r.test_acc);
+      train.push_back(r.train_acc);
     }
+    aggs.push_back({v, stat(steps), stat(test), stat(train), steps.size() == seeds.size()});
+    if (v.kind == "true-labels" && aggs.back().all_fitted) base_steps = aggs.back().steps.mean;
+  }
+  Json variants_j = Json::array();
+  for (const Aggregate& g : aggs) {
+    Json j = Json::object();
+    j["kind"] = g.v.kind;
+    j["p"] = g.v.p;
+    j["corruption"] = g.v.corruption();
+    j["label"] = g.v.label();
+    j["seeds"] = int64_t(seeds.size());
+    j["fitted"] = int64_t(g.steps.n);
+    j["steps_to_fit_mean"] = g.steps.n ? g.steps.mean : -1.0;
+    j["steps_to_fit_std"] = g.steps.std;
+    j["test_acc_mean"] = g.test.mean;
+    j["test_acc_std"] = g.test.std;
+    j["train_acc_mean"] = g.train.mean;
+    std::string ratio = "-";
+    if (base_steps > 0 && g.all_fitted) {
+      j["fit_time_vs_true_labels"] = g.steps.mean / base_steps;
+      char b[32];
+      std::snprintf(b, sizeof b, "%.2fx", g.steps.mean / base_steps);
+      ratio = b;
+    }
+    variants_j.push_back(j);
+    md << "| " << g.v.label() << " | " << g.steps.n << "/" << seeds.size() << " | " << pct(g.train.mean) << " | "
+       << mean_std(g.test, 2) << " | " << pct(100 - g.test.mean) << " | "
+       << (g.steps.n ? mean_std(g.steps, 0) : "-") << " | " << ratio << " |\n";
+  }
   Json s = Json::object();
   s["arch"] = c.arch;
   s["dataset"] = dataset;

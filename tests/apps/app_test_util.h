@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -106,6 +108,27 @@ inline void check_rejects(const std::string& args, const std::string& expected) 
   CHECK(r.rc != 0);
   CHECK(r.output.find("error: ") != std::string::npos);
   CHECK(r.output.find(expected) != std::string::npos);
+}
+
+// Comparing an experiment with its PyTorch version, whose random draws differ: the mean over
+// seeds of minima's figure must lie inside the range PyTorch's seeds span, widened by their sample
+// standard deviation plus `margin` (a few seeds barely estimate a spread).
+struct SeedSpread {
+  double mine_mean = 0, their_mean = 0, lo = 0, hi = 0;
+  bool ok() const { return mine_mean >= lo && mine_mean <= hi; }
+};
+inline SeedSpread seed_spread(const std::vector<double>& mine, const std::vector<double>& theirs, double margin) {
+  REQUIRE(!mine.empty());
+  REQUIRE(theirs.size() >= 2);
+  SeedSpread s;
+  for (double x : mine) s.mine_mean += x / double(mine.size());
+  for (double x : theirs) s.their_mean += x / double(theirs.size());
+  double var = 0;
+  for (double x : theirs) var += (x - s.their_mean) * (x - s.their_mean) / double(theirs.size() - 1);
+  const double widen = std::sqrt(var) + margin;
+  s.lo = *std::min_element(theirs.begin(), theirs.end()) - widen;
+  s.hi = *std::max_element(theirs.begin(), theirs.end()) + widen;
+  return s;
 }
 
 }  // namespace apptest

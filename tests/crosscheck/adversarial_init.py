@@ -61,6 +61,13 @@ def load_fashion_mnist(dir_):
     return (x_tr[:, None], y_tr.astype(np.int64)), (x_te[:, None], y_te.astype(np.int64)), mean, std
 
 
+def load_subset(dir_, subset):
+    """The first `subset` training images and labels (copies), the test split, and the whole training
+    set's pixel mean and std."""
+    (x_tr, y_tr), (x_te, y_te), mean, std = load_fashion_mnist(dir_)
+    return x_tr[:subset].copy(), y_tr[:subset].copy(), x_te, y_te, mean, std
+
+
 def adversarial_set(x, R, zero_out, seed):
     """R noisy copies of every image, copy j of image j % N, each with its own random label."""
     rng = np.random.default_rng(seed)
@@ -148,8 +155,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
-    (x_tr, y_tr), (x_te, y_te), mean, std = load_fashion_mnist(a.data_dir)
-    x, y = x_tr[:a.subset].copy(), y_tr[:a.subset].copy()
+    x, y, x_te, y_te, mean, std = load_subset(a.data_dir, a.subset)
     shape = tuple(x.shape[1:])
     t0 = time.time()
     runs, phase1 = [], []

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import models  # noqa: E402  (the reference definitions of minima's networks)
-from adversarial_init import accuracy, load_fashion_mnist, train_epoch  # noqa: E402
+from adversarial_init import accuracy, load_subset, train_epoch  # noqa: E402
 
 
 def randomize(kind, p, x, y, mean, std, rng):
@@ -68,8 +68,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
-    (x_tr, y_tr), (x_te, y_te), mean, std = load_fashion_mnist(a.data_dir)
-    x, y = x_tr[:a.subset].copy(), y_tr[:a.subset].copy()
+    x, y, x_te, y_te, mean, std = load_subset(a.data_dir, a.subset)
     shape = tuple(x.shape[1:])
     steps_per_epoch = (a.subset + a.batch - 1) // a.batch
     t0 = time.time()
