@@ -79,7 +79,7 @@ TEST_CASE("randomization: every variant is fitted, random labels fit slower and 
   apptest::check_figure("randomization.py", dir, "randomization");
 }
 
-TEST_CASE("randomization: seeds are independent and aggregated; a killed experiment resumes to the same results") {
+TEST_CASE("randomization: seeds are independent and aggregated, and a killed experiment resumes to the same results") {
   if (!fashion_mnist_present()) return;
   const std::string cfg = "randomization --subset 300 --variants true-labels,gaussian --corruption 0.5 --epochs 3 "
                           "--threads 1 --no-plot";
