@@ -1,11 +1,13 @@
 // kernels/cpu/conv.cpp: conv2d forward and both backward passes as im2col + GEMM. For each image
 // and group, the receptive fields are unrolled into a [C/g*KH*KW, OH*OW] matrix ("col"), so
 // forward is W @ col, the input gradient is col2im(W^T @ gy) and the weight gradient is
-// gy @ col^T summed over the batch. 1x1/stride-1/unpadded convs skip the unrolling. Images are
-// spread over threads (each with its own col buffer); with fewer images than threads the GEMM
-// itself runs in parallel instead.
+// gy @ col^T summed over the batch. 1x1/stride-1/unpadded convs skip the unrolling. Small feature
+// maps batch several images into one GEMM (see images_per_chunk). Chunks of images are spread
+// over threads (each with its own buffers); with fewer chunks than threads the GEMM itself runs
+// in parallel instead.
 #include <omp.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -33,13 +35,14 @@ bool is_pointwise(const Geom& g, const Conv2dParams& p) {
   return g.KH == 1 && g.KW == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
 }
 
-// x: one image's group slice [Cg, H, W] -> col [Cg*KH*KW, OH*OW]
+// x: one image's group slice [Cg, H, W] -> its columns of col [Cg*KH*KW, OH*OW], whose rows are
+// ld apart (ld = OH*OW for one image; wider when images of a chunk sit side by side).
 template <class T>
-void im2col(const T* x, const Geom& g, const Conv2dParams& p, T* col) {
+void im2col(const T* x, const Geom& g, const Conv2dParams& p, T* col, int64_t ld) {
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t kh = 0; kh < g.KH; ++kh)
       for (int64_t kw = 0; kw < g.KW; ++kw) {
-        T* row = col + ((c * g.KH + kh) * g.KW + kw) * g.ohw;
+        T* row = col + ((c * g.KH + kh) * g.KW + kw) * ld;
         for (int64_t oh = 0; oh < g.OH; ++oh) {
           int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;
           T* r = row + oh * g.OW;
@@ -56,13 +59,14 @@ void im2col(const T* x, const Geom& g, const Conv2dParams& p, T* col) {
       }
 }
 
-// Accumulates col [Cg*KH*KW, OH*OW] back into gx [Cg, H, W] (which the caller zeroed).
+// Accumulates one image's columns of col (rows ld apart) back into gx [Cg, H, W] (which the
+// caller zeroed).
 template <class T>
-void col2im(const T* col, const Geom& g, const Conv2dParams& p, T* gx) {
+void col2im(const T* col, const Geom& g, const Conv2dParams& p, T* gx, int64_t ld) {
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t kh = 0; kh < g.KH; ++kh)
       for (int64_t kw = 0; kw < g.KW; ++kw) {
-        const T* row = col + ((c * g.KH + kh) * g.KW + kw) * g.ohw;
+        const T* row = col + ((c * g.KH + kh) * g.KW + kw) * ld;
         for (int64_t oh = 0; oh < g.OH; ++oh) {
           int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;
           if (ih < 0 || ih >= g.H) continue;
@@ -76,22 +80,47 @@ void col2im(const T* col, const Geom& g, const Conv2dParams& p, T* gx) {
       }
 }
 
-// Runs body(n, col_buffer, gemm_parallel) for every image, spreading images over threads when
-// there are enough of them.
+// Images per GEMM. A small feature map makes a thin GEMM (N = OH*OW columns) whose cost is
+// dominated by packing the weights (forward, input grad) or by reading and writing the weight
+// gradient (K = OH*OW): on 8x8 maps, once per 64 columns. So images are batched side by side until
+// a chunk has about 256 columns, as long as every thread still gets a chunk. Maps of 16x16 and
+// larger keep one image per GEMM.
+int64_t images_per_chunk(const Geom& g, int threads) {
+  constexpr int64_t kTargetColumns = 256;
+  int64_t nb = std::max<int64_t>(1, kTargetColumns / std::max<int64_t>(1, g.ohw));
+  int64_t per_thread = std::max<int64_t>(1, (g.N + threads - 1) / threads);
+  return std::min(nb, per_thread);
+}
+
+// Per-thread scratch: col [ck, nb*ohw] for unrolled receptive fields and mat [Og, nb*ohw] for a
+// chunk's outputs or output gradients.
+template <class T>
+struct Scratch {
+  std::vector<T> col, mat;
+};
+
+// Runs body(n0, nb, scratch, gemm_parallel) for every chunk of images [n0, n0+nb), spreading
+// chunks over threads when there are enough of them, else running the GEMMs in parallel.
 template <class T, class F>
-void for_each_image(const Geom& g, bool need_col, F&& body) {
+void for_each_chunk(const Geom& g, int64_t nb, bool need_col, bool need_mat, F&& body) {
   int nt = omp_get_max_threads();
-  size_t col_size = need_col ? size_t(g.ck * g.ohw) : 0;
-  if (g.N >= nt && nt > 1) {
+  int64_t chunks = (g.N + nb - 1) / nb;
+  size_t col_size = need_col ? size_t(g.ck * g.ohw * nb) : 0;
+  size_t mat_size = need_mat ? size_t(g.Og * g.ohw * nb) : 0;
+  auto run = [&](int64_t c, Scratch<T>& s, bool par) {
+    int64_t n0 = c * nb;
+    body(n0, std::min(nb, g.N - n0), s, par);
+  };
+  if (chunks >= nt && nt > 1) {
 #pragma omp parallel
     {
-      std::vector<T> col(col_size);
+      Scratch<T> s{std::vector<T>(col_size), std::vector<T>(mat_size)};
 #pragma omp for schedule(static)
-      for (int64_t n = 0; n < g.N; ++n) body(n, col.data(), false);
+      for (int64_t c = 0; c < chunks; ++c) run(c, s, false);
     }
   } else {
-    std::vector<T> col(col_size);
-    for (int64_t n = 0; n < g.N; ++n) body(n, col.data(), true);
+    Scratch<T> s{std::vector<T>(col_size), std::vector<T>(mat_size)};
+    for (int64_t c = 0; c < chunks; ++c) run(c, s, true);
   }
 }
 
@@ -103,25 +132,40 @@ void conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tenso
   const T* bp = bias.defined() ? bias.data<T>() : nullptr;
   T* yp = y.data<T>();
   bool pw = is_pointwise(g, p);
-  for_each_image<T>(g, !pw, [&](int64_t n, T* col, bool par) {
+  int64_t nb = images_per_chunk(g, omp_get_max_threads());
+  for_each_chunk<T>(g, nb, !pw || nb > 1, nb > 1, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
+    int64_t ld = nbc * g.ohw;  // columns of this chunk's GEMM
     for (int64_t gi = 0; gi < g.G; ++gi) {
-      const T* xg = xp + (n * g.C + gi * g.Cg) * g.H * g.W;
-      const T* src = xg;
-      if (!pw) {
-        im2col(xg, g, p, col);
-        src = col;
+      // B = the chunk's receptive fields [ck, ld]: x itself for one pointwise image.
+      const T* src = xp + (n0 * g.C + gi * g.Cg) * g.H * g.W;
+      if (!pw || nbc > 1) {
+        for (int64_t b = 0; b < nbc; ++b)
+          im2col(xp + ((n0 + b) * g.C + gi * g.Cg) * g.H * g.W, g, p, s.col.data() + b * g.ohw, ld);
+        src = s.col.data();
       }
-      T* yg = yp + (n * g.O + gi * g.Og) * g.ohw;
-      gemm_strided<T>(g.Og, g.ohw, g.ck, T(1), wp + gi * g.Og * g.ck, g.ck, 1, src, g.ohw, 1, T(0), yg, g.ohw, 1,
-                      par);
-      if (bp)
+      // One image writes straight into y; a chunk goes through mat [Og, ld] and is scattered.
+      T* dst = nbc > 1 ? s.mat.data() : yp + (n0 * g.O + gi * g.Og) * g.ohw;
+      gemm_strided<T>(g.Og, ld, g.ck, T(1), wp + gi * g.Og * g.ck, g.ck, 1, src, ld, 1, T(0), dst, ld, 1, par);
+      for (int64_t b = 0; b < nbc; ++b)
         for (int64_t o = 0; o < g.Og; ++o) {
-          T b = bp[gi * g.Og + o];
-          T* r = yg + o * g.ohw;
-          for (int64_t i = 0; i < g.ohw; ++i) r[i] += b;
+          T* r = yp + ((n0 + b) * g.O + gi * g.Og + o) * g.ohw;
+          if (nbc > 1) std::copy_n(dst + o * ld + b * g.ohw, g.ohw, r);
+          if (bp) {
+            T bv = bp[gi * g.Og + o];
+            for (int64_t i = 0; i < g.ohw; ++i) r[i] += bv;
+          }
         }
     }
   });
+}
+
+// Copies the output gradients of images [n0, n0+nbc) of group gi into mat [Og, nbc*ohw].
+template <class T>
+void gather_chunk(const T* gyp, const Geom& g, int64_t n0, int64_t nbc, int64_t gi, T* mat) {
+  int64_t ld = nbc * g.ohw;
+  for (int64_t b = 0; b < nbc; ++b)
+    for (int64_t o = 0; o < g.Og; ++o)
+      std::copy_n(gyp + ((n0 + b) * g.O + gi * g.Og + o) * g.ohw, g.ohw, mat + o * ld + b * g.ohw);
 }
 
 template <class T>
@@ -131,17 +175,25 @@ void conv_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, co
   const T* wp = w.data<T>();
   T* gxp = gx.data<T>();
   bool pw = is_pointwise(g, p);
-  for_each_image<T>(g, !pw, [&](int64_t n, T* col, bool par) {
+  int64_t nb = images_per_chunk(g, omp_get_max_threads());
+  for_each_chunk<T>(g, nb, !pw || nb > 1, nb > 1, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
+    int64_t ld = nbc * g.ohw;
     for (int64_t gi = 0; gi < g.G; ++gi) {
-      T* gxg = gxp + (n * g.C + gi * g.Cg) * g.H * g.W;
-      const T* gyg = gyp + (n * g.O + gi * g.Og) * g.ohw;
-      // col = W_g^T [ck, Og] @ gy_g [Og, ohw]
-      T* dst = pw ? gxg : col;
-      gemm_strided<T>(g.ck, g.ohw, g.Og, T(1), wp + gi * g.Og * g.ck, 1, g.ck, gyg, g.ohw, 1, T(0), dst, g.ohw, 1,
-                      par);
-      if (!pw) {
+      const T* gyg = gyp + (n0 * g.O + gi * g.Og) * g.ohw;
+      if (nbc > 1) {
+        gather_chunk(gyp, g, n0, nbc, gi, s.mat.data());
+        gyg = s.mat.data();
+      }
+      // col = W_g^T [ck, Og] @ gy_g [Og, ld]; one pointwise image writes gx directly.
+      T* gx0 = gxp + (n0 * g.C + gi * g.Cg) * g.H * g.W;
+      bool direct = pw && nbc == 1;
+      T* dst = direct ? gx0 : s.col.data();
+      gemm_strided<T>(g.ck, ld, g.Og, T(1), wp + gi * g.Og * g.ck, 1, g.ck, gyg, ld, 1, T(0), dst, ld, 1, par);
+      if (direct) continue;
+      for (int64_t b = 0; b < nbc; ++b) {
+        T* gxg = gxp + ((n0 + b) * g.C + gi * g.Cg) * g.H * g.W;
         std::fill(gxg, gxg + g.Cg * g.H * g.W, T(0));
-        col2im(col, g, p, gxg);
+        col2im(s.col.data() + b * g.ohw, g, p, gxg, ld);
       }
     }
   });
@@ -156,29 +208,34 @@ void conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, c
   bool pw = is_pointwise(g, p);
   int64_t wsize = g.O * g.ck;
   int nt = omp_get_max_threads();
-  bool by_image = g.N >= nt && nt > 1;
-  // Per-thread partial sums when images run in parallel; summed in a fixed order afterwards so
+  int64_t nb = images_per_chunk(g, nt);
+  bool by_chunk = (g.N + nb - 1) / nb >= nt && nt > 1;
+  // Per-thread partial sums when chunks run in parallel; summed in a fixed order afterwards so
   // the result does not depend on scheduling.
-  std::vector<std::vector<T>> partial(by_image ? size_t(nt) : 1, std::vector<T>(size_t(wsize), T(0)));
-  for_each_image<T>(g, !pw, [&](int64_t n, T* col, bool par) {
-    T* acc = partial[by_image ? size_t(omp_get_thread_num()) : 0].data();
+  std::vector<std::vector<T>> partial(by_chunk ? size_t(nt) : 1, std::vector<T>(size_t(wsize), T(0)));
+  for_each_chunk<T>(g, nb, !pw || nb > 1, nb > 1, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
+    T* acc = partial[by_chunk ? size_t(omp_get_thread_num()) : 0].data();
+    int64_t ld = nbc * g.ohw;
     for (int64_t gi = 0; gi < g.G; ++gi) {
-      const T* xg = xp + (n * g.C + gi * g.Cg) * g.H * g.W;
-      const T* src = xg;
-      if (!pw) {
-        im2col(xg, g, p, col);
-        src = col;
+      const T* src = xp + (n0 * g.C + gi * g.Cg) * g.H * g.W;
+      if (!pw || nbc > 1) {
+        for (int64_t b = 0; b < nbc; ++b)
+          im2col(xp + ((n0 + b) * g.C + gi * g.Cg) * g.H * g.W, g, p, s.col.data() + b * g.ohw, ld);
+        src = s.col.data();
       }
-      const T* gyg = gyp + (n * g.O + gi * g.Og) * g.ohw;
-      // gw_g [Og, ck] += gy_g [Og, ohw] @ col^T [ohw, ck]
-      gemm_strided<T>(g.Og, g.ck, g.ohw, T(1), gyg, g.ohw, 1, src, 1, g.ohw, T(1), acc + gi * g.Og * g.ck, g.ck, 1,
-                      par);
+      const T* gyg = gyp + (n0 * g.O + gi * g.Og) * g.ohw;
+      if (nbc > 1) {
+        gather_chunk(gyp, g, n0, nbc, gi, s.mat.data());
+        gyg = s.mat.data();
+      }
+      // gw_g [Og, ck] += gy_g [Og, ld] @ col^T [ld, ck]
+      gemm_strided<T>(g.Og, g.ck, ld, T(1), gyg, ld, 1, src, 1, ld, T(1), acc + gi * g.Og * g.ck, g.ck, 1, par);
     }
   });
   for (int64_t i = 0; i < wsize; ++i) {
-    T s = T(0);
-    for (auto& part : partial) s += part[size_t(i)];
-    gwp[i] = s;
+    T sum = T(0);
+    for (auto& part : partial) sum += part[size_t(i)];
+    gwp[i] = sum;
   }
 }
 

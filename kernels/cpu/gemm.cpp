@@ -3,11 +3,15 @@
 // block of A into MR-tall row strips (fits L2), and a register-blocked MR x NR micro-kernel
 // multiplies one A strip by one B strip with all MR*NR accumulators in vector registers.
 // Packing also absorbs any strides, so transposed views cost nothing extra. OpenMP splits the
-// B strips of each block across threads. The micro-kernel uses GCC vector extensions, which
-// compile to AVX2 FMA at -march=x86-64-v3 (and to whatever the target has otherwise).
+// B strips of each block across threads. The micro-kernel uses GCC vector extensions: one copy
+// compiles to AVX2 FMA at -march=x86-64-v3 (or whatever the target has), a second one to AVX-512
+// and is taken at run time when the CPU has it (MINIMA_CPU_GEMM=avx2 forces the first).
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -15,19 +19,42 @@
 #include "core/ops.h"
 #include "kernels/cpu/cpu_backend.h"
 
+// The AVX-512 micro-kernel needs GCC/clang's target attribute and an x86-64 target.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define MINIMA_GEMM_AVX512 1
+#else
+#define MINIMA_GEMM_AVX512 0
+#endif
+
 namespace minima::cpu {
 
 namespace {
 
-template <class T> struct Cfg;
-template <> struct Cfg<float> {
+// Blocking of one instruction set: vector type V of VL lanes, an MR x NR register tile and the
+// KC/MC/NC cache blocks. KC is the same for every set, so every element of C sums its products in
+// the same order whichever micro-kernel runs: the AVX2 and AVX-512 paths agree bitwise.
+template <class T> struct Avx2;
+template <> struct Avx2<float> {
   typedef float V __attribute__((vector_size(32)));
   static constexpr int VL = 8, MR = 6, NR = 16;
   static constexpr int64_t KC = 256, MC = 144, NC = 1024;
 };
-template <> struct Cfg<double> {
+template <> struct Avx2<double> {
   typedef double V __attribute__((vector_size(32)));
   static constexpr int VL = 4, MR = 6, NR = 8;
+  static constexpr int64_t KC = 256, MC = 96, NC = 1024;
+};
+// AVX-512: 32 vector registers hold a 12 x (2 vectors) tile of accumulators, the two B vectors
+// and the broadcast A value; twice the lanes and twice the rows of the AVX2 tile.
+template <class T> struct Avx512;
+template <> struct Avx512<float> {
+  typedef float V __attribute__((vector_size(64)));
+  static constexpr int VL = 16, MR = 12, NR = 32;
+  static constexpr int64_t KC = 256, MC = 144, NC = 1024;
+};
+template <> struct Avx512<double> {
+  typedef double V __attribute__((vector_size(64)));
+  static constexpr int VL = 8, MR = 12, NR = 16;
   static constexpr int64_t KC = 256, MC = 96, NC = 1024;
 };
 
@@ -46,9 +73,8 @@ struct AlignedBuf {
 };
 
 // Packs A[ic:ic+mc, pc:pc+kc] into MR-row strips, k-major inside a strip, zero-padding the tail.
-template <class T>
+template <class T, int MR>
 void pack_a(int64_t mc, int64_t kc, const T* A, int64_t rs, int64_t cs, T* out) {
-  constexpr int MR = Cfg<T>::MR;
   for (int64_t i0 = 0; i0 < mc; i0 += MR) {
     int64_t mr = std::min<int64_t>(MR, mc - i0);
     for (int64_t k = 0; k < kc; ++k) {
@@ -60,9 +86,8 @@ void pack_a(int64_t mc, int64_t kc, const T* A, int64_t rs, int64_t cs, T* out) 
 }
 
 // Packs B[pc:pc+kc, jc:jc+nc] into NR-column strips, k-major inside a strip.
-template <class T>
+template <class T, int NR>
 void pack_b_strip(int64_t nr, int64_t kc, const T* B, int64_t rs, int64_t cs, T* out) {
-  constexpr int NR = Cfg<T>::NR;
   if (cs == 1 && nr == NR) {
     for (int64_t k = 0; k < kc; ++k) std::memcpy(out + k * NR, B + k * rs, sizeof(T) * NR);
     return;
@@ -74,14 +99,16 @@ void pack_b_strip(int64_t nr, int64_t kc, const T* B, int64_t rs, int64_t cs, T*
 }
 
 // acc (MR x NR) = Ap strip @ Bp strip over kc; then C = alpha*acc + beta*C on the mr x nr corner.
-template <class T>
-void micro_kernel(int64_t kc, const T* __restrict__ Ap, const T* __restrict__ Bp, T alpha, T beta, T* C,
-                  int64_t c_rs, int64_t c_cs, int64_t mr, int64_t nr) {
-  using V = typename Cfg<T>::V;
-  constexpr int MR = Cfg<T>::MR, NR = Cfg<T>::NR, VL = Cfg<T>::VL, NV = NR / VL;
+// Always inlined into a wrapper compiled for the instruction set of Cf (see below).
+template <class T, class Cf>
+__attribute__((always_inline)) inline void micro_kernel_body(int64_t kc, const T* __restrict__ Ap,
+                                                             const T* __restrict__ Bp, T alpha, T beta, T* C,
+                                                             int64_t c_rs, int64_t c_cs, int64_t mr, int64_t nr) {
+  using V = typename Cf::V;
+  constexpr int MR = Cf::MR, NR = Cf::NR, VL = Cf::VL, NV = NR / VL;
   V acc[MR][NV];
   for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) acc[i][v] = V{} ;
+    for (int v = 0; v < NV; ++v) acc[i][v] = V{};
   for (int64_t k = 0; k < kc; ++k) {
     V b[NV];
     for (int v = 0; v < NV; ++v) std::memcpy(&b[v], Bp + k * NR + v * VL, sizeof(V));
@@ -103,26 +130,27 @@ void micro_kernel(int64_t kc, const T* __restrict__ Ap, const T* __restrict__ Bp
   }
 }
 
-}  // namespace
-
+// One micro-kernel per instruction set. The AVX-512 one is compiled for AVX-512 whatever -march
+// says and only ever called after the CPU was seen to support it.
 template <class T>
-void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
-                  const T* B, int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs,
-                  bool parallel) {
-  using Cf = Cfg<T>;
+void micro_kernel_avx2(int64_t kc, const T* Ap, const T* Bp, T alpha, T beta, T* C, int64_t c_rs, int64_t c_cs,
+                       int64_t mr, int64_t nr) {
+  micro_kernel_body<T, Avx2<T>>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+}
+#if MINIMA_GEMM_AVX512
+template <class T>
+__attribute__((target("avx512f,avx512vl,fma,avx2"))) void micro_kernel_avx512(int64_t kc, const T* Ap, const T* Bp,
+                                                                              T alpha, T beta, T* C, int64_t c_rs,
+                                                                              int64_t c_cs, int64_t mr, int64_t nr) {
+  micro_kernel_body<T, Avx512<T>>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+}
+#endif
+
+// The Goto loops around one instruction set's micro-kernel.
+template <class T, class Cf, void (*Micro)(int64_t, const T*, const T*, T, T, T*, int64_t, int64_t, int64_t, int64_t)>
+void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B,
+                  int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel) {
   constexpr int MR = Cf::MR, NR = Cf::NR;
-  if (M == 0 || N == 0) return;
-  if (K == 0 || alpha == T(0)) {
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t j = 0; j < N; ++j) {
-        T& c = C[i * c_rs + j * c_cs];
-        c = beta == T(0) ? T(0) : beta * c;
-      }
-    return;
-  }
-  // Below ~64^3 multiply-adds a parallel region costs more than it saves (and on a busy machine
-  // a descheduled thread stalls every barrier), so small products run on the calling thread.
-  if (double(M) * double(N) * double(K) < 262144.0) parallel = false;
   thread_local AlignedBuf<T> bbuf;
   bbuf.reserve(size_t(Cf::KC) * size_t(((std::min<int64_t>(Cf::NC, N) + NR - 1) / NR) * NR));
   T* Bp = bbuf.p;
@@ -135,29 +163,89 @@ void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
 #pragma omp parallel for schedule(static) if (parallel && n_strips > 1)
       for (int64_t s = 0; s < n_strips; ++s) {
         int64_t j0 = s * NR;
-        pack_b_strip<T>(std::min<int64_t>(NR, nc - j0), kc, B + pc * b_rs + (jc + j0) * b_cs, b_rs, b_cs,
-                        Bp + s * kc * NR);
+        pack_b_strip<T, NR>(std::min<int64_t>(NR, nc - j0), kc, B + pc * b_rs + (jc + j0) * b_cs, b_rs, b_cs,
+                            Bp + s * kc * NR);
       }
       for (int64_t ic = 0; ic < M; ic += Cf::MC) {
         int64_t mc = std::min<int64_t>(Cf::MC, M - ic);
         int64_t m_strips = (mc + MR - 1) / MR;
         thread_local AlignedBuf<T> abuf;
-        abuf.reserve(size_t(Cf::MC) * size_t(Cf::KC));
+        abuf.reserve(size_t((Cf::MC + MR - 1) / MR * MR) * size_t(Cf::KC));  // whole strips
         T* Ap = abuf.p;
-        pack_a<T>(mc, kc, A + ic * a_rs + pc * a_cs, a_rs, a_cs, Ap);
+        pack_a<T, MR>(mc, kc, A + ic * a_rs + pc * a_cs, a_rs, a_cs, Ap);
         // Work items: (B strip, A strip) pairs; threads share the packed A and B blocks.
         int64_t items = n_strips * m_strips;
 #pragma omp parallel for schedule(static) if (parallel && items > 1)
         for (int64_t it = 0; it < items; ++it) {
           int64_t s = it / m_strips, r = it % m_strips;
           int64_t j0 = s * NR, i0 = r * MR;
-          micro_kernel<T>(kc, Ap + r * kc * MR, Bp + s * kc * NR, alpha, beta_eff,
-                          C + (ic + i0) * c_rs + (jc + j0) * c_cs, c_rs, c_cs, std::min<int64_t>(MR, mc - i0),
-                          std::min<int64_t>(NR, nc - j0));
+          Micro(kc, Ap + r * kc * MR, Bp + s * kc * NR, alpha, beta_eff, C + (ic + i0) * c_rs + (jc + j0) * c_cs,
+                c_rs, c_cs, std::min<int64_t>(MR, mc - i0), std::min<int64_t>(NR, nc - j0));
         }
       }
     }
   }
+}
+
+GemmIsa detect_isa() {
+#if MINIMA_GEMM_AVX512
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return GemmIsa::avx512;
+#endif
+  return GemmIsa::avx2;
+}
+
+GemmIsa initial_isa() {
+  GemmIsa best = detect_isa();
+  const char* e = std::getenv("MINIMA_CPU_GEMM");
+  if (!e || !*e || std::strcmp(e, "auto") == 0) return best;
+  if (std::strcmp(e, "avx2") == 0) return GemmIsa::avx2;
+  if (std::strcmp(e, "avx512") == 0 && best == GemmIsa::avx512) return GemmIsa::avx512;
+  std::fprintf(stderr, "warning: MINIMA_CPU_GEMM=%s is not one of auto, avx2%s; using %s\n", e,
+               best == GemmIsa::avx512 ? ", avx512" : "", gemm_isa_name(best));
+  return best;
+}
+
+std::atomic<GemmIsa>& isa_in_use() {
+  static std::atomic<GemmIsa> isa{initial_isa()};
+  return isa;
+}
+
+}  // namespace
+
+const char* gemm_isa_name(GemmIsa isa) { return isa == GemmIsa::avx512 ? "avx512" : "avx2"; }
+bool gemm_isa_supported(GemmIsa isa) { return isa == GemmIsa::avx2 || detect_isa() == GemmIsa::avx512; }
+GemmIsa gemm_isa() { return isa_in_use().load(std::memory_order_relaxed); }
+void set_gemm_isa(GemmIsa isa) {
+  MINIMA_CHECK(gemm_isa_supported(isa), "gemm: this CPU does not support ", gemm_isa_name(isa));
+  isa_in_use().store(isa, std::memory_order_relaxed);
+}
+
+template <class T>
+void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
+                  const T* B, int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs,
+                  bool parallel) {
+  if (M == 0 || N == 0) return;
+  if (K == 0 || alpha == T(0)) {
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        T& c = C[i * c_rs + j * c_cs];
+        c = beta == T(0) ? T(0) : beta * c;
+      }
+    return;
+  }
+  // Below ~64^3 multiply-adds a parallel region costs more than it saves (and on a busy machine
+  // a descheduled thread stalls every barrier), so small products run on the calling thread.
+  if (double(M) * double(N) * double(K) < 262144.0) parallel = false;
+#if MINIMA_GEMM_AVX512
+  if (gemm_isa() == GemmIsa::avx512) {
+    gemm_blocked<T, Avx512<T>, micro_kernel_avx512<T>>(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs,
+                                                       c_cs, parallel);
+    return;
+  }
+#endif
+  gemm_blocked<T, Avx2<T>, micro_kernel_avx2<T>>(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs,
+                                                 parallel);
 }
 
 template void gemm_strided<float>(int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t,

@@ -11,6 +11,7 @@
 #include "core/backend.h"
 #include "core/ops.h"
 #include "core/random.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "test_util.h"
 
 using namespace minima;
@@ -108,6 +109,45 @@ TEST_CASE("kernels: GEMM alpha and beta into strided outputs") {
   }
 }
 
+TEST_CASE("kernels: the AVX2 and AVX-512 GEMM micro-kernels agree bitwise") {
+  using cpu::GemmIsa;
+  if (!cpu::gemm_isa_supported(GemmIsa::avx512)) {
+    MESSAGE("skipped: this CPU has no AVX-512, only the AVX2 micro-kernel can run (the tests above cover it)");
+    return;
+  }
+  struct Restore {
+    GemmIsa was = cpu::gemm_isa();
+    ~Restore() { cpu::set_gemm_isa(was); }
+  } restore;
+  Generator g(402);
+  struct S {
+    int64_t M, K, N;
+  };
+  // Edges of every blocking: tails of both register tiles (6/12 rows, 16/32 columns), more
+  // than one K block (256), M block (144) and N block (1024).
+  for (DType t : {DType::f32, DType::f64})
+    for (S s : std::vector<S>{{1, 1, 1}, {13, 7, 33}, {145, 257, 47}, {30, 600, 1030}, {289, 520, 97}}) {
+      INFO(std::string(dtype_name(t)) << " M=" << s.M << " K=" << s.K << " N=" << s.N);
+      Tensor a = urand({s.M, s.K}, g, -1, 1, t), b = urand({s.K, s.N}, g, -1, 1, t);
+      Tensor bt = b.t().contiguous().t();  // a strided B: packing takes the slow path
+      Tensor c0 = urand({s.M, s.N}, g, -1, 1, t);
+      std::vector<std::vector<double>> got;
+      for (GemmIsa isa : {GemmIsa::avx2, GemmIsa::avx512}) {
+        cpu::set_gemm_isa(isa);
+        REQUIRE(cpu::gemm_isa() == isa);
+        Tensor c = c0.clone();
+        cpu_backend().gemm(c.unsqueeze(0), a.unsqueeze(0), bt.unsqueeze(0), 0.5, -2.0);
+        got.push_back(values(c));
+        got.push_back(values(matmul(a, b)));
+      }
+      std::vector<double> want, bound;
+      naive_matmul(a, b, want, bound, unit_roundoff(t));
+      check_within(got[1], want, bound);
+      CHECK(got[0] == got[2]);
+      CHECK(got[1] == got[3]);
+    }
+}
+
 TEST_CASE("kernels: batched matmul with broadcasting against per-matrix products") {
   Generator g(402);
   for (DType t : {DType::f32, DType::f64}) {
@@ -191,11 +231,16 @@ TEST_CASE("kernels: conv2d forward and backward against naive loops") {
       {"1x1 grouped", {2, 8, 5, 5}, {4, 4, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 2)},
       {"1x1 stride 2 padded", {1, 3, 6, 6}, {4, 3, 1, 1}, Conv2dParams::of(2, 2, 1, 1, 1, 1, 1)},
       {"5x5 asymmetric", {1, 2, 11, 9}, {3, 2, 5, 3}, Conv2dParams::of(2, 1, 2, 0, 1, 2, 1)},
+      // Small maps and several images per thread: images are batched into one GEMM (chunks of
+      // several images, the last one partial), for plain, pointwise and grouped convs.
       {"batch of 17", {17, 3, 6, 6}, {4, 3, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"1x1 batch of 9", {9, 8, 5, 5}, {4, 8, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
+      {"groups 2 batch of 11", {11, 4, 6, 6}, {6, 2, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 2)},
+      {"1x1 grouped stride 2 batch of 7", {7, 6, 7, 7}, {9, 2, 1, 1}, Conv2dParams::of(2, 2, 0, 0, 1, 1, 3)},
   };
   for (DType t : {DType::f32, DType::f64})
     for (const auto& c : cases) {
-      INFO(std::string(dtype_name(t)) << " conv2d " << c.name);
+      INFO(std::string(dtype_name(t)) << " conv2d " << std::string(c.name));
       ConvGeom g = conv_geom(c.x, c.w, c.p);
       Tensor x = urand(c.x, gen, -1, 1, t), w = urand(c.w, gen, -1, 1, t), b = urand({c.w[0]}, gen, -1, 1, t);
       std::vector<double> xv = values(x), wv = values(w), bv = values(b);
