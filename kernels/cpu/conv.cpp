@@ -35,26 +35,40 @@ bool is_pointwise(const Geom& g, const Conv2dParams& p) {
   return g.KH == 1 && g.KW == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
 }
 
+// The output columns ow in [lo, hi) whose input column iw = ow * stride + off lies in [0, W): the
+// rest of a row reads padding. Hoisting the bounds out of the inner loops leaves plain copies
+// (stride 1) that the compiler vectorizes.
+inline void valid_columns(int64_t off, int64_t stride, int64_t W, int64_t OW, int64_t& lo, int64_t& hi) {
+  lo = off >= 0 ? 0 : std::min(OW, (-off + stride - 1) / stride);
+  hi = W - off <= 0 ? 0 : std::min(OW, (W - off + stride - 1) / stride);
+  hi = std::max(hi, lo);
+}
+
 // x: one image's group slice [Cg, H, W] -> its columns of col [Cg*KH*KW, OH*OW], whose rows are
 // ld apart (ld = OH*OW for one image; wider when images of a chunk sit side by side).
 template <class T>
 void im2col(const T* x, const Geom& g, const Conv2dParams& p, T* col, int64_t ld) {
+  const int64_t sw = p.stride_w;
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t kh = 0; kh < g.KH; ++kh)
       for (int64_t kw = 0; kw < g.KW; ++kw) {
         T* row = col + ((c * g.KH + kh) * g.KW + kw) * ld;
+        const int64_t off = kw * p.dil_w - p.pad_w;
+        int64_t lo, hi;
+        valid_columns(off, sw, g.W, g.OW, lo, hi);
         for (int64_t oh = 0; oh < g.OH; ++oh) {
           int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;
           T* r = row + oh * g.OW;
           if (ih < 0 || ih >= g.H) {
-            for (int64_t ow = 0; ow < g.OW; ++ow) r[ow] = T(0);
+            std::fill(r, r + g.OW, T(0));
             continue;
           }
           const T* xr = x + (c * g.H + ih) * g.W;
-          for (int64_t ow = 0; ow < g.OW; ++ow) {
-            int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dil_w;
-            r[ow] = (iw >= 0 && iw < g.W) ? xr[iw] : T(0);
-          }
+          std::fill(r, r + lo, T(0));
+          if (sw == 1) std::copy(xr + lo + off, xr + hi + off, r + lo);
+          else
+            for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * sw + off];
+          std::fill(r + hi, r + g.OW, T(0));
         }
       }
 }
@@ -63,18 +77,24 @@ void im2col(const T* x, const Geom& g, const Conv2dParams& p, T* col, int64_t ld
 // caller zeroed).
 template <class T>
 void col2im(const T* col, const Geom& g, const Conv2dParams& p, T* gx, int64_t ld) {
+  const int64_t sw = p.stride_w;
   for (int64_t c = 0; c < g.Cg; ++c)
     for (int64_t kh = 0; kh < g.KH; ++kh)
       for (int64_t kw = 0; kw < g.KW; ++kw) {
         const T* row = col + ((c * g.KH + kh) * g.KW + kw) * ld;
+        const int64_t off = kw * p.dil_w - p.pad_w;
+        int64_t lo, hi;
+        valid_columns(off, sw, g.W, g.OW, lo, hi);
         for (int64_t oh = 0; oh < g.OH; ++oh) {
           int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;
           if (ih < 0 || ih >= g.H) continue;
           T* xr = gx + (c * g.H + ih) * g.W;
           const T* r = row + oh * g.OW;
-          for (int64_t ow = 0; ow < g.OW; ++ow) {
-            int64_t iw = ow * p.stride_w - p.pad_w + kw * p.dil_w;
-            if (iw >= 0 && iw < g.W) xr[iw] += r[ow];
+          if (sw == 1) {
+            T* xo = xr + lo + off;  // input column lo + off onwards
+            for (int64_t ow = lo; ow < hi; ++ow) xo[ow - lo] += r[ow];
+          } else {
+            for (int64_t ow = lo; ow < hi; ++ow) xr[ow * sw + off] += r[ow];
           }
         }
       }
@@ -93,11 +113,19 @@ int64_t images_per_chunk(const Geom& g, int threads) {
 }
 
 // Per-thread scratch: col [ck, nb*ohw] for unrolled receptive fields and mat [Og, nb*ohw] for a
-// chunk's outputs or output gradients.
+// chunk's outputs or output gradients. Kept per thread and only ever grown: buffers of megabytes
+// freed after every call would come back from the OS as fresh pages, a page fault per 4 KiB.
 template <class T>
 struct Scratch {
   std::vector<T> col, mat;
 };
+template <class T>
+Scratch<T>& thread_scratch(size_t col_size, size_t mat_size) {
+  thread_local Scratch<T> s;
+  if (s.col.size() < col_size) s.col.resize(col_size);
+  if (s.mat.size() < mat_size) s.mat.resize(mat_size);
+  return s;
+}
 
 // Runs body(n0, nb, scratch, gemm_parallel) for every chunk of images [n0, n0+nb), spreading
 // chunks over threads when there are enough of them, else running the GEMMs in parallel.
@@ -114,12 +142,12 @@ void for_each_chunk(const Geom& g, int64_t nb, bool need_col, bool need_mat, F&&
   if (chunks >= nt && nt > 1) {
 #pragma omp parallel
     {
-      Scratch<T> s{std::vector<T>(col_size), std::vector<T>(mat_size)};
+      Scratch<T>& s = thread_scratch<T>(col_size, mat_size);
 #pragma omp for schedule(static)
       for (int64_t c = 0; c < chunks; ++c) run(c, s, false);
     }
   } else {
-    Scratch<T> s{std::vector<T>(col_size), std::vector<T>(mat_size)};
+    Scratch<T>& s = thread_scratch<T>(col_size, mat_size);
     for (int64_t c = 0; c < chunks; ++c) run(c, s, true);
   }
 }
@@ -211,8 +239,13 @@ void conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, c
   int64_t nb = images_per_chunk(g, nt);
   bool by_chunk = (g.N + nb - 1) / nb >= nt && nt > 1;
   // Per-thread partial sums when chunks run in parallel; summed in a fixed order afterwards so
-  // the result does not depend on scheduling.
-  std::vector<std::vector<T>> partial(by_chunk ? size_t(nt) : 1, std::vector<T>(size_t(wsize), T(0)));
+  // the result does not depend on scheduling. The buffers belong to the calling thread and are
+  // reused from call to call (zeroed, not reallocated).
+  thread_local std::vector<std::vector<T>> pool;
+  size_t parts = by_chunk ? size_t(nt) : 1;
+  if (pool.size() < parts) pool.resize(parts);
+  for (size_t i = 0; i < parts; ++i) pool[i].assign(size_t(wsize), T(0));
+  auto& partial = pool;
   for_each_chunk<T>(g, nb, !pw || nb > 1, nb > 1, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
     T* acc = partial[by_chunk ? size_t(omp_get_thread_num()) : 0].data();
     int64_t ld = nbc * g.ohw;
@@ -234,7 +267,7 @@ void conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, c
   });
   for (int64_t i = 0; i < wsize; ++i) {
     T sum = T(0);
-    for (auto& part : partial) sum += part[size_t(i)];
+    for (size_t t = 0; t < parts; ++t) sum += partial[t][size_t(i)];
     gwp[i] = sum;
   }
 }

@@ -77,9 +77,19 @@ template <class T, int MR>
 void pack_a(int64_t mc, int64_t kc, const T* A, int64_t rs, int64_t cs, T* out) {
   for (int64_t i0 = 0; i0 < mc; i0 += MR) {
     int64_t mr = std::min<int64_t>(MR, mc - i0);
-    for (int64_t k = 0; k < kc; ++k) {
-      for (int64_t i = 0; i < mr; ++i) out[k * MR + i] = A[(i0 + i) * rs + k * cs];
-      for (int64_t i = mr; i < MR; ++i) out[k * MR + i] = T(0);
+    if (cs == 1) {
+      // Row-major A: read each row once, front to back (MR streams in k order would thrash).
+      for (int64_t i = 0; i < mr; ++i) {
+        const T* a = A + (i0 + i) * rs;
+        for (int64_t k = 0; k < kc; ++k) out[k * MR + i] = a[k];
+      }
+      for (int64_t i = mr; i < MR; ++i)
+        for (int64_t k = 0; k < kc; ++k) out[k * MR + i] = T(0);
+    } else {
+      for (int64_t k = 0; k < kc; ++k) {
+        for (int64_t i = 0; i < mr; ++i) out[k * MR + i] = A[(i0 + i) * rs + k * cs];
+        for (int64_t i = mr; i < MR; ++i) out[k * MR + i] = T(0);
+      }
     }
     out += kc * MR;
   }
@@ -90,6 +100,16 @@ template <class T, int NR>
 void pack_b_strip(int64_t nr, int64_t kc, const T* B, int64_t rs, int64_t cs, T* out) {
   if (cs == 1 && nr == NR) {
     for (int64_t k = 0; k < kc; ++k) std::memcpy(out + k * NR, B + k * rs, sizeof(T) * NR);
+    return;
+  }
+  if (rs == 1) {
+    // A transposed view (B's columns are contiguous): read each column once, front to back.
+    for (int64_t j = 0; j < nr; ++j) {
+      const T* b = B + j * cs;
+      for (int64_t k = 0; k < kc; ++k) out[k * NR + j] = b[k];
+    }
+    for (int64_t j = nr; j < NR; ++j)
+      for (int64_t k = 0; k < kc; ++k) out[k * NR + j] = T(0);
     return;
   }
   for (int64_t k = 0; k < kc; ++k) {
