@@ -57,7 +57,6 @@ BnGeom bn_geom(const Tensor& x, int dev) {
   g.C = x.size(1);
   g.S = x.size(2) * x.size(3);
   g.M = g.N * g.S;
-  MINIMA_CHECK(g.C <= 65535, "batch_norm (CUDA): at most 65535 channels, got ", g.C);
   int64_t target = int64_t(sm_count(dev)) * 4;
   int64_t splits = std::max<int64_t>(1, std::min<int64_t>((target + g.C - 1) / g.C, g.M / (kThreads * 8)));
   g.splits = std::min<int64_t>(splits, 65535);
@@ -93,20 +92,22 @@ __device__ __forceinline__ void block_sum2(double& a, double& b) {
   b = block_sum(b, sb);
 }
 
-// grid (splits, C): partial[(c * splits + split) * 2 + {0, 1}] = sums of d and d^2, d = x - x[c, 0].
+// grid (C, splits): partial[(c * splits + split) * 2 + {0, 1}] = sums of d and d^2, d = x - x[c, 0].
 template <class T>
 __global__ void __launch_bounds__(kThreads) bn_stats_kernel(const T* x, BnGeom g, double* partial) {
   using A = Acc<T>;
-  const int64_t c = blockIdx.y, split = blockIdx.x;
+  const int64_t c = blockIdx.x, split = blockIdx.y;  // channels on x: no 65535 limit
   const int64_t j0 = split * g.chunk, j1 = min(g.M, j0 + g.chunk);
-  const A shift = A(x[c * g.S]);
-  A s1 = 0, s2 = 0;
+  // Accumulated in double per thread too: the one-pass variance s2/M - mean^2 magnifies the
+  // sums' rounding, and a thread may add thousands of values (the kernel is memory-bound anyway).
+  const double shift = double(A(x[c * g.S]));
+  double s1 = 0, s2 = 0;
   for (int64_t j = j0 + threadIdx.x; j < j1; j += kThreads) {
-    A d = A(x[bn_offset(g, c, j)]) - shift;
+    double d = double(A(x[bn_offset(g, c, j)])) - shift;
     s1 += d;
     s2 += d * d;
   }
-  double a = double(s1), b = double(s2);
+  double a = s1, b = s2;
   block_sum2(a, b);
   if (threadIdx.x == 0) {
     partial[(c * g.splits + split) * 2] = a;
@@ -182,17 +183,17 @@ template <class T>
 __global__ void __launch_bounds__(kThreads) bn_backward_stats_kernel(const T* x, const T* gy, BnGeom g,
                                                                      ChanVec save_mean, double* partial) {
   using A = Acc<T>;
-  const int64_t c = blockIdx.y, split = blockIdx.x;
+  const int64_t c = blockIdx.x, split = blockIdx.y;  // channels on x: no 65535 limit
   const int64_t j0 = split * g.chunk, j1 = min(g.M, j0 + g.chunk);
-  const A mean = A(save_mean.get(c, 0.0));
-  A s1 = 0, s2 = 0;
+  const double mean = double(A(save_mean.get(c, 0.0)));
+  double s1 = 0, s2 = 0;  // double per thread, as in bn_stats_kernel
   for (int64_t j = j0 + threadIdx.x; j < j1; j += kThreads) {
     int64_t o = bn_offset(g, c, j);
-    A gv = A(gy[o]);
+    double gv = double(A(gy[o]));
     s1 += gv;
-    s2 += gv * (A(x[o]) - mean);
+    s2 += gv * (double(A(x[o])) - mean);
   }
-  double a = double(s1), b = double(s2);
+  double a = s1, b = s2;
   block_sum2(a, b);
   if (threadIdx.x == 0) {
     partial[(c * g.splits + split) * 2] = a;
@@ -271,7 +272,7 @@ void CudaBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_m
   MINIMA_DISPATCH_FLOAT(x.dtype(), "batch_norm", [&] {
     using T = scalar_t;
     const T* xp = static_cast<const T*>(x.data_ptr());
-    MINIMA_LAUNCH(bn_stats_kernel<T>, dim3(unsigned(g.splits), unsigned(g.C)), dim3(kThreads), 0, ctx.stream, xp, g,
+    MINIMA_LAUNCH(bn_stats_kernel<T>, dim3(unsigned(g.C), unsigned(g.splits)), dim3(kThreads), 0, ctx.stream, xp, g,
                   partial.as<double>());
     MINIMA_LAUNCH(bn_finalize_kernel<T>, dim3(grid_1d(g.C, ctx.dev)), dim3(kThreads), 0, ctx.stream, xp, g,
                   partial.as<double>(), chan(save_mean), chan(save_invstd), chan(weight), chan(bias),
@@ -308,7 +309,7 @@ void CudaBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, c
     using T = scalar_t;
     const T* xp = static_cast<const T*>(x.data_ptr());
     const T* gp = static_cast<const T*>(gy.data_ptr());
-    MINIMA_LAUNCH(bn_backward_stats_kernel<T>, dim3(unsigned(g.splits), unsigned(g.C)), dim3(kThreads), 0,
+    MINIMA_LAUNCH(bn_backward_stats_kernel<T>, dim3(unsigned(g.C), unsigned(g.splits)), dim3(kThreads), 0,
                   ctx.stream, xp, gp, g, chan(save_mean), partial.as<double>());
     MINIMA_LAUNCH(bn_backward_finalize_kernel, dim3(grid_1d(g.C, ctx.dev)), dim3(kThreads), 0, ctx.stream, g,
                   partial.as<double>(), chan(weight), chan(save_mean), chan(save_invstd), chan(gweight),

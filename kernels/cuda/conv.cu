@@ -14,6 +14,9 @@
 // kernel, so it is deterministic too. bfloat16 runs through float32 copies (as the CPU reference
 // does); float64 runs on cuDNN.
 // Index arithmetic is 32-bit: each tensor must have fewer than 2^31 elements.
+#include <atomic>
+#include <cstdio>
+
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/elementwise.cuh"
 #include "kernels/cuda/igemm.cuh"
@@ -40,6 +43,8 @@ bool native_conv_fits(const Tensor& a, const Tensor& b, const Tensor& c) {
 ConvGeom make_geom(const Tensor& x, const Tensor& w, const Tensor& y, const Conv2dParams& p) {
   MINIMA_CHECK(native_conv_fits(x, w, y), "conv2d (native CUDA): tensors must have fewer than 2^31 elements, got ",
                x.shape(), ", ", w.shape(), " and ", y.shape(), " (use --conv cudnn)");
+  MINIMA_CHECK(p.groups <= 65535, "conv2d (native CUDA): at most 65535 groups (one grid row each), got ", p.groups,
+               " (use --conv cudnn)");
   ConvGeom g;
   g.N = int(x.size(0)); g.C = int(x.size(1)); g.H = int(x.size(2)); g.W = int(x.size(3));
   g.O = int(w.size(0)); g.KH = int(w.size(2)); g.KW = int(w.size(3));
@@ -220,7 +225,7 @@ __global__ void sum_splits_kernel(const float* partial, int splits, int64_t n, f
   }
 }
 
-// bfloat16 runs through float32 copies; returns true when it handled the call.
+// bfloat16 runs through float32 copies.
 Tensor as_f32(const Tensor& t) {
   NoGradGuard ng;
   return t.to(DType::f32);
@@ -311,11 +316,28 @@ bool conv_use_vendor(const char* pass, const Tensor& a, const Tensor& b, const T
     case Impl::Vendor: return true;
     case Impl::Auto: break;
   }
-  if (!native_conv_fits(a, b, out)) return true;  // cuDNN without timing
+  if (!native_conv_fits(a, b, out) || p.groups > 65535) return true;  // cuDNN without timing
   std::string key = str("conv-", pass, "|", out.dtype(), "|", a.shape(), "|", b.shape(), "|", out.shape(), "|",
                         p.stride_h, ",", p.stride_w, ",", p.pad_h, ",", p.pad_w, ",", p.dil_h, ",", p.dil_w, ",",
                         p.groups);
   return autotune_use_vendor(key, ctx, native, vendor, true);
+}
+// Runs the chosen path. cuDNN's support for bfloat16 (and for some grouped or dilated shapes)
+// varies by version and configuration: in auto mode a cuDNN call that finds no usable algorithm
+// falls back to the native kernel, once with a warning, instead of failing a run the native
+// kernel can do. float64 (cuDNN only) and --conv cudnn report the error.
+void run_conv(bool use_vendor, const char* pass, const Tensor& out, const std::function<void()>& native,
+              const std::function<void()>& vendor) {
+  if (!use_vendor) return native();
+  if (out.dtype() == DType::f64 || conv_impl() == Impl::Vendor) return vendor();
+  try {
+    vendor();
+  } catch (const Error& e) {
+    static std::atomic<bool> warned{false};
+    if (!warned.exchange(true))
+      std::fprintf(stderr, "warning: cuDNN could not run conv2d %s (%s); using the native kernel\n", pass, e.what());
+    native();
+  }
 }
 void check_conv_args(const char* what, std::initializer_list<const Tensor*> ts) {
   for (const Tensor* t : ts) {
@@ -331,10 +353,16 @@ void CudaBackend::conv2d_forward(const Tensor& y, const Tensor& x, const Tensor&
   Ctx ctx(y);
   check_conv_args("conv2d", {&y, &x, &w});
   if (y.numel() == 0) return;
+  if (y.dtype() == DType::bf16 && bias.defined()) {
+    // As on the CPU: the bias is added in float32 and the sum rounded to bfloat16 once.
+    Tensor yf = empty(y.shape(), TensorOptions(DType::f32, y.device()));
+    conv2d_forward(yf, as_f32(x), as_f32(w), as_f32(bias), p);
+    device_copy(y, yf, ctx);
+    return;
+  }
   auto native = [&] { native_conv_forward(y, x, w, p, ctx); };
   auto vendor = [&] { cudnn_conv_forward(y, x, w, p, ctx); };
-  if (conv_use_vendor("fwd", x, w, y, p, ctx, native, vendor)) vendor();
-  else native();
+  run_conv(conv_use_vendor("fwd", x, w, y, p, ctx, native, vendor), "forward", y, native, vendor);
   if (bias.defined()) add_channel_bias(y, bias, ctx);
 }
 
@@ -344,8 +372,7 @@ void CudaBackend::conv2d_backward_input(const Tensor& gx, const Tensor& gy, cons
   if (gx.numel() == 0) return;
   auto native = [&] { native_conv_backward_input(gx, gy, w, p, ctx); };
   auto vendor = [&] { cudnn_conv_backward_input(gx, gy, w, p, ctx); };
-  if (conv_use_vendor("dgrad", gy, w, gx, p, ctx, native, vendor)) vendor();
-  else native();
+  run_conv(conv_use_vendor("dgrad", gy, w, gx, p, ctx, native, vendor), "input gradient", gx, native, vendor);
 }
 
 void CudaBackend::conv2d_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const Conv2dParams& p) {
@@ -358,8 +385,7 @@ void CudaBackend::conv2d_backward_weight(const Tensor& gw, const Tensor& gy, con
   }
   auto native = [&] { native_conv_backward_weight(gw, gy, x, p, ctx); };
   auto vendor = [&] { cudnn_conv_backward_weight(gw, gy, x, p, ctx); };
-  if (conv_use_vendor("wgrad", gy, x, gw, p, ctx, native, vendor)) vendor();
-  else native();
+  run_conv(conv_use_vendor("wgrad", gy, x, gw, p, ctx, native, vendor), "weight gradient", gw, native, vendor);
 }
 
 }  // namespace minima::cuda

@@ -68,8 +68,21 @@ struct DeviceState {
 
 std::mutex g_state_mu;
 
+// Never destroyed: buffers and contexts released during static destruction may still look
+// their device up.
+std::vector<std::unique_ptr<DeviceState>>& states_vec() {
+  static auto* v = new std::vector<std::unique_ptr<DeviceState>>();
+  return *v;
+}
+
+bool device_started(int dev) {
+  std::lock_guard<std::mutex> lock(g_state_mu);
+  auto& v = states_vec();
+  return dev >= 0 && dev < int(v.size()) && v[size_t(dev)] != nullptr;
+}
+
 DeviceState& state(int dev) {
-  static std::vector<std::unique_ptr<DeviceState>> states;
+  auto& states = states_vec();
   std::lock_guard<std::mutex> lock(g_state_mu);
   int n = cuda_device_count();
   MINIMA_CHECK(dev >= 0 && dev < n, "cuda:", dev, " requested, but ", n, " CUDA device",
@@ -127,7 +140,10 @@ void synchronize(int device) {
 }
 
 void CudaBackend::synchronize() {
-  for (int d = 0; d < cuda_device_count(); ++d) cuda::synchronize(d);
+  // Only devices this process has used: touching the others would create a context on each
+  // (and fail on GPUs other jobs hold in exclusive mode).
+  for (int d = 0; d < cuda_device_count(); ++d)
+    if (device_started(d)) cuda::synchronize(d);
 }
 
 double time_ms(const std::function<void()>& f, int warmup, int iters, int device) {
@@ -174,12 +190,21 @@ bool autotune_use_vendor(const std::string& key, const Ctx& ctx, const std::func
   }
   // One untimed run of each (the vendor's first call may search its algorithms), then the best
   // of two timed runs of each.
+  // A vendor call that fails (cuDNN has no algorithm for some bfloat16 shapes) settles it for
+  // the native kernel.
   double tn = 1e30, tv = 1e30;
-  tv = std::min(tv, time_ms(vendor, 1, 1, ctx.dev));
+  bool vendor_ok = true;
+  try {
+    tv = std::min(tv, time_ms(vendor, 1, 1, ctx.dev));
+  } catch (const Error& e) {
+    std::fprintf(stderr, "warning: %s: the vendor library failed (%s); using the native kernel\n", key.c_str(),
+                 e.what());
+    vendor_ok = false;
+  }
   tn = std::min(tn, time_ms(native, 1, 1, ctx.dev));
-  tv = std::min(tv, time_ms(vendor, 0, 1, ctx.dev));
+  if (vendor_ok) tv = std::min(tv, time_ms(vendor, 0, 1, ctx.dev));
   tn = std::min(tn, time_ms(native, 0, 1, ctx.dev));
-  bool v = tv < tn;
+  bool v = vendor_ok && tv < tn;
   std::lock_guard<std::mutex> lock(g_tune_mu);
   tune_cache()[k] = v;
   return v;

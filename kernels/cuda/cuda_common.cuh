@@ -42,7 +42,9 @@ namespace minima::cuda {
 void report_cuda_error(int code, const char* name, const char* desc, const char* what, const char* file, int line,
                        const char* library);
 inline void check_cuda_nothrow(cudaError_t e, const char* what, const char* file, int line) {
-  if (e != cudaSuccess && e != cudaErrorCudartUnloading)
+  if (e == cudaSuccess) return;
+  (void)cudaGetLastError();  // consumed here, or the next launch check would report it as its own
+  if (e != cudaErrorCudartUnloading)
     report_cuda_error(int(e), cudaGetErrorName(e), cudaGetErrorString(e), what, file, line, "CUDA");
 }
 }  // namespace minima::cuda

@@ -168,7 +168,7 @@ class CachingAllocator final : public Allocator {
 
 CachingAllocator& allocator_of(int device) {
   static std::mutex mu;
-  static std::vector<CachingAllocator*> allocs;  // never freed: Storage may outlive statics
+  static auto& allocs = *new std::vector<CachingAllocator*>();  // never freed: Storage may outlive statics
   std::lock_guard<std::mutex> lock(mu);
   int n = cuda_device_count();
   MINIMA_CHECK(device >= 0 && device < n, "cuda:", device, " requested, but ", n, " CUDA device",

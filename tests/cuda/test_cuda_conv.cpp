@@ -109,9 +109,11 @@ CUDA_TEST_CASE("cuda conv2d in bfloat16, float64 and TF32") {
     for (size_t i : {size_t(0), size_t(4), size_t(9)}) {
       const ConvCase& c = cases[i];
       Tensor x = rnd({c.N, c.C, c.H, c.W}, 101, DType::bf16), w = rnd({c.O, c.C / c.p.groups, c.KH, c.KW}, 102, DType::bf16);
+      std::vector<Tensor> in = {x, w};
+      if (c.bias) in.push_back(rnd({c.O}, 107, DType::bf16));  // bias added in float32, rounded once
       check_graph(str(impl, " bf16 conv2d ", case_name(c)),
-                  [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], Tensor(), c.p); }, {x, w},
-                  tol(DType::bf16));
+                  [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], c.bias ? v[2] : Tensor(), c.p); },
+                  in, tol(DType::bf16));
       cuda::set_allow_tf32(true);
       Tensor xf = rnd({c.N, c.C, c.H, c.W}, 103), wf = rnd({c.O, c.C / c.p.groups, c.KH, c.KW}, 104);
       check_graph(str(impl, " tf32 conv2d ", case_name(c)),
