@@ -44,7 +44,7 @@ int run_bench_train(cli::Args& a) {
   std::string archs = a.get_string("arch", "all", "architecture, comma-separated list, or all");
   int64_t batch = a.get_int("batch", 128, "batch size");
   std::string dev_s = a.get_string("device", "auto", "cpu, cuda, cuda:N or auto");
-  cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
+  cli::CudaFlags cuda_flags = cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
   std::string precision_s = a.get_string(
       "precision", "fp32", "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics");
   nn::AutocastGuard precision(nn::precision_from_flag(precision_s));
@@ -102,7 +102,8 @@ int run_bench_train(cli::Args& a) {
                                     std::to_string(classes) + " " + std::to_string(batch) + " " +
                                     (dev.is_cuda() ? "cuda:" + std::to_string(dev.index) : "cpu") + " " +
                                     std::to_string(warmup) + " " + std::to_string(iters) + " " +
-                                    std::to_string(omp_get_max_threads()) + " " + precision_s + " 2>&1",
+                                    std::to_string(omp_get_max_threads()) + " " + precision_s + " " +
+                                    (cuda_flags.tf32 ? "tf32" : "ieee") + " 2>&1",
                                 rc);
       size_t brace = out.find('{');
       if (rc == 0 && brace != std::string::npos) theirs = Json::parse(out.substr(brace)).at("images_per_s").as_double();

@@ -9,7 +9,7 @@
 
 namespace minima::cli {
 
-void apply_cuda_flags(Args& a) {
+CudaFlags apply_cuda_flags(Args& a) {
   std::string gemm = a.get_string("gemm", "auto", "CUDA matrix products: native, cublas or auto (time both once per shape)");
   std::string conv = a.get_string("conv", "auto", "CUDA convolutions: native, cudnn or auto (time both once per shape)");
   bool tf32 = a.get_flag("tf32", "allow TF32 tensor cores in float32 GEMM/conv on CUDA");
@@ -24,9 +24,8 @@ void apply_cuda_flags(Args& a) {
                "' (expected native, cublas or auto)");
   MINIMA_CHECK(conv == "native" || conv == "cudnn" || conv == "auto", "unknown conv implementation '", conv,
                "' (expected native, cudnn or auto)");
-  (void)tf32;
-  (void)det;
 #endif
+  return {gemm, conv, tf32, det};
 }
 
 }  // namespace minima::cli

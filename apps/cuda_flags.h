@@ -4,10 +4,18 @@
 // They set the backend's run-time settings (kernels/cuda/cuda_config.h). In a build without
 // CUDA they are accepted and have no effect.
 #pragma once
+#include <string>
+
 #include "apps/cli.h"
 
 namespace minima::cli {
 
-void apply_cuda_flags(Args& a);
+// The values given, for commands that pass them on (bench train hands --tf32 to its PyTorch peer).
+struct CudaFlags {
+  std::string gemm, conv;
+  bool tf32 = false, deterministic = false;
+};
+
+CudaFlags apply_cuda_flags(Args& a);
 
 }  // namespace minima::cli

@@ -2,10 +2,13 @@
 cross-entropy, backward, SGD update with momentum) of a reference network (models.py) on random
 data already on the device. Prints one JSON object.
 
-usage: bench_torch.py ARCH CxHxW CLASSES BATCH DEVICE WARMUP ITERS [THREADS] [PRECISION]
+usage: bench_torch.py ARCH CxHxW CLASSES BATCH DEVICE WARMUP ITERS [THREADS] [PRECISION] [MATH]
 THREADS (CPU): intra-op threads, set to minima's OpenMP thread count for a like-for-like figure.
 PRECISION: fp32 (default) or bf16 (the forward under torch.autocast in bfloat16, as minima's
---precision bf16: float32 master weights, bfloat16 activations)."""
+--precision bf16: float32 master weights, bfloat16 activations).
+MATH: ieee (default) or tf32, as minima's --tf32: whether float32 matmuls and convolutions may run
+on TF32 tensor cores. PyTorch allows TF32 in cuDNN by default; here it follows minima's setting, and
+cuDNN picks its algorithms by timing them (cudnn.benchmark), as minima's cuDNN path does."""
 import json
 import os
 import sys
@@ -27,6 +30,12 @@ def main():
     precision = sys.argv[9] if len(sys.argv) > 9 else "fp32"
     if precision not in ("fp32", "bf16"):
         raise SystemExit(f"unknown precision {precision!r} (expected fp32 or bf16)")
+    math = sys.argv[10] if len(sys.argv) > 10 else "ieee"
+    if math not in ("ieee", "tf32"):
+        raise SystemExit(f"unknown math {math!r} (expected ieee or tf32)")
+    torch.backends.cuda.matmul.allow_tf32 = math == "tf32"
+    torch.backends.cudnn.allow_tf32 = math == "tf32"
+    torch.backends.cudnn.benchmark = True
     dev = torch.device(device)
     torch.manual_seed(0)
     model = models.build(arch, in_chw, classes).to(dev).train()
@@ -55,7 +64,7 @@ def main():
     dt = time.perf_counter() - t0
     print(json.dumps({"images_per_s": batch * iters / dt, "seconds_per_step": dt / iters,
                       "torch": torch.__version__, "threads": torch.get_num_threads(),
-                      "precision": precision}))
+                      "precision": precision, "math": math}))
 
 
 if __name__ == "__main__":
