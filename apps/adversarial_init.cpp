@@ -151,6 +151,7 @@ Json run_phase1(const Ctx& c, int64_t seed, int64_t R) {
   optim::SGD opt(model->parameters(), {c.adv_lr, 0.0, 0.0, 0.0, false});
   auto sched = optim::make_schedule(c.adv_schedule, c.adv_lr, c.adv_epochs);
   data::Loader loader(C, c.batch, true, order_seed(seed, 1), {}, false, c.device);
+  data::Loader eval_loader(C, c.eval_batch, false, 0, {}, false, c.device);  // the checks on C, in eval mode
   nn::TrainState st;
   std::string ckpt = dir + "/checkpoint.safetensors";
   if (c.resume && cli::file_exists(ckpt)) {
@@ -175,7 +176,7 @@ Json run_phase1(const Ctx& c, int64_t seed, int64_t R) {
     bool check = (e + 1) % c.adv_check_every == 0 || e + 1 == c.adv_epochs;
     double acc = NAN;
     if (check) {
-      acc = evaluate(*model, C, c.eval_batch, c.device).acc;
+      acc = evaluate(*model, eval_loader).acc;
       acc_c = acc;
     }
     csv.row({double(e + 1), opt.lr(), tr.loss, tr.acc, acc, tr.seconds});
@@ -247,6 +248,7 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
   auto sched = optim::make_schedule("multistep", c.lr, c.epochs);
   data::Augment aug{setup.da, 4, setup.da};
   data::Loader loader(c.train, c.batch, true, order_seed(seed, 2), aug, false, c.device);
+  data::Loader test_loader(c.test, c.eval_batch, false, 0, {}, false, c.device);
   nn::TrainState st;
   std::string ckpt = dir + "/checkpoint.safetensors";
   if (c.resume && cli::file_exists(ckpt)) {
@@ -277,7 +279,7 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
     }
     bool last = e + 1 == c.epochs;
     bool test_now = (e + 1) % c.eval_every == 0 || last;
-    if (test_now) te = evaluate(*model, c.test, c.eval_batch, c.device);
+    if (test_now) te = evaluate(*model, test_loader);
     bool measure = (e + 1) % c.complexity_every == 0 || last;
     if (measure) {
       cx = nn::complexity_measures(*model, factory, c.in_chw);
@@ -299,7 +301,7 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
       throw Error(str("stopped after ", c.halt_after, " phase-2 epochs as --halt-after asked; rerun with --resume"));
   }
   if (diverged_at > 0) {
-    te = evaluate(*model, c.test, c.eval_batch, c.device);
+    te = evaluate(*model, test_loader);
     cx = nn::Complexity{NAN, NAN, NAN, NAN};
     dist = NAN;
   }

@@ -130,6 +130,8 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
   optim::SGD opt(model->parameters(), {c.lr, c.momentum, 0.0, c.wd, false});
   data::Loader loader(s.train, c.batch, /*shuffle=*/true, uint64_t(seed), data::Augment{}, /*drop_last=*/false,
                       c.device, train_norm);
+  data::Loader fit_loader(s.train, eval_batch, /*shuffle=*/false, 0, data::Augment{}, /*drop_last=*/false, c.device,
+                          train_norm);  // the fit check after every epoch, in eval mode
   RunResult res;
   res.v = v;
   res.seed = seed;
@@ -144,7 +146,7 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
     EpochResult tr = train_epoch(*model, opt, loader, e);
     MINIMA_CHECK(std::isfinite(tr.loss), v.label(), ": training diverged at epoch ", e + 1, " (loss ", tr.loss,
                  "); try a smaller --lr");
-    EpochResult fit = evaluate(*model, s.train, eval_batch, c.device, train_norm);
+    EpochResult fit = evaluate(*model, fit_loader);
     res.epochs = e + 1;
     res.steps = (e + 1) * steps_per_epoch;
     res.train_acc = fit.acc;

@@ -69,6 +69,7 @@ int run_train(cli::Args& a) {
   auto sched = optim::make_schedule(schedule, lr, epochs);
   data::Loader loader(train, batch, /*shuffle=*/true, uint64_t(seed), data::Augment{augment, 4, augment},
                       /*drop_last=*/false, device);
+  data::Loader test_loader(splits.test, 1000, /*shuffle=*/false, 0, data::Augment{}, /*drop_last=*/false, device);
 
   cli::RunDir dir(out);
   Json extra = Json::object();
@@ -90,7 +91,7 @@ int run_train(cli::Args& a) {
   for (int64_t e = 0; e < epochs; ++e) {
     opt.set_lr(sched->lr_at(e));
     tr = train_epoch(*model, opt, loader, e, "train", epochs);
-    te = evaluate(*model, splits.test, 1000, device);
+    te = evaluate(*model, test_loader);
     total_s += tr.seconds + te.seconds;
     MINIMA_CHECK(std::isfinite(tr.loss), "training diverged at epoch ", e + 1, " (loss ", tr.loss,
                  "); try a smaller --lr");

@@ -55,12 +55,17 @@ EpochResult train_epoch(nn::Module& model, optim::Optimizer& opt, data::Loader& 
 }
 
 EpochResult evaluate(nn::Module& model, const data::Dataset& ds, int64_t batch, Device device, data::Normalize norm) {
+  data::Loader loader(ds, batch, /*shuffle=*/false, 0, {}, /*drop_last=*/false, device, norm);
+  return evaluate(model, loader);
+}
+
+EpochResult evaluate(nn::Module& model, data::Loader& loader) {
   auto t0 = std::chrono::steady_clock::now();
   bool was_training = model.is_training();
   model.eval();
   NoGradGuard ng;
-  data::Loader loader(ds, batch, /*shuffle=*/false, 0, {}, /*drop_last=*/false, device, norm);
   loader.start_epoch(0);
+  Device device = loader.device();
   Tensor loss_sum = zeros({}, TensorOptions(DType::f64, device));
   Tensor correct = zeros({}, TensorOptions(DType::i64, device));
   int64_t seen = 0;

@@ -1,6 +1,7 @@
-// apps/trainer.h: the supervised training and evaluation loops shared by `minima train` and
-// `minima adversarial-init`. Running sums of loss and correct counts stay on the model's device
-// and are read once per epoch, so a GPU step never waits for the host.
+// apps/trainer.h: the supervised training and evaluation loops shared by `minima train`,
+// `minima adversarial-init` and `minima randomization`. Running sums of loss and correct counts
+// stay on the model's device and are read once per epoch. (On CUDA, nll_loss still reads back its
+// bad-target flag every step, which waits for the forward pass: a known cost, not yet deferred.)
 #pragma once
 #include <cstdint>
 #include <string>
@@ -28,6 +29,9 @@ EpochResult train_epoch(nn::Module& model, optim::Optimizer& opt, data::Loader& 
 // `norm` is how the Loader normalizes the images (as in training).
 EpochResult evaluate(nn::Module& model, const data::Dataset& ds, int64_t batch, Device device,
                      data::Normalize norm = data::Normalize::dataset);
+// The same over every batch of `loader` (built without shuffling or augmentation). Loops that
+// evaluate every epoch build their Loader once: on a GPU a Loader uploads its dataset.
+EpochResult evaluate(nn::Module& model, data::Loader& loader);
 
 // Seconds of one full training step of a fresh `arch` (forward, cross-entropy, backward, SGD with
 // momentum 0.9 and weight decay 5e-4) on a random batch already on `dev`: the mean over `iters`
