@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <chrono>
+#include <optional>
 
 #include "core/backend.h"
 #include "core/ops.h"
@@ -11,6 +12,16 @@
 #include "nn/models.h"
 
 namespace minima::app {
+
+namespace {
+// A Loader's labels were checked against its dataset's class count when it was built; once the
+// network's logits are seen to have at least that many classes, the loss need not check them
+// again (on CUDA that check waits for every forward pass; see TrustedTargetsGuard).
+void trust_loader_labels(std::optional<TrustedTargetsGuard>& trusted, const data::Loader& loader,
+                         const Tensor& logits) {
+  if (!trusted && logits.dim() == 2 && logits.size(1) >= loader.dataset().num_classes) trusted.emplace();
+}
+}  // namespace
 
 EpochResult train_epoch(nn::Module& model, optim::Optimizer& opt, data::Loader& loader, int64_t epoch,
                         const std::string& label, int64_t total_epochs) {
@@ -26,10 +37,12 @@ EpochResult train_epoch(nn::Module& model, optim::Optimizer& opt, data::Loader& 
     prog = std::make_unique<cli::Progress>(label + " epoch " + std::to_string(epoch + 1) +
                                                (total_epochs ? "/" + std::to_string(total_epochs) : ""),
                                            steps);
+  std::optional<TrustedTargetsGuard> trusted;
   Tensor x, y;
   while (loader.next(x, y)) {
     opt.zero_grad();
     Tensor logits = model(x).to(DType::f32);  // under autocast the network ends in bf16: the loss is f32
+    trust_loader_labels(trusted, loader, logits);
     Tensor loss = cross_entropy(logits, y);
     loss.backward();
     opt.step();
@@ -69,9 +82,11 @@ EpochResult evaluate(nn::Module& model, data::Loader& loader) {
   Tensor loss_sum = zeros({}, TensorOptions(DType::f64, device));
   Tensor correct = zeros({}, TensorOptions(DType::i64, device));
   int64_t seen = 0;
+  std::optional<TrustedTargetsGuard> trusted;
   Tensor x, y;
   while (loader.next(x, y)) {
     Tensor logits = model(x).to(DType::f32);
+    trust_loader_labels(trusted, loader, logits);
     int64_t B = x.size(0);
     loss_sum.add_(mul(cross_entropy(logits, y).to(DType::f64), double(B)));
     correct.add_(sum(eq(argmax(logits, 1), y)));

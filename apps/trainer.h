@@ -1,7 +1,8 @@
 // apps/trainer.h: the supervised training and evaluation loops shared by `minima train`,
 // `minima adversarial-init` and `minima randomization`. Running sums of loss and correct counts
-// stay on the model's device and are read once per epoch. (On CUDA, nll_loss still reads back its
-// bad-target flag every step, which waits for the forward pass: a known cost, not yet deferred.)
+// stay on the model's device and are read once per epoch, and the Loader's labels (checked when
+// it is built) are trusted by the loss (TrustedTargetsGuard), so a GPU step does not wait for the
+// host.
 #pragma once
 #include <cstdint>
 #include <string>

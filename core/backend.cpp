@@ -13,6 +13,13 @@ Backend& cpu_backend() {
 
 Backend& backend_for(Device d) { return d.is_cpu() ? cpu_backend() : cuda_backend(); }
 
+namespace {
+thread_local bool g_targets_trusted = false;
+}
+TrustedTargetsGuard::TrustedTargetsGuard() : prev_(g_targets_trusted) { g_targets_trusted = true; }
+TrustedTargetsGuard::~TrustedTargetsGuard() { g_targets_trusted = prev_; }
+bool targets_trusted() { return g_targets_trusted; }
+
 #ifndef MINIMA_HAS_CUDA
 Backend& cuda_backend() {
   throw Error("this minima was built without CUDA (configure with -DMINIMA_CUDA=ON and an nvcc on PATH)");

@@ -190,4 +190,21 @@ Backend& cuda_backend();
 bool cuda_available();  // built with CUDA and at least one device present
 int cuda_device_count();
 
+// RAII guard: the caller vouches that every class target given to nll_loss / cross_entropy while
+// it is alive is in range (a data::Loader's labels are checked when its dataset is built). The
+// CPU checks anyway, at no cost; the CUDA backend skips reading its bad-target flag back, a round
+// trip that would make the host wait for the forward pass of every training step. A bad target
+// still reads nothing out of bounds: its loss is NaN, which the training loops report.
+class TrustedTargetsGuard {
+ public:
+  TrustedTargetsGuard();
+  ~TrustedTargetsGuard();
+  TrustedTargetsGuard(const TrustedTargetsGuard&) = delete;
+  TrustedTargetsGuard& operator=(const TrustedTargetsGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+bool targets_trusted();
+
 }  // namespace minima

@@ -83,6 +83,20 @@ TEST_CASE("errors: cross_entropy and nll_loss arguments") {
   check_error([&] { cross_entropy(logits, bad); }, {"7", "3 classes"});
   Tensor neg = from_vector<int64_t>({0, -1, 1, 2}, {4}, TensorOptions(DType::i64));
   check_error([&] { cross_entropy(logits, neg); }, {"-1"});
+  // A TrustedTargetsGuard spares only the CUDA backend its read-back: the CPU still checks, and
+  // the guard nests and restores.
+  CHECK_FALSE(targets_trusted());
+  {
+    TrustedTargetsGuard outer;
+    CHECK(targets_trusted());
+    check_error([&] { cross_entropy(logits, bad); }, {"7", "3 classes"});
+    {
+      TrustedTargetsGuard inner;
+      CHECK(targets_trusted());
+    }
+    CHECK(targets_trusted());
+  }
+  CHECK_FALSE(targets_trusted());
 }
 
 TEST_CASE("errors: views and indexing") {

@@ -109,6 +109,13 @@ CUDA_TEST_CASE("cuda bad targets and indices raise the CPU backend's errors") {
                        Error);
   Tensor good = from_vector<int64_t>({0, 4, 3, 1}, {4}).to(kGpu);
   CHECK_NOTHROW(cross_entropy(logits, good));  // the error state was cleared
+  {
+    // Trusted targets skip the read-back and give the same loss; the guard's end restores checks.
+    TrustedTargetsGuard trusted;
+    expect_close(cross_entropy(logits, good).cpu(), cross_entropy(logits.cpu(), good.cpu()), tol(DType::f32),
+                 "trusted targets");
+  }
+  CHECK_THROWS_WITH_AS(cross_entropy(logits, bad), doctest::Contains("target 5 at position 2"), Error);
   Tensor x = rnd({6, 3}, 127).to(kGpu);
   Tensor idx = from_vector<int64_t>({1, -1, 2}, {3}).to(kGpu);
   CHECK_THROWS_WITH_AS(index_select(x, 0, idx), doctest::Contains("index -1 at position 1 is out of range for dim 0"),
