@@ -108,7 +108,7 @@ void col2im(const T* col, const Geom& g, const Conv2dParams& p, T* gx, int64_t l
 int64_t images_per_chunk(const Geom& g, int threads) {
   constexpr int64_t kTargetColumns = 256;
   int64_t nb = std::max<int64_t>(1, kTargetColumns / std::max<int64_t>(1, g.ohw));
-  int64_t per_thread = std::max<int64_t>(1, (g.N + threads - 1) / threads);
+  int64_t per_thread = std::max<int64_t>(1, g.N / threads);  // rounded down: chunks >= threads
   return std::min(nb, per_thread);
 }
 

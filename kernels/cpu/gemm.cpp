@@ -19,8 +19,10 @@
 #include "core/ops.h"
 #include "kernels/cpu/cpu_backend.h"
 
-// The AVX-512 micro-kernel needs GCC/clang's target attribute and an x86-64 target.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// The AVX-512 micro-kernel needs GCC/clang's target attribute and an x86-64 target, and a baseline
+// build with FMA (-march=x86-64-v3, the default): only then do both kernels fuse every
+// multiply-add and so agree bitwise. A build without FMA keeps the one kernel.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && defined(__FMA__)
 #define MINIMA_GEMM_AVX512 1
 #else
 #define MINIMA_GEMM_AVX512 0

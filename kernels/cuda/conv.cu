@@ -330,14 +330,22 @@ void run_conv(bool use_vendor, const char* pass, const Tensor& out, const std::f
               const std::function<void()>& vendor) {
   if (!use_vendor) return native();
   if (out.dtype() == DType::f64 || conv_impl() == Impl::Vendor) return vendor();
+  std::string vendor_error;
   try {
     vendor();
+    return;
   } catch (const Error& e) {
-    static std::atomic<bool> warned{false};
-    if (!warned.exchange(true))
-      std::fprintf(stderr, "warning: cuDNN could not run conv2d %s (%s); using the native kernel\n", pass, e.what());
-    native();
+    vendor_error = e.what();
   }
+  try {
+    native();
+  } catch (const Error& e) {  // e.g. a size only cuDNN takes: both reasons, not just the last
+    throw Error(str(vendor_error, "; the native kernel cannot run it either: ", e.what()));
+  }
+  static std::atomic<bool> warned{false};
+  if (!warned.exchange(true))
+    std::fprintf(stderr, "warning: cuDNN could not run conv2d %s (%s); used the native kernel\n", pass,
+                 vendor_error.c_str());
 }
 void check_conv_args(const char* what, std::initializer_list<const Tensor*> ts) {
   for (const Tensor* t : ts) {

@@ -121,7 +121,7 @@ __global__ void nll_forward_kernel(const T* logp, const int64_t* target, T* loss
   MINIMA_GRID_STRIDE(i, N) {
     int64_t t = target[i];
     if (t < 0 || t >= C) {
-      report_bad_index(err, i);
+      if (err) report_bad_index(err, i);  // no slot when the targets are trusted
       loss[i] = to_storage<T>(d_inf<float>() - d_inf<float>());  // NaN
     } else {
       loss[i] = to_storage<T>(-Acc<T>(logp[i * C + t]));
@@ -190,13 +190,16 @@ void CudaBackend::log_softmax_backward(const Tensor& gx, const Tensor& gy, const
 void CudaBackend::nll_forward(const Tensor& loss, const Tensor& logp, const Tensor& target) {
   Ctx ctx(loss);
   int64_t N = logp.size(0), C = logp.size(1);
+  // Trusted targets (TrustedTargetsGuard): no read-back, and no report left behind for the next
+  // checked call to pick up; a bad target only makes its loss NaN.
+  const bool trusted = targets_trusted();
   MINIMA_DISPATCH_FLOAT(logp.dtype(), "nll_loss", [&] {
     using T = scalar_t;
     MINIMA_LAUNCH(nll_forward_kernel<T>, dim3(grid_1d(N, ctx.dev)), dim3(kThreads), 0, ctx.stream,
                   static_cast<const T*>(logp.data_ptr()), static_cast<const int64_t*>(target.data_ptr()),
-                  static_cast<T*>(loss.data_ptr()), N, C, index_error_slot(ctx.dev));
+                  static_cast<T*>(loss.data_ptr()), N, C, trusted ? nullptr : index_error_slot(ctx.dev));
   });
-  if (!targets_trusted()) check_target_error(ctx, target, C);  // see TrustedTargetsGuard
+  if (!trusted) check_target_error(ctx, target, C);
 }
 
 void CudaBackend::nll_backward(const Tensor& glogp, const Tensor& gloss, const Tensor& target) {
