@@ -16,6 +16,7 @@
 
 #include "apps/cli.h"
 #include "core/ops.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "core/random.h"
 
 namespace minima {
@@ -89,7 +90,8 @@ int bench_cpu(cli::Args& a) {
     return cli::fmt(flops / torch[k] / 1e9, 4);
   };
 
-  std::printf("CPU backend, %lld threads%s\n\n", (long long)threads,
+  std::printf("CPU backend, %lld threads, %s GEMM micro-kernel%s\n\n", (long long)threads,
+              cpu::gemm_isa_name(cpu::gemm_isa()),
               torch.empty() ? " (PyTorch peer unavailable)" : ", PyTorch peer in the same run");
   std::printf("%-34s %12s %12s %8s\n", "benchmark", "minima", "pytorch", "ratio");
   for (int64_t n : {256, 512, 1024}) {

@@ -99,6 +99,7 @@ TEST_CASE("bench cpu: GEMM and both conv2d layers, each row with its figures") {
   INFO(r.output);
   REQUIRE(r.rc == 0);
   CHECK(r.output.find("PyTorch peer unavailable") != std::string::npos);
+  CHECK(r.output.find(" GEMM micro-kernel") != std::string::npos);  // avx2 or avx512, as the CPU allows
   for (const char* row : {"sgemm 256^3 (GFLOP/s)", "sgemm 512^3 (GFLOP/s)", "sgemm 1024^3 (GFLOP/s)",
                           "conv 128x64x32x32 3x3 fwd (ms)", "conv 128x64x32x32 3x3 fwd+bwd (ms)",
                           "conv 128x256x8x8 3x3 fwd (ms)", "conv 128x256x8x8 3x3 fwd+bwd (ms)"}) {
@@ -109,4 +110,13 @@ TEST_CASE("bench cpu: GEMM and both conv2d layers, each row with its figures") {
     CHECK(v[0] > 0);
   }
   apptest::check_rejects("bench cpu --reps 0", "--threads and --reps must be positive");
+  // MINIMA_CPU_GEMM picks the micro-kernel; a value it does not know is named in a warning.
+  auto forced = apptest::run_command(std::string("MINIMA_CPU_GEMM=avx2 ") + MINIMA_BINARY +
+                            " bench cpu --reps 1 --no-conv --python ''");
+  CHECK(forced.rc == 0);
+  CHECK(forced.output.find("avx2 GEMM micro-kernel") != std::string::npos);
+  auto typo = apptest::run_command(std::string("MINIMA_CPU_GEMM=avx3 ") + MINIMA_BINARY +
+                          " bench cpu --reps 1 --no-conv --python ''");
+  CHECK(typo.rc == 0);
+  CHECK(typo.output.find("warning: MINIMA_CPU_GEMM=avx3 is not one of auto, avx2") != std::string::npos);
 }
