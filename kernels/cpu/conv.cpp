@@ -152,6 +152,31 @@ void for_each_chunk(const Geom& g, int64_t nb, bool need_col, bool need_mat, F&&
   }
 }
 
+// The GEMM operand [ck, nbc*ohw] holding the receptive fields of images [n0, n0+nbc), group gi:
+// x itself for one pointwise image, else unrolled into col side by side.
+template <class T>
+const T* chunk_columns(const T* xp, const Geom& g, const Conv2dParams& p, bool pointwise, int64_t n0, int64_t nbc,
+                       int64_t gi, T* col) {
+  const T* x0 = xp + (n0 * g.C + gi * g.Cg) * g.H * g.W;
+  if (pointwise && nbc == 1) return x0;
+  for (int64_t b = 0; b < nbc; ++b)
+    im2col(xp + ((n0 + b) * g.C + gi * g.Cg) * g.H * g.W, g, p, col + b * g.ohw, nbc * g.ohw);
+  return col;
+}
+
+// The GEMM operand [Og, nbc*ohw] holding the output gradients of images [n0, n0+nbc), group gi:
+// gy itself for one image, else copied into mat side by side.
+template <class T>
+const T* chunk_rows(const T* gyp, const Geom& g, int64_t n0, int64_t nbc, int64_t gi, T* mat) {
+  const T* gy0 = gyp + (n0 * g.O + gi * g.Og) * g.ohw;
+  if (nbc == 1) return gy0;
+  const int64_t ld = nbc * g.ohw;
+  for (int64_t b = 0; b < nbc; ++b)
+    for (int64_t o = 0; o < g.Og; ++o)
+      std::copy_n(gyp + ((n0 + b) * g.O + gi * g.Og + o) * g.ohw, g.ohw, mat + o * ld + b * g.ohw);
+  return mat;
+}
+
 template <class T>
 void conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) {
   Geom g = geom(x, w, y, p);
@@ -164,13 +189,7 @@ void conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tenso
   for_each_chunk<T>(g, nb, !pw || nb > 1, nb > 1, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
     int64_t ld = nbc * g.ohw;  // columns of this chunk's GEMM
     for (int64_t gi = 0; gi < g.G; ++gi) {
-      // B = the chunk's receptive fields [ck, ld]: x itself for one pointwise image.
-      const T* src = xp + (n0 * g.C + gi * g.Cg) * g.H * g.W;
-      if (!pw || nbc > 1) {
-        for (int64_t b = 0; b < nbc; ++b)
-          im2col(xp + ((n0 + b) * g.C + gi * g.Cg) * g.H * g.W, g, p, s.col.data() + b * g.ohw, ld);
-        src = s.col.data();
-      }
+      const T* src = chunk_columns(xp, g, p, pw, n0, nbc, gi, s.col.data());
       // One image writes straight into y; a chunk goes through mat [Og, ld] and is scattered.
       T* dst = nbc > 1 ? s.mat.data() : yp + (n0 * g.O + gi * g.Og) * g.ohw;
       gemm_strided<T>(g.Og, ld, g.ck, T(1), wp + gi * g.Og * g.ck, g.ck, 1, src, ld, 1, T(0), dst, ld, 1, par);
@@ -187,15 +206,6 @@ void conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tenso
   });
 }
 
-// Copies the output gradients of images [n0, n0+nbc) of group gi into mat [Og, nbc*ohw].
-template <class T>
-void gather_chunk(const T* gyp, const Geom& g, int64_t n0, int64_t nbc, int64_t gi, T* mat) {
-  int64_t ld = nbc * g.ohw;
-  for (int64_t b = 0; b < nbc; ++b)
-    for (int64_t o = 0; o < g.Og; ++o)
-      std::copy_n(gyp + ((n0 + b) * g.O + gi * g.Og + o) * g.ohw, g.ohw, mat + o * ld + b * g.ohw);
-}
-
 template <class T>
 void conv_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, const Conv2dParams& p) {
   Geom g = geom(gx, w, gy, p);
@@ -207,11 +217,7 @@ void conv_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, co
   for_each_chunk<T>(g, nb, !pw || nb > 1, nb > 1, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
     int64_t ld = nbc * g.ohw;
     for (int64_t gi = 0; gi < g.G; ++gi) {
-      const T* gyg = gyp + (n0 * g.O + gi * g.Og) * g.ohw;
-      if (nbc > 1) {
-        gather_chunk(gyp, g, n0, nbc, gi, s.mat.data());
-        gyg = s.mat.data();
-      }
+      const T* gyg = chunk_rows(gyp, g, n0, nbc, gi, s.mat.data());
       // col = W_g^T [ck, Og] @ gy_g [Og, ld]; one pointwise image writes gx directly.
       T* gx0 = gxp + (n0 * g.C + gi * g.Cg) * g.H * g.W;
       bool direct = pw && nbc == 1;
@@ -250,17 +256,8 @@ void conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, c
     T* acc = partial[by_chunk ? size_t(omp_get_thread_num()) : 0].data();
     int64_t ld = nbc * g.ohw;
     for (int64_t gi = 0; gi < g.G; ++gi) {
-      const T* src = xp + (n0 * g.C + gi * g.Cg) * g.H * g.W;
-      if (!pw || nbc > 1) {
-        for (int64_t b = 0; b < nbc; ++b)
-          im2col(xp + ((n0 + b) * g.C + gi * g.Cg) * g.H * g.W, g, p, s.col.data() + b * g.ohw, ld);
-        src = s.col.data();
-      }
-      const T* gyg = gyp + (n0 * g.O + gi * g.Og) * g.ohw;
-      if (nbc > 1) {
-        gather_chunk(gyp, g, n0, nbc, gi, s.mat.data());
-        gyg = s.mat.data();
-      }
+      const T* src = chunk_columns(xp, g, p, pw, n0, nbc, gi, s.col.data());
+      const T* gyg = chunk_rows(gyp, g, n0, nbc, gi, s.mat.data());
       // gw_g [Og, ck] += gy_g [Og, ld] @ col^T [ld, ck]
       gemm_strided<T>(g.Og, g.ck, ld, T(1), gyg, ld, 1, src, 1, ld, T(1), acc + gi * g.Og * g.ck, g.ck, 1, par);
     }
