@@ -26,7 +26,8 @@
 #      the first 10,000 training images (an epoch of the full set takes about five times as long);
 #   8. `bench train --precision bf16` for ResNet18 (mixed precision) beside torch.autocast;
 #   9. PyTorch's matmul/conv2d/batch_norm times for bench ops' shapes (a peer, never a failure).
-# Logs go to $OUT/gpu-check/ when $OUT is set (else a temporary folder), at most eight files. The
+# GPU_CHECK_STEPS="2 3" runs only those steps (step 1 always runs), so a short lease can be spent
+# on the tests first and the benchmarks in a second call. Logs go to $OUT/gpu-check/ when $OUT is set (else a temporary folder), at most eight files. The
 # summary table is printed last. Exit status: the number of failed steps (0 = all passed).
 set -u
 
@@ -55,9 +56,13 @@ elif [ -x gpu-build/minima ]; then BUILD=gpu-build
 else BUILD=build
 fi
 BUDGET=${GPU_CHECK_BUDGET:-480}
+STEPS=" ${GPU_CHECK_STEPS:-2 3 4 5 6 7 8 9} "
+want() { [[ "$STEPS" == *" $1 "* ]]; }
 DEADLINE=$(( $(date +%s) + BUDGET ))
 LOGDIR=${OUT:-$(mktemp -d)}/gpu-check
 mkdir -p "$LOGDIR"
+TESTS=$LOGDIR/tests.log BENCH=$LOGDIR/bench.log ADV=$LOGDIR/adversarial_init.log EPOCHS=$LOGDIR/epoch_seconds.txt
+touch "$TESTS" "$BENCH"
 SUMMARY=$LOGDIR/summary.txt
 : > "$SUMMARY"
 FAILED=()
@@ -118,7 +123,7 @@ if ! nvidia-smi -L 2>/dev/null | grep -q "^GPU"; then
   record "GPU visible" 1 0 "nvidia-smi lists no GPU: nothing below can run"
 fi
 
-TESTS=$LOGDIR/tests.log
+if want 2; then
 step "2. CUDA tests (test_cuda, test_data's GPU pipeline)"
 run_step "test_cuda" 180 "$TESTS" "$BUILD/test_cuda" --no-intro --duration=true
 run_step "test_data: GPU batches == CPU" 60 "$TESTS" "$BUILD/test_data" --no-intro --duration=true -tc="loader cuda*"
@@ -126,11 +131,14 @@ run_step "test_data: GPU batches == CPU" 60 "$TESTS" "$BUILD/test_data" --no-int
 grep -q "CUDA device 0:" "$TESTS" || record "CUDA tests saw the GPU" 1 0 "every CUDA test skipped: no device"
 grep -E "ERROR|FAILED|error:|differ|SKIPPED|skipped|^\[doctest\] (test cases|assertions|Status)" "$TESTS" | head -60
 
-BENCH=$LOGDIR/bench.log
+fi
+if want 3; then
 step "3. minima bench ops"
 run_step "bench ops" 150 "$LOGDIR/bench_ops.txt" "$BUILD/minima" bench ops --csv "$LOGDIR/bench_ops.csv"
 tail -3 "$LOGDIR/bench_ops.txt"
 
+fi
+if want 4; then
 step "4. compute-sanitizer memcheck (subset)"
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer \
   /usr/local/cuda*/compute-sanitizer/compute-sanitizer /opt/nvidia/*/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
@@ -144,6 +152,8 @@ else
   sed -n '/^--- memcheck/,$p' "$TESTS" | grep -E "ERROR SUMMARY|^\[doctest\] (test cases|assertions)|Invalid|out of bounds" | head -20
 fi
 
+fi
+if want 5; then
 step "5. minima bench train --device cuda (PyTorch eager beside it)"
 echo "--- bench train" >> "$BENCH"
 run_step "bench train (6 networks + torch)" 130 "$BENCH" "$BUILD/minima" bench train --device cuda \
@@ -151,13 +161,16 @@ run_step "bench train (6 networks + torch)" 130 "$BENCH" "$BUILD/minima" bench t
   --torch-script tests/crosscheck/bench_torch.py
 sed -n '/^--- bench train/,$p' "$BENCH" | tail -8
 
+fi
+if want 6; then
 step "6. minima bench data"
 echo "--- bench data" >> "$BENCH"
 run_step "bench data" 60 "$BENCH" "$BUILD/minima" bench data
 sed -n '/^--- bench data/,$p' "$BENCH" | tail -10
 
+fi
+if want 7; then
 step "7. adversarial-init, ResNet18 on CIFAR-10 files: one epoch of each phase on 10,000 images (x5 = an epoch)"
-ADV=$LOGDIR/adversarial_init.log
 CIFAR=/tmp/minima-cifar10
 rm -rf /tmp/minima-adv
 python3 - "$CIFAR" <<'EOF' > "$ADV" 2>&1
@@ -179,19 +192,22 @@ run_step "adversarial-init resnet18 epochs" 100 "$ADV" "$BUILD/minima" adversari
   --setups vanilla,sota --adv-epochs 1 --adv-check-every 1 --epochs 1 --eval-every 1 \
   --complexity-every 1 --device cuda --no-plot --out /tmp/minima-adv
 # seconds per epoch: phase 1 counts its training pass, phase 2 training and test evaluation
-EPOCHS=$LOGDIR/epoch_seconds.txt
 for f in /tmp/minima-adv/phase1/*/metrics.csv /tmp/minima-adv/runs/*/metrics.csv; do
   [ -f "$f" ] && printf '%-34s %8.1f s per epoch of 10,000 images\n' "$(basename "$(dirname "$f")")" "$(tail -1 "$f" | awk -F, '{print $NF}')"
 done > "$EPOCHS"
 grep -E "epoch 1/1|error" "$ADV" | head -6
 cat "$EPOCHS"
 
+fi
+if want 8; then
 step "8. minima bench train --precision bf16 (ResNet18, PyTorch autocast beside it)"
 echo "--- bench train bf16" >> "$BENCH"
 run_step "bench train bf16 (resnet18 + torch)" 50 "$BENCH" "$BUILD/minima" bench train --device cuda \
   --arch resnet18 --batch 128 --warmup 2 --iters 6 --precision bf16 --torch-script tests/crosscheck/bench_torch.py
 sed -n '/^--- bench train bf16/,$p' "$BENCH" | tail -4
 
+fi
+if want 9; then
 step "9. PyTorch peer for bench ops' shapes"
 echo "--- torch peer" >> "$BENCH"
 limit=$(cap 45)
@@ -239,6 +255,7 @@ EOF
 echo "peer exit status $? (not counted as a failure)" >> "$BENCH"
 fi
 sed -n '/^--- torch peer/,$p' "$BENCH" | tail -16
+fi
 
 echo
 echo "=== summary ($(( $(date +%s) - START ))s of a ${BUDGET}s budget; logs in $LOGDIR) ==="
@@ -250,7 +267,7 @@ echo
 sed -n '/^--- bench train$/,/^---/p' "$BENCH" | grep -E "^(training|arch|resnet|vgg|densenet|inception|alexnet)"
 sed -n '/^--- bench train bf16/,/^---/p' "$BENCH" | grep -E "^(training|resnet)" 
 sed -n '/^--- bench data/,/^---/p' "$BENCH" | grep -E "gpu|share"
-grep -E "epoch 1/1" "$ADV" | sed 's/ | ETA.*//'
+grep -sE "epoch 1/1" "$ADV" | sed 's/ | ETA.*//'
 cat "$EPOCHS" 2>/dev/null
 echo
 cat "$SUMMARY"
