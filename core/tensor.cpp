@@ -493,6 +493,16 @@ Tensor from_vector(const std::vector<T>& values, const Shape& s, TensorOptions o
   if (o.requires_grad) t.requires_grad_(true);
   return t;
 }
+template <class T>
+Tensor from_vector(const std::vector<T>& values, const Shape& s) {
+  DType t = std::is_same<T, uint8_t>::value ? DType::u8 : std::is_integral<T>::value ? DType::i64 : DType::f32;
+  return from_vector(values, s, TensorOptions(t));
+}
+template Tensor from_vector<float>(const std::vector<float>&, const Shape&);
+template Tensor from_vector<double>(const std::vector<double>&, const Shape&);
+template Tensor from_vector<int64_t>(const std::vector<int64_t>&, const Shape&);
+template Tensor from_vector<int>(const std::vector<int>&, const Shape&);
+template Tensor from_vector<uint8_t>(const std::vector<uint8_t>&, const Shape&);
 template Tensor from_vector<float>(const std::vector<float>&, const Shape&, TensorOptions);
 template Tensor from_vector<double>(const std::vector<double>&, const Shape&, TensorOptions);
 template Tensor from_vector<int64_t>(const std::vector<int64_t>&, const Shape&, TensorOptions);

@@ -141,7 +141,11 @@ Tensor arange(int64_t n, TensorOptions o = {});
 Tensor scalar_tensor(double v, TensorOptions o = {});
 // Copies `values` (converted to o.dtype) into a new tensor of shape `s` on o.device.
 template <class T>
-Tensor from_vector(const std::vector<T>& values, const Shape& s, TensorOptions o = {});
+Tensor from_vector(const std::vector<T>& values, const Shape& s, TensorOptions o);
+// Without options the dtype follows the element type: int64_t and int give int64, uint8_t gives
+// uint8, float and double give float32 (the default floating dtype, as for every factory).
+template <class T>
+Tensor from_vector(const std::vector<T>& values, const Shape& s);
 // Wraps memory owned by someone else (no copy); `owner` is kept alive as long as the tensor.
 Tensor from_blob(void* data, const Shape& s, DType t, Device d = Device::cpu(),
                  std::shared_ptr<void> owner = nullptr);

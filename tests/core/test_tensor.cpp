@@ -201,6 +201,15 @@ TEST_CASE("tensor: from_vector and to_vector round trip every dtype") {
     Tensor t = from_vector(v, {16, 16}, TensorOptions(DType::u8));
     CHECK(t.to_vector<uint8_t>() == v);
   }
+  SUBCASE("without options the dtype follows the element type") {
+    Tensor i = from_vector<int64_t>({3, -1, 1ll << 40}, {3});
+    CHECK(i.dtype() == DType::i64);
+    CHECK(i.to_vector<int64_t>() == std::vector<int64_t>{3, -1, 1ll << 40});
+    CHECK(from_vector<int>({7, 8}, {2}).dtype() == DType::i64);
+    CHECK(from_vector<uint8_t>({255}, {1}).dtype() == DType::u8);
+    CHECK(from_vector<double>({0.5}, {1}).dtype() == DType::f32);
+    CHECK(from_vector<float>({0.5f}, {1}).dtype() == DType::f32);
+  }
 }
 
 namespace {
