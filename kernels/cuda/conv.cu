@@ -9,9 +9,10 @@
 // read as 0. The input gradient gathers rather than scatters: for input pixel (ih, iw) and tap
 // (kh, kw) the output pixel is ((ih + pad - kh*dil) / stride, ...) when that division is exact
 // and in range, so every element of gx is written once, without atomics.
-// The weight gradient's K (every output pixel of the batch) is long, so it is split across
-// blocks (split-K); the partial sums go to a buffer and are added in split order by a second
-// kernel, so it is deterministic too. bfloat16 runs through float32 copies (as the CPU reference
+// When a pass has too few output tiles to fill the GPU (the weight gradient, whose K is every
+// output pixel of the batch; the forward and input gradient of deep layers with small maps, e.g.
+// 512 channels at 4x4), its K is split across blocks (split-K): the partial sums go to a buffer
+// and a second kernel adds them in split order, so the result is deterministic too. bfloat16 runs through float32 copies (as the CPU reference
 // does); float64 runs on cuDNN.
 // Index arithmetic is 32-bit: each tensor must have fewer than 2^31 elements.
 #include <atomic>
@@ -99,12 +100,16 @@ struct FwdX {
   }
 };
 
+// Writes y directly, or (split-K) split `split`'s partial sums at the same place in a buffer of
+// several y-sized slices.
 struct FwdY {
   float* y;
   ConvGeom g;
-  __device__ __forceinline__ void operator()(int z, int, int m, int pix, float v) const {
+  int64_t split_stride;  // elements per slice of the partial buffer (0: writing y)
+  void set_out(float* p) { y = p; }
+  __device__ __forceinline__ void operator()(int z, int split, int m, int pix, float v) const {
     uint32_t n = g.f_ohw.div(uint32_t(pix)), s = uint32_t(pix) - n * uint32_t(g.OHW);
-    y[(int64_t(n) * g.O + z * g.Og + m) * g.OHW + s] = v;
+    y[split * split_stride + (int64_t(n) * g.O + z * g.Og + m) * g.OHW + s] = v;
   }
 };
 
@@ -157,9 +162,11 @@ struct DgGy {
 struct DgX {
   float* gx;
   ConvGeom g;
-  __device__ __forceinline__ void operator()(int z, int, int m, int pix, float v) const {
+  int64_t split_stride;  // as FwdY's
+  void set_out(float* p) { gx = p; }
+  __device__ __forceinline__ void operator()(int z, int split, int m, int pix, float v) const {
     uint32_t n = g.f_hw.div(uint32_t(pix)), s = uint32_t(pix) - n * uint32_t(g.HW);
-    gx[(int64_t(n) * g.C + z * g.Cg + m) * g.HW + s] = v;
+    gx[split * split_stride + (int64_t(n) * g.C + z * g.Cg + m) * g.HW + s] = v;
   }
 };
 
@@ -211,7 +218,8 @@ struct WgX {
 struct WgOut {
   float* out;
   ConvGeom g;
-  int64_t split_stride;  // elements per split in the partial buffer (0: writing gw)
+  int64_t split_stride;  // as FwdY's
+  void set_out(float* p) { out = p; }
   __device__ __forceinline__ void operator()(int z, int split, int m, int q, float v) const {
     out[split * split_stride + (int64_t(z) * g.Og + m) * g.CK + q] = v;
   }
@@ -223,6 +231,40 @@ __global__ void sum_splits_kernel(const float* partial, int splits, int64_t n, f
     for (int k = 1; k < splits; ++k) s += partial[int64_t(k) * n + i];
     out[i] = s;
   }
+}
+
+// How many pieces to split a GEMM's K into: enough for the grid of M x N tiles (x groups) to
+// cover the device about four times over (two blocks fit on an SM), keeping at least 256 k per
+// piece; 1 when the tiles alone fill it. Returns the split count and sets k_chunk (a multiple of
+// the kernel's k step).
+int64_t choose_splits(int M, int N, int64_t K, int groups, const Ctx& ctx, int& k_chunk) {
+  const int BM = M <= 64 ? 64 : 128;
+  const int64_t tiles = int64_t((N + kIgBN - 1) / kIgBN) * ((M + BM - 1) / BM) * groups;
+  const int64_t want = (int64_t(sm_count(ctx.dev)) * 4 + tiles - 1) / tiles;
+  int64_t splits = std::max<int64_t>(1, std::min<int64_t>({want, K / 256, 65535 / groups}));
+  k_chunk = int(((K + splits - 1) / splits + kIgBK - 1) / kIgBK * kIgBK);
+  return (K + k_chunk - 1) / k_chunk;
+}
+
+// Runs an implicit GEMM whose epilogue EP writes `out` (split_stride 0) or, split, a partial
+// buffer of `splits` out-sized slices that sum_splits_kernel then adds into out.
+template <class AL, class BL, class EP>
+void run_split_igemm(const Ctx& ctx, int M, int N, int K, int groups, const AL& la, const BL& lb, EP ep,
+                     const Tensor& out) {
+  int k_chunk = K;
+  const int64_t splits = choose_splits(M, N, K, groups, ctx, k_chunk);
+  if (splits <= 1) {
+    run_igemm(ctx, M, N, K, K, groups, 1, la, lb, ep);
+    return;
+  }
+  const int64_t total = out.numel();
+  DeviceBuffer partial(size_t(splits * total) * sizeof(float), ctx.dev);
+  float* result = static_cast<float*>(out.data_ptr());
+  ep.split_stride = total;
+  ep.set_out(partial.as<float>());
+  run_igemm(ctx, M, N, K, k_chunk, groups, int(splits), la, lb, ep);
+  MINIMA_LAUNCH(sum_splits_kernel, dim3(grid_1d(total, ctx.dev)), dim3(kThreads), 0, ctx.stream,
+                partial.as<float>(), int(splits), total, result);
 }
 
 // bfloat16 runs through float32 copies.
@@ -245,8 +287,8 @@ void native_conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, cons
   MINIMA_CHECK(int64_t(g.N) * g.OHW < (int64_t(1) << 31), "conv2d: too many output pixels");
   FwdW la{static_cast<const float*>(w.data_ptr()), g.Og, g.CK};
   FwdX lb{static_cast<const float*>(x.data_ptr()), g};
-  FwdY ep{static_cast<float*>(y.data_ptr()), g};
-  run_igemm(ctx, g.Og, g.N * g.OHW, g.CK, g.CK, g.G, 1, la, lb, ep);
+  FwdY ep{static_cast<float*>(y.data_ptr()), g, 0};
+  run_split_igemm(ctx, g.Og, g.N * g.OHW, g.CK, g.G, la, lb, ep, y);
 }
 
 void native_conv_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, const Conv2dParams& p,
@@ -261,8 +303,8 @@ void native_conv_backward_input(const Tensor& gx, const Tensor& gy, const Tensor
   ConvGeom g = make_geom(gx, w, gy, p);
   DgW la{static_cast<const float*>(w.data_ptr()), g};
   DgGy lb{static_cast<const float*>(gy.data_ptr()), g};
-  DgX ep{static_cast<float*>(gx.data_ptr()), g};
-  run_igemm(ctx, g.Cg, g.N * g.HW, g.Og * g.KHKW, g.Og * g.KHKW, g.G, 1, la, lb, ep);
+  DgX ep{static_cast<float*>(gx.data_ptr()), g, 0};
+  run_split_igemm(ctx, g.Cg, g.N * g.HW, g.Og * g.KHKW, g.G, la, lb, ep, gx);
 }
 
 void native_conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const Conv2dParams& p,
@@ -277,27 +319,10 @@ void native_conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tenso
   ConvGeom g = make_geom(x, gw, gy, p);
   const int64_t K64 = int64_t(g.N) * g.OHW;
   MINIMA_CHECK(K64 < (int64_t(1) << 31), "conv2d: too many output pixels");
-  const int M = g.Og, N = g.CK, K = int(K64);
-  // Split K until the grid covers the device about four times over, keeping >= 256 k per split.
-  const int BM = M <= 64 ? 64 : 128;
-  int64_t tiles = int64_t((N + kIgBN - 1) / kIgBN) * ((M + BM - 1) / BM) * g.G;
-  int64_t want = (int64_t(sm_count(ctx.dev)) * 4 + tiles - 1) / tiles;
-  int64_t splits = std::max<int64_t>(1, std::min<int64_t>({want, K64 / 256, 65535 / g.G}));
-  int k_chunk = int(((K64 + splits - 1) / splits + kIgBK - 1) / kIgBK * kIgBK);
-  splits = (K64 + k_chunk - 1) / k_chunk;
   WgGy la{static_cast<const float*>(gy.data_ptr()), g};
   WgX lb{static_cast<const float*>(x.data_ptr()), g};
-  if (splits <= 1) {
-    WgOut ep{static_cast<float*>(gw.data_ptr()), g, 0};
-    run_igemm(ctx, M, N, K, K, g.G, 1, la, lb, ep);
-    return;
-  }
-  const int64_t total = gw.numel();
-  DeviceBuffer partial(size_t(splits * total) * sizeof(float), ctx.dev);
-  WgOut ep{partial.as<float>(), g, total};
-  run_igemm(ctx, M, N, K, k_chunk, g.G, int(splits), la, lb, ep);
-  MINIMA_LAUNCH(sum_splits_kernel, dim3(grid_1d(total, ctx.dev)), dim3(kThreads), 0, ctx.stream,
-                partial.as<float>(), int(splits), total, static_cast<float*>(gw.data_ptr()));
+  WgOut ep{static_cast<float*>(gw.data_ptr()), g, 0};
+  run_split_igemm(ctx, g.Og, g.CK, int(K64), g.G, la, lb, ep, gw);
 }
 
 // ---------------------------------------------------------------------------------------------
