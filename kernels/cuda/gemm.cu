@@ -12,6 +12,9 @@
 // broadcast batches need no copies; with beta == 0 the output is never read (it may hold NaN).
 #include <mma.h>
 
+#include <cstdlib>
+#include <limits>
+
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/igemm.cuh"
 
@@ -20,23 +23,32 @@ namespace minima::cuda {
 namespace {
 
 // ---- the SIMT path: loaders over strided matrices ----
-// Element (z, r, k) of the operand at p[z * bs + r * rs + k * ks]. KC: ks == 1.
-template <class T, bool KC>
+// Element (z, r, k) of the operand at p[z * bs + r * rs + k * ks]. KC: ks == 1. O: the offset type,
+// int when every offset of the operand fits (32-bit multiplies and a 4-byte row state: the kernel
+// stays inside its 128 registers without spilling), int64_t otherwise.
+template <class T, bool KC, class O>
 struct MatLoader {
   static constexpr bool kContig = KC;
   const T* p;
-  int64_t bs, rs, ks;
+  int64_t bs;
+  O rs, ks;
+  static constexpr O kOutside = std::numeric_limits<O>::min();  // no offset reaches it
   struct Row {
-    const T* p;  // null outside the matrix
+    O off;  // of element (z, r, 0); kOutside outside the matrix
   };
   __device__ __forceinline__ Row row(int z, int r, bool valid) const {
-    return {valid ? p + z * bs + int64_t(r) * rs : nullptr};
+    return {valid ? O(z * bs) + O(r) * rs : kOutside};
   }
   __device__ __forceinline__ float load(const Row& row, int k) const {
-    if (!row.p) return 0.f;
-    return float(KC ? row.p[k] : row.p[int64_t(k) * ks]);
+    if (row.off == kOutside) return 0.f;
+    return float(KC ? p[row.off + k] : p[row.off + O(k) * ks]);
   }
 };
+
+// Whether every offset z * bs + r * rs + k * ks of an operand (strides of either sign) fits in int.
+bool fits_int(int64_t batch, int64_t bs, int64_t rows, int64_t rs, int64_t K, int64_t ks) {
+  return (batch - 1) * std::abs(bs) + (rows - 1) * std::abs(rs) + (K - 1) * std::abs(ks) < (int64_t(1) << 31);
+}
 
 template <class TC>
 struct GemmEpilogue {
@@ -62,11 +74,11 @@ struct Operands {
   int batch, M, N, K;
 };
 
-template <bool AK, bool BK>
+template <bool AK, bool BK, class O>
 void simt_gemm(const Ctx& ctx, const Operands& o, float alpha, float beta) {
-  MatLoader<float, AK> la{static_cast<const float*>(o.a), o.abs, o.ars, o.acs};
+  MatLoader<float, AK, O> la{static_cast<const float*>(o.a), o.abs, O(o.ars), O(o.acs)};
   // B as a loader over its columns: row n, k -> b[k * brs + n * bcs].
-  MatLoader<float, BK> lb{static_cast<const float*>(o.b), o.bbs, o.bcs, o.brs};
+  MatLoader<float, BK, O> lb{static_cast<const float*>(o.b), o.bbs, O(o.bcs), O(o.brs)};
   GemmEpilogue<float> ep{static_cast<float*>(o.c), o.cbs, o.crs, o.ccs, alpha, beta};
   run_igemm(ctx, o.M, o.N, o.K, o.K, o.batch, 1, la, lb, ep);
 }
@@ -255,13 +267,16 @@ void native_gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha
       MINIMA_CHECK(t == DType::f32, "gemm: unsupported dtype ", t);
       // The k-contiguous loaders read element k at row + k, so they serve only operands whose k
       // stride is 1; every other layout (strided slices, expanded gradients with stride 0) takes
-      // the general loader, which honours both strides.
+      // the general loader, which honours both strides. Operands too large for int offsets take
+      // the general loader with 64-bit ones.
       bool ak = o.acs == 1;
       bool bk = o.brs == 1;
-      if (ak && bk) simt_gemm<true, true>(ctx, o, float(alpha), float(beta));
-      else if (ak) simt_gemm<true, false>(ctx, o, float(alpha), float(beta));
-      else if (bk) simt_gemm<false, true>(ctx, o, float(alpha), float(beta));
-      else simt_gemm<false, false>(ctx, o, float(alpha), float(beta));
+      bool narrow = fits_int(o.batch, o.abs, o.M, o.ars, o.K, o.acs) && fits_int(o.batch, o.bbs, o.N, o.bcs, o.K, o.brs);
+      if (!narrow) simt_gemm<false, false, int64_t>(ctx, o, float(alpha), float(beta));
+      else if (ak && bk) simt_gemm<true, true, int>(ctx, o, float(alpha), float(beta));
+      else if (ak) simt_gemm<true, false, int>(ctx, o, float(alpha), float(beta));
+      else if (bk) simt_gemm<false, true, int>(ctx, o, float(alpha), float(beta));
+      else simt_gemm<false, false, int>(ctx, o, float(alpha), float(beta));
     }
   }
 }

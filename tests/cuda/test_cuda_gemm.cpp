@@ -54,6 +54,10 @@ CUDA_TEST_CASE("cuda matmul matches the CPU for every implementation, with gradi
     check_graph(str(impl, " matmul of a strided slice"),
                 [](const std::vector<Tensor>& v) { return matmul(v[0].slice(1, 0, 90, 2), v[1]); }, {wide, w45},
                 tol(DType::f32));
+    // Negative strides (flip is a view): every row and column offset runs backwards.
+    check_graph(str(impl, " matmul of flipped operands"),
+                [](const std::vector<Tensor>& v) { return matmul(flip(v[0], {0, 1}), flip(v[1], {1})); },
+                {rnd({37, 45}, 74), w45}, tol(DType::f32));
     check_graph(str(impl, " sum of a matmul (stride-0 gradient)"),
                 [](const std::vector<Tensor>& v) { return sum(matmul(v[0], v[1])); },
                 {rnd({33, 45}, 73), w45}, tol(DType::f32));
