@@ -127,6 +127,7 @@ struct OffsetCalc {
   int nd = 0;
   bool contig = true;  // every operand is dense and in the same order: offset == index
   bool small = true;   // every index < 2^31: 32-bit fast division
+  bool narrow = true;  // and every offset of every operand within +-2^31: 32-bit offset arithmetic
   int64_t size[kMaxDims] = {};
   FastDiv fdiv[kMaxDims];
   int64_t stride[kMaxDims][K] = {};
@@ -135,21 +136,9 @@ struct OffsetCalc {
 #pragma unroll
     for (int k = 0; k < K; ++k) off[k] = contig ? i : 0;
     if (contig) return;
-    if (small) {
-      uint32_t rest = uint32_t(i);
-#pragma unroll
-      for (int d = 0; d < kMaxDims; ++d) {
-        if (d == nd) break;
-        uint32_t c = rest;
-        if (d + 1 < nd) {
-          uint32_t q = fdiv[d].div(rest);
-          c = rest - q * fdiv[d].d;
-          rest = q;
-        }
-#pragma unroll
-        for (int k = 0; k < K; ++k) off[k] += int64_t(c) * stride[d][k];
-      }
-    } else {
+    if (small && narrow) get_small<int32_t>(uint32_t(i), off);  // 64-bit multiplies cost several
+    else if (small) get_small<int64_t>(uint32_t(i), off);       // instructions each
+    else {
       int64_t rest = i;
 #pragma unroll
       for (int d = 0; d < kMaxDims; ++d) {
@@ -164,6 +153,25 @@ struct OffsetCalc {
         for (int k = 0; k < K; ++k) off[k] += c * stride[d][k];
       }
     }
+  }
+
+  template <class O>
+  __device__ __forceinline__ void get_small(uint32_t rest, int64_t (&off)[K]) const {
+    O o[K] = {};
+#pragma unroll
+    for (int d = 0; d < kMaxDims; ++d) {
+      if (d == nd) break;
+      uint32_t c = rest;
+      if (d + 1 < nd) {
+        uint32_t q = fdiv[d].div(rest);
+        c = rest - q * fdiv[d].d;
+        rest = q;
+      }
+#pragma unroll
+      for (int k = 0; k < K; ++k) o[k] += O(c) * O(stride[d][k]);
+    }
+#pragma unroll
+    for (int k = 0; k < K; ++k) off[k] = o[k];
   }
 };
 
@@ -200,6 +208,11 @@ OffsetCalc<K> make_offset_calc_raw(const Shape& shape, const std::array<const in
     for (int k = 0; k < K; ++k) contig = contig && st[0][k] == 1;
   oc.contig = contig;
   oc.small = numel_of(shape) < (int64_t(1) << 31);
+  for (int k = 0; k < K; ++k) {  // the farthest element of operand k from its first, either way
+    int64_t reach = 0;
+    for (int d = 0; d < n; ++d) reach += (sz[d] - 1) * (st[d][k] < 0 ? -st[d][k] : st[d][k]);
+    oc.narrow = oc.narrow && reach < (int64_t(1) << 31);
+  }
   for (int d = 0; d < n; ++d) {
     oc.size[d] = sz[d];
     if (oc.small) oc.fdiv[d] = FastDiv(uint32_t(sz[d]));

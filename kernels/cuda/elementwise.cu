@@ -3,7 +3,9 @@
 // are the CPU reference's (kernels/cpu/elementwise.cpp), in the same arithmetic type (float for
 // f32/bf16, double for f64, int64 for integers). The op is a run-time argument of one kernel per
 // dtype rather than a template argument: the switch is uniform across the grid, costs nothing
-// next to the memory traffic, and keeps the number of compiled kernels small.
+// next to the memory traffic, and keeps the number of compiled kernels small. Floating unary and
+// binary ops over dense, 16-byte aligned operands (or a bias row repeated over the leading dims)
+// take 16-byte vector kernels; everything else runs on the strided loop of elementwise.cuh.
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/elementwise.cuh"
 
@@ -128,6 +130,23 @@ struct UnaryBackwardF {
   }
 };
 
+// The arithmetic binary ops (comparisons write uint8 and are handled by BinaryF itself).
+template <class A>
+__device__ __forceinline__ A binary_arith(BinaryOp op, A x, A y) {
+  switch (op) {
+    case BinaryOp::Add: return x + y;
+    case BinaryOp::Sub: return x - y;
+    case BinaryOp::Mul: return x * y;
+    case BinaryOp::Div:
+      if constexpr (std::is_integral_v<A>) return y == 0 ? A(0) : A(x / y);  // never a trap
+      else return x / y;
+    case BinaryOp::Pow: return A(pow(double(x), double(y)));
+    case BinaryOp::Maximum: return (d_isnan(x) || x > y) ? x : y;
+    case BinaryOp::Minimum: return (d_isnan(x) || x < y) ? x : y;
+    default: return A(0);
+  }
+}
+
 template <class T>
 struct BinaryF {
   void* out;  // T, or uint8_t for comparisons
@@ -154,21 +173,7 @@ struct BinaryF {
       static_cast<uint8_t*>(out)[off[0]] = r ? 1 : 0;
       return;
     }
-    A r = A(0);
-    switch (op) {
-      case BinaryOp::Add: r = x + y; break;
-      case BinaryOp::Sub: r = x - y; break;
-      case BinaryOp::Mul: r = x * y; break;
-      case BinaryOp::Div:
-        if constexpr (std::is_integral_v<A>) r = y == 0 ? A(0) : A(x / y);  // never a trap
-        else r = x / y;
-        break;
-      case BinaryOp::Pow: r = A(pow(double(x), double(y))); break;
-      case BinaryOp::Maximum: r = (d_isnan(x) || x > y) ? x : y; break;
-      case BinaryOp::Minimum: r = (d_isnan(x) || x < y) ? x : y; break;
-      default: break;
-    }
-    static_cast<T*>(out)[off[0]] = to_storage<T>(r);
+    static_cast<T*>(out)[off[0]] = to_storage<T>(binary_arith<A>(op, x, y));
   }
 };
 
@@ -183,6 +188,98 @@ struct WhereF {
   __device__ void store(const int64_t* off, const In& v) const { out[off[0]] = v; }
 };
 
+// ---- the vectorized path: dense operands, 16 bytes per load and store ----
+// When the output and inputs are contiguous and 16-byte aligned, a thread moves whole 16-byte
+// packs (4 float32, 8 bfloat16, 2 float64) instead of single elements: a quarter to an eighth of
+// the memory instructions and no index arithmetic, which is what the narrow types need to reach
+// the copy bandwidth. An input may also be a contiguous row repeated along the leading dims (a
+// bias [C] added to [N, C]): its pack is then at i mod row.
+template <class T>
+struct alignas(16) Pack {
+  static constexpr int V = 16 / sizeof(T);
+  T v[V];
+};
+
+// Where input k's pack for output element i starts: i itself (dense) or i mod row.
+struct VecIndex {
+  uint32_t row = 0;  // 0: dense
+  FastDiv f;
+  __device__ __forceinline__ uint32_t operator()(uint32_t i) const { return row ? i - f.div(i) * row : i; }
+};
+
+template <class T>
+__global__ void __launch_bounds__(kThreads) binary_vec_kernel(uint32_t npack, T* out, const T* a, const T* b,
+                                                               VecIndex ia, VecIndex ib, BinaryOp op) {
+  using A = Acc<T>;
+  using P = Pack<T>;
+  MINIMA_GRID_STRIDE(p, npack) {
+    const uint32_t i = uint32_t(p) * P::V;
+    const P pa = *reinterpret_cast<const P*>(a + ia(i));
+    const P pb = *reinterpret_cast<const P*>(b + ib(i));
+    P r;
+#pragma unroll
+    for (int v = 0; v < P::V; ++v) r.v[v] = to_storage<T>(binary_arith<A>(op, A(pa.v[v]), A(pb.v[v])));
+    *reinterpret_cast<P*>(out + i) = r;
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads) unary_vec_kernel(uint32_t npack, T* out, const T* x, UnaryOp op,
+                                                              Acc<T> p0, Acc<T> p1) {
+  using A = Acc<T>;
+  using P = Pack<T>;
+  MINIMA_GRID_STRIDE(p, npack) {
+    const uint32_t i = uint32_t(p) * P::V;
+    const P px = *reinterpret_cast<const P*>(x + i);
+    P r;
+#pragma unroll
+    for (int v = 0; v < P::V; ++v) r.v[v] = to_storage<T>(unary_float<A>(op, A(px.v[v]), p0, p1));
+    *reinterpret_cast<P*>(out + i) = r;
+  }
+}
+
+bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
+
+// How each input of a loop over the contiguous output `out` is read by the vector kernels: dense,
+// a repeated row, or not at all (returns false; the strided loop then runs). Vectors cover whole
+// packs of V elements; n % V == 0 keeps every pack inside the tensor.
+template <int K>
+bool vec_plan(const Tensor& out, const std::array<Tensor, K>& ins, int V, std::array<VecIndex, K>& idx) {
+  const int64_t n = out.numel();
+  if (n % V != 0 || n >= (int64_t(1) << 31) || !out.is_contiguous() || !aligned16(out)) return false;
+  for (int k = 0; k < K; ++k) {
+    const Tensor& t = ins[k];
+    if (!aligned16(t)) return false;
+    if (t.is_contiguous()) continue;
+    // A repeated row: inner dims dense (their product is the row), leading dims of stride 0.
+    int64_t row = 1;
+    int d = int(t.dim()) - 1;
+    for (; d >= 0 && t.stride(d) == row; --d) row *= t.size(d);
+    for (int e = d; e >= 0; --e)
+      if (t.stride(e) != 0 && t.size(e) != 1) return false;
+    if (row % V != 0 || row >= n) return false;
+    idx[k].row = uint32_t(row);
+    idx[k].f = FastDiv(uint32_t(row));
+  }
+  return true;
+}
+
+// Runs out = a op b on the vector kernel when vec_plan allows (floating types, arithmetic ops).
+template <class T>
+bool binary_vec(const Ctx& ctx, BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
+  if constexpr (!std::is_floating_point_v<Acc<T>>) {
+    return false;
+  } else {
+    std::array<VecIndex, 2> vi;
+    if (op >= BinaryOp::Eq || !vec_plan<2>(out, {a, b}, Pack<T>::V, vi)) return false;
+    const uint32_t npack = uint32_t(out.numel() / Pack<T>::V);
+    MINIMA_LAUNCH(binary_vec_kernel<T>, dim3(grid_1d(npack, ctx.dev)), dim3(kThreads), 0, ctx.stream, npack,
+                  static_cast<T*>(out.data_ptr()), static_cast<const T*>(a.data_ptr()),
+                  static_cast<const T*>(b.data_ptr()), vi[0], vi[1], op);
+    return true;
+  }
+}
+
 }  // namespace
 
 void CudaBackend::unary(UnaryOp op, const Tensor& out, const Tensor& x, double p0, double p1) {
@@ -190,6 +287,15 @@ void CudaBackend::unary(UnaryOp op, const Tensor& out, const Tensor& x, double p
   auto run = [&](auto tag) {
     using T = decltype(tag);
     using A = Acc<T>;
+    std::array<VecIndex, 1> vi;
+    if constexpr (std::is_floating_point_v<A>) {
+      if (vec_plan<1>(out, {x}, Pack<T>::V, vi) && x.is_contiguous()) {
+        const uint32_t npack = uint32_t(out.numel() / Pack<T>::V);
+        MINIMA_LAUNCH(unary_vec_kernel<T>, dim3(grid_1d(npack, ctx.dev)), dim3(kThreads), 0, ctx.stream, npack,
+                      static_cast<T*>(out.data_ptr()), static_cast<const T*>(x.data_ptr()), op, A(p0), A(p1));
+        return;
+      }
+    }
     UnaryF<T> f{static_cast<T*>(out.data_ptr()), static_cast<const T*>(x.data_ptr()), op, A(p0), A(p1)};
     launch_elementwise<2>(ctx, out.shape(), {out, x}, f);
   };
@@ -221,6 +327,7 @@ void CudaBackend::binary(BinaryOp op, const Tensor& out, const Tensor& a, const 
   MINIMA_CHECK(a.dtype() == b.dtype(), "binary: operands of dtypes ", a.dtype(), " and ", b.dtype());
   MINIMA_DISPATCH_ALL(a.dtype(), "binary", [&] {
     using T = scalar_t;
+    if (binary_vec<T>(ctx, op, out, a, b)) return;
     BinaryF<T> f{out.data_ptr(), static_cast<const T*>(a.data_ptr()), static_cast<const T*>(b.data_ptr()), op};
     launch_elementwise<3>(ctx, out.shape(), {out, a, b}, f);
   });

@@ -106,6 +106,57 @@ CUDA_TEST_CASE("cuda binary ops with broadcasting and their gradients match the 
               tol(DType::f32));
 }
 
+// Shapes that take the 16-byte vector kernels (dense, aligned, a multiple of the pack size; or an
+// input that is a contiguous row repeated along the leading dims) and their neighbours that must
+// fall back to the strided loop (misaligned views, sizes off the pack, a repeated channel
+// column). Add, sub, mul, div, max and min round once, exactly as on the CPU: results are equal.
+CUDA_TEST_CASE("cuda vectorized elementwise path: dense, repeated rows and the fallbacks") {
+  std::vector<std::pair<const char*, std::function<Tensor(const Tensor&, const Tensor&)>>> ops = {
+      {"add", [](const Tensor& a, const Tensor& b) { return add(a, b); }},
+      {"sub", [](const Tensor& a, const Tensor& b) { return sub(a, b); }},
+      {"mul", [](const Tensor& a, const Tensor& b) { return mul(a, b); }},
+      {"div", [](const Tensor& a, const Tensor& b) { return div(a, b); }},
+      {"maximum", [](const Tensor& a, const Tensor& b) { return maximum(a, b); }},
+      {"minimum", [](const Tensor& a, const Tensor& b) { return minimum(a, b); }}};
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    Tensor big = rnd({66, 40}, 41, t), row = rnd({40}, 42, t), col = rnd({4, 1, 1}, 43, t);
+    Tensor x4 = rnd({3, 4, 5, 8}, 44, t), odd = rnd({7, 5}, 45, t);
+    // view: applied on each device, so that the GPU operands are views of GPU tensors.
+    struct Pair {
+      std::string name;
+      Tensor a, b;
+      std::function<Tensor(const Tensor&)> va, vb;
+    };
+    auto same = [](const Tensor& v) { return v; };
+    std::vector<Pair> pairs = {
+        {"dense", big, rnd({66, 40}, 46, t), same, same},
+        {"row on the right", big, row, same, same},
+        {"row on the left", row, big, same, same},
+        {"misaligned views", big, big, [](const Tensor& v) { return v.flatten().slice(0, 1, 2601); },
+         [](const Tensor& v) { return v.flatten().slice(0, 0, 2600); }},
+        {"channel column (strided loop)", x4, col, same, same},
+        {"size off the pack", odd, rnd({7, 5}, 47, t), same, same}};
+    for (const auto& p : pairs)
+      for (const auto& [name, f] : ops) {
+        std::string what = str(name, " ", p.name, " ", dtype_name(t));
+        Tensor want = f(p.va(p.a), p.vb(p.b));
+        Tensor got = f(p.va(p.a.to(kGpu)), p.vb(p.b.to(kGpu)));
+        expect_equal(got.cpu(), want, what);
+      }
+    // In place on a dense tensor, and the unary ops on the vector path.
+    Tensor acc = rnd({66, 40}, 48, t), accg = acc.to(kGpu);
+    acc.add_(row);
+    accg.add_(row.to(kGpu));
+    expect_equal(accg.cpu(), acc, str("add_ of a row ", dtype_name(t)));
+    expect_equal(relu(big.to(kGpu)).cpu(), relu(big), str("relu ", dtype_name(t)));
+    expect_equal(neg(big.to(kGpu)).cpu(), neg(big), str("neg ", dtype_name(t)));
+    expect_equal(mul(big.to(kGpu), 0.375).cpu(), mul(big, 0.375), str("mul by a scalar ", dtype_name(t)));
+    expect_close(exp(big.to(kGpu)).cpu(), exp(big), tol(t), str("exp ", dtype_name(t)));
+    expect_close(exp(big.to(kGpu).flatten().slice(0, 1, 2601)).cpu(), exp(big.flatten().slice(0, 1, 2601)), tol(t),
+                 str("exp of a misaligned view ", dtype_name(t)));
+  }
+}
+
 CUDA_TEST_CASE("cuda comparisons, where, and integer binary ops") {
   Tensor a = mul(rnd({6, 1, 7}, 31), 2.0).to(DType::i64).to(DType::f32);  // many ties
   Tensor b = mul(rnd({5, 1}, 32), 2.0).to(DType::i64).to(DType::f32);
