@@ -157,7 +157,7 @@ if want 5; then
 step "5. minima bench train --device cuda (PyTorch eager beside it)"
 echo "--- bench train" >> "$BENCH"
 run_step "bench train (6 networks + torch)" 130 "$BENCH" "$BUILD/minima" bench train --device cuda \
-  --arch resnet18,vgg16,resnet50,densenet40,inception-small,alexnet-small --batch 128 --warmup 2 --iters 6 \
+  --arch resnet18,vgg16,resnet50,densenet40,inception-small,alexnet-small --batch 128 --warmup 3 --iters 20 \
   --torch-script tests/crosscheck/bench_torch.py
 sed -n '/^--- bench train/,$p' "$BENCH" | tail -8
 
@@ -203,7 +203,7 @@ if want 8; then
 step "8. minima bench train --precision bf16 (ResNet18, PyTorch autocast beside it)"
 echo "--- bench train bf16" >> "$BENCH"
 run_step "bench train bf16 (resnet18 + torch)" 50 "$BENCH" "$BUILD/minima" bench train --device cuda \
-  --arch resnet18 --batch 128 --warmup 2 --iters 6 --precision bf16 --torch-script tests/crosscheck/bench_torch.py
+  --arch resnet18 --batch 128 --warmup 3 --iters 20 --precision bf16 --torch-script tests/crosscheck/bench_torch.py
 sed -n '/^--- bench train bf16/,$p' "$BENCH" | tail -4
 
 fi
