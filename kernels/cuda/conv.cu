@@ -12,8 +12,8 @@
 // When a pass has too few output tiles to fill the GPU (the weight gradient, whose K is every
 // output pixel of the batch; the forward and input gradient of deep layers with small maps, e.g.
 // 512 channels at 4x4), its K is split across blocks (split-K): the partial sums go to a buffer
-// and a second kernel adds them in split order, so the result is deterministic too. bfloat16 runs through float32 copies (as the CPU reference
-// does); float64 runs on cuDNN.
+// and a second kernel adds them in split order, so the result is deterministic too. bfloat16
+// runs through float32 copies (as the CPU reference does); float64 runs on cuDNN.
 // Index arithmetic is 32-bit: each tensor must have fewer than 2^31 elements.
 #include <atomic>
 #include <cstdio>

@@ -287,9 +287,9 @@ void CudaBackend::unary(UnaryOp op, const Tensor& out, const Tensor& x, double p
   auto run = [&](auto tag) {
     using T = decltype(tag);
     using A = Acc<T>;
-    std::array<VecIndex, 1> vi;
     if constexpr (std::is_floating_point_v<A>) {
-      if (vec_plan<1>(out, {x}, Pack<T>::V, vi) && x.is_contiguous()) {
+      std::array<VecIndex, 1> vi;
+      if (x.is_contiguous() && vec_plan<1>(out, {x}, Pack<T>::V, vi)) {
         const uint32_t npack = uint32_t(out.numel() / Pack<T>::V);
         MINIMA_LAUNCH(unary_vec_kernel<T>, dim3(grid_1d(npack, ctx.dev)), dim3(kThreads), 0, ctx.stream, npack,
                       static_cast<T*>(out.data_ptr()), static_cast<const T*>(x.data_ptr()), op, A(p0), A(p1));

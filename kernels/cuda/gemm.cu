@@ -271,7 +271,8 @@ void native_gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha
       // the general loader with 64-bit ones.
       bool ak = o.acs == 1;
       bool bk = o.brs == 1;
-      bool narrow = fits_int(o.batch, o.abs, o.M, o.ars, o.K, o.acs) && fits_int(o.batch, o.bbs, o.N, o.bcs, o.K, o.brs);
+      bool narrow =
+          fits_int(o.batch, o.abs, o.M, o.ars, o.K, o.acs) && fits_int(o.batch, o.bbs, o.N, o.bcs, o.K, o.brs);
       if (!narrow) simt_gemm<false, false, int64_t>(ctx, o, float(alpha), float(beta));
       else if (ak && bk) simt_gemm<true, true, int>(ctx, o, float(alpha), float(beta));
       else if (ak) simt_gemm<true, false, int>(ctx, o, float(alpha), float(beta));
