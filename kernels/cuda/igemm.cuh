@@ -56,6 +56,11 @@ struct TileLoader {
     }
   }
   __device__ __forceinline__ void load(const L& l, int k0, int kend, float (&reg)[P]) const {
+    if (k0 + BK <= kend) {  // a whole tile of k (every tile but a ragged last one): no k test
+#pragma unroll
+      for (int e = 0; e < P; ++e) reg[e] = l.load(rows[L::kContig ? e : 0], k0 + k_of(e, tid));
+      return;
+    }
 #pragma unroll
     for (int e = 0; e < P; ++e) {
       int k = k0 + k_of(e, tid);
