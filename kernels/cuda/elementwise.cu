@@ -194,12 +194,6 @@ struct WhereF {
 // the memory instructions and no index arithmetic, which is what the narrow types need to reach
 // the copy bandwidth. An input may also be a contiguous row repeated along the leading dims (a
 // bias [C] added to [N, C]): its pack is then at i mod row.
-template <class T>
-struct alignas(16) Pack {
-  static constexpr int V = 16 / sizeof(T);
-  T v[V];
-};
-
 // Where input k's pack for output element i starts: i itself (dense) or i mod row.
 struct VecIndex {
   uint32_t row = 0;  // 0: dense

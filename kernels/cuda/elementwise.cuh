@@ -18,6 +18,14 @@ namespace minima::cuda {
 
 constexpr int kUnroll = 4;
 
+// 16 bytes of T (4 float32, 8 bfloat16, 2 float64), the unit of the vectorized kernels (the dense
+// path of elementwise.cu, batch norm's normalize pass): one load or store instruction each.
+template <class T>
+struct alignas(16) Pack {
+  static constexpr int V = 16 / sizeof(T);
+  T v[V];
+};
+
 template <int K, class F>
 __global__ void __launch_bounds__(kThreads) elementwise_kernel(int64_t n, OffsetCalc<K> oc, F f) {
   using In = typename F::In;
