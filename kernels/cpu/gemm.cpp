@@ -32,33 +32,20 @@ namespace minima::cpu {
 
 namespace {
 
-// Blocking of one instruction set: vector type V of VL lanes, an MR x NR register tile and the
-// KC/MC/NC cache blocks. KC is the same for every set, so every element of C sums its products in
-// the same order whichever micro-kernel runs: the AVX2 and AVX-512 paths agree bitwise.
-template <class T> struct Avx2;
-template <> struct Avx2<float> {
-  typedef float V __attribute__((vector_size(32)));
-  static constexpr int VL = 8, MR = 6, NR = 16;
-  static constexpr int64_t KC = 256, MC = 144, NC = 1024;
+// Blocking of one instruction set whose vectors hold BYTES bytes: vector type V of VL lanes, an
+// MR x NR register tile of accumulators (NR = two vectors) and the KC/MC/NC cache blocks. AVX2
+// (32-byte vectors, 16 registers) holds a 6-row tile; AVX-512 (64-byte vectors, 32 registers)
+// holds 12 rows, the two B vectors and the broadcast A value. KC is the same for every set, so
+// every element of C sums its products in the same order whichever micro-kernel runs: the AVX2
+// and AVX-512 paths agree bitwise.
+template <class T, int BYTES>
+struct Isa {
+  typedef T V __attribute__((vector_size(BYTES)));
+  static constexpr int VL = BYTES / int(sizeof(T)), MR = BYTES == 32 ? 6 : 12, NR = 2 * VL;
+  static constexpr int64_t KC = 256, MC = sizeof(T) == 4 ? 144 : 96, NC = 1024;
 };
-template <> struct Avx2<double> {
-  typedef double V __attribute__((vector_size(32)));
-  static constexpr int VL = 4, MR = 6, NR = 8;
-  static constexpr int64_t KC = 256, MC = 96, NC = 1024;
-};
-// AVX-512: 32 vector registers hold a 12 x (2 vectors) tile of accumulators, the two B vectors
-// and the broadcast A value; twice the lanes and twice the rows of the AVX2 tile.
-template <class T> struct Avx512;
-template <> struct Avx512<float> {
-  typedef float V __attribute__((vector_size(64)));
-  static constexpr int VL = 16, MR = 12, NR = 32;
-  static constexpr int64_t KC = 256, MC = 144, NC = 1024;
-};
-template <> struct Avx512<double> {
-  typedef double V __attribute__((vector_size(64)));
-  static constexpr int VL = 8, MR = 12, NR = 16;
-  static constexpr int64_t KC = 256, MC = 96, NC = 1024;
-};
+template <class T> using Avx2 = Isa<T, 32>;
+template <class T> using Avx512 = Isa<T, 64>;
 
 template <class T>
 struct AlignedBuf {
@@ -74,50 +61,35 @@ struct AlignedBuf {
   ~AlignedBuf() { std::free(p); }
 };
 
-// Packs A[ic:ic+mc, pc:pc+kc] into MR-row strips, k-major inside a strip, zero-padding the tail.
-template <class T, int MR>
-void pack_a(int64_t mc, int64_t kc, const T* A, int64_t rs, int64_t cs, T* out) {
-  for (int64_t i0 = 0; i0 < mc; i0 += MR) {
-    int64_t mr = std::min<int64_t>(MR, mc - i0);
-    if (cs == 1) {
-      // Row-major A: read each row once, front to back (MR streams in k order would thrash).
-      for (int64_t i = 0; i < mr; ++i) {
-        const T* a = A + (i0 + i) * rs;
-        for (int64_t k = 0; k < kc; ++k) out[k * MR + i] = a[k];
-      }
-      for (int64_t i = mr; i < MR; ++i)
-        for (int64_t k = 0; k < kc; ++k) out[k * MR + i] = T(0);
-    } else {
-      for (int64_t k = 0; k < kc; ++k) {
-        for (int64_t i = 0; i < mr; ++i) out[k * MR + i] = A[(i0 + i) * rs + k * cs];
-        for (int64_t i = mr; i < MR; ++i) out[k * MR + i] = T(0);
-      }
-    }
-    out += kc * MR;
+// Packs one strip of R "lines" (rows of A, or columns of B) of kc elements, k-major: out[k*R + i]
+// = P[i * ls + k * ks] for the first n lines, zeros for the rest (a ragged last strip). The copy
+// order follows memory: whole k-rows at once when the lines are adjacent (row-major B, transposed
+// A), each line front to back when it is contiguous (row-major A, transposed B): R streams read in
+// k order would thrash the cache.
+template <class T, int R>
+void pack_strip(int64_t n, int64_t kc, const T* P, int64_t ls, int64_t ks, T* out) {
+  if (ls == 1 && n == R) {
+    for (int64_t k = 0; k < kc; ++k) std::memcpy(out + k * R, P + k * ks, sizeof(T) * R);
+    return;
   }
+  if (ks == 1) {
+    for (int64_t i = 0; i < n; ++i) {
+      const T* line = P + i * ls;
+      for (int64_t k = 0; k < kc; ++k) out[k * R + i] = line[k];
+    }
+  } else {
+    for (int64_t k = 0; k < kc; ++k)
+      for (int64_t i = 0; i < n; ++i) out[k * R + i] = P[i * ls + k * ks];
+  }
+  for (int64_t i = n; i < R; ++i)
+    for (int64_t k = 0; k < kc; ++k) out[k * R + i] = T(0);
 }
 
-// Packs B[pc:pc+kc, jc:jc+nc] into NR-column strips, k-major inside a strip.
-template <class T, int NR>
-void pack_b_strip(int64_t nr, int64_t kc, const T* B, int64_t rs, int64_t cs, T* out) {
-  if (cs == 1 && nr == NR) {
-    for (int64_t k = 0; k < kc; ++k) std::memcpy(out + k * NR, B + k * rs, sizeof(T) * NR);
-    return;
-  }
-  if (rs == 1) {
-    // A transposed view (B's columns are contiguous): read each column once, front to back.
-    for (int64_t j = 0; j < nr; ++j) {
-      const T* b = B + j * cs;
-      for (int64_t k = 0; k < kc; ++k) out[k * NR + j] = b[k];
-    }
-    for (int64_t j = nr; j < NR; ++j)
-      for (int64_t k = 0; k < kc; ++k) out[k * NR + j] = T(0);
-    return;
-  }
-  for (int64_t k = 0; k < kc; ++k) {
-    for (int64_t j = 0; j < nr; ++j) out[k * NR + j] = B[k * rs + j * cs];
-    for (int64_t j = nr; j < NR; ++j) out[k * NR + j] = T(0);
-  }
+// Packs A[ic:ic+mc, pc:pc+kc] into MR-row strips.
+template <class T, int MR>
+void pack_a(int64_t mc, int64_t kc, const T* A, int64_t rs, int64_t cs, T* out) {
+  for (int64_t i0 = 0; i0 < mc; i0 += MR, out += kc * MR)
+    pack_strip<T, MR>(std::min<int64_t>(MR, mc - i0), kc, A + i0 * rs, rs, cs, out);
 }
 
 // acc (MR x NR) = Ap strip @ Bp strip over kc; then C = alpha*acc + beta*C on the mr x nr corner.
@@ -185,8 +157,9 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
 #pragma omp parallel for schedule(static) if (parallel && n_strips > 1)
       for (int64_t s = 0; s < n_strips; ++s) {
         int64_t j0 = s * NR;
-        pack_b_strip<T, NR>(std::min<int64_t>(NR, nc - j0), kc, B + pc * b_rs + (jc + j0) * b_cs, b_rs, b_cs,
-                            Bp + s * kc * NR);
+        // B[pc:pc+kc, jc+j0:...] as NR columns (lines b_cs apart) of kc elements (b_rs apart).
+        pack_strip<T, NR>(std::min<int64_t>(NR, nc - j0), kc, B + pc * b_rs + (jc + j0) * b_cs, b_cs, b_rs,
+                          Bp + s * kc * NR);
       }
       for (int64_t ic = 0; ic < M; ic += Cf::MC) {
         int64_t mc = std::min<int64_t>(Cf::MC, M - ic);
