@@ -16,8 +16,8 @@
 
 #include "apps/cli.h"
 #include "core/ops.h"
-#include "kernels/cpu/cpu_backend.h"
 #include "core/random.h"
+#include "kernels/cpu/cpu_backend.h"
 
 namespace minima {
 namespace {
