@@ -205,27 +205,6 @@ CUDA_TEST_CASE("cuda index_select / gather and their accumulating gradients (ind
   }
 }
 
-namespace {
-// Normal draws go through double log/cos, which the device computes to within an ulp or two of
-// glibc's: once in a few hundred million draws the double lands on the other side of a float32
-// (or bfloat16) rounding boundary. So: every element equal, except at most two that differ by
-// one unit in the last place of the stored type.
-void expect_equal_but_rare_last_bit(const Tensor& got, const Tensor& want, double ulp, const std::string& what) {
-  INFO(what);
-  REQUIRE(got.shape() == want.shape());
-  std::vector<double> g = got.to_vector<double>(), w = want.to_vector<double>();
-  size_t flips = 0, bad = 0;
-  for (size_t i = 0; i < w.size(); ++i) {
-    if (g[i] == w[i]) continue;
-    if (std::fabs(g[i] - w[i]) <= ulp * std::fabs(w[i])) ++flips;
-    else ++bad;
-  }
-  if (flips) MESSAGE(what, ": ", flips, " of ", w.size(), " elements differ in the last bit");
-  CHECK(bad == 0);
-  CHECK(flips <= 2);
-}
-}  // namespace
-
 CUDA_TEST_CASE("cuda random fills are bitwise equal to the CPU's") {
   for (DType t : {DType::f32, DType::bf16, DType::f64}) {
     for (int64_t n : {1, 7, 1000, 300001}) {
@@ -242,10 +221,11 @@ CUDA_TEST_CASE("cuda random fills are bitwise equal to the CPU's") {
         expect_close(h.cpu(), g, 1e-14, "normal " + w);
       } else {
         expect_equal(b.cpu(), a, "rand " + w);
-        const double ulp = t == DType::f32 ? 0x1p-23 : 0x1p-7;  // relative spacing, at most
-        expect_equal_but_rare_last_bit(d.cpu(), c, ulp, "randn " + w);
+        // Bitwise, although the draws pass through double log/cos: on the H200 (nvcc 13) every
+        // float32 and bfloat16 draw matched the CPU's in every run.
+        expect_equal(d.cpu(), c, "randn " + w);
         expect_equal(f.cpu(), e, "uniform " + w);
-        expect_equal_but_rare_last_bit(h.cpu(), g, ulp, "normal " + w);
+        expect_equal(h.cpu(), g, "normal " + w);
       }
       CHECK(gc.offset() == gg.offset());
     }
