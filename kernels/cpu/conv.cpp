@@ -247,10 +247,13 @@ void conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, c
   // Per-thread partial sums when chunks run in parallel; summed in a fixed order afterwards so
   // the result does not depend on scheduling. The buffers belong to the calling thread and are
   // reused from call to call (zeroed, not reallocated).
-  thread_local std::vector<std::vector<T>> partial;
+  thread_local std::vector<std::vector<T>> pool;
   size_t parts = by_chunk ? size_t(nt) : 1;
-  if (partial.size() < parts) partial.resize(parts);
-  for (size_t i = 0; i < parts; ++i) partial[i].assign(size_t(wsize), T(0));
+  if (pool.size() < parts) pool.resize(parts);
+  for (size_t i = 0; i < parts; ++i) pool[i].assign(size_t(wsize), T(0));
+  // The worker threads must reach the calling thread's pool, and a lambda does not capture a
+  // thread_local (each thread would see its own, empty one): they go through this reference.
+  auto& partial = pool;
   for_each_chunk<T>(g, nb, !pw || nb > 1, nb > 1, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
     T* acc = partial[by_chunk ? size_t(omp_get_thread_num()) : 0].data();
     int64_t ld = nbc * g.ohw;
