@@ -229,7 +229,7 @@ void batchnorm_ops(Bench& b, bool quick) {
     b.be->fill(rm, 0.0);
     b.be->fill(rv, 1.0);
     Tensor gy = b.randn_t(s), gx = b.empty_t(s), gw = b.empty_t({C}), gb = b.empty_t({C});
-    auto add = [&](const char* op, double ms, double bytes) {
+    auto add = [&](const std::string& op, double ms, double bytes) {
       Row r{"batchnorm", op, shape_s(s), ms, -1, bytes, Unit::GBs, Ceil::Copy};
       if (target) {
         r.target = ">= 70% copy BW";
@@ -238,9 +238,16 @@ void batchnorm_ops(Bench& b, bool quick) {
       b.add(r);
     };
     // Compulsory bytes: forward reads x and writes y (8n); backward reads x and gy, writes gx (12n).
-    add("train forward", b.time([&] { b.be->batch_norm_forward_train(y, mean, invstd, x, w, bias, rm, rv, 0.1, 1e-5); }),
-        8.0 * n);
-    add("backward", b.time([&] { b.be->batch_norm_backward(gx, gw, gb, gy, x, w, mean, invstd); }), 12.0 * n);
+    // Training runs both ways: the three passes (the default) and the persistent kernel (--bn).
+    cuda::ConfigGuard guard;
+    for (const char* impl : {"passes", "persistent"}) {
+      cuda::set_bn_impl(impl);
+      const std::string suffix = str(" (", impl, ")");
+      add("train forward" + suffix,
+          b.time([&] { b.be->batch_norm_forward_train(y, mean, invstd, x, w, bias, rm, rv, 0.1, 1e-5); }), 8.0 * n);
+      add("backward" + suffix,
+          b.time([&] { b.be->batch_norm_backward(gx, gw, gb, gy, x, w, mean, invstd); }), 12.0 * n);
+    }
     add("eval forward", b.time([&] { b.be->batch_norm_forward_eval(y, x, w, bias, rm, rv, 1e-5); }), 8.0 * n);
   }
 }

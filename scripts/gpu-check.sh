@@ -25,7 +25,8 @@
 #      format): one phase-1 epoch over C (R = 1) and one phase-2 epoch of vanilla and of sota, on
 #      the first 10,000 training images (an epoch of the full set takes about five times as long);
 #   8. `bench train --precision bf16` for ResNet18 (mixed precision) beside torch.autocast;
-#   9. PyTorch's matmul/conv2d/batch_norm times for bench ops' shapes (a peer, never a failure).
+#   9. `bench train --bn persistent` for ResNet18: the persistent batch-norm kernel in a whole step;
+#  10. PyTorch's matmul/conv2d/batch_norm times for bench ops' shapes (a peer, never a failure).
 # GPU_CHECK_STEPS="2 3" runs only those steps (step 1 always runs), so a short lease can be spent
 # on the tests first and the benchmarks in a second call. Logs go to $OUT/gpu-check/ when $OUT is set (else a temporary folder), at most eight files. The
 # summary table is printed last. Exit status: the number of failed steps (0 = all passed).
@@ -56,7 +57,7 @@ elif [ -x gpu-build/minima ]; then BUILD=gpu-build
 else BUILD=build
 fi
 BUDGET=${GPU_CHECK_BUDGET:-480}
-STEPS=" ${GPU_CHECK_STEPS:-2 3 4 5 6 7 8 9} "
+STEPS=" ${GPU_CHECK_STEPS:-2 3 4 5 6 7 8 9 10} "
 want() { [[ "$STEPS" == *" $1 "* ]]; }
 DEADLINE=$(( $(date +%s) + BUDGET ))
 LOGDIR=${OUT:-$(mktemp -d)}/gpu-check
@@ -208,7 +209,15 @@ sed -n '/^--- bench train bf16/,$p' "$BENCH" | tail -4
 
 fi
 if want 9; then
-step "9. PyTorch peer for bench ops' shapes"
+step "9. minima bench train --bn persistent (ResNet18, float32, PyTorch eager beside it)"
+echo "--- bench train bn persistent" >> "$BENCH"
+run_step "bench train --bn persistent (resnet18 + torch)" 50 "$BENCH" "$BUILD/minima" bench train --device cuda \
+  --arch resnet18 --batch 128 --warmup 3 --iters 20 --bn persistent --torch-script tests/crosscheck/bench_torch.py
+sed -n '/^--- bench train bn persistent/,$p' "$BENCH" | tail -4
+
+fi
+if want 10; then
+step "10. PyTorch peer for bench ops' shapes"
 echo "--- torch peer" >> "$BENCH"
 limit=$(cap 45)
 if [ "$limit" -gt 5 ]; then
@@ -265,7 +274,8 @@ grep -E "^(minima bench ops|ceilings|family )|  (met|MISSED|FAILED)|n/a \(no ven
   "$LOGDIR/bench_ops.txt" 2>/dev/null
 echo
 sed -n '/^--- bench train$/,/^---/p' "$BENCH" | grep -E "^(training|arch|resnet|vgg|densenet|inception|alexnet)"
-sed -n '/^--- bench train bf16/,/^---/p' "$BENCH" | grep -E "^(training|resnet)" 
+sed -n '/^--- bench train bf16/,/^---/p' "$BENCH" | grep -E "^(training|resnet)"
+sed -n '/^--- bench train bn persistent/,/^---/p' "$BENCH" | grep -E "^(training|resnet)"
 sed -n '/^--- bench data/,/^---/p' "$BENCH" | grep -E "gpu|share"
 grep -sE "epoch 1/1" "$ADV" | sed 's/ | ETA.*//'
 cat "$EPOCHS" 2>/dev/null

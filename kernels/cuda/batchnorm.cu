@@ -14,8 +14,17 @@
 // Backward, the same shape: per-channel sums of gy and gy * xhat in one pass over (x, gy), a
 // per-channel finalize that writes gweight = sum(gy * xhat) and gbias = sum(gy), and one fused
 // pass for the closed form gx = w * invstd * (gy - sum(gy)/M - xhat * sum(gy*xhat)/M).
+// With --bn persistent, training forward and backward each run as one cooperative kernel instead,
+// which reads x (and gy) once; see "The persistent path" below.
 // Per-channel vectors (weight, bias, running stats, saved stats) may be f32, f64 or bf16: they
 // are read and written through their run-time dtype.
+#include <cuda/atomic>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <utility>
+
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/elementwise.cuh"
 
@@ -306,7 +315,333 @@ void check_bn(const Tensor& x, const char* what) {
                x.shape());
 }
 
+// ---------------------------------------------------------------------------------------------
+// The persistent path (--bn persistent): one cooperative kernel per training forward or backward,
+// which reads its input once. The passes above read x (and gy) twice, because the normalize pass
+// needs the statistics of a whole channel, and a DRAM-sized tensor is gone from L2 by then.
+//
+// Every block is resident for the whole kernel, with two stages of shared memory. The channels
+// are taken in rounds of G; in each round a channel's N*S values are split into P chunks, one per
+// block (G * P blocks). Round r of a block:
+//   1. (done in round r - 1) load its chunk of round r into shared memory, summing as it goes;
+//      write the block's partial sums and count itself in as arrived for its channel;
+//   2. load the chunk of round r + 1 into the other stage, the same way;
+//   3. wait until all P blocks of its channel in round r have arrived;
+//   4. add the channel's P partial sums in a fixed order (each block of the channel the same way,
+//      so they all get the same statistics; deterministic), and normalize its chunk of round r
+//      from shared memory. The first block of the channel writes the per-channel outputs.
+// Step 2 keeps the loads in flight while step 3 waits. Blocks only ever wait for blocks that have
+// already passed the same round's loads, and a cooperative launch guarantees they are all
+// resident, so the waits cannot deadlock.
+// It needs planes of whole 16-byte packs (a pack never straddles two channels) and 16-byte
+// aligned tensors; each pack of a chunk is one load and one store.
+// ---------------------------------------------------------------------------------------------
+
+constexpr int kPThreads = 512;     // threads of a persistent block
+constexpr int kPBlocksPerSm = 2;   // blocks per SM it is laid out for
+constexpr int kPUnroll = 4;        // loads a thread issues before it stores any to shared memory
+
+struct BnPlan {
+  int64_t P = 0;       // blocks (chunks) per channel in a round
+  int64_t G = 0;       // channels per round
+  int64_t chunk = 0;   // values per chunk, a multiple of the pack (a channel's last chunk may be shorter)
+  int64_t stage = 0;   // values one stage of shared memory holds, per input
+  int64_t rounds = 0;  // ceil(C / G)
+};
+
+// The chunk a block holds in round r: values [j0, j0 + packs * V) of channel c; c < 0 when the
+// block has none (the last round may have fewer than G channels).
+struct BnChunk {
+  int64_t c = -1, part = 0, j0 = 0, packs = 0;
+};
+
+template <class T>
+__device__ __forceinline__ BnChunk bn_chunk(const BnGeom& g, const BnPlan& p, int64_t r) {
+  BnChunk k;
+  const int64_t c = r * p.G + blockIdx.x / p.P;
+  if (r >= p.rounds || c >= g.C) return k;
+  k.c = c;
+  k.part = blockIdx.x % p.P;
+  k.j0 = k.part * p.chunk;
+  k.packs = (min(p.chunk, g.M - k.j0)) / Pack<T>::V;
+  return k;
+}
+
+// Element offset of pack q of chunk k: value j of a channel lies in plane n = j / S at (n*C + c)*S + j % S.
+__device__ __forceinline__ int64_t bn_pack_offset(const BnGeom& g, const BnChunk& k, int64_t q, int V) {
+  const uint32_t j = uint32_t(k.j0 + q * V);  // g.small: every index fits in 31 bits
+  const int64_t n = g.fs.div(j);
+  return (n * g.C + k.c) * g.S + (int64_t(j) - n * g.S);
+}
+
+// Step 1's end: thread 0 publishes the block's partial sums, then counts the block in.
+__device__ __forceinline__ void bn_arrive(double* partial, unsigned* arrived, const BnPlan& p, const BnChunk& k,
+                                          double a, double b) {
+  if (threadIdx.x != 0) return;
+  partial[(k.c * p.P + k.part) * 2] = a;
+  partial[(k.c * p.P + k.part) * 2 + 1] = b;
+  ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> count(arrived[k.c]);
+  count.fetch_add(1u, ::cuda::memory_order_release);
+}
+
+// Step 3 and 4's sums: waits for the P blocks of channel c, then adds their partial sums in order.
+__device__ __forceinline__ void bn_gather(const double* partial, unsigned* arrived, const BnPlan& p, int64_t c,
+                                          double& a, double& b) {
+  if (threadIdx.x == 0) {
+    ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> count(arrived[c]);
+    unsigned ns = 32;
+    while (count.load(::cuda::memory_order_acquire) < unsigned(p.P)) {
+      __nanosleep(ns);
+      if (ns < 1024) ns *= 2;
+    }
+    __threadfence();
+  }
+  __syncthreads();
+  a = b = 0;
+  for (int64_t k = threadIdx.x; k < p.P; k += kPThreads) {  // .cg: from L2, never a stale L1 line
+    a += __ldcg(partial + (c * p.P + k) * 2);
+    b += __ldcg(partial + (c * p.P + k) * 2 + 1);
+  }
+  block_sum2(a, b);
+}
+
+// Forward, step 1 or 2 for one round: x's chunk into `stage`, and the sums of d = x - shift, d^2
+// (shift = the channel's first value, as in bn_stats_kernel). Returns the shift.
+template <class T>
+__device__ double bn_persistent_load(const T* x, const BnGeom& g, const BnPlan& p, const BnChunk& k, Pack<T>* stage,
+                                     double* partial, unsigned* arrived) {
+  using A = Acc<T>;
+  using P = Pack<T>;
+  const double shift = double(A(x[k.c * g.S]));
+  double s1 = 0, s2 = 0;
+  for (int64_t q0 = threadIdx.x; q0 < k.packs; q0 += kPUnroll * kPThreads) {
+    P v[kPUnroll];
+#pragma unroll
+    for (int u = 0; u < kPUnroll; ++u) {
+      const int64_t q = q0 + int64_t(u) * kPThreads;
+      if (q < k.packs) v[u] = *reinterpret_cast<const P*>(x + bn_pack_offset(g, k, q, P::V));
+    }
+#pragma unroll
+    for (int u = 0; u < kPUnroll; ++u) {
+      const int64_t q = q0 + int64_t(u) * kPThreads;
+      if (q >= k.packs) continue;
+      stage[q] = v[u];  // pack q is read back by this same thread only
+#pragma unroll
+      for (int e = 0; e < P::V; ++e) {
+        const double d = double(A(v[u].v[e])) - shift;
+        s1 += d;
+        s2 += d * d;
+      }
+    }
+  }
+  block_sum2(s1, s2);
+  bn_arrive(partial, arrived, p, k, s1, s2);
+  return shift;
+}
+
+template <class T>
+__global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
+    bn_persistent_forward_kernel(const T* x, T* y, BnGeom g, BnPlan p, double* partial, unsigned* arrived,
+                                 ChanVec save_mean, ChanVec save_invstd, ChanVec weight, ChanVec bias,
+                                 ChanVec running_mean, ChanVec running_var, double momentum, double eps) {
+  using A = Acc<T>;
+  using P = Pack<T>;
+  extern __shared__ __align__(16) unsigned char bn_smem[];
+  P* stages = reinterpret_cast<P*>(bn_smem);  // [2][p.stage / V]
+  const int64_t stage_packs = p.stage / P::V;
+  BnChunk cur = bn_chunk<T>(g, p, 0);
+  double shift = cur.c >= 0 ? bn_persistent_load(x, g, p, cur, stages, partial, arrived) : 0.0;
+  for (int64_t r = 0; r < p.rounds; ++r) {
+    P* stage = stages + (r & 1) * stage_packs;
+    const BnChunk next = bn_chunk<T>(g, p, r + 1);
+    const double next_shift =
+        next.c >= 0 ? bn_persistent_load(x, g, p, next, stages + ((r + 1) & 1) * stage_packs, partial, arrived)
+                    : 0.0;
+    if (cur.c >= 0) {
+      double s1, s2;
+      bn_gather(partial, arrived, p, cur.c, s1, s2);
+      // As bn_finalize_kernel.
+      const double M = double(g.M), dm = s1 / M;
+      const double var = fmax(s2 / M - dm * dm, 0.0);
+      const double mean = shift + dm, invstd = 1.0 / sqrt(var + eps);
+      const double scale = weight.get(cur.c, 1.0) * invstd;
+      const double offset = bias.get(cur.c, 0.0) - mean * scale;
+      if (cur.part == 0 && threadIdx.x == 0) {
+        save_mean.set(cur.c, mean);
+        save_invstd.set(cur.c, invstd);
+        running_mean.set(cur.c, (1.0 - momentum) * running_mean.get(cur.c, 0.0) + momentum * mean);
+        const double unbiased = g.M > 1 ? var * M / (M - 1) : var;
+        running_var.set(cur.c, (1.0 - momentum) * running_var.get(cur.c, 1.0) + momentum * unbiased);
+      }
+      const A sa = A(scale), oa = A(offset);
+      for (int64_t q = threadIdx.x; q < cur.packs; q += kPThreads) {
+        P v = stage[q];
+#pragma unroll
+        for (int e = 0; e < P::V; ++e) v.v[e] = to_storage<T>(A(v.v[e]) * sa + oa);
+        *reinterpret_cast<P*>(y + bn_pack_offset(g, cur, q, P::V)) = v;
+      }
+    }
+    cur = next;
+    shift = next_shift;
+  }
+}
+
+// Backward, step 1 or 2: the chunks of x and gy into their stages, and the sums of gy and
+// gy * (x - mean) (as bn_backward_stats_kernel).
+template <class T>
+__device__ void bn_persistent_backward_load(const T* x, const T* gy, const BnGeom& g, const BnPlan& p,
+                                            const BnChunk& k, Pack<T>* xs, Pack<T>* gs, ChanVec save_mean,
+                                            double* partial, unsigned* arrived) {
+  using A = Acc<T>;
+  using P = Pack<T>;
+  constexpr int U = kPUnroll / 2;  // two loads per pack: x and gy
+  const double mean = double(A(save_mean.get(k.c, 0.0)));
+  double s1 = 0, s2 = 0;
+  for (int64_t q0 = threadIdx.x; q0 < k.packs; q0 += U * kPThreads) {
+    P xv[U], gv[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t q = q0 + int64_t(u) * kPThreads;
+      if (q >= k.packs) continue;
+      const int64_t o = bn_pack_offset(g, k, q, P::V);
+      xv[u] = *reinterpret_cast<const P*>(x + o);
+      gv[u] = *reinterpret_cast<const P*>(gy + o);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t q = q0 + int64_t(u) * kPThreads;
+      if (q >= k.packs) continue;
+      xs[q] = xv[u];
+      gs[q] = gv[u];
+#pragma unroll
+      for (int e = 0; e < P::V; ++e) {
+        const double gd = double(A(gv[u].v[e]));
+        s1 += gd;
+        s2 += gd * (double(A(xv[u].v[e])) - mean);
+      }
+    }
+  }
+  block_sum2(s1, s2);
+  bn_arrive(partial, arrived, p, k, s1, s2);
+}
+
+template <class T>
+__global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
+    bn_persistent_backward_kernel(const T* x, const T* gy, T* gx, BnGeom g, BnPlan p, double* partial,
+                                  unsigned* arrived, ChanVec weight, ChanVec save_mean, ChanVec save_invstd,
+                                  ChanVec gweight, ChanVec gbias) {
+  using A = Acc<T>;
+  using P = Pack<T>;
+  extern __shared__ __align__(16) unsigned char bn_smem[];
+  P* stages = reinterpret_cast<P*>(bn_smem);  // [2][x, gy][p.stage / V]
+  const int64_t stage_packs = p.stage / P::V;
+  auto xs = [&](int64_t r) { return stages + (r & 1) * 2 * stage_packs; };
+  auto gs = [&](int64_t r) { return stages + ((r & 1) * 2 + 1) * stage_packs; };
+  BnChunk cur = bn_chunk<T>(g, p, 0);
+  if (cur.c >= 0) bn_persistent_backward_load(x, gy, g, p, cur, xs(0), gs(0), save_mean, partial, arrived);
+  for (int64_t r = 0; r < p.rounds; ++r) {
+    const BnChunk next = bn_chunk<T>(g, p, r + 1);
+    if (next.c >= 0)
+      bn_persistent_backward_load(x, gy, g, p, next, xs(r + 1), gs(r + 1), save_mean, partial, arrived);
+    if (cur.c >= 0) {
+      double sg, sgd;
+      bn_gather(partial, arrived, p, cur.c, sg, sgd);
+      // As bn_backward_finalize_kernel.
+      const double invstd = save_invstd.get(cur.c, 1.0), M = double(g.M);
+      const double sgx = sgd * invstd;
+      if (cur.part == 0 && threadIdx.x == 0) {
+        gweight.set(cur.c, sgx);
+        gbias.set(cur.c, sg);
+      }
+      const double k = weight.get(cur.c, 1.0) * invstd;
+      const A k0 = A(k), k1 = A(-k * invstd * sgx / M), mean = A(save_mean.get(cur.c, 0.0)), k3 = A(-k * sg / M);
+      const P* xr = xs(r);
+      const P* gr = gs(r);
+      for (int64_t q = threadIdx.x; q < cur.packs; q += kPThreads) {
+        const P xv = xr[q];
+        P v = gr[q];
+#pragma unroll
+        for (int e = 0; e < P::V; ++e) v.v[e] = to_storage<T>(k0 * A(v.v[e]) + k1 * (A(xv.v[e]) - mean) + k3);
+        *reinterpret_cast<P*>(gx + bn_pack_offset(g, cur, q, P::V)) = v;
+      }
+    }
+    cur = next;
+  }
+}
+
+std::atomic<int64_t> g_persistent_calls{0};
+
+// What a persistent kernel gets on a device: its dynamic shared memory (two stages of `inputs`
+// arrays), the values one stage holds per input, and how many of its blocks are resident at once
+// (0: the persistent path does not run there). Worked out once per device and kernel.
+struct PersistentFit {
+  size_t smem = 0;
+  int64_t stage = 0;
+  int64_t blocks = 0;
+};
+
+template <class... KArgs>
+PersistentFit persistent_fit(int dev, void (*kernel)(KArgs...), int inputs, size_t elem_size) {
+  static std::mutex mu;
+  static std::map<std::pair<int, const void*>, PersistentFit> fits;
+  std::lock_guard<std::mutex> lock(mu);
+  const auto key = std::make_pair(dev, reinterpret_cast<const void*>(kernel));
+  if (auto it = fits.find(key); it != fits.end()) return it->second;
+  PersistentFit f;
+  int coop = 0, per_sm = 0, reserved = 0, optin = 0;
+  MINIMA_CUDA_CHECK(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev));
+  MINIMA_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+  MINIMA_CUDA_CHECK(cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev));
+  MINIMA_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  cudaFuncAttributes attr{};
+  MINIMA_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
+  // Shared memory per block: the SM's share for kPBlocksPerSm blocks, less what each block
+  // reserves and its static arrays, in whole units of two stages of 16-byte packs.
+  const int64_t unit = 2 * int64_t(inputs) * 16;
+  int64_t bytes = std::min<int64_t>(optin, per_sm / kPBlocksPerSm - reserved) - int64_t(attr.sharedSizeBytes);
+  bytes = bytes / unit * unit;
+  if (coop && bytes >= unit) {
+    MINIMA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+    int occupancy = 0;
+    MINIMA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occupancy, kernel, kPThreads, size_t(bytes)));
+    f.smem = size_t(bytes);
+    f.stage = bytes / (2 * int64_t(inputs) * int64_t(elem_size));
+    f.blocks = int64_t(occupancy) * sm_count(dev);
+  }
+  fits[key] = f;
+  return f;
+}
+
+// Rounds and chunks for a persistent kernel, or false when the shape does not fit: as few chunks
+// per channel as the stage allows (fewer rounds), spread over more blocks when a round would
+// leave blocks idle, but no chunk smaller than one pack per thread.
+bool bn_plan(const BnGeom& g, const PersistentFit& f, int V, BnPlan& p) {
+  if (f.blocks == 0 || f.stage < V) return false;
+  const int64_t min_parts = (g.M + f.stage - 1) / f.stage;
+  if (min_parts > f.blocks) return false;
+  p.G = std::min(g.C, f.blocks / min_parts);
+  const int64_t thread_parts = (g.M + int64_t(kPThreads) * V - 1) / (int64_t(kPThreads) * V);
+  const int64_t parts = std::max(min_parts, std::min(f.blocks / p.G, thread_parts));
+  p.chunk = ((g.M + parts - 1) / parts + V - 1) / V * V;  // <= f.stage: parts >= min_parts, f.stage % V == 0
+  p.P = (g.M + p.chunk - 1) / p.chunk;
+  p.stage = f.stage;
+  p.rounds = (g.C + p.G - 1) / p.G;
+  return true;
+}
+
+// Whether the persistent path takes this call: chosen, not while a graph is captured (the
+// cooperative launch is kept out of graphs), whole packs per plane, aligned, and a fitting plan.
+template <class T, class... KArgs>
+bool use_persistent(const Ctx& ctx, const BnGeom& g, std::initializer_list<const Tensor*> ts,
+                    void (*kernel)(KArgs...), int inputs, BnPlan& p, PersistentFit& f) {
+  if (bn_impl() != BnImpl::Persistent || !bn_vec<T>(g, ts) || stream_capturing(ctx.dev)) return false;
+  f = persistent_fit(ctx.dev, kernel, inputs, sizeof(T));
+  return bn_plan(g, f, Pack<T>::V, p);
+}
+
 }  // namespace
+
+int64_t batch_norm_persistent_calls() { return g_persistent_calls.load(); }
 
 void CudaBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_mean, const Tensor& save_invstd,
                                            const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -318,11 +653,24 @@ void CudaBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_m
   BnGeom g = bn_geom(x, ctx.dev);
   if (g.C == 0) return;
   MINIMA_CHECK(g.M > 0, "batch_norm: no values per channel in ", x.shape());
-  DeviceBuffer partial(size_t(g.C * g.splits * 2) * sizeof(double), ctx.dev);
-  DeviceBuffer coef(size_t(g.C * 2) * sizeof(double), ctx.dev);
   MINIMA_DISPATCH_FLOAT(x.dtype(), "batch_norm", [&] {
     using T = scalar_t;
     const T* xp = static_cast<const T*>(x.data_ptr());
+    BnPlan plan;
+    PersistentFit fit;
+    if (use_persistent<T>(ctx, g, {&x, &y}, bn_persistent_forward_kernel<T>, 1, plan, fit)) {
+      DeviceBuffer partial(size_t(g.C * plan.P * 2) * sizeof(double), ctx.dev);
+      DeviceBuffer arrived(size_t(g.C) * sizeof(unsigned), ctx.dev);
+      MINIMA_CUDA_CHECK(cudaMemsetAsync(arrived.data(), 0, arrived.size(), ctx.stream));
+      MINIMA_LAUNCH_COOPERATIVE(bn_persistent_forward_kernel<T>, dim3(unsigned(plan.G * plan.P)), dim3(kPThreads),
+                                fit.smem, ctx.stream, xp, static_cast<T*>(y.data_ptr()), g, plan,
+                                partial.as<double>(), arrived.as<unsigned>(), chan(save_mean), chan(save_invstd),
+                                chan(weight), chan(bias), chan(running_mean), chan(running_var), momentum, eps);
+      ++g_persistent_calls;
+      return;
+    }
+    DeviceBuffer partial(size_t(g.C * g.splits * 2) * sizeof(double), ctx.dev);
+    DeviceBuffer coef(size_t(g.C * 2) * sizeof(double), ctx.dev);
     MINIMA_LAUNCH(bn_stats_kernel<T>, dim3(unsigned(g.C), unsigned(g.splits)), dim3(kThreads), 0, ctx.stream, xp, g,
                   partial.as<double>());
     MINIMA_LAUNCH(bn_finalize_kernel<T>, dim3(grid_1d(g.C, ctx.dev)), dim3(kThreads), 0, ctx.stream, xp, g,
@@ -354,19 +702,32 @@ void CudaBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, c
   check_bn(gx, "batch_norm_backward");
   BnGeom g = bn_geom(x, ctx.dev);
   if (g.C == 0) return;
-  DeviceBuffer partial(size_t(g.C * g.splits * 2) * sizeof(double), ctx.dev);
-  DeviceBuffer coef(size_t(g.C * 4) * sizeof(double), ctx.dev);
   MINIMA_DISPATCH_FLOAT(x.dtype(), "batch_norm_backward", [&] {
     using T = scalar_t;
     const T* xp = static_cast<const T*>(x.data_ptr());
     const T* gp = static_cast<const T*>(gy.data_ptr());
+    T* gxp = static_cast<T*>(gx.data_ptr());
+    BnPlan plan;
+    PersistentFit fit;
+    if (g.M > 0 && use_persistent<T>(ctx, g, {&x, &gy, &gx}, bn_persistent_backward_kernel<T>, 2, plan, fit)) {
+      DeviceBuffer partial(size_t(g.C * plan.P * 2) * sizeof(double), ctx.dev);
+      DeviceBuffer arrived(size_t(g.C) * sizeof(unsigned), ctx.dev);
+      MINIMA_CUDA_CHECK(cudaMemsetAsync(arrived.data(), 0, arrived.size(), ctx.stream));
+      MINIMA_LAUNCH_COOPERATIVE(bn_persistent_backward_kernel<T>, dim3(unsigned(plan.G * plan.P)), dim3(kPThreads),
+                                fit.smem, ctx.stream, xp, gp, gxp, g, plan, partial.as<double>(),
+                                arrived.as<unsigned>(), chan(weight), chan(save_mean), chan(save_invstd),
+                                chan(gweight), chan(gbias));
+      ++g_persistent_calls;
+      return;
+    }
+    DeviceBuffer partial(size_t(g.C * g.splits * 2) * sizeof(double), ctx.dev);
+    DeviceBuffer coef(size_t(g.C * 4) * sizeof(double), ctx.dev);
     MINIMA_LAUNCH(bn_backward_stats_kernel<T>, dim3(unsigned(g.C), unsigned(g.splits)), dim3(kThreads), 0,
                   ctx.stream, xp, gp, g, chan(save_mean), partial.as<double>());
     MINIMA_LAUNCH(bn_backward_finalize_kernel, dim3(grid_1d(g.C, ctx.dev)), dim3(kThreads), 0, ctx.stream, g,
                   partial.as<double>(), chan(weight), chan(save_mean), chan(save_invstd), chan(gweight),
                   chan(gbias), coef.as<double>());
     const FastDiv fc(uint32_t(g.small ? g.C : 1));
-    T* gxp = static_cast<T*>(gx.data_ptr());
     if (bn_vec<T>(g, {&x, &gy, &gx})) {
       MINIMA_LAUNCH(bn_backward_apply_vec_kernel<T>, dim3(grid_1d(x.numel() / Pack<T>::V, ctx.dev)),
                     dim3(kThreads), 0, ctx.stream, xp, gp, gxp, g, fc, coef.as<double>());

@@ -55,6 +55,10 @@ class DeviceBuffer {
   int dev_ = 0;
 };
 
+// Tests: how many batch-norm calls (training forward or backward) so far ran as the persistent
+// kernel (see set_bn_impl in cuda_config.h), so a test can tell that it exercised that path.
+int64_t batch_norm_persistent_calls();
+
 // Milliseconds per call of f, measured with CUDA events on the device's stream: `warmup` untimed
 // calls, then `iters` timed back to back. f must queue its work on that stream (every backend
 // kernel does).

@@ -2,7 +2,8 @@
 //  * check macros: every CUDA / cuBLAS call goes through one that throws minima::Error naming
 //    file:line, the call and the library's error string (cuDNN's lives in vendor_cudnn.cu);
 //  * Ctx: the device of a call (made current) and its one stream, passed explicitly to launches;
-//  * MINIMA_LAUNCH: the one launch helper (skips empty grids, checks the launch);
+//  * MINIMA_LAUNCH: the one launch helper (skips empty grids, checks the launch), and
+//    MINIMA_LAUNCH_COOPERATIVE for kernels whose blocks wait for one another;
 //  * FastDiv and OffsetCalc: index arithmetic for strided tensors (dims merged on the host,
 //    32-bit multiply-shift division when every index fits in 31 bits);
 //  * device-side dtype helpers (bf16 is stored as 16 bits and computed in float), warp reductions;
@@ -14,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <tuple>
 #include <type_traits>
 
 #include "core/backend.h"
@@ -86,12 +88,27 @@ void launch_kernel(const char* file, int line, void (*kernel)(KArgs...), dim3 gr
   check_cuda(cudaGetLastError(), "kernel launch", file, line);
 }
 
+// A cooperative launch: every block of the grid is resident at once (the launch fails otherwise),
+// so blocks may wait for one another. The grid must fit the kernel's occupancy on the device.
+template <class... KArgs, class... Args>
+void launch_cooperative_kernel(const char* file, int line, void (*kernel)(KArgs...), dim3 grid, dim3 block,
+                               size_t smem, cudaStream_t stream, Args&&... args) {
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+  std::tuple<KArgs...> values(static_cast<KArgs>(std::forward<Args>(args))...);
+  std::array<void*, sizeof...(KArgs)> ptrs =
+      std::apply([](auto&... v) { return std::array<void*, sizeof...(KArgs)>{static_cast<void*>(&v)...}; }, values);
+  check_cuda(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), grid, block, ptrs.data(), smem, stream),
+             "cooperative kernel launch", file, line);
+}
+
 }  // namespace minima::cuda
 
 // MINIMA_LAUNCH(kernel, grid, block, shared_bytes, stream, args...). A kernel name with template
 // arguments goes in parentheses: MINIMA_LAUNCH((k<float, 4>), ...).
 #define MINIMA_LAUNCH(kernel, grid, block, smem, stream, ...) \
   ::minima::cuda::launch_kernel(__FILE__, __LINE__, kernel, grid, block, smem, stream, __VA_ARGS__)
+#define MINIMA_LAUNCH_COOPERATIVE(kernel, grid, block, smem, stream, ...) \
+  ::minima::cuda::launch_cooperative_kernel(__FILE__, __LINE__, kernel, grid, block, smem, stream, __VA_ARGS__)
 
 // Grid-stride loop over [0, n), for kernels with their own bodies.
 #define MINIMA_GRID_STRIDE(i, n)                                                                 \

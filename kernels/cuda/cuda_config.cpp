@@ -9,7 +9,7 @@
 namespace minima::cuda {
 
 namespace {
-std::atomic<int> g_gemm{int(Impl::Auto)}, g_conv{int(Impl::Auto)};
+std::atomic<int> g_gemm{int(Impl::Auto)}, g_conv{int(Impl::Auto)}, g_bn{int(BnImpl::Passes)};
 std::atomic<bool> g_tf32{false}, g_det{false};
 
 Impl parse(const std::string& name, const char* what, const char* vendor) {
@@ -40,6 +40,14 @@ Impl conv_impl() { return Impl(g_conv.load()); }
 std::string gemm_impl_name() { return name_of(gemm_impl(), "cublas"); }
 std::string conv_impl_name() { return name_of(conv_impl(), "cudnn"); }
 
+void set_bn_impl(const std::string& name) {
+  if (name == "passes") g_bn = int(BnImpl::Passes);
+  else if (name == "persistent") g_bn = int(BnImpl::Persistent);
+  else throw Error(str("unknown batch_norm implementation '", name, "' (expected passes or persistent)"));
+}
+BnImpl bn_impl() { return BnImpl(g_bn.load()); }
+std::string bn_impl_name() { return bn_impl() == BnImpl::Passes ? "passes" : "persistent"; }
+
 void set_allow_tf32(bool on) { g_tf32 = on; }
 bool allow_tf32() { return g_tf32; }
 void set_deterministic(bool on) { g_det = on; }
@@ -54,10 +62,11 @@ bool have_cudnn() {
 }
 
 ConfigGuard::ConfigGuard()
-    : gemm_(gemm_impl()), conv_(conv_impl()), tf32_(allow_tf32()), det_(deterministic()) {}
+    : gemm_(gemm_impl()), conv_(conv_impl()), bn_(bn_impl()), tf32_(allow_tf32()), det_(deterministic()) {}
 ConfigGuard::~ConfigGuard() {
   g_gemm = int(gemm_);
   g_conv = int(conv_);
+  g_bn = int(bn_);
   g_tf32 = tf32_;
   g_det = det_;
 }

@@ -10,6 +10,12 @@
 //  * allow_tf32: lets float32 GEMM/conv use TF32 tensor cores: the native GEMM switches to its wmma
 //    kernel, cuBLAS and cuDNN to their TF32 math (the native convolutions stay fp32 SIMT). Off by
 //    default: float32 results then carry full fp32 products.
+//  * batch_norm: "passes" (the default) runs a training step's batch norm as three kernels each way
+//    (statistics, per-channel finalize, normalize), reading the input twice; "persistent" runs it
+//    as one cooperative kernel that keeps a round of channels in shared memory between its
+//    statistics and its normalize, so the input is read once (batchnorm.cu). Shapes it cannot
+//    hold (planes that are not whole 16-byte packs, channels too large for the device's shared
+//    memory) take the passes either way.
 //  * deterministic: two runs with the same seed give bitwise-equal results. What pays for it:
 //    index_add and scatter_add (and so the backward of index_select and gather) run one thread
 //    per output column over the indices in order instead of float atomics; max_pool2d's backward
@@ -22,6 +28,7 @@
 namespace minima::cuda {
 
 enum class Impl { Native, Vendor, Auto };
+enum class BnImpl { Passes, Persistent };
 
 void set_gemm_impl(const std::string& name);  // "native" | "cublas" | "auto"
 void set_conv_impl(const std::string& name);  // "native" | "cudnn" | "auto"
@@ -29,6 +36,10 @@ Impl gemm_impl();
 Impl conv_impl();
 std::string gemm_impl_name();
 std::string conv_impl_name();
+
+void set_bn_impl(const std::string& name);  // "passes" | "persistent"
+BnImpl bn_impl();
+std::string bn_impl_name();
 
 void set_allow_tf32(bool on);
 bool allow_tf32();
@@ -51,6 +62,7 @@ class ConfigGuard {
 
  private:
   Impl gemm_, conv_;
+  BnImpl bn_;
   bool tf32_, det_;
 };
 

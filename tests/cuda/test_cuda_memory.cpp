@@ -28,6 +28,7 @@ TEST_CASE("cuda: without a device, CUDA tensors and kernels raise a clear error"
 
 TEST_CASE("cuda config: implementation names, flags and ConfigGuard") {
   const cuda::Impl gemm_before = cuda::gemm_impl();
+  const cuda::BnImpl bn_before = cuda::bn_impl();
   const bool tf32_before = cuda::allow_tf32(), det_before = cuda::deterministic();
   {
     cuda::ConfigGuard guard;
@@ -48,9 +49,18 @@ TEST_CASE("cuda config: implementation names, flags and ConfigGuard") {
     }
     CHECK_THROWS_WITH_AS(cuda::set_gemm_impl("cudnn"), doctest::Contains("expected native, cublas or auto"), Error);
     CHECK_THROWS_AS(cuda::set_conv_impl("fast"), Error);
+    cuda::set_bn_impl("persistent");
+    CHECK(cuda::bn_impl() == cuda::BnImpl::Persistent);
+    CHECK(cuda::bn_impl_name() == "persistent");
+    cuda::set_bn_impl("passes");
+    CHECK(cuda::bn_impl_name() == "passes");
+    cuda::set_bn_impl("persistent");
+    CHECK_THROWS_WITH_AS(cuda::set_bn_impl("fused"), doctest::Contains("expected passes or persistent"), Error);
+    CHECK(cuda::bn_impl() == cuda::BnImpl::Persistent);  // a bad name changes nothing
   }
   // The guard restored every setting.
   CHECK(cuda::gemm_impl() == gemm_before);
+  CHECK(cuda::bn_impl() == bn_before);
   CHECK(cuda::allow_tf32() == tf32_before);
   CHECK(cuda::deterministic() == det_before);
 }

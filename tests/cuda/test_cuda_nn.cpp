@@ -40,39 +40,75 @@ CUDA_TEST_CASE("cuda pooling matches the CPU: max, avg (with and without padding
               tol(DType::f32));
 }
 
+// Batch norm on one shape and dtype against the CPU: training with running statistics, training
+// without affine parameters, evaluation (through autograd and the fused no-grad path).
+static void check_batch_norm(const Shape& s, DType t) {
+  int64_t C = s[1];
+  Tensor x = add(mul(rnd(s, 113, t), 3.0), 10.0);  // mean far from 0
+  Tensor w = rnd({C}, 114, t), b = rnd({C}, 115, t);
+  Tensor rm_c = rnd({C}, 116, t), rv_c = rnd_pos({C}, 117, t);
+  Tensor rm_g = rm_c.to(kGpu), rv_g = rv_c.to(kGpu);
+  check_graph(str("batch_norm train ", dtype_name(t), " ", s),
+              [&](const std::vector<Tensor>& v) {
+                bool cpu = v[0].device().is_cpu();
+                return batch_norm(v[0], v[1], v[2], cpu ? rm_c : rm_g, cpu ? rv_c : rv_g, true, 0.1, 1e-5);
+              },
+              {x, w, b}, tol(t), true, t == DType::f32 ? 1e-4 : tol(t));
+  expect_close(rm_g.cpu(), rm_c, tol(t), "running mean");
+  expect_close(rv_g.cpu(), rv_c, tol(t), "running var");
+  check_graph(str("batch_norm train without affine ", dtype_name(t), " ", s),
+              [&](const std::vector<Tensor>& v) { return batch_norm(v[0], Tensor(), Tensor(), Tensor(), Tensor(), true); },
+              {x}, tol(t), true, t == DType::f32 ? 1e-4 : tol(t));
+  check_graph(str("batch_norm eval ", dtype_name(t), " ", s),
+              [&](const std::vector<Tensor>& v) {
+                bool cpu = v[0].device().is_cpu();
+                return batch_norm(v[0], v[1], v[2], cpu ? rm_c : rm_g, cpu ? rv_c : rv_g, false);
+              },
+              {x, w, b}, tol(t));
+  NoGradGuard ng;  // evaluation without autograd: the fused kernel
+  expect_close(batch_norm(x.to(kGpu), w.to(kGpu), b.to(kGpu), rm_g, rv_g, false).cpu(),
+               batch_norm(x, w, b, rm_c, rv_c, false), tol(t), "batch_norm eval (fused)");
+}
+
 CUDA_TEST_CASE("cuda batch_norm: training (running stats) and evaluation, with gradients") {
   for (DType t : {DType::f32, DType::bf16, DType::f64}) {
     // Planes of 64 values take the 16-byte normalize kernels (of 4: float32 and float64 only, a
     // bfloat16 pack holds 8); planes of 35, 1023 and 1 the elementwise loop.
     for (const Shape& s : {Shape{4, 3, 5, 7}, Shape{16, 5}, Shape{2, 64, 33, 31}, Shape{64, 3, 1, 1},
-                           Shape{8, 6, 8, 8}, Shape{5, 4, 2, 2}}) {
-      int64_t C = s[1];
-      Tensor x = add(mul(rnd(s, 113, t), 3.0), 10.0);  // mean far from 0
-      Tensor w = rnd({C}, 114, t), b = rnd({C}, 115, t);
-      Tensor rm_c = rnd({C}, 116, t), rv_c = rnd_pos({C}, 117, t);
-      Tensor rm_g = rm_c.to(kGpu), rv_g = rv_c.to(kGpu);
-      check_graph(str("batch_norm train ", dtype_name(t), " ", s),
-                  [&](const std::vector<Tensor>& v) {
-                    bool cpu = v[0].device().is_cpu();
-                    return batch_norm(v[0], v[1], v[2], cpu ? rm_c : rm_g, cpu ? rv_c : rv_g, true, 0.1, 1e-5);
-                  },
-                  {x, w, b}, tol(t), true, t == DType::f32 ? 1e-4 : tol(t));
-      expect_close(rm_g.cpu(), rm_c, tol(t), "running mean");
-      expect_close(rv_g.cpu(), rv_c, tol(t), "running var");
-      check_graph(str("batch_norm train without affine ", dtype_name(t), " ", s),
-                  [&](const std::vector<Tensor>& v) { return batch_norm(v[0], Tensor(), Tensor(), Tensor(), Tensor(), true); },
-                  {x}, tol(t), true, t == DType::f32 ? 1e-4 : tol(t));
-      check_graph(str("batch_norm eval ", dtype_name(t), " ", s),
-                  [&](const std::vector<Tensor>& v) {
-                    bool cpu = v[0].device().is_cpu();
-                    return batch_norm(v[0], v[1], v[2], cpu ? rm_c : rm_g, cpu ? rv_c : rv_g, false);
-                  },
-                  {x, w, b}, tol(t));
-      NoGradGuard ng;  // evaluation without autograd: the fused kernel
-      expect_close(batch_norm(x.to(kGpu), w.to(kGpu), b.to(kGpu), rm_g, rv_g, false).cpu(),
-                   batch_norm(x, w, b, rm_c, rv_c, false), tol(t), "batch_norm eval (fused)");
+                           Shape{8, 6, 8, 8}, Shape{5, 4, 2, 2}})
+      check_batch_norm(s, t);
+  }
+}
+
+CUDA_TEST_CASE("cuda batch_norm, persistent kernel (--bn persistent): matches the CPU in one or several rounds") {
+  cuda::ConfigGuard guard;
+  cuda::set_bn_impl("persistent");
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    const int64_t pack = 16 / int64_t(dtype_size(t));
+    // One round with one chunk per channel (8x6x8x8); more channels than resident blocks, so
+    // several rounds of one chunk each (2x300x4x4); channels of several chunks each, in several
+    // rounds with a short last round and a short last chunk (64x64x32x32); planes that do not hold
+    // whole packs fall back to the passes (planes of 35; planes of 4 in bfloat16).
+    for (const Shape& s : {Shape{8, 6, 8, 8}, Shape{2, 300, 4, 4}, Shape{64, 64, 32, 32}, Shape{4, 3, 5, 7},
+                           Shape{5, 4, 2, 2}}) {
+      const int64_t before = cuda::batch_norm_persistent_calls();
+      check_batch_norm(s, t);
+      const bool whole_packs = (s[2] * s[3]) % pack == 0;
+      CHECK_MESSAGE((cuda::batch_norm_persistent_calls() > before) == whole_packs,
+                    "persistent path taken for ", dtype_name(t), " ", s, ": expected ", whole_packs);
     }
   }
+  // Deterministic: the same chunks, summed in the same order, every run.
+  Tensor x = rnd({32, 16, 16, 16}, 118), gy = rnd({32, 16, 16, 16}, 119);
+  Tensor w = rnd({16}, 120).to(kGpu), b = rnd({16}, 121).to(kGpu);
+  std::vector<Tensor> runs[2];
+  for (auto& out : runs) {
+    Tensor xg = x.to(kGpu).requires_grad_(true), wg = w.detach().requires_grad_(true);
+    Tensor y = batch_norm(xg, wg, b, Tensor(), Tensor(), true);
+    y.backward(gy.to(kGpu));
+    out = {y.detach().cpu(), xg.grad().cpu(), wg.grad().cpu()};
+  }
+  for (size_t i = 0; i < runs[0].size(); ++i) expect_equal(runs[1][i], runs[0][i], str("persistent run ", i));
 }
 
 CUDA_TEST_CASE("cuda log_softmax, softmax, cross_entropy and nll_loss, with gradients") {

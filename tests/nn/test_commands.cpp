@@ -105,7 +105,7 @@ TEST_CASE("every command that can run on a GPU takes the CUDA backend's flags") 
     int rc = 0;
     std::string help = run(std::string(cmd) + " --help", rc);
     CHECK(rc == 0);
-    for (const char* flag : {"--gemm STR", "--conv STR", "--tf32", "--deterministic"})
+    for (const char* flag : {"--gemm STR", "--conv STR", "--bn STR", "--tf32", "--deterministic"})
       CHECK_MESSAGE(help.find(flag) != std::string::npos, flag);
     std::string bad = run(std::string(cmd) + " --gemm fastest --out /nonexistent/never-written", rc);
     CHECK(rc != 0);
@@ -114,5 +114,9 @@ TEST_CASE("every command that can run on a GPU takes the CUDA backend's flags") 
     bad = run(std::string(cmd) + " --conv winograd --out /nonexistent/never-written", rc);
     CHECK(rc != 0);
     CHECK(bad.find("'winograd'") != std::string::npos);
+    bad = run(std::string(cmd) + " --bn fused --out /nonexistent/never-written", rc);
+    CHECK(rc != 0);
+    CHECK(bad.find("error: unknown batch_norm implementation 'fused' (expected passes or persistent)") !=
+          std::string::npos);
   }
 }
