@@ -25,6 +25,7 @@
 #include <mutex>
 #include <utility>
 
+#include "kernels/cuda/bn_plan.h"
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/elementwise.cuh"
 
@@ -341,14 +342,6 @@ constexpr int kPThreads = 512;     // threads of a persistent block
 constexpr int kPBlocksPerSm = 2;   // blocks per SM it is laid out for
 constexpr int kPUnroll = 4;        // loads a thread issues before it stores any to shared memory
 
-struct BnPlan {
-  int64_t P = 0;       // blocks (chunks) per channel in a round
-  int64_t G = 0;       // channels per round
-  int64_t chunk = 0;   // values per chunk, a multiple of the pack (a channel's last chunk may be shorter)
-  int64_t stage = 0;   // values one stage of shared memory holds, per input
-  int64_t rounds = 0;  // ceil(C / G)
-};
-
 // The chunk a block holds in round r: values [j0, j0 + packs * V) of channel c; c < 0 when the
 // block has none (the last round may have fewer than G channels).
 struct BnChunk {
@@ -392,7 +385,7 @@ __device__ __forceinline__ void bn_gather(const double* partial, unsigned* arriv
     unsigned ns = 32;
     while (count.load(::cuda::memory_order_acquire) < unsigned(p.P)) {
       __nanosleep(ns);
-      if (ns < 1024) ns *= 2;
+      if (ns < 256) ns *= 2;
     }
     __threadfence();
   }
@@ -612,23 +605,6 @@ PersistentFit persistent_fit(int dev, void (*kernel)(KArgs...), int inputs, size
   return f;
 }
 
-// Rounds and chunks for a persistent kernel, or false when the shape does not fit: as few chunks
-// per channel as the stage allows (fewer rounds), spread over more blocks when a round would
-// leave blocks idle, but no chunk smaller than one pack per thread.
-bool bn_plan(const BnGeom& g, const PersistentFit& f, int V, BnPlan& p) {
-  if (f.blocks == 0 || f.stage < V) return false;
-  const int64_t min_parts = (g.M + f.stage - 1) / f.stage;
-  if (min_parts > f.blocks) return false;
-  p.G = std::min(g.C, f.blocks / min_parts);
-  const int64_t thread_parts = (g.M + int64_t(kPThreads) * V - 1) / (int64_t(kPThreads) * V);
-  const int64_t parts = std::max(min_parts, std::min(f.blocks / p.G, thread_parts));
-  p.chunk = ((g.M + parts - 1) / parts + V - 1) / V * V;  // <= f.stage: parts >= min_parts, f.stage % V == 0
-  p.P = (g.M + p.chunk - 1) / p.chunk;
-  p.stage = f.stage;
-  p.rounds = (g.C + p.G - 1) / p.G;
-  return true;
-}
-
 // Whether the persistent path takes this call: chosen, not while a graph is captured (the
 // cooperative launch is kept out of graphs), whole packs per plane, aligned, and a fitting plan.
 template <class T, class... KArgs>
@@ -636,7 +612,7 @@ bool use_persistent(const Ctx& ctx, const BnGeom& g, std::initializer_list<const
                     void (*kernel)(KArgs...), int inputs, BnPlan& p, PersistentFit& f) {
   if (bn_impl() != BnImpl::Persistent || !bn_vec<T>(g, ts) || stream_capturing(ctx.dev)) return false;
   f = persistent_fit(ctx.dev, kernel, inputs, sizeof(T));
-  return bn_plan(g, f, Pack<T>::V, p);
+  return f.blocks > 0 && plan_bn_persistent(g.M, g.C, f.blocks, kPThreads, f.stage, Pack<T>::V, p);
 }
 
 }  // namespace

@@ -4,12 +4,59 @@
 // against the CPU backend.
 #include <functional>
 #include <limits>
+#include <random>
+
+#include "kernels/cuda/bn_plan.h"
 
 #include "nn/models.h"
 #include "tests/cuda/cuda_test_util.h"
 
 using namespace minima;
 using namespace cudatest;
+
+// Runs on any machine: the persistent batch-norm kernel's rounds and chunks (host arithmetic).
+TEST_CASE("persistent batch norm plan: chunks fit a stage, cover every channel, and use at most the resident blocks") {
+  // A worked case: 256x64x64x64 float32 on 264 blocks (2 per SM of an H200) whose stages hold 14,400
+  // values: at least 73 chunks per channel, so 3 channels per round, spread over 88 blocks each.
+  cuda::BnPlan p;
+  REQUIRE(cuda::plan_bn_persistent(256 * 64 * 64, 64, 264, 512, 14400, 4, p));
+  CHECK(p.G == 3);
+  CHECK(p.P == 88);
+  CHECK(p.chunk == 11916);
+  CHECK(p.rounds == 22);
+  // A channel larger than all the blocks' stages together does not fit.
+  CHECK_FALSE(cuda::plan_bn_persistent(264 * 14400 + 1, 8, 264, 512, 14400, 4, p));
+  CHECK(cuda::plan_bn_persistent(264 * 14400, 8, 264, 512, 14400, 4, p));
+  CHECK_FALSE(cuda::plan_bn_persistent(100, 8, 264, 512, 14402, 4, p));  // a stage of whole packs only
+
+  std::mt19937_64 rng(2024);
+  int planned = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const int64_t V = int64_t(1) << (rng() % 4);  // 1, 2, 4, 8 values per pack
+    const int64_t blocks = 1 + int64_t(rng() % 600), threads = 32 << (rng() % 6);
+    const int64_t stage = V * (1 + int64_t(rng() % 4000));
+    const int64_t M = V * (1 + int64_t(rng() % 300000)), C = 1 + int64_t(rng() % 3000);
+    INFO("M ", M, " C ", C, " blocks ", blocks, " threads ", threads, " stage ", stage, " V ", V);
+    const bool fits = (M + stage - 1) / stage <= blocks;
+    REQUIRE(cuda::plan_bn_persistent(M, C, blocks, threads, stage, V, p) == fits);
+    if (!fits) continue;
+    ++planned;
+    REQUIRE(p.chunk % V == 0);
+    REQUIRE(p.chunk > 0);
+    REQUIRE(p.chunk <= stage);
+    REQUIRE((p.P - 1) * p.chunk < M);  // every chunk holds values
+    REQUIRE(p.P * p.chunk >= M);       // and together all of them
+    REQUIRE(p.G >= 1);
+    REQUIRE(p.G <= C);
+    REQUIRE(p.G * p.P <= blocks);  // a cooperative launch needs them all resident
+    REQUIRE(p.rounds * p.G >= C);
+    REQUIRE((p.rounds - 1) * p.G < C);
+    // A channel is split further than its stage requires only into as many chunks as give each
+    // thread a pack: never more than ceil(M / (threads * V)).
+    REQUIRE(p.P <= std::max((M + stage - 1) / stage, (M + threads * V - 1) / (threads * V)));
+  }
+  CHECK(planned > 10000);
+}
 
 #ifdef MINIMA_HAS_CUDA
 

@@ -1,0 +1,43 @@
+// kernels/cuda/bn_plan.h: how the persistent batch-norm kernels (batchnorm.cu, --bn persistent)
+// split a tensor into rounds and chunks. Plain C++, so the CPU tests can check the plan's
+// invariants on any machine.
+//
+// A [N, C, H, W] tensor has M = N*H*W values per channel. Channels are taken in rounds of G; in a
+// round each channel is split into P chunks of `chunk` values (the last may be shorter), one per
+// block, so a round runs G*P blocks, all resident at once. A chunk must fit one stage of the
+// block's shared memory (`stage` values per input).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+namespace minima::cuda {
+
+struct BnPlan {
+  int64_t P = 0;       // blocks (chunks) per channel in a round
+  int64_t G = 0;       // channels per round
+  int64_t chunk = 0;   // values per chunk, a multiple of the pack (a channel's last chunk may be shorter)
+  int64_t stage = 0;   // values one stage of shared memory holds, per input
+  int64_t rounds = 0;  // ceil(C / G)
+};
+
+// The plan for M values per channel and C channels, with `blocks` resident blocks of `threads`
+// threads whose stages hold `stage` values (a multiple of the pack width V); false when a channel
+// does not fit in the blocks' shared memory. As few chunks per channel as the stage allows
+// (fewer, longer rounds), spread over more blocks when a round would leave blocks idle, but no
+// chunk smaller than one pack per thread.
+inline bool plan_bn_persistent(int64_t M, int64_t C, int64_t blocks, int64_t threads, int64_t stage, int64_t V,
+                               BnPlan& p) {
+  if (M <= 0 || C <= 0 || blocks <= 0 || V <= 0 || stage < V || stage % V != 0) return false;
+  const int64_t min_parts = (M + stage - 1) / stage;
+  if (min_parts > blocks) return false;
+  p.G = std::min(C, blocks / min_parts);
+  const int64_t thread_parts = (M + threads * V - 1) / (threads * V);
+  const int64_t parts = std::max(min_parts, std::min(blocks / p.G, thread_parts));
+  p.chunk = ((M + parts - 1) / parts + V - 1) / V * V;  // <= stage: parts >= min_parts, stage % V == 0
+  p.P = (M + p.chunk - 1) / p.chunk;
+  p.stage = stage;
+  p.rounds = (C + p.G - 1) / p.G;
+  return true;
+}
+
+}  // namespace minima::cuda
