@@ -6,10 +6,12 @@
 // B strips of each block across threads. The micro-kernel uses GCC vector extensions: one copy
 // compiles to AVX2 FMA at -march=x86-64-v3 (or whatever the target has), a second one to AVX-512
 // and is taken at run time when the CPU has it (MINIMA_CPU_GEMM=avx2 forces the first).
+// Matrix-vector products (one row or one column of C) skip the packing: see gemv.
 #include <omp.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -182,6 +184,48 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
   }
 }
 
+#if defined(__FMA__)
+// C (M x 1) = alpha * A (M x K) @ B (K x 1) + beta * C, without packing: for a matrix-vector
+// product, packing A costs as much as the product, and the micro-kernel would leave NR - 1 of its
+// NR columns idle. Each element is summed as the micro-kernel sums it: k in order, one fused
+// multiply-add at a time, restarted at every KC block whose sum then goes into C through the same
+// epilogue. So the result is bitwise that of the blocked path (a test checks it). kRows rows at a
+// time give independent FMA chains (and contiguous loads when A is column-major).
+template <class T, int64_t KC>
+void gemv(int64_t M, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B, int64_t b_s, T beta,
+          T* C, int64_t c_s, bool parallel) {
+  constexpr int64_t kRows = 16;
+  const int64_t tiles = (M + kRows - 1) / kRows;
+#pragma omp parallel for schedule(static) if (parallel && tiles > 1)
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t i0 = t * kRows, rows = std::min(kRows, M - i0);
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc);
+      T acc[kRows] = {};
+      if (rows == kRows) {
+        for (int64_t k = pc; k < pc + kc; ++k) {
+          const T b = B[k * b_s];
+          const T* a = A + i0 * a_rs + k * a_cs;
+          for (int64_t q = 0; q < kRows; ++q) acc[q] = std::fma(a[q * a_rs], b, acc[q]);
+        }
+      } else {
+        for (int64_t k = pc; k < pc + kc; ++k) {
+          const T b = B[k * b_s];
+          const T* a = A + i0 * a_rs + k * a_cs;
+          for (int64_t q = 0; q < rows; ++q) acc[q] = std::fma(a[q * a_rs], b, acc[q]);
+        }
+      }
+      const T beta_eff = pc == 0 ? beta : T(1);  // as in gemm_blocked
+      for (int64_t q = 0; q < rows; ++q) {      // as micro_kernel_body's epilogue
+        T* c = C + (i0 + q) * c_s;
+        if (beta_eff == T(0)) *c = alpha * acc[q];
+        else *c = alpha * acc[q] + beta_eff * *c;
+      }
+    }
+  }
+}
+#endif
+
 GemmIsa detect_isa() {
 #if MINIMA_GEMM_AVX512
   __builtin_cpu_init();
@@ -232,6 +276,18 @@ void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
   // Below ~64^3 multiply-adds a parallel region costs more than it saves (and on a busy machine
   // a descheduled thread stalls every barrier), so small products run on the calling thread.
   if (double(M) * double(N) * double(K) < 262144.0) parallel = false;
+#if defined(__FMA__)
+  // One column (or one row: C^T = B^T A^T, and a fused multiply-add does not care which factor
+  // comes first) is a matrix-vector product. KC is the same for every instruction set.
+  if (N == 1) {
+    gemv<T, Avx2<T>::KC>(M, K, alpha, A, a_rs, a_cs, B, b_rs, beta, C, c_rs, parallel);
+    return;
+  }
+  if (M == 1) {
+    gemv<T, Avx2<T>::KC>(N, K, alpha, B, b_cs, b_rs, A, a_cs, beta, C, c_cs, parallel);
+    return;
+  }
+#endif
 #if MINIMA_GEMM_AVX512
   if (gemm_isa() == GemmIsa::avx512) {
     gemm_blocked<T, Avx512<T>, micro_kernel_avx512<T>>(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs,

@@ -148,6 +148,39 @@ TEST_CASE("kernels: the AVX2 and AVX-512 GEMM micro-kernels agree bitwise") {
     }
 }
 
+TEST_CASE("kernels: matrix-vector products are bitwise the columns and rows of the blocked GEMM") {
+  // A product with one column (or one row) takes the unpacked matrix-vector path; with two it
+  // takes the blocked one. Column 0 (row 0) must not depend on which: the same sums in the same
+  // order. Shapes cross the 16-row tiles and the 256-wide K blocks; A row- and column-major, a
+  // strided vector, alpha and beta into an output that already holds values.
+  Generator g(403);
+  for (DType t : {DType::f32, DType::f64})
+    for (int64_t M : {1, 7, 16, 33, 1000})
+      for (int64_t K : {1, 255, 256, 257, 1300}) {
+        INFO(std::string(dtype_name(t)) << " M=" << M << " K=" << K);
+        Tensor a = urand({M, K}, g, -1, 1, t), b = urand({K, 2}, g, -1, 1, t), c0 = urand({M, 2}, g, -1, 1, t);
+        for (bool col_major : {false, true}) {
+          Tensor aa = col_major ? a.t().contiguous().t() : a;
+          Tensor two = c0.clone(), one = c0.slice(1, 0, 1, 1).clone();
+          cpu_backend().gemm(two.unsqueeze(0), aa.unsqueeze(0), b.unsqueeze(0), 0.5, -2.0);
+          cpu_backend().gemm(one.unsqueeze(0), aa.unsqueeze(0), b.slice(1, 0, 1, 1).unsqueeze(0), 0.5, -2.0);
+          CHECK(values(one) == values(two.slice(1, 0, 1, 1)));
+          // One row: (b^T a^T) row 0 against a two-row product; b^T is a strided [1, K] view.
+          Tensor rows2 = c0.t().clone(), row1 = c0.t().slice(0, 0, 1, 1).clone();
+          if (M > 1) {
+            Tensor at2 = aa.t();
+            cpu_backend().gemm(rows2.slice(1, 0, M, 1).unsqueeze(0), b.t().unsqueeze(0), at2.unsqueeze(0), 1.0, 0.0);
+            cpu_backend().gemm(row1.unsqueeze(0), b.t().slice(0, 0, 1, 1).unsqueeze(0), at2.unsqueeze(0), 1.0, 0.0);
+            CHECK(values(row1) == values(rows2.slice(0, 0, 1, 1)));
+          }
+        }
+        std::vector<double> want, bound;
+        Tensor v = b.slice(1, 0, 1, 1);
+        naive_matmul(a, v, want, bound, unit_roundoff(t));
+        check_within(values(matmul(a, v)), want, bound);
+      }
+}
+
 TEST_CASE("kernels: batched matmul with broadcasting against per-matrix products") {
   Generator g(402);
   for (DType t : {DType::f32, DType::f64}) {
