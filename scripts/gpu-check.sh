@@ -200,20 +200,23 @@ grep -E "epoch 1/1|error" "$ADV" | head -6
 cat "$EPOCHS"
 
 fi
+# A ResNet18 `bench train` with extra flags, PyTorch beside it, logged under "--- bench train TAG".
+resnet18_train() {  # TAG, then the extra flags
+  local tag=$1
+  shift
+  echo "--- bench train $tag" >> "$BENCH"
+  run_step "bench train $tag" 50 "$BENCH" "$BUILD/minima" bench train --device cuda \
+    --arch resnet18 --batch 128 --warmup 3 --iters 20 "$@" --torch-script tests/crosscheck/bench_torch.py
+  sed -n "/^--- bench train $tag/,\$p" "$BENCH" | tail -4
+}
 if want 8; then
 step "8. minima bench train --precision bf16 (ResNet18, PyTorch autocast beside it)"
-echo "--- bench train bf16" >> "$BENCH"
-run_step "bench train bf16 (resnet18 + torch)" 50 "$BENCH" "$BUILD/minima" bench train --device cuda \
-  --arch resnet18 --batch 128 --warmup 3 --iters 20 --precision bf16 --torch-script tests/crosscheck/bench_torch.py
-sed -n '/^--- bench train bf16/,$p' "$BENCH" | tail -4
+resnet18_train bf16 --precision bf16
 
 fi
 if want 9; then
 step "9. minima bench train --bn persistent (ResNet18, float32, PyTorch eager beside it)"
-echo "--- bench train bn persistent" >> "$BENCH"
-run_step "bench train --bn persistent (resnet18 + torch)" 50 "$BENCH" "$BUILD/minima" bench train --device cuda \
-  --arch resnet18 --batch 128 --warmup 3 --iters 20 --bn persistent --torch-script tests/crosscheck/bench_torch.py
-sed -n '/^--- bench train bn persistent/,$p' "$BENCH" | tail -4
+resnet18_train "bn persistent" --bn persistent
 
 fi
 if want 10; then
