@@ -282,6 +282,63 @@ struct CopyConvertF {
   __device__ void store(const int64_t* off, const In& v) const { store_from_double(dst, dt, off[0], v); }
 };
 
+// Between two floating dtypes (the casts of mixed precision): the same conversion as
+// CopyConvertF (S -> double -> D, which is exact up to D's one rounding, bf16's through float),
+// with both types known at compile time.
+template <class D, class S>
+__device__ __forceinline__ D cast_like_cpu(S s) {
+  const double v = double(Acc<S>(s));
+  if constexpr (std::is_same_v<D, bf16>) return bf16(float(v));
+  else return D(v);
+}
+
+template <class D, class S>
+struct CopyCastF {
+  D* dst;
+  const S* src;
+  using In = S;
+  __device__ In load(const int64_t* off) const { return src[off[1]]; }
+  __device__ void store(const int64_t* off, const In& v) const { dst[off[0]] = cast_like_cpu<D>(v); }
+};
+
+// Dense and 16-byte aligned: eight elements per thread and step, as whole 16-byte loads and stores
+// (8 x 2, 4 or 8 bytes), the last n % 8 elements one per thread.
+template <class T>
+struct alignas(16) Octet {
+  T v[8];
+};
+template <class D, class S>
+__global__ void __launch_bounds__(kThreads) cast_dense_kernel(int64_t n, D* dst, const S* src) {
+  MINIMA_GRID_STRIDE(p, n / 8) {
+    const Octet<S> in = reinterpret_cast<const Octet<S>*>(src)[p];
+    Octet<D> out;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) out.v[e] = cast_like_cpu<D>(in.v[e]);
+    reinterpret_cast<Octet<D>*>(dst)[p] = out;
+  }
+  const int64_t i = n / 8 * 8 + int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) dst[i] = cast_like_cpu<D>(src[i]);
+}
+
+void launch_cast(const Ctx& ctx, const Tensor& dst, const Tensor& src) {
+  MINIMA_DISPATCH_FLOAT(dst.dtype(), "copy", [&] {
+    using D = scalar_t;
+    MINIMA_DISPATCH_FLOAT(src.dtype(), "copy", [&] {
+      using S = scalar_t;
+      D* d = static_cast<D*>(dst.data_ptr());
+      const S* s = static_cast<const S*>(src.data_ptr());
+      const bool aligned = reinterpret_cast<uintptr_t>(d) % 16 == 0 && reinterpret_cast<uintptr_t>(s) % 16 == 0;
+      if (dst.is_contiguous() && src.is_contiguous() && aligned) {
+        const int64_t n = dst.numel();
+        MINIMA_LAUNCH((cast_dense_kernel<D, S>), dim3(grid_1d(std::max<int64_t>(n / 8, 1), ctx.dev)), dim3(kThreads),
+                      0, ctx.stream, n, d, s);
+      } else {
+        launch_elementwise<2>(ctx, dst.shape(), {dst, src}, CopyCastF<D, S>{d, s});
+      }
+    });
+  });
+}
+
 template <class U>
 void launch_copy_raw(const Ctx& ctx, const Tensor& dst, const Tensor& src) {
   launch_elementwise<2>(ctx, dst.shape(), {dst, src},
@@ -293,6 +350,10 @@ void device_copy(const Tensor& dst, const Tensor& src, const Ctx& ctx) {
   MINIMA_CHECK(dst.shape() == src.shape(), "copy: shapes ", dst.shape(), " and ", src.shape(), " differ");
   if (dst.numel() == 0) return;
   if (dst.dtype() != src.dtype()) {
+    if (is_floating(dst.dtype()) && is_floating(src.dtype())) {
+      launch_cast(ctx, dst, src);
+      return;
+    }
     launch_elementwise<2>(ctx, dst.shape(), {dst, src},
                           CopyConvertF{dst.data_ptr(), src.data_ptr(), dst.dtype(), src.dtype()});
     return;

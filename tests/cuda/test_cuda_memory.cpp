@@ -2,6 +2,7 @@
 // buffers, host<->device copies, and the strided copy kernel behind cat / pad / flip / contiguous
 // (any strides, negative ones included, and every pair of dtypes), plus fill.
 #include <cstdlib>
+#include <limits>
 #include <string>
 
 #include "tests/cuda/cuda_test_util.h"
@@ -204,6 +205,34 @@ CUDA_TEST_CASE("cuda copy: strided, broadcast and negative-stride views, all dty
   Tensor host_dst = zeros({7, 6});
   host_dst.t().copy_(d.select(0, 2));
   expect_equal(host_dst, h.select(0, 2).t().contiguous(), "non-contiguous host destination");
+}
+
+CUDA_TEST_CASE("cuda copy: dense casts between floating dtypes, with tails and misaligned starts") {
+  // Dense, aligned tensors take the eight-at-a-time kernel (sizes off the eight: its tail);
+  // views that start one element in are not 16-byte aligned and take the strided loop. Values
+  // span many binades and include ties for bfloat16 rounding, infinities and NaN.
+  for (int64_t n : {1, 7, 8, 9, 1000003}) {
+    Tensor h = mul(rnd({n}, 5, DType::f64), 1e3);
+    if (n > 8) {
+      std::vector<double> special = {1.0 + 1.0 / 256, -(1.0 + 3.0 / 256), 1e-40, 3.5e38, 1e300,
+                                     std::numeric_limits<double>::infinity(),
+                                     std::numeric_limits<double>::quiet_NaN(), -0.0};
+      h.slice(0, 0, 8, 1).copy_(from_vector<double>(special, {8}));
+    }
+    for (DType src : {DType::f32, DType::f64, DType::bf16}) {
+      for (DType dst : {DType::f32, DType::f64, DType::bf16}) {
+        if (src == dst) continue;
+        Tensor hs = h.to(src), ds = hs.to(kGpu);
+        expect_equal(ds.to(dst).cpu(), hs.to(dst), str(n, " ", dtype_name(src), "->", dtype_name(dst)));
+        if (n > 1) {
+          Tensor got = empty({n - 1}, TensorOptions(dst, kGpu)), want = empty({n - 1}, TensorOptions(dst));
+          got.copy_(ds.slice(0, 1, n, 1));
+          want.copy_(hs.slice(0, 1, n, 1));
+          expect_equal(got.cpu(), want, str(n, " misaligned ", dtype_name(src), "->", dtype_name(dst)));
+        }
+      }
+    }
+  }
 }
 
 CUDA_TEST_CASE("cuda fill: every dtype, contiguous and strided") {
