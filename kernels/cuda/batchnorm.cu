@@ -342,22 +342,9 @@ constexpr int kPThreads = 512;     // threads of a persistent block
 constexpr int kPBlocksPerSm = 2;   // blocks per SM it is laid out for
 constexpr int kPUnroll = 4;        // loads a thread issues before it stores any to shared memory
 
-// The chunk a block holds in round r: values [j0, j0 + packs * V) of channel c; c < 0 when the
-// block has none (the last round may have fewer than G channels).
-struct BnChunk {
-  int64_t c = -1, part = 0, j0 = 0, packs = 0;
-};
-
-template <class T>
+// This block's chunk of round r (see bn_plan.h).
 __device__ __forceinline__ BnChunk bn_chunk(const BnGeom& g, const BnPlan& p, int64_t r) {
-  BnChunk k;
-  const int64_t c = r * p.G + blockIdx.x / p.P;
-  if (r >= p.rounds || c >= g.C) return k;
-  k.c = c;
-  k.part = blockIdx.x % p.P;
-  k.j0 = k.part * p.chunk;
-  k.packs = (min(p.chunk, g.M - k.j0)) / Pack<T>::V;
-  return k;
+  return bn_chunk_of(p, g.M, g.C, blockIdx.x, r);
 }
 
 // Element offset of pack q of chunk k: value j of a channel lies in plane n = j / S at (n*C + c)*S + j % S.
@@ -406,18 +393,19 @@ __device__ double bn_persistent_load(const T* x, const BnGeom& g, const BnPlan& 
   using A = Acc<T>;
   using P = Pack<T>;
   const double shift = double(A(x[k.c * g.S]));
+  const int64_t packs = k.len / P::V;  // M and the chunk are whole packs
   double s1 = 0, s2 = 0;
-  for (int64_t q0 = threadIdx.x; q0 < k.packs; q0 += kPUnroll * kPThreads) {
+  for (int64_t q0 = threadIdx.x; q0 < packs; q0 += kPUnroll * kPThreads) {
     P v[kPUnroll];
 #pragma unroll
     for (int u = 0; u < kPUnroll; ++u) {
       const int64_t q = q0 + int64_t(u) * kPThreads;
-      if (q < k.packs) v[u] = *reinterpret_cast<const P*>(x + bn_pack_offset(g, k, q, P::V));
+      if (q < packs) v[u] = *reinterpret_cast<const P*>(x + bn_pack_offset(g, k, q, P::V));
     }
 #pragma unroll
     for (int u = 0; u < kPUnroll; ++u) {
       const int64_t q = q0 + int64_t(u) * kPThreads;
-      if (q >= k.packs) continue;
+      if (q >= packs) continue;
       stage[q] = v[u];  // pack q is read back by this same thread only
 #pragma unroll
       for (int e = 0; e < P::V; ++e) {
@@ -442,11 +430,11 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
   extern __shared__ __align__(16) unsigned char bn_smem[];
   P* stages = reinterpret_cast<P*>(bn_smem);  // [2][p.stage / V]
   const int64_t stage_packs = p.stage / P::V;
-  BnChunk cur = bn_chunk<T>(g, p, 0);
+  BnChunk cur = bn_chunk(g, p, 0);
   double shift = cur.c >= 0 ? bn_persistent_load(x, g, p, cur, stages, partial, arrived) : 0.0;
   for (int64_t r = 0; r < p.rounds; ++r) {
     P* stage = stages + (r & 1) * stage_packs;
-    const BnChunk next = bn_chunk<T>(g, p, r + 1);
+    const BnChunk next = bn_chunk(g, p, r + 1);
     const double next_shift =
         next.c >= 0 ? bn_persistent_load(x, g, p, next, stages + ((r + 1) & 1) * stage_packs, partial, arrived)
                     : 0.0;
@@ -467,7 +455,7 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
         running_var.set(cur.c, (1.0 - momentum) * running_var.get(cur.c, 1.0) + momentum * unbiased);
       }
       const A sa = A(scale), oa = A(offset);
-      for (int64_t q = threadIdx.x; q < cur.packs; q += kPThreads) {
+      for (int64_t q = threadIdx.x; q < cur.len / P::V; q += kPThreads) {
         P v = stage[q];
 #pragma unroll
         for (int e = 0; e < P::V; ++e) v.v[e] = to_storage<T>(A(v.v[e]) * sa + oa);
@@ -489,13 +477,14 @@ __device__ void bn_persistent_backward_load(const T* x, const T* gy, const BnGeo
   using P = Pack<T>;
   constexpr int U = kPUnroll / 2;  // two loads per pack: x and gy
   const double mean = double(A(save_mean.get(k.c, 0.0)));
+  const int64_t packs = k.len / P::V;
   double s1 = 0, s2 = 0;
-  for (int64_t q0 = threadIdx.x; q0 < k.packs; q0 += U * kPThreads) {
+  for (int64_t q0 = threadIdx.x; q0 < packs; q0 += U * kPThreads) {
     P xv[U], gv[U];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int64_t q = q0 + int64_t(u) * kPThreads;
-      if (q >= k.packs) continue;
+      if (q >= packs) continue;
       const int64_t o = bn_pack_offset(g, k, q, P::V);
       xv[u] = *reinterpret_cast<const P*>(x + o);
       gv[u] = *reinterpret_cast<const P*>(gy + o);
@@ -503,7 +492,7 @@ __device__ void bn_persistent_backward_load(const T* x, const T* gy, const BnGeo
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int64_t q = q0 + int64_t(u) * kPThreads;
-      if (q >= k.packs) continue;
+      if (q >= packs) continue;
       xs[q] = xv[u];
       gs[q] = gv[u];
 #pragma unroll
@@ -530,10 +519,10 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
   const int64_t stage_packs = p.stage / P::V;
   auto xs = [&](int64_t r) { return stages + (r & 1) * 2 * stage_packs; };
   auto gs = [&](int64_t r) { return stages + ((r & 1) * 2 + 1) * stage_packs; };
-  BnChunk cur = bn_chunk<T>(g, p, 0);
+  BnChunk cur = bn_chunk(g, p, 0);
   if (cur.c >= 0) bn_persistent_backward_load(x, gy, g, p, cur, xs(0), gs(0), save_mean, partial, arrived);
   for (int64_t r = 0; r < p.rounds; ++r) {
-    const BnChunk next = bn_chunk<T>(g, p, r + 1);
+    const BnChunk next = bn_chunk(g, p, r + 1);
     if (next.c >= 0)
       bn_persistent_backward_load(x, gy, g, p, next, xs(r + 1), gs(r + 1), save_mean, partial, arrived);
     if (cur.c >= 0) {
@@ -550,7 +539,7 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
       const A k0 = A(k), k1 = A(-k * invstd * sgx / M), mean = A(save_mean.get(cur.c, 0.0)), k3 = A(-k * sg / M);
       const P* xr = xs(r);
       const P* gr = gs(r);
-      for (int64_t q = threadIdx.x; q < cur.packs; q += kPThreads) {
+      for (int64_t q = threadIdx.x; q < cur.len / P::V; q += kPThreads) {
         const P xv = xr[q];
         P v = gr[q];
 #pragma unroll

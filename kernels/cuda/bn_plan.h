@@ -10,6 +10,12 @@
 #include <algorithm>
 #include <cstdint>
 
+#ifdef __CUDACC__
+#define MINIMA_BN_HD __host__ __device__
+#else
+#define MINIMA_BN_HD
+#endif
+
 namespace minima::cuda {
 
 struct BnPlan {
@@ -38,6 +44,23 @@ inline bool plan_bn_persistent(int64_t M, int64_t C, int64_t blocks, int64_t thr
   p.stage = stage;
   p.rounds = (C + p.G - 1) / p.G;
   return true;
+}
+
+// The chunk that block b holds in round r: values [j0, j0 + len) of channel c (value j of a
+// channel lies in plane j / S, at offset (j / S * C + c) * S + j % S); c < 0 when the block holds
+// none (past the last round, or the last round has fewer than G channels).
+struct BnChunk {
+  int64_t c = -1, part = 0, j0 = 0, len = 0;
+};
+MINIMA_BN_HD inline BnChunk bn_chunk_of(const BnPlan& p, int64_t M, int64_t C, int64_t b, int64_t r) {
+  BnChunk k;
+  const int64_t c = r * p.G + b / p.P;
+  if (r >= p.rounds || c >= C) return k;
+  k.c = c;
+  k.part = b % p.P;
+  k.j0 = k.part * p.chunk;
+  k.len = M - k.j0 < p.chunk ? M - k.j0 : p.chunk;
+  return k;
 }
 
 }  // namespace minima::cuda

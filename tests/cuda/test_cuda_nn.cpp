@@ -2,6 +2,7 @@
 // (and the accumulating kernels behind their gradients), Philox random fills (bitwise equal to
 // the CPU), the fused optimizer updates, deterministic mode, and one small training step, each
 // against the CPU backend.
+#include <algorithm>
 #include <functional>
 #include <limits>
 #include <random>
@@ -56,6 +57,35 @@ TEST_CASE("persistent batch norm plan: chunks fit a stage, cover every channel, 
     REQUIRE(p.P <= std::max((M + stage - 1) / stage, (M + threads * V - 1) / (threads * V)));
   }
   CHECK(planned > 10000);
+
+  // The kernels' own partition (bn_chunk_of): over all rounds, the blocks' chunks hold every value
+  // of every channel exactly once, and each channel is held by exactly P blocks in one round (the
+  // count its blocks wait for).
+  for (int i = 0; i < 300; ++i) {
+    const int64_t V = int64_t(1) << (rng() % 4), blocks = 1 + int64_t(rng() % 200);
+    const int64_t M = V * (1 + int64_t(rng() % 600)), C = 1 + int64_t(rng() % 200);
+    const int64_t stage = V * (1 + int64_t(rng() % 300));
+    INFO("M ", M, " C ", C, " blocks ", blocks, " stage ", stage, " V ", V);
+    if (!cuda::plan_bn_persistent(M, C, blocks, 64, stage, V, p)) continue;
+    std::vector<int> held(size_t(C * M), 0), holders(size_t(C), 0), round_of(size_t(C), -1);
+    for (int64_t r = 0; r <= p.rounds; ++r)  // one round past the last: nothing
+      for (int64_t b = 0; b < p.G * p.P; ++b) {
+        const cuda::BnChunk k = cuda::bn_chunk_of(p, M, C, b, r);
+        if (k.c < 0) continue;
+        REQUIRE(r < p.rounds);
+        REQUIRE(k.c < C);
+        REQUIRE(k.len > 0);
+        REQUIRE(k.len <= stage);
+        REQUIRE(k.len % V == 0);
+        REQUIRE(k.j0 % V == 0);
+        ++holders[size_t(k.c)];
+        REQUIRE((round_of[size_t(k.c)] == -1 || round_of[size_t(k.c)] == r));
+        round_of[size_t(k.c)] = int(r);
+        for (int64_t j = k.j0; j < k.j0 + k.len; ++j) ++held[size_t(k.c * M + j)];
+      }
+    CHECK(std::all_of(held.begin(), held.end(), [](int h) { return h == 1; }));
+    CHECK(std::all_of(holders.begin(), holders.end(), [&](int h) { return h == p.P; }));
+  }
 }
 
 #ifdef MINIMA_HAS_CUDA
