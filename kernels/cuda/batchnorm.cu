@@ -331,9 +331,11 @@ void check_bn(const Tensor& x, const char* what) {
 //   4. add the channel's P partial sums in a fixed order (each block of the channel the same way,
 //      so they all get the same statistics; deterministic), and normalize its chunk of round r
 //      from shared memory. The first block of the channel writes the per-channel outputs.
-// Step 2 keeps the loads in flight while step 3 waits. Blocks only ever wait for blocks that have
-// already passed the same round's loads, and a cooperative launch guarantees they are all
-// resident, so the waits cannot deadlock.
+// Step 2 keeps the loads in flight while step 3 waits. The waits cannot deadlock: a block counts
+// itself in for round r before it waits for round r - 1, so what a wait needs depends only on
+// waits of earlier rounds, and a cooperative launch keeps every block resident meanwhile. In
+// place (y = x, gx = gy) is safe: a block writes a chunk only after every block of that channel
+// has loaded its own.
 // It needs planes of whole 16-byte packs (a pack never straddles two channels) and 16-byte
 // aligned tensors; each pack of a chunk is one load and one store.
 // ---------------------------------------------------------------------------------------------
