@@ -1,4 +1,5 @@
-// apps/bench_cpu.cpp: `minima bench cpu`: GEMM GFLOP/s at 256/512/1024 and two conv2d layers,
+// apps/bench_cpu.cpp: `minima bench cpu`: GEMM GFLOP/s at 256/512/1024, matrix-vector products
+// with a 2048x2048 matrix (plain and transposed: the GEMM's unpacked path), and two conv2d layers,
 // forward and forward+backward time on the CPU backend: ResNet18's first stage on CIFAR
 // (128x64x32x32, 3x3, 64 out) and its third (128x256x8x8, 3x3, 256 out), where the image is small
 // and each per-image product narrow. PyTorch's CPU numbers for the same shapes are measured in the
@@ -45,6 +46,8 @@ std::string run_python(const std::string& python, const std::string& code) {
   return out;
 }
 
+constexpr int64_t kGemvN = 2048;  // the matrix-vector rows' matrix: 16 MB, more than L2
+
 // Batch 128, C in and out channels, HW x HW images, 3x3 kernel, padding 1.
 struct ConvShape {
   int64_t C, HW;
@@ -72,7 +75,9 @@ int bench_cpu(cli::Args& a) {
        << "def best(f, r=" << reps << "):\n  f(); b=1e30\n  for _ in range(r):\n"
        << "    t=time.perf_counter(); f(); b=min(b, time.perf_counter()-t)\n  return b\n"
        << "for n in (256, 512, 1024):\n  a=torch.randn(n,n); b=torch.randn(n,n)\n"
-       << "  print('gemm%d %g' % (n, best(lambda: a@b)))\n";
+       << "  print('gemm%d %g' % (n, best(lambda: a@b)))\n"
+       << "a=torch.randn(" << kGemvN << "," << kGemvN << "); v=torch.randn(" << kGemvN << ")\n"
+       << "print('gemv %g' % best(lambda: a@v)); print('gemvt %g' % best(lambda: a.t()@v))\n";
     if (!skip_conv)
       for (const ConvShape& c : conv_shapes())
         py << "x=torch.randn(128," << c.C << "," << c.HW << "," << c.HW << ",requires_grad=True); "
@@ -102,6 +107,19 @@ int bench_cpu(cli::Args& a) {
     std::string ratio = torch.count(k) ? cli::fmt(torch[k] / t, 3) : "n/a";
     std::printf("%-34s %12s %12s %8s\n", ("sgemm " + std::to_string(n) + "^3 (GFLOP/s)").c_str(),
                 cli::fmt(flops / t / 1e9, 4).c_str(), peer(k, flops).c_str(), ratio.c_str());
+  }
+  {
+    Tensor A = randn({kGemvN, kGemvN}, g), v = randn({kGemvN}, g);
+    const double flops = 2.0 * double(kGemvN) * double(kGemvN);
+    for (bool t : {false, true}) {
+      const Tensor M = t ? A.t() : A;
+      double sec = best_seconds(int(reps), [&] { matmul(M, v); });
+      std::string k = t ? "gemvt" : "gemv";
+      std::string ratio = torch.count(k) ? cli::fmt(torch[k] / sec, 3) : "n/a";
+      std::string name = std::string("sgemv ") + (t ? "A^T" : "A") + " x, " + std::to_string(kGemvN) + "^2 (GFLOP/s)";
+      std::printf("%-34s %12s %12s %8s\n", name.c_str(), cli::fmt(flops / sec / 1e9, 4).c_str(), peer(k, flops).c_str(),
+                  ratio.c_str());
+    }
   }
   if (!skip_conv) {
     auto row = [&](const std::string& name, double t, const std::string& k) {

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "core/ops.h"
@@ -43,6 +44,8 @@ namespace {
 template <class T, int BYTES>
 struct Isa {
   typedef T V __attribute__((vector_size(BYTES)));
+  using IE = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  typedef IE I __attribute__((vector_size(BYTES)));  // lane indices for shuffles of V
   static constexpr int VL = BYTES / int(sizeof(T)), MR = BYTES == 32 ? 6 : 12, NR = 2 * VL;
   static constexpr int64_t KC = 256, MC = sizeof(T) == 4 ? 144 : 96, NC = 1024;
 };
@@ -185,44 +188,162 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
 }
 
 #if defined(__FMA__)
-// C (M x 1) = alpha * A (M x K) @ B (K x 1) + beta * C, without packing: for a matrix-vector
-// product, packing A costs as much as the product, and the micro-kernel would leave NR - 1 of its
-// NR columns idle. Each element is summed as the micro-kernel sums it: k in order, one fused
-// multiply-add at a time, restarted at every KC block whose sum then goes into C through the same
-// epilogue. So the result is bitwise that of the blocked path (a test checks it). kRows rows at a
-// time give independent FMA chains (and contiguous loads when A is column-major).
+// Matrix-vector products: C (M x 1) = alpha * A (M x K) @ B (K x 1) + beta * C, without packing.
+// For one column, packing A costs as much as the product, and the micro-kernel would leave NR - 1
+// of its NR columns idle. Each element is summed as the micro-kernel sums it: k in order, one
+// fused multiply-add at a time, restarted at every KC block whose sum then goes into C through
+// the same epilogue. So the result is bitwise that of the blocked path (a test checks it).
+// A tile of rows runs as vector FMAs across the rows: when A is column-major its rows are adjacent
+// in memory; when it is row-major, VL x VL blocks are loaded row by row and transposed in
+// registers (log2 VL rounds of two-input shuffles), so that k still advances one step at a time
+// for every row.
+
+// Tail rows (fewer than a tile) and layouts with neither stride 1: plain fused multiply-adds.
 template <class T, int64_t KC>
-void gemv(int64_t M, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B, int64_t b_s, T beta,
-          T* C, int64_t c_s, bool parallel) {
-  constexpr int64_t kRows = 16;
-  const int64_t tiles = (M + kRows - 1) / kRows;
-#pragma omp parallel for schedule(static) if (parallel && tiles > 1)
-  for (int64_t t = 0; t < tiles; ++t) {
-    const int64_t i0 = t * kRows, rows = std::min(kRows, M - i0);
+void gemv_rows(int64_t rows, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B, int64_t b_s,
+               T beta, T* C, int64_t c_s) {
+  constexpr int64_t kMax = 16;
+  for (int64_t i0 = 0; i0 < rows; i0 += kMax) {
+    const int64_t n = std::min(kMax, rows - i0);
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = std::min(KC, K - pc);
-      T acc[kRows] = {};
-      if (rows == kRows) {
-        for (int64_t k = pc; k < pc + kc; ++k) {
-          const T b = B[k * b_s];
-          const T* a = A + i0 * a_rs + k * a_cs;
-          for (int64_t q = 0; q < kRows; ++q) acc[q] = std::fma(a[q * a_rs], b, acc[q]);
-        }
-      } else {
-        for (int64_t k = pc; k < pc + kc; ++k) {
-          const T b = B[k * b_s];
-          const T* a = A + i0 * a_rs + k * a_cs;
-          for (int64_t q = 0; q < rows; ++q) acc[q] = std::fma(a[q * a_rs], b, acc[q]);
-        }
+      T acc[kMax] = {};
+      for (int64_t k = pc; k < pc + kc; ++k) {
+        const T b = B[k * b_s];
+        const T* a = A + i0 * a_rs + k * a_cs;
+        for (int64_t q = 0; q < n; ++q) acc[q] = std::fma(a[q * a_rs], b, acc[q]);
       }
       const T beta_eff = pc == 0 ? beta : T(1);  // as in gemm_blocked
-      for (int64_t q = 0; q < rows; ++q) {      // as micro_kernel_body's epilogue
+      for (int64_t q = 0; q < n; ++q) {         // as micro_kernel_body's epilogue
         T* c = C + (i0 + q) * c_s;
         if (beta_eff == T(0)) *c = alpha * acc[q];
         else *c = alpha * acc[q] + beta_eff * *c;
       }
     }
   }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define MINIMA_GEMV_TRANSPOSE 1
+// Lane indices for transpose_tile: at block size s = VL/2, VL/4, ..., 1, rows r and r + s swap
+// their off-diagonal s-lane blocks; lo takes [a's lower half of each pair, b's lower half], hi
+// [a's upper half, b's upper half].
+template <class Cf>
+struct TransposeMasks {
+  static constexpr int kStages = Cf::VL == 4 ? 2 : Cf::VL == 8 ? 3 : 4;
+  typename Cf::I lo[kStages], hi[kStages];
+  TransposeMasks() {
+    for (int st = 0, s = Cf::VL / 2; s >= 1; ++st, s /= 2)
+      for (int j = 0; j < Cf::VL; ++j) {
+        const bool upper = (j & s) != 0;
+        lo[st][j] = upper ? Cf::VL + j - s : j;
+        hi[st][j] = upper ? Cf::VL + j : j + s;
+      }
+  }
+};
+// In place, m[r][j] -> m[j][r].
+template <class Cf>
+__attribute__((always_inline)) inline void transpose_tile(typename Cf::V (&m)[Cf::VL], const TransposeMasks<Cf>& t) {
+  using V = typename Cf::V;
+  // Fully unrolled, so that m stays in registers (an indexed m would live in memory).
+#pragma GCC unroll 4
+  for (int st = 0, s = Cf::VL / 2; s >= 1; ++st, s /= 2)
+#pragma GCC unroll 16
+    for (int r = 0; r < Cf::VL; ++r)
+      if ((r & s) == 0) {
+        const V a = m[r], b = m[r + s];
+        m[r] = __builtin_shuffle(a, b, t.lo[st]);
+        m[r + s] = __builtin_shuffle(a, b, t.hi[st]);
+      }
+}
+#else
+#define MINIMA_GEMV_TRANSPOSE 0
+#endif
+
+// One tile of NV * Cf::VL rows (A, C point at its first row): NV independent vector accumulators,
+// so consecutive fused multiply-adds do not wait for one another.
+template <class T, class Cf, int NV>
+__attribute__((always_inline)) inline void gemv_tile_body(int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
+                                                         const T* B, int64_t b_s, T beta, T* C, int64_t c_s) {
+  using V = typename Cf::V;
+  constexpr int VL = Cf::VL, R = NV * VL;
+#if MINIMA_GEMV_TRANSPOSE
+  static const TransposeMasks<Cf> masks;
+#endif
+  for (int64_t pc = 0; pc < K; pc += Cf::KC) {
+    const int64_t end = pc + std::min<int64_t>(Cf::KC, K - pc);
+    V acc[NV];
+    for (int v = 0; v < NV; ++v) acc[v] = V{};
+    int64_t k = pc;  // the vector loops below cover [pc, k)
+    if (a_rs == 1) {  // column-major: a column of the tile is NV whole vectors
+      for (; k < end; ++k) {
+        const T b = B[k * b_s];
+        const T* col = A + k * a_cs;
+        for (int v = 0; v < NV; ++v) {
+          V a;
+          std::memcpy(&a, col + v * VL, sizeof(V));
+          acc[v] += a * b;
+        }
+      }
+    }
+#if MINIMA_GEMV_TRANSPOSE
+    else if (a_cs == 1) {  // row-major: VL x VL blocks, transposed so that m[j] is column k + j
+      k = pc + (end - pc) / VL * VL;
+      for (int v = 0; v < NV; ++v)  // VL rows at a time: VL memory streams, not NV * VL
+        for (int64_t k0 = pc; k0 < k; k0 += VL) {
+          V m[VL];
+#pragma GCC unroll 16
+          for (int r = 0; r < VL; ++r) std::memcpy(&m[r], A + (v * VL + r) * a_rs + k0, sizeof(V));
+          transpose_tile<Cf>(m, masks);
+#pragma GCC unroll 16
+          for (int j = 0; j < VL; ++j) acc[v] += m[j] * B[(k0 + j) * b_s];
+        }
+    }
+#endif
+    alignas(64) T lane[R];
+    std::memcpy(lane, acc, sizeof(acc));
+    for (; k < end; ++k) {  // what the vector loops left (or every k for other layouts), in order
+      const T b = B[k * b_s];
+      for (int q = 0; q < R; ++q) lane[q] = std::fma(A[q * a_rs + k * a_cs], b, lane[q]);
+    }
+    const T beta_eff = pc == 0 ? beta : T(1);
+    for (int q = 0; q < R; ++q) {
+      T* c = C + q * c_s;
+      if (beta_eff == T(0)) *c = alpha * lane[q];
+      else *c = alpha * lane[q] + beta_eff * *c;
+    }
+  }
+}
+
+// The tile functions of each instruction set, as for the micro-kernels.
+template <class T, int NV>
+void gemv_tile_avx2(int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B, int64_t b_s, T beta, T* C,
+                    int64_t c_s) {
+  gemv_tile_body<T, Avx2<T>, NV>(K, alpha, A, a_rs, a_cs, B, b_s, beta, C, c_s);
+}
+#if MINIMA_GEMM_AVX512
+template <class T, int NV>
+__attribute__((target("avx512f,avx512vl,fma,avx2"))) void gemv_tile_avx512(int64_t K, T alpha, const T* A,
+                                                                           int64_t a_rs, int64_t a_cs, const T* B,
+                                                                           int64_t b_s, T beta, T* C, int64_t c_s) {
+  gemv_tile_body<T, Avx512<T>, NV>(K, alpha, A, a_rs, a_cs, B, b_s, beta, C, c_s);
+}
+#endif
+
+// Rows in tiles of kGemvVecs vectors (in parallel), then of one vector, then one at a time.
+constexpr int kGemvVecs = 8;
+template <class T>
+using GemvTile = void (*)(int64_t, T, const T*, int64_t, int64_t, const T*, int64_t, T, T*, int64_t);
+template <class T, class Cf, GemvTile<T> Wide, GemvTile<T> Narrow>
+void gemv(int64_t M, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B, int64_t b_s, T beta,
+          T* C, int64_t c_s, bool parallel) {
+  constexpr int64_t VL = Cf::VL, WR = kGemvVecs * VL;
+  const int64_t wide = M / WR;
+#pragma omp parallel for schedule(static) if (parallel && wide > 1)
+  for (int64_t t = 0; t < wide; ++t) Wide(K, alpha, A + t * WR * a_rs, a_rs, a_cs, B, b_s, beta, C + t * WR * c_s, c_s);
+  int64_t i = wide * WR;
+  for (; i + VL <= M; i += VL) Narrow(K, alpha, A + i * a_rs, a_rs, a_cs, B, b_s, beta, C + i * c_s, c_s);
+  gemv_rows<T, Cf::KC>(M - i, K, alpha, A + i * a_rs, a_rs, a_cs, B, b_s, beta, C + i * c_s, c_s);
 }
 #endif
 
@@ -279,12 +400,18 @@ void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
 #if defined(__FMA__)
   // One column (or one row: C^T = B^T A^T, and a fused multiply-add does not care which factor
   // comes first) is a matrix-vector product. KC is the same for every instruction set.
-  if (N == 1) {
-    gemv<T, Avx2<T>::KC>(M, K, alpha, A, a_rs, a_cs, B, b_rs, beta, C, c_rs, parallel);
-    return;
-  }
-  if (M == 1) {
-    gemv<T, Avx2<T>::KC>(N, K, alpha, B, b_cs, b_rs, A, a_cs, beta, C, c_cs, parallel);
+  if (N == 1 || M == 1) {
+    auto run = [&](auto mv) {
+      if (N == 1) mv(M, K, alpha, A, a_rs, a_cs, B, b_rs, beta, C, c_rs, parallel);
+      else mv(N, K, alpha, B, b_cs, b_rs, A, a_cs, beta, C, c_cs, parallel);
+    };
+#if MINIMA_GEMM_AVX512
+    if (gemm_isa() == GemmIsa::avx512) {
+      run(gemv<T, Avx512<T>, gemv_tile_avx512<T, kGemvVecs>, gemv_tile_avx512<T, 1>>);
+      return;
+    }
+#endif
+    run(gemv<T, Avx2<T>, gemv_tile_avx2<T, kGemvVecs>, gemv_tile_avx2<T, 1>>);
     return;
   }
 #endif

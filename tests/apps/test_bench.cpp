@@ -94,13 +94,14 @@ TEST_CASE("bench train: images/s per network on the CPU, without the PyTorch pee
   CHECK(no_torch.output.find("--torch on but python3 cannot import torch") != std::string::npos);
 }
 
-TEST_CASE("bench cpu: GEMM and both conv2d layers, each row with its figures") {
+TEST_CASE("bench cpu: GEMM, matrix-vector products and both conv2d layers, each row with its figures") {
   auto r = run_minima("bench cpu --reps 1 --threads 2 --python ''");
   INFO(r.output);
   REQUIRE(r.rc == 0);
   CHECK(r.output.find("PyTorch peer unavailable") != std::string::npos);
   CHECK(r.output.find(" GEMM micro-kernel") != std::string::npos);  // avx2 or avx512, as the CPU allows
   for (const char* row : {"sgemm 256^3 (GFLOP/s)", "sgemm 512^3 (GFLOP/s)", "sgemm 1024^3 (GFLOP/s)",
+                          "sgemv A x, 2048^2 (GFLOP/s)", "sgemv A^T x, 2048^2 (GFLOP/s)",
                           "conv 128x64x32x32 3x3 fwd (ms)", "conv 128x64x32x32 3x3 fwd+bwd (ms)",
                           "conv 128x256x8x8 3x3 fwd (ms)", "conv 128x256x8x8 3x3 fwd+bwd (ms)"}) {
     INFO(row);

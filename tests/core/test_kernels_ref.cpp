@@ -151,34 +151,43 @@ TEST_CASE("kernels: the AVX2 and AVX-512 GEMM micro-kernels agree bitwise") {
 TEST_CASE("kernels: matrix-vector products are bitwise the columns and rows of the blocked GEMM") {
   // A product with one column (or one row) takes the unpacked matrix-vector path; with two it
   // takes the blocked one. Column 0 (row 0) must not depend on which: the same sums in the same
-  // order. Shapes cross the 16-row tiles and the 256-wide K blocks; A row- and column-major, a
-  // strided vector, alpha and beta into an output that already holds values.
+  // order. Shapes cross the row tiles (one vector of rows: 4 to 16) and the 256-wide K blocks, with
+  // k tails of every length; A row-major (its tiles transposed in registers) and column-major, a
+  // strided vector, alpha and beta into an output that already holds values; each instruction set.
+  using cpu::GemmIsa;
+  struct Restore {
+    GemmIsa was = cpu::gemm_isa();
+    ~Restore() { cpu::set_gemm_isa(was); }
+  } restore;
   Generator g(403);
-  for (DType t : {DType::f32, DType::f64})
-    for (int64_t M : {1, 7, 16, 33, 1000})
-      for (int64_t K : {1, 255, 256, 257, 1300}) {
-        INFO(std::string(dtype_name(t)) << " M=" << M << " K=" << K);
-        Tensor a = urand({M, K}, g, -1, 1, t), b = urand({K, 2}, g, -1, 1, t), c0 = urand({M, 2}, g, -1, 1, t);
-        for (bool col_major : {false, true}) {
-          Tensor aa = col_major ? a.t().contiguous().t() : a;
-          Tensor two = c0.clone(), one = c0.slice(1, 0, 1, 1).clone();
-          cpu_backend().gemm(two.unsqueeze(0), aa.unsqueeze(0), b.unsqueeze(0), 0.5, -2.0);
-          cpu_backend().gemm(one.unsqueeze(0), aa.unsqueeze(0), b.slice(1, 0, 1, 1).unsqueeze(0), 0.5, -2.0);
-          CHECK(values(one) == values(two.slice(1, 0, 1, 1)));
-          // One row: (b^T a^T) row 0 against a two-row product; b^T is a strided [1, K] view.
-          Tensor rows2 = c0.t().clone(), row1 = c0.t().slice(0, 0, 1, 1).clone();
-          if (M > 1) {
-            Tensor at2 = aa.t();
-            cpu_backend().gemm(rows2.slice(1, 0, M, 1).unsqueeze(0), b.t().unsqueeze(0), at2.unsqueeze(0), 1.0, 0.0);
-            cpu_backend().gemm(row1.unsqueeze(0), b.t().slice(0, 0, 1, 1).unsqueeze(0), at2.unsqueeze(0), 1.0, 0.0);
-            CHECK(values(row1) == values(rows2.slice(0, 0, 1, 1)));
-          }
-        }
-        std::vector<double> want, bound;
-        Tensor v = b.slice(1, 0, 1, 1);
-        naive_matmul(a, v, want, bound, unit_roundoff(t));
-        check_within(values(matmul(a, v)), want, bound);
-      }
+  auto check = [&](GemmIsa isa, DType t, int64_t M, int64_t K) {
+    INFO(cpu::gemm_isa_name(isa) << " " << dtype_name(t) << " M=" << M << " K=" << K);
+    Tensor a = urand({M, K}, g, -1, 1, t), b = urand({K, 2}, g, -1, 1, t), c0 = urand({M, 2}, g, -1, 1, t);
+    for (bool col_major : {false, true}) {
+      Tensor aa = col_major ? a.t().contiguous().t() : a;
+      Tensor two = c0.clone(), one = c0.slice(1, 0, 1, 1).clone();
+      cpu_backend().gemm(two.unsqueeze(0), aa.unsqueeze(0), b.unsqueeze(0), 0.5, -2.0);
+      cpu_backend().gemm(one.unsqueeze(0), aa.unsqueeze(0), b.slice(1, 0, 1, 1).unsqueeze(0), 0.5, -2.0);
+      CHECK(values(one) == values(two.slice(1, 0, 1, 1)));
+      if (M == 1) continue;
+      // One row: row 0 of b^T a^T against a two-row product (b^T: a strided [1, K] view).
+      Tensor rows2 = c0.t().clone(), row1 = c0.t().slice(0, 0, 1, 1).clone();
+      cpu_backend().gemm(rows2.unsqueeze(0), b.t().unsqueeze(0), aa.t().unsqueeze(0), 1.0, 0.0);
+      cpu_backend().gemm(row1.unsqueeze(0), b.t().slice(0, 0, 1, 1).unsqueeze(0), aa.t().unsqueeze(0), 1.0, 0.0);
+      CHECK(values(row1) == values(rows2.slice(0, 0, 1, 1)));
+    }
+    std::vector<double> want, bound;
+    Tensor v = b.slice(1, 0, 1, 1);
+    naive_matmul(a, v, want, bound, unit_roundoff(t));
+    check_within(values(matmul(a, v)), want, bound);
+  };
+  for (GemmIsa isa : {GemmIsa::avx2, GemmIsa::avx512}) {
+    if (!cpu::gemm_isa_supported(isa)) continue;
+    cpu::set_gemm_isa(isa);
+    for (DType t : {DType::f32, DType::f64})
+      for (int64_t M : {1, 7, 16, 33, 1000})
+        for (int64_t K : {1, 15, 255, 256, 257, 1300}) check(isa, t, M, K);
+  }
 }
 
 TEST_CASE("kernels: batched matmul with broadcasting against per-matrix products") {
