@@ -58,7 +58,8 @@ const std::vector<ConvShape>& conv_shapes() {
 }
 
 int bench_cpu(cli::Args& a) {
-  a.set_description("GEMM and conv2d throughput of the CPU backend, side by side with PyTorch's CPU kernels.");
+  a.set_description(
+      "GEMM, matrix-vector and conv2d throughput of the CPU backend, side by side with PyTorch's CPU kernels.");
   int64_t threads = a.get_int("threads", omp_get_max_threads(), "OpenMP threads (and torch.set_num_threads)");
   int64_t reps = a.get_int("reps", 5, "timed repetitions (the best is reported)");
   std::string python = a.get_string("python", "/usr/bin/python3", "python with torch for the peer numbers ('' to skip)");
@@ -150,7 +151,7 @@ int bench_cpu(cli::Args& a) {
   return 0;
 }
 
-cli::RegisterBench reg("cpu", "CPU GEMM GFLOP/s and two conv2d layers, against PyTorch CPU", bench_cpu);
+cli::RegisterBench reg("cpu", "CPU GEMM and matrix-vector GFLOP/s and two conv2d layers, against PyTorch CPU", bench_cpu);
 
 }  // namespace
 }  // namespace minima
