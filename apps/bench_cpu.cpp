@@ -151,7 +151,7 @@ int bench_cpu(cli::Args& a) {
   return 0;
 }
 
-cli::RegisterBench reg("cpu", "CPU GEMM and matrix-vector GFLOP/s and two conv2d layers, against PyTorch CPU", bench_cpu);
+cli::RegisterBench reg("cpu", "CPU GEMM, matrix-vector and two conv2d layers, against PyTorch CPU", bench_cpu);
 
 }  // namespace
 }  // namespace minima
