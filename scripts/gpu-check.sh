@@ -146,7 +146,7 @@ SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 
 if [ -z "$SAN" ]; then
   record "memcheck" 127 0 "compute-sanitizer not found"
 else
-  SUBSET='cuda copy: strided*,cuda binary ops*,cuda reductions large*,cuda gemm on tensor cores*,cuda conv2d (native)*,cuda pooling*,cuda batch_norm*,cuda index_select*,cuda log_softmax*'
+  SUBSET='cuda copy: strided*,cuda copy: dense casts*,cuda binary ops*,cuda reductions large*,cuda gemm on tensor cores*,cuda conv2d (native)*,cuda pooling*,cuda batch_norm*,cuda index_select*,cuda log_softmax*'
   echo "--- memcheck" >> "$TESTS"
   MINIMA_CUDA_ALLOCATOR=direct run_step "memcheck (subset)" 90 "$TESTS" "$SAN" --tool memcheck \
     --error-exitcode 99 --print-limit 20 "$BUILD/test_cuda" --no-intro -tc="$SUBSET"
