@@ -198,29 +198,34 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
 // registers (log2 VL rounds of two-input shuffles), so that k still advances one step at a time
 // for every row.
 
-// Tail rows (fewer than a tile) and layouts with neither stride 1: plain fused multiply-adds.
+// Finishes n rows of one K block: adds k in [k, end) to their running sums acc[] one fused
+// multiply-add at a time, then stores them through micro_kernel_body's epilogue (beta_eff: beta in
+// the first K block, 1 after it, as in gemm_blocked).
+template <class T>
+inline void gemv_finish(int64_t n, T* acc, int64_t k, int64_t end, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
+                        const T* B, int64_t b_s, T beta_eff, T* C, int64_t c_s) {
+  for (; k < end; ++k) {
+    const T b = B[k * b_s];
+    for (int64_t q = 0; q < n; ++q) acc[q] = std::fma(A[q * a_rs + k * a_cs], b, acc[q]);
+  }
+  for (int64_t q = 0; q < n; ++q) {
+    T* c = C + q * c_s;
+    if (beta_eff == T(0)) *c = alpha * acc[q];
+    else *c = alpha * acc[q] + beta_eff * *c;
+  }
+}
+
+// Rows after the last whole tile: scalar, 16 at a time.
 template <class T, int64_t KC>
 void gemv_rows(int64_t rows, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B, int64_t b_s,
                T beta, T* C, int64_t c_s) {
   constexpr int64_t kMax = 16;
-  for (int64_t i0 = 0; i0 < rows; i0 += kMax) {
-    const int64_t n = std::min(kMax, rows - i0);
+  for (int64_t i0 = 0; i0 < rows; i0 += kMax)
     for (int64_t pc = 0; pc < K; pc += KC) {
-      const int64_t kc = std::min(KC, K - pc);
       T acc[kMax] = {};
-      for (int64_t k = pc; k < pc + kc; ++k) {
-        const T b = B[k * b_s];
-        const T* a = A + i0 * a_rs + k * a_cs;
-        for (int64_t q = 0; q < n; ++q) acc[q] = std::fma(a[q * a_rs], b, acc[q]);
-      }
-      const T beta_eff = pc == 0 ? beta : T(1);  // as in gemm_blocked
-      for (int64_t q = 0; q < n; ++q) {         // as micro_kernel_body's epilogue
-        T* c = C + (i0 + q) * c_s;
-        if (beta_eff == T(0)) *c = alpha * acc[q];
-        else *c = alpha * acc[q] + beta_eff * *c;
-      }
+      gemv_finish(std::min(kMax, rows - i0), acc, pc, std::min(K, pc + KC), alpha, A + i0 * a_rs, a_rs, a_cs, B, b_s,
+                  pc == 0 ? beta : T(1), C + i0 * c_s, c_s);
     }
-  }
 }
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -302,16 +307,8 @@ __attribute__((always_inline)) inline void gemv_tile_body(int64_t K, T alpha, co
 #endif
     alignas(64) T lane[R];
     std::memcpy(lane, acc, sizeof(acc));
-    for (; k < end; ++k) {  // what the vector loops left (or every k for other layouts), in order
-      const T b = B[k * b_s];
-      for (int q = 0; q < R; ++q) lane[q] = std::fma(A[q * a_rs + k * a_cs], b, lane[q]);
-    }
-    const T beta_eff = pc == 0 ? beta : T(1);
-    for (int q = 0; q < R; ++q) {
-      T* c = C + q * c_s;
-      if (beta_eff == T(0)) *c = alpha * lane[q];
-      else *c = alpha * lane[q] + beta_eff * *c;
-    }
+    // What the vector loops left (every k for layouts with neither stride 1), and the stores.
+    gemv_finish<T>(R, lane, k, end, alpha, A, a_rs, a_cs, B, b_s, pc == 0 ? beta : T(1), C, c_s);
   }
 }
 
