@@ -232,8 +232,6 @@ __global__ void __launch_bounds__(kThreads) unary_vec_kernel(uint32_t npack, T* 
   }
 }
 
-bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
-
 // How each input of a loop over the contiguous output `out` is read by the vector kernels: dense,
 // a repeated row, or not at all (returns false; the strided loop then runs). Vectors cover whole
 // packs of V elements; n % V == 0 keeps every pack inside the tensor.

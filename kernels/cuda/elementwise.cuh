@@ -25,6 +25,8 @@ struct alignas(16) Pack {
   static constexpr int V = 16 / sizeof(T);
   T v[V];
 };
+// Whether a tensor's data may be read and written as whole 16-byte packs.
+inline bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0; }
 
 template <int K, class F>
 __global__ void __launch_bounds__(kThreads) elementwise_kernel(int64_t n, OffsetCalc<K> oc, F f) {

@@ -327,8 +327,7 @@ void launch_cast(const Ctx& ctx, const Tensor& dst, const Tensor& src) {
       using S = scalar_t;
       D* d = static_cast<D*>(dst.data_ptr());
       const S* s = static_cast<const S*>(src.data_ptr());
-      const bool aligned = reinterpret_cast<uintptr_t>(d) % 16 == 0 && reinterpret_cast<uintptr_t>(s) % 16 == 0;
-      if (dst.is_contiguous() && src.is_contiguous() && aligned) {
+      if (dst.is_contiguous() && src.is_contiguous() && aligned16(dst) && aligned16(src)) {
         const int64_t n = dst.numel();
         MINIMA_LAUNCH((cast_dense_kernel<D, S>), dim3(grid_1d(std::max<int64_t>(n / 8, 1), ctx.dev)), dim3(kThreads),
                       0, ctx.stream, n, d, s);
