@@ -126,31 +126,44 @@ __global__ void __launch_bounds__(kThreads) bn_stats_kernel(const T* x, BnGeom g
   }
 }
 
-// One thread per channel: statistics, running stats, and the fused scale/shift (coef[2c], coef[2c+1]).
+// What a training forward writes per channel, and its settings.
+struct BnForwardArgs {
+  ChanVec save_mean, save_invstd, weight, bias, running_mean, running_var;
+  double momentum, eps;
+};
+
+// Channel c from the sums s1, s2 of d = x - shift and d^2 over its M values: the fused
+// scale/offset of the normalize (y = x * scale + offset), and, when `write`, the saved statistics
+// and the running stats (PyTorch's momentum rule, unbiased variance). Shared by both paths.
+__device__ __forceinline__ void bn_finalize_channel(const BnForwardArgs& a, int64_t c, int64_t M, double shift,
+                                                    double s1, double s2, bool write, double& scale,
+                                                    double& offset) {
+  const double m = double(M), dm = s1 / m;
+  double var = s2 / m - dm * dm;
+  if (var < 0) var = 0;  // rounding; a NaN stays NaN
+  const double mean = shift + dm, invstd = 1.0 / sqrt(var + a.eps);
+  if (write) {
+    a.save_mean.set(c, mean);
+    a.save_invstd.set(c, invstd);
+    a.running_mean.set(c, (1.0 - a.momentum) * a.running_mean.get(c, 0.0) + a.momentum * mean);
+    const double unbiased = M > 1 ? var * m / (m - 1) : var;
+    a.running_var.set(c, (1.0 - a.momentum) * a.running_var.get(c, 1.0) + a.momentum * unbiased);
+  }
+  scale = a.weight.get(c, 1.0) * invstd;
+  offset = a.bias.get(c, 0.0) - mean * scale;
+}
+
+// One thread per channel: adds the splits' partial sums in order, then bn_finalize_channel into
+// coef[2c], coef[2c+1].
 template <class T>
-__global__ void bn_finalize_kernel(const T* x, BnGeom g, const double* partial, ChanVec save_mean, ChanVec save_invstd,
-                                   ChanVec weight, ChanVec bias, ChanVec running_mean, ChanVec running_var,
-                                   double momentum, double eps, double* coef) {
+__global__ void bn_finalize_kernel(const T* x, BnGeom g, const double* partial, BnForwardArgs a, double* coef) {
   MINIMA_GRID_STRIDE(c, g.C) {
     double s1 = 0, s2 = 0;
     for (int64_t k = 0; k < g.splits; ++k) {
       s1 += partial[(c * g.splits + k) * 2];
       s2 += partial[(c * g.splits + k) * 2 + 1];
     }
-    const double M = double(g.M);
-    const double dm = s1 / M;
-    double var = s2 / M - dm * dm;
-    if (var < 0) var = 0;
-    const double mean = double(Acc<T>(x[c * g.S])) + dm;
-    const double invstd = 1.0 / sqrt(var + eps);
-    save_mean.set(c, mean);
-    save_invstd.set(c, invstd);
-    running_mean.set(c, (1.0 - momentum) * running_mean.get(c, 0.0) + momentum * mean);
-    const double unbiased = g.M > 1 ? var * M / (M - 1) : var;
-    running_var.set(c, (1.0 - momentum) * running_var.get(c, 1.0) + momentum * unbiased);
-    const double scale = weight.get(c, 1.0) * invstd;
-    coef[2 * c] = scale;
-    coef[2 * c + 1] = bias.get(c, 0.0) - mean * scale;
+    bn_finalize_channel(a, c, g.M, double(Acc<T>(x[c * g.S])), s1, s2, true, coef[2 * c], coef[2 * c + 1]);
   }
 }
 
@@ -212,28 +225,44 @@ __global__ void __launch_bounds__(kThreads) bn_backward_stats_kernel(const T* x,
   }
 }
 
-// coef[4c..4c+3] = {w*invstd, -w*invstd*invstd*sgx/M (times x - mean), mean, -w*invstd*sg/M}.
-__global__ void bn_backward_finalize_kernel(BnGeom g, const double* partial, ChanVec weight, ChanVec save_mean,
-                                            ChanVec save_invstd, ChanVec gweight, ChanVec gbias, double* coef) {
+// What a backward reads and writes per channel.
+struct BnBackwardArgs {
+  ChanVec weight, save_mean, save_invstd, gweight, gbias;
+};
+
+// Channel c from sg = sum(gy) and sgd = sum(gy * (x - mean)) over its M values: the coefficients
+// of gx = k[0] * gy + k[1] * (x - k[2]) + k[3], i.e. {w*invstd, -w*invstd^2*sum(gy*xhat)/M, mean,
+// -w*invstd*sum(gy)/M}, and, when `write`, gweight = sum(gy * xhat) and gbias = sum(gy). Shared
+// by both paths.
+__device__ __forceinline__ void bn_backward_channel(const BnBackwardArgs& a, int64_t c, int64_t M, double sg,
+                                                    double sgd, bool write, double* k) {
+  const double invstd = a.save_invstd.get(c, 1.0), m = double(M);
+  const double sgx = sgd * invstd;  // sum(gy * xhat)
+  if (write) {
+    a.gweight.set(c, sgx);
+    a.gbias.set(c, sg);
+  }
+  const double w = a.weight.get(c, 1.0) * invstd;
+  k[0] = w;
+  k[1] = -w * invstd * sgx / m;
+  k[2] = a.save_mean.get(c, 0.0);
+  k[3] = -w * sg / m;
+}
+
+// One thread per channel: adds the splits' partial sums in order, then bn_backward_channel into
+// coef[4c .. 4c+3].
+__global__ void bn_backward_finalize_kernel(BnGeom g, const double* partial, BnBackwardArgs a, double* coef) {
   MINIMA_GRID_STRIDE(c, g.C) {
     double sg = 0, sgd = 0;
     for (int64_t k = 0; k < g.splits; ++k) {
       sg += partial[(c * g.splits + k) * 2];
       sgd += partial[(c * g.splits + k) * 2 + 1];
     }
-    const double invstd = save_invstd.get(c, 1.0), M = double(g.M);
-    const double sgx = sgd * invstd;  // sum(gy * xhat)
-    gweight.set(c, sgx);
-    gbias.set(c, sg);
-    const double k = weight.get(c, 1.0) * invstd;
-    coef[4 * c] = k;
-    coef[4 * c + 1] = -k * invstd * sgx / M;
-    coef[4 * c + 2] = save_mean.get(c, 0.0);
-    coef[4 * c + 3] = -k * sg / M;
+    bn_backward_channel(a, c, g.M, sg, sgd, true, coef + 4 * c);
   }
 }
 
-// gx = k0 * gy + k1 * (x - mean) + k3, coefficients per channel (see bn_backward_finalize_kernel).
+// gx = k0 * gy + k1 * (x - mean) + k3, coefficients per channel (see bn_backward_channel).
 template <class T>
 struct BnBackwardApplyF {
   const T* x;
@@ -295,7 +324,7 @@ template <class T>
 bool bn_vec(const BnGeom& g, std::initializer_list<const Tensor*> ts) {
   if (g.S % Pack<T>::V != 0 || !g.small) return false;
   for (const Tensor* t : ts)
-    if (reinterpret_cast<uintptr_t>(t->data_ptr()) % 16 != 0) return false;
+    if (!aligned16(*t)) return false;
   return true;
 }
 
@@ -425,8 +454,7 @@ __device__ double bn_persistent_load(const T* x, const BnGeom& g, const BnPlan& 
 template <class T>
 __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
     bn_persistent_forward_kernel(const T* x, T* y, BnGeom g, BnPlan p, double* partial, unsigned* arrived,
-                                 ChanVec save_mean, ChanVec save_invstd, ChanVec weight, ChanVec bias,
-                                 ChanVec running_mean, ChanVec running_var, double momentum, double eps) {
+                                 BnForwardArgs a) {
   using A = Acc<T>;
   using P = Pack<T>;
   extern __shared__ __align__(16) unsigned char bn_smem[];
@@ -441,21 +469,9 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
         next.c >= 0 ? bn_persistent_load(x, g, p, next, stages + ((r + 1) & 1) * stage_packs, partial, arrived)
                     : 0.0;
     if (cur.c >= 0) {
-      double s1, s2;
+      double s1, s2, scale, offset;
       bn_gather(partial, arrived, p, cur.c, s1, s2);
-      // As bn_finalize_kernel.
-      const double M = double(g.M), dm = s1 / M;
-      const double var = fmax(s2 / M - dm * dm, 0.0);
-      const double mean = shift + dm, invstd = 1.0 / sqrt(var + eps);
-      const double scale = weight.get(cur.c, 1.0) * invstd;
-      const double offset = bias.get(cur.c, 0.0) - mean * scale;
-      if (cur.part == 0 && threadIdx.x == 0) {
-        save_mean.set(cur.c, mean);
-        save_invstd.set(cur.c, invstd);
-        running_mean.set(cur.c, (1.0 - momentum) * running_mean.get(cur.c, 0.0) + momentum * mean);
-        const double unbiased = g.M > 1 ? var * M / (M - 1) : var;
-        running_var.set(cur.c, (1.0 - momentum) * running_var.get(cur.c, 1.0) + momentum * unbiased);
-      }
+      bn_finalize_channel(a, cur.c, g.M, shift, s1, s2, cur.part == 0 && threadIdx.x == 0, scale, offset);
       const A sa = A(scale), oa = A(offset);
       for (int64_t q = threadIdx.x; q < cur.len / P::V; q += kPThreads) {
         P v = stage[q];
@@ -512,8 +528,7 @@ __device__ void bn_persistent_backward_load(const T* x, const T* gy, const BnGeo
 template <class T>
 __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
     bn_persistent_backward_kernel(const T* x, const T* gy, T* gx, BnGeom g, BnPlan p, double* partial,
-                                  unsigned* arrived, ChanVec weight, ChanVec save_mean, ChanVec save_invstd,
-                                  ChanVec gweight, ChanVec gbias) {
+                                  unsigned* arrived, BnBackwardArgs a) {
   using A = Acc<T>;
   using P = Pack<T>;
   extern __shared__ __align__(16) unsigned char bn_smem[];
@@ -522,23 +537,16 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
   auto xs = [&](int64_t r) { return stages + (r & 1) * 2 * stage_packs; };
   auto gs = [&](int64_t r) { return stages + ((r & 1) * 2 + 1) * stage_packs; };
   BnChunk cur = bn_chunk(g, p, 0);
-  if (cur.c >= 0) bn_persistent_backward_load(x, gy, g, p, cur, xs(0), gs(0), save_mean, partial, arrived);
+  if (cur.c >= 0) bn_persistent_backward_load(x, gy, g, p, cur, xs(0), gs(0), a.save_mean, partial, arrived);
   for (int64_t r = 0; r < p.rounds; ++r) {
     const BnChunk next = bn_chunk(g, p, r + 1);
     if (next.c >= 0)
-      bn_persistent_backward_load(x, gy, g, p, next, xs(r + 1), gs(r + 1), save_mean, partial, arrived);
+      bn_persistent_backward_load(x, gy, g, p, next, xs(r + 1), gs(r + 1), a.save_mean, partial, arrived);
     if (cur.c >= 0) {
-      double sg, sgd;
+      double sg, sgd, k[4];
       bn_gather(partial, arrived, p, cur.c, sg, sgd);
-      // As bn_backward_finalize_kernel.
-      const double invstd = save_invstd.get(cur.c, 1.0), M = double(g.M);
-      const double sgx = sgd * invstd;
-      if (cur.part == 0 && threadIdx.x == 0) {
-        gweight.set(cur.c, sgx);
-        gbias.set(cur.c, sg);
-      }
-      const double k = weight.get(cur.c, 1.0) * invstd;
-      const A k0 = A(k), k1 = A(-k * invstd * sgx / M), mean = A(save_mean.get(cur.c, 0.0)), k3 = A(-k * sg / M);
+      bn_backward_channel(a, cur.c, g.M, sg, sgd, cur.part == 0 && threadIdx.x == 0, k);
+      const A k0 = A(k[0]), k1 = A(k[1]), mean = A(k[2]), k3 = A(k[3]);
       const P* xr = xs(r);
       const P* gr = gs(r);
       for (int64_t q = threadIdx.x; q < cur.len / P::V; q += kPThreads) {
@@ -623,6 +631,8 @@ void CudaBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_m
   MINIMA_DISPATCH_FLOAT(x.dtype(), "batch_norm", [&] {
     using T = scalar_t;
     const T* xp = static_cast<const T*>(x.data_ptr());
+    const BnForwardArgs args{chan(save_mean), chan(save_invstd), chan(weight), chan(bias),
+                             chan(running_mean), chan(running_var), momentum, eps};
     BnPlan plan;
     PersistentFit fit;
     if (use_persistent<T>(ctx, g, {&x, &y}, bn_persistent_forward_kernel<T>, 1, plan, fit)) {
@@ -631,8 +641,7 @@ void CudaBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_m
       MINIMA_CUDA_CHECK(cudaMemsetAsync(arrived.data(), 0, arrived.size(), ctx.stream));
       MINIMA_LAUNCH_COOPERATIVE(bn_persistent_forward_kernel<T>, dim3(unsigned(plan.G * plan.P)), dim3(kPThreads),
                                 fit.smem, ctx.stream, xp, static_cast<T*>(y.data_ptr()), g, plan,
-                                partial.as<double>(), arrived.as<unsigned>(), chan(save_mean), chan(save_invstd),
-                                chan(weight), chan(bias), chan(running_mean), chan(running_var), momentum, eps);
+                                partial.as<double>(), arrived.as<unsigned>(), args);
       ++g_persistent_calls;
       return;
     }
@@ -641,8 +650,7 @@ void CudaBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_m
     MINIMA_LAUNCH(bn_stats_kernel<T>, dim3(unsigned(g.C), unsigned(g.splits)), dim3(kThreads), 0, ctx.stream, xp, g,
                   partial.as<double>());
     MINIMA_LAUNCH(bn_finalize_kernel<T>, dim3(grid_1d(g.C, ctx.dev)), dim3(kThreads), 0, ctx.stream, xp, g,
-                  partial.as<double>(), chan(save_mean), chan(save_invstd), chan(weight), chan(bias),
-                  chan(running_mean), chan(running_var), momentum, eps, coef.as<double>());
+                  partial.as<double>(), args, coef.as<double>());
     apply<T>(ctx, x, y, g, coef.as<double>());
   });
 }
@@ -674,6 +682,7 @@ void CudaBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, c
     const T* xp = static_cast<const T*>(x.data_ptr());
     const T* gp = static_cast<const T*>(gy.data_ptr());
     T* gxp = static_cast<T*>(gx.data_ptr());
+    const BnBackwardArgs args{chan(weight), chan(save_mean), chan(save_invstd), chan(gweight), chan(gbias)};
     BnPlan plan;
     PersistentFit fit;
     if (g.M > 0 && use_persistent<T>(ctx, g, {&x, &gy, &gx}, bn_persistent_backward_kernel<T>, 2, plan, fit)) {
@@ -682,8 +691,7 @@ void CudaBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, c
       MINIMA_CUDA_CHECK(cudaMemsetAsync(arrived.data(), 0, arrived.size(), ctx.stream));
       MINIMA_LAUNCH_COOPERATIVE(bn_persistent_backward_kernel<T>, dim3(unsigned(plan.G * plan.P)), dim3(kPThreads),
                                 fit.smem, ctx.stream, xp, gp, gxp, g, plan, partial.as<double>(),
-                                arrived.as<unsigned>(), chan(weight), chan(save_mean), chan(save_invstd),
-                                chan(gweight), chan(gbias));
+                                arrived.as<unsigned>(), args);
       ++g_persistent_calls;
       return;
     }
@@ -692,8 +700,7 @@ void CudaBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, c
     MINIMA_LAUNCH(bn_backward_stats_kernel<T>, dim3(unsigned(g.C), unsigned(g.splits)), dim3(kThreads), 0,
                   ctx.stream, xp, gp, g, chan(save_mean), partial.as<double>());
     MINIMA_LAUNCH(bn_backward_finalize_kernel, dim3(grid_1d(g.C, ctx.dev)), dim3(kThreads), 0, ctx.stream, g,
-                  partial.as<double>(), chan(weight), chan(save_mean), chan(save_invstd), chan(gweight),
-                  chan(gbias), coef.as<double>());
+                  partial.as<double>(), args, coef.as<double>());
     const FastDiv fc(uint32_t(g.small ? g.C : 1));
     if (bn_vec<T>(g, {&x, &gy, &gx})) {
       MINIMA_LAUNCH(bn_backward_apply_vec_kernel<T>, dim3(grid_1d(x.numel() / Pack<T>::V, ctx.dev)),
