@@ -28,8 +28,9 @@
 #   9. `bench train --bn persistent` for ResNet18: the persistent batch-norm kernel in a whole step;
 #  10. PyTorch's matmul/conv2d/batch_norm times for bench ops' shapes (a peer, never a failure).
 # GPU_CHECK_STEPS="2 3" runs only those steps (step 1 always runs), so a short lease can be spent
-# on the tests first and the benchmarks in a second call. Logs go to $OUT/gpu-check/ when $OUT is set (else a temporary folder), at most eight files. The
-# summary table is printed last. Exit status: the number of failed steps (0 = all passed).
+# on the tests first and the benchmarks in a second call. Logs go to $OUT/gpu-check/ when $OUT is
+# set (else a temporary folder), at most eight files. The summary table is printed last. Exit
+# status: the number of failed steps (0 = all passed).
 set -u
 
 if [ "${1:-}" = "--pack" ]; then
@@ -92,6 +93,15 @@ run_step() {
   rc=$?
   record "$name" "$rc" $(( $(date +%s) - t0 ))
   return $rc
+}
+# A ResNet18 `bench train` with extra flags, PyTorch beside it, logged under "--- bench train TAG".
+resnet18_train() {  # TAG, then the extra flags
+  local tag=$1
+  shift
+  echo "--- bench train $tag" >> "$BENCH"
+  run_step "bench train $tag" 50 "$BENCH" "$BUILD/minima" bench train --device cuda \
+    --arch resnet18 --batch 128 --warmup 3 --iters 20 "$@" --torch-script tests/crosscheck/bench_torch.py
+  sed -n "/^--- bench train $tag/,\$p" "$BENCH" | tail -4
 }
 
 step "1. device and libraries"
@@ -200,15 +210,6 @@ grep -E "epoch 1/1|error" "$ADV" | head -6
 cat "$EPOCHS"
 
 fi
-# A ResNet18 `bench train` with extra flags, PyTorch beside it, logged under "--- bench train TAG".
-resnet18_train() {  # TAG, then the extra flags
-  local tag=$1
-  shift
-  echo "--- bench train $tag" >> "$BENCH"
-  run_step "bench train $tag" 50 "$BENCH" "$BUILD/minima" bench train --device cuda \
-    --arch resnet18 --batch 128 --warmup 3 --iters 20 "$@" --torch-script tests/crosscheck/bench_torch.py
-  sed -n "/^--- bench train $tag/,\$p" "$BENCH" | tail -4
-}
 if want 8; then
 step "8. minima bench train --precision bf16 (ResNet18, PyTorch autocast beside it)"
 resnet18_train bf16 --precision bf16
