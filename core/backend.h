@@ -27,6 +27,11 @@ enum class UnaryOp {
 enum class BinaryOp { Add, Sub, Mul, Div, Pow, Maximum, Minimum, Eq, Ne, Lt, Le, Gt, Ge };
 enum class ReduceOp { Sum, Max, Min, ArgMax, ArgMin };
 
+// Lower-case names ("relu", "add", "argmax"), as error messages and profiles print them.
+const char* op_name(UnaryOp op);
+const char* op_name(BinaryOp op);
+const char* op_name(ReduceOp op);
+
 inline bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
 
 struct Conv2dParams {

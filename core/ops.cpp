@@ -62,28 +62,9 @@ void check_device(const char* op, const Tensor& a, const Tensor& b) {
 
 Tensor as_dtype(const Tensor& t, DType d) { return t.dtype() == d ? t : t.to(d); }
 
-const char* binary_name(BinaryOp op) {
-  switch (op) {
-    case BinaryOp::Add: return "add";
-    case BinaryOp::Sub: return "sub";
-    case BinaryOp::Mul: return "mul";
-    case BinaryOp::Div: return "div";
-    case BinaryOp::Pow: return "pow";
-    case BinaryOp::Maximum: return "maximum";
-    case BinaryOp::Minimum: return "minimum";
-    case BinaryOp::Eq: return "eq";
-    case BinaryOp::Ne: return "ne";
-    case BinaryOp::Lt: return "lt";
-    case BinaryOp::Le: return "le";
-    case BinaryOp::Gt: return "gt";
-    case BinaryOp::Ge: return "ge";
-  }
-  return "binary";
-}
-
 // Computes op(a, b) without recording anything.
 Tensor binary_raw(BinaryOp op, const Tensor& a0, const Tensor& b0) {
-  const char* name = binary_name(op);
+  const char* name = op_name(op);
   check_device(name, a0, b0);
   DType t = promote(a0.dtype(), b0.dtype());
   Shape s = broadcast_shapes(a0.shape(), b0.shape(), name);
@@ -156,32 +137,8 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   return out;
 }
 
-const char* unary_name(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::Neg: return "neg";
-    case UnaryOp::Exp: return "exp";
-    case UnaryOp::Log: return "log";
-    case UnaryOp::Sqrt: return "sqrt";
-    case UnaryOp::Abs: return "abs";
-    case UnaryOp::Relu: return "relu";
-    case UnaryOp::Sigmoid: return "sigmoid";
-    case UnaryOp::Tanh: return "tanh";
-    case UnaryOp::Softplus: return "softplus";
-    case UnaryOp::Pow: return "pow";
-    case UnaryOp::Clamp: return "clamp";
-    case UnaryOp::Square: return "square";
-    case UnaryOp::Sign: return "sign";
-    case UnaryOp::Reciprocal: return "reciprocal";
-    case UnaryOp::Log1p: return "log1p";
-    case UnaryOp::AddScalar: return "add_scalar";
-    case UnaryOp::MulScalar: return "mul_scalar";
-    case UnaryOp::Affine: return "affine";
-  }
-  return "unary";
-}
-
 Tensor unary(UnaryOp op, const Tensor& x, double p0 = 0.0, double p1 = 0.0) {
-  const char* name = unary_name(op);
+  const char* name = op_name(op);
   MINIMA_CHECK(x.defined(), name, ": undefined tensor");
   bool int_ok = op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::AddScalar ||
                 op == UnaryOp::MulScalar || op == UnaryOp::Sign || op == UnaryOp::Square ||
