@@ -71,8 +71,8 @@ int run(cli::Args& a) {
   auto share = [&](Device dev, double pipeline_s) {
     if (step_arch == "none") return;
     bool gpu = dev.is_cuda();
-    double step_s = app::training_step_seconds(step_arch, {channels, size, size}, 10, batch, dev, 1,
-                                               gpu ? step_iters : 1);
+    double step_s =
+        app::time_training_step(step_arch, {channels, size, size}, 10, batch, dev, 1, gpu ? step_iters : 1).seconds;
     std::printf("  %s  share of a %s training step (batch %lld): %.3f ms pipeline / %.3f ms step = %.3g %%\n",
                 gpu ? "gpu" : "cpu", step_arch.c_str(), (long long)batch, 1e3 * pipeline_s, 1e3 * step_s,
                 100.0 * pipeline_s / (pipeline_s + step_s));

@@ -52,10 +52,15 @@ int run_bench_train(cli::Args& a) {
   int64_t classes = a.get_int("classes", 10, "number of classes");
   int64_t warmup = a.get_int("warmup", 2, "untimed steps first");
   int64_t iters = a.get_int("iters", 5, "timed steps");
+  int64_t profile = a.get_int("profile", 0,
+                              "after the timed steps, this many more with every backend entry timed; prints where "
+                              "a step's time goes, per entry, op and dtype");
   std::string torch_mode = a.get_string("torch", "auto", "auto (when python3 imports torch), on or off");
   std::string script = a.get_string("torch-script", apps::source_path("tests/crosscheck/bench_torch.py"), "the PyTorch twin");
   std::string python = a.get_string("python", "", "python interpreter with torch (default: first of python3, /usr/bin/python3 that imports torch)");
   if (a.finish()) return 0;
+  MINIMA_CHECK(batch > 0 && iters > 0 && warmup >= 0 && profile >= 0,
+               "bench train: --batch and --iters must be positive, --warmup and --profile at least 0");
   Device dev = device_from_flag(dev_s);
   Shape chw;
   {
@@ -94,7 +99,8 @@ int run_bench_train(cli::Args& a) {
   std::cout << "\n";
   std::cout << "arch          minima img/s   pytorch img/s   minima/pytorch\n";
   for (const auto& arch : list) {
-    double mine = double(batch) / training_step_seconds(arch, chw, classes, batch, dev, warmup, iters);
+    const StepTiming timing = time_training_step(arch, chw, classes, batch, dev, warmup, iters, profile);
+    double mine = double(batch) / timing.seconds;
     double theirs = 0;
     if (use_torch) {
       int rc = 0;
@@ -115,6 +121,7 @@ int run_bench_train(cli::Args& a) {
     else
       std::snprintf(buf, sizeof buf, "%-12s %13.1f %15s %16s", arch.c_str(), mine, "-", "-");
     std::cout << buf << std::endl;
+    if (profile > 0) std::cout << profile_table(timing.profile, profile, timing.profiled_seconds) << std::flush;
   }
   return 0;
 }

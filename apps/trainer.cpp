@@ -122,8 +122,8 @@ void set_threads(int64_t n) {
   if (n > 0) omp_set_num_threads(int(n));
 }
 
-double training_step_seconds(const std::string& arch, const Shape& chw, int64_t classes, int64_t batch,
-                             Device dev, int64_t warmup, int64_t iters) {
+StepTiming time_training_step(const std::string& arch, const Shape& chw, int64_t classes, int64_t batch, Device dev,
+                              int64_t warmup, int64_t iters, int64_t profile_steps) {
   Generator g(0);
   auto model = nn::make_model(arch, chw, classes, g);
   model->to(dev);
@@ -143,13 +143,23 @@ double training_step_seconds(const std::string& arch, const Shape& chw, int64_t 
     cross_entropy((*model)(x).to(DType::f32), y).backward();
     opt.step();
   };
+  // Mean seconds of n steps, the device synchronized before and after.
+  auto run = [&](int64_t n) {
+    backend_for(dev).synchronize();
+    auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < n; ++i) step();
+    backend_for(dev).synchronize();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / double(n);
+  };
   for (int64_t i = 0; i < warmup; ++i) step();
-  backend_for(dev).synchronize();
-  auto t0 = std::chrono::steady_clock::now();
-  for (int64_t i = 0; i < iters; ++i) step();
-  backend_for(dev).synchronize();
-  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return s / double(iters);
+  StepTiming t;
+  t.seconds = run(iters);
+  if (profile_steps > 0) {
+    ProfileSession session;
+    t.profiled_seconds = run(profile_steps);
+    t.profile = session.rows();
+  }
+  return t;
 }
 
 }  // namespace minima::app

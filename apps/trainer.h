@@ -6,8 +6,10 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "apps/cli.h"
+#include "core/profiler.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "nn/module.h"
@@ -34,11 +36,17 @@ EpochResult evaluate(nn::Module& model, const data::Dataset& ds, int64_t batch, 
 // evaluate every epoch build their Loader once: on a GPU a Loader uploads its dataset.
 EpochResult evaluate(nn::Module& model, data::Loader& loader);
 
-// Seconds of one full training step of a fresh `arch` (forward, cross-entropy, backward, SGD with
-// momentum 0.9 and weight decay 5e-4) on a random batch already on `dev`: the mean over `iters`
-// steps after `warmup` untimed ones, with the device synchronized around the timed steps.
-double training_step_seconds(const std::string& arch, const Shape& chw, int64_t classes, int64_t batch,
-                             Device dev, int64_t warmup, int64_t iters);
+// One full training step of a fresh `arch` (forward, cross-entropy, backward, SGD with momentum
+// 0.9 and weight decay 5e-4) on a random batch already on `dev`, timed: the mean over `iters`
+// steps after `warmup` untimed ones, with the device synchronized around the timed steps. Then,
+// when `profile_steps` > 0, that many more steps under a ProfileSession (core/profiler.h).
+struct StepTiming {
+  double seconds = 0;                // a timed step
+  std::vector<ProfileRow> profile;   // the profiled steps' backend entries (summed over them)
+  double profiled_seconds = 0;       // a profiled step, synchronizations included
+};
+StepTiming time_training_step(const std::string& arch, const Shape& chw, int64_t classes, int64_t batch, Device dev,
+                              int64_t warmup, int64_t iters, int64_t profile_steps = 0);
 
 // --device: "cpu", "cuda", "cuda:N" or "auto" (cuda when a device is present).
 Device device_from_flag(const std::string& s);

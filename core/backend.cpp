@@ -2,6 +2,7 @@
 // kernels/cuda when minima is built with CUDA; otherwise they say so clearly.
 #include "core/backend.h"
 
+#include "core/profiler.h"
 #include "kernels/cpu/cpu_backend.h"
 
 namespace minima {
@@ -65,7 +66,10 @@ Backend& cpu_backend() {
   return b;
 }
 
-Backend& backend_for(Device d) { return d.is_cpu() ? cpu_backend() : cuda_backend(); }
+Backend& backend_for(Device d) {
+  Backend& b = d.is_cpu() ? cpu_backend() : cuda_backend();
+  return profiling() ? profiled(b) : b;
+}
 
 namespace {
 thread_local bool g_targets_trusted = false;

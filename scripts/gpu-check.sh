@@ -26,6 +26,7 @@
 #      the first 10,000 training images (an epoch of the full set takes about five times as long);
 #   8. `bench train --precision bf16` for ResNet18 (mixed precision) beside torch.autocast;
 #   9. `bench train --bn persistent` for ResNet18: the persistent batch-norm kernel in a whole step;
+#      8 and 9 each end with a profile of three more steps (--profile 3: time per backend entry);
 #  10. PyTorch's matmul/conv2d/batch_norm times for bench ops' shapes (a peer, never a failure).
 # GPU_CHECK_STEPS="2 3" runs only those steps (step 1 always runs), so a short lease can be spent
 # on the tests first and the benchmarks in a second call. Logs go to $OUT/gpu-check/ when $OUT is
@@ -100,8 +101,17 @@ resnet18_train() {  # TAG, then the extra flags
   shift
   echo "--- bench train $tag" >> "$BENCH"
   run_step "bench train $tag" 50 "$BENCH" "$BUILD/minima" bench train --device cuda \
-    --arch resnet18 --batch 128 --warmup 3 --iters 20 "$@" --torch-script tests/crosscheck/bench_torch.py
-  sed -n "/^--- bench train $tag/,\$p" "$BENCH" | tail -4
+    --arch resnet18 --batch 128 --warmup 3 --iters 20 --profile 3 "$@" \
+    --torch-script tests/crosscheck/bench_torch.py
+  resnet18_profile "$tag"
+}
+# The row of a resnet18_train run, then the head of its profile (where a step's time goes).
+resnet18_profile() {  # TAG
+  local log
+  log=$(sed -n "/^--- bench train $1/,/^---/p" "$BENCH")
+  echo "$log" | grep -E "^(training|arch|resnet)"
+  echo "$log" | grep -A13 "profiled steps,"
+  echo "$log" | grep -E "all backend entries|outside them|  profiled step "
 }
 
 step "1. device and libraries"
@@ -278,8 +288,8 @@ grep -E "^(minima bench ops|ceilings|family )|  (met|MISSED|FAILED)|n/a \(no ven
   "$LOGDIR/bench_ops.txt" 2>/dev/null
 echo
 sed -n '/^--- bench train$/,/^---/p' "$BENCH" | grep -E "^(training|arch|resnet|vgg|densenet|inception|alexnet)"
-sed -n '/^--- bench train bf16/,/^---/p' "$BENCH" | grep -E "^(training|resnet)"
-sed -n '/^--- bench train bn persistent/,/^---/p' "$BENCH" | grep -E "^(training|resnet)"
+resnet18_profile bf16
+resnet18_profile "bn persistent"
 sed -n '/^--- bench data/,/^---/p' "$BENCH" | grep -E "gpu|share"
 grep -sE "epoch 1/1" "$ADV" | sed 's/ | ETA.*//'
 cat "$EPOCHS" 2>/dev/null

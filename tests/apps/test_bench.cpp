@@ -83,6 +83,18 @@ TEST_CASE("bench train: images/s per network on the CPU, without the PyTorch pee
   CHECK(amp.rc == 0);
   CHECK(amp.output.find("device cpu, bf16") != std::string::npos);
   CHECK(amp.output.find("\nmlp-bn ") != std::string::npos);
+  // --profile: the timed row, then where a profiled step's time goes, entry by entry.
+  auto prof = run_minima("bench train --device cpu --arch mlp-bn --in 1x28x28 --batch 16 --warmup 0 --iters 1 "
+                         "--torch off --profile 2");
+  INFO(prof.output);
+  CHECK(prof.rc == 0);
+  CHECK(prof.output.find("\nmlp-bn ") != std::string::npos);
+  CHECK(prof.output.find("2 profiled steps") != std::string::npos);
+  for (const char* entry : {"gemm float32", "batch_norm_forward_train float32", "batch_norm_backward float32",
+                            "sgd_update float32", "all backend entries", "outside them", "profiled step"})
+    CHECK_MESSAGE(prof.output.find("  " + std::string(entry)) != std::string::npos, "no line for ", entry);
+  apptest::check_rejects("bench train --device cpu --arch mlp --torch off --profile -1",
+                         "--warmup and --profile at least 0");
   auto fp16 = run_minima("bench train --device cpu --arch mlp --torch off --precision fp16");
   CHECK(fp16.rc != 0);
   CHECK(fp16.output.find("error: unknown precision 'fp16'") != std::string::npos);
