@@ -339,6 +339,23 @@ Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) { return arg_extreme(x
 // Matrix products
 // ---------------------------------------------------------------------------------------------
 namespace {
+Tensor bmm(const Tensor& a, const Tensor& b);
+
+// Whether t's matrices are column-major: t is a transposed view of row-major matrices, as
+// Linear's weight.t() is.
+bool column_major(const Tensor& t) {
+  return t.size(1) > 1 && t.size(2) > 1 && t.stride(1) == 1 && t.stride(2) == t.size(1);
+}
+
+// p @ q laid out as `like`: column-major when like is (computed as (q^T @ p^T)^T, the same
+// products summed in the same order). A gradient then reaches a transposed parameter in the
+// parameter's own row-major layout, and adding it into the parameter's gradient buffer is a
+// contiguous add instead of a strided one (27x slower for a 512x3072 Linear weight on a CPU).
+Tensor bmm_like(const Tensor& like, const Tensor& p, const Tensor& q) {
+  if (column_major(like)) return bmm(q.transpose(1, 2), p.transpose(1, 2)).transpose(1, 2);
+  return bmm(p, q);
+}
+
 // c[b] = a[b] @ b[b] for rank-3 tensors of equal batch size (any strides).
 Tensor bmm(const Tensor& a, const Tensor& b) {
   MINIMA_CHECK(a.shape()[0] == b.shape()[0] && a.shape()[2] == b.shape()[1],
@@ -349,8 +366,8 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
     Tensor ad = a.detach(), bd = b.detach();
     bool need_a = a.requires_grad(), need_b = b.requires_grad();
     record(out, "matmul", {a, b}, [=](const Tensor& g) {
-      return std::vector<Tensor>{need_a ? bmm(g, bd.transpose(1, 2)) : Tensor(),
-                                 need_b ? bmm(ad.transpose(1, 2), g) : Tensor()};
+      return std::vector<Tensor>{need_a ? bmm_like(ad, g, bd.transpose(1, 2)) : Tensor(),
+                                 need_b ? bmm_like(bd, ad.transpose(1, 2), g) : Tensor()};
     });
   }
   return out;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <initializer_list>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -32,6 +33,17 @@ thread_local int t_depth = 0;  // entries being timed on this thread
 
 const char* device_kind(const Tensor& t) { return t.device().is_cpu() ? "cpu" : "cuda"; }
 
+// " strided" when an elementwise entry reads or writes a non-contiguous tensor other than a
+// broadcast one (stride 0): such loops run far slower than dense ones, and a profile should say so.
+std::string layout(std::initializer_list<const Tensor*> ts) {
+  for (const Tensor* t : ts) {
+    if (!t->defined() || t->is_contiguous()) continue;
+    const auto& st = t->strides();
+    if (std::find(st.begin(), st.end(), int64_t(0)) == st.end()) return " strided";
+  }
+  return "";
+}
+
 // Every entry forwards to the wrapped backend through profile_call, named by the entry, its op
 // and the dtype it computes in.
 class ProfilingBackend final : public Backend {
@@ -47,23 +59,24 @@ class ProfilingBackend final : public Backend {
     timed(
         [&] {
           std::string s = str("copy ", src.dtype(), "->", dst.dtype());
-          return src.device() == dst.device() ? s : str(s, " ", device_kind(src), "->", device_kind(dst));
+          return str(src.device() == dst.device() ? s : str(s, " ", device_kind(src), "->", device_kind(dst)),
+                     layout({&dst, &src}));
         },
         [&] { in_.copy(dst, src); });
   }
   void unary(UnaryOp op, const Tensor& out, const Tensor& x, double p0, double p1) override {
-    timed([&] { return str("unary ", op_name(op), " ", x.dtype()); }, [&] { in_.unary(op, out, x, p0, p1); });
+    timed([&] { return str("unary ", op_name(op), " ", x.dtype(), layout({&out, &x})); }, [&] { in_.unary(op, out, x, p0, p1); });
   }
   void unary_backward(UnaryOp op, const Tensor& gx, const Tensor& gy, const Tensor& x, const Tensor& y, double p0,
                       double p1) override {
-    timed([&] { return str("unary_backward ", op_name(op), " ", gx.dtype()); },
+    timed([&] { return str("unary_backward ", op_name(op), " ", gx.dtype(), layout({&gx, &gy, &x, &y})); },
           [&] { in_.unary_backward(op, gx, gy, x, y, p0, p1); });
   }
   void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) override {
-    timed([&] { return str("binary ", op_name(op), " ", a.dtype()); }, [&] { in_.binary(op, out, a, b); });
+    timed([&] { return str("binary ", op_name(op), " ", a.dtype(), layout({&out, &a, &b})); }, [&] { in_.binary(op, out, a, b); });
   }
   void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) override {
-    timed([&] { return str("where ", out.dtype()); }, [&] { in_.where(out, cond, a, b); });
+    timed([&] { return str("where ", out.dtype(), layout({&out, &cond, &a, &b})); }, [&] { in_.where(out, cond, a, b); });
   }
   void reduce(ReduceOp op, const Tensor& out, const Tensor& x, const std::vector<int64_t>& dims) override {
     timed([&] { return str("reduce ", op_name(op), " ", x.dtype()); }, [&] { in_.reduce(op, out, x, dims); });

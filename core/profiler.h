@@ -4,9 +4,10 @@
 // (CPU or CUDA): every entry of core/backend.h is timed from a synchronized device to a
 // synchronized device, so a GPU kernel's time is its own and not just its launch, and the times
 // are summed per entry, op and dtype, e.g. "conv2d_forward bfloat16", "binary add float32",
-// "copy float32->bfloat16". An entry that calls other entries (a bfloat16 convolution that runs
-// on float32 copies) is timed as a whole; the calls it makes are part of its time and are not
-// counted again. What no entry covers (autograd's bookkeeping, allocation, the host's own work)
+// "copy float32->bfloat16"; elementwise entries that read or write a strided (not broadcast)
+// tensor say so ("binary add float32 strided"). An entry that calls other entries (a bfloat16
+// convolution that runs on float32 copies) is timed as a whole; the calls it makes are part of
+// its time and are not counted again. What no entry covers (autograd's bookkeeping, allocation, the host's own work)
 // is the profiled step's time less the entries' sum.
 //
 // The synchronizations cost time, and they stop the host from queueing work ahead of the device,
@@ -23,7 +24,7 @@ namespace minima {
 class Backend;
 
 struct ProfileRow {
-  std::string name;  // "<entry> [<op>] <dtype>", e.g. "unary_backward relu float32"
+  std::string name;  // "<entry> [<op>] <dtype> [strided]", e.g. "unary_backward relu float32"
   int64_t calls = 0;
   double seconds = 0;
 };

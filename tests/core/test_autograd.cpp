@@ -7,6 +7,7 @@
 
 #include "core/autograd.h"
 #include "core/ops.h"
+#include "core/profiler.h"
 #include "core/random.h"
 #include "test_util.h"
 
@@ -290,4 +291,31 @@ TEST_CASE("autograd: very long graphs are freed and differentiated without deep 
   for (int i = 0; i < n; ++i) y = mul(y, 1.0);
   sum(y).backward();
   CHECK(x.grad().item() == 1.0);
+}
+
+TEST_CASE("autograd: a transposed operand's gradient arrives in its parameter's layout, bitwise unchanged") {
+  // Linear multiplies by weight.t(). The gradient of that column-major operand is computed
+  // column-major, so it reaches the row-major weight as a dense tensor: accumulating it is a
+  // dense add (a strided one is many times slower). Every element is the same sum in the same
+  // order as the product the backward pass computed before, so the values are bitwise equal.
+  Generator g(20261129);
+  for (DType t : {DType::f32, DType::f64}) {
+    Tensor x = urand({300, 50}, g, -1, 1, t);  // K = 300 in the weight gradient: two K blocks
+    Tensor w = make_leaf({70, 50}, g, t);
+    Tensor gy = urand({300, 70}, g, -1, 1, t);
+    matmul(x, w.t()).backward(gy);
+    const Tensor before = matmul(x.t(), gy).t();  // what the backward pass used to compute
+    CHECK(values(w.grad()) == values(before));
+    {
+      ProfileSession session;
+      matmul(x, w.t()).backward(gy);  // accumulates into w.grad
+      bool dense_add = false;
+      for (const ProfileRow& r : session.rows()) {
+        CHECK_MESSAGE(r.name.find("strided") == std::string::npos, r.name);
+        dense_add = dense_add || r.name == str("binary add ", t);
+      }
+      CHECK(dense_add);
+    }
+    CHECK(values(w.grad()) == values(add(before, before)));
+  }
 }
