@@ -1,6 +1,7 @@
 // kernels/cpu/optim.cpp: fused optimizer updates, one pass over a contiguous parameter, its
 // gradient and its state; the arithmetic follows torch.optim.SGD and torch.optim.Adam exactly.
 #include <cmath>
+#include <type_traits>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/loops.h"
@@ -10,6 +11,33 @@ namespace minima::cpu {
 template <class T>
 using Acc = typename acc_type<T>::type;
 
+namespace {
+// Calls f(std::true_type) or f(std::false_type): a run-time flag as a compile-time one.
+template <class F>
+void with_flag(bool v, F&& f) {
+  if (v) f(std::true_type{});
+  else f(std::false_type{});
+}
+
+// SGD's update over [b, e) for one combination of its options, fixed at compile time so that
+// the loop has no branches and vectorizes (the loop that tested them per element did not: it
+// ran at a tenth of the memory bandwidth). The arithmetic is the same, element by element.
+template <bool WD, bool MOM, bool NESTEROV, bool FIRST, class T, class A = Acc<T>>
+void sgd_range(T* __restrict pp, const T* __restrict gp, T* __restrict bp, int64_t b, int64_t e, A lr, A mom,
+               A damp, A wd) {
+  for (int64_t i = b; i < e; ++i) {
+    A d = A(gp[i]);
+    if constexpr (WD) d += wd * A(pp[i]);
+    if constexpr (MOM) {
+      const A m = FIRST ? d : mom * A(bp[i]) + damp * d;
+      bp[i] = T(m);
+      d = NESTEROV ? d + mom * m : m;
+    }
+    pp[i] = T(A(pp[i]) - lr * d);
+  }
+}
+}  // namespace
+
 void CpuBackend::sgd_update(const Tensor& p, const Tensor& g, const Tensor& buf, double lr, double momentum,
                             double dampening, double weight_decay, bool nesterov, bool first_step) {
   MINIMA_DISPATCH_FLOAT(p.dtype(), "sgd_update", [&] {
@@ -18,18 +46,17 @@ void CpuBackend::sgd_update(const Tensor& p, const Tensor& g, const Tensor& buf,
     T* pp = p.data<T>();
     const T* gp = g.data<T>();
     T* bp = momentum != 0.0 ? buf.data<T>() : nullptr;
-    A lr_ = A(lr), mom = A(momentum), damp = A(1.0 - dampening), wd = A(weight_decay);
-    parallel_for(p.numel(), 1 << 14, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i) {
-        A d = A(gp[i]);
-        if (weight_decay != 0.0) d += wd * A(pp[i]);
-        if (bp) {
-          A m = first_step ? d : mom * A(bp[i]) + damp * d;
-          bp[i] = T(m);
-          d = nesterov ? d + mom * m : m;
-        }
-        pp[i] = T(A(pp[i]) - lr_ * d);
-      }
+    const A lr_ = A(lr), mom = A(momentum), damp = A(1.0 - dampening), wd = A(weight_decay);
+    with_flag(weight_decay != 0.0, [&](auto has_wd) {
+      with_flag(bp != nullptr, [&](auto has_mom) {
+        with_flag(has_mom && nesterov, [&](auto nest) {
+          with_flag(has_mom && first_step, [&](auto first) {
+            parallel_for(p.numel(), 1 << 14, [&](int64_t b, int64_t e) {
+              sgd_range<has_wd, has_mom, nest, first>(pp, gp, bp, b, e, lr_, mom, damp, wd);
+            });
+          });
+        });
+      });
     });
   });
 }
