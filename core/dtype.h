@@ -97,6 +97,21 @@ template <class T> struct acc_type { using type = T; };
 template <> struct acc_type<bf16> { using type = float; };
 template <> struct acc_type<uint8_t> { using type = int64_t; };
 
+// base^exp on integers, as PyTorch computes pow on integer tensors: exact modulo 2^64 (products
+// wrap, as every integer op here does; an integer result never goes through a double, whose
+// conversion back is undefined once out of range and exact only up to 2^53), by squaring. A
+// negative exponent gives the integer part of the true power: 1 for base 1, +-1 for base -1,
+// else 0.
+MINIMA_HD int64_t int_pow(int64_t base, int64_t exp) {
+  if (exp < 0) return base == 1 ? 1 : base == -1 ? ((exp & 1) ? -1 : 1) : 0;
+  uint64_t r = 1, b = uint64_t(base);
+  for (uint64_t e = uint64_t(exp); e != 0; e >>= 1) {
+    if (e & 1) r *= b;
+    b *= b;
+  }
+  return int64_t(r);  // modulo 2^64, two's complement
+}
+
 }  // namespace minima
 
 // Run `__VA_ARGS__` with `scalar_t` bound to the C++ type of `dt`.

@@ -194,7 +194,12 @@ void binary_typed(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor&
       } else {
         MINIMA_B(x / y)
       }
-    case BinaryOp::Pow: MINIMA_B(A(std::pow(double(x), double(y))))
+    case BinaryOp::Pow:
+      if constexpr (std::is_integral_v<A>) {
+        MINIMA_B(A(int_pow(int64_t(x), int64_t(y))))
+      } else {
+        MINIMA_B(A(std::pow(double(x), double(y))))
+      }
     case BinaryOp::Maximum:
       if constexpr (std::is_floating_point_v<A>) {
         MINIMA_B((std::isnan(x) || x > y) ? x : y)

@@ -140,7 +140,9 @@ __device__ __forceinline__ A binary_arith(BinaryOp op, A x, A y) {
     case BinaryOp::Div:
       if constexpr (std::is_integral_v<A>) return y == 0 ? A(0) : A(x / y);  // never a trap
       else return x / y;
-    case BinaryOp::Pow: return A(pow(double(x), double(y)));
+    case BinaryOp::Pow:
+      if constexpr (std::is_integral_v<A>) return A(int_pow(int64_t(x), int64_t(y)));  // exact, wrapping
+      else return A(pow(double(x), double(y)));
     case BinaryOp::Maximum: return (d_isnan(x) || x > y) ? x : y;
     case BinaryOp::Minimum: return (d_isnan(x) || x < y) ? x : y;
     default: return A(0);

@@ -798,6 +798,43 @@ TEST_CASE("kernels: unary and binary math against the standard library") {
   CHECK(div(i1, i2).to_vector<int64_t>() == std::vector<int64_t>{3, -3, 0});
 }
 
+TEST_CASE("kernels: pow on integer tensors is exact and wraps modulo 2^64, as PyTorch's") {
+  // The reference multiplies exp times in unsigned 64-bit arithmetic (the kernels square); a
+  // negative exponent gives the integer part of the true power. PyTorch 1.13 gives, e.g.,
+  // 3^40 = -6289078614652622815 and 7^25 = -5543697716832367161 on int64 tensors.
+  auto naive = [](int64_t b, int64_t e) -> int64_t {
+    if (e < 0) return b == 1 ? 1 : b == -1 ? (e % 2 != 0 ? -1 : 1) : 0;
+    uint64_t r = 1;
+    for (int64_t k = 0; k < e; ++k) r *= uint64_t(b);
+    return int64_t(r);
+  };
+  Generator g(2026);
+  std::vector<int64_t> bases = {0, 1, -1, 2, -2, 3, 7, 10, -10, 12345, int64_t(1) << 62, std::numeric_limits<int64_t>::min()};
+  std::vector<int64_t> exps = {-5, -1, 0, 1, 2, 3, 25, 31, 40, 53, 63, 64, 100};
+  for (int i = 0; i < 64; ++i) {  // fresh random pairs too
+    bases.push_back(int64_t(g.below(2001)) - 1000);
+  }
+  std::vector<int64_t> bv, ev, want;
+  for (size_t i = 0; i < bases.size(); ++i)
+    for (size_t j = 0; j < exps.size(); ++j) {
+      bv.push_back(bases[i]);
+      ev.push_back(exps[j]);
+      want.push_back(naive(bases[i], exps[j]));
+    }
+  const int64_t n = int64_t(bv.size());
+  Tensor b = from_vector<int64_t>(bv, {n}, TensorOptions(DType::i64));
+  Tensor e = from_vector<int64_t>(ev, {n}, TensorOptions(DType::i64));
+  CHECK(pow(b, e).to_vector<int64_t>() == want);
+  CHECK(pow(from_vector<int64_t>({3, 7}, {2}, TensorOptions(DType::i64)),
+            from_vector<int64_t>({40, 25}, {2}, TensorOptions(DType::i64)))
+            .to_vector<int64_t>() == std::vector<int64_t>{-6289078614652622815LL, -5543697716832367161LL});
+  // uint8 wraps modulo 2^8: 200^2 = 40000 = 64 (mod 256), 3^5 = 243.
+  Tensor u = pow(from_vector<uint8_t>({200, 3, 2}, {3}, TensorOptions(DType::u8)),
+                 from_vector<uint8_t>({2, 5, 9}, {3}, TensorOptions(DType::u8)));
+  CHECK(u.dtype() == DType::u8);
+  CHECK(u.to_vector<uint8_t>() == std::vector<uint8_t>{64, 243, 0});
+}
+
 TEST_CASE("kernels: gather and index_select against naive indexing") {
   Generator g(415);
   Tensor x = urand({4, 5, 6}, g);

@@ -181,7 +181,12 @@ CUDA_TEST_CASE("cuda comparisons, where, and integer binary ops") {
     expect_equal(maximum(dp, dq).cpu(), maximum(p, q), "int maximum");
     expect_equal(minimum(dp, dq).cpu(), minimum(p, q), "int minimum");
     expect_equal(lt(dp, dq).cpu(), lt(p, q), "int lt");
+    expect_equal(pow(dp, dq).cpu(), pow(p, q), "int pow");
   }
+  // Integer pow is exact and wraps modulo 2^64 on both devices (never through a double).
+  Tensor base = from_vector<int64_t>({3, 7, -2, 1, -1, 5, 2}, {7}, TensorOptions(DType::i64));
+  Tensor expo = from_vector<int64_t>({40, 25, 63, -3, -3, -1, 64}, {7}, TensorOptions(DType::i64));
+  CHECK(pow(base.to(kGpu), expo.to(kGpu)).cpu().to_vector<int64_t>() == pow(base, expo).to_vector<int64_t>());
 }
 
 CUDA_TEST_CASE("cuda in-place add_ and mul_ on views") {
