@@ -4,7 +4,19 @@
 // (running = (1 - momentum) * running + momentum * batch, unbiased batch variance).
 // Backward is the fused closed form:
 //   gx = w * invstd / M * (M * gy - sum(gy) - xhat * sum(gy * xhat)).
+//
+// Two loop orders: a [N, C, H, W] input runs channel by channel; a [N, C] input (H*W = 1, as
+// BatchNorm1d gives) runs row by row with the channels as the inner, vectorized loop and one
+// accumulator per channel, because channel by channel it would be one chain of dependent adds per
+// channel with a stride-C load each. Both give bitwise the same results (tested), because the
+// arithmetic is written out rather than left to the compiler's choice of fused multiply-adds:
+//  * every sum adds one term at a time in double, in (n, h*w) order, and a term that is a
+//    product is rounded before it is added (the products are stored first, then added in a
+//    loop that only adds);
+//  * y = fma(x, scale, shift) with scale = w * invstd and shift = fma(-mean, scale, b);
+//  * gx = k * fma(-xhat, sum(gy * xhat), fma(M, gy, -sum(gy))) with k = w * invstd / M.
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/loops.h"
@@ -39,6 +51,26 @@ void store_param(const Tensor& t, int64_t c, double v) {
   MINIMA_DISPATCH_FLOAT(t.dtype(), "batch_norm",
                         [&] { t.data<scalar_t>()[c * t.strides()[0]] = scalar_t(Acc<scalar_t>(v)); });
 }
+
+// acc[j] += term[j] for j < n: only adds, so no product is fused into them.
+inline void add_terms(double* acc, const double* term, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) acc[j] += term[j];
+}
+// acc + term[0] + term[1] + ..., in order.
+inline double sum_terms(double acc, const double* term, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) acc += term[j];
+  return acc;
+}
+
+template <class T>
+inline T normalize(T x, double scale, double shift) {
+  return T(Acc<T>(std::fma(ld(x), scale, shift)));
+}
+template <class T>
+inline T input_grad(T x, T gy, double mean, double invstd, double k, double M, double sg, double sgx) {
+  const double xhat = (ld(x) - mean) * invstd;
+  return T(Acc<T>(k * std::fma(-xhat, sgx, std::fma(M, ld(gy), -sg))));
+}
 }  // namespace
 
 void CpuBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_mean, const Tensor& save_invstd,
@@ -51,7 +83,53 @@ void CpuBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_me
     using T = scalar_t;
     const T* xp = x.data<T>();
     T* yp = y.data<T>();
+    // Channel c's statistics from its mean and sum of squared deviations: saves them, updates the
+    // running stats and returns the folded affine y = x * scale + shift.
+    auto finish = [&](int64_t c, double mean, double ss, double& scale, double& shift) {
+      double var = ss / M, invstd = 1.0 / std::sqrt(var + eps);
+      scale = load_param<T>(weight, c, 1.0) * invstd;
+      shift = std::fma(-mean, scale, load_param<T>(bias, c, 0.0));
+      store_param(save_mean, c, mean);
+      store_param(save_invstd, c, invstd);
+      if (running_mean.defined()) {
+        double rm = load_param<T>(running_mean, c, 0.0);
+        store_param(running_mean, c, (1.0 - momentum) * rm + momentum * mean);
+      }
+      if (running_var.defined()) {
+        double rv = load_param<T>(running_var, c, 1.0);
+        double unbiased = M > 1 ? ss / (M - 1) : var;
+        store_param(running_var, c, (1.0 - momentum) * rv + momentum * unbiased);
+      }
+    };
+    if (g.S == 1) {  // [N, C]: row by row, channels [cb, ce) in the inner loop
+      parallel_for(g.C, 16, [&](int64_t cb, int64_t ce) {
+        const int64_t nc = ce - cb;
+        std::vector<double> mean(size_t(nc), 0.0), ss(size_t(nc), 0.0), sq(size_t(nc), 0.0);
+        std::vector<double> scale(size_t(nc), 0.0), shift(size_t(nc), 0.0);
+        for (int64_t n = 0; n < g.N; ++n) {
+          const T* r = xp + n * g.C + cb;
+          for (int64_t c = 0; c < nc; ++c) mean[c] += ld(r[c]);
+        }
+        for (int64_t c = 0; c < nc; ++c) mean[c] /= M;
+        for (int64_t n = 0; n < g.N; ++n) {
+          const T* r = xp + n * g.C + cb;
+          for (int64_t c = 0; c < nc; ++c) {
+            const double d = ld(r[c]) - mean[c];
+            sq[c] = d * d;
+          }
+          add_terms(ss.data(), sq.data(), nc);
+        }
+        for (int64_t c = 0; c < nc; ++c) finish(cb + c, mean[c], ss[c], scale[c], shift[c]);
+        for (int64_t n = 0; n < g.N; ++n) {
+          const T* r = xp + n * g.C + cb;
+          T* o = yp + n * g.C + cb;
+          for (int64_t c = 0; c < nc; ++c) o[c] = normalize(r[c], scale[c], shift[c]);
+        }
+      });
+      return;
+    }
     parallel_for(g.C, 1, [&](int64_t cb, int64_t ce) {
+      std::vector<double> sq(size_t(g.S), 0.0);
       for (int64_t c = cb; c < ce; ++c) {
         double s = 0;
         for (int64_t n = 0; n < g.N; ++n) {
@@ -62,28 +140,17 @@ void CpuBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_me
         for (int64_t n = 0; n < g.N; ++n) {
           const T* r = xp + (n * g.C + c) * g.S;
           for (int64_t i = 0; i < g.S; ++i) {
-            double d = ld(r[i]) - mean;
-            ss += d * d;
+            const double d = ld(r[i]) - mean;
+            sq[i] = d * d;
           }
+          ss = sum_terms(ss, sq.data(), g.S);
         }
-        double var = ss / M, invstd = 1.0 / std::sqrt(var + eps);
-        double w = load_param<T>(weight, c, 1.0), b = load_param<T>(bias, c, 0.0);
-        double scale = w * invstd, shift = b - mean * scale;
+        double scale, shift;
+        finish(c, mean, ss, scale, shift);
         for (int64_t n = 0; n < g.N; ++n) {
           const T* r = xp + (n * g.C + c) * g.S;
           T* o = yp + (n * g.C + c) * g.S;
-          for (int64_t i = 0; i < g.S; ++i) o[i] = T(Acc<T>(ld(r[i]) * scale + shift));
-        }
-        store_param(save_mean, c, mean);
-        store_param(save_invstd, c, invstd);
-        if (running_mean.defined()) {
-          double rm = load_param<T>(running_mean, c, 0.0);
-          store_param(running_mean, c, (1.0 - momentum) * rm + momentum * mean);
-        }
-        if (running_var.defined()) {
-          double rv = load_param<T>(running_var, c, 1.0);
-          double unbiased = M > 1 ? ss / (M - 1) : var;
-          store_param(running_var, c, (1.0 - momentum) * rv + momentum * unbiased);
+          for (int64_t i = 0; i < g.S; ++i) o[i] = normalize(r[i], scale, shift);
         }
       }
     });
@@ -97,15 +164,29 @@ void CpuBackend::batch_norm_forward_eval(const Tensor& y, const Tensor& x, const
     using T = scalar_t;
     const T* xp = x.data<T>();
     T* yp = y.data<T>();
+    // y = x * scale[c] + shift[c], folded once per channel.
+    std::vector<double> scale(size_t(g.C), 0.0), shift(size_t(g.C), 0.0);
+    for (int64_t c = 0; c < g.C; ++c) {
+      const double invstd = 1.0 / std::sqrt(load_param<T>(running_var, c, 1.0) + eps);
+      scale[c] = load_param<T>(weight, c, 1.0) * invstd;
+      shift[c] = std::fma(-load_param<T>(running_mean, c, 0.0), scale[c], load_param<T>(bias, c, 0.0));
+    }
+    if (g.S == 1) {  // [N, C]: row by row
+      parallel_for(g.N, 16, [&](int64_t nb, int64_t ne) {
+        for (int64_t n = nb; n < ne; ++n) {
+          const T* r = xp + n * g.C;
+          T* o = yp + n * g.C;
+          for (int64_t c = 0; c < g.C; ++c) o[c] = normalize(r[c], scale[c], shift[c]);
+        }
+      });
+      return;
+    }
     parallel_for(g.N * g.C, 1, [&](int64_t b0, int64_t e0) {
       for (int64_t nc = b0; nc < e0; ++nc) {
-        int64_t c = nc % g.C;
-        double invstd = 1.0 / std::sqrt(load_param<T>(running_var, c, 1.0) + eps);
-        double scale = load_param<T>(weight, c, 1.0) * invstd;
-        double shift = load_param<T>(bias, c, 0.0) - load_param<T>(running_mean, c, 0.0) * scale;
+        const double sc = scale[nc % g.C], sh = shift[nc % g.C];
         const T* r = xp + nc * g.S;
         T* o = yp + nc * g.S;
-        for (int64_t i = 0; i < g.S; ++i) o[i] = T(Acc<T>(ld(r[i]) * scale + shift));
+        for (int64_t i = 0; i < g.S; ++i) o[i] = normalize(r[i], sc, sh);
       }
     });
   });
@@ -121,29 +202,60 @@ void CpuBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, co
     const T* xp = x.data<T>();
     const T* gp = gy.data<T>();
     T* gxp = gx.data<T>();
+    if (g.S == 1) {  // [N, C]: row by row, channels [cb, ce) in the inner loop
+      parallel_for(g.C, 16, [&](int64_t cb, int64_t ce) {
+        const int64_t nc = ce - cb;
+        std::vector<double> mean(size_t(nc), 0.0), invstd(size_t(nc), 0.0), k(size_t(nc), 0.0);
+        std::vector<double> sg(size_t(nc), 0.0), sgx(size_t(nc), 0.0), term(size_t(nc), 0.0);
+        for (int64_t c = 0; c < nc; ++c) {
+          mean[c] = load_param<T>(save_mean, cb + c, 0.0);
+          invstd[c] = load_param<T>(save_invstd, cb + c, 1.0);
+        }
+        for (int64_t n = 0; n < g.N; ++n) {
+          const T* r = xp + n * g.C + cb;
+          const T* gr = gp + n * g.C + cb;
+          for (int64_t c = 0; c < nc; ++c) {
+            const double gv = ld(gr[c]);
+            sg[c] += gv;
+            term[c] = gv * (ld(r[c]) - mean[c]) * invstd[c];
+          }
+          add_terms(sgx.data(), term.data(), nc);
+        }
+        for (int64_t c = 0; c < nc; ++c) {
+          k[c] = load_param<T>(weight, cb + c, 1.0) * invstd[c] / M;
+          if (gweight.defined()) store_param(gweight, cb + c, sgx[c]);
+          if (gbias.defined()) store_param(gbias, cb + c, sg[c]);
+        }
+        for (int64_t n = 0; n < g.N; ++n) {
+          const T* r = xp + n * g.C + cb;
+          const T* gr = gp + n * g.C + cb;
+          T* o = gxp + n * g.C + cb;
+          for (int64_t c = 0; c < nc; ++c) o[c] = input_grad(r[c], gr[c], mean[c], invstd[c], k[c], M, sg[c], sgx[c]);
+        }
+      });
+      return;
+    }
     parallel_for(g.C, 1, [&](int64_t cb, int64_t ce) {
+      std::vector<double> term(size_t(g.S), 0.0);
       for (int64_t c = cb; c < ce; ++c) {
-        double mean = load_param<T>(save_mean, c, 0.0), invstd = load_param<T>(save_invstd, c, 1.0);
+        const double mean = load_param<T>(save_mean, c, 0.0), invstd = load_param<T>(save_invstd, c, 1.0);
         double sg = 0, sgx = 0;
         for (int64_t n = 0; n < g.N; ++n) {
           const T* r = xp + (n * g.C + c) * g.S;
           const T* gr = gp + (n * g.C + c) * g.S;
           for (int64_t i = 0; i < g.S; ++i) {
-            double gv = ld(gr[i]);
+            const double gv = ld(gr[i]);
             sg += gv;
-            sgx += gv * (ld(r[i]) - mean) * invstd;
+            term[i] = gv * (ld(r[i]) - mean) * invstd;
           }
+          sgx = sum_terms(sgx, term.data(), g.S);
         }
-        double w = load_param<T>(weight, c, 1.0);
-        double k = w * invstd / M;
+        const double k = load_param<T>(weight, c, 1.0) * invstd / M;
         for (int64_t n = 0; n < g.N; ++n) {
           const T* r = xp + (n * g.C + c) * g.S;
           const T* gr = gp + (n * g.C + c) * g.S;
           T* o = gxp + (n * g.C + c) * g.S;
-          for (int64_t i = 0; i < g.S; ++i) {
-            double xhat = (ld(r[i]) - mean) * invstd;
-            o[i] = T(Acc<T>(k * (M * ld(gr[i]) - sg - xhat * sgx)));
-          }
+          for (int64_t i = 0; i < g.S; ++i) o[i] = input_grad(r[i], gr[i], mean, invstd, k, M, sg, sgx);
         }
         if (gweight.defined()) store_param(gweight, c, sgx);
         if (gbias.defined()) store_param(gbias, c, sg);

@@ -964,6 +964,66 @@ TEST_CASE("kernels: elementwise loops and reductions on large strided tensors (t
   MINIMA_CHECK_CLOSE(cs, want_c, 1e-11, 1e-13);
 }
 
+TEST_CASE("kernels: batch_norm on [N, C] (rows of channels) is bitwise the per-channel loops") {
+  // An [N, C, 1, 1] input runs row by row with the channels innermost; the same values laid out
+  // as [1, C, N, 1] run through the per-channel loops. Each channel sums the same values in the
+  // same order either way, so every output must be bitwise equal.
+  Generator g(20261130);
+  Backend& cpu = cpu_backend();
+  for (DType t : {DType::f32, DType::f64, DType::bf16})
+    for (int64_t C : {int64_t(37), int64_t(300)})
+      for (bool affine : {true, false}) {
+        INFO(std::string(dtype_name(t)), " C=", C, affine ? " affine" : "");
+        const int64_t N = 53;
+        Tensor x = add(urand({N, C}, g, -2, 3, t), 7.0).to(t);  // a mean far from 0
+        Tensor gy = urand({N, C}, g, -1, 1, t);
+        auto cols = [&](const Tensor& rows) { return rows.t().contiguous().reshape({1, C, N, 1}); };
+        auto back = [&](const Tensor& c) { return c.reshape({C, N}).t(); };  // [N, C] view
+        Tensor w = affine ? urand({C}, g, 0.5, 1.5, DType::f32) : Tensor();
+        Tensor b = affine ? urand({C}, g, -0.5, 0.5, DType::f32) : Tensor();
+        auto opts = TensorOptions(DType::f32);
+        struct Out {
+          Tensor y, mean, invstd, rm, rv, ye, gx, gw, gb;
+        };
+        auto run = [&](const Tensor& xin, const Tensor& gin) {
+          Out o;
+          o.y = empty(xin.shape(), TensorOptions(t));
+          o.mean = empty({C}, opts);
+          o.invstd = empty({C}, opts);
+          o.rm = full({C}, 0.25, opts);
+          o.rv = full({C}, 2.0, opts);
+          cpu.batch_norm_forward_train(o.y, o.mean, o.invstd, xin, w, b, o.rm, o.rv, 0.1, 1e-5);
+          o.ye = empty(xin.shape(), TensorOptions(t));
+          cpu.batch_norm_forward_eval(o.ye, xin, w, b, o.rm, o.rv, 1e-5);
+          o.gx = empty(xin.shape(), TensorOptions(t));
+          o.gw = affine ? empty({C}, opts) : Tensor();
+          o.gb = affine ? empty({C}, opts) : Tensor();
+          cpu.batch_norm_backward(o.gx, o.gw, o.gb, gin, xin, w, o.mean, o.invstd);
+          return o;
+        };
+        Out r = run(x.reshape({N, C, 1, 1}), gy.reshape({N, C, 1, 1}));
+        Out c = run(cols(x), cols(gy));
+        CHECK(values(r.y.reshape({N, C})) == values(back(c.y)));
+        CHECK(values(r.ye.reshape({N, C})) == values(back(c.ye)));
+        CHECK(values(r.gx.reshape({N, C})) == values(back(c.gx)));
+        for (auto [a, z] : {std::pair{r.mean, c.mean}, {r.invstd, c.invstd}, {r.rm, c.rm}, {r.rv, c.rv}})
+          CHECK(values(a) == values(z));
+        if (affine) {
+          CHECK(values(r.gw) == values(c.gw));
+          CHECK(values(r.gb) == values(c.gb));
+        }
+        // And against the definition, to a tolerance: y has mean 0 (before the affine part).
+        if (!affine) {
+          std::vector<double> yv = values(r.y.reshape({N, C}));
+          for (int64_t ch = 0; ch < C; ch += 17) {
+            double s = 0;
+            for (int64_t n = 0; n < N; ++n) s += yv[size_t(n * C + ch)];
+            CHECK(std::abs(s / double(N)) < (t == DType::bf16 ? 2e-2 : 1e-5));
+          }
+        }
+      }
+}
+
 TEST_CASE("kernels: batch_norm with strided parameters and running stats") {
   // Parameters that are views with a stride (e.g. slices of a flat parameter buffer).
   Generator g(418);
