@@ -401,6 +401,58 @@ TEST_CASE("kernels: max and avg pooling against naive loops") {
   CHECK(values(max_pool2d(x, 3)) == values(max_pool2d(x, 3, 3)));
 }
 
+TEST_CASE("kernels: max_pool2d picks the first maximum, or the first NaN, as PyTorch does") {
+  // Values drawn from a few levels (many ties), with NaN and -inf sprinkled in; every window
+  // shape the kernel treats apart: 2x2 stride 2 (its vectorized rows), 3x3, others, padding.
+  // The output must be the window's first maximum in (h, w) order, or its first NaN, and the
+  // gradient must reach exactly that element.
+  Generator g(20261201);
+  struct C {
+    Shape x;
+    int64_t k, s, p;
+  };
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  for (DType t : {DType::f32, DType::f64, DType::bf16})
+    for (auto c : std::vector<C>{{{2, 3, 8, 10}, 2, 2, 0}, {{2, 2, 9, 7}, 2, 2, 0}, {{1, 3, 9, 9}, 3, 2, 1},
+                                 {{2, 1, 7, 8}, 3, 3, 0}, {{1, 2, 6, 9}, 4, 3, 2}, {{1, 2, 5, 6}, 2, 1, 1}}) {
+      INFO(std::string(dtype_name(t)), " pool ", shape_str(c.x), " k ", c.k, " s ", c.s, " p ", c.p);
+      const int64_t n = numel_of(c.x);
+      std::vector<double> xv(static_cast<size_t>(n), 0.0);
+      for (auto& v : xv) {
+        const uint64_t r = g.below(20);
+        v = r == 0 ? nan : r == 1 ? -inf : double(int64_t(g.below(4)) - 2);  // -2, -1, 0, 1
+      }
+      Tensor x = from_vector<double>(xv, c.x, TensorOptions(DType::f64)).to(t);
+      x.requires_grad_(true);
+      Tensor y = max_pool2d(x, c.k, c.s, c.p);
+      const int64_t H = c.x[2], W = c.x[3], OH = y.size(2), OW = y.size(3);
+      Tensor gy = add(mul(randperm(y.numel(), g).to(t).reshape(y.shape()), 1.0), 1.0);  // distinct, exact
+      y.backward(gy);
+      std::vector<double> yv = values(y), gyv = values(gy), want_g(size_t(n), 0.0);
+      bool all_ok = true;
+      for (int64_t pl = 0; pl < c.x[0] * c.x[1]; ++pl)
+        for (int64_t oh = 0; oh < OH; ++oh)
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            double best = 0;
+            int64_t at = -1;
+            for (int64_t h = std::max<int64_t>(0, oh * c.s - c.p); h < std::min(H, oh * c.s - c.p + c.k); ++h)
+              for (int64_t w = std::max<int64_t>(0, ow * c.s - c.p); w < std::min(W, ow * c.s - c.p + c.k); ++w) {
+                const double v = xv[size_t((pl * H + h) * W + w)];
+                if (at >= 0 && std::isnan(best)) continue;  // the first NaN stays
+                if (at < 0 || std::isnan(v) || v > best) {
+                  best = v;
+                  at = (pl * H + h) * W + w;
+                }
+              }
+            const double got = yv[size_t((pl * OH + oh) * OW + ow)];
+            all_ok = all_ok && (std::isnan(best) ? std::isnan(got) : got == best);
+            want_g[size_t(at)] += gyv[size_t((pl * OH + oh) * OW + ow)];
+          }
+      CHECK(all_ok);
+      CHECK(values(x.grad()) == want_g);
+    }
+}
+
 TEST_CASE("kernels: max_pool2d backward routes each gradient to its window's maximum") {
   Generator g(406);
   Tensor x = distinct({2, 2, 5, 6}, g);
