@@ -209,7 +209,8 @@ std::vector<ProfileRow> ProfileSession::rows() const {
   return out;
 }
 
-bool profiling() { return g_active.load(std::memory_order_relaxed); }
+// Acquire: a thread that sees a session also sees its owner, written before the session went live.
+bool profiling() { return g_active.load(std::memory_order_acquire); }
 
 Backend& profiled(Backend& inner) {
   static std::mutex mu;
