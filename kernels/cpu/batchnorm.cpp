@@ -5,16 +5,20 @@
 // Backward is the fused closed form:
 //   gx = w * invstd / M * (M * gy - sum(gy) - xhat * sum(gy * xhat)).
 //
-// Two loop orders: a [N, C, H, W] input runs channel by channel; a [N, C] input (H*W = 1, as
-// BatchNorm1d gives) runs row by row with the channels as the inner, vectorized loop and one
-// accumulator per channel, because channel by channel it would be one chain of dependent adds per
-// channel with a stride-C load each. Both give bitwise the same results (tested), because the
-// arithmetic is written out rather than left to the compiler's choice of fused multiply-adds:
-//  * every sum adds one term at a time in double, in (n, h*w) order, and a term that is a
-//    product is rounded before it is added (the products are stored first, then added in a
-//    loop that only adds);
+// Every per-channel sum is a lane sum: the channel's M = N*H*W terms, taken in (n, h*w) order,
+// are dealt round-robin to kLanes double accumulators (term m goes to lane m mod kLanes), and the
+// lanes are combined by a fixed pairwise tree. The lanes are independent chains of adds, so the
+// loops vectorize; one accumulator would be a chain of dependent adds, one add per 4 cycles.
+//
+// Two loop orders: a [N, C, H, W] input runs channel by channel over its rows of H*W; a [N, C]
+// input (H*W = 1, as BatchNorm1d gives) runs row by row with the channels as the inner, vectorized
+// loop and kLanes accumulators per channel (lane n mod kLanes), because channel by channel it would
+// load with a stride of C. Both give bitwise the same results (tested): the terms, lanes and tree
+// are the same, and this file is compiled with -ffp-contract=off, so the arithmetic is exactly as
+// written (no product is fused into an add by the compiler's choice, which differs by loop shape):
 //  * y = fma(x, scale, shift) with scale = w * invstd and shift = fma(-mean, scale, b);
 //  * gx = k * fma(-xhat, sum(gy * xhat), fma(M, gy, -sum(gy))) with k = w * invstd / M.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -52,14 +56,35 @@ void store_param(const Tensor& t, int64_t c, double v) {
                         [&] { t.data<scalar_t>()[c * t.strides()[0]] = scalar_t(Acc<scalar_t>(v)); });
 }
 
-// acc[j] += term[j] for j < n: only adds, so no product is fused into them.
-inline void add_terms(double* acc, const double* term, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) acc[j] += term[j];
-}
-// acc + term[0] + term[1] + ..., in order.
-inline double sum_terms(double acc, const double* term, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) acc += term[j];
-  return acc;
+constexpr int64_t kLanes = 16;
+
+// A channel's lane sum, accumulated run by run (runs = the channel's rows of H*W values).
+struct LaneSum {
+  double lane[kLanes] = {};
+  int64_t next = 0;  // the lane of the next term: (terms so far) mod kLanes
+
+  // Adds term(0), ..., term(n - 1), the next n terms of the channel.
+  template <class F>
+  void add(int64_t n, F term) {
+    int64_t i = 0;
+    for (; i < n && next != 0; ++i, next = (next + 1) % kLanes) lane[next] += term(i);
+    double l[kLanes];  // a local copy the compiler keeps in registers
+    for (int64_t j = 0; j < kLanes; ++j) l[j] = lane[j];
+    for (; i + kLanes <= n; i += kLanes)
+      for (int64_t j = 0; j < kLanes; ++j) l[j] += term(i + j);
+    for (int64_t j = 0; j < kLanes; ++j) lane[j] = l[j];
+    for (; i < n; ++i, ++next) lane[next] += term(i);  // next starts at 0 here and stays < kLanes
+  }
+};
+
+// The fixed pairwise tree over kLanes accumulators lane[0], lane[stride], ..., lane[(kLanes-1)*stride]
+// (the [N, C] path keeps each lane's channels contiguous, so its lanes are C apart).
+inline double combine_lanes(const double* lane, int64_t stride) {
+  double t[kLanes];
+  for (int64_t j = 0; j < kLanes; ++j) t[j] = lane[j * stride];
+  for (int64_t w = kLanes / 2; w >= 1; w /= 2)
+    for (int64_t j = 0; j < w; ++j) t[j] = t[j] + t[j + w];
+  return t[0];
 }
 
 template <class T>
@@ -104,22 +129,28 @@ void CpuBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_me
     if (g.S == 1) {  // [N, C]: row by row, channels [cb, ce) in the inner loop
       parallel_for(g.C, 16, [&](int64_t cb, int64_t ce) {
         const int64_t nc = ce - cb;
-        std::vector<double> mean(size_t(nc), 0.0), ss(size_t(nc), 0.0), sq(size_t(nc), 0.0);
+        // lanes[(n mod kLanes) * nc + c] is channel cb + c's lane n mod kLanes.
+        std::vector<double> lanes(size_t(kLanes * nc), 0.0), mean(size_t(nc), 0.0), ss(size_t(nc), 0.0);
         std::vector<double> scale(size_t(nc), 0.0), shift(size_t(nc), 0.0);
         for (int64_t n = 0; n < g.N; ++n) {
           const T* r = xp + n * g.C + cb;
-          for (int64_t c = 0; c < nc; ++c) mean[c] += ld(r[c]);
+          double* l = lanes.data() + (n % kLanes) * nc;
+          for (int64_t c = 0; c < nc; ++c) l[c] += ld(r[c]);
         }
-        for (int64_t c = 0; c < nc; ++c) mean[c] /= M;
+        for (int64_t c = 0; c < nc; ++c) mean[c] = combine_lanes(lanes.data() + c, nc) / M;
+        std::fill(lanes.begin(), lanes.end(), 0.0);
         for (int64_t n = 0; n < g.N; ++n) {
           const T* r = xp + n * g.C + cb;
+          double* l = lanes.data() + (n % kLanes) * nc;
           for (int64_t c = 0; c < nc; ++c) {
             const double d = ld(r[c]) - mean[c];
-            sq[c] = d * d;
+            l[c] += d * d;
           }
-          add_terms(ss.data(), sq.data(), nc);
         }
-        for (int64_t c = 0; c < nc; ++c) finish(cb + c, mean[c], ss[c], scale[c], shift[c]);
+        for (int64_t c = 0; c < nc; ++c) {
+          ss[c] = combine_lanes(lanes.data() + c, nc);
+          finish(cb + c, mean[c], ss[c], scale[c], shift[c]);
+        }
         for (int64_t n = 0; n < g.N; ++n) {
           const T* r = xp + n * g.C + cb;
           T* o = yp + n * g.C + cb;
@@ -129,26 +160,26 @@ void CpuBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_me
       return;
     }
     parallel_for(g.C, 1, [&](int64_t cb, int64_t ce) {
-      std::vector<double> sq(size_t(g.S), 0.0);
       for (int64_t c = cb; c < ce; ++c) {
-        double s = 0;
+        auto row = [&](int64_t n) { return xp + (n * g.C + c) * g.S; };
+        LaneSum sum;
         for (int64_t n = 0; n < g.N; ++n) {
-          const T* r = xp + (n * g.C + c) * g.S;
-          for (int64_t i = 0; i < g.S; ++i) s += ld(r[i]);
+          const T* r = row(n);
+          sum.add(g.S, [&](int64_t i) { return ld(r[i]); });
         }
-        double mean = s / M, ss = 0;
+        const double mean = combine_lanes(sum.lane, 1) / M;
+        LaneSum sq;
         for (int64_t n = 0; n < g.N; ++n) {
-          const T* r = xp + (n * g.C + c) * g.S;
-          for (int64_t i = 0; i < g.S; ++i) {
+          const T* r = row(n);
+          sq.add(g.S, [&](int64_t i) {
             const double d = ld(r[i]) - mean;
-            sq[i] = d * d;
-          }
-          ss = sum_terms(ss, sq.data(), g.S);
+            return d * d;
+          });
         }
         double scale, shift;
-        finish(c, mean, ss, scale, shift);
+        finish(c, mean, combine_lanes(sq.lane, 1), scale, shift);
         for (int64_t n = 0; n < g.N; ++n) {
-          const T* r = xp + (n * g.C + c) * g.S;
+          const T* r = row(n);
           T* o = yp + (n * g.C + c) * g.S;
           for (int64_t i = 0; i < g.S; ++i) o[i] = normalize(r[i], scale, shift);
         }
@@ -206,7 +237,9 @@ void CpuBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, co
       parallel_for(g.C, 16, [&](int64_t cb, int64_t ce) {
         const int64_t nc = ce - cb;
         std::vector<double> mean(size_t(nc), 0.0), invstd(size_t(nc), 0.0), k(size_t(nc), 0.0);
-        std::vector<double> sg(size_t(nc), 0.0), sgx(size_t(nc), 0.0), term(size_t(nc), 0.0);
+        std::vector<double> sg(size_t(nc), 0.0), sgx(size_t(nc), 0.0);
+        // lanes_*[(n mod kLanes) * nc + c] is channel cb + c's lane n mod kLanes.
+        std::vector<double> lanes_g(size_t(kLanes * nc), 0.0), lanes_gx(size_t(kLanes * nc), 0.0);
         for (int64_t c = 0; c < nc; ++c) {
           mean[c] = load_param<T>(save_mean, cb + c, 0.0);
           invstd[c] = load_param<T>(save_invstd, cb + c, 1.0);
@@ -214,14 +247,17 @@ void CpuBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, co
         for (int64_t n = 0; n < g.N; ++n) {
           const T* r = xp + n * g.C + cb;
           const T* gr = gp + n * g.C + cb;
+          double* lg = lanes_g.data() + (n % kLanes) * nc;
+          double* lgx = lanes_gx.data() + (n % kLanes) * nc;
           for (int64_t c = 0; c < nc; ++c) {
             const double gv = ld(gr[c]);
-            sg[c] += gv;
-            term[c] = gv * (ld(r[c]) - mean[c]) * invstd[c];
+            lg[c] += gv;
+            lgx[c] += gv * (ld(r[c]) - mean[c]) * invstd[c];
           }
-          add_terms(sgx.data(), term.data(), nc);
         }
         for (int64_t c = 0; c < nc; ++c) {
+          sg[c] = combine_lanes(lanes_g.data() + c, nc);
+          sgx[c] = combine_lanes(lanes_gx.data() + c, nc);
           k[c] = load_param<T>(weight, cb + c, 1.0) * invstd[c] / M;
           if (gweight.defined()) store_param(gweight, cb + c, sgx[c]);
           if (gbias.defined()) store_param(gbias, cb + c, sg[c]);
@@ -236,20 +272,16 @@ void CpuBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, co
       return;
     }
     parallel_for(g.C, 1, [&](int64_t cb, int64_t ce) {
-      std::vector<double> term(size_t(g.S), 0.0);
       for (int64_t c = cb; c < ce; ++c) {
         const double mean = load_param<T>(save_mean, c, 0.0), invstd = load_param<T>(save_invstd, c, 1.0);
-        double sg = 0, sgx = 0;
+        LaneSum lanes_g, lanes_gx;
         for (int64_t n = 0; n < g.N; ++n) {
           const T* r = xp + (n * g.C + c) * g.S;
           const T* gr = gp + (n * g.C + c) * g.S;
-          for (int64_t i = 0; i < g.S; ++i) {
-            const double gv = ld(gr[i]);
-            sg += gv;
-            term[i] = gv * (ld(r[i]) - mean) * invstd;
-          }
-          sgx = sum_terms(sgx, term.data(), g.S);
+          lanes_g.add(g.S, [&](int64_t i) { return ld(gr[i]); });
+          lanes_gx.add(g.S, [&](int64_t i) { return ld(gr[i]) * (ld(r[i]) - mean) * invstd; });
         }
+        const double sg = combine_lanes(lanes_g.lane, 1), sgx = combine_lanes(lanes_gx.lane, 1);
         const double k = load_param<T>(weight, c, 1.0) * invstd / M;
         for (int64_t n = 0; n < g.N; ++n) {
           const T* r = xp + (n * g.C + c) * g.S;

@@ -1017,20 +1017,24 @@ TEST_CASE("kernels: elementwise loops and reductions on large strided tensors (t
 }
 
 TEST_CASE("kernels: batch_norm on [N, C] (rows of channels) is bitwise the per-channel loops") {
-  // An [N, C, 1, 1] input runs row by row with the channels innermost; the same values laid out
-  // as [1, C, N, 1] run through the per-channel loops. Each channel sums the same values in the
-  // same order either way, so every output must be bitwise equal.
+  // An [N, C, 1, 1] input runs row by row with the channels innermost. The same values laid out
+  // as [1, C, N, 1] (one run of N per channel) and as [3, C, 5, 7] (three runs of 35, so the lane
+  // of a run's first term is not 0) run through the per-channel loops. Each channel deals the same
+  // values in the same order to the same lanes either way, so every output must be bitwise equal.
   Generator g(20261130);
   Backend& cpu = cpu_backend();
+  const int64_t N = 105;
   for (DType t : {DType::f32, DType::f64, DType::bf16})
     for (int64_t C : {int64_t(37), int64_t(300)})
       for (bool affine : {true, false}) {
         INFO(std::string(dtype_name(t)), " C=", C, affine ? " affine" : "");
-        const int64_t N = 53;
         Tensor x = add(urand({N, C}, g, -2, 3, t), 7.0).to(t);  // a mean far from 0
         Tensor gy = urand({N, C}, g, -1, 1, t);
-        auto cols = [&](const Tensor& rows) { return rows.t().contiguous().reshape({1, C, N, 1}); };
-        auto back = [&](const Tensor& c) { return c.reshape({C, N}).t(); };  // [N, C] view
+        // Row n = (a * H + h) * W + w of the [N, C] rows is position (h, w) of image a in [A, C, H, W].
+        auto layout = [&](const Tensor& rows, Shape ahw) {
+          return rows.reshape({ahw[0], ahw[1], ahw[2], C}).permute({0, 3, 1, 2}).contiguous();
+        };
+        auto back = [&](const Tensor& l) { return l.permute({0, 2, 3, 1}).reshape({N, C}); };
         Tensor w = affine ? urand({C}, g, 0.5, 1.5, DType::f32) : Tensor();
         Tensor b = affine ? urand({C}, g, -0.5, 0.5, DType::f32) : Tensor();
         auto opts = TensorOptions(DType::f32);
@@ -1054,15 +1058,18 @@ TEST_CASE("kernels: batch_norm on [N, C] (rows of channels) is bitwise the per-c
           return o;
         };
         Out r = run(x.reshape({N, C, 1, 1}), gy.reshape({N, C, 1, 1}));
-        Out c = run(cols(x), cols(gy));
-        CHECK(values(r.y.reshape({N, C})) == values(back(c.y)));
-        CHECK(values(r.ye.reshape({N, C})) == values(back(c.ye)));
-        CHECK(values(r.gx.reshape({N, C})) == values(back(c.gx)));
-        for (auto [a, z] : {std::pair{r.mean, c.mean}, {r.invstd, c.invstd}, {r.rm, c.rm}, {r.rv, c.rv}})
-          CHECK(values(a) == values(z));
-        if (affine) {
-          CHECK(values(r.gw) == values(c.gw));
-          CHECK(values(r.gb) == values(c.gb));
+        for (Shape ahw : {Shape{1, N, 1}, Shape{3, 5, 7}}) {
+          INFO("per-channel layout [", ahw[0], ", C, ", ahw[1], ", ", ahw[2], "]");
+          Out c = run(layout(x, ahw), layout(gy, ahw));
+          CHECK(values(r.y.reshape({N, C})) == values(back(c.y)));
+          CHECK(values(r.ye.reshape({N, C})) == values(back(c.ye)));
+          CHECK(values(r.gx.reshape({N, C})) == values(back(c.gx)));
+          for (auto [a, z] : {std::pair{r.mean, c.mean}, {r.invstd, c.invstd}, {r.rm, c.rm}, {r.rv, c.rv}})
+            CHECK(values(a) == values(z));
+          if (affine) {
+            CHECK(values(r.gw) == values(c.gw));
+            CHECK(values(r.gb) == values(c.gb));
+          }
         }
         // And against the definition, to a tolerance: y has mean 0 (before the affine part).
         if (!affine) {
