@@ -5,10 +5,8 @@
 // Backward is the fused closed form:
 //   gx = w * invstd / M * (M * gy - sum(gy) - xhat * sum(gy * xhat)).
 //
-// Every per-channel sum is a lane sum: the channel's M = N*H*W terms, taken in (n, h*w) order,
-// are dealt round-robin to kLanes double accumulators (term m goes to lane m mod kLanes), and the
-// lanes are combined by a fixed pairwise tree. The lanes are independent chains of adds, so the
-// loops vectorize; one accumulator would be a chain of dependent adds, one add per 4 cycles.
+// Every per-channel sum is a lane sum (kernels/cpu/lane_sum.h) of the channel's M = N*H*W terms,
+// taken in (n, h*w) order.
 //
 // Two loop orders: a [N, C, H, W] input runs channel by channel over its rows of H*W; a [N, C]
 // input (H*W = 1, as BatchNorm1d gives) runs row by row with the channels as the inner, vectorized
@@ -23,6 +21,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/lane_sum.h"
 #include "kernels/cpu/loops.h"
 
 namespace minima::cpu {
@@ -54,37 +53,6 @@ double load_param(const Tensor& t, int64_t c, double dflt) {
 void store_param(const Tensor& t, int64_t c, double v) {
   MINIMA_DISPATCH_FLOAT(t.dtype(), "batch_norm",
                         [&] { t.data<scalar_t>()[c * t.strides()[0]] = scalar_t(Acc<scalar_t>(v)); });
-}
-
-constexpr int64_t kLanes = 16;
-
-// A channel's lane sum, accumulated run by run (runs = the channel's rows of H*W values).
-struct LaneSum {
-  double lane[kLanes] = {};
-  int64_t next = 0;  // the lane of the next term: (terms so far) mod kLanes
-
-  // Adds term(0), ..., term(n - 1), the next n terms of the channel.
-  template <class F>
-  void add(int64_t n, F term) {
-    int64_t i = 0;
-    for (; i < n && next != 0; ++i, next = (next + 1) % kLanes) lane[next] += term(i);
-    double l[kLanes];  // a local copy the compiler keeps in registers
-    for (int64_t j = 0; j < kLanes; ++j) l[j] = lane[j];
-    for (; i + kLanes <= n; i += kLanes)
-      for (int64_t j = 0; j < kLanes; ++j) l[j] += term(i + j);
-    for (int64_t j = 0; j < kLanes; ++j) lane[j] = l[j];
-    for (; i < n; ++i, ++next) lane[next] += term(i);  // next starts at 0 here and stays < kLanes
-  }
-};
-
-// The fixed pairwise tree over kLanes accumulators lane[0], lane[stride], ..., lane[(kLanes-1)*stride]
-// (the [N, C] path keeps each lane's channels contiguous, so its lanes are C apart).
-inline double combine_lanes(const double* lane, int64_t stride) {
-  double t[kLanes];
-  for (int64_t j = 0; j < kLanes; ++j) t[j] = lane[j * stride];
-  for (int64_t w = kLanes / 2; w >= 1; w /= 2)
-    for (int64_t j = 0; j < w; ++j) t[j] = t[j] + t[j + w];
-  return t[0];
 }
 
 template <class T>
@@ -167,7 +135,7 @@ void CpuBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_me
           const T* r = row(n);
           sum.add(g.S, [&](int64_t i) { return ld(r[i]); });
         }
-        const double mean = combine_lanes(sum.lane, 1) / M;
+        const double mean = sum.total() / M;
         LaneSum sq;
         for (int64_t n = 0; n < g.N; ++n) {
           const T* r = row(n);
@@ -177,7 +145,7 @@ void CpuBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_me
           });
         }
         double scale, shift;
-        finish(c, mean, combine_lanes(sq.lane, 1), scale, shift);
+        finish(c, mean, sq.total(), scale, shift);
         for (int64_t n = 0; n < g.N; ++n) {
           const T* r = row(n);
           T* o = yp + (n * g.C + c) * g.S;
@@ -281,7 +249,7 @@ void CpuBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, co
           lanes_g.add(g.S, [&](int64_t i) { return ld(gr[i]); });
           lanes_gx.add(g.S, [&](int64_t i) { return ld(gr[i]) * (ld(r[i]) - mean) * invstd; });
         }
-        const double sg = combine_lanes(lanes_g.lane, 1), sgx = combine_lanes(lanes_gx.lane, 1);
+        const double sg = lanes_g.total(), sgx = lanes_gx.total();
         const double k = load_param<T>(weight, c, 1.0) * invstd / M;
         for (int64_t n = 0; n < g.N; ++n) {
           const T* r = xp + (n * g.C + c) * g.S;

@@ -1,9 +1,11 @@
 // kernels/cpu/reduce.cpp: sum/max/min/argmax/argmin along any set of dims. Each output element
-// walks its reduced sub-block; float sums accumulate in double so the CPU reference is accurate.
+// walks its reduced sub-block; float sums are lane sums in double (kernels/cpu/lane_sum.h) of the
+// block's values in row-major order, so they are accurate, vectorize, and do not depend on strides.
 #include <cmath>
 #include <limits>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/lane_sum.h"
 #include "kernels/cpu/loops.h"
 
 namespace minima::cpu {
@@ -95,17 +97,25 @@ void reduce_typed(ReduceOp op, const Tensor& out, const Tensor& x, const std::ve
     for (int64_t o = b; o < e; ++o) {
       const T* base = xp + offset_of(o, s.out_size, s.out_stride);
       if (op == ReduceOp::Sum) {
-        using A = std::conditional_t<std::is_floating_point_v<typename acc_type<T>::type>, double, int64_t>;
-        A acc = 0;
-        for_each_run(s, [&](int64_t off, int64_t n, int64_t st) {
-          const T* p = base + off;
-          if (st == 1) {
-            for (int64_t i = 0; i < n; ++i) acc += A(static_cast<typename acc_type<T>::type>(p[i]));
-          } else {
-            for (int64_t i = 0; i < n; ++i) acc += A(static_cast<typename acc_type<T>::type>(p[i * st]));
-          }
-        });
-        op_[o] = T(static_cast<typename acc_type<T>::type>(acc));
+        using Acc = typename acc_type<T>::type;
+        if constexpr (std::is_floating_point_v<Acc>) {
+          LaneSum acc;  // the block's values in row-major order, whatever their strides
+          for_each_run(s, [&](int64_t off, int64_t n, int64_t st) {
+            const T* p = base + off;
+            if (st == 1)
+              acc.add(n, [&](int64_t i) { return double(static_cast<Acc>(p[i])); });
+            else
+              acc.add(n, [&](int64_t i) { return double(static_cast<Acc>(p[i * st])); });
+          });
+          op_[o] = T(static_cast<Acc>(acc.total()));
+        } else {
+          int64_t acc = 0;  // integers: exact (modulo 2^64) in any order
+          for_each_run(s, [&](int64_t off, int64_t n, int64_t st) {
+            const T* p = base + off;
+            for (int64_t i = 0; i < n; ++i) acc += int64_t(static_cast<Acc>(p[i * st]));
+          });
+          op_[o] = T(static_cast<Acc>(acc));
+        }
       } else {
         bool is_max = op == ReduceOp::Max;
         using A = typename acc_type<T>::type;

@@ -777,6 +777,48 @@ TEST_CASE("kernels: reductions against naive loops on strided inputs") {
   CHECK(sum(u).to_vector<int64_t>()[0] == 300 * 255);
 }
 
+TEST_CASE("kernels: float sums are 16-lane sums in row-major order, whatever the strides") {
+  // The definition (kernels/cpu/lane_sum.h): the reduced block's values in row-major order go
+  // round-robin to 16 double accumulators, combined by a pairwise tree. Written out here, it must
+  // match bitwise; and a strided view must sum bitwise like its contiguous copy.
+  auto lane_sum = [](const std::vector<double>& terms) {
+    double lane[16] = {};
+    for (size_t m = 0; m < terms.size(); ++m) lane[m % 16] += terms[m];
+    for (int w = 8; w >= 1; w /= 2)
+      for (int j = 0; j < w; ++j) lane[j] = lane[j] + lane[j + w];
+    return lane[0];
+  };
+  Generator g(20261129);
+  for (DType t : {DType::f32, DType::f64, DType::bf16}) {
+    INFO(dtype_name(t));
+    // [7, 9, 53] stored as a permutation of a [53, 7, 9] tensor: every dim is strided.
+    Tensor base = urand({53, 7, 9}, g, -1, 3, t);
+    Tensor x = base.permute({1, 2, 0});
+    REQUIRE(!x.is_contiguous());
+    std::vector<double> xv = values(x);  // row-major order of x's logical shape
+    // The kernel rounds double -> the accumulate type (float for bf16) -> the dtype.
+    auto round = [&](double v) { return values(full({1}, t == DType::f64 ? v : double(float(v)), TensorOptions(t)))[0]; };
+    // All dims: one block of 3339 values.
+    CHECK(values(sum(x))[0] == round(lane_sum(xv)));
+    // The last dim: 63 blocks of 53, each a row of x.
+    std::vector<double> want;
+    for (size_t r = 0; r < 63; ++r) want.push_back(round(lane_sum({xv.begin() + long(r * 53), xv.begin() + long(r * 53 + 53)})));
+    CHECK(values(sum(x, {2})) == want);
+    // Dims 0 and 2 (as a convolution's bias gradient sums over N, H, W): per j, the values
+    // x[i, j, k] in (i, k) order.
+    want.clear();
+    for (size_t j = 0; j < 9; ++j) {
+      std::vector<double> terms;
+      for (size_t i = 0; i < 7; ++i)
+        for (size_t k = 0; k < 53; ++k) terms.push_back(xv[(i * 9 + j) * 53 + k]);
+      want.push_back(round(lane_sum(terms)));
+    }
+    CHECK(values(sum(x, {0, 2})) == want);
+    for (std::vector<int64_t> dims : {std::vector<int64_t>{0}, {1}, {2}, {0, 2}, {1, 2}, {0, 1, 2}})
+      CHECK(values(sum(x, dims)) == values(sum(x.contiguous(), dims)));
+  }
+}
+
 TEST_CASE("kernels: unary and binary math against the standard library") {
   Generator g(414);
   struct U {

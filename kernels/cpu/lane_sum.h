@@ -1,0 +1,44 @@
+// kernels/cpu/lane_sum.h: the CPU's sum of many doubles. The terms, in the order they are given,
+// are dealt round-robin to kLanes accumulators (term m goes to lane m mod kLanes), and the lanes
+// are combined by a fixed pairwise tree. The lanes are independent chains of adds, so a loop over
+// them vectorizes; one accumulator is one chain of dependent adds (one add per 4 cycles or so).
+// The result depends only on the terms and their order, not on how they are split into runs, so
+// two loop orders that give the same terms in the same order get bitwise the same sum.
+#pragma once
+#include <cstdint>
+
+namespace minima::cpu {
+
+constexpr int64_t kLanes = 16;
+
+// The fixed pairwise tree over lane[0], lane[stride], ..., lane[(kLanes - 1) * stride] (a loop
+// that keeps kLanes accumulators for many sums side by side stores them strided).
+inline double combine_lanes(const double* lane, int64_t stride) {
+  double t[kLanes];
+  for (int64_t j = 0; j < kLanes; ++j) t[j] = lane[j * stride];
+  for (int64_t w = kLanes / 2; w >= 1; w /= 2)
+    for (int64_t j = 0; j < w; ++j) t[j] = t[j] + t[j + w];
+  return t[0];
+}
+
+// One lane sum, taken run by run.
+struct LaneSum {
+  double lane[kLanes] = {};
+  int64_t next = 0;  // the lane of the next term: (terms so far) mod kLanes
+
+  // Adds term(0), ..., term(n - 1) as the next n terms.
+  template <class F>
+  void add(int64_t n, F term) {
+    int64_t i = 0;
+    for (; i < n && next != 0; ++i, next = (next + 1) % kLanes) lane[next] += term(i);
+    double l[kLanes];  // a local copy the compiler keeps in registers
+    for (int64_t j = 0; j < kLanes; ++j) l[j] = lane[j];
+    for (; i + kLanes <= n; i += kLanes)
+      for (int64_t j = 0; j < kLanes; ++j) l[j] += term(i + j);
+    for (int64_t j = 0; j < kLanes; ++j) lane[j] = l[j];
+    for (; i < n; ++i, ++next) lane[next] += term(i);  // next starts at 0 here and stays < kLanes
+  }
+  double total() const { return combine_lanes(lane, 1); }
+};
+
+}  // namespace minima::cpu
