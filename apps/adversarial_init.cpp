@@ -54,11 +54,15 @@ Setup parse_setup(const std::string& s) {
   std::stringstream ss(low);
   std::string tok;
   while (std::getline(ss, tok, '+')) {
-    if (tok == "da") r.da = true;
-    else if (tok == "m") r.m = true;
-    else if (tok == "l2") r.l2 = true;
+    if (tok == "da")
+      r.da = true;
+    else if (tok == "m")
+      r.m = true;
+    else if (tok == "l2")
+      r.l2 = true;
     else
-      throw Error(str("unknown setup '", s, "': expected vanilla, sota or a '+'-joined subset of DA, M, L2 (e.g. DA+M)"));
+      throw Error(
+          str("unknown setup '", s, "': expected vanilla, sota or a '+'-joined subset of DA, M, L2 (e.g. DA+M)"));
   }
   if (!r.da && !r.m && !r.l2) return {"vanilla", false, false, false};
   if (r.da && r.m && r.l2) return {"sota", true, true, true};
@@ -77,7 +81,7 @@ struct Ctx {
   Shape in_chw;
   int64_t classes = 0, batch = 128, epochs = 0, adv_epochs = 0, adv_check_every = 25, complexity_every = 1;
   int64_t eval_every = 1;
-  int64_t halt_after = 0;              // testing aid: stop after this many phase-2 epochs in total
+  int64_t halt_after = 0;  // testing aid: stop after this many phase-2 epochs in total
   mutable int64_t epochs_run = 0;
   double lr = 0.1, adv_lr = 0.1, momentum = 0.9, wd = 5e-4, zero_out = 0.1, adv_target = 99.99;
   std::string adv_schedule = "multistep";
@@ -161,9 +165,10 @@ Json run_phase1(const Ctx& c, int64_t seed, int64_t R) {
   truncate_csv(dir + "/metrics.csv", st.epoch);
   cli::MetricsCsv csv(dir + "/metrics.csv", {"epoch", "lr", "train_loss", "train_acc", "acc_on_C", "seconds"},
                       st.epoch > 0);
-  std::printf("phase 1 seed %lld R %lld: fitting C = %lld images (%lld x %lld copies, %.0f%% of values zeroed, random labels)\n",
-              (long long)seed, (long long)R, (long long)C.size(), (long long)c.train.size(), (long long)R,
-              100 * c.zero_out);
+  std::printf(
+      "phase 1 seed %lld R %lld: fitting C = %lld images (%lld x %lld copies, %.0f%% of values zeroed, random "
+      "labels)\n",
+      (long long)seed, (long long)R, (long long)C.size(), (long long)c.train.size(), (long long)R, 100 * c.zero_out);
   apps::Stopwatch sw;
   double acc_c = st.extra.contains("acc_on_C") ? st.extra.at("acc_on_C").as_double() : 0.0;
   bool reached = false;
@@ -239,14 +244,13 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
   claim_dir(c, dir);
   auto model = fresh_model(c, seed);
   if (init == "adversarial") {
-    std::string w = c.out + "/phase1/seed" + std::to_string(seed) + "-R" + std::to_string(R) +
-                    "/adversarial_init.safetensors";
+    std::string w =
+        c.out + "/phase1/seed" + std::to_string(seed) + "-R" + std::to_string(R) + "/adversarial_init.safetensors";
     nn::load_weights(w, *model);
   }
   model->to(c.device);
   nn::NamedTensors w0 = nn::snapshot(model->named_parameters());
-  optim::SGD opt(model->parameters(),
-                 {c.lr, setup.m ? c.momentum : 0.0, 0.0, setup.l2 ? c.wd : 0.0, false});
+  optim::SGD opt(model->parameters(), {c.lr, setup.m ? c.momentum : 0.0, 0.0, setup.l2 ? c.wd : 0.0, false});
   auto sched = optim::make_schedule("multistep", c.lr, c.epochs);
   data::Augment aug{setup.da, 4, setup.da};
   data::Loader loader(c.train, c.batch, true, order_seed(seed, 2), aug, false, c.device);
@@ -289,9 +293,9 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
     }
     double nan = NAN;
     csv.row({double(e + 1), opt.lr(), tr.loss, tr.acc, test_now ? te.loss : nan, test_now ? te.acc : nan,
-             measure ? cx.frobenius_sq : nan,
-             measure ? cx.log10_spectral_product : nan, measure ? cx.l2_path_norm : nan,
-             measure ? cx.l1_path_norm : nan, measure ? dist : nan, tr.seconds + te.seconds});
+             measure ? cx.frobenius_sq : nan, measure ? cx.log10_spectral_product : nan,
+             measure ? cx.l2_path_norm : nan, measure ? cx.l1_path_norm : nan, measure ? dist : nan,
+             tr.seconds + te.seconds});
     std::printf("%s epoch %lld/%lld | loss %.4f acc %.2f%% | test %.2f%% | dist %.3f | %.0f img/s | ETA %s\n",
                 name.c_str(), (long long)(e + 1), (long long)c.epochs, tr.loss, tr.acc, te.acc, dist,
                 double(tr.samples) / tr.seconds,
@@ -386,12 +390,14 @@ Json aggregate(const Ctx& c, const std::vector<Json>& runs, const std::vector<Js
   for (auto s : seeds) md << " " << s;
   md << ". Mean ± std over seeds; accuracies in percent; train accuracy is measured on the clean "
         "training set in eval mode after the last epoch.\n\n";
-  md << "## Phase 1: fitting the adversarial set C\n\n| seed | R | size of C | epochs | accuracy on C |\n|---|---|---|---|---|\n";
+  md << "## Phase 1: fitting the adversarial set C\n\n| seed | R | size of C | epochs | accuracy on C "
+        "|\n|---|---|---|---|---|\n";
   for (const auto& p : phase1)
     md << "| " << p.at("seed").as_int() << " | " << p.at("replication").as_int() << " | " << p.at("C_size").as_int()
        << " | " << p.at("epochs").as_int() << " | " << cli::fmt(p.at("acc_on_C").as_double(), 5) << " |\n";
   for (int64_t R : reps) {
-    md << "\n## Final accuracy (adversarial init with R = " << R << ")\n\n| setup | init | train acc | test acc |\n|---|---|---|---|\n";
+    md << "\n## Final accuracy (adversarial init with R = " << R
+       << ")\n\n| setup | init | train acc | test acc |\n|---|---|---|---|\n";
     for (const auto& s : setups)
       for (const auto& init : inits) {
         auto it = by.find(key(init, s.name, R));
@@ -402,7 +408,8 @@ Json aggregate(const Ctx& c, const std::vector<Json>& runs, const std::vector<Js
         if (dv.sum() > 0) md << " (" << std::llround(dv.sum()) << " of " << dv.v.size() << " runs diverged)";
         md << " |\n";
       }
-    md << "\n## Complexity of the final models (R = " << R << ")\n\n| setup | init | ||W||_F^2 sum | log10 prod "
+    md << "\n## Complexity of the final models (R = " << R
+       << ")\n\n| setup | init | ||W||_F^2 sum | log10 prod "
           "sigma_max | l2 path norm | l1 path norm | ||w - w0|| / ||w0|| |\n|---|---|---|---|---|---|---|\n";
     for (const auto& s : setups)
       for (const auto& init : inits) {
@@ -475,7 +482,8 @@ int run_adversarial_init(cli::Args& a) {
       "      --adv-epochs 350 --adv-check-every 25 --adv-schedule multistep --setups vanilla,sota \\\n"
       "      --device cuda --out runs/cifar10-resnet18");
   Ctx c;
-  c.dataset = a.get_string("dataset", "fashion-mnist", "dataset (fashion-mnist, mnist, cifar10, cifar100, cinic10, restricted-imagenet)");
+  c.dataset = a.get_string("dataset", "fashion-mnist",
+                           "dataset (fashion-mnist, mnist, cifar10, cifar100, cinic10, restricted-imagenet)");
   std::string data_dir = a.get_string("data-dir", "", "dataset directory (default: the dataset's usual place)");
   c.arch = a.get_string("arch", "mlp-bn", "network");
   int64_t subset = a.get_int("subset", 500, "use the first N training images (0: all)");
@@ -483,7 +491,8 @@ int run_adversarial_init(cli::Args& a) {
   auto reps = a.get_int_list("replication", "2,8,32", "R: copies of each image in C (a list runs the R sweep)");
   c.zero_out = a.get_double("zero-out", 0.1, "fraction of raw values zeroed in each copy");
   auto seeds = a.get_int_list("seeds", "0,1,2", "seeds (mean +- std over them)");
-  auto setup_names = a.get_string_list("setups", "vanilla,sota,M+L2", "setups: vanilla, sota, DA, M, L2, DA+M, DA+L2, M+L2");
+  auto setup_names =
+      a.get_string_list("setups", "vanilla,sota,M+L2", "setups: vanilla, sota, DA, M, L2, DA+M, DA+L2, M+L2");
   auto inits = a.get_string_list("inits", "random,adversarial", "phase-2 initializations: random, adversarial");
   c.epochs = a.get_int("epochs", 100, "phase-2 epochs (lr x0.1 at 150/350 and 250/350 of them)");
   c.lr = a.get_double("lr", 0.1, "phase-2 learning rate");
@@ -491,17 +500,20 @@ int run_adversarial_init(cli::Args& a) {
   c.wd = a.get_double("weight-decay", 5e-4, "weight decay of the setups with L2");
   c.adv_epochs = a.get_int("adv-epochs", 200, "phase 1: at most this many epochs");
   c.adv_lr = a.get_double("adv-lr", 0.1, "phase 1: learning rate");
-  c.adv_schedule = a.get_string("adv-schedule", "constant",
-                                "phase 1: constant, or multistep (x0.1 at 150/350 and 250/350 of --adv-epochs, the official code)");
+  c.adv_schedule =
+      a.get_string("adv-schedule", "constant",
+                   "phase 1: constant, or multistep (x0.1 at 150/350 and 250/350 of --adv-epochs, the official code)");
   c.adv_target = a.get_double("adv-target", 99.99, "phase 1: stop at this accuracy on C (percent, eval mode)");
   c.adv_check_every = a.get_int("adv-check-every", 5, "phase 1: measure accuracy on C every N epochs (official: 25)");
   c.batch = a.get_int("batch", 128, "mini-batch size (both phases)");
-  c.complexity_every = a.get_int("complexity-every", 10, "compute the complexity measures every N epochs (and at the end)");
+  c.complexity_every =
+      a.get_int("complexity-every", 10, "compute the complexity measures every N epochs (and at the end)");
   c.eval_every = a.get_int("eval-every", 10, "phase 2: evaluate on the test set every N epochs (and at the end)");
   std::string device_s = a.get_string("device", "cpu", "cpu, cuda, cuda:N or auto");
   cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
-  nn::AutocastGuard precision(nn::precision_from_flag(a.get_string(
-      "precision", "fp32", "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics")));
+  nn::AutocastGuard precision(nn::precision_from_flag(
+      a.get_string("precision", "fp32",
+                   "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics")));
   int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
   c.out = a.get_string("out", "runs/adversarial-init", "output directory");
   c.resume = a.get_flag("resume", "continue an interrupted experiment in --out (finished runs are skipped)");
@@ -557,7 +569,8 @@ int run_adversarial_init(cli::Args& a) {
   dir.write_config(a, extra);
 
   int64_t n_runs = 0;
-  for (const auto& init : inits) n_runs += int64_t(setups.size() * seeds.size() * (init == "adversarial" ? reps.size() : 1));
+  for (const auto& init : inits)
+    n_runs += int64_t(setups.size() * seeds.size() * (init == "adversarial" ? reps.size() : 1));
   std::printf("adversarial-init: %s on %s (%lld train / %lld test images), %lld phase-2 runs of %lld epochs on %s\n",
               c.arch.c_str(), c.dataset.c_str(), (long long)c.train.size(), (long long)c.test.size(), (long long)n_runs,
               (long long)c.epochs, c.device.str().c_str());

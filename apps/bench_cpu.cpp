@@ -10,8 +10,8 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <memory>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <vector>
 
@@ -62,7 +62,8 @@ int bench_cpu(cli::Args& a) {
       "GEMM, matrix-vector and conv2d throughput of the CPU backend, side by side with PyTorch's CPU kernels.");
   int64_t threads = a.get_int("threads", omp_get_max_threads(), "OpenMP threads (and torch.set_num_threads)");
   int64_t reps = a.get_int("reps", 5, "timed repetitions (the best is reported)");
-  std::string python = a.get_string("python", "/usr/bin/python3", "python with torch for the peer numbers ('' to skip)");
+  std::string python =
+      a.get_string("python", "/usr/bin/python3", "python with torch for the peer numbers ('' to skip)");
   bool skip_conv = a.get_flag("no-conv", "skip the conv2d layers");
   if (a.finish()) return 0;
   MINIMA_CHECK(threads >= 1 && reps >= 1, "--threads and --reps must be positive");

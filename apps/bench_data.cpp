@@ -61,7 +61,8 @@ int run(cli::Args& a) {
   int64_t epochs = a.get_int("epochs", 3, "timed epochs (after one warm-up epoch)");
   int64_t size = a.get_int("size", 32, "image side");
   int64_t channels = a.get_int("channels", 3, "image channels");
-  std::string step_arch = a.get_string("step-arch", "resnet18", "network whose training step the pipeline is compared with (none: skip)");
+  std::string step_arch =
+      a.get_string("step-arch", "resnet18", "network whose training step the pipeline is compared with (none: skip)");
   int64_t step_iters = a.get_int("step-iters", 3, "timed training steps on the GPU (the CPU times one)");
   if (a.finish()) return 0;
   MINIMA_CHECK(n > 0 && batch > 0 && epochs > 0 && size > 0 && channels > 0 && step_iters > 0,

@@ -49,11 +49,17 @@ struct Row {
   std::string target;  // "", or a description of the target for this row
   double target_min = 0;
   bool target_vs_vendor = false;  // target on vendor/native; else on the fraction of the ceiling
-  std::string error;  // why a figure is missing (an exception while timing)
+  std::string error;              // why a figure is missing (an exception while timing)
   Row(std::string f, std::string o, std::string s, double native = -1, double vendor = -1, double w = 0,
       Unit u = Unit::GBs, Ceil ceil = Ceil::Copy)
-      : family(std::move(f)), op(std::move(o)), size(std::move(s)), native_ms(native), vendor_ms(vendor), work(w),
-        unit(u), ceiling(ceil) {}
+      : family(std::move(f)),
+        op(std::move(o)),
+        size(std::move(s)),
+        native_ms(native),
+        vendor_ms(vendor),
+        work(w),
+        unit(u),
+        ceiling(ceil) {}
 };
 
 struct Bench {
@@ -65,7 +71,7 @@ struct Bench {
   std::vector<Row> rows;
   double copy_gbs = 0, fp32_tflops = 0, tf32_tflops = 0, bf16_tflops = 0;
 
-  std::string last_error;            // the exception of the last failed time(), for the row that follows
+  std::string last_error;             // the exception of the last failed time(), for the row that follows
   std::vector<std::string> failures;  // every exception, in order
 
   // Mean ms of `reps` runs after one warm-up; -1 (and last_error) when the run throws.
@@ -191,8 +197,10 @@ void memory_ops(Bench& b, bool quick, const std::function<bool(const char*)>& wa
         12.0 * n, true);  // reads the upstream gradient and x, writes the gradient
     int64_t rws = n / 1024;
     Tensor m = x.view({rws, 1024}), bias = b.randn_t({1024}), o = z.view({rws, 1024});
-    row("elementwise", "add bcast [N;1024]+[1024]", shape_s({rws, 1024}),
-        b.time([&] { be.binary(BinaryOp::Add, o, m, bias.expand({rws, 1024})); }), 8.0 * n, true);
+    row("elementwise", "add bcast [N;1024]+[1024]", shape_s({rws, 1024}), b.time([&] {
+      be.binary(BinaryOp::Add, o, m, bias.expand({rws, 1024}));
+    }),
+        8.0 * n, true);
     Tensor xb = b.randn_t({n}, DType::bf16), yb = b.randn_t({n}, DType::bf16), zb = b.empty_t({n}, DType::bf16);
     row("elementwise", "add bf16", ns, b.time([&] { be.binary(BinaryOp::Add, zb, xb, yb); }), 6.0 * n, true);
   }
@@ -200,11 +208,13 @@ void memory_ops(Bench& b, bool quick, const std::function<bool(const char*)>& wa
     int64_t c = 1024, r = n / c;
     Tensor m = x.view({r, c});
     Tensor o1 = b.empty_t({r, 1}), o0 = b.empty_t({1, c}), oa = b.empty_t({1}), oi = b.empty_t({r, 1}, DType::i64);
-    row("reduce", "sum last dim", shape_s({r, c}), b.time([&] { be.reduce(ReduceOp::Sum, o1, m, {1}); }), 4.0 * n, false);
-    row("reduce", "sum first dim", shape_s({r, c}), b.time([&] { be.reduce(ReduceOp::Sum, o0, m, {0}); }), 4.0 * n, false);
+    row("reduce", "sum last dim", shape_s({r, c}), b.time([&] { be.reduce(ReduceOp::Sum, o1, m, {1}); }), 4.0 * n,
+        false);
+    row("reduce", "sum first dim", shape_s({r, c}), b.time([&] { be.reduce(ReduceOp::Sum, o0, m, {0}); }), 4.0 * n,
+        false);
     row("reduce", "sum all", ns, b.time([&] { be.reduce(ReduceOp::Sum, oa, x, {0}); }), 4.0 * n, false);
-    row("reduce", "argmax last dim", shape_s({r, c}), b.time([&] { be.reduce(ReduceOp::ArgMax, oi, m, {1}); }),
-        4.0 * n, false);
+    row("reduce", "argmax last dim", shape_s({r, c}), b.time([&] { be.reduce(ReduceOp::ArgMax, oi, m, {1}); }), 4.0 * n,
+        false);
   }
   if (want("softmax")) {
     int64_t c = 1000, r = n / 1024;
@@ -219,8 +229,8 @@ void memory_ops(Bench& b, bool quick, const std::function<bool(const char*)>& wa
 void batchnorm_ops(Bench& b, bool quick) {
   // ResNet18's first stage (128x64x32x32, 33.5 MB: it fits in an H100/H200's 50 MB L2, so it is
   // shown but carries no target) and a DRAM-sized tensor (268 MB) that carries the 70% target.
-  std::vector<Shape> shapes = quick ? std::vector<Shape>{{64, 64, 32, 32}}
-                                    : std::vector<Shape>{{128, 64, 32, 32}, {256, 64, 64, 64}};
+  std::vector<Shape> shapes =
+      quick ? std::vector<Shape>{{64, 64, 32, 32}} : std::vector<Shape>{{128, 64, 32, 32}, {256, 64, 64, 64}};
   for (const Shape& s : shapes) {
     const bool target = !quick && s[2] == 64;
     int64_t n = numel_of(s), C = s[1];
@@ -245,8 +255,8 @@ void batchnorm_ops(Bench& b, bool quick) {
       const std::string suffix = str(" (", impl, ")");
       add("train forward" + suffix,
           b.time([&] { b.be->batch_norm_forward_train(y, mean, invstd, x, w, bias, rm, rv, 0.1, 1e-5); }), 8.0 * n);
-      add("backward" + suffix,
-          b.time([&] { b.be->batch_norm_backward(gx, gw, gb, gy, x, w, mean, invstd); }), 12.0 * n);
+      add("backward" + suffix, b.time([&] { b.be->batch_norm_backward(gx, gw, gb, gy, x, w, mean, invstd); }),
+          12.0 * n);
     }
     add("eval forward", b.time([&] { b.be->batch_norm_forward_eval(y, x, w, bias, rm, rv, 1e-5); }), 8.0 * n);
   }
@@ -273,8 +283,9 @@ void pool_optim_random(Bench& b, bool quick, const std::function<bool(const char
     int64_t n = 11'173'962;  // ResNet18's parameter count
     Tensor p = b.randn_t({n}), g = b.randn_t({n}), m = b.randn_t({n}), v = b.empty_t({n});
     be.fill(v, 0.01);
-    b.add({"optim", "sgd momentum+wd", "11.2M", b.time([&] { be.sgd_update(p, g, m, 0.01, 0.9, 0, 5e-4, false, false); }),
-           -1, 20.0 * n, Unit::GBs, Ceil::Copy});
+    b.add({"optim", "sgd momentum+wd", "11.2M",
+           b.time([&] { be.sgd_update(p, g, m, 0.01, 0.9, 0, 5e-4, false, false); }), -1, 20.0 * n, Unit::GBs,
+           Ceil::Copy});
     b.add({"optim", "adam", "11.2M", b.time([&] { be.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 0, 10); }), -1,
            28.0 * n, Unit::GBs, Ceil::Copy});
   }
@@ -283,8 +294,8 @@ void pool_optim_random(Bench& b, bool quick, const std::function<bool(const char
     Tensor o = b.empty_t({n});
     b.add({"random", "uniform f32", quick ? "16M" : "64M", b.time([&] { be.random_uniform(o, 7, 0, 0, 1); }), -1,
            4.0 * n, Unit::GBs, Ceil::Copy});
-    b.add({"random", "normal f32", quick ? "16M" : "64M", b.time([&] { be.random_normal(o, 7, 0, 0, 1); }), -1,
-           4.0 * n, Unit::GBs, Ceil::Copy});
+    b.add({"random", "normal f32", quick ? "16M" : "64M", b.time([&] { be.random_normal(o, 7, 0, 0, 1); }), -1, 4.0 * n,
+           Unit::GBs, Ceil::Copy});
   }
 }
 
@@ -351,7 +362,7 @@ void conv_ops(Bench& b, bool quick) {
   };
   // Every 3x3 convolution of ResNet18 on 32x32 inputs: the stem, the four stages' stride-1 layers
   // and the three stride-2 layers that open stages 2-4.
-  std::vector<Layer> layers = {{3, 64, 32, 1},    {64, 64, 32, 1},   {64, 128, 32, 2}, {128, 128, 16, 1},
+  std::vector<Layer> layers = {{3, 64, 32, 1},    {64, 64, 32, 1},  {64, 128, 32, 2}, {128, 128, 16, 1},
                                {128, 256, 16, 2}, {256, 256, 8, 1}, {256, 512, 8, 2}, {512, 512, 4, 1}};
   int64_t N = quick ? 32 : 128;
   if (quick) layers = {{64, 64, 32, 1}, {3, 64, 32, 1}};
@@ -361,7 +372,8 @@ void conv_ops(Bench& b, bool quick) {
     p.pad_h = p.pad_w = 1;
     int64_t oh = (L.hw + 2 - 3) / L.stride + 1;
     Tensor x = b.randn_t({N, L.c, L.hw, L.hw}), w = b.randn_t({L.o, L.c, 3, 3});
-    Tensor y = b.empty_t({N, L.o, oh, oh}), gy = b.randn_t(y.shape()), gx = b.empty_t(x.shape()), gw = b.empty_t(w.shape());
+    Tensor y = b.empty_t({N, L.o, oh, oh}), gy = b.randn_t(y.shape()), gx = b.empty_t(x.shape()),
+           gw = b.empty_t(w.shape());
     double flops = 2.0 * N * L.o * oh * oh * L.c * 9;
     std::string size = "N" + std::to_string(N) + " " + std::to_string(L.c) + "->" + std::to_string(L.o) + " " +
                        std::to_string(L.hw) + "^2" + (L.stride > 1 ? " s2" : "");
@@ -405,11 +417,11 @@ std::string csv_num(double v) { return v > 0 ? Json(v).dump() : ""; }  // empty 
 // Prints the table (and writes the CSV); returns the number of targets missed.
 int print_table(const Bench& b, std::ofstream& csv) {
   const std::string device = cuda::device_name(b.dev);
-  std::printf("\nminima bench ops on %s (%d SMs), %d reps per figure\n", device.c_str(), cuda::sm_count(b.dev),
-              b.reps);
-  std::printf("ceilings measured in this run: copy %.0f GB/s (device-to-device, read+write), cuBLAS GEMM "
-              "fp32 %.1f / tf32 %.1f / bf16 %.1f TFLOP/s\n",
-              b.copy_gbs, b.fp32_tflops, b.tf32_tflops, b.bf16_tflops);
+  std::printf("\nminima bench ops on %s (%d SMs), %d reps per figure\n", device.c_str(), cuda::sm_count(b.dev), b.reps);
+  std::printf(
+      "ceilings measured in this run: copy %.0f GB/s (device-to-device, read+write), cuBLAS GEMM "
+      "fp32 %.1f / tf32 %.1f / bf16 %.1f TFLOP/s\n",
+      b.copy_gbs, b.fp32_tflops, b.tf32_tflops, b.bf16_tflops);
   std::printf("GB/s count compulsory bytes (inputs read once, outputs written once); GEMM sizes are M N K\n\n");
   std::printf("%-11s %-27s %-22s %10s %10s %9s %12s %9s  %s\n", "family", "op", "size", "native ms", "vendor ms",
               "vs vendor", "achieved", "%ceiling", "target");
@@ -451,11 +463,13 @@ int print_table(const Bench& b, std::ofstream& csv) {
                 vend, ratio, ach, pct, met.c_str());
     if (csv.is_open())
       csv << csv_field(device) << "," << csv_field(r.family) << "," << csv_field(r.op) << "," << csv_field(r.size)
-          << "," << csv_num(r.native_ms) << "," << csv_num(r.vendor_ms) << "," << csv_num(vs) << ","
-          << csv_num(rate) << "," << (r.unit == Unit::GBs ? "GB/s" : "TFLOP/s") << "," << csv_num(ceil) << ","
-          << csv_num(frac) << "," << csv_field(r.target) << ","
-          << (r.target.empty() ? "" : met.find("  met") != std::string::npos ? "yes" : "no") << ","
-          << csv_field(r.error) << "\n";
+          << "," << csv_num(r.native_ms) << "," << csv_num(r.vendor_ms) << "," << csv_num(vs) << "," << csv_num(rate)
+          << "," << (r.unit == Unit::GBs ? "GB/s" : "TFLOP/s") << "," << csv_num(ceil) << "," << csv_num(frac) << ","
+          << csv_field(r.target) << ","
+          << (r.target.empty()                         ? ""
+              : met.find("  met") != std::string::npos ? "yes"
+                                                       : "no")
+          << "," << csv_field(r.error) << "\n";
   }
   std::printf("\n%d target(s) missed\n", missed);
   if (!b.failures.empty()) {
@@ -472,8 +486,9 @@ int bench_ops(cli::Args& a) {
   int64_t reps = a.get_int("reps", 10, "timed runs per figure (their mean, after one warm-up run)");
   int64_t device = a.get_int("device", 0, "CUDA device index");
   bool quick = a.get_flag("quick", "smaller sizes (a smoke run)");
-  std::string only = a.get_string("only", "", "comma-separated families: copy, elementwise, reduce, softmax, batchnorm, "
-                                              "pool, optim, random, gemm, conv (default: all)");
+  std::string only = a.get_string("only", "",
+                                  "comma-separated families: copy, elementwise, reduce, softmax, batchnorm, "
+                                  "pool, optim, random, gemm, conv (default: all)");
   std::string csv = a.get_string("csv", "", "also write the table as CSV to this file");
   if (a.finish()) return 0;
 #ifndef MINIMA_HAS_CUDA
@@ -488,7 +503,7 @@ int bench_ops(cli::Args& a) {
     p = q + 1;
   }
   const std::vector<std::string> known = {"copy", "elementwise", "reduce", "softmax", "batchnorm",
-                                          "pool",  "optim",       "random", "gemm",    "conv"};
+                                          "pool", "optim",       "random", "gemm",    "conv"};
   for (const auto& f : fams)
     MINIMA_CHECK(std::find(known.begin(), known.end(), f) != known.end(), "--only: unknown family '", f,
                  "' (known: copy, elementwise, reduce, softmax, batchnorm, pool, optim, random, gemm, conv)");

@@ -45,8 +45,9 @@ int run_bench_train(cli::Args& a) {
   int64_t batch = a.get_int("batch", 128, "batch size");
   std::string dev_s = a.get_string("device", "auto", "cpu, cuda, cuda:N or auto");
   cli::CudaFlags cuda_flags = cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
-  std::string precision_s = a.get_string(
-      "precision", "fp32", "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics");
+  std::string precision_s =
+      a.get_string("precision", "fp32",
+                   "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics");
   nn::AutocastGuard precision(nn::precision_from_flag(precision_s));
   std::string in = a.get_string("in", "3x32x32", "input shape CxHxW");
   int64_t classes = a.get_int("classes", 10, "number of classes");
@@ -56,8 +57,11 @@ int run_bench_train(cli::Args& a) {
                               "after the timed steps, this many more with every backend entry timed; prints where "
                               "a step's time goes, per entry, op and dtype");
   std::string torch_mode = a.get_string("torch", "auto", "auto (when python3 imports torch), on or off");
-  std::string script = a.get_string("torch-script", apps::source_path("tests/crosscheck/bench_torch.py"), "the PyTorch twin");
-  std::string python = a.get_string("python", "", "python interpreter with torch (default: first of python3, /usr/bin/python3 that imports torch)");
+  std::string script =
+      a.get_string("torch-script", apps::source_path("tests/crosscheck/bench_torch.py"), "the PyTorch twin");
+  std::string python =
+      a.get_string("python", "",
+                   "python interpreter with torch (default: first of python3, /usr/bin/python3 that imports torch)");
   if (a.finish()) return 0;
   MINIMA_CHECK(batch > 0 && iters > 0 && warmup >= 0 && profile >= 0,
                "bench train: --batch and --iters must be positive, --warmup and --profile at least 0");
@@ -78,8 +82,8 @@ int run_bench_train(cli::Args& a) {
   }
   bool use_torch = false;
   if (torch_mode != "off") {
-    std::vector<std::string> candidates = python.empty() ? std::vector<std::string>{"python3", "/usr/bin/python3"}
-                                                         : std::vector<std::string>{python};
+    std::vector<std::string> candidates =
+        python.empty() ? std::vector<std::string>{"python3", "/usr/bin/python3"} : std::vector<std::string>{python};
     for (const auto& py : candidates) {
       int rc = 0;
       capture(py + " -c 'import torch' > /dev/null 2>&1", rc);
@@ -89,8 +93,8 @@ int run_bench_train(cli::Args& a) {
         break;
       }
     }
-    MINIMA_CHECK(use_torch || torch_mode != "on", "bench train: --torch on but python3 cannot import torch or ",
-                 script, " is missing");
+    MINIMA_CHECK(use_torch || torch_mode != "on", "bench train: --torch on but python3 cannot import torch or ", script,
+                 " is missing");
     if (!use_torch) std::cout << "(PyTorch comparison skipped: python3 with torch or " << script << " not found)\n";
   }
   std::cout << "training step (forward + backward + SGD), batch " << batch << ", input " << in << ", device "
@@ -104,16 +108,18 @@ int run_bench_train(cli::Args& a) {
     double theirs = 0;
     if (use_torch) {
       int rc = 0;
-      std::string out = capture(python + " " + script + " " + arch + " " + in + " " +
-                                    std::to_string(classes) + " " + std::to_string(batch) + " " +
-                                    (dev.is_cuda() ? "cuda:" + std::to_string(dev.index) : "cpu") + " " +
-                                    std::to_string(warmup) + " " + std::to_string(iters) + " " +
-                                    std::to_string(omp_get_max_threads()) + " " + precision_s + " " +
-                                    (cuda_flags.tf32 ? "tf32" : "ieee") + " 2>&1",
-                                rc);
+      std::string out =
+          capture(python + " " + script + " " + arch + " " + in + " " + std::to_string(classes) + " " +
+                      std::to_string(batch) + " " + (dev.is_cuda() ? "cuda:" + std::to_string(dev.index) : "cpu") +
+                      " " + std::to_string(warmup) + " " + std::to_string(iters) + " " +
+                      std::to_string(omp_get_max_threads()) + " " + precision_s + " " +
+                      (cuda_flags.tf32 ? "tf32" : "ieee") + " 2>&1",
+                  rc);
       size_t brace = out.find('{');
-      if (rc == 0 && brace != std::string::npos) theirs = Json::parse(out.substr(brace)).at("images_per_s").as_double();
-      else std::cerr << "PyTorch run for " << arch << " failed:\n" << out << "\n";
+      if (rc == 0 && brace != std::string::npos)
+        theirs = Json::parse(out.substr(brace)).at("images_per_s").as_double();
+      else
+        std::cerr << "PyTorch run for " << arch << " failed:\n" << out << "\n";
     }
     char buf[256];
     if (theirs > 0)

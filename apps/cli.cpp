@@ -22,8 +22,8 @@ Args::Args(std::string command, std::vector<std::string> argv) : command_(std::m
       help_ = true;
       continue;
     }
-    MINIMA_CHECK(a.size() > 2 && a.rfind("--", 0) == 0, "unexpected argument '", a, "' (flags look like --name value; see minima ",
-                 command_, " --help)");
+    MINIMA_CHECK(a.size() > 2 && a.rfind("--", 0) == 0, "unexpected argument '", a,
+                 "' (flags look like --name value; see minima ", command_, " --help)");
     std::string name = a.substr(2), value;
     size_t eq = name.find('=');
     if (eq != std::string::npos) {
@@ -43,8 +43,10 @@ std::string Args::raw(const std::string& name, const std::string& dflt, const st
                       const std::string& kind) {
   used_[name] = true;
   std::string line = "  --" + name + (kind == "flag" ? "" : " " + kind);
-  if (line.size() < 30) line.append(30 - line.size(), ' ');
-  else line += "  ";
+  if (line.size() < 30)
+    line.append(30 - line.size(), ' ');
+  else
+    line += "  ";
   line += help;
   if (kind != "flag" && !dflt.empty()) line += " (default " + dflt + ")";
   help_lines_.push_back(line);
@@ -90,8 +92,8 @@ double Args::get_double(const std::string& name, double dflt, const std::string&
 
 bool Args::get_flag(const std::string& name, const std::string& help) {
   std::string v = raw(name, "", help, "flag");
-  MINIMA_CHECK(v.empty() || v == "\x01" || v == "true" || v == "false" || v == "1" || v == "0",
-               "--", name, " is a switch and takes no value (got '", v, "')");
+  MINIMA_CHECK(v.empty() || v == "\x01" || v == "true" || v == "false" || v == "1" || v == "0", "--", name,
+               " is a switch and takes no value (got '", v, "')");
   bool r = v == "\x01" || v == "true" || v == "1";
   config_[name] = r;
   return r;
@@ -134,8 +136,7 @@ std::vector<int64_t> Args::get_int_list(const std::string& name, const std::stri
   return out;
 }
 
-std::vector<double> Args::get_double_list(const std::string& name, const std::string& dflt,
-                                          const std::string& help) {
+std::vector<double> Args::get_double_list(const std::string& name, const std::string& dflt, const std::string& help) {
   std::vector<double> out;
   for (const auto& s : split_commas(raw(name, dflt, help, "X,X,.."))) {
     try {
@@ -159,8 +160,8 @@ bool Args::finish() {
     return true;
   }
   for (const auto& kv : values_)
-    MINIMA_CHECK(used_.count(kv.first), "unknown flag --", kv.first, " for command '", command_,
-                 "' (see minima ", command_, " --help)");
+    MINIMA_CHECK(used_.count(kv.first), "unknown flag --", kv.first, " for command '", command_, "' (see minima ",
+                 command_, " --help)");
   return false;
 }
 
@@ -191,8 +192,7 @@ void make_dirs(const std::string& path) {
   while (std::getline(ss, part, '/')) {
     if (part.empty()) continue;
     cur += part + "/";
-    if (::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
-      throw Error(str("cannot create directory ", cur));
+    if (::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) throw Error(str("cannot create directory ", cur));
   }
 }
 

@@ -32,8 +32,7 @@ class Args {
   // Comma-separated lists: --seeds 0,1,2
   std::vector<int64_t> get_int_list(const std::string& name, const std::string& dflt, const std::string& help);
   std::vector<double> get_double_list(const std::string& name, const std::string& dflt, const std::string& help);
-  std::vector<std::string> get_string_list(const std::string& name, const std::string& dflt,
-                                           const std::string& help);
+  std::vector<std::string> get_string_list(const std::string& name, const std::string& dflt, const std::string& help);
   bool has(const std::string& name) const { return values_.count(name) > 0; }
   // Prints help and returns true for --help; throws on unknown flags.
   bool finish();
@@ -43,8 +42,7 @@ class Args {
   void set_description(const std::string& d) { description_ = d; }
 
  private:
-  std::string raw(const std::string& name, const std::string& dflt, const std::string& help,
-                  const std::string& kind);
+  std::string raw(const std::string& name, const std::string& dflt, const std::string& help, const std::string& kind);
   std::string command_, description_;
   std::map<std::string, std::string> values_;
   std::map<std::string, bool> used_;

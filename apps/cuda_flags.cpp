@@ -10,10 +10,13 @@
 namespace minima::cli {
 
 CudaFlags apply_cuda_flags(Args& a) {
-  std::string gemm = a.get_string("gemm", "auto", "CUDA matrix products: native, cublas or auto (time both once per shape)");
-  std::string conv = a.get_string("conv", "auto", "CUDA convolutions: native, cudnn or auto (time both once per shape)");
-  std::string bn = a.get_string("bn", "passes",
-                                "CUDA batch norm in training: passes (three kernels) or persistent (one cooperative kernel)");
+  std::string gemm =
+      a.get_string("gemm", "auto", "CUDA matrix products: native, cublas or auto (time both once per shape)");
+  std::string conv =
+      a.get_string("conv", "auto", "CUDA convolutions: native, cudnn or auto (time both once per shape)");
+  std::string bn =
+      a.get_string("bn", "passes",
+                   "CUDA batch norm in training: passes (three kernels) or persistent (one cooperative kernel)");
   bool tf32 = a.get_flag("tf32", "allow TF32 tensor cores in float32 GEMM/conv on CUDA");
   bool det = a.get_flag("deterministic", "bitwise-reproducible CUDA runs (no float atomics; slower scatters)");
 #ifdef MINIMA_HAS_CUDA

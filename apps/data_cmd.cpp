@@ -47,8 +47,9 @@ int run(cli::Args& a) {
   opt.coarse_labels = a.get_flag("coarse-labels", "cifar100: use the 20 coarse labels");
   opt.merge_valid = a.get_flag("merge-valid", "cinic10: append valid/ to the training split");
   opt.threads = int(a.get_int("threads", 0, "decoding threads for folder datasets (0: all cores)"));
-  opt.cache_dir = a.get_string("cache-dir", "", "where folder datasets keep their caches (default: next to "
-                                                "the data, or the user cache directory)");
+  opt.cache_dir = a.get_string("cache-dir", "",
+                               "where folder datasets keep their caches (default: next to "
+                               "the data, or the user cache directory)");
   if (a.finish()) return 0;
   opt.verbose = true;
   std::string where = dir.empty() ? data::default_data_dir(name) : dir;

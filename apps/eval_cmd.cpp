@@ -28,8 +28,9 @@ int run_eval(cli::Args& a) {
   int64_t batch = a.get_int("batch", 500, "evaluation batch size");
   std::string dev = a.get_string("device", "auto", "cpu, cuda, cuda:N or auto");
   cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
-  nn::AutocastGuard precision(nn::precision_from_flag(a.get_string(
-      "precision", "fp32", "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics")));
+  nn::AutocastGuard precision(nn::precision_from_flag(
+      a.get_string("precision", "fp32",
+                   "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics")));
   if (a.finish()) return 0;
   MINIMA_CHECK(!weights.empty(), "eval: --weights is required");
   MINIMA_CHECK(split == "test" || split == "train", "eval: --split must be test or train, got '", split, "'");
@@ -63,9 +64,12 @@ int run_eval(cli::Args& a) {
   }
   data::Normalize norm = data::Normalize::dataset;
   if (const std::string* n = file.meta("normalize")) {
-    if (*n == "per_image") norm = data::Normalize::per_image;
-    else if (*n == "none") norm = data::Normalize::none;
-    else MINIMA_CHECK(*n == "dataset", "eval: unknown normalize '", *n, "' in the metadata");
+    if (*n == "per_image")
+      norm = data::Normalize::per_image;
+    else if (*n == "none")
+      norm = data::Normalize::none;
+    else
+      MINIMA_CHECK(*n == "dataset", "eval: unknown normalize '", *n, "' in the metadata");
   }
 
   NoGradGuard ng;

@@ -2,6 +2,7 @@
 #include "apps/experiment.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -11,8 +12,6 @@
 #include <sstream>
 #include <vector>
 
-#include <unistd.h>
-
 #include "apps/cli.h"
 #include "core/error.h"
 #include "core/json.h"
@@ -20,8 +19,8 @@
 namespace minima::apps {
 
 void Table::row(const std::vector<std::string>& values) {
-  MINIMA_CHECK(values.size() == columns_.size(), "table row has ", values.size(), " values for ",
-               columns_.size(), " columns");
+  MINIMA_CHECK(values.size() == columns_.size(), "table row has ", values.size(), " values for ", columns_.size(),
+               " columns");
   std::string line;
   for (size_t i = 0; i < values.size(); ++i) line += (i ? "," : "") + values[i];
   rows_.push_back(std::move(line));
@@ -93,8 +92,8 @@ bool render_figure(const std::string& script, const std::string& out_dir, bool e
     }
   }
   if (python.empty()) {
-    std::cout << "note: no python3 with matplotlib found; no figure written (later: python3 " << path << " "
-              << out_dir << ")\n";
+    std::cout << "note: no python3 with matplotlib found; no figure written (later: python3 " << path << " " << out_dir
+              << ")\n";
     return false;
   }
   std::string cmd = shell_quote(python) + " " + shell_quote(path) + " " + shell_quote(out_dir);

@@ -33,9 +33,9 @@ namespace {
 // Packing of symmetric n x n matrices into their upper triangle (row by row).
 struct Packing {
   int64_t n = 0, P = 0;
-  Tensor to_packed;   // i64 [P]: flat index (i * n + j, i <= j) of each packed entry
-  Tensor to_full;     // i64 [n * n]: packed index of each full entry (symmetric)
-  Tensor weight;      // f64 [P]: 1 on the diagonal, 2 off it
+  Tensor to_packed;  // i64 [P]: flat index (i * n + j, i <= j) of each packed entry
+  Tensor to_full;    // i64 [n * n]: packed index of each full entry (symmetric)
+  Tensor weight;     // f64 [P]: 1 on the diagonal, 2 off it
 
   explicit Packing(int64_t n_) : n(n_), P(n_ * (n_ + 1) / 2) {
     std::vector<int64_t> tp, tf(static_cast<size_t>(n * n));
@@ -92,7 +92,8 @@ int run_matrix_factorization(cli::Args& a) {
   int64_t n = a.get_int("n", 50, "matrix size");
   int64_t r = a.get_int("rank", 5, "rank of the ground truth");
   int64_t m = a.get_int("measurements", 0, "number of measurements (0: 3 n r)");
-  std::vector<double> alphas = a.get_double_list("alphas", "1e-1,1e-2,1e-3,1e-4,1e-5,1e-6", "init scales alpha (U0 = sqrt(alpha) I)");
+  std::vector<double> alphas =
+      a.get_double_list("alphas", "1e-1,1e-2,1e-3,1e-4,1e-5,1e-6", "init scales alpha (U0 = sqrt(alpha) I)");
   double lr = a.get_double("lr", 0.5, "gradient descent step");
   int64_t max_iters = a.get_int("max-iters", 4000, "iteration limit per alpha");
   double tol = a.get_double("tol", 1e-6, "stop when the relative training loss ||A(X) - y||^2 / ||y||^2 is below this");
@@ -140,16 +141,15 @@ int run_matrix_factorization(cli::Args& a) {
   Spectrum sstar = spectrum(Xstar, rank_tol);
   double fro_residual = linalg::norm(measure(Xfro) - y) / ynorm;
   double fro_error = linalg::norm(Xfro - Xstar) / xstar_norm;
-  std::cout << "matrix-factorization: n " << n << ", rank " << r << ", " << m << " measurements for "
-            << pk.P << " unknowns; ground truth nuclear norm " << cli::fmt(sstar.nuclear) << "; minimum Frobenius norm "
+  std::cout << "matrix-factorization: n " << n << ", rank " << r << ", " << m << " measurements for " << pk.P
+            << " unknowns; ground truth nuclear norm " << cli::fmt(sstar.nuclear) << "; minimum Frobenius norm "
             << "interpolant: nuclear norm " << cli::fmt(sfro.nuclear) << ", relative error " << cli::fmt(fro_error)
             << " (residual " << cli::fmt(fro_residual, 2) << ")\n";
 
   apps::Table log({"alpha", "iter", "rel_residual", "nuclear_norm", "rel_error", "effective_rank", "rank"});
   apps::Table spectra({"solution", "index", "eigenvalue"});
   auto add_spectrum = [&](const std::string& name, const Spectrum& sp) {
-    for (size_t k = 0; k < sp.eig.size(); ++k)
-      spectra.row({name, std::to_string(k + 1), apps::Table::num(sp.eig[k])});
+    for (size_t k = 0; k < sp.eig.size(); ++k) spectra.row({name, std::to_string(k + 1), apps::Table::num(sp.eig[k])});
   };
   add_spectrum("ground_truth", sstar);
   add_spectrum("min_frobenius", sfro);
@@ -203,8 +203,9 @@ int run_matrix_factorization(cli::Args& a) {
     residuals.push_back(rel);
     iters_used.push_back(it);
     std::cout << "  alpha " << cli::fmt(alpha, 3) << ": " << it << " iterations (" << cli::fmt(sw.seconds(), 3)
-              << " s), residual " << cli::fmt(rel, 3) << ", nuclear norm " << cli::fmt(sp.nuclear, 6) << ", ||X - X*||/||X*|| "
-              << cli::fmt(err, 3) << ", effective rank " << cli::fmt(sp.effective_rank, 4) << ", rank " << sp.rank << "\n";
+              << " s), residual " << cli::fmt(rel, 3) << ", nuclear norm " << cli::fmt(sp.nuclear, 6)
+              << ", ||X - X*||/||X*|| " << cli::fmt(err, 3) << ", effective rank " << cli::fmt(sp.effective_rank, 4)
+              << ", rank " << sp.rank << "\n";
     if (rel * rel >= tol)
       std::cout << "  note: the relative training loss " << cli::fmt(rel * rel, 3) << " is above --tol " << tol
                 << " after --max-iters " << max_iters << "\n";

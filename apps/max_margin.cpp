@@ -94,9 +94,10 @@ Data csv_data(const std::string& path) {
     }
     MINIMA_CHECK(v.size() >= 2, "--data ", path, " line ", lineno, ": expected x_1,...,x_d,label");
     int64_t d = int64_t(v.size()) - 1;
-    MINIMA_CHECK(D.N == 0 || d == D.d, "--data ", path, " line ", lineno, ": ", d, " features, earlier lines had ", D.d);
-    MINIMA_CHECK(v.back() == 1.0 || v.back() == -1.0, "--data ", path, " line ", lineno, ": label must be -1 or 1, got ",
-                 v.back());
+    MINIMA_CHECK(D.N == 0 || d == D.d, "--data ", path, " line ", lineno, ": ", d, " features, earlier lines had ",
+                 D.d);
+    MINIMA_CHECK(v.back() == 1.0 || v.back() == -1.0, "--data ", path, " line ", lineno,
+                 ": label must be -1 or 1, got ", v.back());
     D.d = d;
     D.x.insert(D.x.end(), v.begin(), v.end() - 1);
     D.y.push_back(v.back());
@@ -124,7 +125,8 @@ SvmResult hard_margin_svm(const std::vector<double>& Z, int64_t N, int64_t d) {
   std::vector<double> alpha(N, 0.0), w(d, 0.0), zz(N);
   for (int64_t i = 0; i < N; ++i) {
     zz[i] = dot(&Z[i * d], &Z[i * d], d);
-    MINIMA_CHECK(zz[i] > 0, "max-margin: point ", i, " is the origin, which no hyperplane through the origin separates");
+    MINIMA_CHECK(zz[i] > 0, "max-margin: point ", i,
+                 " is the origin, which no hyperplane through the origin separates");
   }
   SvmResult r;
   // Without a separating direction the dual is unbounded: the iterates never settle (and w may
@@ -226,9 +228,15 @@ OptResult optimize(const std::string& dataset, const OptConfig& c, const Tracker
     r.norm = T.norm(w);
     r.angle_gap = r.norm > 0 ? T.angle_gap(w) : NAN;
     r.margin_gap = r.norm > 0 ? T.margin_gap(w) : NAN;
-    std::vector<std::string> row = {dataset, c.name, std::to_string(t), apps::Table::num(loss), apps::Table::num(r.norm),
-                                    apps::Table::num(r.angle_gap), apps::Table::num(r.margin_gap),
-                                    apps::Table::num(w[0]), apps::Table::num(d > 1 ? w[1] : 0.0)};
+    std::vector<std::string> row = {dataset,
+                                    c.name,
+                                    std::to_string(t),
+                                    apps::Table::num(loss),
+                                    apps::Table::num(r.norm),
+                                    apps::Table::num(r.angle_gap),
+                                    apps::Table::num(r.margin_gap),
+                                    apps::Table::num(w[0]),
+                                    apps::Table::num(d > 1 ? w[1] : 0.0)};
     table.row(row);
   };
   for (int64_t t = 0;; ++t) {
@@ -369,8 +377,10 @@ int run_max_margin(cli::Args& a) {
   MINIMA_CHECK(st.iters >= 1, "--iters must be positive, got ", st.iters);
   MINIMA_CHECK(st.per_decade >= 1, "--log-per-decade must be positive, got ", st.per_decade);
   MINIMA_CHECK(extra >= 0, "--extra-per-class must be >= 0, got ", extra);
-  MINIMA_CHECK(range > 0 && 2.0 * min_margin < 2.0 * range, "--extra-range must be positive and exceed --extra-min-margin");
-  MINIMA_CHECK(min_margin > 1.0, "--extra-min-margin must exceed 1 (points strictly beyond the margin), got ", min_margin);
+  MINIMA_CHECK(range > 0 && 2.0 * min_margin < 2.0 * range,
+               "--extra-range must be positive and exceed --extra-min-margin");
+  MINIMA_CHECK(min_margin > 1.0, "--extra-min-margin must exceed 1 (points strictly beyond the margin), got ",
+               min_margin);
   MINIMA_CHECK(stretch > 0, "--stretch must be positive, got ", stretch);
   MINIMA_CHECK(st.lr >= 0 && st.adam_lr >= 0, "--lr and --adam-lr must be >= 0");
   MINIMA_CHECK(st.momentum > 0 && st.momentum < 1, "--momentum must be in (0, 1), got ", st.momentum);

@@ -33,8 +33,8 @@ namespace {
 
 // The first n pairwise-distinct images of `ds` (uint8 [N, 1, 28, 28]) as float64 pixel/255 rows.
 struct Subset {
-  Tensor x;                      // f64 [n, d]
-  std::vector<int64_t> index;    // rows of the dataset used
+  Tensor x;                    // f64 [n, d]
+  std::vector<int64_t> index;  // rows of the dataset used
   int64_t duplicates_skipped = 0;
 };
 
@@ -60,9 +60,9 @@ Subset distinct_subset(const data::Dataset& ds, int64_t n) {
 
 // The network of Theorem 1: f(x) = sum_j w_j relu(a . x - b_j).
 struct Construction {
-  Tensor a;                   // f64 [d]
-  Tensor b, w;                // f64 [n]
-  double min_gap = 0;         // smallest distance between neighbouring projections
+  Tensor a;            // f64 [d]
+  Tensor b, w;         // f64 [n]
+  double min_gap = 0;  // smallest distance between neighbouring projections
   double max_abs_w = 0;
 };
 
@@ -136,9 +136,7 @@ struct TwoLayer {
     layer(d, h);
     layer(h, classes);
   }
-  Tensor logits(const Tensor& x) const {
-    return linear(relu(linear(x, params[0], params[1])), params[2], params[3]);
-  }
+  Tensor logits(const Tensor& x) const { return linear(relu(linear(x, params[0], params[1])), params[2], params[3]); }
 };
 
 struct SgdRun {
@@ -147,8 +145,8 @@ struct SgdRun {
   int64_t params = 0;
 };
 
-SgdRun train_width(const Tensor& X, const Tensor& labels, int64_t width, int64_t max_epochs, int64_t batch,
-                   double lr, double momentum, uint64_t seed, Device dev, apps::Table& log) {
+SgdRun train_width(const Tensor& X, const Tensor& labels, int64_t width, int64_t max_epochs, int64_t batch, double lr,
+                   double momentum, uint64_t seed, Device dev, apps::Table& log) {
   apps::Stopwatch sw;
   int64_t n = X.size(0), d = X.size(1);
   Generator g(Generator::mix(seed, uint64_t(width), 1));
@@ -186,7 +184,8 @@ SgdRun train_width(const Tensor& X, const Tensor& labels, int64_t width, int64_t
     r.train_acc = double(correct) / double(n);
     r.train_loss = loss_sum / double(n);
     r.epochs_run = epoch;
-    log.row({std::to_string(width), std::to_string(epoch), apps::Table::num(r.train_loss), apps::Table::num(r.train_acc)});
+    log.row(
+        {std::to_string(width), std::to_string(epoch), apps::Table::num(r.train_loss), apps::Table::num(r.train_acc)});
     if (correct == n) {
       r.first_perfect_epoch = epoch;
       break;
@@ -264,8 +263,8 @@ int run_memorize(cli::Args& a) {
     cj["test_acc_true_labels"] = fit_accuracy(c, xt, std::vector<double>(tl.begin(), tl.end()), e);
   }
   std::cout << "construction: width " << n << " (" << 2 * n + d << " weights), built in " << cli::fmt(build_seconds, 3)
-            << " s; training accuracy " << cli::fmt(100 * fit_acc, 6) << "%, max |f(x_i) - y_i| " << cli::fmt(max_err, 3)
-            << " (smallest projection gap " << cli::fmt(c.min_gap, 3) << ")\n";
+            << " s; training accuracy " << cli::fmt(100 * fit_acc, 6) << "%, max |f(x_i) - y_i| "
+            << cli::fmt(max_err, 3) << " (smallest projection gap " << cli::fmt(c.min_gap, 3) << ")\n";
 
   // ---- SGD on growing widths, same images (the first sgd_n) and labels ----
   Json sm = Json::object();
@@ -304,8 +303,9 @@ int run_memorize(cli::Args& a) {
       j["seconds"] = r.seconds;
       sj.push_back(j);
       if (r.first_perfect_epoch > 0 && min_width < 0) min_width = w;
-      std::cout << "  width " << w << " (" << r.params << " weights): training accuracy " << cli::fmt(100 * r.train_acc, 4)
-                << "% after " << r.epochs_run << " epochs (" << cli::fmt(r.seconds, 3) << " s)\n";
+      std::cout << "  width " << w << " (" << r.params << " weights): training accuracy "
+                << cli::fmt(100 * r.train_acc, 4) << "% after " << r.epochs_run << " epochs (" << cli::fmt(r.seconds, 3)
+                << " s)\n";
     }
   }
   log.write(dir.file("metrics.csv"));

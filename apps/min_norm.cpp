@@ -22,9 +22,9 @@ namespace {
 
 struct Problem {
   Tensor X, y, w0;
-  Tensor pinvX;         // X^+ [d, n]
-  Tensor w_min_norm;    // X^+ y
-  Tensor w0_null;       // (I - X^+ X) w0
+  Tensor pinvX;       // X^+ [d, n]
+  Tensor w_min_norm;  // X^+ y
+  Tensor w0_null;     // (I - X^+ X) w0
   double sigma_max = 0, sigma_min = 0, max_row_sq = 0;
 };
 
@@ -39,8 +39,8 @@ class Runner {
  public:
   Runner(const Problem& p, apps::Table& table) : p_(p), table_(table) {}
 
-  RunResult run(const std::string& method, bool from_w0, int64_t passes, int64_t batch, double lr,
-                double momentum, uint64_t seed) {
+  RunResult run(const std::string& method, bool from_w0, int64_t passes, int64_t batch, double lr, double momentum,
+                uint64_t seed) {
     NoGradGuard ng;
     const Tensor& X = p_.X;
     const Tensor& y = p_.y;
@@ -53,9 +53,9 @@ class Runner {
       Tensor r = matmul(X, w) - y;
       double mse = sum(square(r)).item() / double(n);
       last_ = {rel_dist(w, p_.w_min_norm), rel_dist(w, prediction), mse};
-      table_.row({method, init, std::to_string(pass), apps::Table::num(mse),
-                  apps::Table::num(last_.rel_dist_min_norm), apps::Table::num(last_.rel_dist_prediction),
-                  apps::Table::num(linalg::norm(w)), apps::Table::num(linalg::norm(w - project_row(w)))});
+      table_.row({method, init, std::to_string(pass), apps::Table::num(mse), apps::Table::num(last_.rel_dist_min_norm),
+                  apps::Table::num(last_.rel_dist_prediction), apps::Table::num(linalg::norm(w)),
+                  apps::Table::num(linalg::norm(w - project_row(w)))});
     };
     log(0);
     for (int64_t pass = 1; pass <= passes; ++pass) {
@@ -146,8 +146,7 @@ int run_min_norm(cli::Args& a) {
             << cli::fmt(p.sigma_min) << ", ||X^+ y|| " << cli::fmt(linalg::norm(p.w_min_norm))
             << ", ||(I - X^+ X) w0|| " << cli::fmt(linalg::norm(p.w0_null)) << "\n";
 
-  apps::Table table({"method", "init", "pass", "mse", "rel_dist_min_norm", "rel_dist_prediction", "norm",
-                    "null_norm"});
+  apps::Table table({"method", "init", "pass", "mse", "rel_dist_min_norm", "rel_dist_prediction", "norm", "null_norm"});
   Runner runner(p, table);
   struct Method {
     std::string name;
@@ -170,8 +169,8 @@ int run_min_norm(cli::Args& a) {
       jr["mse"] = r.mse;
       jm[from_w0 ? "from_w0" : "from_zero"] = jr;
       std::cout << "  " << m.name << " from " << (from_w0 ? "w0  " : "zero") << ": ||w - X^+y||/||X^+y|| "
-                << cli::fmt(r.rel_dist_min_norm, 3) << ", distance to the prediction " << cli::fmt(r.rel_dist_prediction, 3)
-                << ", mse " << cli::fmt(r.mse, 3) << "\n";
+                << cli::fmt(r.rel_dist_min_norm, 3) << ", distance to the prediction "
+                << cli::fmt(r.rel_dist_prediction, 3) << ", mse " << cli::fmt(r.mse, 3) << "\n";
     }
     runs[m.name] = jm;
   }
@@ -195,8 +194,8 @@ int run_min_norm(cli::Args& a) {
   sm["runs"] = runs;
   sm["seconds"] = clock.seconds();
   dir.write_summary(sm);
-  std::cout << "wrote " << dir.path() << "/{config.json,metrics.csv,summary.json} in "
-            << cli::fmt(clock.seconds(), 3) << " s\n";
+  std::cout << "wrote " << dir.path() << "/{config.json,metrics.csv,summary.json} in " << cli::fmt(clock.seconds(), 3)
+            << " s\n";
   apps::render_figure("min_norm.py", dir.path(), !no_plot);
   return 0;
 }

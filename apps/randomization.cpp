@@ -99,7 +99,7 @@ struct RunResult {
 // Everything the runs share.
 struct Settings {
   std::string arch;
-  data::Splits base;           // after --subset and the optional crop
+  data::Splits base;  // after --subset and the optional crop
   data::Normalize norm = data::Normalize::dataset;
   Shape in_chw;
   int64_t classes = 0, batch = 128, epochs = 300, decay_steps = 391;
@@ -151,9 +151,9 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
     res.steps = (e + 1) * steps_per_epoch;
     res.train_acc = fit.acc;
     res.train_loss = fit.loss;
-    rows.push_back({std::to_string(index), std::to_string(seed), v.kind, apps::Table::num(v.p),
-                    std::to_string(e + 1), std::to_string(res.steps), apps::Table::num(opt.lr()),
-                    apps::Table::num(tr.loss), apps::Table::num(fit.acc)});
+    rows.push_back({std::to_string(index), std::to_string(seed), v.kind, apps::Table::num(v.p), std::to_string(e + 1),
+                    std::to_string(res.steps), apps::Table::num(opt.lr()), apps::Table::num(tr.loss),
+                    apps::Table::num(fit.acc)});
     prog.update(e + 1, "| loss " + cli::fmt(tr.loss, 4) + " | train acc " + cli::fmt(fit.acc, 4) + "%",
                 double(tr.samples) / std::max(tr.seconds, 1e-9));
     if (fit.acc >= c.fit_acc) {
@@ -261,9 +261,9 @@ int run_randomization(cli::Args& a) {
   std::string dataset = a.get_string("dataset", "fashion-mnist", "dataset name");
   std::string data_dir = a.get_string("data-dir", "", "dataset directory (default: the dataset's usual place)");
   int64_t subset = a.get_int("subset", 5000, "train on the first N training images (0: all)");
-  std::vector<std::string> variants = a.get_string_list(
-      "variants", "true-labels,random-labels,shuffled-pixels,random-pixels,gaussian",
-      "randomizations: true-labels, random-labels, shuffled-pixels, random-pixels, gaussian");
+  std::vector<std::string> variants =
+      a.get_string_list("variants", "true-labels,random-labels,shuffled-pixels,random-pixels,gaussian",
+                        "randomizations: true-labels, random-labels, shuffled-pixels, random-pixels, gaussian");
   std::vector<double> corruption =
       a.get_double_list("corruption", "0,0.2,0.4,0.6,0.8,1", "label corruption probabilities (Figure 1b, 1c)");
   c.epochs = a.get_int("epochs", 300, "epoch budget per run (a run stops once it fits)");
@@ -272,17 +272,19 @@ int run_randomization(cli::Args& a) {
   c.lr = a.get_double("lr", 0.01, "learning rate (Zhang et al.: 0.01 for MLPs and AlexNet)");
   c.momentum = a.get_double("momentum", 0.9, "SGD momentum");
   c.decay = a.get_double("lr-decay", 0.95, "learning rate factor per --decay-steps steps (1: constant)");
-  c.decay_steps = a.get_int("decay-steps", 391,
-                            "steps per lr decay: Zhang et al. decay once per CIFAR-10 epoch, 391 steps of 128");
+  c.decay_steps =
+      a.get_int("decay-steps", 391, "steps per lr decay: Zhang et al. decay once per CIFAR-10 epoch, 391 steps of 128");
   c.wd = a.get_double("weight-decay", 0.0, "L2 weight decay (coupled; Zhang et al.'s tests use none)");
   bool zhang_pre = a.get_flag("zhang-preprocessing",
                               "center crop to 28x28 and per-image whitening, as Zhang et al. did for CIFAR-10");
-  std::vector<int64_t> seeds = a.get_int_list(
-      "seeds", "0", "seeds; each gives one initialization (shared by its variants), data order and randomization");
+  std::vector<int64_t> seeds =
+      a.get_int_list("seeds", "0",
+                     "seeds; each gives one initialization (shared by its variants), data order and randomization");
   std::string device_s = a.get_string("device", "cpu", "cpu, cuda, cuda:N or auto");
   cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
-  std::string precision_s = a.get_string(
-      "precision", "fp32", "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics");
+  std::string precision_s =
+      a.get_string("precision", "fp32",
+                   "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics");
   nn::AutocastGuard precision(nn::precision_from_flag(precision_s));
   int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
   std::string out = a.get_string("out", "runs/randomization", "output directory");
@@ -350,13 +352,14 @@ int run_randomization(cli::Args& a) {
   {
     Generator g0(static_cast<uint64_t>(seeds[0]));
     int64_t params = nn::make_model(c.arch, c.in_chw, c.classes, g0)->num_parameters();
-    std::printf("randomization tests: %s (%lld parameters) on %lld %s training images, %zu variant%s x %zu seed%s, "
-                "SGD lr %g x%g per %lld steps, momentum %g, batch %lld, until %g%% training accuracy or %lld "
-                "epochs (%s)\n",
-                c.arch.c_str(), (long long)params, (long long)c.base.train.size(), dataset.c_str(), runs.size(),
-                runs.size() == 1 ? "" : "s", seeds.size(), seeds.size() == 1 ? "" : "s", c.lr, c.decay,
-                (long long)c.decay_steps, c.momentum, (long long)c.batch, c.fit_acc, (long long)c.epochs,
-                c.device.str().c_str());
+    std::printf(
+        "randomization tests: %s (%lld parameters) on %lld %s training images, %zu variant%s x %zu seed%s, "
+        "SGD lr %g x%g per %lld steps, momentum %g, batch %lld, until %g%% training accuracy or %lld "
+        "epochs (%s)\n",
+        c.arch.c_str(), (long long)params, (long long)c.base.train.size(), dataset.c_str(), runs.size(),
+        runs.size() == 1 ? "" : "s", seeds.size(), seeds.size() == 1 ? "" : "s", c.lr, c.decay,
+        (long long)c.decay_steps, c.momentum, (long long)c.batch, c.fit_acc, (long long)c.epochs,
+        c.device.str().c_str());
   }
 
   apps::Table log({"run", "seed", "kind", "p", "epoch", "step", "lr", "train_loss", "train_acc"});
@@ -369,9 +372,8 @@ int run_randomization(cli::Args& a) {
       std::vector<std::vector<std::string>> rows;
       if (resume && cli::file_exists(file)) {
         Json j = Json::parse(read_file(file));
-        MINIMA_CHECK(j.at("settings").dump() == settings_text, "--resume: ", file,
-                     " was trained with other settings (", j.at("settings").dump(), ", now ", settings_text,
-                     "); choose another --out");
+        MINIMA_CHECK(j.at("settings").dump() == settings_text, "--resume: ", file, " was trained with other settings (",
+                     j.at("settings").dump(), ", now ", settings_text, "); choose another --out");
         results.push_back(result_from_json(j.at("result"), v));
         for (const auto& row : j.at("rows").elements()) {
           std::vector<std::string> r;
@@ -412,8 +414,8 @@ int run_randomization(cli::Args& a) {
      << (zhang_pre ? " (center crop 28x28, per-image whitening)" : "") << "; SGD lr " << c.lr << " x" << c.decay
      << " per " << c.decay_steps << " steps, momentum " << c.momentum << ", weight decay " << c.wd << ", batch "
      << c.batch << "; " << seeds.size() << " seed" << (seeds.size() == 1 ? "" : "s")
-     << (seeds.size() > 1 ? " (mean ± std)" : "") << ". Each run stops at " << c.fit_acc
-     << "% training accuracy or " << c.epochs << " epochs; steps to fit are over the runs that fitted.\n\n"
+     << (seeds.size() > 1 ? " (mean ± std)" : "") << ". Each run stops at " << c.fit_acc << "% training accuracy or "
+     << c.epochs << " epochs; steps to fit are over the runs that fitted.\n\n"
      << "| randomization | fitted | train acc % | test acc % | test error % | steps to fit | vs true labels |\n"
      << "|---|---|---|---|---|---|---|\n";
   // Per variant, over seeds: steps to fit (of the runs that fitted), test and train accuracy.
@@ -458,8 +460,8 @@ int run_randomization(cli::Args& a) {
     }
     variants_j.push_back(j);
     md << "| " << g.v.label() << " | " << g.steps.n << "/" << seeds.size() << " | " << pct(g.train.mean) << " | "
-       << mean_std(g.test, 2) << " | " << pct(100 - g.test.mean) << " | "
-       << (g.steps.n ? mean_std(g.steps, 0) : "-") << " | " << ratio << " |\n";
+       << mean_std(g.test, 2) << " | " << pct(100 - g.test.mean) << " | " << (g.steps.n ? mean_std(g.steps, 0) : "-")
+       << " | " << ratio << " |\n";
   }
   Json s = Json::object();
   s["arch"] = c.arch;

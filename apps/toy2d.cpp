@@ -107,8 +107,8 @@ struct PhaseResult {
 // below stop_loss when stop_at_perfect;
 // accuracy on `check` is measured after every epoch and logged (every 10th) as (repeat_seed, run).
 PhaseResult train(Mlp& m, const Points& train, const Points& check, const SgdConfig& c, int64_t epochs,
-                  bool stop_at_perfect, uint64_t seed, uint64_t repeat_seed, const std::string& run,
-                  apps::Table& log, double stop_loss = 1e300) {
+                  bool stop_at_perfect, uint64_t seed, uint64_t repeat_seed, const std::string& run, apps::Table& log,
+                  double stop_loss = 1e300) {
   std::vector<Tensor> velocity, second;  // momentum (or Adam's first moment), Adam's second moment
   for (const auto& p : m.params) {
     velocity.push_back(zeros_like(p));
@@ -122,8 +122,8 @@ PhaseResult train(Mlp& m, const Points& train, const Points& check, const SgdCon
     Tensor perm = randperm(n, g);
     for (int64_t start = 0; start < n; start += c.batch) {
       Tensor idx = perm.narrow(0, start, std::min(c.batch, n - start));
-      Tensor loss = binary_cross_entropy_with_logits(m.logits(index_select(train.x, 0, idx)),
-                                                     index_select(train.y, 0, idx));
+      Tensor loss =
+          binary_cross_entropy_with_logits(m.logits(index_select(train.x, 0, idx)), index_select(train.y, 0, idx));
       for (auto& p : m.params) p.set_grad(Tensor());
       loss.backward();
       NoGradGuard ng;
@@ -176,7 +176,9 @@ double boundary_length(const std::vector<double>& f, int64_t G, double x0, doubl
           pts.push_back({(cx[a] + t * (cx[b] - cx[a])) * hx, (cy[a] + t * (cy[b] - cy[a])) * hy});
         }
       }
-      auto seg = [&](size_t p, size_t q) { return std::hypot(pts[p].first - pts[q].first, pts[p].second - pts[q].second); };
+      auto seg = [&](size_t p, size_t q) {
+        return std::hypot(pts[p].first - pts[q].first, pts[p].second - pts[q].second);
+      };
       if (pts.size() == 2) total += seg(0, 1);
       if (pts.size() == 4) total += std::min(seg(0, 1) + seg(2, 3), seg(1, 2) + seg(3, 0));  // saddle
     }
@@ -211,7 +213,8 @@ int run_toy2d(cli::Args& a) {
   double lr = a.get_double("lr", 0.01, "learning rate of (a)");
   double ft_lr = a.get_double("finetune-lr", 0.003, "learning rate of (b) and (c) (from the adversarial init)");
   int64_t epochs = a.get_int("epochs", 1000, "epoch limit of (a) and of the true-label phases of (b) and (c)");
-  bool fixed_epochs = a.get_flag("fixed-epochs", "train (a), (b), (c) for exactly --epochs instead of to 100% training accuracy");
+  bool fixed_epochs =
+      a.get_flag("fixed-epochs", "train (a), (b), (c) for exactly --epochs instead of to 100% training accuracy");
   std::string pre_opt = a.get_string("pre-optimizer", "adam", "optimizer on random labels: adam or sgd");
   double pre_lr = a.get_double("pre-lr", 0.01, "learning rate on random labels (adversarial init)");
   double pre_momentum = a.get_double("pre-momentum", 0.9, "momentum on random labels (sgd)");
@@ -289,8 +292,8 @@ int run_toy2d(cli::Args& a) {
     // (b) adversarial init: fit random labels, then vanilla SGD on the true labels.
     Mlp adv = init.clone();
     SgdConfig pre{pre_lr, pre_momentum, 0.0, pre_batch, pre_opt == "adam"};
-    PhaseResult rp = train(adv, random_labels, random_labels, pre, pre_epochs, true, Generator::mix(s, 2),
-                           s, "pretrain", log, pre_loss);
+    PhaseResult rp = train(adv, random_labels, random_labels, pre, pre_epochs, true, Generator::mix(s, 2), s,
+                           "pretrain", log, pre_loss);
     double pre_acc = adv.accuracy(random_labels);
     Mlp mb = adv.clone();
     SgdConfig vanilla_ft{ft_lr, 0.0, 0.0, batch};
@@ -298,7 +301,8 @@ int run_toy2d(cli::Args& a) {
     // (c) adversarial init, augmentation + momentum + weight decay.
     Mlp mc = adv.clone();
     SgdConfig reg{ft_lr, momentum, wd, batch};
-    PhaseResult rc = train(mc, augmented, until100 ? augmented : train_set, reg, epochs, until100, Generator::mix(s, 4), s, "c", log);
+    PhaseResult rc = train(mc, augmented, until100 ? augmented : train_set, reg, epochs, until100, Generator::mix(s, 4),
+                           s, "c", log);
 
     Mlp* models[3] = {&ma, &mb, &mc};
     PhaseResult* results[3] = {&ra, &rb, &rc};
@@ -340,8 +344,8 @@ int run_toy2d(cli::Args& a) {
     for (int k = 0; k < 3; ++k)
       std::cout << "  " << names[k] << ": train " << cli::fmt(100 * v[k].train_acc, 4) << "%, test "
                 << cli::fmt(100 * v[k].test_acc, 4) << "% (expected " << cli::fmt(100 * v[k].expected_acc, 4)
-                << "%), boundary length " << cli::fmt(v[k].boundary, 4)
-                << " (100% train from epoch " << v[k].first_perfect_epoch << ")\n";
+                << "%), boundary length " << cli::fmt(v[k].boundary, 4) << " (100% train from epoch "
+                << v[k].first_perfect_epoch << ")\n";
     if (rep == 0) {
       first_variants = v;
       for (int64_t i = 0; i < train_set.size(); ++i) {
@@ -353,7 +357,8 @@ int run_toy2d(cli::Args& a) {
       }
       for (int64_t i = 0; i < test_set.size(); ++i) {
         auto x = test_set.x.select(0, i).to_vector<double>();
-        points.row({"test", apps::Table::num(x[0]), apps::Table::num(x[1]), apps::Table::num(test_set.y.select(0, i).item())});
+        points.row(
+            {"test", apps::Table::num(x[0]), apps::Table::num(x[1]), apps::Table::num(test_set.y.select(0, i).item())});
       }
     }
   }
@@ -382,9 +387,9 @@ int run_toy2d(cli::Args& a) {
   sm["seconds"] = clock.seconds();
   dir.write_summary(sm);
   std::cout << "mean over " << repeats << " seed(s): test accuracy a " << cli::fmt(100 * mean_test[0], 4) << "%, b "
-            << cli::fmt(100 * mean_test[1], 4) << "%, c " << cli::fmt(100 * mean_test[2], 4) << "%; expected accuracy a "
-            << cli::fmt(100 * mean_expected[0], 4) << "%, b " << cli::fmt(100 * mean_expected[1], 4) << "%, c "
-            << cli::fmt(100 * mean_expected[2], 4) << "%\n";
+            << cli::fmt(100 * mean_test[1], 4) << "%, c " << cli::fmt(100 * mean_test[2], 4)
+            << "%; expected accuracy a " << cli::fmt(100 * mean_expected[0], 4) << "%, b "
+            << cli::fmt(100 * mean_expected[1], 4) << "%, c " << cli::fmt(100 * mean_expected[2], 4) << "%\n";
   std::cout << "wrote " << dir.path() << "/{config.json,metrics.csv,points.csv,grid.csv,summary.json} in "
             << cli::fmt(clock.seconds(), 3) << " s\n";
   apps::render_figure("toy2d.py", dir.path(), !no_plot);

@@ -21,11 +21,12 @@ int run_train(cli::Args& a) {
   a.set_description(
       "Train a network with SGD on a dataset and evaluate it on the test split after each epoch.\n"
       "example: minima train --arch mlp --dataset fashion-mnist --epochs 5 --out runs/mlp");
-  std::string arch = a.get_string("arch", "mlp", "network: " + [] {
-    std::string s;
-    for (const auto& n : nn::model_names()) s += (s.empty() ? "" : ", ") + n;
-    return s;
-  }());
+  std::string arch = a.get_string(
+      "arch", "mlp", "network: " + [] {
+        std::string s;
+        for (const auto& n : nn::model_names()) s += (s.empty() ? "" : ", ") + n;
+        return s;
+      }());
   std::string dataset = a.get_string("dataset", "fashion-mnist", "dataset name");
   std::string data_dir = a.get_string("data-dir", "", "dataset directory (default: the dataset's usual place)");
   int64_t epochs = a.get_int("epochs", 5, "training epochs");
@@ -40,8 +41,9 @@ int run_train(cli::Args& a) {
   int64_t seed = a.get_int("seed", 0, "seed for initialization, data order and augmentation");
   std::string device_s = a.get_string("device", "cpu", "cpu, cuda, cuda:N or auto");
   cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
-  nn::AutocastGuard precision(nn::precision_from_flag(a.get_string(
-      "precision", "fp32", "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics")));
+  nn::AutocastGuard precision(nn::precision_from_flag(
+      a.get_string("precision", "fp32",
+                   "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics")));
   int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
   std::string out = a.get_string("out", "runs/train", "output directory");
   if (a.finish()) return 0;

@@ -41,9 +41,9 @@ EpochResult evaluate(nn::Module& model, data::Loader& loader);
 // steps after `warmup` untimed ones, with the device synchronized around the timed steps. Then,
 // when `profile_steps` > 0, that many more steps under a ProfileSession (core/profiler.h).
 struct StepTiming {
-  double seconds = 0;                // a timed step
-  std::vector<ProfileRow> profile;   // the profiled steps' backend entries (summed over them)
-  double profiled_seconds = 0;       // a profiled step, synchronizations included
+  double seconds = 0;               // a timed step
+  std::vector<ProfileRow> profile;  // the profiled steps' backend entries (summed over them)
+  double profiled_seconds = 0;      // a profiled step, synchronizations included
 };
 StepTiming time_training_step(const std::string& arch, const Shape& chw, int64_t classes, int64_t batch, Device dev,
                               int64_t warmup, int64_t iters, int64_t profile_steps = 0);

@@ -94,9 +94,7 @@ Allocator* cuda_allocator(int device);  // kernels/cuda (or a stub that throws)
 
 Allocator* allocator_for(Device d) { return d.is_cpu() ? cpu_allocator() : cuda_allocator(d.index); }
 
-Storage::Storage(size_t n, Device d) : nbytes(n), device(d), alloc(allocator_for(d)) {
-  data = alloc->allocate(n);
-}
+Storage::Storage(size_t n, Device d) : nbytes(n), device(d), alloc(allocator_for(d)) { data = alloc->allocate(n); }
 
 Storage::~Storage() {
   if (alloc) alloc->deallocate(data, nbytes);

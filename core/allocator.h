@@ -26,7 +26,7 @@ struct Storage {
   void* data = nullptr;
   size_t nbytes = 0;
   Device device;
-  Allocator* alloc = nullptr;  // null: memory owned elsewhere (from_blob)
+  Allocator* alloc = nullptr;        // null: memory owned elsewhere (from_blob)
   std::shared_ptr<void> keep_alive;  // for from_blob: whatever owns the memory
   Storage(size_t n, Device d);
   Storage(void* p, size_t n, Device d, std::shared_ptr<void> owner)

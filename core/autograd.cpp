@@ -90,14 +90,16 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
                "inputs, or compute it under a NoGradGuard?)");
   Tensor grad = grad_in;
   if (!grad.defined()) {
-    MINIMA_CHECK(root.numel() == 1, "backward: grad can be implicitly created only for scalar "
-                 "outputs; the output has shape ", root.shape(), ", pass a gradient of that shape");
+    MINIMA_CHECK(root.numel() == 1,
+                 "backward: grad can be implicitly created only for scalar "
+                 "outputs; the output has shape ",
+                 root.shape(), ", pass a gradient of that shape");
     grad = ones(root.shape(), TensorOptions(root.dtype(), root.device()));
   }
   MINIMA_CHECK(grad.shape() == root.shape(), "backward: gradient of shape ", grad.shape(),
                " does not match the output's shape ", root.shape());
-  MINIMA_CHECK(grad.device() == root.device(), "backward: gradient on ", grad.device(),
-               " but the output is on ", root.device());
+  MINIMA_CHECK(grad.device() == root.device(), "backward: gradient on ", grad.device(), " but the output is on ",
+               root.device());
   NoGradGuard no_grad;
   if (grad.dtype() != root.dtype()) grad = grad.to(root.dtype());
   if (root.is_leaf()) {
@@ -130,17 +132,19 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
     if (gi == grads.end()) continue;  // no gradient flows here
     Tensor g = gi->second;
     grads.erase(gi);
-    MINIMA_CHECK(node->fn != nullptr, "backward: trying to backward through the graph a second time "
-                 "(through ", node->name, "); pass retain_graph=true the first time");
+    MINIMA_CHECK(node->fn != nullptr,
+                 "backward: trying to backward through the graph a second time "
+                 "(through ",
+                 node->name, "); pass retain_graph=true the first time");
     std::vector<Tensor> in_grads = node->fn(g);
-    MINIMA_CHECK(in_grads.size() == node->next.size(), "backward: ", node->name, " returned ",
-                 in_grads.size(), " gradients for ", node->next.size(), " inputs");
+    MINIMA_CHECK(in_grads.size() == node->next.size(), "backward: ", node->name, " returned ", in_grads.size(),
+                 " gradients for ", node->next.size(), " inputs");
     for (size_t i = 0; i < in_grads.size(); ++i) {
       const auto& e = node->next[i];
       if (!e.active() || !in_grads[i].defined()) continue;
       Tensor gi_t = in_grads[i];
-      MINIMA_CHECK(gi_t.shape() == e.shape, "backward: ", node->name, " produced a gradient of shape ",
-                   gi_t.shape(), " for input ", i, " of shape ", e.shape);
+      MINIMA_CHECK(gi_t.shape() == e.shape, "backward: ", node->name, " produced a gradient of shape ", gi_t.shape(),
+                   " for input ", i, " of shape ", e.shape);
       if (gi_t.dtype() != e.dtype) gi_t = gi_t.to(e.dtype);
       if (e.node)
         accumulate(grads[e.node.get()], gi_t);

@@ -18,9 +18,9 @@ using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_out)>;
 
 struct Node {
   struct Edge {
-    std::shared_ptr<Node> node;         // the input's producer, or
-    std::shared_ptr<TensorImpl> leaf;   // the leaf the gradient accumulates into
-    Shape shape;                        // the input's shape, to check the gradient returned
+    std::shared_ptr<Node> node;        // the input's producer, or
+    std::shared_ptr<TensorImpl> leaf;  // the leaf the gradient accumulates into
+    Shape shape;                       // the input's shape, to check the gradient returned
     DType dtype = DType::f32;
     bool active() const { return node || leaf; }
   };

@@ -82,7 +82,10 @@ bool targets_trusted() { return g_targets_trusted; }
 Backend& cuda_backend() {
   throw Error("this minima was built without CUDA (configure with -DMINIMA_CUDA=ON and an nvcc on PATH)");
 }
-Allocator* cuda_allocator(int) { cuda_backend(); return nullptr; }
+Allocator* cuda_allocator(int) {
+  cuda_backend();
+  return nullptr;
+}
 bool cuda_available() { return false; }
 int cuda_device_count() { return 0; }
 #endif

@@ -16,10 +16,21 @@
 namespace minima {
 
 enum class UnaryOp {
-  Neg, Exp, Log, Sqrt, Abs, Relu, Sigmoid, Tanh, Softplus,
-  Pow,     // x^p0
-  Clamp,   // clamp(x, p0, p1)
-  Square, Sign, Reciprocal, Log1p,
+  Neg,
+  Exp,
+  Log,
+  Sqrt,
+  Abs,
+  Relu,
+  Sigmoid,
+  Tanh,
+  Softplus,
+  Pow,    // x^p0
+  Clamp,  // clamp(x, p0, p1)
+  Square,
+  Sign,
+  Reciprocal,
+  Log1p,
   AddScalar,  // x + p0
   MulScalar,  // x * p0
   Affine,     // x * p0 + p1
@@ -58,16 +69,15 @@ class Backend {
   virtual void copy(const Tensor& dst, const Tensor& src) = 0;
   virtual void unary(UnaryOp op, const Tensor& out, const Tensor& x, double p0, double p1) = 0;
   // gx = gy * d op(x)/dx; y = op(x) is passed for ops whose derivative is cheaper from it.
-  virtual void unary_backward(UnaryOp op, const Tensor& gx, const Tensor& gy, const Tensor& x,
-                              const Tensor& y, double p0, double p1) = 0;
+  virtual void unary_backward(UnaryOp op, const Tensor& gx, const Tensor& gy, const Tensor& x, const Tensor& y,
+                              double p0, double p1) = 0;
   // a and b are already expanded to out's shape. Comparisons write u8 0/1.
   virtual void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) = 0;
   virtual void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) = 0;
 
   // ---- reductions: out has x's rank with size 1 in every reduced dim ----
   // ArgMax/ArgMin reduce exactly one dim and write i64.
-  virtual void reduce(ReduceOp op, const Tensor& out, const Tensor& x,
-                      const std::vector<int64_t>& dims) = 0;
+  virtual void reduce(ReduceOp op, const Tensor& out, const Tensor& x, const std::vector<int64_t>& dims) = 0;
 
   // ---- matrix products: c[b] = alpha * a[b] @ b[b] + beta * c[b]; rank 3, any strides ----
   virtual void gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha, double beta) = 0;
@@ -75,14 +85,11 @@ class Backend {
   // ---- convolution (NCHW; x, w contiguous) ----
   virtual void conv2d_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias,
                               const Conv2dParams& p) = 0;
-  virtual void conv2d_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w,
-                                     const Conv2dParams& p) = 0;
-  virtual void conv2d_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x,
-                                      const Conv2dParams& p) = 0;
+  virtual void conv2d_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, const Conv2dParams& p) = 0;
+  virtual void conv2d_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const Conv2dParams& p) = 0;
 
   // ---- pooling (NCHW, contiguous) ----
-  virtual void max_pool2d_forward(const Tensor& y, const Tensor& indices, const Tensor& x,
-                                  const Pool2dParams& p) = 0;
+  virtual void max_pool2d_forward(const Tensor& y, const Tensor& indices, const Tensor& x, const Pool2dParams& p) = 0;
   virtual void max_pool2d_backward(const Tensor& gx, const Tensor& gy, const Tensor& indices) = 0;
   virtual void avg_pool2d_forward(const Tensor& y, const Tensor& x, const Pool2dParams& p) = 0;
   virtual void avg_pool2d_backward(const Tensor& gx, const Tensor& gy, const Pool2dParams& p) = 0;
@@ -92,23 +99,20 @@ class Backend {
   // ---- batch norm over (N, H, W) of NCHW or N of NC; stats in f32/f64 ----
   // Training: writes y, the batch mean and 1/sqrt(var+eps) (saved for backward) and updates the
   // running stats in place (unbiased var, PyTorch's momentum convention) when they are defined.
-  virtual void batch_norm_forward_train(const Tensor& y, const Tensor& save_mean,
-                                        const Tensor& save_invstd, const Tensor& x,
-                                        const Tensor& weight, const Tensor& bias,
-                                        const Tensor& running_mean, const Tensor& running_var,
-                                        double momentum, double eps) = 0;
-  virtual void batch_norm_forward_eval(const Tensor& y, const Tensor& x, const Tensor& weight,
-                                       const Tensor& bias, const Tensor& running_mean,
-                                       const Tensor& running_var, double eps) = 0;
+  virtual void batch_norm_forward_train(const Tensor& y, const Tensor& save_mean, const Tensor& save_invstd,
+                                        const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                        const Tensor& running_mean, const Tensor& running_var, double momentum,
+                                        double eps) = 0;
+  virtual void batch_norm_forward_eval(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                       const Tensor& running_mean, const Tensor& running_var, double eps) = 0;
   // gweight/gbias may be undefined (affine=false).
-  virtual void batch_norm_backward(const Tensor& gx, const Tensor& gweight, const Tensor& gbias,
-                                   const Tensor& gy, const Tensor& x, const Tensor& weight,
-                                   const Tensor& save_mean, const Tensor& save_invstd) = 0;
+  virtual void batch_norm_backward(const Tensor& gx, const Tensor& gweight, const Tensor& gbias, const Tensor& gy,
+                                   const Tensor& x, const Tensor& weight, const Tensor& save_mean,
+                                   const Tensor& save_invstd) = 0;
 
   // ---- softmax family (x contiguous; softmax over `dim`) ----
   virtual void log_softmax_forward(const Tensor& y, const Tensor& x, int64_t dim) = 0;
-  virtual void log_softmax_backward(const Tensor& gx, const Tensor& gy, const Tensor& y,
-                                    int64_t dim) = 0;
+  virtual void log_softmax_backward(const Tensor& gx, const Tensor& gy, const Tensor& y, int64_t dim) = 0;
   // Per-sample negative log-likelihood: loss[i] = -logp[i, target[i]]; logp is [N, C].
   virtual void nll_forward(const Tensor& loss, const Tensor& logp, const Tensor& target) = 0;
   // glogp (zeroed by the kernel) gets -gloss[i] at [i, target[i]].
@@ -122,21 +126,17 @@ class Backend {
   virtual void scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) = 0;
 
   // ---- random numbers (Philox4x32-10; element i uses counter (offset + i/4) and lane i%4) ----
-  virtual void random_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double lo,
-                              double hi) = 0;
-  virtual void random_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean,
-                             double std) = 0;
+  virtual void random_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double lo, double hi) = 0;
+  virtual void random_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) = 0;
 
   // ---- fused optimizer updates over one contiguous parameter/grad/state triple ----
   // torch.optim.SGD: g += wd*p; buf = first ? g : momentum*buf + (1-dampening)*g;
   // g = nesterov ? g + momentum*buf : buf; p -= lr*g.  (momentum == 0: p -= lr*g, buf untouched)
-  virtual void sgd_update(const Tensor& p, const Tensor& g, const Tensor& buf, double lr,
-                          double momentum, double dampening, double weight_decay, bool nesterov,
-                          bool first_step) = 0;
+  virtual void sgd_update(const Tensor& p, const Tensor& g, const Tensor& buf, double lr, double momentum,
+                          double dampening, double weight_decay, bool nesterov, bool first_step) = 0;
   // torch.optim.Adam (coupled L2 weight decay), step >= 1.
-  virtual void adam_update(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
-                           double lr, double beta1, double beta2, double eps,
-                           double weight_decay, int64_t step) = 0;
+  virtual void adam_update(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, double lr, double beta1,
+                           double beta2, double eps, double weight_decay, int64_t step) = 0;
 
   virtual void synchronize() {}
 };
@@ -144,49 +144,48 @@ class Backend {
 // The declarations a concrete backend writes to override every kernel above (all but name() and
 // synchronize()), kept in one place so the CPU and CUDA backends cannot drift from the interface:
 //   class CpuBackend final : public Backend { public: MINIMA_BACKEND_KERNEL_OVERRIDES ... };
-#define MINIMA_BACKEND_KERNEL_OVERRIDES                                                                             \
-  void fill(const Tensor& out, double v) override;                                                                  \
-  void copy(const Tensor& dst, const Tensor& src) override;                                                         \
-  void unary(UnaryOp op, const Tensor& out, const Tensor& x, double p0, double p1) override;                        \
-  void unary_backward(UnaryOp op, const Tensor& gx, const Tensor& gy, const Tensor& x, const Tensor& y,             \
-                      double p0, double p1) override;                                                               \
-  void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) override;                           \
-  void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) override;                     \
-  void reduce(ReduceOp op, const Tensor& out, const Tensor& x, const std::vector<int64_t>& dims) override;          \
-  void gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha, double beta) override;                 \
-  void conv2d_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias,                        \
-                      const Conv2dParams& p) override;                                                              \
-  void conv2d_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, const Conv2dParams& p) override;  \
-  void conv2d_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const Conv2dParams& p) override; \
-  void max_pool2d_forward(const Tensor& y, const Tensor& indices, const Tensor& x, const Pool2dParams& p) override; \
-  void max_pool2d_backward(const Tensor& gx, const Tensor& gy, const Tensor& indices) override;                     \
-  void avg_pool2d_forward(const Tensor& y, const Tensor& x, const Pool2dParams& p) override;                        \
-  void avg_pool2d_backward(const Tensor& gx, const Tensor& gy, const Pool2dParams& p) override;                     \
-  void adaptive_avg_pool2d_forward(const Tensor& y, const Tensor& x) override;                                      \
-  void adaptive_avg_pool2d_backward(const Tensor& gx, const Tensor& gy) override;                                   \
-  void batch_norm_forward_train(const Tensor& y, const Tensor& save_mean, const Tensor& save_invstd,                \
-                                const Tensor& x, const Tensor& weight, const Tensor& bias,                          \
-                                const Tensor& running_mean, const Tensor& running_var, double momentum,             \
-                                double eps) override;                                                               \
-  void batch_norm_forward_eval(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias,          \
-                               const Tensor& running_mean, const Tensor& running_var, double eps) override;         \
-  void batch_norm_backward(const Tensor& gx, const Tensor& gweight, const Tensor& gbias, const Tensor& gy,          \
-                           const Tensor& x, const Tensor& weight, const Tensor& save_mean,                          \
-                           const Tensor& save_invstd) override;                                                     \
-  void log_softmax_forward(const Tensor& y, const Tensor& x, int64_t dim) override;                                 \
-  void log_softmax_backward(const Tensor& gx, const Tensor& gy, const Tensor& y, int64_t dim) override;             \
-  void nll_forward(const Tensor& loss, const Tensor& logp, const Tensor& target) override;                          \
-  void nll_backward(const Tensor& glogp, const Tensor& gloss, const Tensor& target) override;                       \
-  void index_select(const Tensor& out, const Tensor& x, int64_t dim, const Tensor& index) override;                 \
-  void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) override;                  \
-  void gather(const Tensor& out, const Tensor& x, int64_t dim, const Tensor& index) override;                       \
-  void scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) override;                \
-  void random_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double lo, double hi) override;            \
-  void random_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) override;          \
-  void sgd_update(const Tensor& p, const Tensor& g, const Tensor& buf, double lr, double momentum,                  \
-                  double dampening, double weight_decay, bool nesterov, bool first_step) override;                  \
-  void adam_update(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, double lr,                   \
-                   double beta1, double beta2, double eps, double weight_decay, int64_t step) override;
+#define MINIMA_BACKEND_KERNEL_OVERRIDES                                                                               \
+  void fill(const Tensor& out, double v) override;                                                                    \
+  void copy(const Tensor& dst, const Tensor& src) override;                                                           \
+  void unary(UnaryOp op, const Tensor& out, const Tensor& x, double p0, double p1) override;                          \
+  void unary_backward(UnaryOp op, const Tensor& gx, const Tensor& gy, const Tensor& x, const Tensor& y, double p0,    \
+                      double p1) override;                                                                            \
+  void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) override;                             \
+  void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) override;                       \
+  void reduce(ReduceOp op, const Tensor& out, const Tensor& x, const std::vector<int64_t>& dims) override;            \
+  void gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha, double beta) override;                   \
+  void conv2d_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p)   \
+      override;                                                                                                       \
+  void conv2d_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, const Conv2dParams& p) override;    \
+  void conv2d_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const Conv2dParams& p) override;   \
+  void max_pool2d_forward(const Tensor& y, const Tensor& indices, const Tensor& x, const Pool2dParams& p) override;   \
+  void max_pool2d_backward(const Tensor& gx, const Tensor& gy, const Tensor& indices) override;                       \
+  void avg_pool2d_forward(const Tensor& y, const Tensor& x, const Pool2dParams& p) override;                          \
+  void avg_pool2d_backward(const Tensor& gx, const Tensor& gy, const Pool2dParams& p) override;                       \
+  void adaptive_avg_pool2d_forward(const Tensor& y, const Tensor& x) override;                                        \
+  void adaptive_avg_pool2d_backward(const Tensor& gx, const Tensor& gy) override;                                     \
+  void batch_norm_forward_train(const Tensor& y, const Tensor& save_mean, const Tensor& save_invstd, const Tensor& x, \
+                                const Tensor& weight, const Tensor& bias, const Tensor& running_mean,                 \
+                                const Tensor& running_var, double momentum, double eps) override;                     \
+  void batch_norm_forward_eval(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias,            \
+                               const Tensor& running_mean, const Tensor& running_var, double eps) override;           \
+  void batch_norm_backward(const Tensor& gx, const Tensor& gweight, const Tensor& gbias, const Tensor& gy,            \
+                           const Tensor& x, const Tensor& weight, const Tensor& save_mean, const Tensor& save_invstd) \
+      override;                                                                                                       \
+  void log_softmax_forward(const Tensor& y, const Tensor& x, int64_t dim) override;                                   \
+  void log_softmax_backward(const Tensor& gx, const Tensor& gy, const Tensor& y, int64_t dim) override;               \
+  void nll_forward(const Tensor& loss, const Tensor& logp, const Tensor& target) override;                            \
+  void nll_backward(const Tensor& glogp, const Tensor& gloss, const Tensor& target) override;                         \
+  void index_select(const Tensor& out, const Tensor& x, int64_t dim, const Tensor& index) override;                   \
+  void index_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) override;                    \
+  void gather(const Tensor& out, const Tensor& x, int64_t dim, const Tensor& index) override;                         \
+  void scatter_add(const Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) override;                  \
+  void random_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double lo, double hi) override;              \
+  void random_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) override;            \
+  void sgd_update(const Tensor& p, const Tensor& g, const Tensor& buf, double lr, double momentum, double dampening,  \
+                  double weight_decay, bool nesterov, bool first_step) override;                                      \
+  void adam_update(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, double lr, double beta1,       \
+                   double beta2, double eps, double weight_decay, int64_t step) override;
 
 Backend& backend_for(Device d);
 Backend& cpu_backend();

@@ -1,7 +1,7 @@
 // core/device.h: where a tensor lives: "cpu" or "cuda:N".
 #pragma once
-#include <ostream>
 #include <cstdint>
+#include <ostream>
 #include <string>
 
 namespace minima {

@@ -3,8 +3,8 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
-#include <string>
 #include <ostream>
+#include <string>
 
 #include "core/error.h"
 
@@ -85,17 +85,42 @@ inline DType promote(DType a, DType b) {
   return rank(a) >= rank(b) ? a : b;
 }
 
-template <class T> struct dtype_of;
-template <> struct dtype_of<float> { static constexpr DType value = DType::f32; };
-template <> struct dtype_of<double> { static constexpr DType value = DType::f64; };
-template <> struct dtype_of<bf16> { static constexpr DType value = DType::bf16; };
-template <> struct dtype_of<int64_t> { static constexpr DType value = DType::i64; };
-template <> struct dtype_of<uint8_t> { static constexpr DType value = DType::u8; };
+template <class T>
+struct dtype_of;
+template <>
+struct dtype_of<float> {
+  static constexpr DType value = DType::f32;
+};
+template <>
+struct dtype_of<double> {
+  static constexpr DType value = DType::f64;
+};
+template <>
+struct dtype_of<bf16> {
+  static constexpr DType value = DType::bf16;
+};
+template <>
+struct dtype_of<int64_t> {
+  static constexpr DType value = DType::i64;
+};
+template <>
+struct dtype_of<uint8_t> {
+  static constexpr DType value = DType::u8;
+};
 
 // Arithmetic type used to compute on an element type (bf16 computes in float).
-template <class T> struct acc_type { using type = T; };
-template <> struct acc_type<bf16> { using type = float; };
-template <> struct acc_type<uint8_t> { using type = int64_t; };
+template <class T>
+struct acc_type {
+  using type = T;
+};
+template <>
+struct acc_type<bf16> {
+  using type = float;
+};
+template <>
+struct acc_type<uint8_t> {
+  using type = int64_t;
+};
 
 // base^exp on integers, as PyTorch computes pow on integer tensors: exact modulo 2^64 (products
 // wrap, as every integer op here does; an integer result never goes through a double, whose
@@ -121,25 +146,23 @@ MINIMA_HD int64_t int_pow(int64_t base, int64_t exp) {
     __VA_ARGS__();                       \
     break;                               \
   }
-#define MINIMA_DISPATCH_FLOAT(dt, name, ...)                                                       \
-  [&] {                                                                                            \
-    switch (dt) {                                                                                  \
-      MINIMA_DISPATCH_CASE(::minima::DType::f32, float, __VA_ARGS__)                               \
-      MINIMA_DISPATCH_CASE(::minima::DType::f64, double, __VA_ARGS__)                              \
-      MINIMA_DISPATCH_CASE(::minima::DType::bf16, ::minima::bf16, __VA_ARGS__)                     \
-      default:                                                                                     \
-        throw ::minima::Error(::minima::str(name, ": expected a floating dtype, got ", dt));       \
-    }                                                                                              \
+#define MINIMA_DISPATCH_FLOAT(dt, name, ...)                                                        \
+  [&] {                                                                                             \
+    switch (dt) {                                                                                   \
+      MINIMA_DISPATCH_CASE(::minima::DType::f32, float, __VA_ARGS__)                                \
+      MINIMA_DISPATCH_CASE(::minima::DType::f64, double, __VA_ARGS__)                               \
+      MINIMA_DISPATCH_CASE(::minima::DType::bf16, ::minima::bf16, __VA_ARGS__)                      \
+      default: throw ::minima::Error(::minima::str(name, ": expected a floating dtype, got ", dt)); \
+    }                                                                                               \
   }()
-#define MINIMA_DISPATCH_ALL(dt, name, ...)                                                         \
-  [&] {                                                                                            \
-    switch (dt) {                                                                                  \
-      MINIMA_DISPATCH_CASE(::minima::DType::f32, float, __VA_ARGS__)                               \
-      MINIMA_DISPATCH_CASE(::minima::DType::f64, double, __VA_ARGS__)                              \
-      MINIMA_DISPATCH_CASE(::minima::DType::bf16, ::minima::bf16, __VA_ARGS__)                     \
-      MINIMA_DISPATCH_CASE(::minima::DType::i64, int64_t, __VA_ARGS__)                             \
-      MINIMA_DISPATCH_CASE(::minima::DType::u8, uint8_t, __VA_ARGS__)                              \
-      default:                                                                                     \
-        throw ::minima::Error(::minima::str(name, ": unsupported dtype ", dt));                    \
-    }                                                                                              \
+#define MINIMA_DISPATCH_ALL(dt, name, ...)                                             \
+  [&] {                                                                                \
+    switch (dt) {                                                                      \
+      MINIMA_DISPATCH_CASE(::minima::DType::f32, float, __VA_ARGS__)                   \
+      MINIMA_DISPATCH_CASE(::minima::DType::f64, double, __VA_ARGS__)                  \
+      MINIMA_DISPATCH_CASE(::minima::DType::bf16, ::minima::bf16, __VA_ARGS__)         \
+      MINIMA_DISPATCH_CASE(::minima::DType::i64, int64_t, __VA_ARGS__)                 \
+      MINIMA_DISPATCH_CASE(::minima::DType::u8, uint8_t, __VA_ARGS__)                  \
+      default: throw ::minima::Error(::minima::str(name, ": unsupported dtype ", dt)); \
+    }                                                                                  \
   }()

@@ -14,7 +14,9 @@ class Error : public std::runtime_error {
 };
 
 template <class T>
-inline void stream_one(std::ostream& os, const T& v) { os << v; }
+inline void stream_one(std::ostream& os, const T& v) {
+  os << v;
+}
 template <class T>
 inline void stream_one(std::ostream& os, const std::vector<T>& v) {
   os << '[';
@@ -32,7 +34,7 @@ std::string str(const A&... a) {
 
 }  // namespace minima
 
-#define MINIMA_CHECK(cond, ...)                                  \
-  do {                                                           \
+#define MINIMA_CHECK(cond, ...)                                     \
+  do {                                                              \
     if (!(cond)) throw ::minima::Error(::minima::str(__VA_ARGS__)); \
   } while (0)

@@ -136,9 +136,7 @@ namespace {
 struct Parser {
   const std::string& t;
   size_t i = 0;
-  [[noreturn]] void fail(const char* what) {
-    throw Error(str("json: ", what, " at byte ", i));
-  }
+  [[noreturn]] void fail(const char* what) { throw Error(str("json: ", what, " at byte ", i)); }
   void ws() {
     while (i < t.size() && (t[i] == ' ' || t[i] == '\n' || t[i] == '\t' || t[i] == '\r')) ++i;
   }

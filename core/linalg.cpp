@@ -23,9 +23,7 @@ std::vector<double> matrix_values(const Tensor& A, const char* op, int64_t& m, i
   return A.detach().to_vector<double>();
 }
 
-Tensor matrix_tensor(std::vector<double> v, int64_t m, int64_t n) {
-  return from_vector<double>(v, {m, n}, DType::f64);
-}
+Tensor matrix_tensor(std::vector<double> v, int64_t m, int64_t n) { return from_vector<double>(v, {m, n}, DType::f64); }
 
 double dot(const double* a, const double* b, int64_t n) {
   double s = 0;
@@ -121,8 +119,8 @@ Eigh eigh(const Tensor& A0) {
   frob = std::sqrt(frob);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = i + 1; j < n; ++j)
-      MINIMA_CHECK(std::fabs(A[i * n + j] - A[j * n + i]) <= 1e-10 * amax, "eigh: matrix is not symmetric (entry (",
-                   i, ", ", j, ") is ", A[i * n + j], " but (", j, ", ", i, ") is ", A[j * n + i], ")");
+      MINIMA_CHECK(std::fabs(A[i * n + j] - A[j * n + i]) <= 1e-10 * amax, "eigh: matrix is not symmetric (entry (", i,
+                   ", ", j, ") is ", A[i * n + j], " but (", j, ", ", i, ") is ", A[j * n + i], ")");
   std::vector<double> V(size_t(n * n), 0.0);  // row-major; columns are the eigenvectors
   for (int64_t i = 0; i < n; ++i) V[i * n + i] = 1.0;
   // Entries this small relative to the whole matrix are rounding noise: leave them.
@@ -185,8 +183,7 @@ Tensor pinv(const Tensor& A, double rtol) {
 }
 
 Tensor lstsq_min_norm(const Tensor& A, const Tensor& b, double rtol) {
-  MINIMA_CHECK(A.defined() && b.defined() && A.dim() == 2 && (b.dim() == 1 || b.dim() == 2) &&
-                   b.size(0) == A.size(0),
+  MINIMA_CHECK(A.defined() && b.defined() && A.dim() == 2 && (b.dim() == 1 || b.dim() == 2) && b.size(0) == A.size(0),
                "lstsq_min_norm: expected A [m, n] and b [m] or [m, k], got ", A.defined() ? A.shape() : Shape{},
                " and ", b.defined() ? b.shape() : Shape{});
   Tensor bm = b.dim() == 1 ? b.unsqueeze(1) : b;

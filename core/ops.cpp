@@ -15,8 +15,7 @@ namespace minima {
 
 int64_t wrap_dim(int64_t d, int64_t ndim, const char* op) {
   int64_t n = std::max<int64_t>(ndim, 1);
-  MINIMA_CHECK(d >= -n && d < n, op, ": dim ", d, " is out of range for a tensor with ", ndim,
-               " dims");
+  MINIMA_CHECK(d >= -n && d < n, op, ": dim ", d, " is out of range for a tensor with ", ndim, " dims");
   return d < 0 ? d + n : d;
 }
 
@@ -26,8 +25,8 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
   for (size_t i = 0; i < n; ++i) {
     int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
     int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
-    MINIMA_CHECK(da == db || da == 1 || db == 1, op, ": shapes ", a, " and ", b,
-                 " cannot be broadcast together (dim ", i, ": ", da, " vs ", db, ")");
+    MINIMA_CHECK(da == db || da == 1 || db == 1, op, ": shapes ", a, " and ", b, " cannot be broadcast together (dim ",
+                 i, ": ", da, " vs ", db, ")");
     out[i] = da == 1 ? db : da;
   }
   return out;
@@ -44,8 +43,7 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
     } else if (shape[i - lead] == 1 && g.shape()[i] != 1) {
       dims.push_back(i);
     } else {
-      MINIMA_CHECK(shape[i - lead] == g.shape()[i], "sum_to: cannot reduce shape ", g.shape(), " to ",
-                   shape);
+      MINIMA_CHECK(shape[i - lead] == g.shape()[i], "sum_to: cannot reduce shape ", g.shape(), " to ", shape);
     }
   }
   Tensor r = dims.empty() ? g : sum(g, dims, true);
@@ -56,8 +54,8 @@ namespace {
 
 void check_device(const char* op, const Tensor& a, const Tensor& b) {
   MINIMA_CHECK(a.defined() && b.defined(), op, ": undefined tensor argument");
-  MINIMA_CHECK(a.device() == b.device(), op, ": expected both tensors on the same device, got ",
-               a.device(), " (shape ", a.shape(), ") and ", b.device(), " (shape ", b.shape(), ")");
+  MINIMA_CHECK(a.device() == b.device(), op, ": expected both tensors on the same device, got ", a.device(), " (shape ",
+               a.shape(), ") and ", b.device(), " (shape ", b.shape(), ")");
 }
 
 Tensor as_dtype(const Tensor& t, DType d) { return t.dtype() == d ? t : t.to(d); }
@@ -131,8 +129,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
       });
       break;
     }
-    default:
-      break;
+    default: break;
   }
   return out;
 }
@@ -140,11 +137,10 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
 Tensor unary(UnaryOp op, const Tensor& x, double p0 = 0.0, double p1 = 0.0) {
   const char* name = op_name(op);
   MINIMA_CHECK(x.defined(), name, ": undefined tensor");
-  bool int_ok = op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::AddScalar ||
-                op == UnaryOp::MulScalar || op == UnaryOp::Sign || op == UnaryOp::Square ||
-                op == UnaryOp::Clamp || op == UnaryOp::Relu;
-  MINIMA_CHECK(is_floating(x.dtype()) || int_ok, name, ": expected a floating tensor, got ", x.dtype(),
-               " of shape ", x.shape());
+  bool int_ok = op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::AddScalar || op == UnaryOp::MulScalar ||
+                op == UnaryOp::Sign || op == UnaryOp::Square || op == UnaryOp::Clamp || op == UnaryOp::Relu;
+  MINIMA_CHECK(is_floating(x.dtype()) || int_ok, name, ": expected a floating tensor, got ", x.dtype(), " of shape ",
+               x.shape());
   Tensor out = empty(x.shape(), TensorOptions(x.dtype(), x.device()));
   backend_for(x.device()).unary(op, out, x.detach(), p0, p1);
   if (needs_graph({&x}) && op != UnaryOp::Sign) {
@@ -280,9 +276,7 @@ Tensor sum(const Tensor& x, std::vector<int64_t> dims0, bool keepdim) {
   Tensor out = reduce_raw(ReduceOp::Sum, as_dtype(x, t), dims, t);
   if (needs_graph({&x})) {
     Shape in = x.shape(), keep = out.shape();
-    record(out, "sum", {x}, [in, keep](const Tensor& g) {
-      return std::vector<Tensor>{g.reshape(keep).expand(in)};
-    });
+    record(out, "sum", {x}, [in, keep](const Tensor& g) { return std::vector<Tensor>{g.reshape(keep).expand(in)}; });
   }
   return keepdim ? out : out.reshape(drop_shape(x.shape(), dims));
 }
@@ -376,18 +370,18 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 
 Tensor matmul(const Tensor& a0, const Tensor& b0) {
   check_device("matmul", a0, b0);
-  MINIMA_CHECK(a0.dim() >= 1 && b0.dim() >= 1, "matmul: both arguments need at least 1 dim, got ",
-               a0.shape(), " and ", b0.shape());
-  MINIMA_CHECK(is_floating(a0.dtype()) && is_floating(b0.dtype()),
-               "matmul: expected floating tensors, got ", a0.dtype(), " and ", b0.dtype());
+  MINIMA_CHECK(a0.dim() >= 1 && b0.dim() >= 1, "matmul: both arguments need at least 1 dim, got ", a0.shape(), " and ",
+               b0.shape());
+  MINIMA_CHECK(is_floating(a0.dtype()) && is_floating(b0.dtype()), "matmul: expected floating tensors, got ",
+               a0.dtype(), " and ", b0.dtype());
   DType t = promote(a0.dtype(), b0.dtype());
   Tensor a = as_dtype(a0, t), b = as_dtype(b0, t);
   bool a_vec = a.dim() == 1, b_vec = b.dim() == 1;
   if (a_vec) a = a.unsqueeze(0);
   if (b_vec) b = b.unsqueeze(1);
   int64_t M = a.size(-2), K = a.size(-1), K2 = b.size(-2), N = b.size(-1);
-  MINIMA_CHECK(K == K2, "matmul: shapes ", a0.shape(), " and ", b0.shape(),
-               " cannot be multiplied (", K, " != ", K2, ")");
+  MINIMA_CHECK(K == K2, "matmul: shapes ", a0.shape(), " and ", b0.shape(), " cannot be multiplied (", K, " != ", K2,
+               ")");
   Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
   Shape batch = broadcast_shapes(ba, bb, "matmul");
   int64_t B = numel_of(batch);
@@ -433,8 +427,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
   for (size_t i = 0; i < xs.size(); ++i) {
     const Tensor& x = xs[i];
     check_device("cat", f, x);
-    MINIMA_CHECK(x.dim() == f.dim(), "cat: tensor ", i, " has shape ", x.shape(), " but tensor 0 has ",
-                 f.shape());
+    MINIMA_CHECK(x.dim() == f.dim(), "cat: tensor ", i, " has shape ", x.shape(), " but tensor 0 has ", f.shape());
     for (int64_t j = 0; j < x.dim(); ++j)
       MINIMA_CHECK(j == d || x.shape()[j] == f.shape()[j], "cat: tensor ", i, " has shape ", x.shape(),
                    " which does not match ", f.shape(), " outside dim ", d);
@@ -519,8 +512,8 @@ Tensor flip(const Tensor& x, const std::vector<int64_t>& dims0) {
   for (int64_t d0 : dims0) {
     int64_t d = wrap_dim(d0, x.dim(), "flip");
     if (x.dim() == 0) continue;  // flipping a 0-d tensor changes nothing
-    MINIMA_CHECK(std::find(dims.begin(), dims.end(), d) == dims.end(), "flip: dim ", d,
-                 " appears more than once in ", dims0);
+    MINIMA_CHECK(std::find(dims.begin(), dims.end(), d) == dims.end(), "flip: dim ", d, " appears more than once in ",
+                 dims0);
     dims.push_back(d);
     if (x.shape()[d] > 0) {
       impl->offset += (x.shape()[d] - 1) * x.strides()[d];
@@ -537,8 +530,10 @@ Tensor flip(const Tensor& x, const std::vector<int64_t>& dims0) {
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   check_device("index_select", x, index);
-  MINIMA_CHECK(index.dtype() == DType::i64 && index.dim() <= 1, "index_select: index must be a 1-D int64 "
-               "tensor, got ", index.dtype(), " of shape ", index.shape());
+  MINIMA_CHECK(index.dtype() == DType::i64 && index.dim() <= 1,
+               "index_select: index must be a 1-D int64 "
+               "tensor, got ",
+               index.dtype(), " of shape ", index.shape());
   MINIMA_CHECK(x.dim() > 0, "index_select: expected an input with at least 1 dim, got a 0-d tensor");
   int64_t d = wrap_dim(dim, x.dim(), "index_select");
   Shape s = x.shape();

@@ -70,8 +70,7 @@ Tensor mean(const Tensor& x, std::vector<int64_t> dims = {}, bool keepdim = fals
 Tensor max(const Tensor& x, std::vector<int64_t> dims = {}, bool keepdim = false);
 Tensor min(const Tensor& x, std::vector<int64_t> dims = {}, bool keepdim = false);
 // Variance with Bessel's correction by default (correction = 1), like torch.var.
-Tensor var(const Tensor& x, std::vector<int64_t> dims = {}, bool keepdim = false,
-           int64_t correction = 1);
+Tensor var(const Tensor& x, std::vector<int64_t> dims = {}, bool keepdim = false, int64_t correction = 1);
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
 Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);
 
@@ -82,16 +81,14 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 
 // ---- convolution and pooling (NCHW) ----
-Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias = Tensor(),
-              const Conv2dParams& p = {});
+Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias = Tensor(), const Conv2dParams& p = {});
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride = -1, int64_t padding = 0);
 Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride = -1, int64_t padding = 0,
                   bool count_include_pad = true);
 Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w);
 // Training mode uses batch statistics and updates running_mean/var in place (when defined).
-Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                  const Tensor& running_mean, const Tensor& running_var, bool training,
-                  double momentum = 0.1, double eps = 1e-5);
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                  const Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
 
 // ---- shape ops ----
 Tensor cat(const std::vector<Tensor>& xs, int64_t dim);

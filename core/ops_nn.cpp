@@ -28,21 +28,21 @@ Tensor conv2d(const Tensor& x0, const Tensor& w0, const Tensor& bias, const Conv
                w0.defined() ? shape_str(w0.shape()) : "undefined");
   MINIMA_CHECK(x0.device() == w0.device(), "conv2d: input on ", x0.device(), " but weight on ", w0.device());
   MINIMA_CHECK(x0.dtype() == w0.dtype(), "conv2d: input is ", x0.dtype(), " but weight is ", w0.dtype());
-  MINIMA_CHECK(p.groups >= 1 && p.stride_h >= 1 && p.stride_w >= 1 && p.dil_h >= 1 && p.dil_w >= 1 &&
-                   p.pad_h >= 0 && p.pad_w >= 0,
+  MINIMA_CHECK(p.groups >= 1 && p.stride_h >= 1 && p.stride_w >= 1 && p.dil_h >= 1 && p.dil_w >= 1 && p.pad_h >= 0 &&
+                   p.pad_w >= 0,
                "conv2d: invalid stride/padding/dilation/groups");
   int64_t N = x0.size(0), C = x0.size(1), H = x0.size(2), W = x0.size(3);
   int64_t O = w0.size(0), KH = w0.size(2), KW = w0.size(3);
-  MINIMA_CHECK(C % p.groups == 0 && O % p.groups == 0 && w0.size(1) * p.groups == C,
-               "conv2d: input of shape ", x0.shape(), " (", C, " channels) does not match weight of shape ",
-               w0.shape(), " with groups=", p.groups);
+  MINIMA_CHECK(C % p.groups == 0 && O % p.groups == 0 && w0.size(1) * p.groups == C, "conv2d: input of shape ",
+               x0.shape(), " (", C, " channels) does not match weight of shape ", w0.shape(),
+               " with groups=", p.groups);
   int64_t OH = out_size(H, KH, p.stride_h, p.pad_h, p.dil_h);
   int64_t OW = out_size(W, KW, p.stride_w, p.pad_w, p.dil_w);
-  MINIMA_CHECK(OH > 0 && OW > 0, "conv2d: input of shape ", x0.shape(), " is too small for kernel ", KH,
-               "x", KW, " (output would be ", OH, "x", OW, ")");
+  MINIMA_CHECK(OH > 0 && OW > 0, "conv2d: input of shape ", x0.shape(), " is too small for kernel ", KH, "x", KW,
+               " (output would be ", OH, "x", OW, ")");
   if (bias.defined()) {
-    MINIMA_CHECK(bias.dim() == 1 && bias.size(0) == O, "conv2d: bias of shape ", bias.shape(),
-                 " does not match ", O, " output channels");
+    MINIMA_CHECK(bias.dim() == 1 && bias.size(0) == O, "conv2d: bias of shape ", bias.shape(), " does not match ", O,
+                 " output channels");
     MINIMA_CHECK(bias.device() == x0.device(), "conv2d: input on ", x0.device(), " but bias on ", bias.device());
     MINIMA_CHECK(bias.dtype() == x0.dtype(), "conv2d: input is ", x0.dtype(), " but bias is ", bias.dtype());
   }
@@ -74,8 +74,8 @@ Tensor conv2d(const Tensor& x0, const Tensor& w0, const Tensor& bias, const Conv
 Tensor max_pool2d(const Tensor& x0, int64_t k, int64_t stride, int64_t padding) {
   check_nchw("max_pool2d", x0);
   if (stride <= 0) stride = k;
-  MINIMA_CHECK(k >= 1 && padding >= 0 && 2 * padding <= k, "max_pool2d: invalid kernel ", k,
-               " / padding ", padding, " (padding must be at most half the kernel)");
+  MINIMA_CHECK(k >= 1 && padding >= 0 && 2 * padding <= k, "max_pool2d: invalid kernel ", k, " / padding ", padding,
+               " (padding must be at most half the kernel)");
   Pool2dParams p{k, k, stride, stride, padding, padding, true};
   int64_t OH = out_size(x0.size(2), k, stride, padding, 1), OW = out_size(x0.size(3), k, stride, padding, 1);
   MINIMA_CHECK(OH > 0 && OW > 0, "max_pool2d: input of shape ", x0.shape(), " is too small for kernel ", k);
@@ -97,8 +97,7 @@ Tensor max_pool2d(const Tensor& x0, int64_t k, int64_t stride, int64_t padding) 
 Tensor avg_pool2d(const Tensor& x0, int64_t k, int64_t stride, int64_t padding, bool count_include_pad) {
   check_nchw("avg_pool2d", x0);
   if (stride <= 0) stride = k;
-  MINIMA_CHECK(k >= 1 && padding >= 0 && 2 * padding <= k, "avg_pool2d: invalid kernel ", k,
-               " / padding ", padding);
+  MINIMA_CHECK(k >= 1 && padding >= 0 && 2 * padding <= k, "avg_pool2d: invalid kernel ", k, " / padding ", padding);
   Pool2dParams p{k, k, stride, stride, padding, padding, count_include_pad};
   int64_t OH = out_size(x0.size(2), k, stride, padding, 1), OW = out_size(x0.size(3), k, stride, padding, 1);
   MINIMA_CHECK(OH > 0 && OW > 0, "avg_pool2d: input of shape ", x0.shape(), " is too small for kernel ", k);
@@ -141,10 +140,9 @@ Tensor batch_norm(const Tensor& x0, const Tensor& weight, const Tensor& bias, co
   int64_t C = x0.size(1);
   auto check_c = [&](const Tensor& t, const char* what) {
     if (!t.defined()) return;
-    MINIMA_CHECK(t.dim() == 1 && t.size(0) == C, "batch_norm: ", what, " of shape ", t.shape(),
-                 " does not match ", C, " channels of input ", x0.shape());
-    MINIMA_CHECK(t.device() == x0.device(), "batch_norm: ", what, " on ", t.device(), " but input on ",
-                 x0.device());
+    MINIMA_CHECK(t.dim() == 1 && t.size(0) == C, "batch_norm: ", what, " of shape ", t.shape(), " does not match ", C,
+                 " channels of input ", x0.shape());
+    MINIMA_CHECK(t.device() == x0.device(), "batch_norm: ", what, " on ", t.device(), " but input on ", x0.device());
   };
   check_c(weight, "weight");
   check_c(bias, "bias");
@@ -162,10 +160,9 @@ Tensor batch_norm(const Tensor& x0, const Tensor& weight, const Tensor& bias, co
     Tensor y = empty(x.shape(), TensorOptions(x.dtype(), x.device()));
     Tensor mean_s = empty({C}, TensorOptions(st, x.device())), invstd = empty({C}, TensorOptions(st, x.device()));
     Tensor w = weight.defined() ? weight.detach() : Tensor(), b = bias.defined() ? bias.detach() : Tensor();
-    backend_for(x.device()).batch_norm_forward_train(y, mean_s, invstd, x, w, b,
-                                                     running_mean.defined() ? running_mean.detach() : Tensor(),
-                                                     running_var.defined() ? running_var.detach() : Tensor(),
-                                                     momentum, eps);
+    backend_for(x.device())
+        .batch_norm_forward_train(y, mean_s, invstd, x, w, b, running_mean.defined() ? running_mean.detach() : Tensor(),
+                                  running_var.defined() ? running_var.detach() : Tensor(), momentum, eps);
     if (needs_graph({&x4, &weight, &bias})) {
       bool nw = weight.defined() && weight.requires_grad(), nb = bias.defined() && bias.requires_grad();
       record(y, "batch_norm", {x4, weight, bias}, [=](const Tensor& g) {
@@ -220,10 +217,10 @@ Tensor nll_loss(const Tensor& logp0, const Tensor& target0) {
   MINIMA_CHECK(target0.defined() && target0.dtype() == DType::i64 && target0.dim() == 1,
                "nll_loss: expected int64 targets of shape [N], got ",
                target0.defined() ? str(target0.dtype(), " ", target0.shape()) : "undefined");
-  MINIMA_CHECK(target0.size(0) == logp0.size(0), "nll_loss: ", logp0.size(0), " predictions (shape ",
-               logp0.shape(), ") but ", target0.size(0), " targets");
-  MINIMA_CHECK(logp0.device() == target0.device(), "nll_loss: predictions on ", logp0.device(),
-               " but targets on ", target0.device());
+  MINIMA_CHECK(target0.size(0) == logp0.size(0), "nll_loss: ", logp0.size(0), " predictions (shape ", logp0.shape(),
+               ") but ", target0.size(0), " targets");
+  MINIMA_CHECK(logp0.device() == target0.device(), "nll_loss: predictions on ", logp0.device(), " but targets on ",
+               target0.device());
   MINIMA_CHECK(logp0.size(0) > 0, "nll_loss: empty batch");
   Tensor logp = logp0.contiguous().detach(), target = target0.contiguous();
   int64_t N = logp.size(0);

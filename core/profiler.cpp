@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <initializer_list>
 #include <cstdio>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -65,18 +65,33 @@ class ProfilingBackend final : public Backend {
         [&] { in_.copy(dst, src); });
   }
   void unary(UnaryOp op, const Tensor& out, const Tensor& x, double p0, double p1) override {
-    timed([&] { return str("unary ", op_name(op), " ", x.dtype(), layout({&out, &x})); }, [&] { in_.unary(op, out, x, p0, p1); });
+    timed(
+        [&] {
+          return str("unary ", op_name(op), " ", x.dtype(), layout({&out, &x}));
+        },
+        [&] { in_.unary(op, out, x, p0, p1); });
   }
   void unary_backward(UnaryOp op, const Tensor& gx, const Tensor& gy, const Tensor& x, const Tensor& y, double p0,
                       double p1) override {
-    timed([&] { return str("unary_backward ", op_name(op), " ", gx.dtype(), layout({&gx, &gy, &x, &y})); },
-          [&] { in_.unary_backward(op, gx, gy, x, y, p0, p1); });
+    timed(
+        [&] {
+          return str("unary_backward ", op_name(op), " ", gx.dtype(), layout({&gx, &gy, &x, &y}));
+        },
+        [&] { in_.unary_backward(op, gx, gy, x, y, p0, p1); });
   }
   void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) override {
-    timed([&] { return str("binary ", op_name(op), " ", a.dtype(), layout({&out, &a, &b})); }, [&] { in_.binary(op, out, a, b); });
+    timed(
+        [&] {
+          return str("binary ", op_name(op), " ", a.dtype(), layout({&out, &a, &b}));
+        },
+        [&] { in_.binary(op, out, a, b); });
   }
   void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) override {
-    timed([&] { return str("where ", out.dtype(), layout({&out, &cond, &a, &b})); }, [&] { in_.where(out, cond, a, b); });
+    timed(
+        [&] {
+          return str("where ", out.dtype(), layout({&out, &cond, &a, &b}));
+        },
+        [&] { in_.where(out, cond, a, b); });
   }
   void reduce(ReduceOp op, const Tensor& out, const Tensor& x, const std::vector<int64_t>& dims) override {
     timed([&] { return str("reduce ", op_name(op), " ", x.dtype()); }, [&] { in_.reduce(op, out, x, dims); });
@@ -89,8 +104,7 @@ class ProfilingBackend final : public Backend {
     timed([&] { return str("conv2d_forward ", y.dtype()); }, [&] { in_.conv2d_forward(y, x, w, bias, p); });
   }
   void conv2d_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, const Conv2dParams& p) override {
-    timed([&] { return str("conv2d_backward_input ", gx.dtype()); },
-          [&] { in_.conv2d_backward_input(gx, gy, w, p); });
+    timed([&] { return str("conv2d_backward_input ", gx.dtype()); }, [&] { in_.conv2d_backward_input(gx, gy, w, p); });
   }
   void conv2d_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const Conv2dParams& p) override {
     timed([&] { return str("conv2d_backward_weight ", gw.dtype()); },
@@ -119,10 +133,11 @@ class ProfilingBackend final : public Backend {
   void batch_norm_forward_train(const Tensor& y, const Tensor& save_mean, const Tensor& save_invstd, const Tensor& x,
                                 const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
                                 const Tensor& running_var, double momentum, double eps) override {
-    timed([&] { return str("batch_norm_forward_train ", x.dtype()); }, [&] {
-      in_.batch_norm_forward_train(y, save_mean, save_invstd, x, weight, bias, running_mean, running_var, momentum,
-                                   eps);
-    });
+    timed([&] { return str("batch_norm_forward_train ", x.dtype()); },
+          [&] {
+            in_.batch_norm_forward_train(y, save_mean, save_invstd, x, weight, bias, running_mean, running_var,
+                                         momentum, eps);
+          });
   }
   void batch_norm_forward_eval(const Tensor& y, const Tensor& x, const Tensor& weight, const Tensor& bias,
                                const Tensor& running_mean, const Tensor& running_var, double eps) override {
@@ -160,12 +175,10 @@ class ProfilingBackend final : public Backend {
     timed([&] { return str("scatter_add ", out.dtype()); }, [&] { in_.scatter_add(out, dim, index, src); });
   }
   void random_uniform(const Tensor& out, uint64_t seed, uint64_t offset, double lo, double hi) override {
-    timed([&] { return str("random_uniform ", out.dtype()); },
-          [&] { in_.random_uniform(out, seed, offset, lo, hi); });
+    timed([&] { return str("random_uniform ", out.dtype()); }, [&] { in_.random_uniform(out, seed, offset, lo, hi); });
   }
   void random_normal(const Tensor& out, uint64_t seed, uint64_t offset, double mean, double std) override {
-    timed([&] { return str("random_normal ", out.dtype()); },
-          [&] { in_.random_normal(out, seed, offset, mean, std); });
+    timed([&] { return str("random_normal ", out.dtype()); }, [&] { in_.random_normal(out, seed, offset, mean, std); });
   }
   void sgd_update(const Tensor& p, const Tensor& g, const Tensor& buf, double lr, double momentum, double dampening,
                   double weight_decay, bool nesterov, bool first_step) override {

@@ -14,7 +14,9 @@ namespace minima {
 struct Philox {
   static constexpr uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
   static constexpr uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
-  struct u32x4 { uint32_t v[4]; };
+  struct u32x4 {
+    uint32_t v[4];
+  };
 
   MINIMA_HD static uint32_t mulhilo(uint32_t a, uint32_t b, uint32_t* hi) {
     uint64_t p = uint64_t(a) * uint64_t(b);
@@ -31,8 +33,12 @@ struct Philox {
       uint32_t lo0 = mulhilo(M0, c0, &hi0);
       uint32_t lo1 = mulhilo(M1, c2, &hi1);
       uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
-      c0 = n0; c1 = n1; c2 = n2; c3 = n3;
-      k0 += W0; k1 += W1;
+      c0 = n0;
+      c1 = n1;
+      c2 = n2;
+      c3 = n3;
+      k0 += W0;
+      k1 += W1;
     }
     return {{c0, c1, c2, c3}};
   }
@@ -68,9 +74,16 @@ class Generator {
   explicit Generator(uint64_t seed = 0) : seed_(seed) {}
   uint64_t seed() const { return seed_; }
   uint64_t offset() const { return offset_; }
-  void set_state(uint64_t seed, uint64_t offset) { seed_ = seed; offset_ = offset; }
+  void set_state(uint64_t seed, uint64_t offset) {
+    seed_ = seed;
+    offset_ = offset;
+  }
   // Reserve `n` counters for one draw and return the first.
-  uint64_t advance(uint64_t n) { uint64_t o = offset_; offset_ += n; return o; }
+  uint64_t advance(uint64_t n) {
+    uint64_t o = offset_;
+    offset_ += n;
+    return o;
+  }
   // Host-side scalar draws (consume one counter each).
   // uniform() uses the block of the one counter it reserves (lanes 0-1), so it never shares a
   // block with a tensor draw, which reserves counters of its own on the same stream.

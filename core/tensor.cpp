@@ -91,12 +91,12 @@ Shape infer_shape(const Shape& s, int64_t numel, const Shape& from) {
     }
   }
   if (infer >= 0) {
-    MINIMA_CHECK(known > 0 && numel % known == 0, "view: shape ", s, " is invalid for input of shape ",
-                 from, " (", numel, " elements)");
+    MINIMA_CHECK(known > 0 && numel % known == 0, "view: shape ", s, " is invalid for input of shape ", from, " (",
+                 numel, " elements)");
     out[infer] = numel / known;
   }
-  MINIMA_CHECK(numel_of(out) == numel, "view: shape ", s, " is invalid for input of shape ", from,
-               " (", numel, " elements)");
+  MINIMA_CHECK(numel_of(out) == numel, "view: shape ", s, " is invalid for input of shape ", from, " (", numel,
+               " elements)");
   return out;
 }
 
@@ -136,15 +136,12 @@ bool view_strides(const Shape& shape, const Shape& strides, const Shape& new_sha
 Tensor Tensor::view(const Shape& s) const {
   Shape ns = infer_shape(s, numel(), shape());
   Shape st;
-  MINIMA_CHECK(view_strides(shape(), strides(), ns, st), "view: a tensor of shape ", shape(),
-               " and strides ", strides(), " cannot be viewed as ", ns,
-               " without a copy; use reshape()");
+  MINIMA_CHECK(view_strides(shape(), strides(), ns, st), "view: a tensor of shape ", shape(), " and strides ",
+               strides(), " cannot be viewed as ", ns, " without a copy; use reshape()");
   Tensor out = make_view(*this, ns, st, offset());
   if (needs_graph({this})) {
     Shape in_shape = shape();
-    record(out, "view", {*this}, [in_shape](const Tensor& g) {
-      return std::vector<Tensor>{g.reshape(in_shape)};
-    });
+    record(out, "view", {*this}, [in_shape](const Tensor& g) { return std::vector<Tensor>{g.reshape(in_shape)}; });
   }
   return out;
 }
@@ -157,8 +154,8 @@ Tensor Tensor::reshape(const Shape& s) const {
 }
 
 Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
-  MINIMA_CHECK(int64_t(dims.size()) == dim(), "permute: got ", dims.size(), " dims ", dims,
-               " for a tensor of shape ", shape());
+  MINIMA_CHECK(int64_t(dims.size()) == dim(), "permute: got ", dims.size(), " dims ", dims, " for a tensor of shape ",
+               shape());
   Shape ns(dims.size()), st(dims.size());
   std::vector<int64_t> inv(dims.size(), -1);
   for (size_t i = 0; i < dims.size(); ++i) {
@@ -222,8 +219,8 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   check_has_dims(*this, "narrow", d);
   d = wrap_dim(d, dim(), "narrow");
-  MINIMA_CHECK(start >= 0 && length >= 0 && start + length <= shape()[d], "narrow: range [", start,
-               ", ", start + length, ") is out of bounds for dim ", d, " of shape ", shape());
+  MINIMA_CHECK(start >= 0 && length >= 0 && start + length <= shape()[d], "narrow: range [", start, ", ",
+               start + length, ") is out of bounds for dim ", d, " of shape ", shape());
   return slice(d, start, start + length, 1);
 }
 
@@ -231,8 +228,8 @@ Tensor Tensor::select(int64_t d, int64_t index) const {
   check_has_dims(*this, "select", d);
   d = wrap_dim(d, dim(), "select");
   int64_t n = shape()[d];
-  MINIMA_CHECK(index >= -n && index < n, "select: index ", index, " is out of bounds for dim ", d,
-               " of shape ", shape());
+  MINIMA_CHECK(index >= -n && index < n, "select: index ", index, " is out of bounds for dim ", d, " of shape ",
+               shape());
   if (index < 0) index += n;
   return narrow(d, index, 1).squeeze(d);
 }
@@ -250,8 +247,8 @@ Tensor Tensor::expand(const Shape& s) const {
         ns[i] = want;
         st[i] = strides()[j];
       } else {
-        MINIMA_CHECK(shape()[j] == 1, "expand: the size ", shape()[j], " at dim ", j, " of shape ",
-                     shape(), " must be 1 to expand to ", s);
+        MINIMA_CHECK(shape()[j] == 1, "expand: the size ", shape()[j], " at dim ", j, " of shape ", shape(),
+                     " must be 1 to expand to ", s);
         ns[i] = want;
         st[i] = 0;
       }
@@ -289,8 +286,7 @@ Tensor Tensor::flatten(int64_t start, int64_t end) const {
   if (dim() == 0) return reshape({1});
   start = wrap_dim(start, dim(), "flatten");
   end = wrap_dim(end, dim(), "flatten");
-  MINIMA_CHECK(start <= end, "flatten: start dim ", start, " comes after end dim ", end, " (shape ",
-               shape(), ")");
+  MINIMA_CHECK(start <= end, "flatten: start dim ", start, " comes after end dim ", end, " (shape ", shape(), ")");
   Shape ns(shape().begin(), shape().begin() + start);
   int64_t m = 1;
   for (int64_t i = start; i <= end; ++i) m *= shape()[i];
@@ -354,8 +350,8 @@ Tensor Tensor::to(DType t) const {
 
 static void check_inplace(const Tensor& t, const char* op) {
   MINIMA_CHECK(t.defined(), op, ": undefined tensor");
-  MINIMA_CHECK(!(grad_mode_enabled() && t.requires_grad()), op, ": in-place write to a tensor of shape ",
-               t.shape(), " that requires grad; wrap it in a NoGradGuard (as optimizers do)");
+  MINIMA_CHECK(!(grad_mode_enabled() && t.requires_grad()), op, ": in-place write to a tensor of shape ", t.shape(),
+               " that requires grad; wrap it in a NoGradGuard (as optimizers do)");
 }
 
 Tensor& Tensor::fill_(double v) {
@@ -402,16 +398,13 @@ Tensor& Tensor::mul_(double s) {
 }
 
 Tensor& Tensor::requires_grad_(bool r) {
-  MINIMA_CHECK(!r || is_floating(dtype()), "requires_grad_: only floating tensors can require grad, got ",
-               dtype());
+  MINIMA_CHECK(!r || is_floating(dtype()), "requires_grad_: only floating tensors can require grad, got ", dtype());
   MINIMA_CHECK(is_leaf(), "requires_grad_: can only be set on leaf tensors");
   impl_->requires_grad = r;
   return *this;
 }
 
-void Tensor::backward(const Tensor& grad, bool retain_graph) const {
-  run_backward(*this, grad, retain_graph);
-}
+void Tensor::backward(const Tensor& grad, bool retain_graph) const { run_backward(*this, grad, retain_graph); }
 
 double Tensor::item() const {
   MINIMA_CHECK(numel() == 1, "item: expected a tensor with one element, got shape ", shape());
@@ -479,8 +472,8 @@ Tensor arange(int64_t n, TensorOptions o) { return arange(0.0, double(n), 1.0, o
 
 template <class T>
 Tensor from_vector(const std::vector<T>& values, const Shape& s, TensorOptions o) {
-  MINIMA_CHECK(int64_t(values.size()) == numel_of(s), "from_vector: ", values.size(),
-               " values do not fill shape ", s, " (", numel_of(s), " elements)");
+  MINIMA_CHECK(int64_t(values.size()) == numel_of(s), "from_vector: ", values.size(), " values do not fill shape ", s,
+               " (", numel_of(s), " elements)");
   Tensor host = empty(s, TensorOptions(o.dtype, Device::cpu()));
   MINIMA_DISPATCH_ALL(o.dtype, "from_vector", [&] {
     scalar_t* p = host.data<scalar_t>();

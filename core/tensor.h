@@ -30,8 +30,8 @@ struct TensorImpl {
   int64_t offset = 0;
   DType dtype = DType::f32;
   bool requires_grad = false;
-  std::shared_ptr<TensorImpl> grad;   // accumulated gradient (leaves, or retained non-leaves)
-  std::shared_ptr<Node> grad_fn;      // producer of a non-leaf that requires grad
+  std::shared_ptr<TensorImpl> grad;  // accumulated gradient (leaves, or retained non-leaves)
+  std::shared_ptr<Node> grad_fn;     // producer of a non-leaf that requires grad
 };
 
 struct TensorOptions {
@@ -39,7 +39,7 @@ struct TensorOptions {
   Device device = Device::cpu();
   bool requires_grad = false;
   TensorOptions() = default;
-  TensorOptions(DType t) : dtype(t) {}  // NOLINT: implicit on purpose, zeros(s, DType::f64)
+  TensorOptions(DType t) : dtype(t) {}    // NOLINT: implicit on purpose, zeros(s, DType::f64)
   TensorOptions(Device d) : device(d) {}  // NOLINT
   TensorOptions(DType t, Device d, bool rg = false) : dtype(t), device(d), requires_grad(rg) {}
 };
@@ -57,7 +57,7 @@ class Tensor {
   const Shape& shape() const { return impl_->shape; }
   const Shape& strides() const { return impl_->strides; }
   int64_t dim() const { return int64_t(impl_->shape.size()); }
-  int64_t size(int64_t d) const;    // negative d counts from the end
+  int64_t size(int64_t d) const;  // negative d counts from the end
   int64_t stride(int64_t d) const;
   int64_t offset() const { return impl_->offset; }
   int64_t numel() const { return numel_of(impl_->shape); }
@@ -66,15 +66,13 @@ class Tensor {
   size_t element_size() const { return dtype_size(impl_->dtype); }
   bool is_contiguous() const;
   const std::shared_ptr<Storage>& storage() const { return impl_->storage; }
-  void* data_ptr() const {
-    return static_cast<char*>(impl_->storage->data) + impl_->offset * int64_t(element_size());
-  }
+  void* data_ptr() const { return static_cast<char*>(impl_->storage->data) + impl_->offset * int64_t(element_size()); }
   // Typed access for host code: the tensor must be on the CPU (a device pointer read on the host
   // would crash). Code that hands device memory to a kernel uses data_ptr().
   template <class T>
   T* data() const {
-    MINIMA_CHECK(dtype_of<T>::value == dtype(), "data<", dtype_name(dtype_of<T>::value),
-                 ">() on a tensor of dtype ", dtype());
+    MINIMA_CHECK(dtype_of<T>::value == dtype(), "data<", dtype_name(dtype_of<T>::value), ">() on a tensor of dtype ",
+                 dtype());
     MINIMA_CHECK(device().is_cpu(), "data<", dtype_name(dtype_of<T>::value), ">() on a tensor on ", device(),
                  ": its memory cannot be read on the host (copy it with .cpu() first)");
     return static_cast<T*>(data_ptr());
@@ -82,8 +80,8 @@ class Tensor {
   std::string str() const;  // "Tensor[2, 3] float32 cpu"
 
   // ---- views (share storage; differentiable) ----
-  Tensor view(const Shape& s) const;      // requires compatible strides; -1 infers one size
-  Tensor reshape(const Shape& s) const;   // view when possible, else a contiguous copy
+  Tensor view(const Shape& s) const;     // requires compatible strides; -1 infers one size
+  Tensor reshape(const Shape& s) const;  // view when possible, else a contiguous copy
   Tensor permute(const std::vector<int64_t>& dims) const;
   Tensor transpose(int64_t d0, int64_t d1) const;
   // Like torch.Tensor.t(): swaps the two dims of a matrix; a 0-d or 1-D tensor comes back as is.
@@ -91,7 +89,7 @@ class Tensor {
   Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
   Tensor slice(int64_t dim, int64_t start, int64_t end, int64_t step = 1) const;
   Tensor select(int64_t dim, int64_t index) const;  // removes `dim`
-  Tensor expand(const Shape& s) const;               // -1 keeps a size
+  Tensor expand(const Shape& s) const;              // -1 keeps a size
   Tensor squeeze(int64_t dim) const;
   Tensor unsqueeze(int64_t dim) const;
   Tensor flatten(int64_t start = 0, int64_t end = -1) const;
@@ -109,7 +107,7 @@ class Tensor {
   // ---- in-place (never recorded by autograd; refuse on tensors that need grad in grad mode) ----
   Tensor& fill_(double v);
   Tensor& zero_() { return fill_(0.0); }
-  Tensor& copy_(const Tensor& src);            // broadcasts src, converts dtype, crosses devices
+  Tensor& copy_(const Tensor& src);  // broadcasts src, converts dtype, crosses devices
   Tensor& add_(const Tensor& other, double alpha = 1.0);
   Tensor& mul_(double s);
 
@@ -147,8 +145,7 @@ Tensor from_vector(const std::vector<T>& values, const Shape& s, TensorOptions o
 template <class T>
 Tensor from_vector(const std::vector<T>& values, const Shape& s);
 // Wraps memory owned by someone else (no copy); `owner` is kept alive as long as the tensor.
-Tensor from_blob(void* data, const Shape& s, DType t, Device d = Device::cpu(),
-                 std::shared_ptr<void> owner = nullptr);
+Tensor from_blob(void* data, const Shape& s, DType t, Device d = Device::cpu(), std::shared_ptr<void> owner = nullptr);
 
 // Random tensors from the counter-based generator: element i of a draw depends only on
 // (seed, offset, i), so CPU and GPU give identical numbers. See core/random.h.

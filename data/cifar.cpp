@@ -36,8 +36,8 @@ RecordFile read_records(const std::string& path, int64_t record_size) {
 }
 
 // Copies records into images/labels starting at sample `at`; label_byte selects which label.
-void unpack(const RecordFile& f, int64_t record_size, int64_t label_byte, int64_t num_classes,
-            uint8_t* images, int64_t* labels, int64_t at) {
+void unpack(const RecordFile& f, int64_t record_size, int64_t label_byte, int64_t num_classes, uint8_t* images,
+            int64_t* labels, int64_t at) {
   for (int64_t r = 0; r < f.records; ++r) {
     const uint8_t* rec = f.bytes.data() + r * record_size;
     uint8_t y = rec[label_byte];

@@ -11,8 +11,8 @@
 namespace minima::data {
 
 const std::vector<std::string>& dataset_names() {
-  static const std::vector<std::string> n = {"fashion-mnist", "mnist", "cifar10", "cifar100", "cinic10",
-                                             "restricted-imagenet"};
+  static const std::vector<std::string> n = {"fashion-mnist", "mnist",   "cifar10",
+                                             "cifar100",      "cinic10", "restricted-imagenet"};
   return n;
 }
 
@@ -55,11 +55,10 @@ void Dataset::validate() const {
                ": labels must be int64 [", images.size(0), "], found ", labels.str());
   MINIMA_CHECK(labels.is_contiguous() && labels.device().is_cpu(), name, ": labels must be contiguous on the CPU");
   MINIMA_CHECK(num_classes > 0, name, ": num_classes is ", num_classes);
-  MINIMA_CHECK(class_names.empty() || int64_t(class_names.size()) == num_classes, name, ": ",
-               class_names.size(), " class names for ", num_classes, " classes");
+  MINIMA_CHECK(class_names.empty() || int64_t(class_names.size()) == num_classes, name, ": ", class_names.size(),
+               " class names for ", num_classes, " classes");
   MINIMA_CHECK(int64_t(mean.size()) == channels() && int64_t(std.size()) == channels(), name,
-               ": mean/std must have one value per channel (", channels(), "), found ", mean.size(), "/",
-               std.size());
+               ": mean/std must have one value per channel (", channels(), "), found ", mean.size(), "/", std.size());
   for (double s : std) MINIMA_CHECK(s > 0 && std::isfinite(s), name, ": std ", std, " must be positive");
   const int64_t* y = labels.data<int64_t>();
   for (int64_t i = 0; i < size(); ++i)
@@ -93,7 +92,7 @@ void channel_stats(const Tensor& images, std::vector<double>& mean, std::vector<
   stdv.assign(size_t(c), 0.0);
   const double count = double(n) * double(hw);
   for (int64_t ch = 0; ch < c; ++ch) {
-    double m = double(s1[size_t(ch)]) / count;                 // in pixel units
+    double m = double(s1[size_t(ch)]) / count;  // in pixel units
     double var = double(s2[size_t(ch)]) / count - m * m;
     mean[size_t(ch)] = m / 255.0;
     stdv[size_t(ch)] = std::sqrt(std::max(var, 0.0)) / 255.0;
@@ -102,43 +101,62 @@ void channel_stats(const Tensor& images, std::vector<double>& mean, std::vector<
 
 const std::vector<std::string>& fashion_mnist_classes() {
   static const std::vector<std::string> v = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                             "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+                                             "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
   return v;
 }
 
 const std::vector<std::string>& cifar10_classes() {
-  static const std::vector<std::string> v = {"airplane", "automobile", "bird", "cat", "deer",
-                                             "dog", "frog", "horse", "ship", "truck"};
+  static const std::vector<std::string> v = {"airplane", "automobile", "bird",  "cat",  "deer",
+                                             "dog",      "frog",       "horse", "ship", "truck"};
   return v;
 }
 
 const std::vector<std::string>& cifar100_fine_classes() {
-  static const std::vector<std::string> v = {
-      "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle",
-      "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle",
-      "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur",
-      "dolphin", "elephant", "flatfish", "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard",
-      "lamp", "lawn_mower", "leopard", "lion", "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain",
-      "mouse", "mushroom", "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
-      "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket",
-      "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider",
-      "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor",
-      "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm"};
+  static const std::vector<std::string> v =
+      {"apple",      "aquarium_fish", "baby",         "bear",       "beaver",      "bed",         "bee",
+       "beetle",     "bicycle",       "bottle",       "bowl",       "boy",         "bridge",      "bus",
+       "butterfly",  "camel",         "can",          "castle",     "caterpillar", "cattle",      "chair",
+       "chimpanzee", "clock",         "cloud",        "cockroach",  "couch",       "crab",        "crocodile",
+       "cup",        "dinosaur",      "dolphin",      "elephant",   "flatfish",    "forest",      "fox",
+       "girl",       "hamster",       "house",        "kangaroo",   "keyboard",    "lamp",        "lawn_mower",
+       "leopard",    "lion",          "lizard",       "lobster",    "man",         "maple_tree",  "motorcycle",
+       "mountain",   "mouse",         "mushroom",     "oak_tree",   "orange",      "orchid",      "otter",
+       "palm_tree",  "pear",          "pickup_truck", "pine_tree",  "plain",       "plate",       "poppy",
+       "porcupine",  "possum",        "rabbit",       "raccoon",    "ray",         "road",        "rocket",
+       "rose",       "sea",           "seal",         "shark",      "shrew",       "skunk",       "skyscraper",
+       "snail",      "snake",         "spider",       "squirrel",   "streetcar",   "sunflower",   "sweet_pepper",
+       "table",      "tank",          "telephone",    "television", "tiger",       "tractor",     "train",
+       "trout",      "tulip",         "turtle",       "wardrobe",   "whale",       "willow_tree", "wolf",
+       "woman",      "worm"};
   return v;
 }
 
 const std::vector<std::string>& cifar100_coarse_classes() {
-  static const std::vector<std::string> v = {
-      "aquatic_mammals", "fish", "flowers", "food_containers", "fruit_and_vegetables",
-      "household_electrical_devices", "household_furniture", "insects", "large_carnivores",
-      "large_man-made_outdoor_things", "large_natural_outdoor_scenes", "large_omnivores_and_herbivores",
-      "medium_mammals", "non-insect_invertebrates", "people", "reptiles", "small_mammals", "trees",
-      "vehicles_1", "vehicles_2"};
+  static const std::vector<std::string> v = {"aquatic_mammals",
+                                             "fish",
+                                             "flowers",
+                                             "food_containers",
+                                             "fruit_and_vegetables",
+                                             "household_electrical_devices",
+                                             "household_furniture",
+                                             "insects",
+                                             "large_carnivores",
+                                             "large_man-made_outdoor_things",
+                                             "large_natural_outdoor_scenes",
+                                             "large_omnivores_and_herbivores",
+                                             "medium_mammals",
+                                             "non-insect_invertebrates",
+                                             "people",
+                                             "reptiles",
+                                             "small_mammals",
+                                             "trees",
+                                             "vehicles_1",
+                                             "vehicles_2"};
   return v;
 }
 
 const std::vector<std::string>& restricted_imagenet_classes() {
-  static const std::vector<std::string> v = {"dog", "cat", "frog", "turtle", "bird",
+  static const std::vector<std::string> v = {"dog",     "cat",  "frog", "turtle", "bird",
                                              "primate", "fish", "crab", "insect"};
   return v;
 }

@@ -14,13 +14,13 @@
 namespace minima::data {
 
 struct Dataset {
-  std::string name;                  // e.g. "fashion-mnist/train"
-  Tensor images;                     // uint8 [N, C, H, W], CPU, contiguous (raw pixels 0..255);
-                                     // float32 (pixel/255 units) only for synthetic Gaussian images
-  Tensor labels;                     // int64 [N], CPU
+  std::string name;  // e.g. "fashion-mnist/train"
+  Tensor images;     // uint8 [N, C, H, W], CPU, contiguous (raw pixels 0..255);
+                     // float32 (pixel/255 units) only for synthetic Gaussian images
+  Tensor labels;     // int64 [N], CPU
   int64_t num_classes = 0;
   std::vector<std::string> class_names;
-  std::vector<double> mean, std;     // per channel, of the TRAINING images as pixel/255
+  std::vector<double> mean, std;  // per channel, of the TRAINING images as pixel/255
 
   int64_t size() const { return images.defined() ? images.size(0) : 0; }
   int64_t channels() const { return images.size(1); }
@@ -37,13 +37,13 @@ struct Splits {
 };
 
 struct LoadOptions {
-  int64_t image_size = 64;         // restricted-imagenet: side of the (square) resized images
-  bool coarse_labels = false;      // cifar100: the 20 superclasses instead of the 100 fine classes
-  bool merge_valid = false;        // cinic10: append valid/ to train (CINIC-10 authors' option)
-  int threads = 0;                 // folder datasets: decoding threads (0: all cores)
-  std::string cache_dir;           // folder datasets: where caches go ("" : next to the data, or
-                                   // $XDG_CACHE_HOME/minima (~/.cache/minima) when read-only)
-  bool verbose = false;            // print progress of slow steps (folder decoding) to stderr
+  int64_t image_size = 64;     // restricted-imagenet: side of the (square) resized images
+  bool coarse_labels = false;  // cifar100: the 20 superclasses instead of the 100 fine classes
+  bool merge_valid = false;    // cinic10: append valid/ to train (CINIC-10 authors' option)
+  int threads = 0;             // folder datasets: decoding threads (0: all cores)
+  std::string cache_dir;       // folder datasets: where caches go ("" : next to the data, or
+                               // $XDG_CACHE_HOME/minima (~/.cache/minima) when read-only)
+  bool verbose = false;        // print progress of slow steps (folder decoding) to stderr
 };
 
 // Names load_dataset accepts, in a stable order.

@@ -113,7 +113,8 @@ bool read_pixel_cache(const std::string& path, uint64_t fingerprint, int64_t n, 
   }
   ds.images = empty({n, 3, size, size}, DType::u8);
   std::vector<uint8_t> y(static_cast<size_t>(n));
-  if (std::fread(ds.images.data_ptr(), 1, img_bytes, f) != img_bytes || std::fread(y.data(), 1, y.size(), f) != y.size()) {
+  if (std::fread(ds.images.data_ptr(), 1, img_bytes, f) != img_bytes ||
+      std::fread(y.data(), 1, y.size(), f) != y.size()) {
     warn(str(path, ": short read from the cache file; decoding the images again"));
     return false;
   }
@@ -149,15 +150,16 @@ void write_pixel_cache(const std::string& path, uint64_t fingerprint, const Data
 }
 
 // Decodes (or reads from the cache) one split.
-Dataset load_split(const std::string& dsname, const std::string& split, const FileList& fl, int64_t size,
-                   bool exact, const std::string& cache, const LoadOptions& opt) {
+Dataset load_split(const std::string& dsname, const std::string& split, const FileList& fl, int64_t size, bool exact,
+                   const std::string& cache, const LoadOptions& opt) {
   Dataset ds;
   ds.name = dsname + "/" + split;
   MINIMA_CHECK(!fl.paths.empty(), ds.name, ": no image files found");
   const std::string cpath = join_path(cache, str(dsname, "-", split, "-", size, ".pixels"));
   const int64_t n = int64_t(fl.paths.size());
   if (read_pixel_cache(cpath, fl.fingerprint, n, size, ds)) {
-    if (opt.verbose) std::fprintf(stderr, "%s: %lld images from the cache %s\n", ds.name.c_str(), (long long)n, cpath.c_str());
+    if (opt.verbose)
+      std::fprintf(stderr, "%s: %lld images from the cache %s\n", ds.name.c_str(), (long long)n, cpath.c_str());
     return ds;
   }
   if (opt.verbose) std::fprintf(stderr, "%s: decoding %lld images\n", ds.name.c_str(), (long long)n);
@@ -253,8 +255,8 @@ Splits load_cinic10(const std::string& dir, const LoadOptions& opt) {
     for (const auto& c : list_dir(sd, true))
       if (c[0] != '.') cls.push_back(c);
     if (classes.empty()) classes = cls;
-    MINIMA_CHECK(cls == classes, "cinic10: ", sd, " has class folders ", cls, " but ", join_path(dir, "train"),
-                 " has ", classes);
+    MINIMA_CHECK(cls == classes, "cinic10: ", sd, " has class folders ", cls, " but ", join_path(dir, "train"), " has ",
+                 classes);
     MINIMA_CHECK(cls.size() == 10, "cinic10: ", sd, " has ", cls.size(), " class folders ", cls, "; ", layout);
     FileList& fl = lists[split];
     for (size_t k = 0; k < cls.size(); ++k) {
@@ -287,9 +289,9 @@ struct Superclass {
   const char* name;
   int lo, hi;  // ImageNet class indices, inclusive
 };
-const Superclass kRestricted[] = {{"dog", 151, 268},    {"cat", 281, 285},     {"frog", 30, 32},
-                                  {"turtle", 33, 37},   {"bird", 80, 100},     {"primate", 365, 382},
-                                  {"fish", 389, 397},   {"crab", 118, 121},    {"insect", 300, 319}};
+const Superclass kRestricted[] = {{"dog", 151, 268},  {"cat", 281, 285},  {"frog", 30, 32},
+                                  {"turtle", 33, 37}, {"bird", 80, 100},  {"primate", 365, 382},
+                                  {"fish", 389, 397}, {"crab", 118, 121}, {"insect", 300, 319}};
 }  // namespace
 
 // The 1000 synsets in class-index order: from DIR/LOC_synset_mapping.txt or DIR/synsets.txt (first

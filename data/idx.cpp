@@ -30,26 +30,27 @@ IdxArray read_idx(const std::string& path, int ndims) {
     char found[16], want[16];
     std::snprintf(found, sizeof found, "0x%08x", magic);
     std::snprintf(want, sizeof want, "0x%08x", expected_magic);
-    throw Error(str(path, ": wrong IDX magic number at byte offset 0: expected ", want, " (unsigned bytes, ",
-                    ndims, " dimensions), found ", found));
+    throw Error(str(path, ": wrong IDX magic number at byte offset 0: expected ", want, " (unsigned bytes, ", ndims,
+                    " dimensions), found ", found));
   }
   size_t header = 4 + 4 * size_t(ndims);
   MINIMA_CHECK(b.size() >= header, path, ": truncated IDX header: ", b.size(), " bytes, expected ", header);
   size_t count = 1;
   for (int d = 0; d < ndims; ++d) {
     uint32_t n = read_be32(b.data() + 4 + 4 * d);
-    MINIMA_CHECK(n > 0 && n < (1u << 30), path, ": implausible size ", n, " of dimension ", d,
-                 " at byte offset ", 4 + 4 * d);
+    MINIMA_CHECK(n > 0 && n < (1u << 30), path, ": implausible size ", n, " of dimension ", d, " at byte offset ",
+                 4 + 4 * d);
     a.dims.push_back(int64_t(n));
     count *= n;
-    MINIMA_CHECK(count <= (size_t(1) << 40), path, ": implausible IDX dimensions ", a.dims, " (header at byte offset 4)");
+    MINIMA_CHECK(count <= (size_t(1) << 40), path, ": implausible IDX dimensions ", a.dims,
+                 " (header at byte offset 4)");
   }
   a.data_offset = header;
   size_t have = b.size() - header;
   MINIMA_CHECK(have >= count, path, ": truncated: the data ends at byte offset ", b.size(), " but the header (dims ",
                a.dims, ") needs ", count, " bytes from offset ", header, ", i.e. up to offset ", header + count);
-  MINIMA_CHECK(have == count, path, ": ", have - count, " unexpected trailing bytes from byte offset ",
-               header + count, " (header dims ", a.dims, " account for ", count, " bytes after offset ", header, ")");
+  MINIMA_CHECK(have == count, path, ": ", have - count, " unexpected trailing bytes from byte offset ", header + count,
+               " (header dims ", a.dims, " account for ", count, " bytes after offset ", header, ")");
   return a;
 }
 
@@ -64,8 +65,9 @@ std::string find_idx_file(const std::string& dir, const std::string& stem, const
 }
 
 std::string idx_layout(const std::string& name) {
-  std::string s = "expected the four IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-                  "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each gzipped (.gz) or raw)";
+  std::string s =
+      "expected the four IDX files train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+      "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each gzipped (.gz) or raw)";
   if (name == "fashion-mnist")
     s += "; Fashion-MNIST comes with the Debian package dataset-fashion-mnist (installed in "
          "/usr/share/datasets/fashion-mnist) or from https://github.com/zalandoresearch/fashion-mnist";
@@ -94,8 +96,7 @@ Dataset load_idx_split(const std::string& name, const std::string& dir, const st
   int64_t* y = ds.labels.data<int64_t>();
   for (int64_t i = 0; i < n; ++i) {
     uint8_t v = lb.bytes[lb.data_offset + size_t(i)];
-    MINIMA_CHECK(v < 10, lp, ": label ", int(v), " at byte offset ", lb.data_offset + size_t(i),
-                 " is outside 0..9");
+    MINIMA_CHECK(v < 10, lp, ": label ", int(v), " at byte offset ", lb.data_offset + size_t(i), " is outside 0..9");
     y[i] = v;
   }
   return ds;
@@ -108,9 +109,8 @@ Splits load_idx_dataset(const std::string& name, const std::string& dir) {
   Splits s;
   s.train = load_idx_split(name, dir, "train");
   s.test = load_idx_split(name, dir, "t10k");
-  MINIMA_CHECK(s.train.height() == s.test.height() && s.train.width() == s.test.width(), name,
-               ": train images are ", s.train.height(), "x", s.train.width(), " but test images are ",
-               s.test.height(), "x", s.test.width());
+  MINIMA_CHECK(s.train.height() == s.test.height() && s.train.width() == s.test.width(), name, ": train images are ",
+               s.train.height(), "x", s.train.width(), " but test images are ", s.test.height(), "x", s.test.width());
   std::vector<std::string> names;
   if (name == "fashion-mnist") {
     names = fashion_mnist_classes();

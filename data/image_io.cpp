@@ -70,8 +70,8 @@ void decode_image_file(const std::string& path, int64_t size, bool exact_size, u
       for (int64_t x = 0; x < S; ++x) out[(c * S + y) * S + x] = hwc[y * stride + x * 3 + c];
 }
 
-Tensor decode_images(const std::vector<std::string>& paths, int64_t size, bool exact_size, int threads,
-                     bool verbose, const std::string& what) {
+Tensor decode_images(const std::vector<std::string>& paths, int64_t size, bool exact_size, int threads, bool verbose,
+                     const std::string& what) {
   const int64_t N = int64_t(paths.size()), per = 3 * size * size;
   Tensor images = empty({N, 3, size, size}, DType::u8);
   uint8_t* base = images.data<uint8_t>();
@@ -110,8 +110,7 @@ Tensor decode_images(const std::vector<std::string>& paths, int64_t size, bool e
 #else  // no stb: folder datasets are unavailable
 
 bool have_image_decoder() { return false; }
-static const char* kNoStb =
-    "image folders need stb_image: install libstb-dev (Debian) and reconfigure minima";
+static const char* kNoStb = "image folders need stb_image: install libstb-dev (Debian) and reconfigure minima";
 void decode_image_file(const std::string&, int64_t, bool, uint8_t*) { throw Error(kNoStb); }
 Tensor decode_images(const std::vector<std::string>&, int64_t, bool, int, bool, const std::string&) {
   throw Error(kNoStb);

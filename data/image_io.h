@@ -20,7 +20,7 @@ void decode_image_file(const std::string& path, int64_t size, bool exact_size, u
 
 // Decodes every file with `threads` host threads (0: all cores) into uint8 [N, 3, size, size].
 // The first failure stops the pool and is rethrown; `what` labels progress lines on stderr.
-Tensor decode_images(const std::vector<std::string>& paths, int64_t size, bool exact_size, int threads,
-                     bool verbose, const std::string& what);
+Tensor decode_images(const std::vector<std::string>& paths, int64_t size, bool exact_size, int threads, bool verbose,
+                     const std::string& what);
 
 }  // namespace minima::data

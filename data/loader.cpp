@@ -41,8 +41,8 @@ std::vector<float> normalization_table(const Dataset& ds, Normalize norm) {
       }
     return t;
   }
-  MINIMA_CHECK(norm != Normalize::per_image, ds.name,
-               ": per-image standardization needs uint8 images, found ", ds.images.dtype());
+  MINIMA_CHECK(norm != Normalize::per_image, ds.name, ": per-image standardization needs uint8 images, found ",
+               ds.images.dtype());
   std::vector<float> t(size_t(2 * C));
   for (int64_t c = 0; c < C; ++c) {
     t[size_t(2 * c)] = by_dataset ? float(ds.mean[size_t(c)]) : 0.0f;
@@ -102,9 +102,8 @@ void make_batch_cpu(const Dataset& ds, const int64_t* idx, int64_t B, const Augm
           o[e] = per_image_value(off < 0 ? 0u : s[off], s1, n, inv);
         });
       } else {
-        for_each_source(C, H, W, a, [&](int64_t e, int64_t c, int64_t off) {
-          o[e] = table[c * 256 + (off < 0 ? 0 : s[off])];
-        });
+        for_each_source(C, H, W, a,
+                        [&](int64_t e, int64_t c, int64_t off) { o[e] = table[c * 256 + (off < 0 ? 0 : s[off])]; });
       }
     } else {
       const float* s = img32 + i * n;
@@ -119,8 +118,14 @@ void make_batch_cpu(const Dataset& ds, const int64_t* idx, int64_t B, const Augm
 // ---------------------------------------------------------------------------------------------
 Loader::Loader(const Dataset& ds, int64_t batch_size, bool shuffle, uint64_t seed, Augment aug, bool drop_last,
                Device device, Normalize norm)
-    : ds_(ds), batch_(batch_size), shuffle_(shuffle), drop_last_(drop_last), seed_(seed), aug_(aug),
-      device_(device), norm_(norm) {
+    : ds_(ds),
+      batch_(batch_size),
+      shuffle_(shuffle),
+      drop_last_(drop_last),
+      seed_(seed),
+      aug_(aug),
+      device_(device),
+      norm_(norm) {
   ds_.validate();
   MINIMA_CHECK(batch_ > 0, "Loader: batch size must be positive, got ", batch_);
   MINIMA_CHECK(ds_.size() > 0, "Loader: dataset ", ds_.name, " is empty");
@@ -131,8 +136,8 @@ Loader::Loader(const Dataset& ds, int64_t batch_size, bool shuffle, uint64_t see
   if (device_.is_cuda()) {
     MINIMA_CHECK(cuda_available(), "Loader: device ", device_, " requested but no CUDA device is available");
     const size_t bytes = ds_.images.numel() * ds_.images.element_size() + size_t(ds_.size()) * 8;
-    resident_ = g_resident_limit >= 0 ? bytes <= size_t(g_resident_limit)
-                                      : bytes < cuda::free_memory(device_.index) / 2;
+    resident_ =
+        g_resident_limit >= 0 ? bytes <= size_t(g_resident_limit) : bytes < cuda::free_memory(device_.index) / 2;
     if (resident_) {
       d_images_ = empty(ds_.images.shape(), TensorOptions(ds_.images.dtype(), device_));
       cuda::copy_host_to_device(d_images_.data_ptr(), ds_.images.data_ptr(),
@@ -155,9 +160,7 @@ int64_t Loader::batches_per_epoch() const {
   return drop_last_ ? ds_.size() / batch_ : (ds_.size() + batch_ - 1) / batch_;
 }
 
-int64_t Loader::samples_per_epoch() const {
-  return drop_last_ ? batches_per_epoch() * batch_ : ds_.size();
-}
+int64_t Loader::samples_per_epoch() const { return drop_last_ ? batches_per_epoch() * batch_ : ds_.size(); }
 
 void Loader::start_epoch(int64_t epoch) {
   MINIMA_CHECK(epoch >= 0, "Loader: epoch must be non-negative, got ", epoch);
@@ -183,8 +186,7 @@ void Loader::make_host_batch(int64_t b, Tensor& x, Tensor& y) const {
   const int64_t start = b * batch_, B = std::min(batch_, ds_.size() - start);
   output(x, {B, ds_.channels(), ds_.height(), ds_.width()}, DType::f32, Device::cpu());
   output(y, {B}, DType::i64, Device::cpu());
-  make_batch_cpu(ds_, order_.data() + start, B, aug_, aug_key_, norm_, lut_.data(), x.data<float>(),
-                 y.data<int64_t>());
+  make_batch_cpu(ds_, order_.data() + start, B, aug_, aug_key_, norm_, lut_.data(), x.data<float>(), y.data<int64_t>());
 }
 
 void Loader::make_device_batch(int64_t b, Tensor& x, Tensor& y) {

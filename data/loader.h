@@ -20,14 +20,14 @@ class Loader {
  public:
   // drop_last: when the dataset size is not a multiple of batch_size, drop the last partial batch
   // (training) or keep it as a smaller final batch (evaluation).
-  Loader(const Dataset& ds, int64_t batch_size, bool shuffle, uint64_t seed, Augment aug = {},
-         bool drop_last = false, Device device = Device::cpu(), Normalize norm = Normalize::dataset);
+  Loader(const Dataset& ds, int64_t batch_size, bool shuffle, uint64_t seed, Augment aug = {}, bool drop_last = false,
+         Device device = Device::cpu(), Normalize norm = Normalize::dataset);
   ~Loader();
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
 
-  void start_epoch(int64_t epoch);   // order and augmentation depend only on (seed, epoch, sample index)
-  bool next(Tensor& x, Tensor& y);   // false at the end of the epoch
+  void start_epoch(int64_t epoch);  // order and augmentation depend only on (seed, epoch, sample index)
+  bool next(Tensor& x, Tensor& y);  // false at the end of the epoch
   int64_t batches_per_epoch() const;
   int64_t batch_size() const { return batch_; }
   int64_t epoch() const { return epoch_; }

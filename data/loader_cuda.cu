@@ -12,12 +12,12 @@
 #include "data/loader.h"
 #include "kernels/cuda/cuda_common.cuh"
 
-#define MINIMA_DATA_CUDA_CHECK(expr)                                                             \
-  do {                                                                                           \
-    cudaError_t err_ = (expr);                                                                   \
-    if (err_ != cudaSuccess)                                                                     \
-      throw ::minima::Error(::minima::str(__FILE__, ":", __LINE__, ": ", #expr, " failed: ",     \
-                                          cudaGetErrorString(err_)));                            \
+#define MINIMA_DATA_CUDA_CHECK(expr)                                                                   \
+  do {                                                                                                 \
+    cudaError_t err_ = (expr);                                                                         \
+    if (err_ != cudaSuccess)                                                                           \
+      throw ::minima::Error(                                                                           \
+          ::minima::str(__FILE__, ":", __LINE__, ": ", #expr, " failed: ", cudaGetErrorString(err_))); \
   } while (0)
 
 namespace minima::data::cuda {
@@ -104,8 +104,8 @@ void copy_device_to_host(void* dst, const void* src, size_t bytes) {
 
 void synchronize() { MINIMA_DATA_CUDA_CHECK(cudaDeviceSynchronize()); }
 
-void make_batch(int device, const void* images, bool images_u8, const int64_t* labels, const int64_t* idx,
-                int64_t B, int64_t C, int64_t H, int64_t W, const Augment& aug, uint64_t aug_key, Normalize norm,
+void make_batch(int device, const void* images, bool images_u8, const int64_t* labels, const int64_t* idx, int64_t B,
+                int64_t C, int64_t H, int64_t W, const Augment& aug, uint64_t aug_key, Normalize norm,
                 const float* table, int64_t table_size, float* out, int64_t* labels_out) {
   if (B == 0) return;
   ::minima::cuda::Ctx ctx(device);  // selects the device and its stream
@@ -116,7 +116,9 @@ void make_batch(int device, const void* images, bool images_u8, const int64_t* l
   const bool per_image = images_u8 && norm == Normalize::per_image;
   const int64_t ts = per_image ? 0 : table_size;
   const size_t shmem = size_t(ts) * sizeof(float);
-  auto kernel = per_image ? batch_kernel<true, true> : images_u8 ? batch_kernel<true, false> : batch_kernel<false, false>;
+  auto kernel = per_image   ? batch_kernel<true, true>
+                : images_u8 ? batch_kernel<true, false>
+                            : batch_kernel<false, false>;
   if (shmem > 48 * 1024) {
     int limit = 0;
     MINIMA_DATA_CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
@@ -125,8 +127,9 @@ void make_batch(int device, const void* images, bool images_u8, const int64_t* l
     MINIMA_DATA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shmem)));
   }
   const int32_t pad = int32_t(aug.pad);
-  kernel<<<dim3(unsigned(B)), dim3(unsigned(kThreads)), shmem, ctx.stream>>>(
-      images, labels, idx, C, H, W, pad, aug.crop, aug.flip, aug_key, table, ts, out, labels_out);
+  kernel<<<dim3(unsigned(B)), dim3(unsigned(kThreads)), shmem, ctx.stream>>>(images, labels, idx, C, H, W, pad,
+                                                                             aug.crop, aug.flip, aug_key, table, ts,
+                                                                             out, labels_out);
   MINIMA_DATA_CUDA_CHECK(cudaGetLastError());
 }
 

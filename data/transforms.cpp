@@ -13,8 +13,13 @@ namespace minima::data {
 namespace {
 
 // Domains of the per-sample generators, so two transforms with the same seed draw independently.
-enum : uint64_t { kTagAdversarial = 101, kTagCorrupt = 102, kTagShuffle = 103, kTagRandomPixels = 104,
-                  kTagGaussian = 105 };
+enum : uint64_t {
+  kTagAdversarial = 101,
+  kTagCorrupt = 102,
+  kTagShuffle = 103,
+  kTagRandomPixels = 104,
+  kTagGaussian = 105
+};
 
 Generator sample_generator(uint64_t seed, uint64_t tag, int64_t i) {
   return Generator(Generator::mix(seed, uint64_t(i), tag));
@@ -239,8 +244,8 @@ Dataset whiten_per_image(const Dataset& d) {
 
 Dataset center_crop(const Dataset& d, int64_t size) {
   const int64_t C = d.channels(), H = d.height(), W = d.width(), N = d.size();
-  MINIMA_CHECK(size > 0 && size <= H && size <= W, "center_crop: ", size, "x", size, " does not fit ", d.name,
-               "'s ", H, "x", W, " images");
+  MINIMA_CHECK(size > 0 && size <= H && size <= W, "center_crop: ", size, "x", size, " does not fit ", d.name, "'s ", H,
+               "x", W, " images");
   const int64_t oy = (H - size) / 2, ox = (W - size) / 2;
   Tensor images = empty({N, C, size, size}, d.images.dtype());
   const size_t es = d.images.element_size();
@@ -270,8 +275,8 @@ void center_crop(Splits& s, int64_t size) {
 }
 
 const std::vector<std::string>& randomization_names() {
-  static const std::vector<std::string> v = {"true-labels", "corrupt-labels", "random-labels",
-                                             "shuffled-pixels", "random-pixels", "gaussian"};
+  static const std::vector<std::string> v = {"true-labels",     "corrupt-labels", "random-labels",
+                                             "shuffled-pixels", "random-pixels",  "gaussian"};
   return v;
 }
 

@@ -46,10 +46,14 @@ Metadata ModelInfo::to_metadata() const {
   std::vector<double> shp(in_chw.begin(), in_chw.end());
   std::string in;
   for (size_t i = 0; i < in_chw.size(); ++i) in += (i ? "x" : "") + std::to_string(in_chw[i]);
-  return {{"arch", arch},          {"in_shape", in},
-          {"classes", std::to_string(classes)}, {"dataset", dataset},
-          {"mean", join_doubles(mean)}, {"std", join_doubles(std)},
-          {"seed", std::to_string(seed)}, {"format", "minima"}};
+  return {{"arch", arch},
+          {"in_shape", in},
+          {"classes", std::to_string(classes)},
+          {"dataset", dataset},
+          {"mean", join_doubles(mean)},
+          {"std", join_doubles(std)},
+          {"seed", std::to_string(seed)},
+          {"format", "minima"}};
 }
 
 ModelInfo ModelInfo::from_metadata(const Metadata& m) {
@@ -131,8 +135,8 @@ Metadata load_checkpoint(const std::string& path, Module& m, optim::Optimizer& o
   MINIMA_CHECK(tsj != nullptr, where(), "no train_state in the metadata (a weights-only file?)");
   Json ts = Json::parse(*tsj);
   const Json& o = ts.at("optimizer");
-  MINIMA_CHECK(o.at("type").as_string() == opt.type_name(), where(), "saved optimizer is ",
-               o.at("type").as_string(), ", the run uses ", opt.type_name());
+  MINIMA_CHECK(o.at("type").as_string() == opt.type_name(), where(), "saved optimizer is ", o.at("type").as_string(),
+               ", the run uses ", opt.type_name());
 
   // Optimizer state: every slot of every parameter must be present with the right shape.
   auto names = optimizer_param_names(m, opt);

@@ -23,9 +23,9 @@ std::vector<double> host_f64(const Tensor& t) { return t.to_vector<double>(); }
 // One entry per conv/linear weight or batch norm, in state_dict order.
 struct Layer {
   bool is_bn = false;
-  std::string name;        // tensor name (weights) or module prefix (batch norms)
-  Shape shape;             // weights
-  std::vector<double> w;   // weights (folded as we go)
+  std::string name;           // tensor name (weights) or module prefix (batch norms)
+  Shape shape;                // weights
+  std::vector<double> w;      // weights (folded as we go)
   std::vector<double> scale;  // batch norms: gamma / sqrt(var + eps)
   bool folded = false;
 };

@@ -62,8 +62,8 @@ BatchNorm2d::BatchNorm2d(int64_t c, double eps, double momentum, bool affine)
 }
 
 Tensor BatchNorm2d::forward(const Tensor& x) {
-  MINIMA_CHECK((x.dim() == 4 || x.dim() == 2) && x.size(1) == num_features, describe(),
-               ": expected input [N, ", num_features, ", H, W], got ", shape_str(x.shape()));
+  MINIMA_CHECK((x.dim() == 4 || x.dim() == 2) && x.size(1) == num_features, describe(), ": expected input [N, ",
+               num_features, ", H, W], got ", shape_str(x.shape()));
   if (is_training()) {
     if (!one_.defined() || one_.device() != num_batches_tracked.device())
       one_ = ones({}, TensorOptions(DType::i64, num_batches_tracked.device()));
@@ -74,8 +74,8 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
 }
 
 Tensor BatchNorm1d::forward(const Tensor& x) {
-  MINIMA_CHECK(x.dim() == 2 && x.size(1) == num_features, describe(), ": expected input [N, ", num_features,
-               "], got ", shape_str(x.shape()));
+  MINIMA_CHECK(x.dim() == 2 && x.size(1) == num_features, describe(), ": expected input [N, ", num_features, "], got ",
+               shape_str(x.shape()));
   return BatchNorm2d::forward(x);
 }
 

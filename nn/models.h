@@ -33,8 +33,7 @@ namespace minima::nn {
 // implicit flatten.
 class MLP : public Module {
  public:
-  MLP(int64_t in_features, const std::vector<int64_t>& hidden, int64_t classes, Generator& g,
-      bool batch_norm = false);
+  MLP(int64_t in_features, const std::vector<int64_t>& hidden, int64_t classes, Generator& g, bool batch_norm = false);
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "MLP"; }
   std::shared_ptr<Sequential> layers;

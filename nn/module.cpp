@@ -28,8 +28,7 @@ void convert_in_place(const Tensor& t, DType dt) {
 
 Tensor Module::register_parameter(const std::string& name, Tensor t) {
   MINIMA_CHECK(t.defined(), "register_parameter: '", name, "' is undefined");
-  MINIMA_CHECK(name.find('.') == std::string::npos, "register_parameter: name '", name,
-               "' must not contain '.'");
+  MINIMA_CHECK(name.find('.') == std::string::npos, "register_parameter: name '", name, "' must not contain '.'");
   if (!t.requires_grad()) t.requires_grad_(true);
   params_.emplace_back(name, t);
   return t;

@@ -27,8 +27,11 @@ const char* safetensors_dtype(DType t) {
 }
 
 static bool parse_dtype(const std::string& s, DType& t) {
-  static const std::map<std::string, DType> m = {
-      {"F32", DType::f32}, {"F64", DType::f64}, {"BF16", DType::bf16}, {"I64", DType::i64}, {"U8", DType::u8}};
+  static const std::map<std::string, DType> m = {{"F32", DType::f32},
+                                                 {"F64", DType::f64},
+                                                 {"BF16", DType::bf16},
+                                                 {"I64", DType::i64},
+                                                 {"U8", DType::u8}};
   auto it = m.find(s);
   if (it == m.end()) return false;
   t = it->second;
@@ -111,8 +114,8 @@ SafeTensors load_safetensors(const std::string& path) {
   MINIMA_CHECK(size >= 8, "load_safetensors: '", path, "' is ", size, " bytes, too short for a header length");
   uint64_t n = 0;
   f.read(reinterpret_cast<char*>(&n), 8);
-  MINIMA_CHECK(n <= uint64_t(size - 8) && n < (uint64_t(1) << 30), "load_safetensors: '", path,
-               "': header length ", n, " exceeds the file size ", size);
+  MINIMA_CHECK(n <= uint64_t(size - 8) && n < (uint64_t(1) << 30), "load_safetensors: '", path, "': header length ", n,
+               " exceeds the file size ", size);
   std::string h(n, '\0');
   f.read(h.data(), std::streamsize(n));
   Json header;
@@ -181,11 +184,11 @@ void load_state_dict(Module& m, const NamedTensors& src, const std::vector<std::
     }
     const Tensor& s = it->second;
     if (s.shape() != t.shape())
-      problems.push_back(str("'", k, "': shape ", shape_str(s.shape()), " in the file, ", shape_str(t.shape()),
-                             " in the model"));
+      problems.push_back(
+          str("'", k, "': shape ", shape_str(s.shape()), " in the file, ", shape_str(t.shape()), " in the model"));
     if (s.dtype() != t.dtype())
-      problems.push_back(str("'", k, "': dtype ", dtype_name(s.dtype()), " in the file, ", dtype_name(t.dtype()),
-                             " in the model"));
+      problems.push_back(
+          str("'", k, "': dtype ", dtype_name(s.dtype()), " in the file, ", dtype_name(t.dtype()), " in the model"));
   }
   for (const auto& [k, t] : src)
     if (!ignored(k) && !known.count(k)) problems.push_back(str("unexpected '", k, "' (", shape_str(t.shape()), ")"));

@@ -38,8 +38,8 @@ void SGD::step() {
   for (size_t g = 0; g < groups.size(); ++g) {
     Tensor buf = opt_.momentum != 0 ? slots_[0].second[g] : Tensor();
     backend_for(groups[g].device)
-        .sgd_update(groups[g].params, groups[g].grads, buf, opt_.lr, opt_.momentum, opt_.dampening,
-                    opt_.weight_decay, opt_.nesterov, steps_ == 0);
+        .sgd_update(groups[g].params, groups[g].grads, buf, opt_.lr, opt_.momentum, opt_.dampening, opt_.weight_decay,
+                    opt_.nesterov, steps_ == 0);
   }
   ++steps_;
 }
@@ -65,8 +65,8 @@ void Adam::step() {
   auto& groups = flat_.groups();
   for (size_t g = 0; g < groups.size(); ++g)
     backend_for(groups[g].device)
-        .adam_update(groups[g].params, groups[g].grads, slots_[0].second[g], slots_[1].second[g], opt_.lr,
-                     opt_.beta1, opt_.beta2, opt_.eps, opt_.weight_decay, steps_);
+        .adam_update(groups[g].params, groups[g].grads, slots_[0].second[g], slots_[1].second[g], opt_.lr, opt_.beta1,
+                     opt_.beta2, opt_.eps, opt_.weight_decay, steps_);
 }
 
 }  // namespace minima::optim

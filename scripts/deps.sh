@@ -2,9 +2,10 @@
 PACKAGES="cmake ninja-build g++ doctest-dev libstb-dev zlib1g-dev dataset-fashion-mnist python3-torch \
 libopenblas0-pthread python3-matplotlib python3-numpy"
 
+# install_deps [more packages]: installs whichever of PACKAGES and the arguments are missing.
 install_deps() {
   local missing=()
-  for p in $PACKAGES; do
+  for p in $PACKAGES "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if [ ${#missing[@]} -gt 0 ]; then

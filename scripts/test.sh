@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # scripts/test.sh: install what the build and tests need (Debian packages), configure, build
-# (with CUDA whenever nvcc is present, so the kernels always compile) and run every test.
+# (with CUDA whenever nvcc is present, so the kernels always compile) and run every test, after
+# checking that the sources keep the .clang-format layout (scripts/format.sh --check).
 # Exits non-zero on any failure. Usage: scripts/test.sh [extra cmake args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-install_deps
+install_deps clang-format
+bash scripts/format.sh --check
 BUILD=${MINIMA_BUILD_DIR:-build}
 configure_and_build "$BUILD" "$@"
 cd "$BUILD"

@@ -2,8 +2,8 @@
 // under $TMPDIR (or /tmp) and removed with everything in it when it goes out of scope, even
 // entries a test made unreadable; set MINIMA_KEEP_TEST_DIRS to keep it for looking at a failure.
 #pragma once
-#include <doctest/doctest.h>
 #include <dirent.h>
+#include <doctest/doctest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -41,8 +41,10 @@ class TempDir {
         if (n == "." || n == "..") continue;
         std::string c = p + "/" + n;
         struct stat st;
-        if (::lstat(c.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) remove_tree(c);
-        else ::unlink(c.c_str());
+        if (::lstat(c.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+          remove_tree(c);
+        else
+          ::unlink(c.c_str());
       }
       ::closedir(d);
     }

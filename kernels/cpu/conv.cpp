@@ -23,11 +23,20 @@ struct Geom {
 
 Geom geom(const Tensor& x_or_gx, const Tensor& w, const Tensor& y_or_gy, const Conv2dParams& p) {
   Geom g;
-  g.N = x_or_gx.size(0); g.C = x_or_gx.size(1); g.H = x_or_gx.size(2); g.W = x_or_gx.size(3);
-  g.O = w.size(0); g.KH = w.size(2); g.KW = w.size(3);
-  g.OH = y_or_gy.size(2); g.OW = y_or_gy.size(3);
-  g.G = p.groups; g.Cg = g.C / g.G; g.Og = g.O / g.G;
-  g.ck = g.Cg * g.KH * g.KW; g.ohw = g.OH * g.OW;
+  g.N = x_or_gx.size(0);
+  g.C = x_or_gx.size(1);
+  g.H = x_or_gx.size(2);
+  g.W = x_or_gx.size(3);
+  g.O = w.size(0);
+  g.KH = w.size(2);
+  g.KW = w.size(3);
+  g.OH = y_or_gy.size(2);
+  g.OW = y_or_gy.size(3);
+  g.G = p.groups;
+  g.Cg = g.C / g.G;
+  g.Og = g.O / g.G;
+  g.ck = g.Cg * g.KH * g.KW;
+  g.ohw = g.OH * g.OW;
   return g;
 }
 
@@ -65,7 +74,8 @@ void im2col(const T* x, const Geom& g, const Conv2dParams& p, T* col, int64_t ld
           }
           const T* xr = x + (c * g.H + ih) * g.W;
           std::fill(r, r + lo, T(0));
-          if (sw == 1) std::copy(xr + lo + off, xr + hi + off, r + lo);
+          if (sw == 1)
+            std::copy(xr + lo + off, xr + hi + off, r + lo);
           else
             for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * sw + off];
           std::fill(r + hi, r + g.OW, T(0));
@@ -281,8 +291,10 @@ void CpuBackend::conv2d_forward(const Tensor& y, const Tensor& x, const Tensor& 
     copy(y, yf);
     return;
   }
-  if (x.dtype() == DType::f32) conv_forward<float>(y, x, w, bias, p);
-  else conv_forward<double>(y, x, w, bias, p);
+  if (x.dtype() == DType::f32)
+    conv_forward<float>(y, x, w, bias, p);
+  else
+    conv_forward<double>(y, x, w, bias, p);
 }
 
 void CpuBackend::conv2d_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, const Conv2dParams& p) {
@@ -292,8 +304,10 @@ void CpuBackend::conv2d_backward_input(const Tensor& gx, const Tensor& gy, const
     copy(gx, gf);
     return;
   }
-  if (gy.dtype() == DType::f32) conv_backward_input<float>(gx, gy, w, p);
-  else conv_backward_input<double>(gx, gy, w, p);
+  if (gy.dtype() == DType::f32)
+    conv_backward_input<float>(gx, gy, w, p);
+  else
+    conv_backward_input<double>(gx, gy, w, p);
 }
 
 void CpuBackend::conv2d_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const Conv2dParams& p) {
@@ -303,8 +317,10 @@ void CpuBackend::conv2d_backward_weight(const Tensor& gw, const Tensor& gy, cons
     copy(gw, gf);
     return;
   }
-  if (gy.dtype() == DType::f32) conv_backward_weight<float>(gw, gy, x, p);
-  else conv_backward_weight<double>(gw, gy, x, p);
+  if (gy.dtype() == DType::f32)
+    conv_backward_weight<float>(gw, gy, x, p);
+  else
+    conv_backward_weight<double>(gw, gy, x, p);
 }
 
 }  // namespace minima::cpu

@@ -14,9 +14,8 @@ class CpuBackend final : public Backend {
 // Single-matrix GEMM on contiguous-or-strided row/col layouts:
 // C[M,N] = alpha * A[M,K] @ B[K,N] + beta * C, element (i,j) of X at X[i*rs + j*cs].
 template <class T>
-void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
-                  const T* B, int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs,
-                  bool parallel = true);
+void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B,
+                  int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel = true);
 
 // The instruction set of the GEMM micro-kernel (which conv2d and matmul run on). The default is
 // the widest the CPU has, or MINIMA_CPU_GEMM=avx2|avx512|auto from the environment. Both give

@@ -37,8 +37,10 @@ void CpuBackend::copy(const Tensor& dst, const Tensor& src) {
         map_elements<D, S>(dst, {dst, src}, [](S s) {
           // Through double: exact for every pair of these types except i64 beyond 2^53.
           double v = double(static_cast<Acc<S>>(s));
-          if constexpr (std::is_same_v<D, bf16>) return bf16(float(v));
-          else return static_cast<D>(v);
+          if constexpr (std::is_same_v<D, bf16>)
+            return bf16(float(v));
+          else
+            return static_cast<D>(v);
         });
       }
     });
@@ -63,8 +65,12 @@ template <class T>
 void unary_float(UnaryOp op, const Tensor& out, const Tensor& x, double p0d, double p1d) {
   using A = Acc<T>;
   A p0 = A(p0d), p1 = A(p1d);
-#define MINIMA_U(expr) \
-  map_elements<T, T>(out, {out, x}, [=](T xi) { A v = A(xi); (void)v; return T(expr); }); \
+#define MINIMA_U(expr)                          \
+  map_elements<T, T>(out, {out, x}, [=](T xi) { \
+    A v = A(xi);                                \
+    (void)v;                                    \
+    return T(expr);                             \
+  });                                           \
   break;
   switch (op) {
     case UnaryOp::Neg: MINIMA_U(-v)
@@ -112,16 +118,17 @@ void unary_int(UnaryOp op, const Tensor& out, const Tensor& x, double p0d, doubl
 }
 
 template <class T>
-void unary_backward_float(UnaryOp op, const Tensor& gx, const Tensor& gy, const Tensor& x, const Tensor& y,
-                          double p0d, double p1d) {
+void unary_backward_float(UnaryOp op, const Tensor& gx, const Tensor& gy, const Tensor& x, const Tensor& y, double p0d,
+                          double p1d) {
   using A = Acc<T>;
   A p0 = A(p0d), p1 = A(p1d);
-#define MINIMA_UB(expr)                                                                   \
-  map_elements<T, T, T, T>(gx, {gx, gy, x, y}, [=](T gi, T xi, T yi) {                    \
-    A g = A(gi), v = A(xi), o = A(yi);                                                     \
-    (void)v; (void)o;                                                                      \
-    return T(expr);                                                                        \
-  });                                                                                      \
+#define MINIMA_UB(expr)                                                \
+  map_elements<T, T, T, T>(gx, {gx, gy, x, y}, [=](T gi, T xi, T yi) { \
+    A g = A(gi), v = A(xi), o = A(yi);                                 \
+    (void)v;                                                           \
+    (void)o;                                                           \
+    return T(expr);                                                    \
+  });                                                                  \
   break;
   switch (op) {
     case UnaryOp::Neg: MINIMA_UB(-g)
@@ -158,10 +165,9 @@ void CpuBackend::unary(UnaryOp op, const Tensor& out, const Tensor& x, double p0
   }
 }
 
-void CpuBackend::unary_backward(UnaryOp op, const Tensor& gx, const Tensor& gy, const Tensor& x,
-                                const Tensor& y, double p0, double p1) {
-  MINIMA_DISPATCH_FLOAT(x.dtype(), "unary_backward",
-                        [&] { unary_backward_float<scalar_t>(op, gx, gy, x, y, p0, p1); });
+void CpuBackend::unary_backward(UnaryOp op, const Tensor& gx, const Tensor& gy, const Tensor& x, const Tensor& y,
+                                double p0, double p1) {
+  MINIMA_DISPATCH_FLOAT(x.dtype(), "unary_backward", [&] { unary_backward_float<scalar_t>(op, gx, gy, x, y, p0, p1); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,14 +177,17 @@ namespace {
 template <class T>
 void binary_typed(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
   using A = Acc<T>;
-#define MINIMA_B(expr)                                                                        \
-  map_elements<T, T, T>(out, {out, a, b}, [](T ai, T bi) { A x = A(ai), y = A(bi); return T(expr); }); \
+#define MINIMA_B(expr)                                     \
+  map_elements<T, T, T>(out, {out, a, b}, [](T ai, T bi) { \
+    A x = A(ai), y = A(bi);                                \
+    return T(expr);                                        \
+  });                                                      \
   break;
-#define MINIMA_C(expr)                                                                        \
-  map_elements<uint8_t, T, T>(out, {out, a, b}, [](T ai, T bi) {                             \
-    A x = A(ai), y = A(bi);                                                                   \
-    return uint8_t((expr) ? 1 : 0);                                                           \
-  });                                                                                         \
+#define MINIMA_C(expr)                                           \
+  map_elements<uint8_t, T, T>(out, {out, a, b}, [](T ai, T bi) { \
+    A x = A(ai), y = A(bi);                                      \
+    return uint8_t((expr) ? 1 : 0);                              \
+  });                                                            \
   break;
   switch (op) {
     case BinaryOp::Add: MINIMA_B(x + y)

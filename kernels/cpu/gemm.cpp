@@ -49,8 +49,10 @@ struct Isa {
   static constexpr int VL = BYTES / int(sizeof(T)), MR = BYTES == 32 ? 6 : 12, NR = 2 * VL;
   static constexpr int64_t KC = 256, MC = sizeof(T) == 4 ? 144 : 96, NC = 1024;
 };
-template <class T> using Avx2 = Isa<T, 32>;
-template <class T> using Avx512 = Isa<T, 64>;
+template <class T>
+using Avx2 = Isa<T, 32>;
+template <class T>
+using Avx512 = Isa<T, 64>;
 
 template <class T>
 struct AlignedBuf {
@@ -179,8 +181,8 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
         for (int64_t it = 0; it < items; ++it) {
           int64_t s = it / m_strips, r = it % m_strips;
           int64_t j0 = s * NR, i0 = r * MR;
-          Micro(kc, Ap + r * kc * MR, Bp + s * kc * NR, alpha, beta_eff, C + (ic + i0) * c_rs + (jc + j0) * c_cs,
-                c_rs, c_cs, std::min<int64_t>(MR, mc - i0), std::min<int64_t>(NR, nc - j0));
+          Micro(kc, Ap + r * kc * MR, Bp + s * kc * NR, alpha, beta_eff, C + (ic + i0) * c_rs + (jc + j0) * c_cs, c_rs,
+                c_cs, std::min<int64_t>(MR, mc - i0), std::min<int64_t>(NR, nc - j0));
         }
       }
     }
@@ -210,8 +212,10 @@ inline void gemv_finish(int64_t n, T* acc, int64_t k, int64_t end, T alpha, cons
   }
   for (int64_t q = 0; q < n; ++q) {
     T* c = C + q * c_s;
-    if (beta_eff == T(0)) *c = alpha * acc[q];
-    else *c = alpha * acc[q] + beta_eff * *c;
+    if (beta_eff == T(0))
+      *c = alpha * acc[q];
+    else
+      *c = alpha * acc[q] + beta_eff * *c;
   }
 }
 
@@ -269,7 +273,7 @@ __attribute__((always_inline)) inline void transpose_tile(typename Cf::V (&m)[Cf
 // so consecutive fused multiply-adds do not wait for one another.
 template <class T, class Cf, int NV>
 __attribute__((always_inline)) inline void gemv_tile_body(int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
-                                                         const T* B, int64_t b_s, T beta, T* C, int64_t c_s) {
+                                                          const T* B, int64_t b_s, T beta, T* C, int64_t c_s) {
   using V = typename Cf::V;
   constexpr int VL = Cf::VL, R = NV * VL;
 #if MINIMA_GEMV_TRANSPOSE
@@ -279,7 +283,7 @@ __attribute__((always_inline)) inline void gemv_tile_body(int64_t K, T alpha, co
     const int64_t end = pc + std::min<int64_t>(Cf::KC, K - pc);
     V acc[NV];
     for (int v = 0; v < NV; ++v) acc[v] = V{};
-    int64_t k = pc;  // the vector loops below cover [pc, k)
+    int64_t k = pc;   // the vector loops below cover [pc, k)
     if (a_rs == 1) {  // column-major: a column of the tile is NV whole vectors
       for (; k < end; ++k) {
         const T b = B[k * b_s];
@@ -320,9 +324,9 @@ void gemv_tile_avx2(int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, 
 }
 #if MINIMA_GEMM_AVX512
 template <class T, int NV>
-__attribute__((target("avx512f,avx512vl,fma,avx2"))) void gemv_tile_avx512(int64_t K, T alpha, const T* A,
-                                                                           int64_t a_rs, int64_t a_cs, const T* B,
-                                                                           int64_t b_s, T beta, T* C, int64_t c_s) {
+__attribute__((target("avx512f,avx512vl,fma,avx2"))) void gemv_tile_avx512(int64_t K, T alpha, const T* A, int64_t a_rs,
+                                                                           int64_t a_cs, const T* B, int64_t b_s,
+                                                                           T beta, T* C, int64_t c_s) {
   gemv_tile_body<T, Avx512<T>, NV>(K, alpha, A, a_rs, a_cs, B, b_s, beta, C, c_s);
 }
 #endif
@@ -332,8 +336,8 @@ constexpr int kGemvVecs = 8;
 template <class T>
 using GemvTile = void (*)(int64_t, T, const T*, int64_t, int64_t, const T*, int64_t, T, T*, int64_t);
 template <class T, class Cf, GemvTile<T> Wide, GemvTile<T> Narrow>
-void gemv(int64_t M, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B, int64_t b_s, T beta,
-          T* C, int64_t c_s, bool parallel) {
+void gemv(int64_t M, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B, int64_t b_s, T beta, T* C,
+          int64_t c_s, bool parallel) {
   constexpr int64_t VL = Cf::VL, WR = kGemvVecs * VL;
   const int64_t wide = M / WR;
 #pragma omp parallel for schedule(static) if (parallel && wide > 1)
@@ -379,9 +383,8 @@ void set_gemm_isa(GemmIsa isa) {
 }
 
 template <class T>
-void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
-                  const T* B, int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs,
-                  bool parallel) {
+void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B,
+                  int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel) {
   if (M == 0 || N == 0) return;
   if (K == 0 || alpha == T(0)) {
     for (int64_t i = 0; i < M; ++i)
@@ -399,8 +402,10 @@ void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
   // comes first) is a matrix-vector product. KC is the same for every instruction set.
   if (N == 1 || M == 1) {
     auto run = [&](auto mv) {
-      if (N == 1) mv(M, K, alpha, A, a_rs, a_cs, B, b_rs, beta, C, c_rs, parallel);
-      else mv(N, K, alpha, B, b_cs, b_rs, A, a_cs, beta, C, c_cs, parallel);
+      if (N == 1)
+        mv(M, K, alpha, A, a_rs, a_cs, B, b_rs, beta, C, c_rs, parallel);
+      else
+        mv(N, K, alpha, B, b_cs, b_rs, A, a_cs, beta, C, c_cs, parallel);
     };
 #if MINIMA_GEMM_AVX512
     if (gemm_isa() == GemmIsa::avx512) {
@@ -423,10 +428,10 @@ void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
                                                  parallel);
 }
 
-template void gemm_strided<float>(int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t,
-                                  const float*, int64_t, int64_t, float, float*, int64_t, int64_t, bool);
-template void gemm_strided<double>(int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t,
-                                   const double*, int64_t, int64_t, double, double*, int64_t, int64_t, bool);
+template void gemm_strided<float>(int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t, const float*,
+                                  int64_t, int64_t, float, float*, int64_t, int64_t, bool);
+template void gemm_strided<double>(int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t, const double*,
+                                   int64_t, int64_t, double, double*, int64_t, int64_t, bool);
 
 void CpuBackend::gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha, double beta) {
   MINIMA_CHECK(a.dim() == 3 && b.dim() == 3 && c.dim() == 3, "gemm: expected rank-3 operands");
@@ -457,8 +462,10 @@ void CpuBackend::gemm(const Tensor& c, const Tensor& a, const Tensor& b, double 
     }
   };
   MINIMA_CHECK(c.dtype() == DType::f32 || c.dtype() == DType::f64, "gemm: unsupported dtype ", c.dtype());
-  if (c.dtype() == DType::f32) run(float{});
-  else run(double{});
+  if (c.dtype() == DType::f32)
+    run(float{});
+  else
+    run(double{});
 }
 
 }  // namespace minima::cpu

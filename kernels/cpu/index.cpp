@@ -14,8 +14,8 @@ namespace {
 void check_index(const Tensor& index, int64_t bound, const char* op, int64_t dim) {
   const int64_t* ip = index.data<int64_t>();
   for (int64_t i = 0; i < index.numel(); ++i)
-    MINIMA_CHECK(ip[i] >= 0 && ip[i] < bound, op, ": index ", ip[i], " at position ", i,
-                 " is out of range for dim ", dim, " of size ", bound);
+    MINIMA_CHECK(ip[i] >= 0 && ip[i] < bound, op, ": index ", ip[i], " at position ", i, " is out of range for dim ",
+                 dim, " of size ", bound);
 }
 void split3(const Shape& s, int64_t dim, int64_t& outer, int64_t& inner) {
   outer = 1;

@@ -7,8 +7,8 @@
 #include <omp.h>
 
 #include <array>
-#include <utility>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.h"
@@ -122,16 +122,14 @@ template <class TO, class... TI, class F, size_t... I>
 void map_elements_impl(const Tensor& out, const std::array<Tensor, 1 + sizeof...(TI)>& all, F&& f,
                        std::index_sequence<I...>) {
   constexpr int K = int(1 + sizeof...(TI));
-  for_each_row<K>(out.shape(), all, [&](const std::array<char*, K>& ptr, int64_t n,
-                                        const std::array<int64_t, K>& st) {
+  for_each_row<K>(out.shape(), all, [&](const std::array<char*, K>& ptr, int64_t n, const std::array<int64_t, K>& st) {
     bool contiguous = st[0] == int64_t(sizeof(TO)) && ((st[I + 1] == int64_t(sizeof(TI))) && ...);
     if (contiguous) {
       TO* o = reinterpret_cast<TO*>(ptr[0]);
       for (int64_t i = 0; i < n; ++i) o[i] = f(reinterpret_cast<const TI*>(ptr[I + 1])[i]...);
     } else {
       for (int64_t i = 0; i < n; ++i)
-        *reinterpret_cast<TO*>(ptr[0] + i * st[0]) =
-            f(*reinterpret_cast<const TI*>(ptr[I + 1] + i * st[I + 1])...);
+        *reinterpret_cast<TO*>(ptr[0] + i * st[0]) = f(*reinterpret_cast<const TI*>(ptr[I + 1] + i * st[I + 1])...);
     }
   });
 }

@@ -15,16 +15,18 @@ namespace {
 // Calls f(std::true_type) or f(std::false_type): a run-time flag as a compile-time one.
 template <class F>
 void with_flag(bool v, F&& f) {
-  if (v) f(std::true_type{});
-  else f(std::false_type{});
+  if (v)
+    f(std::true_type{});
+  else
+    f(std::false_type{});
 }
 
 // SGD's update over [b, e) for one combination of its options, fixed at compile time so that
 // the loop has no branches and vectorizes (the loop that tested them per element did not: it
 // ran at a tenth of the memory bandwidth). The arithmetic is the same, element by element.
 template <bool WD, bool MOM, bool NESTEROV, bool FIRST, class T, class A = Acc<T>>
-void sgd_range(T* __restrict pp, const T* __restrict gp, T* __restrict bp, int64_t b, int64_t e, A lr, A mom,
-               A damp, A wd) {
+void sgd_range(T* __restrict pp, const T* __restrict gp, T* __restrict bp, int64_t b, int64_t e, A lr, A mom, A damp,
+               A wd) {
   for (int64_t i = b; i < e; ++i) {
     A d = A(gp[i]);
     if constexpr (WD) d += wd * A(pp[i]);
@@ -92,8 +94,8 @@ void CpuBackend::adam_update(const Tensor& p, const Tensor& g, const Tensor& m, 
     T* vp = v.data<T>();
     with_flag(weight_decay != 0.0, [&](auto has_wd) {
       parallel_for(p.numel(), 1 << 14, [&](int64_t b, int64_t e) {
-        adam_range<has_wd>(pp, gp, mp, vp, b, e, A(weight_decay), A(beta1), A(beta2), A(1.0 - beta1),
-                           A(1.0 - beta2), A(bc2_sqrt), A(eps), A(step_size));
+        adam_range<has_wd>(pp, gp, mp, vp, b, e, A(weight_decay), A(beta1), A(beta2), A(1.0 - beta1), A(1.0 - beta2),
+                           A(bc2_sqrt), A(eps), A(step_size));
       });
     });
   });

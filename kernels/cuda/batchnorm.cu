@@ -18,9 +18,8 @@
 // which reads x (and gy) once; see "The persistent path" below.
 // Per-channel vectors (weight, bias, running stats, saved stats) may be f32, f64 or bf16: they
 // are read and written through their run-time dtype.
-#include <cuda/atomic>
-
 #include <atomic>
+#include <cuda/atomic>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -136,8 +135,7 @@ struct BnForwardArgs {
 // scale/offset of the normalize (y = x * scale + offset), and, when `write`, the saved statistics
 // and the running stats (PyTorch's momentum rule, unbiased variance). Shared by both paths.
 __device__ __forceinline__ void bn_finalize_channel(const BnForwardArgs& a, int64_t c, int64_t M, double shift,
-                                                    double s1, double s2, bool write, double& scale,
-                                                    double& offset) {
+                                                    double s1, double s2, bool write, double& scale, double& offset) {
   const double m = double(M), dm = s1 / m;
   double var = s2 / m - dm * dm;
   if (var < 0) var = 0;  // rounding; a NaN stays NaN
@@ -168,8 +166,8 @@ __global__ void bn_finalize_kernel(const T* x, BnGeom g, const double* partial, 
 }
 
 // Evaluation: scale/shift from the running statistics.
-__global__ void bn_eval_coef_kernel(int64_t C, ChanVec weight, ChanVec bias, ChanVec running_mean,
-                                    ChanVec running_var, double eps, double* coef) {
+__global__ void bn_eval_coef_kernel(int64_t C, ChanVec weight, ChanVec bias, ChanVec running_mean, ChanVec running_var,
+                                    double eps, double* coef) {
   MINIMA_GRID_STRIDE(c, C) {
     double invstd = 1.0 / sqrt(running_var.get(c, 1.0) + eps);
     double scale = weight.get(c, 1.0) * invstd;
@@ -199,13 +197,15 @@ struct BnApplyF {
     int64_t c = bn_channel(g, fc, off[0]);
     return {Acc<T>(x[off[1]]), Acc<T>(coef[2 * c]), Acc<T>(coef[2 * c + 1])};
   }
-  __device__ void store(const int64_t* off, const In& in) const { y[off[0]] = to_storage<T>(in.v * in.scale + in.shift); }
+  __device__ void store(const int64_t* off, const In& in) const {
+    y[off[0]] = to_storage<T>(in.v * in.scale + in.shift);
+  }
 };
 
 // Backward sums: partial[(c * splits + split) * 2 + {0, 1}] = sum(gy), sum(gy * (x - mean)).
 template <class T>
-__global__ void __launch_bounds__(kThreads) bn_backward_stats_kernel(const T* x, const T* gy, BnGeom g,
-                                                                     ChanVec save_mean, double* partial) {
+__global__ void __launch_bounds__(kThreads)
+    bn_backward_stats_kernel(const T* x, const T* gy, BnGeom g, ChanVec save_mean, double* partial) {
   using A = Acc<T>;
   const int64_t c = blockIdx.x, split = blockIdx.y;  // channels on x: no 65535 limit
   const int64_t j0 = split * g.chunk, j1 = min(g.M, j0 + g.chunk);
@@ -287,8 +287,8 @@ struct BnBackwardApplyF {
 // whole packs (S % V == 0, so the V elements of a pack share one channel): one load per input and
 // one store per pack, and one channel lookup per V elements.
 template <class T>
-__global__ void __launch_bounds__(kThreads) bn_apply_vec_kernel(const T* x, T* y, BnGeom g, FastDiv fc,
-                                                                const double* coef) {
+__global__ void __launch_bounds__(kThreads)
+    bn_apply_vec_kernel(const T* x, T* y, BnGeom g, FastDiv fc, const double* coef) {
   using A = Acc<T>;
   using P = Pack<T>;
   MINIMA_GRID_STRIDE(p, g.N * g.C * g.S / P::V) {
@@ -303,8 +303,8 @@ __global__ void __launch_bounds__(kThreads) bn_apply_vec_kernel(const T* x, T* y
 }
 
 template <class T>
-__global__ void __launch_bounds__(kThreads) bn_backward_apply_vec_kernel(const T* x, const T* gy, T* gx, BnGeom g,
-                                                                         FastDiv fc, const double* coef) {
+__global__ void __launch_bounds__(kThreads)
+    bn_backward_apply_vec_kernel(const T* x, const T* gy, T* gx, BnGeom g, FastDiv fc, const double* coef) {
   using A = Acc<T>;
   using P = Pack<T>;
   MINIMA_GRID_STRIDE(p, g.N * g.C * g.S / P::V) {
@@ -332,8 +332,8 @@ template <class T>
 void apply(const Ctx& ctx, const Tensor& x, const Tensor& y, const BnGeom& g, const double* coef) {
   const FastDiv fc(uint32_t(g.small ? g.C : 1));
   if (bn_vec<T>(g, {&x, &y})) {
-    MINIMA_LAUNCH(bn_apply_vec_kernel<T>, dim3(grid_1d(x.numel() / Pack<T>::V, ctx.dev)), dim3(kThreads), 0,
-                  ctx.stream, static_cast<const T*>(x.data_ptr()), static_cast<T*>(y.data_ptr()), g, fc, coef);
+    MINIMA_LAUNCH(bn_apply_vec_kernel<T>, dim3(grid_1d(x.numel() / Pack<T>::V, ctx.dev)), dim3(kThreads), 0, ctx.stream,
+                  static_cast<const T*>(x.data_ptr()), static_cast<T*>(y.data_ptr()), g, fc, coef);
     return;
   }
   BnApplyF<T> f{static_cast<const T*>(x.data_ptr()), static_cast<T*>(y.data_ptr()), g, fc, coef};
@@ -341,8 +341,7 @@ void apply(const Ctx& ctx, const Tensor& x, const Tensor& y, const BnGeom& g, co
 }
 
 void check_bn(const Tensor& x, const char* what) {
-  MINIMA_CHECK(x.dim() == 4 && x.is_contiguous(), what, ": expected a contiguous [N, C, H, W] tensor, got ",
-               x.shape());
+  MINIMA_CHECK(x.dim() == 4 && x.is_contiguous(), what, ": expected a contiguous [N, C, H, W] tensor, got ", x.shape());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -369,9 +368,9 @@ void check_bn(const Tensor& x, const char* what) {
 // aligned tensors; each pack of a chunk is one load and one store.
 // ---------------------------------------------------------------------------------------------
 
-constexpr int kPThreads = 512;     // threads of a persistent block
-constexpr int kPBlocksPerSm = 2;   // blocks per SM it is laid out for
-constexpr int kPUnroll = 4;        // loads a thread issues before it stores any to shared memory
+constexpr int kPThreads = 512;    // threads of a persistent block
+constexpr int kPBlocksPerSm = 2;  // blocks per SM it is laid out for
+constexpr int kPUnroll = 4;       // loads a thread issues before it stores any to shared memory
 
 // This block's chunk of round r (see bn_plan.h).
 __device__ __forceinline__ BnChunk bn_chunk(const BnGeom& g, const BnPlan& p, int64_t r) {
@@ -466,8 +465,7 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
     P* stage = stages + (r & 1) * stage_packs;
     const BnChunk next = bn_chunk(g, p, r + 1);
     const double next_shift =
-        next.c >= 0 ? bn_persistent_load(x, g, p, next, stages + ((r + 1) & 1) * stage_packs, partial, arrived)
-                    : 0.0;
+        next.c >= 0 ? bn_persistent_load(x, g, p, next, stages + ((r + 1) & 1) * stage_packs, partial, arrived) : 0.0;
     if (cur.c >= 0) {
       double s1, s2, scale, offset;
       bn_gather(partial, arrived, p, cur.c, s1, s2);
@@ -488,9 +486,9 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
 // Backward, step 1 or 2: the chunks of x and gy into their stages, and the sums of gy and
 // gy * (x - mean) (as bn_backward_stats_kernel).
 template <class T>
-__device__ void bn_persistent_backward_load(const T* x, const T* gy, const BnGeom& g, const BnPlan& p,
-                                            const BnChunk& k, Pack<T>* xs, Pack<T>* gs, ChanVec save_mean,
-                                            double* partial, unsigned* arrived) {
+__device__ void bn_persistent_backward_load(const T* x, const T* gy, const BnGeom& g, const BnPlan& p, const BnChunk& k,
+                                            Pack<T>* xs, Pack<T>* gs, ChanVec save_mean, double* partial,
+                                            unsigned* arrived) {
   using A = Acc<T>;
   using P = Pack<T>;
   constexpr int U = kPUnroll / 2;  // two loads per pack: x and gy
@@ -607,8 +605,8 @@ PersistentFit persistent_fit(int dev, void (*kernel)(KArgs...), int inputs, size
 // Whether the persistent path takes this call: chosen, not while a graph is captured (the
 // cooperative launch is kept out of graphs), whole packs per plane, aligned, and a fitting plan.
 template <class T, class... KArgs>
-bool use_persistent(const Ctx& ctx, const BnGeom& g, std::initializer_list<const Tensor*> ts,
-                    void (*kernel)(KArgs...), int inputs, BnPlan& p, PersistentFit& f) {
+bool use_persistent(const Ctx& ctx, const BnGeom& g, std::initializer_list<const Tensor*> ts, void (*kernel)(KArgs...),
+                    int inputs, BnPlan& p, PersistentFit& f) {
   if (bn_impl() != BnImpl::Persistent || !bn_vec<T>(g, ts) || stream_capturing(ctx.dev)) return false;
   f = persistent_fit(ctx.dev, kernel, inputs, sizeof(T));
   return f.blocks > 0 && plan_bn_persistent(g.M, g.C, f.blocks, kPThreads, f.stage, Pack<T>::V, p);
@@ -631,8 +629,8 @@ void CudaBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_m
   MINIMA_DISPATCH_FLOAT(x.dtype(), "batch_norm", [&] {
     using T = scalar_t;
     const T* xp = static_cast<const T*>(x.data_ptr());
-    const BnForwardArgs args{chan(save_mean), chan(save_invstd), chan(weight), chan(bias),
-                             chan(running_mean), chan(running_var), momentum, eps};
+    const BnForwardArgs args{chan(save_mean),    chan(save_invstd), chan(weight), chan(bias),
+                             chan(running_mean), chan(running_var), momentum,     eps};
     BnPlan plan;
     PersistentFit fit;
     if (use_persistent<T>(ctx, g, {&x, &y}, bn_persistent_forward_kernel<T>, 1, plan, fit)) {
@@ -640,8 +638,8 @@ void CudaBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_m
       DeviceBuffer arrived(size_t(g.C) * sizeof(unsigned), ctx.dev);
       MINIMA_CUDA_CHECK(cudaMemsetAsync(arrived.data(), 0, arrived.size(), ctx.stream));
       MINIMA_LAUNCH_COOPERATIVE(bn_persistent_forward_kernel<T>, dim3(unsigned(plan.G * plan.P)), dim3(kPThreads),
-                                fit.smem, ctx.stream, xp, static_cast<T*>(y.data_ptr()), g, plan,
-                                partial.as<double>(), arrived.as<unsigned>(), args);
+                                fit.smem, ctx.stream, xp, static_cast<T*>(y.data_ptr()), g, plan, partial.as<double>(),
+                                arrived.as<unsigned>(), args);
       ++g_persistent_calls;
       return;
     }
@@ -697,14 +695,14 @@ void CudaBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, c
     }
     DeviceBuffer partial(size_t(g.C * g.splits * 2) * sizeof(double), ctx.dev);
     DeviceBuffer coef(size_t(g.C * 4) * sizeof(double), ctx.dev);
-    MINIMA_LAUNCH(bn_backward_stats_kernel<T>, dim3(unsigned(g.C), unsigned(g.splits)), dim3(kThreads), 0,
-                  ctx.stream, xp, gp, g, chan(save_mean), partial.as<double>());
+    MINIMA_LAUNCH(bn_backward_stats_kernel<T>, dim3(unsigned(g.C), unsigned(g.splits)), dim3(kThreads), 0, ctx.stream,
+                  xp, gp, g, chan(save_mean), partial.as<double>());
     MINIMA_LAUNCH(bn_backward_finalize_kernel, dim3(grid_1d(g.C, ctx.dev)), dim3(kThreads), 0, ctx.stream, g,
                   partial.as<double>(), args, coef.as<double>());
     const FastDiv fc(uint32_t(g.small ? g.C : 1));
     if (bn_vec<T>(g, {&x, &gy, &gx})) {
-      MINIMA_LAUNCH(bn_backward_apply_vec_kernel<T>, dim3(grid_1d(x.numel() / Pack<T>::V, ctx.dev)),
-                    dim3(kThreads), 0, ctx.stream, xp, gp, gxp, g, fc, coef.as<double>());
+      MINIMA_LAUNCH(bn_backward_apply_vec_kernel<T>, dim3(grid_1d(x.numel() / Pack<T>::V, ctx.dev)), dim3(kThreads), 0,
+                    ctx.stream, xp, gp, gxp, g, fc, coef.as<double>());
     } else {
       BnBackwardApplyF<T> f{xp, gp, gxp, g, fc, coef.as<double>()};
       launch_elementwise<3>(ctx, gx.shape(), {gx, x, gy}, f);

@@ -47,17 +47,36 @@ ConvGeom make_geom(const Tensor& x, const Tensor& w, const Tensor& y, const Conv
   MINIMA_CHECK(p.groups <= 65535, "conv2d (native CUDA): at most 65535 groups (one grid row each), got ", p.groups,
                " (use --conv cudnn)");
   ConvGeom g;
-  g.N = int(x.size(0)); g.C = int(x.size(1)); g.H = int(x.size(2)); g.W = int(x.size(3));
-  g.O = int(w.size(0)); g.KH = int(w.size(2)); g.KW = int(w.size(3));
-  g.OH = int(y.size(2)); g.OW = int(y.size(3));
-  g.G = int(p.groups); g.Cg = g.C / g.G; g.Og = g.O / g.G;
-  g.sh = int(p.stride_h); g.sw = int(p.stride_w); g.ph = int(p.pad_h); g.pw = int(p.pad_w);
-  g.dh = int(p.dil_h); g.dw = int(p.dil_w);
-  g.HW = g.H * g.W; g.OHW = g.OH * g.OW; g.KHKW = g.KH * g.KW; g.CK = g.Cg * g.KHKW;
-  g.f_khkw = FastDiv(uint32_t(g.KHKW)); g.f_kw = FastDiv(uint32_t(g.KW));
-  g.f_hw = FastDiv(uint32_t(g.HW)); g.f_w = FastDiv(uint32_t(g.W));
-  g.f_ohw = FastDiv(uint32_t(g.OHW)); g.f_ow = FastDiv(uint32_t(g.OW));
-  g.f_sh = FastDiv(uint32_t(g.sh)); g.f_sw = FastDiv(uint32_t(g.sw));
+  g.N = int(x.size(0));
+  g.C = int(x.size(1));
+  g.H = int(x.size(2));
+  g.W = int(x.size(3));
+  g.O = int(w.size(0));
+  g.KH = int(w.size(2));
+  g.KW = int(w.size(3));
+  g.OH = int(y.size(2));
+  g.OW = int(y.size(3));
+  g.G = int(p.groups);
+  g.Cg = g.C / g.G;
+  g.Og = g.O / g.G;
+  g.sh = int(p.stride_h);
+  g.sw = int(p.stride_w);
+  g.ph = int(p.pad_h);
+  g.pw = int(p.pad_w);
+  g.dh = int(p.dil_h);
+  g.dw = int(p.dil_w);
+  g.HW = g.H * g.W;
+  g.OHW = g.OH * g.OW;
+  g.KHKW = g.KH * g.KW;
+  g.CK = g.Cg * g.KHKW;
+  g.f_khkw = FastDiv(uint32_t(g.KHKW));
+  g.f_kw = FastDiv(uint32_t(g.KW));
+  g.f_hw = FastDiv(uint32_t(g.HW));
+  g.f_w = FastDiv(uint32_t(g.W));
+  g.f_ohw = FastDiv(uint32_t(g.OHW));
+  g.f_ow = FastDiv(uint32_t(g.OW));
+  g.f_sh = FastDiv(uint32_t(g.sh));
+  g.f_sw = FastDiv(uint32_t(g.sw));
   return g;
 }
 
@@ -179,9 +198,7 @@ struct WgGy {
   struct Row {
     int base;
   };
-  __device__ __forceinline__ Row row(int z, int r, bool valid) const {
-    return {valid ? (z * g.Og + r) * g.OHW : -1};
-  }
+  __device__ __forceinline__ Row row(int z, int r, bool valid) const { return {valid ? (z * g.Og + r) * g.OHW : -1}; }
   __device__ __forceinline__ float load(const Row& row, int k) const {
     if (row.base < 0) return 0.f;
     uint32_t n = g.f_ohw.div(uint32_t(k)), s = uint32_t(k) - n * uint32_t(g.OHW);
@@ -263,8 +280,8 @@ void run_split_igemm(const Ctx& ctx, int M, int N, int K, int groups, const AL& 
   ep.split_stride = total;
   ep.set_out(partial.as<float>());
   run_igemm(ctx, M, N, K, k_chunk, groups, int(splits), la, lb, ep);
-  MINIMA_LAUNCH(sum_splits_kernel, dim3(grid_1d(total, ctx.dev)), dim3(kThreads), 0, ctx.stream,
-                partial.as<float>(), int(splits), total, result);
+  MINIMA_LAUNCH(sum_splits_kernel, dim3(grid_1d(total, ctx.dev)), dim3(kThreads), 0, ctx.stream, partial.as<float>(),
+                int(splits), total, result);
 }
 
 // bfloat16 runs through float32 copies.
@@ -342,9 +359,9 @@ bool conv_use_vendor(const char* pass, const Tensor& a, const Tensor& b, const T
     case Impl::Auto: break;
   }
   if (!native_conv_fits(a, b, out) || p.groups > 65535) return true;  // cuDNN without timing
-  std::string key = str("conv-", pass, "|", out.dtype(), "|", a.shape(), "|", b.shape(), "|", out.shape(), "|",
-                        p.stride_h, ",", p.stride_w, ",", p.pad_h, ",", p.pad_w, ",", p.dil_h, ",", p.dil_w, ",",
-                        p.groups);
+  std::string key =
+      str("conv-", pass, "|", out.dtype(), "|", a.shape(), "|", b.shape(), "|", out.shape(), "|", p.stride_h, ",",
+          p.stride_w, ",", p.pad_h, ",", p.pad_w, ",", p.dil_h, ",", p.dil_w, ",", p.groups);
   return autotune_use_vendor(key, ctx, native, vendor, true);
 }
 // Runs the chosen path. cuDNN's support for bfloat16 (and for some grouped or dilated shapes)

@@ -17,10 +17,10 @@ void synchronize(int device = 0);
 
 // ---- the caching allocator ----
 struct AllocatorStats {
-  size_t in_use = 0;     // bytes handed out (as requested)
-  size_t peak = 0;       // high-water mark of in_use since the last reset_peak
-  size_t reserved = 0;   // bytes obtained from cudaMalloc and not yet returned (in use + cached)
-  size_t cached = 0;     // bytes of free blocks kept for reuse
+  size_t in_use = 0;          // bytes handed out (as requested)
+  size_t peak = 0;            // high-water mark of in_use since the last reset_peak
+  size_t reserved = 0;        // bytes obtained from cudaMalloc and not yet returned (in use + cached)
+  size_t cached = 0;          // bytes of free blocks kept for reuse
   int64_t device_allocs = 0;  // cudaMalloc calls so far
   int64_t reuses = 0;         // allocations served from the cache
 };
@@ -44,7 +44,9 @@ class DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   void* data() const { return p_; }
   template <class T>
-  T* as() const { return static_cast<T*>(p_); }
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
   size_t size() const { return n_; }
   int device() const { return dev_; }
 

@@ -45,16 +45,15 @@ Allocator* cuda_allocator(int device) { return cuda::caching_allocator(device); 
 
 namespace cuda {
 
-void throw_cuda_error(int code, const char* name, const char* desc, const char* what, const char* file,
-                      int line, const char* library) {
-  throw Error(str(library, " error at ", file, ":", line, ": ", what, " failed with ", name, " (", code,
-                  "): ", desc));
+void throw_cuda_error(int code, const char* name, const char* desc, const char* what, const char* file, int line,
+                      const char* library) {
+  throw Error(str(library, " error at ", file, ":", line, ": ", what, " failed with ", name, " (", code, "): ", desc));
 }
 
 void report_cuda_error(int code, const char* name, const char* desc, const char* what, const char* file, int line,
                        const char* library) {
-  std::fprintf(stderr, "minima: %s error at %s:%d: %s failed with %s (%d): %s\n", library, file, line, what, name,
-               code, desc);
+  std::fprintf(stderr, "minima: %s error at %s:%d: %s failed with %s (%d): %s\n", library, file, line, what, name, code,
+               desc);
 }
 
 namespace {
@@ -85,8 +84,8 @@ DeviceState& state(int dev) {
   auto& states = states_vec();
   std::lock_guard<std::mutex> lock(g_state_mu);
   int n = cuda_device_count();
-  MINIMA_CHECK(dev >= 0 && dev < n, "cuda:", dev, " requested, but ", n, " CUDA device",
-               n == 1 ? " is" : "s are", " available");
+  MINIMA_CHECK(dev >= 0 && dev < n, "cuda:", dev, " requested, but ", n, " CUDA device", n == 1 ? " is" : "s are",
+               " available");
   if (states.empty()) states.resize(size_t(n));
   auto& s = states[size_t(dev)];
   if (!s) {
@@ -236,16 +235,15 @@ void check_index_error(const Ctx& ctx, const Tensor& index, int64_t bound, const
   int64_t pos = take_error(ctx);
   if (pos < 0) return;
   int64_t val = index_value_at(ctx, index, pos);
-  throw Error(str(op, ": index ", val, " at position ", pos, " is out of range for dim ", dim, " of size ",
-                  bound));
+  throw Error(str(op, ": index ", val, " at position ", pos, " is out of range for dim ", dim, " of size ", bound));
 }
 
 void check_target_error(const Ctx& ctx, const Tensor& target, int64_t classes) {
   int64_t pos = take_error(ctx);
   if (pos < 0) return;
   int64_t val = index_value_at(ctx, target, pos);
-  throw Error(str("cross_entropy/nll_loss: target ", val, " at position ", pos, " is out of range for ",
-                  classes, " classes"));
+  throw Error(
+      str("cross_entropy/nll_loss: target ", val, " at position ", pos, " is out of range for ", classes, " classes"));
 }
 
 }  // namespace cuda

@@ -28,11 +28,10 @@ namespace minima::cuda {
 // ---------------------------------------------------------------------------------------------
 // Error checks
 // ---------------------------------------------------------------------------------------------
-[[noreturn]] void throw_cuda_error(int code, const char* name, const char* desc, const char* what,
-                                   const char* file, int line, const char* library);
+[[noreturn]] void throw_cuda_error(int code, const char* name, const char* desc, const char* what, const char* file,
+                                   int line, const char* library);
 inline void check_cuda(cudaError_t e, const char* what, const char* file, int line) {
-  if (e != cudaSuccess)
-    throw_cuda_error(int(e), cudaGetErrorName(e), cudaGetErrorString(e), what, file, line, "CUDA");
+  if (e != cudaSuccess) throw_cuda_error(int(e), cudaGetErrorName(e), cudaGetErrorString(e), what, file, line, "CUDA");
 }
 }  // namespace minima::cuda
 
@@ -81,8 +80,8 @@ inline unsigned grid_1d(int64_t n, int dev, int threads = kThreads) {
 }
 
 template <class... KArgs, class... Args>
-void launch_kernel(const char* file, int line, void (*kernel)(KArgs...), dim3 grid, dim3 block,
-                   size_t smem, cudaStream_t stream, Args&&... args) {
+void launch_kernel(const char* file, int line, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                   cudaStream_t stream, Args&&... args) {
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
   kernel<<<grid, block, smem, stream>>>(static_cast<KArgs>(std::forward<Args>(args))...);
   check_cuda(cudaGetLastError(), "kernel launch", file, line);
@@ -91,8 +90,8 @@ void launch_kernel(const char* file, int line, void (*kernel)(KArgs...), dim3 gr
 // A cooperative launch: every block of the grid is resident at once (the launch fails otherwise),
 // so blocks may wait for one another. The grid must fit the kernel's occupancy on the device.
 template <class... KArgs, class... Args>
-void launch_cooperative_kernel(const char* file, int line, void (*kernel)(KArgs...), dim3 grid, dim3 block,
-                               size_t smem, cudaStream_t stream, Args&&... args) {
+void launch_cooperative_kernel(const char* file, int line, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                               cudaStream_t stream, Args&&... args) {
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
   std::tuple<KArgs...> values(static_cast<KArgs>(std::forward<Args>(args))...);
   std::array<void*, sizeof...(KArgs)> ptrs =
@@ -111,9 +110,8 @@ void launch_cooperative_kernel(const char* file, int line, void (*kernel)(KArgs.
   ::minima::cuda::launch_cooperative_kernel(__FILE__, __LINE__, kernel, grid, block, smem, stream, __VA_ARGS__)
 
 // Grid-stride loop over [0, n), for kernels with their own bodies.
-#define MINIMA_GRID_STRIDE(i, n)                                                                 \
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);                    \
-       i += int64_t(gridDim.x) * blockDim.x)
+#define MINIMA_GRID_STRIDE(i, n) \
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
 namespace minima::cuda {
 
@@ -153,8 +151,10 @@ struct OffsetCalc {
 #pragma unroll
     for (int k = 0; k < K; ++k) off[k] = contig ? i : 0;
     if (contig) return;
-    if (small && narrow) get_small<int32_t>(uint32_t(i), off);  // 64-bit multiplies cost several
-    else if (small) get_small<int64_t>(uint32_t(i), off);       // instructions each
+    if (small && narrow)
+      get_small<int32_t>(uint32_t(i), off);  // 64-bit multiplies cost several
+    else if (small)
+      get_small<int64_t>(uint32_t(i), off);  // instructions each
     else {
       int64_t rest = i;
 #pragma unroll
@@ -217,8 +217,7 @@ OffsetCalc<K> make_offset_calc_raw(const Shape& shape, const std::array<const in
     for (int k = 0; k < K; ++k) st[n][k] = s[k];
     ++n;
   }
-  MINIMA_CHECK(n <= kMaxDims, "CUDA kernels support at most ", kMaxDims,
-               " non-mergeable dims; got shape ", shape);
+  MINIMA_CHECK(n <= kMaxDims, "CUDA kernels support at most ", kMaxDims, " non-mergeable dims; got shape ", shape);
   oc.nd = n;
   bool contig = n <= 1;
   if (n == 1)
@@ -257,8 +256,10 @@ using Acc = typename acc_type<T>::type;
 
 template <class T, class A>
 __device__ __forceinline__ T to_storage(A v) {
-  if constexpr (std::is_same_v<T, bf16>) return bf16(float(v));
-  else return T(v);
+  if constexpr (std::is_same_v<T, bf16>)
+    return bf16(float(v));
+  else
+    return T(v);
 }
 
 // Reads/writes element i of a buffer whose dtype is known only at run time (small parameter
@@ -301,13 +302,17 @@ __device__ __forceinline__ float d_abs(float x) { return fabsf(x); }
 __device__ __forceinline__ double d_abs(double x) { return fabs(x); }
 template <class A>
 __device__ __forceinline__ bool d_isnan(A x) {
-  if constexpr (std::is_floating_point_v<A>) return x != x;
-  else return false;
+  if constexpr (std::is_floating_point_v<A>)
+    return x != x;
+  else
+    return false;
 }
 template <class A>
 __device__ __forceinline__ A d_inf() {
-  if constexpr (std::is_same_v<A, float>) return __int_as_float(0x7f800000);
-  else return __longlong_as_double(0x7ff0000000000000LL);
+  if constexpr (std::is_same_v<A, float>)
+    return __int_as_float(0x7f800000);
+  else
+    return __longlong_as_double(0x7ff0000000000000LL);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -355,8 +360,7 @@ __device__ __forceinline__ void report_bad_index(unsigned long long* slot, int64
 }
 // Throws "<op>: index V at position P is out of range for dim D of size B" after a kernel that
 // reported into the slot. `what` replaces "index" in the message (e.g. "target").
-void check_index_error(const Ctx& ctx, const Tensor& index, int64_t bound, const char* op,
-                       int64_t dim);
+void check_index_error(const Ctx& ctx, const Tensor& index, int64_t bound, const char* op, int64_t dim);
 void check_target_error(const Ctx& ctx, const Tensor& target, int64_t classes);
 
 // ---------------------------------------------------------------------------------------------
@@ -368,23 +372,19 @@ void device_copy(const Tensor& dst, const Tensor& src, const Ctx& ctx);  // same
 void add_channel_bias(const Tensor& y, const Tensor& bias, const Ctx& ctx);
 // gemm.cu / vendor_cublas.cu: c = alpha * a @ b + beta * c on rank-3 operands whose matrices
 // each have a unit stride in one of their two dims (c: in its last dim).
-void native_gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha, double beta,
-                 const Ctx& ctx);
-void cublas_gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha, double beta,
-                 const Ctx& ctx);
+void native_gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha, double beta, const Ctx& ctx);
+void cublas_gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha, double beta, const Ctx& ctx);
 // conv.cu / vendor_cudnn.cu: x, w, y (and their gradients) contiguous NCHW; no bias.
-void native_conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Conv2dParams& p,
-                         const Ctx& ctx);
-void native_conv_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w,
-                                const Conv2dParams& p, const Ctx& ctx);
-void native_conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x,
-                                 const Conv2dParams& p, const Ctx& ctx);
-void cudnn_conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Conv2dParams& p,
-                        const Ctx& ctx);
-void cudnn_conv_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w,
-                               const Conv2dParams& p, const Ctx& ctx);
-void cudnn_conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x,
-                                const Conv2dParams& p, const Ctx& ctx);
+void native_conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Conv2dParams& p, const Ctx& ctx);
+void native_conv_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, const Conv2dParams& p,
+                                const Ctx& ctx);
+void native_conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const Conv2dParams& p,
+                                 const Ctx& ctx);
+void cudnn_conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Conv2dParams& p, const Ctx& ctx);
+void cudnn_conv_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, const Conv2dParams& p,
+                               const Ctx& ctx);
+void cudnn_conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const Conv2dParams& p,
+                                const Ctx& ctx);
 
 // cuda_backend.cu: "auto" between a native and a vendor path for the call described by `key`.
 // The first time a key is seen both run (timed with events, each writing the real output) and

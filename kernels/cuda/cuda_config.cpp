@@ -41,9 +41,12 @@ std::string gemm_impl_name() { return name_of(gemm_impl(), "cublas"); }
 std::string conv_impl_name() { return name_of(conv_impl(), "cudnn"); }
 
 void set_bn_impl(const std::string& name) {
-  if (name == "passes") g_bn = int(BnImpl::Passes);
-  else if (name == "persistent") g_bn = int(BnImpl::Persistent);
-  else throw Error(str("unknown batch_norm implementation '", name, "' (expected passes or persistent)"));
+  if (name == "passes")
+    g_bn = int(BnImpl::Passes);
+  else if (name == "persistent")
+    g_bn = int(BnImpl::Persistent);
+  else
+    throw Error(str("unknown batch_norm implementation '", name, "' (expected passes or persistent)"));
 }
 BnImpl bn_impl() { return BnImpl(g_bn.load()); }
 std::string bn_impl_name() { return bn_impl() == BnImpl::Passes ? "passes" : "persistent"; }

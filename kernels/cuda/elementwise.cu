@@ -19,9 +19,13 @@ __device__ __forceinline__ A sigmoid_f(A x) {
 }
 // std::max / std::min semantics (the first argument wins ties and NaN comparisons).
 template <class A>
-__device__ __forceinline__ A std_max(A a, A b) { return (a < b) ? b : a; }
+__device__ __forceinline__ A std_max(A a, A b) {
+  return (a < b) ? b : a;
+}
 template <class A>
-__device__ __forceinline__ A std_min(A a, A b) { return (b < a) ? b : a; }
+__device__ __forceinline__ A std_min(A a, A b) {
+  return (b < a) ? b : a;
+}
 
 template <class A>
 __device__ __forceinline__ A unary_float(UnaryOp op, A v, A p0, A p1) {
@@ -64,11 +68,15 @@ __device__ __forceinline__ int64_t unary_int(UnaryOp op, int64_t v, int64_t p0, 
 
 bool int_unary_ok(UnaryOp op) {
   switch (op) {
-    case UnaryOp::Neg: case UnaryOp::Abs: case UnaryOp::Relu: case UnaryOp::Square:
-    case UnaryOp::Sign: case UnaryOp::Clamp: case UnaryOp::AddScalar: case UnaryOp::MulScalar:
-      return true;
-    default:
-      return false;
+    case UnaryOp::Neg:
+    case UnaryOp::Abs:
+    case UnaryOp::Relu:
+    case UnaryOp::Square:
+    case UnaryOp::Sign:
+    case UnaryOp::Clamp:
+    case UnaryOp::AddScalar:
+    case UnaryOp::MulScalar: return true;
+    default: return false;
   }
 }
 
@@ -82,8 +90,10 @@ struct UnaryF {
   __device__ In load(const int64_t* off) const { return x[off[1]]; }
   __device__ void store(const int64_t* off, const In& xi) const {
     using A = Acc<T>;
-    if constexpr (std::is_floating_point_v<A>) out[off[0]] = to_storage<T>(unary_float<A>(op, A(xi), p0, p1));
-    else out[off[0]] = T(unary_int(op, int64_t(xi), p0, p1));
+    if constexpr (std::is_floating_point_v<A>)
+      out[off[0]] = to_storage<T>(unary_float<A>(op, A(xi), p0, p1));
+    else
+      out[off[0]] = T(unary_int(op, int64_t(xi), p0, p1));
   }
 };
 
@@ -138,11 +148,15 @@ __device__ __forceinline__ A binary_arith(BinaryOp op, A x, A y) {
     case BinaryOp::Sub: return x - y;
     case BinaryOp::Mul: return x * y;
     case BinaryOp::Div:
-      if constexpr (std::is_integral_v<A>) return y == 0 ? A(0) : A(x / y);  // never a trap
-      else return x / y;
+      if constexpr (std::is_integral_v<A>)
+        return y == 0 ? A(0) : A(x / y);  // never a trap
+      else
+        return x / y;
     case BinaryOp::Pow:
-      if constexpr (std::is_integral_v<A>) return A(int_pow(int64_t(x), int64_t(y)));  // exact, wrapping
-      else return A(pow(double(x), double(y)));
+      if constexpr (std::is_integral_v<A>)
+        return A(int_pow(int64_t(x), int64_t(y)));  // exact, wrapping
+      else
+        return A(pow(double(x), double(y)));
     case BinaryOp::Maximum: return (d_isnan(x) || x > y) ? x : y;
     case BinaryOp::Minimum: return (d_isnan(x) || x < y) ? x : y;
     default: return A(0);
@@ -204,8 +218,8 @@ struct VecIndex {
 };
 
 template <class T>
-__global__ void __launch_bounds__(kThreads) binary_vec_kernel(uint32_t npack, T* out, const T* a, const T* b,
-                                                               VecIndex ia, VecIndex ib, BinaryOp op) {
+__global__ void __launch_bounds__(kThreads)
+    binary_vec_kernel(uint32_t npack, T* out, const T* a, const T* b, VecIndex ia, VecIndex ib, BinaryOp op) {
   using A = Acc<T>;
   using P = Pack<T>;
   MINIMA_GRID_STRIDE(p, npack) {
@@ -220,8 +234,8 @@ __global__ void __launch_bounds__(kThreads) binary_vec_kernel(uint32_t npack, T*
 }
 
 template <class T>
-__global__ void __launch_bounds__(kThreads) unary_vec_kernel(uint32_t npack, T* out, const T* x, UnaryOp op,
-                                                              Acc<T> p0, Acc<T> p1) {
+__global__ void __launch_bounds__(kThreads)
+    unary_vec_kernel(uint32_t npack, T* out, const T* x, UnaryOp op, Acc<T> p0, Acc<T> p1) {
   using A = Acc<T>;
   using P = Pack<T>;
   MINIMA_GRID_STRIDE(p, npack) {
@@ -293,8 +307,7 @@ void CudaBackend::unary(UnaryOp op, const Tensor& out, const Tensor& x, double p
     UnaryF<T> f{static_cast<T*>(out.data_ptr()), static_cast<const T*>(x.data_ptr()), op, A(p0), A(p1)};
     launch_elementwise<2>(ctx, out.shape(), {out, x}, f);
   };
-  if (!is_floating(x.dtype()))
-    MINIMA_CHECK(int_unary_ok(op), "unary op ", int(op), " is not defined for ", x.dtype());
+  if (!is_floating(x.dtype())) MINIMA_CHECK(int_unary_ok(op), "unary op ", int(op), " is not defined for ", x.dtype());
   switch (x.dtype()) {
     case DType::f32: run(float{}); break;
     case DType::f64: run(double{}); break;
@@ -304,14 +317,19 @@ void CudaBackend::unary(UnaryOp op, const Tensor& out, const Tensor& x, double p
   }
 }
 
-void CudaBackend::unary_backward(UnaryOp op, const Tensor& gx, const Tensor& gy, const Tensor& x,
-                                 const Tensor& y, double p0, double p1) {
+void CudaBackend::unary_backward(UnaryOp op, const Tensor& gx, const Tensor& gy, const Tensor& x, const Tensor& y,
+                                 double p0, double p1) {
   Ctx ctx(gx);
   MINIMA_DISPATCH_FLOAT(x.dtype(), "unary_backward", [&] {
     using T = scalar_t;
     using A = Acc<T>;
-    UnaryBackwardF<T> f{static_cast<T*>(gx.data_ptr()), static_cast<const T*>(gy.data_ptr()),
-                        static_cast<const T*>(x.data_ptr()), static_cast<const T*>(y.data_ptr()), op, A(p0), A(p1)};
+    UnaryBackwardF<T> f{static_cast<T*>(gx.data_ptr()),
+                        static_cast<const T*>(gy.data_ptr()),
+                        static_cast<const T*>(x.data_ptr()),
+                        static_cast<const T*>(y.data_ptr()),
+                        op,
+                        A(p0),
+                        A(p1)};
     launch_elementwise<4>(ctx, gx.shape(), {gx, gy, x, y}, f);
   });
 }

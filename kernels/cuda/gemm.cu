@@ -101,13 +101,17 @@ struct Wmma<bf16> {
 
 template <class S, class T>
 __device__ __forceinline__ void put_smem(S* s, int i, T v) {
-  if constexpr (std::is_same_v<T, float>) s[i] = v;
-  else reinterpret_cast<uint16_t*>(s)[i] = v.bits;
+  if constexpr (std::is_same_v<T, float>)
+    s[i] = v;
+  else
+    reinterpret_cast<uint16_t*>(s)[i] = v.bits;
 }
 template <class S>
 __device__ __forceinline__ void put_zero(S* s, int i) {
-  if constexpr (std::is_same_v<S, float>) s[i] = 0.f;
-  else reinterpret_cast<uint16_t*>(s)[i] = 0;
+  if constexpr (std::is_same_v<S, float>)
+    s[i] = 0.f;
+  else
+    reinterpret_cast<uint16_t*>(s)[i] = 0;
 }
 
 // 128 x 128 tile per block of 8 warps (4 along M x 2 along N, 32 x 64 each = 2 x 4 fragments),
@@ -141,14 +145,18 @@ __global__ void __launch_bounds__(256) wmma_gemm_kernel(Operands o, float alpha,
     for (int e = tid; e < BM * BK; e += 256) {
       int r = a_kc ? e / BK : e % BM, k = a_kc ? e % BK : e / BM;
       int m = m0 + r, kg = k0 + k;
-      if (m < o.M && kg < o.K) put_smem(As, r * LDA + k, A[int64_t(m) * o.ars + int64_t(kg) * o.acs]);
-      else put_zero(As, r * LDA + k);
+      if (m < o.M && kg < o.K)
+        put_smem(As, r * LDA + k, A[int64_t(m) * o.ars + int64_t(kg) * o.acs]);
+      else
+        put_zero(As, r * LDA + k);
     }
     for (int e = tid; e < BK * BN; e += 256) {
       int k = b_nc ? e / BN : e % BK, n = b_nc ? e % BN : e / BK;
       int kg = k0 + k, ng = n0 + n;
-      if (kg < o.K && ng < o.N) put_smem(Bs, k * LDB + n, B[int64_t(kg) * o.brs + int64_t(ng) * o.bcs]);
-      else put_zero(Bs, k * LDB + n);
+      if (kg < o.K && ng < o.N)
+        put_smem(Bs, k * LDB + n, B[int64_t(kg) * o.brs + int64_t(ng) * o.bcs]);
+      else
+        put_zero(Bs, k * LDB + n);
     }
     __syncthreads();
 #pragma unroll
@@ -273,29 +281,36 @@ void native_gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha
       bool bk = o.brs == 1;
       bool narrow =
           fits_int(o.batch, o.abs, o.M, o.ars, o.K, o.acs) && fits_int(o.batch, o.bbs, o.N, o.bcs, o.K, o.brs);
-      if (!narrow) simt_gemm<false, false, int64_t>(ctx, o, float(alpha), float(beta));
-      else if (ak && bk) simt_gemm<true, true, int>(ctx, o, float(alpha), float(beta));
-      else if (ak) simt_gemm<true, false, int>(ctx, o, float(alpha), float(beta));
-      else if (bk) simt_gemm<false, true, int>(ctx, o, float(alpha), float(beta));
-      else simt_gemm<false, false, int>(ctx, o, float(alpha), float(beta));
+      if (!narrow)
+        simt_gemm<false, false, int64_t>(ctx, o, float(alpha), float(beta));
+      else if (ak && bk)
+        simt_gemm<true, true, int>(ctx, o, float(alpha), float(beta));
+      else if (ak)
+        simt_gemm<true, false, int>(ctx, o, float(alpha), float(beta));
+      else if (bk)
+        simt_gemm<false, true, int>(ctx, o, float(alpha), float(beta));
+      else
+        simt_gemm<false, false, int>(ctx, o, float(alpha), float(beta));
     }
   }
 }
 
 void CudaBackend::gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha, double beta) {
-  MINIMA_CHECK(a.dim() == 3 && b.dim() == 3 && c.dim() == 3, "gemm: expected rank-3 operands, got ", a.shape(),
-               ", ", b.shape(), " and ", c.shape());
+  MINIMA_CHECK(a.dim() == 3 && b.dim() == 3 && c.dim() == 3, "gemm: expected rank-3 operands, got ", a.shape(), ", ",
+               b.shape(), " and ", c.shape());
   MINIMA_CHECK(a.dtype() == c.dtype() && b.dtype() == c.dtype(), "gemm: operands of dtypes ", a.dtype(), ", ",
                b.dtype(), " and ", c.dtype());
   MINIMA_CHECK(is_floating(c.dtype()), "gemm: unsupported dtype ", c.dtype());
-  MINIMA_CHECK(a.size(0) == c.size(0) && b.size(0) == c.size(0) && a.size(1) == c.size(1) &&
-                   b.size(2) == c.size(2) && a.size(2) == b.size(1),
+  MINIMA_CHECK(a.size(0) == c.size(0) && b.size(0) == c.size(0) && a.size(1) == c.size(1) && b.size(2) == c.size(2) &&
+                   a.size(2) == b.size(1),
                "gemm: shapes ", a.shape(), " @ ", b.shape(), " -> ", c.shape(), " do not match");
   Ctx ctx(c);
   if (c.numel() == 0) return;
   if (a.size(2) == 0 || alpha == 0.0) {  // no products: c = beta * c
-    if (beta == 0.0) fill(c, 0.0);
-    else unary(UnaryOp::MulScalar, c, c, beta, 0.0);
+    if (beta == 0.0)
+      fill(c, 0.0);
+    else
+      unary(UnaryOp::MulScalar, c, c, beta, 0.0);
     return;
   }
   Impl impl = gemm_impl();
@@ -305,8 +320,8 @@ void CudaBackend::gemm(const Tensor& c, const Tensor& a, const Tensor& b, double
     cublas_gemm(c, a, b, alpha, beta, ctx);
   } else {
     // auto: the timing runs write a scratch output when c must be read (beta != 0).
-    std::string key = str("gemm|", c.dtype(), "|", c.shape(), "|", a.size(2), "|a", a.strides(), "|b",
-                          b.strides(), "|c", c.strides());
+    std::string key = str("gemm|", c.dtype(), "|", c.shape(), "|", a.size(2), "|a", a.strides(), "|b", b.strides(),
+                          "|c", c.strides());
     Tensor scratch;
     auto out = [&]() -> const Tensor& {
       if (beta == 0.0) return c;
@@ -315,10 +330,12 @@ void CudaBackend::gemm(const Tensor& c, const Tensor& a, const Tensor& b, double
     };
     // Shapes past the native kernels' limits go to cuBLAS without timing.
     bool vendor = !native_gemm_limit(c, a).empty() || autotune_use_vendor(
-        key, ctx, [&] { native_gemm(out(), a, b, alpha, 0.0, ctx); },
-        [&] { cublas_gemm(out(), a, b, alpha, 0.0, ctx); }, true);
-    if (vendor) cublas_gemm(c, a, b, alpha, beta, ctx);
-    else native_gemm(c, a, b, alpha, beta, ctx);
+                                                          key, ctx, [&] { native_gemm(out(), a, b, alpha, 0.0, ctx); },
+                                                          [&] { cublas_gemm(out(), a, b, alpha, 0.0, ctx); }, true);
+    if (vendor)
+      cublas_gemm(c, a, b, alpha, beta, ctx);
+    else
+      native_gemm(c, a, b, alpha, beta, ctx);
   }
 }
 

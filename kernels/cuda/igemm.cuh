@@ -44,9 +44,7 @@ struct TileLoader {
 
   // Element e of a thread's share: row and k inside the tile.
   __device__ __forceinline__ static int row_of(int e, int t) { return L::kContig ? (e * NT + t) / BK : t % ROWS; }
-  __device__ __forceinline__ static int k_of(int e, int t) {
-    return L::kContig ? t % BK : e * (NT / ROWS) + t / ROWS;
-  }
+  __device__ __forceinline__ static int k_of(int e, int t) { return L::kContig ? t % BK : e * (NT / ROWS) + t / ROWS; }
 
   __device__ __forceinline__ TileLoader(const L& l, int z, int row0, int nrows, int t) : tid(t) {
 #pragma unroll
@@ -76,8 +74,8 @@ struct TileLoader {
 // At most 128 registers per thread: two 256-thread blocks (or four 128-thread ones) per SM, so
 // one block's FMAs overlap another's barrier waits.
 template <int BM, class AL, class BL, class EP>
-__global__ void __launch_bounds__(2 * BM, 256 / BM) igemm_kernel(int M, int N, int K, int k_chunk, int zdiv, AL al,
-                                                       BL bl, EP ep) {
+__global__ void __launch_bounds__(2 * BM, 256 / BM)
+    igemm_kernel(int M, int N, int K, int k_chunk, int zdiv, AL al, BL bl, EP ep) {
   constexpr int BN = kIgBN, BK = kIgBK, NT = 2 * BM;
   constexpr int LDA = BM + 4, LDB = BN + 4;
   using LA = TileLoader<AL, BM, NT>;
@@ -153,21 +151,22 @@ __global__ void __launch_bounds__(2 * BM, 256 / BM) igemm_kernel(int M, int N, i
 
 // Launches igemm_kernel with BM = 64 (few rows) or 128.
 template <int BM, class AL, class BL, class EP>
-void launch_igemm(const Ctx& ctx, int M, int N, int K, int k_chunk, int zdiv, int splits, const AL& al,
-                  const BL& bl, const EP& ep) {
+void launch_igemm(const Ctx& ctx, int M, int N, int K, int k_chunk, int zdiv, int splits, const AL& al, const BL& bl,
+                  const EP& ep) {
   MINIMA_CHECK((int64_t(M) + BM - 1) / BM <= 65535 && int64_t(zdiv) * splits <= 65535,
                "GEMM too large for one launch: M = ", M, ", batch x splits = ", int64_t(zdiv) * splits);
   dim3 grid(unsigned((N + kIgBN - 1) / kIgBN), unsigned((M + BM - 1) / BM), unsigned(zdiv * splits));
-  MINIMA_LAUNCH((igemm_kernel<BM, AL, BL, EP>), grid, dim3(2 * BM), 0, ctx.stream, M, N, K, k_chunk, zdiv, al,
-                bl, ep);
+  MINIMA_LAUNCH((igemm_kernel<BM, AL, BL, EP>), grid, dim3(2 * BM), 0, ctx.stream, M, N, K, k_chunk, zdiv, al, bl, ep);
 }
 
 // The block height by problem size: BM = 64 when M fits in one such tile, else 128.
 template <class AL, class BL, class EP>
 void run_igemm(const Ctx& ctx, int M, int N, int K, int k_chunk, int zdiv, int splits, const AL& al, const BL& bl,
                const EP& ep) {
-  if (M <= 64) launch_igemm<64>(ctx, M, N, K, k_chunk, zdiv, splits, al, bl, ep);
-  else launch_igemm<128>(ctx, M, N, K, k_chunk, zdiv, splits, al, bl, ep);
+  if (M <= 64)
+    launch_igemm<64>(ctx, M, N, K, k_chunk, zdiv, splits, al, bl, ep);
+  else
+    launch_igemm<128>(ctx, M, N, K, k_chunk, zdiv, splits, al, bl, ep);
 }
 
 }  // namespace minima::cuda

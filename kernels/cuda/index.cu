@@ -81,21 +81,23 @@ __global__ void index_select_kernel(T* out, const T* x, const int64_t* idx, int6
 }
 
 template <class T>
-__global__ void index_add_atomic_kernel(T* out, const T* src, const int64_t* idx, int64_t outer, int64_t n,
-                                        int64_t D, int64_t inner, unsigned long long* err) {
+__global__ void index_add_atomic_kernel(T* out, const T* src, const int64_t* idx, int64_t outer, int64_t n, int64_t D,
+                                        int64_t inner, unsigned long long* err) {
   if constexpr (has_atomic_add<T>()) {
     MINIMA_GRID_STRIDE(j, outer * n * inner) {
       int64_t k = j % inner, t = j / inner, i = t % n, o = t / n;
       int64_t v = idx[i];
-      if (v < 0 || v >= D) report_bad_index(err, i);
-      else atomic_add_value(out + (o * D + v) * inner + k, Acc<T>(src[j]));
+      if (v < 0 || v >= D)
+        report_bad_index(err, i);
+      else
+        atomic_add_value(out + (o * D + v) * inner + k, Acc<T>(src[j]));
     }
   }
 }
 
 template <class T>
-__global__ void index_add_ordered_kernel(T* out, const T* src, const int64_t* idx, int64_t outer, int64_t n,
-                                         int64_t D, int64_t inner, unsigned long long* err) {
+__global__ void index_add_ordered_kernel(T* out, const T* src, const int64_t* idx, int64_t outer, int64_t n, int64_t D,
+                                         int64_t inner, unsigned long long* err) {
   MINIMA_GRID_STRIDE(col, outer * inner) {
     int64_t k = col % inner, o = col / inner;
     for (int64_t i = 0; i < n; ++i) {
@@ -120,8 +122,7 @@ struct IndexGeom {
 };
 
 IndexGeom index_geom(const Tensor& index, const Tensor& t, int64_t dim) {
-  MINIMA_CHECK(index.dim() <= kMaxDims, "gather/scatter_add on CUDA: at most ", kMaxDims, " dims, got ",
-               index.shape());
+  MINIMA_CHECK(index.dim() <= kMaxDims, "gather/scatter_add on CUDA: at most ", kMaxDims, " dims, got ", index.shape());
   IndexGeom g;
   g.nd = int(index.dim());
   g.dim = int(dim);
@@ -147,8 +148,7 @@ __device__ __forceinline__ int64_t index_offset(const IndexGeom& g, int64_t i, i
 }
 
 template <class T>
-__global__ void gather_kernel(T* out, const T* x, const int64_t* idx, int64_t n, IndexGeom g,
-                              unsigned long long* err) {
+__global__ void gather_kernel(T* out, const T* x, const int64_t* idx, int64_t n, IndexGeom g, unsigned long long* err) {
   MINIMA_GRID_STRIDE(i, n) {
     int64_t v = idx[i];
     if (v < 0 || v >= g.bound) {
@@ -166,8 +166,10 @@ __global__ void scatter_add_atomic_kernel(T* out, const T* src, const int64_t* i
   if constexpr (has_atomic_add<T>()) {
     MINIMA_GRID_STRIDE(i, n) {
       int64_t v = idx[i];
-      if (v < 0 || v >= g.bound) report_bad_index(err, i);
-      else atomic_add_value(out + index_offset(g, i, v), Acc<T>(src[i]));
+      if (v < 0 || v >= g.bound)
+        report_bad_index(err, i);
+      else
+        atomic_add_value(out + index_offset(g, i, v), Acc<T>(src[i]));
     }
   }
 }
@@ -236,11 +238,11 @@ void CudaBackend::index_add(const Tensor& out, int64_t dim, const Tensor& index,
     const T* sp = static_cast<const T*>(src.data_ptr());
     const int64_t* ip = static_cast<const int64_t*>(index.data_ptr());
     if (has_atomic_add<T>() && !deterministic())
-      MINIMA_LAUNCH(index_add_atomic_kernel<T>, dim3(grid_1d(src.numel(), ctx.dev)), dim3(kThreads), 0, ctx.stream,
-                    op, sp, ip, outer, n, D, inner, index_error_slot(ctx.dev));
+      MINIMA_LAUNCH(index_add_atomic_kernel<T>, dim3(grid_1d(src.numel(), ctx.dev)), dim3(kThreads), 0, ctx.stream, op,
+                    sp, ip, outer, n, D, inner, index_error_slot(ctx.dev));
     else
-      MINIMA_LAUNCH(index_add_ordered_kernel<T>, dim3(grid_1d(outer * inner, ctx.dev)), dim3(kThreads), 0,
-                    ctx.stream, op, sp, ip, outer, n, D, inner, index_error_slot(ctx.dev));
+      MINIMA_LAUNCH(index_add_ordered_kernel<T>, dim3(grid_1d(outer * inner, ctx.dev)), dim3(kThreads), 0, ctx.stream,
+                    op, sp, ip, outer, n, D, inner, index_error_slot(ctx.dev));
   });
 }
 
@@ -272,12 +274,12 @@ void CudaBackend::scatter_add(const Tensor& out, int64_t dim, const Tensor& inde
     const T* sp = static_cast<const T*>(src.data_ptr());
     const int64_t* ip = static_cast<const int64_t*>(index.data_ptr());
     if (has_atomic_add<T>() && !deterministic()) {
-      MINIMA_LAUNCH(scatter_add_atomic_kernel<T>, dim3(grid_1d(index.numel(), ctx.dev)), dim3(kThreads), 0,
-                    ctx.stream, op, sp, ip, index.numel(), g, index_error_slot(ctx.dev));
+      MINIMA_LAUNCH(scatter_add_atomic_kernel<T>, dim3(grid_1d(index.numel(), ctx.dev)), dim3(kThreads), 0, ctx.stream,
+                    op, sp, ip, index.numel(), g, index_error_slot(ctx.dev));
     } else {
       int64_t ncol = index.numel() / std::max<int64_t>(1, index.dim() ? index.size(dim) : 1);
-      MINIMA_LAUNCH(scatter_add_ordered_kernel<T>, dim3(grid_1d(ncol, ctx.dev)), dim3(kThreads), 0, ctx.stream,
-                    op, sp, ip, ncol, g, index_error_slot(ctx.dev));
+      MINIMA_LAUNCH(scatter_add_ordered_kernel<T>, dim3(grid_1d(ncol, ctx.dev)), dim3(kThreads), 0, ctx.stream, op, sp,
+                    ip, ncol, g, index_error_slot(ctx.dev));
     }
   });
 }

@@ -237,10 +237,22 @@ void CudaBackend::fill(const Tensor& out, double v) {
   unsigned char bytes[8] = {0};
   size_t es = out.element_size();
   switch (out.dtype()) {
-    case DType::f32: { float f = float(v); std::memcpy(bytes, &f, 4); break; }
+    case DType::f32: {
+      float f = float(v);
+      std::memcpy(bytes, &f, 4);
+      break;
+    }
     case DType::f64: std::memcpy(bytes, &v, 8); break;
-    case DType::bf16: { bf16 b = bf16(float(v)); std::memcpy(bytes, &b.bits, 2); break; }
-    case DType::i64: { int64_t i = int64_t(v); std::memcpy(bytes, &i, 8); break; }
+    case DType::bf16: {
+      bf16 b = bf16(float(v));
+      std::memcpy(bytes, &b.bits, 2);
+      break;
+    }
+    case DType::i64: {
+      int64_t i = int64_t(v);
+      std::memcpy(bytes, &i, 8);
+      break;
+    }
     case DType::u8: bytes[0] = uint8_t(int64_t(v)); break;
   }
   bool same = true;
@@ -251,9 +263,24 @@ void CudaBackend::fill(const Tensor& out, double v) {
   }
   switch (es) {
     case 1: launch_fill<uint8_t>(ctx, out, bytes[0]); break;
-    case 2: { uint16_t u; std::memcpy(&u, bytes, 2); launch_fill<uint16_t>(ctx, out, u); break; }
-    case 4: { uint32_t u; std::memcpy(&u, bytes, 4); launch_fill<uint32_t>(ctx, out, u); break; }
-    default: { uint64_t u; std::memcpy(&u, bytes, 8); launch_fill<uint64_t>(ctx, out, u); break; }
+    case 2: {
+      uint16_t u;
+      std::memcpy(&u, bytes, 2);
+      launch_fill<uint16_t>(ctx, out, u);
+      break;
+    }
+    case 4: {
+      uint32_t u;
+      std::memcpy(&u, bytes, 4);
+      launch_fill<uint32_t>(ctx, out, u);
+      break;
+    }
+    default: {
+      uint64_t u;
+      std::memcpy(&u, bytes, 8);
+      launch_fill<uint64_t>(ctx, out, u);
+      break;
+    }
   }
 }
 
@@ -288,8 +315,10 @@ struct CopyConvertF {
 template <class D, class S>
 __device__ __forceinline__ D cast_like_cpu(S s) {
   const double v = double(Acc<S>(s));
-  if constexpr (std::is_same_v<D, bf16>) return bf16(float(v));
-  else return D(v);
+  if constexpr (std::is_same_v<D, bf16>)
+    return bf16(float(v));
+  else
+    return D(v);
 }
 
 template <class D, class S>
@@ -329,8 +358,8 @@ void launch_cast(const Ctx& ctx, const Tensor& dst, const Tensor& src) {
       const S* s = static_cast<const S*>(src.data_ptr());
       if (dst.is_contiguous() && src.is_contiguous() && aligned16(dst) && aligned16(src)) {
         const int64_t n = dst.numel();
-        MINIMA_LAUNCH((cast_dense_kernel<D, S>), dim3(grid_1d(std::max<int64_t>(n / 8, 1), ctx.dev)), dim3(kThreads),
-                      0, ctx.stream, n, d, s);
+        MINIMA_LAUNCH((cast_dense_kernel<D, S>), dim3(grid_1d(std::max<int64_t>(n / 8, 1), ctx.dev)), dim3(kThreads), 0,
+                      ctx.stream, n, d, s);
       } else {
         launch_elementwise<2>(ctx, dst.shape(), {dst, src}, CopyCastF<D, S>{d, s});
       }
@@ -395,8 +424,8 @@ void CudaBackend::copy(const Tensor& dst, const Tensor& src) {
       MINIMA_CHECK(dc && sc, "CUDA copy: neither tensor is on a CUDA device");
       cuda::synchronize(src.device().index);
       Ctx ctx(dst);
-      MINIMA_CUDA_CHECK(cudaMemcpyPeerAsync(dst.data_ptr(), dst.device().index, src.data_ptr(),
-                                            src.device().index, bytes, ctx.stream));
+      MINIMA_CUDA_CHECK(cudaMemcpyPeerAsync(dst.data_ptr(), dst.device().index, src.data_ptr(), src.device().index,
+                                            bytes, ctx.stream));
       MINIMA_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
     }
     return;

@@ -80,15 +80,24 @@ void CudaBackend::sgd_update(const Tensor& p, const Tensor& g, const Tensor& buf
                              double dampening, double weight_decay, bool nesterov, bool first_step) {
   Ctx ctx(p);
   bool use_buf = momentum != 0.0;
-  if (use_buf) check_dense("sgd_update", {&p, &g, &buf});
-  else check_dense("sgd_update", {&p, &g});
+  if (use_buf)
+    check_dense("sgd_update", {&p, &g, &buf});
+  else
+    check_dense("sgd_update", {&p, &g});
   const int64_t n = p.numel();
   MINIMA_DISPATCH_FLOAT(p.dtype(), "sgd_update", [&] {
     using T = scalar_t;
     using A = Acc<T>;
-    SgdF<T> f{static_cast<T*>(p.data_ptr()), static_cast<const T*>(g.data_ptr()),
-              use_buf ? static_cast<T*>(buf.data_ptr()) : nullptr, A(lr), A(momentum), A(1.0 - dampening),
-              A(weight_decay), weight_decay != 0.0, nesterov, first_step};
+    SgdF<T> f{static_cast<T*>(p.data_ptr()),
+              static_cast<const T*>(g.data_ptr()),
+              use_buf ? static_cast<T*>(buf.data_ptr()) : nullptr,
+              A(lr),
+              A(momentum),
+              A(1.0 - dampening),
+              A(weight_decay),
+              weight_decay != 0.0,
+              nesterov,
+              first_step};
     launch_elementwise<3>(ctx, {n}, {flat(p), flat(g), flat(use_buf ? buf : p)}, f);
   });
 }
@@ -103,9 +112,19 @@ void CudaBackend::adam_update(const Tensor& p, const Tensor& g, const Tensor& m,
   MINIMA_DISPATCH_FLOAT(p.dtype(), "adam_update", [&] {
     using T = scalar_t;
     using A = Acc<T>;
-    AdamF<T> f{static_cast<T*>(p.data_ptr()), static_cast<const T*>(g.data_ptr()), static_cast<T*>(m.data_ptr()),
-               static_cast<T*>(v.data_ptr()), A(beta1), A(1.0 - beta1), A(beta2), A(1.0 - beta2), A(eps),
-               A(weight_decay), A(step_size), A(bc2_sqrt), weight_decay != 0.0};
+    AdamF<T> f{static_cast<T*>(p.data_ptr()),
+               static_cast<const T*>(g.data_ptr()),
+               static_cast<T*>(m.data_ptr()),
+               static_cast<T*>(v.data_ptr()),
+               A(beta1),
+               A(1.0 - beta1),
+               A(beta2),
+               A(1.0 - beta2),
+               A(eps),
+               A(weight_decay),
+               A(step_size),
+               A(bc2_sqrt),
+               weight_decay != 0.0};
     launch_elementwise<4>(ctx, {n}, {flat(p), flat(g), flat(m), flat(v)}, f);
   });
 }

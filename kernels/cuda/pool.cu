@@ -198,8 +198,8 @@ void CudaBackend::max_pool2d_backward(const Tensor& gx, const Tensor& gy, const 
     const TY* gyp = static_cast<const TY*>(gy.data_ptr());
     const int64_t* ip = static_cast<const int64_t*>(indices.data_ptr());
     if (deterministic())
-      MINIMA_LAUNCH((max_pool_backward_plane_kernel<TA, TY>), dim3(grid_1d(NC, ctx.dev)), dim3(kThreads), 0,
-                    ctx.stream, g, gyp, ip, NC, HW, OHW);
+      MINIMA_LAUNCH((max_pool_backward_plane_kernel<TA, TY>), dim3(grid_1d(NC, ctx.dev)), dim3(kThreads), 0, ctx.stream,
+                    g, gyp, ip, NC, HW, OHW);
     else
       MINIMA_LAUNCH((max_pool_backward_atomic_kernel<TA, TY>), dim3(grid_1d(NC * OHW, ctx.dev)), dim3(kThreads), 0,
                     ctx.stream, g, gyp, ip, NC, HW, OHW);

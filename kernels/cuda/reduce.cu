@@ -22,13 +22,17 @@ namespace {
 
 template <class A>
 __device__ __forceinline__ A lowest() {
-  if constexpr (std::is_floating_point_v<A>) return -d_inf<A>();
-  else return std::numeric_limits<A>::lowest();
+  if constexpr (std::is_floating_point_v<A>)
+    return -d_inf<A>();
+  else
+    return std::numeric_limits<A>::lowest();
 }
 template <class A>
 __device__ __forceinline__ A highest() {
-  if constexpr (std::is_floating_point_v<A>) return d_inf<A>();
-  else return std::numeric_limits<A>::max();
+  if constexpr (std::is_floating_point_v<A>)
+    return d_inf<A>();
+  else
+    return std::numeric_limits<A>::max();
 }
 
 // Sum, Max, Min: the state is a value in the accumulation type.
@@ -89,8 +93,8 @@ __device__ __forceinline__ typename R::State warp_reduce(const R& r, typename R:
 // Row layout: `tpo` threads (32 or 256) per output, 256 / tpo outputs per block; grid.y = split.
 template <class T, class R>
 __global__ void __launch_bounds__(kThreads)
-    reduce_row_kernel(const T* x, OffsetCalc<1> oix, OffsetCalc<1> rix, int64_t n_out, int64_t n_red,
-                      int64_t chunk, int tpo, R red, typename R::State* partial, void* out) {
+    reduce_row_kernel(const T* x, OffsetCalc<1> oix, OffsetCalc<1> rix, int64_t n_out, int64_t n_red, int64_t chunk,
+                      int tpo, R red, typename R::State* partial, void* out) {
   using S = typename R::State;
   __shared__ S scratch[kThreads / 32];
   const int groups = kThreads / tpo;
@@ -119,16 +123,18 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   if (lane == 0 && o < n_out) {
-    if (partial) partial[int64_t(blockIdx.y) * n_out + o] = acc;
-    else red.write(out, o, acc);
+    if (partial)
+      partial[int64_t(blockIdx.y) * n_out + o] = acc;
+    else
+      red.write(out, o, acc);
   }
 }
 
 // Column layout: one thread per output; grid.y = split.
 template <class T, class R>
 __global__ void __launch_bounds__(kThreads)
-    reduce_col_kernel(const T* x, OffsetCalc<1> oix, OffsetCalc<1> rix, int64_t n_out, int64_t n_red,
-                      int64_t chunk, R red, typename R::State* partial, void* out) {
+    reduce_col_kernel(const T* x, OffsetCalc<1> oix, OffsetCalc<1> rix, int64_t n_out, int64_t n_red, int64_t chunk,
+                      R red, typename R::State* partial, void* out) {
   using S = typename R::State;
   const int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (o >= n_out) return;
@@ -142,16 +148,16 @@ __global__ void __launch_bounds__(kThreads)
     rix.get(r, rb);
     acc = red.combine(acc, red.make(x[ob[0] + rb[0]], r));
   }
-  if (partial) partial[int64_t(blockIdx.y) * n_out + o] = acc;
-  else red.write(out, o, acc);
+  if (partial)
+    partial[int64_t(blockIdx.y) * n_out + o] = acc;
+  else
+    red.write(out, o, acc);
 }
 
 // Combines the partial results of the splits, in split order.
 template <class R>
-__global__ void reduce_finalize_kernel(const typename R::State* partial, int splits, int64_t n_out, R red,
-                                       void* out) {
-  for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < n_out;
-       o += int64_t(gridDim.x) * blockDim.x) {
+__global__ void reduce_finalize_kernel(const typename R::State* partial, int splits, int64_t n_out, R red, void* out) {
+  for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < n_out; o += int64_t(gridDim.x) * blockDim.x) {
     typename R::State acc = partial[o];
     for (int s = 1; s < splits; ++s) acc = red.combine(acc, partial[int64_t(s) * n_out + o]);
     red.write(out, o, acc);
@@ -222,16 +228,16 @@ void run_reduce(const Ctx& ctx, const Plan& p, const T* x, const R& red, void* o
   MINIMA_CHECK(blocks <= int64_t(INT32_MAX), "reduce: too many outputs for one launch (", p.n_out, ")");
   if (p.row) {
     dim3 grid(unsigned(blocks), unsigned(p.splits));
-    MINIMA_LAUNCH((reduce_row_kernel<T, R>), grid, dim3(kThreads), 0, ctx.stream, x, p.oix, p.rix, p.n_out,
-                  p.n_red, p.chunk, p.tpo, red, part, out);
+    MINIMA_LAUNCH((reduce_row_kernel<T, R>), grid, dim3(kThreads), 0, ctx.stream, x, p.oix, p.rix, p.n_out, p.n_red,
+                  p.chunk, p.tpo, red, part, out);
   } else {
     dim3 grid(unsigned(blocks), unsigned(p.splits));
-    MINIMA_LAUNCH((reduce_col_kernel<T, R>), grid, dim3(kThreads), 0, ctx.stream, x, p.oix, p.rix, p.n_out,
-                  p.n_red, p.chunk, red, part, out);
+    MINIMA_LAUNCH((reduce_col_kernel<T, R>), grid, dim3(kThreads), 0, ctx.stream, x, p.oix, p.rix, p.n_out, p.n_red,
+                  p.chunk, red, part, out);
   }
   if (part) {
-    MINIMA_LAUNCH((reduce_finalize_kernel<R>), dim3(grid_1d(p.n_out, ctx.dev)), dim3(kThreads), 0, ctx.stream,
-                  part, int(p.splits), p.n_out, red, out);
+    MINIMA_LAUNCH((reduce_finalize_kernel<R>), dim3(grid_1d(p.n_out, ctx.dev)), dim3(kThreads), 0, ctx.stream, part,
+                  int(p.splits), p.n_out, red, out);
   }
 }
 
@@ -242,8 +248,10 @@ void CudaBackend::reduce(ReduceOp op, const Tensor& out, const Tensor& x, const 
   Ctx ctx(x);
   bool arg = op == ReduceOp::ArgMax || op == ReduceOp::ArgMin;
   if (x.dim() == 0) {  // a 0-d tensor reduces to itself (or index 0)
-    if (arg) fill(out, 0.0);
-    else copy(out, x);
+    if (arg)
+      fill(out, 0.0);
+    else
+      copy(out, x);
     return;
   }
   if (out.numel() == 0) return;
@@ -252,8 +260,10 @@ void CudaBackend::reduce(ReduceOp op, const Tensor& out, const Tensor& x, const 
   MINIMA_DISPATCH_ALL(x.dtype(), "reduce", [&] {
     using T = scalar_t;
     const T* xp = static_cast<const T*>(x.data_ptr());
-    if (arg) run_reduce<T>(ctx, p, xp, ArgReducer<T>{op == ReduceOp::ArgMax}, out.data_ptr());
-    else run_reduce<T>(ctx, p, xp, ValueReducer<T>{op}, out.data_ptr());
+    if (arg)
+      run_reduce<T>(ctx, p, xp, ArgReducer<T>{op == ReduceOp::ArgMax}, out.data_ptr());
+    else
+      run_reduce<T>(ctx, p, xp, ValueReducer<T>{op}, out.data_ptr());
   });
 }
 

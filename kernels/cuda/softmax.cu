@@ -32,8 +32,8 @@ __device__ __forceinline__ A group_reduce(A v, int tpo, A* scratch) {
 }
 
 template <class T>
-__global__ void __launch_bounds__(kThreads) log_softmax_rows_kernel(const T* x, T* y, int64_t rows, int64_t D,
-                                                                    int tpo) {
+__global__ void __launch_bounds__(kThreads)
+    log_softmax_rows_kernel(const T* x, T* y, int64_t rows, int64_t D, int tpo) {
   using A = Acc<T>;
   __shared__ A scratch[kThreads / 32];
   const int groups = kThreads / tpo, lane = threadIdx.x % tpo;
@@ -77,8 +77,8 @@ __global__ void log_softmax_cols_kernel(const T* x, T* y, int64_t outer, int64_t
 }
 
 template <class T>
-__global__ void __launch_bounds__(kThreads) log_softmax_backward_rows_kernel(const T* gy, const T* y, T* gx,
-                                                                             int64_t rows, int64_t D, int tpo) {
+__global__ void __launch_bounds__(kThreads)
+    log_softmax_backward_rows_kernel(const T* gy, const T* y, T* gx, int64_t rows, int64_t D, int tpo) {
   using A = Acc<T>;
   __shared__ A scratch[kThreads / 32];
   const int groups = kThreads / tpo, lane = threadIdx.x % tpo;
@@ -90,8 +90,7 @@ __global__ void __launch_bounds__(kThreads) log_softmax_backward_rows_kernel(con
     for (int64_t d = lane; d < D; d += tpo) s += A(gy[base + d]);
   s = group_reduce<A, false>(s, tpo, scratch);
   if (!active) return;
-  for (int64_t d = lane; d < D; d += tpo)
-    gx[base + d] = to_storage<T>(A(gy[base + d]) - d_exp(A(y[base + d])) * s);
+  for (int64_t d = lane; d < D; d += tpo) gx[base + d] = to_storage<T>(A(gy[base + d]) - d_exp(A(y[base + d])) * s);
 }
 
 template <class T>
@@ -121,7 +120,7 @@ __global__ void nll_forward_kernel(const T* logp, const int64_t* target, T* loss
   MINIMA_GRID_STRIDE(i, N) {
     int64_t t = target[i];
     if (t < 0 || t >= C) {
-      if (err) report_bad_index(err, i);  // no slot when the targets are trusted
+      if (err) report_bad_index(err, i);                         // no slot when the targets are trusted
       loss[i] = to_storage<T>(d_inf<float>() - d_inf<float>());  // NaN
     } else {
       loss[i] = to_storage<T>(-Acc<T>(logp[i * C + t]));
@@ -157,8 +156,8 @@ void CudaBackend::log_softmax_forward(const Tensor& y, const Tensor& x, int64_t 
       MINIMA_LAUNCH(log_softmax_rows_kernel<T>, dim3(unsigned((outer + groups - 1) / groups)), dim3(kThreads), 0,
                     ctx.stream, xp, yp, outer, D, tpo);
     } else {
-      MINIMA_LAUNCH(log_softmax_cols_kernel<T>, dim3(grid_1d(outer * inner, ctx.dev)), dim3(kThreads), 0,
-                    ctx.stream, xp, yp, outer, D, inner);
+      MINIMA_LAUNCH(log_softmax_cols_kernel<T>, dim3(grid_1d(outer * inner, ctx.dev)), dim3(kThreads), 0, ctx.stream,
+                    xp, yp, outer, D, inner);
     }
   });
 }
@@ -178,8 +177,8 @@ void CudaBackend::log_softmax_backward(const Tensor& gx, const Tensor& gy, const
     if (inner == 1) {
       int tpo = D > 1024 ? kThreads : 32;
       int64_t groups = kThreads / tpo;
-      MINIMA_LAUNCH(log_softmax_backward_rows_kernel<T>, dim3(unsigned((outer + groups - 1) / groups)),
-                    dim3(kThreads), 0, ctx.stream, gp, yp, gxp, outer, D, tpo);
+      MINIMA_LAUNCH(log_softmax_backward_rows_kernel<T>, dim3(unsigned((outer + groups - 1) / groups)), dim3(kThreads),
+                    0, ctx.stream, gp, yp, gxp, outer, D, tpo);
     } else {
       MINIMA_LAUNCH(log_softmax_backward_cols_kernel<T>, dim3(grid_1d(outer * inner, ctx.dev)), dim3(kThreads), 0,
                     ctx.stream, gp, yp, gxp, outer, D, inner);

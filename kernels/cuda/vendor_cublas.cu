@@ -68,8 +68,7 @@ void cublas_gemm(const Tensor& c, const Tensor& a0, const Tensor& b0, double alp
   NoGradGuard ng;
   const int64_t batch = c.size(0), M = c.size(1), N = c.size(2), K = a0.size(2);
   // The output: row-major with a leading dim cuBLAS accepts; otherwise through a temporary.
-  bool c_ok = (c.stride(2) == 1 || N == 1) && (M == 1 || c.stride(1) >= std::max<int64_t>(1, N)) &&
-              c.stride(0) >= 0;
+  bool c_ok = (c.stride(2) == 1 || N == 1) && (M == 1 || c.stride(1) >= std::max<int64_t>(1, N)) && c.stride(0) >= 0;
   if (!c_ok) {
     Tensor t = beta != 0.0 ? c.clone() : empty(c.shape(), TensorOptions(c.dtype(), c.device()));
     cublas_gemm(t, a0, b0, alpha, beta, ctx);
@@ -109,8 +108,7 @@ void cublas_gemm(const Tensor& c, const Tensor& a0, const Tensor& b0, double alp
       dt = CUDA_R_64F;
       ct = CUBLAS_COMPUTE_64F;
       break;
-    default:
-      throw Error(str("gemm (cuBLAS): unsupported dtype ", c.dtype()));
+    default: throw Error(str("gemm (cuBLAS): unsupported dtype ", c.dtype()));
   }
   const float af = float(alpha), bf = float(beta);
   const void* pa = c.dtype() == DType::f64 ? static_cast<const void*>(&alpha) : static_cast<const void*>(&af);
@@ -118,9 +116,9 @@ void cublas_gemm(const Tensor& c, const Tensor& a0, const Tensor& b0, double alp
   // A batch of one needs no batch stride (a broadcast stride 0 is fine either way).
   long long sa = batch == 1 ? 0 : a.stride(0), sb = batch == 1 ? 0 : b.stride(0), sc = batch == 1 ? 0 : c.stride(0);
   cublasHandle_t h = handle_for(ctx);
-  MINIMA_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, opa, opb, int(N), int(M), int(K), pa, b.data_ptr(), dt,
-                                                 int(lda), sb, a.data_ptr(), dt, int(ldb), sa, pb, c.data_ptr(),
-                                                 dt, int(ldc), sc, int(batch), ct, CUBLAS_GEMM_DEFAULT));
+  MINIMA_CUBLAS_CHECK(cublasGemmStridedBatchedEx(h, opa, opb, int(N), int(M), int(K), pa, b.data_ptr(), dt, int(lda),
+                                                 sb, a.data_ptr(), dt, int(ldb), sa, pb, c.data_ptr(), dt, int(ldc), sc,
+                                                 int(batch), ct, CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace minima::cuda

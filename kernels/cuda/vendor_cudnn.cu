@@ -116,9 +116,9 @@ std::map<std::string, Choice>& algo_cache() {
 
 std::string key_of(const char* pass, const Tensor& x, const Tensor& w, const Tensor& y, const Conv2dParams& p,
                    const Ctx& ctx) {
-  return str(pass, "|", x.dtype(), "|", x.shape(), "|", w.shape(), "|", y.shape(), "|", p.stride_h, ",",
-             p.stride_w, ",", p.pad_h, ",", p.pad_w, ",", p.dil_h, ",", p.dil_w, ",", p.groups, "|tf32=",
-             allow_tf32(), "|det=", deterministic(), "|dev=", ctx.dev);
+  return str(pass, "|", x.dtype(), "|", x.shape(), "|", w.shape(), "|", y.shape(), "|", p.stride_h, ",", p.stride_w,
+             ",", p.pad_h, ",", p.pad_w, ",", p.dil_h, ",", p.dil_w, ",", p.groups, "|tf32=", allow_tf32(),
+             "|det=", deterministic(), "|dev=", ctx.dev);
 }
 
 // Runs `find` (a cudnnFind* call filling `perf`) once per key and returns the cached choice.
@@ -156,10 +156,12 @@ struct Scalars {
 void cudnn_conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Conv2dParams& p, const Ctx& ctx) {
   cudnnHandle_t h = handle_for(ctx);
   Descs d(x, w, y, p);
-  Choice c = choose<cudnnConvolutionFwdAlgoPerf_t>(
-      key_of("fwd", x, w, y, p, ctx), d, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, [&](int cnt, int* n, auto* perf) {
-        MINIMA_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, d.x, d.w, d.conv, d.y, cnt, n, perf));
-      });
+  Choice c = choose<cudnnConvolutionFwdAlgoPerf_t>(key_of("fwd", x, w, y, p, ctx), d, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+                                                   [&](int cnt, int* n, auto* perf) {
+                                                     MINIMA_CUDNN_CHECK(
+                                                         cudnnFindConvolutionForwardAlgorithm(h, d.x, d.w, d.conv, d.y,
+                                                                                              cnt, n, perf));
+                                                   });
   MINIMA_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
   auto algo = cudnnConvolutionFwdAlgo_t(c.algo);
   size_t ws = 0;
@@ -193,8 +195,7 @@ void cudnn_conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor
   cudnnHandle_t h = handle_for(ctx);
   Descs d(x, gw, gy, p);
   Choice c = choose<cudnnConvolutionBwdFilterAlgoPerf_t>(
-      key_of("wgrad", x, gw, gy, p, ctx), d, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-      [&](int cnt, int* n, auto* perf) {
+      key_of("wgrad", x, gw, gy, p, ctx), d, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, [&](int cnt, int* n, auto* perf) {
         MINIMA_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(h, d.x, d.y, d.conv, d.w, cnt, n, perf));
       });
   MINIMA_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, c.math));
@@ -203,9 +204,8 @@ void cudnn_conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor
   MINIMA_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.x, d.y, d.conv, d.w, algo, &ws));
   DeviceBuffer buf(ws, ctx.dev);
   Scalars s;
-  MINIMA_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, s.one(d.dtype), d.x, x.data_ptr(), d.y, gy.data_ptr(),
-                                                    d.conv, algo, buf.data(), ws, s.zero(d.dtype), d.w,
-                                                    gw.data_ptr()));
+  MINIMA_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, s.one(d.dtype), d.x, x.data_ptr(), d.y, gy.data_ptr(), d.conv,
+                                                    algo, buf.data(), ws, s.zero(d.dtype), d.w, gw.data_ptr()));
 }
 
 }  // namespace minima::cuda
@@ -213,9 +213,7 @@ void cudnn_conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor
 #else  // no cuDNN
 
 namespace minima::cuda {
-static void no_cudnn() {
-  throw Error("conv2d: the cuDNN path was requested, but this minima was built without cuDNN");
-}
+static void no_cudnn() { throw Error("conv2d: the cuDNN path was requested, but this minima was built without cuDNN"); }
 void cudnn_conv_forward(const Tensor&, const Tensor&, const Tensor&, const Conv2dParams&, const Ctx&) { no_cudnn(); }
 void cudnn_conv_backward_input(const Tensor&, const Tensor&, const Tensor&, const Conv2dParams&, const Ctx&) {
   no_cudnn();

@@ -8,8 +8,7 @@
 
 namespace minima::nn {
 
-DenseNet::DenseNet(int64_t depth, int64_t growth, double compression, const Shape& in, int64_t classes,
-                   Generator& g) {
+DenseNet::DenseNet(int64_t depth, int64_t growth, double compression, const Shape& in, int64_t classes, Generator& g) {
   MINIMA_CHECK(in.size() == 3, "densenet: input shape must be {C, H, W}, got ", shape_str(in));
   MINIMA_CHECK((depth - 4) % 6 == 0, "densenet: depth must be 6n+4 for DenseNet-BC, got ", depth);
   int64_t n = (depth - 4) / 6;  // bottleneck layers per dense block (each is two convs)

@@ -18,8 +18,8 @@ MLP::MLP(int64_t in, const std::vector<int64_t>& hidden, int64_t classes, Genera
 }
 
 Tensor MLP::forward(const Tensor& x) {
-  MINIMA_CHECK(x.dim() >= 2 && x.numel() / x.size(0) == in_features, "MLP: expected [N, ...] with ",
-               in_features, " features per sample, got ", shape_str(x.shape()));
+  MINIMA_CHECK(x.dim() >= 2 && x.numel() / x.size(0) == in_features, "MLP: expected [N, ...] with ", in_features,
+               " features per sample, got ", shape_str(x.shape()));
   return (*layers)(x.flatten(1));
 }
 

@@ -17,39 +17,41 @@ int64_t numel_chw(const Shape& in) {
 
 const std::vector<std::pair<std::string, Factory>>& factories() {
   static const std::vector<std::pair<std::string, Factory>> f = {
-      {"mlp", [](const Shape& in, int64_t k, Generator& g) {
+      {"mlp",
+       [](const Shape& in, int64_t k, Generator& g) {
          return std::make_shared<MLP>(numel_chw(in), std::vector<int64_t>{512, 512}, k, g);
        }},
-      {"mlp-bn", [](const Shape& in, int64_t k, Generator& g) {
+      {"mlp-bn",
+       [](const Shape& in, int64_t k, Generator& g) {
          return std::make_shared<MLP>(numel_chw(in), std::vector<int64_t>{512, 512}, k, g, true);
        }},
-      {"mlp1x512", [](const Shape& in, int64_t k, Generator& g) {
-         return std::make_shared<MLP>(numel_chw(in), std::vector<int64_t>{512}, k, g);
-       }},
-      {"mlp3x512", [](const Shape& in, int64_t k, Generator& g) {
+      {"mlp1x512", [](const Shape& in, int64_t k,
+                      Generator& g) { return std::make_shared<MLP>(numel_chw(in), std::vector<int64_t>{512}, k, g); }},
+      {"mlp3x512",
+       [](const Shape& in, int64_t k, Generator& g) {
          return std::make_shared<MLP>(numel_chw(in), std::vector<int64_t>{512, 512, 512}, k, g);
        }},
       {"smallcnn", [](const Shape& in, int64_t k, Generator& g) { return std::make_shared<SmallCNN>(in, k, g); }},
-      {"vgg16", [](const Shape& in, int64_t k, Generator& g) {
+      {"vgg16",
+       [](const Shape& in, int64_t k, Generator& g) {
          const int64_t M = -1;
          std::vector<int64_t> cfg{64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M};
          return std::make_shared<VGG>(cfg, in, k, g);
        }},
-      {"resnet18", [](const Shape& in, int64_t k, Generator& g) {
+      {"resnet18",
+       [](const Shape& in, int64_t k, Generator& g) {
          return std::make_shared<ResNet>(ResNet::Block::Basic, std::vector<int64_t>{2, 2, 2, 2}, in, k, g);
        }},
-      {"resnet50", [](const Shape& in, int64_t k, Generator& g) {
+      {"resnet50",
+       [](const Shape& in, int64_t k, Generator& g) {
          return std::make_shared<ResNet>(ResNet::Block::Bottleneck, std::vector<int64_t>{3, 4, 6, 3}, in, k, g);
        }},
-      {"densenet40", [](const Shape& in, int64_t k, Generator& g) {
-         return std::make_shared<DenseNet>(40, 12, 0.5, in, k, g);
-       }},
-      {"inception-small", [](const Shape& in, int64_t k, Generator& g) {
-         return std::make_shared<InceptionSmall>(in, k, g);
-       }},
-      {"alexnet-small", [](const Shape& in, int64_t k, Generator& g) {
-         return std::make_shared<AlexNetSmall>(in, k, g);
-       }},
+      {"densenet40",
+       [](const Shape& in, int64_t k, Generator& g) { return std::make_shared<DenseNet>(40, 12, 0.5, in, k, g); }},
+      {"inception-small",
+       [](const Shape& in, int64_t k, Generator& g) { return std::make_shared<InceptionSmall>(in, k, g); }},
+      {"alexnet-small",
+       [](const Shape& in, int64_t k, Generator& g) { return std::make_shared<AlexNetSmall>(in, k, g); }},
   };
   return f;
 }

@@ -2,7 +2,6 @@
 // fresh temporary --out directory, and reading back what it wrote (summary.json, CSV files).
 #pragma once
 #include <doctest/doctest.h>
-
 #include <sys/stat.h>
 #include <unistd.h>
 

@@ -93,7 +93,8 @@ TEST_CASE("adversarial-init: a run that diverges is recorded as diverged and the
   TempDir out("advinit-div");
   Run r = run_minima(
       "adversarial-init --arch mlp --subset 40 --replication 2 --seeds 0 --epochs 3 --adv-epochs 2 --lr 1e4 "
-      "--setups vanilla --threads 1 --no-plot --batch 16 --out " + out.path());
+      "--setups vanilla --threads 1 --no-plot --batch 16 --out " +
+      out.path());
   INFO(r.output);
   REQUIRE(r.rc == 0);
   CHECK(r.output.find("diverged at epoch") != std::string::npos);

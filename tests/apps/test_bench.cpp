@@ -20,7 +20,8 @@ std::vector<double> numbers_after(const std::string& text, const std::string& la
     if (at == std::string::npos) continue;
     const char* p = line.c_str() + at + label.size();
     while (*p) {
-      if (std::isdigit(static_cast<unsigned char>(*p)) || (*p == '.' && std::isdigit(static_cast<unsigned char>(p[1])))) {
+      if (std::isdigit(static_cast<unsigned char>(*p)) ||
+          (*p == '.' && std::isdigit(static_cast<unsigned char>(p[1])))) {
         char* end = nullptr;
         out.push_back(std::strtod(p, &end));
         p = end;
@@ -37,7 +38,8 @@ TEST_CASE("bench data: samples/s of each pipeline and its share of a training st
   auto r = run_minima("bench data --samples 300 --batch 64 --epochs 1 --step-arch smallcnn");
   INFO(r.output);
   REQUIRE(r.rc == 0);
-  for (const char* c : {"cpu  normalize only", "cpu  normalize + crop + flip", "cpu  per-image whitening + crop + flip"}) {
+  for (const char* c :
+       {"cpu  normalize only", "cpu  normalize + crop + flip", "cpu  per-image whitening + crop + flip"}) {
     std::vector<double> v = numbers_after(r.output, c);
     REQUIRE(v.size() >= 2);  // samples/s, ms per batch
     CHECK(v[0] > 0);
@@ -61,8 +63,9 @@ TEST_CASE("bench data: samples/s of each pipeline and its share of a training st
 }
 
 TEST_CASE("bench train: images/s per network on the CPU, without the PyTorch peer") {
-  auto r = run_minima("bench train --device cpu --arch mlp,smallcnn --in 1x28x28 --batch 16 --warmup 0 --iters 1 "
-                      "--torch off");
+  auto r = run_minima(
+      "bench train --device cpu --arch mlp,smallcnn --in 1x28x28 --batch 16 --warmup 0 --iters 1 "
+      "--torch off");
   INFO(r.output);
   REQUIRE(r.rc == 0);
   CHECK(r.output.find("batch 16, input 1x28x28, device cpu, fp32") != std::string::npos);
@@ -78,14 +81,16 @@ TEST_CASE("bench train: images/s per network on the CPU, without the PyTorch pee
     }
     CHECK_MESSAGE(found, "no line for ", arch);
   }
-  auto amp = run_minima("bench train --device cpu --arch mlp-bn --in 1x28x28 --batch 16 --warmup 0 --iters 1 "
-                        "--torch off --precision bf16");
+  auto amp = run_minima(
+      "bench train --device cpu --arch mlp-bn --in 1x28x28 --batch 16 --warmup 0 --iters 1 "
+      "--torch off --precision bf16");
   CHECK(amp.rc == 0);
   CHECK(amp.output.find("device cpu, bf16") != std::string::npos);
   CHECK(amp.output.find("\nmlp-bn ") != std::string::npos);
   // --profile: the timed row, then where a profiled step's time goes, entry by entry.
-  auto prof = run_minima("bench train --device cpu --arch mlp-bn --in 1x28x28 --batch 16 --warmup 0 --iters 1 "
-                         "--torch off --profile 2");
+  auto prof = run_minima(
+      "bench train --device cpu --arch mlp-bn --in 1x28x28 --batch 16 --warmup 0 --iters 1 "
+      "--torch off --profile 2");
   INFO(prof.output);
   CHECK(prof.rc == 0);
   CHECK(prof.output.find("\nmlp-bn ") != std::string::npos);
@@ -101,7 +106,8 @@ TEST_CASE("bench train: images/s per network on the CPU, without the PyTorch pee
   auto bad = run_minima("bench train --device cpu --arch nosuchnet --torch off --iters 1 --warmup 0");
   CHECK(bad.rc != 0);
   CHECK(bad.output.find("error:") != std::string::npos);
-  auto no_torch = run_minima("bench train --device cpu --arch mlp --torch on --iters 1 --warmup 0 --python /nonexistent/python3");
+  auto no_torch =
+      run_minima("bench train --device cpu --arch mlp --torch on --iters 1 --warmup 0 --python /nonexistent/python3");
   CHECK(no_torch.rc != 0);
   CHECK(no_torch.output.find("--torch on but python3 cannot import torch") != std::string::npos);
 }
@@ -112,10 +118,10 @@ TEST_CASE("bench cpu: GEMM, matrix-vector products and both conv2d layers, each 
   REQUIRE(r.rc == 0);
   CHECK(r.output.find("PyTorch peer unavailable") != std::string::npos);
   CHECK(r.output.find(" GEMM micro-kernel") != std::string::npos);  // avx2 or avx512, as the CPU allows
-  for (const char* row : {"sgemm 256^3 (GFLOP/s)", "sgemm 512^3 (GFLOP/s)", "sgemm 1024^3 (GFLOP/s)",
-                          "sgemv A x, 2048^2 (GFLOP/s)", "sgemv A^T x, 2048^2 (GFLOP/s)",
-                          "conv 128x64x32x32 3x3 fwd (ms)", "conv 128x64x32x32 3x3 fwd+bwd (ms)",
-                          "conv 128x256x8x8 3x3 fwd (ms)", "conv 128x256x8x8 3x3 fwd+bwd (ms)"}) {
+  for (const char* row :
+       {"sgemm 256^3 (GFLOP/s)", "sgemm 512^3 (GFLOP/s)", "sgemm 1024^3 (GFLOP/s)", "sgemv A x, 2048^2 (GFLOP/s)",
+        "sgemv A^T x, 2048^2 (GFLOP/s)", "conv 128x64x32x32 3x3 fwd (ms)", "conv 128x64x32x32 3x3 fwd+bwd (ms)",
+        "conv 128x256x8x8 3x3 fwd (ms)", "conv 128x256x8x8 3x3 fwd+bwd (ms)"}) {
     INFO(row);
     std::vector<double> v = numbers_after(r.output, row);
     REQUIRE(v.size() == 1);  // minima's figure; the peer and ratio columns read n/a
@@ -125,11 +131,11 @@ TEST_CASE("bench cpu: GEMM, matrix-vector products and both conv2d layers, each 
   apptest::check_rejects("bench cpu --reps 0", "--threads and --reps must be positive");
   // MINIMA_CPU_GEMM picks the micro-kernel; a value it does not know is named in a warning.
   auto forced = apptest::run_command(std::string("MINIMA_CPU_GEMM=avx2 ") + MINIMA_BINARY +
-                            " bench cpu --reps 1 --no-conv --python ''");
+                                     " bench cpu --reps 1 --no-conv --python ''");
   CHECK(forced.rc == 0);
   CHECK(forced.output.find("avx2 GEMM micro-kernel") != std::string::npos);
   auto typo = apptest::run_command(std::string("MINIMA_CPU_GEMM=avx3 ") + MINIMA_BINARY +
-                          " bench cpu --reps 1 --no-conv --python ''");
+                                   " bench cpu --reps 1 --no-conv --python ''");
   CHECK(typo.rc == 0);
   CHECK(typo.output.find("warning: MINIMA_CPU_GEMM=avx3 is not one of auto, avx2") != std::string::npos);
 }

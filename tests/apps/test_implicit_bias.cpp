@@ -106,7 +106,8 @@ TEST_CASE("max-margin runs a CSV data set and refuses non-separable data") {
     std::ofstream f(dir + "/bad.csv");
     f << "1,0,1\n2,0,-1\n";
   }
-  apptest::check_rejects("max-margin --data " + dir + "/bad.csv --no-plot --out " + dir + "/bad", "not linearly separable");
+  apptest::check_rejects("max-margin --data " + dir + "/bad.csv --no-plot --out " + dir + "/bad",
+                         "not linearly separable");
   {
     std::ofstream f(dir + "/labels.csv");
     f << "1,0,1\n2,0,0\n";
@@ -120,8 +121,8 @@ TEST_CASE("max-margin runs a CSV data set and refuses non-separable data") {
 TEST_CASE("matrix-factorization: the nuclear norm falls to the ground truth's as alpha falls") {
   apptest::TempDir tmp("matrix_factorization");
   const std::string& dir = tmp.path();
-  auto r = apptest::run_minima("matrix-factorization --n 20 --rank 2 --alphas 1e-1,1e-2,1e-4,1e-6 --max-iters 2000 --no-plot --out " +
-                  dir);
+  auto r = apptest::run_minima(
+      "matrix-factorization --n 20 --rank 2 --alphas 1e-1,1e-2,1e-4,1e-6 --max-iters 2000 --no-plot --out " + dir);
   INFO(r.output);
   REQUIRE(r.rc == 0);
   Json s = apptest::summary(dir);

@@ -42,7 +42,8 @@ void check_svd(const Tensor& A) {
   CHECK(max_abs(matmul(Ur.t(), Ur) - eye(r)) < 1e-12);
   // The squared singular values are the top eigenvalues of A^T A (an independent algorithm).
   auto ev = linalg::eigh(matmul(A.t(), A)).values.to_vector<double>();
-  for (int64_t i = 0; i < k; ++i) CHECK(s[i] * s[i] == doctest::Approx(ev[ev.size() - 1 - i]).epsilon(1e-9).scale(s[0] * s[0]));
+  for (int64_t i = 0; i < k; ++i)
+    CHECK(s[i] * s[i] == doctest::Approx(ev[ev.size() - 1 - i]).epsilon(1e-9).scale(s[0] * s[0]));
 }
 
 }  // namespace

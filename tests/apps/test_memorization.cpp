@@ -54,7 +54,8 @@ TEST_CASE("memorize: the 2n+d-weight construction fits random labels exactly") {
   }
   apptest::TempDir tmp("memorize");
   const std::string& dir = tmp.path();
-  auto r = apptest::run_minima("memorize --n 5000 --sgd-n 300 --widths 4,64 --epochs 150 --seed 2 --no-plot --out " + dir);
+  auto r =
+      apptest::run_minima("memorize --n 5000 --sgd-n 300 --widths 4,64 --epochs 150 --seed 2 --no-plot --out " + dir);
   INFO(r.output);
   REQUIRE(r.rc == 0);
   Json s = apptest::summary(dir);

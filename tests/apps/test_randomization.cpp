@@ -36,7 +36,8 @@ TEST_CASE("randomization: every variant is fitted, random labels fit slower and 
   const std::string& dir = tmp.path();
   auto r = apptest::run_minima(
       "randomization --subset 500 --variants true-labels,random-labels,shuffled-pixels,gaussian "
-      "--corruption 0.5 --epochs 300 --seeds 0 --no-plot --out " + dir);
+      "--corruption 0.5 --epochs 300 --seeds 0 --no-plot --out " +
+      dir);
   INFO(r.output);
   REQUIRE(r.rc == 0);
   Json s = apptest::summary(dir);
@@ -81,8 +82,9 @@ TEST_CASE("randomization: every variant is fitted, random labels fit slower and 
 
 TEST_CASE("randomization: seeds are independent and aggregated, and a killed experiment resumes to the same results") {
   if (!fashion_mnist_present()) return;
-  const std::string cfg = "randomization --subset 300 --variants true-labels,gaussian --corruption 0.5 --epochs 3 "
-                          "--threads 1 --no-plot";
+  const std::string cfg =
+      "randomization --subset 300 --variants true-labels,gaussian --corruption 0.5 --epochs 3 "
+      "--threads 1 --no-plot";
   auto same_run = [](const Json& a, const Json& b) {
     CHECK(a.at("seed").as_int() == b.at("seed").as_int());
     CHECK(a.at("label").as_string() == b.at("label").as_string());
@@ -184,7 +186,8 @@ TEST_CASE("randomization: steps to fit and test accuracy agree with the PyTorch 
     apptest::TempDir tmp("randomization-xc");
     auto r = apptest::run_minima(
         "randomization --subset 500 --variants true-labels,random-labels,gaussian --corruption 0.5 --threads 1 "
-        "--no-plot --seeds 0,1,2,3 --out " + tmp.path());
+        "--no-plot --seeds 0,1,2,3 --out " +
+        tmp.path());
     INFO(r.output);
     REQUIRE(r.rc == 0);
     Json s = apptest::summary(tmp.path());

@@ -47,15 +47,12 @@ inline double* element_ptr(const Tensor& t, int64_t linear) {
   }
   return static_cast<double*>(t.data_ptr()) + off;
 }
-inline double weighted_sum(const Tensor& y, const Tensor& w) {
-  return sum(mul(y.to(DType::f64), w)).item();
-}
+inline double weighted_sum(const Tensor& y, const Tensor& w) { return sum(mul(y.to(DType::f64), w)).item(); }
 }  // namespace detail
 
 // `inputs` are used as they are (leaves; the ones with requires_grad are checked). Their .grad is
 // reset first. The op's output may have any floating dtype but the check is meant for float64.
-inline GradcheckResult gradcheck(const GradFn& f, const std::vector<Tensor>& inputs,
-                                 const GradcheckOptions& opt = {}) {
+inline GradcheckResult gradcheck(const GradFn& f, const std::vector<Tensor>& inputs, const GradcheckOptions& opt = {}) {
   GradcheckResult r;
   auto fail = [&](const std::string& m) {
     if (r.ok) r.message = m;
@@ -85,8 +82,8 @@ inline GradcheckResult gradcheck(const GradFn& f, const std::vector<Tensor>& inp
   Generator wg(opt.weight_seed);
   Tensor w = uniform(y.shape(), 0.5, 1.5, wg, TensorOptions(DType::f64));
   {
-    Tensor neg_mask = lt(uniform(y.shape(), 0.0, 1.0, wg, TensorOptions(DType::f64)),
-                         full({}, 0.5, TensorOptions(DType::f64)));
+    Tensor neg_mask =
+        lt(uniform(y.shape(), 0.0, 1.0, wg, TensorOptions(DType::f64)), full({}, 0.5, TensorOptions(DType::f64)));
     w = where(neg_mask, neg(w), w);  // mixed signs, magnitudes in [0.5, 1.5)
   }
   Tensor loss = sum(mul(y.to(DType::f64), w));
@@ -119,8 +116,8 @@ inline GradcheckResult gradcheck(const GradFn& f, const std::vector<Tensor>& inp
       double an = ga[size_t(j)];
       ++r.checked;
       if (!(std::abs(an - num) <= opt.atol + opt.rtol * std::abs(num))) {
-        fail(str("gradcheck: input ", i, " of shape ", x.shape(), ", element ", j, ": analytic ", an,
-                 " vs numeric ", num, " (diff ", an - num, ")"));
+        fail(str("gradcheck: input ", i, " of shape ", x.shape(), ", element ", j, ": analytic ", an, " vs numeric ",
+                 num, " (diff ", an - num, ")"));
       }
     }
   }
@@ -158,11 +155,11 @@ inline Tensor strided_leaf(const Tensor& t, int64_t dim = -1) {
   return out;
 }
 
-#define MINIMA_GRADCHECK(...)                                                      \
-  do {                                                                             \
-    auto minima_gc_ = ::minima::testing::gradcheck(__VA_ARGS__);                   \
-    CHECK_MESSAGE(minima_gc_.ok, minima_gc_.message);                              \
-    CHECK(minima_gc_.checked > 0);                                                 \
+#define MINIMA_GRADCHECK(...)                                    \
+  do {                                                           \
+    auto minima_gc_ = ::minima::testing::gradcheck(__VA_ARGS__); \
+    CHECK_MESSAGE(minima_gc_.ok, minima_gc_.message);            \
+    CHECK(minima_gc_.checked > 0);                               \
   } while (0)
 
 }  // namespace minima::testing

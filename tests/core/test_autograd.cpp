@@ -129,8 +129,8 @@ TEST_CASE("autograd: the graph releases saved tensors after backward") {
 TEST_CASE("autograd: a tensor used twice sums its gradients (diamond)") {
   Generator g(17);
   Tensor x = make_leaf({2, 3}, g);
-  Tensor u = mul(x, 2.0);                       // shared intermediate
-  Tensor y = sum(add(mul(u, u), exp(u)));       // two paths from u
+  Tensor u = mul(x, 2.0);                  // shared intermediate
+  Tensor y = sum(add(mul(u, u), exp(u)));  // two paths from u
   y.backward();
   std::vector<double> xv = values(x), gv = values(x.grad());
   for (size_t i = 0; i < xv.size(); ++i) {

@@ -49,17 +49,22 @@ TEST_CASE("errors: conv2d and pooling arguments") {
   check_error([&] { max_pool2d(zeros({1, 1, 4, 4}), 2, 2, 2); }, {"padding"});
   check_error([&] { avg_pool2d(zeros({4, 4}), 2); }, {"[4, 4]"});
   check_error([&] { adaptive_avg_pool2d(zeros({1, 1, 4, 4}), 0, 2); }, {"0x2"});
-  check_error([&] { batch_norm(zeros({2, 3, 4, 4}), zeros({4}), Tensor(), Tensor(), Tensor(), true); },
-              {"[4]", "[2, 3, 4, 4]"});
+  check_error(
+      [&] {
+        batch_norm(zeros({2, 3, 4, 4}), zeros({4}), Tensor(), Tensor(), Tensor(), true);
+      },
+      {"[4]", "[2, 3, 4, 4]"});
   check_error([&] { batch_norm(zeros({1, 3}), Tensor(), Tensor(), Tensor(), Tensor(), true); }, {"[1, 3]"});
-  check_error([&] { batch_norm(zeros({2, 3}), Tensor(), Tensor(), Tensor(), Tensor(), false); },
-              {"running_mean"});
+  check_error([&] { batch_norm(zeros({2, 3}), Tensor(), Tensor(), Tensor(), Tensor(), false); }, {"running_mean"});
 }
 
 TEST_CASE("errors: dtype mismatches name both dtypes") {
   check_error([&] { conv2d(zeros({1, 3, 5, 5}, f32()), zeros({4, 3, 3, 3}, f64())); }, {"float32", "float64"});
-  check_error([&] { conv2d(zeros({1, 3, 5, 5}, f32()), zeros({4, 3, 3, 3}, f32()), zeros({4}, f64())); },
-              {"bias", "float32", "float64"});
+  check_error(
+      [&] {
+        conv2d(zeros({1, 3, 5, 5}, f32()), zeros({4, 3, 3, 3}, f32()), zeros({4}, f64()));
+      },
+      {"bias", "float32", "float64"});
   check_error([&] { exp(zeros({3}, TensorOptions(DType::i64))); }, {"int64", "[3]"});
   check_error([&] { mean(zeros({3}, TensorOptions(DType::u8))); }, {"uint8"});
   check_error([&] { matmul(zeros({2, 2}, TensorOptions(DType::i64)), zeros({2, 2})); }, {"int64"});

@@ -31,13 +31,15 @@ std::vector<Layout> unary_layouts(const std::function<Tensor(const Shape&)>& mak
   ls.push_back({"strided [5, 3]", strided_leaf(make({5, 3}), 0), id});
   ls.push_back({"size-1 dims [1, 7, 1]", leaf(make({1, 7, 1})), id});
   ls.push_back({"0-d", leaf(make({})), id});
-  ls.push_back({"expanded [3, 1] -> [2, 3, 4]", leaf(make({3, 1})),
-                [](const Tensor& t) { return t.expand({2, 3, 4}); }});
+  ls.push_back({"expanded [3, 1] -> [2, 3, 4]", leaf(make({3, 1})), [](const Tensor& t) {
+                  return t.expand({2, 3, 4});
+                }});
   return ls;
 }
 
-void check_unary(const char* op_name, const std::function<Tensor(const Tensor&)>& op,
-                 const std::function<Tensor(const Shape&)>& make) {
+// (op comes last so that a lambda written in the call formats as the call's body.)
+void check_unary(const char* op_name, const std::function<Tensor(const Shape&)>& make,
+                 const std::function<Tensor(const Tensor&)>& op) {
   for (auto& l : unary_layouts(make)) {
     INFO(op_name << " on " << l.name);
     auto view = l.view;
@@ -59,50 +61,50 @@ Tensor avoiding(const Tensor& t, const std::vector<double>& points, double margi
 TEST_CASE("gradcheck: smooth unary ops on any input") {
   Generator g(100);
   auto any = [&](const Shape& s) { return urand(s, g, -2.0, 2.0); };
-  check_unary("neg", [](const Tensor& x) { return neg(x); }, any);
-  check_unary("exp", [](const Tensor& x) { return exp(x); }, any);
-  check_unary("tanh", [](const Tensor& x) { return tanh(x); }, any);
-  check_unary("sigmoid", [](const Tensor& x) { return sigmoid(x); }, any);
-  check_unary("softplus", [](const Tensor& x) { return softplus(x); }, any);
-  check_unary("square", [](const Tensor& x) { return square(x); }, any);
-  check_unary("pow 2", [](const Tensor& x) { return pow(x, 2.0); }, any);
-  check_unary("pow 3", [](const Tensor& x) { return pow(x, 3.0); }, any);
-  check_unary("add scalar", [](const Tensor& x) { return add(x, 1.25); }, any);
-  check_unary("mul scalar", [](const Tensor& x) { return mul(x, -0.75); }, any);
-  check_unary("scalar minus x", [](const Tensor& x) { return 2.5 - x; }, any);
-  check_unary("x divided by scalar", [](const Tensor& x) { return x / 3.0; }, any);
+  check_unary("neg", any, [](const Tensor& x) { return neg(x); });
+  check_unary("exp", any, [](const Tensor& x) { return exp(x); });
+  check_unary("tanh", any, [](const Tensor& x) { return tanh(x); });
+  check_unary("sigmoid", any, [](const Tensor& x) { return sigmoid(x); });
+  check_unary("softplus", any, [](const Tensor& x) { return softplus(x); });
+  check_unary("square", any, [](const Tensor& x) { return square(x); });
+  check_unary("pow 2", any, [](const Tensor& x) { return pow(x, 2.0); });
+  check_unary("pow 3", any, [](const Tensor& x) { return pow(x, 3.0); });
+  check_unary("add scalar", any, [](const Tensor& x) { return add(x, 1.25); });
+  check_unary("mul scalar", any, [](const Tensor& x) { return mul(x, -0.75); });
+  check_unary("scalar minus x", any, [](const Tensor& x) { return 2.5 - x; });
+  check_unary("x divided by scalar", any, [](const Tensor& x) { return x / 3.0; });
 }
 
 TEST_CASE("gradcheck: softplus and sigmoid far in the tails") {
   Generator g(101);
   auto tails = [&](const Shape& s) { return away_from_zero(s, g, 8.0, 30.0); };
-  check_unary("sigmoid", [](const Tensor& x) { return sigmoid(x); }, tails);
-  check_unary("softplus", [](const Tensor& x) { return softplus(x); }, tails);
+  check_unary("sigmoid", tails, [](const Tensor& x) { return sigmoid(x); });
+  check_unary("softplus", tails, [](const Tensor& x) { return softplus(x); });
 }
 
 TEST_CASE("gradcheck: unary ops on positive inputs") {
   Generator g(102);
   auto pos = [&](const Shape& s) { return urand(s, g, 0.5, 2.0); };
-  check_unary("log", [](const Tensor& x) { return log(x); }, pos);
-  check_unary("sqrt", [](const Tensor& x) { return sqrt(x); }, pos);
-  check_unary("reciprocal", [](const Tensor& x) { return reciprocal(x); }, pos);
-  check_unary("pow 0.5", [](const Tensor& x) { return pow(x, 0.5); }, pos);
-  check_unary("pow -1.5", [](const Tensor& x) { return pow(x, -1.5); }, pos);
-  check_unary("pow 0", [](const Tensor& x) { return add(pow(x, 0.0), x); }, pos);
+  check_unary("log", pos, [](const Tensor& x) { return log(x); });
+  check_unary("sqrt", pos, [](const Tensor& x) { return sqrt(x); });
+  check_unary("reciprocal", pos, [](const Tensor& x) { return reciprocal(x); });
+  check_unary("pow 0.5", pos, [](const Tensor& x) { return pow(x, 0.5); });
+  check_unary("pow -1.5", pos, [](const Tensor& x) { return pow(x, -1.5); });
+  check_unary("pow 0", pos, [](const Tensor& x) { return add(pow(x, 0.0), x); });
   auto above_m1 = [&](const Shape& s) { return urand(s, g, -0.5, 2.0); };
-  check_unary("log1p", [](const Tensor& x) { return log1p(x); }, above_m1);
+  check_unary("log1p", above_m1, [](const Tensor& x) { return log1p(x); });
 }
 
 TEST_CASE("gradcheck: kinked unary ops away from their kinks") {
   Generator g(103);
   auto nz = [&](const Shape& s) { return away_from_zero(s, g, 0.1, 2.0); };
-  check_unary("relu", [](const Tensor& x) { return relu(x); }, nz);
-  check_unary("abs", [](const Tensor& x) { return abs(x); }, nz);
+  check_unary("relu", nz, [](const Tensor& x) { return relu(x); });
+  check_unary("abs", nz, [](const Tensor& x) { return abs(x); });
   auto off_bounds = [&](const Shape& s) { return avoiding(urand(s, g, -1.0, 1.0), {-0.3, 0.4}, 0.02); };
-  check_unary("clamp", [](const Tensor& x) { return clamp(x, -0.3, 0.4); }, off_bounds);
+  check_unary("clamp", off_bounds, [](const Tensor& x) { return clamp(x, -0.3, 0.4); });
   const double inf = std::numeric_limits<double>::infinity();
-  check_unary("clamp min only", [inf](const Tensor& x) { return clamp(x, -0.3, inf); }, off_bounds);
-  check_unary("clamp max only", [inf](const Tensor& x) { return clamp(x, -inf, 0.4); }, off_bounds);
+  check_unary("clamp min only", off_bounds, [inf](const Tensor& x) { return clamp(x, -0.3, inf); });
+  check_unary("clamp max only", off_bounds, [inf](const Tensor& x) { return clamp(x, -inf, 0.4); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -125,13 +127,13 @@ std::vector<Pair> binary_pairs(const std::function<Tensor(const Shape&)>& ma,
   ps.push_back({"0-d with [2, 3]", leaf(ma({})), leaf(mb({2, 3}))});
   ps.push_back({"[1, 1] with [1]", leaf(ma({1, 1})), leaf(mb({1}))});
   ps.push_back({"transposed with strided [4, 3]", transposed_leaf(ma({4, 3})), strided_leaf(mb({4, 3}))});
-  ps.push_back({"strided [3, 1] with transposed [3, 4]", strided_leaf(ma({3, 1}), 0),
-                transposed_leaf(mb({3, 4}))});
+  ps.push_back({"strided [3, 1] with transposed [3, 4]", strided_leaf(ma({3, 1}), 0), transposed_leaf(mb({3, 4}))});
   return ps;
 }
 
-void check_binary(const char* op_name, const std::function<Tensor(const Tensor&, const Tensor&)>& op,
-                  const std::function<Tensor(const Shape&)>& ma, const std::function<Tensor(const Shape&)>& mb) {
+void check_binary(const char* op_name, const std::function<Tensor(const Shape&)>& ma,
+                  const std::function<Tensor(const Shape&)>& mb,
+                  const std::function<Tensor(const Tensor&, const Tensor&)>& op) {
   for (auto& p : binary_pairs(ma, mb)) {
     INFO(op_name << " on " << p.name);
     MINIMA_GRADCHECK([&](const std::vector<Tensor>& in) { return op(in[0], in[1]); }, {p.a, p.b});
@@ -146,26 +148,28 @@ TEST_CASE("gradcheck: add sub mul div with broadcasting") {
   Generator g(104);
   auto any = [&](const Shape& s) { return urand(s, g, -2.0, 2.0); };
   auto nz = [&](const Shape& s) { return away_from_zero(s, g, 0.5, 2.0); };
-  check_binary("add", [](const Tensor& a, const Tensor& b) { return add(a, b); }, any, any);
-  check_binary("sub", [](const Tensor& a, const Tensor& b) { return sub(a, b); }, any, any);
-  check_binary("mul", [](const Tensor& a, const Tensor& b) { return mul(a, b); }, any, any);
-  check_binary("div", [](const Tensor& a, const Tensor& b) { return div(a, b); }, any, nz);
-  check_binary("operators", [](const Tensor& a, const Tensor& b) { return (a + b) * a - b / (b * b + 1.0); },
-               any, any);
+  check_binary("add", any, any, [](const Tensor& a, const Tensor& b) { return add(a, b); });
+  check_binary("sub", any, any, [](const Tensor& a, const Tensor& b) { return sub(a, b); });
+  check_binary("mul", any, any, [](const Tensor& a, const Tensor& b) { return mul(a, b); });
+  check_binary("div", any, nz, [](const Tensor& a, const Tensor& b) { return div(a, b); });
+  check_binary("operators", any, any, [](const Tensor& a, const Tensor& b) { return (a + b) * a - b / (b * b + 1.0); });
 }
 
 TEST_CASE("gradcheck: pow with a tensor exponent") {
   Generator g(105);
   auto pos = [&](const Shape& s) { return urand(s, g, 0.5, 2.0); };
   auto expo = [&](const Shape& s) { return urand(s, g, -1.5, 2.5); };
-  check_binary("pow", [](const Tensor& a, const Tensor& b) { return pow(a, b); }, pos, expo);
+  check_binary("pow", pos, expo, [](const Tensor& a, const Tensor& b) { return pow(a, b); });
 }
 
 TEST_CASE("gradcheck: maximum and minimum without ties") {
   // a and b take disjoint values from one shuffled grid, so no pair is tied.
   Generator g(106);
-  for (auto shapes : std::vector<std::pair<Shape, Shape>>{
-           {{3, 5}, {3, 5}}, {{2, 3, 4}, {4}}, {{2, 1, 4}, {3, 1}}, {{5}, {}}, {{1, 1}, {1}}}) {
+  for (auto shapes : std::vector<std::pair<Shape, Shape>>{{{3, 5}, {3, 5}},
+                                                          {{2, 3, 4}, {4}},
+                                                          {{2, 1, 4}, {3, 1}},
+                                                          {{5}, {}},
+                                                          {{1, 1}, {1}}}) {
     int64_t na = numel_of(shapes.first), nb = numel_of(shapes.second);
     Tensor all = distinct({na + nb}, g);
     Tensor a = leaf(all.narrow(0, 0, na).reshape(shapes.first));
@@ -267,8 +271,7 @@ TEST_CASE("gradcheck: random broadcast shapes and random reduction dims") {
     if (g.below(2)) std::swap(sa, sb);
     INFO("trial " << trial << ": " << shape_str(sa) << " with " << shape_str(sb));
     Tensor a = leaf(urand(sa, g)), b = leaf(away_from_zero(sb, g, 0.5, 2.0));
-    MINIMA_GRADCHECK([](const std::vector<Tensor>& in) { return add(mul(in[0], in[1]), sub(in[0], in[1])); },
-                     {a, b});
+    MINIMA_GRADCHECK([](const std::vector<Tensor>& in) { return add(mul(in[0], in[1]), sub(in[0], in[1])); }, {a, b});
     MINIMA_GRADCHECK([](const std::vector<Tensor>& in) { return div(in[0], in[1]); }, {a, b});
     // A random subset of a's dims to reduce over.
     Shape s = sa.size() >= sb.size() ? sa : sb;

@@ -108,11 +108,11 @@ TEST_CASE("gradcheck: avg_pool2d with padding and count_include_pad") {
                                {{1, 2, 5, 5}, 3, 1, 1},
                                {{1, 1, 6, 7}, 4, 3, 2}}) {
     for (bool include : {true, false}) {
-      INFO("avg_pool2d " << shape_str(c.x) << " k " << c.k << " s " << c.s << " p " << c.p << " include "
-                         << include);
+      INFO("avg_pool2d " << shape_str(c.x) << " k " << c.k << " s " << c.s << " p " << c.p << " include " << include);
       Tensor x = leaf(urand(c.x, g));
-      MINIMA_GRADCHECK(
-          [c, include](const std::vector<Tensor>& in) { return avg_pool2d(in[0], c.k, c.s, c.p, include); }, {x});
+      MINIMA_GRADCHECK([c,
+                        include](const std::vector<Tensor>& in) { return avg_pool2d(in[0], c.k, c.s, c.p, include); },
+                       {x});
     }
   }
   Tensor xs = strided_leaf(urand({2, 2, 5, 6}, g), 1);
@@ -125,8 +125,11 @@ TEST_CASE("gradcheck: adaptive_avg_pool2d with sizes that do not divide") {
     Shape x;
     int64_t oh, ow;
   };
-  for (auto c : std::vector<C>{
-           {{2, 3, 7, 5}, 3, 2}, {{1, 2, 5, 5}, 5, 5}, {{2, 2, 4, 6}, 3, 4}, {{1, 2, 3, 3}, 1, 1}, {{1, 1, 3, 2}, 5, 4}}) {
+  for (auto c : std::vector<C>{{{2, 3, 7, 5}, 3, 2},
+                               {{1, 2, 5, 5}, 5, 5},
+                               {{2, 2, 4, 6}, 3, 4},
+                               {{1, 2, 3, 3}, 1, 1},
+                               {{1, 1, 3, 2}, 5, 4}}) {
     INFO("adaptive_avg_pool2d " << shape_str(c.x) << " -> " << c.oh << "x" << c.ow);
     Tensor x = leaf(urand(c.x, g));
     MINIMA_GRADCHECK([c](const std::vector<Tensor>& in) { return adaptive_avg_pool2d(in[0], c.oh, c.ow); }, {x});
@@ -141,8 +144,8 @@ TEST_CASE("gradcheck: batch_norm in training mode") {
     Tensor x = leaf(urand(s, g, -2, 2));
     Tensor w = leaf(urand({C}, g, 0.5, 1.5)), b = leaf(urand({C}, g));
     Tensor rm = zeros({C}, f64()), rv = ones({C}, f64());
-    MINIMA_GRADCHECK(
-        [&](const std::vector<Tensor>& in) { return batch_norm(in[0], in[1], in[2], rm, rv, true); }, {x, w, b});
+    MINIMA_GRADCHECK([&](const std::vector<Tensor>& in) { return batch_norm(in[0], in[1], in[2], rm, rv, true); },
+                     {x, w, b});
     // No affine parameters, no running stats.
     MINIMA_GRADCHECK(
         [&](const std::vector<Tensor>& in) { return batch_norm(in[0], Tensor(), Tensor(), Tensor(), Tensor(), true); },
@@ -158,8 +161,8 @@ TEST_CASE("gradcheck: batch_norm in training mode") {
   // A non-contiguous input and parameters that do not require grad.
   Tensor xt = transposed_leaf(urand({3, 2, 4, 3}, g), 0, 3);
   Tensor w = urand({2}, g, 0.5, 1.5), b = urand({2}, g);
-  MINIMA_GRADCHECK(
-      [&](const std::vector<Tensor>& in) { return batch_norm(in[0], w, b, Tensor(), Tensor(), true); }, {xt});
+  MINIMA_GRADCHECK([&](const std::vector<Tensor>& in) { return batch_norm(in[0], w, b, Tensor(), Tensor(), true); },
+                   {xt});
 }
 
 TEST_CASE("gradcheck: batch_norm in evaluation mode") {
@@ -169,8 +172,8 @@ TEST_CASE("gradcheck: batch_norm in evaluation mode") {
     Tensor x = leaf(urand(s, g, -2, 2));
     Tensor w = leaf(urand({3}, g, 0.5, 1.5)), b = leaf(urand({3}, g));
     Tensor rm = urand({3}, g), rv = urand({3}, g, 0.5, 2.0);
-    MINIMA_GRADCHECK(
-        [&](const std::vector<Tensor>& in) { return batch_norm(in[0], in[1], in[2], rm, rv, false); }, {x, w, b});
+    MINIMA_GRADCHECK([&](const std::vector<Tensor>& in) { return batch_norm(in[0], in[1], in[2], rm, rv, false); },
+                     {x, w, b});
     MINIMA_GRADCHECK([&](const std::vector<Tensor>& in) { return batch_norm(in[0], w, b, rm, rv, false); }, {x});
     MINIMA_GRADCHECK(
         [&](const std::vector<Tensor>& in) { return batch_norm(in[0], Tensor(), Tensor(), rm, rv, false); }, {x});
@@ -210,8 +213,7 @@ TEST_CASE("gradcheck: losses") {
   MINIMA_GRADCHECK([&](const std::vector<Tensor>& in) { return nll_loss(log_softmax(in[0], 1), target); }, {lp});
 
   Tensor bx = leaf(urand({4, 3}, g, -4, 4)), by = urand({4, 3}, g, 0, 1);
-  MINIMA_GRADCHECK([&](const std::vector<Tensor>& in) { return binary_cross_entropy_with_logits(in[0], by); },
-                   {bx});
+  MINIMA_GRADCHECK([&](const std::vector<Tensor>& in) { return binary_cross_entropy_with_logits(in[0], by); }, {bx});
   Tensor byl = leaf(urand({4, 3}, g, 0, 1));  // the target is differentiable too
   MINIMA_GRADCHECK([](const std::vector<Tensor>& in) { return binary_cross_entropy_with_logits(in[0], in[1]); },
                    {bx, byl});

@@ -23,8 +23,8 @@ void check_view(const char* name, const Tensor& x, const View& v) {
 
 TEST_CASE("gradcheck: views") {
   Generator g(200);
-  for (Tensor x : {leaf(urand({3, 4, 5}, g)), transposed_leaf(urand({3, 4, 5}, g), 0, 2),
-                   strided_leaf(urand({3, 4, 5}, g), 1)}) {
+  for (Tensor x :
+       {leaf(urand({3, 4, 5}, g)), transposed_leaf(urand({3, 4, 5}, g), 0, 2), strided_leaf(urand({3, 4, 5}, g), 1)}) {
     check_view("view", x, [](const Tensor& t) { return t.contiguous().view({5, -1, 2}); });
     check_view("reshape", x, [](const Tensor& t) { return t.reshape({2, 30}); });
     check_view("reshape split dim", x, [](const Tensor& t) { return t.reshape({3, 2, 2, 5}); });
@@ -76,8 +76,7 @@ TEST_CASE("gradcheck: to(dtype) passes gradients between float32 and float64") {
   loose.eps = 1e-2;
   loose.atol = 1e-4;
   loose.rtol = 1e-3;
-  MINIMA_GRADCHECK([](const std::vector<Tensor>& in) { return in[0].to(DType::f32).to(DType::f64); }, {z},
-                   loose);
+  MINIMA_GRADCHECK([](const std::vector<Tensor>& in) { return in[0].to(DType::f32).to(DType::f64); }, {z}, loose);
 }
 
 TEST_CASE("gradcheck: cat and stack") {
@@ -140,16 +139,16 @@ TEST_CASE("gradcheck: matmul in every rank") {
     Shape a, b;
   };
   std::vector<Case> cases = {
-      {{5}, {5}},                // dot
-      {{4}, {4, 3}},             // vector @ matrix
-      {{3, 4}, {4}},             // matrix @ vector
-      {{3, 4}, {4, 5}},          // matrix @ matrix
-      {{1, 1}, {1, 1}},          // size-1
-      {{2, 3, 4}, {4, 5}},       // batched @ matrix
-      {{3, 4}, {2, 4, 2}},       // matrix @ batched
-      {{2, 1, 3, 4}, {3, 4, 2}}, // broadcasting batch dims
-      {{2, 3, 4}, {4}},          // batched @ vector
-      {{5}, {2, 5, 3}},          // vector @ batched
+      {{5}, {5}},                 // dot
+      {{4}, {4, 3}},              // vector @ matrix
+      {{3, 4}, {4}},              // matrix @ vector
+      {{3, 4}, {4, 5}},           // matrix @ matrix
+      {{1, 1}, {1, 1}},           // size-1
+      {{2, 3, 4}, {4, 5}},        // batched @ matrix
+      {{3, 4}, {2, 4, 2}},        // matrix @ batched
+      {{2, 1, 3, 4}, {3, 4, 2}},  // broadcasting batch dims
+      {{2, 3, 4}, {4}},           // batched @ vector
+      {{5}, {2, 5, 3}},           // vector @ batched
   };
   for (const auto& c : cases) {
     INFO("matmul " << shape_str(c.a) << " @ " << shape_str(c.b));
@@ -169,8 +168,8 @@ TEST_CASE("gradcheck: matmul in every rank") {
 TEST_CASE("gradcheck: linear with and without bias") {
   Generator g(206);
   Tensor w = leaf(urand({4, 3}, g)), b = leaf(urand({4}, g));
-  for (Tensor x : {leaf(urand({5, 3}, g)), leaf(urand({2, 3, 3}, g)), leaf(urand({3}, g)),
-                   transposed_leaf(urand({5, 3}, g))}) {
+  for (Tensor x :
+       {leaf(urand({5, 3}, g)), leaf(urand({2, 3, 3}, g)), leaf(urand({3}, g)), transposed_leaf(urand({5, 3}, g))}) {
     INFO("x " << x.str());
     MINIMA_GRADCHECK([](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); }, {x, w, b});
     MINIMA_GRADCHECK([](const std::vector<Tensor>& in) { return linear(in[0], in[1]); }, {x, w});

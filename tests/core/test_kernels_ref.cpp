@@ -19,7 +19,7 @@ using namespace minima::testing;
 
 namespace {
 
-constexpr double kU32 = 5.960464477539063e-08;  // 2^-24, unit roundoff of float32
+constexpr double kU32 = 5.960464477539063e-08;   // 2^-24, unit roundoff of float32
 constexpr double kU64 = 1.1102230246251565e-16;  // 2^-53
 
 double unit_roundoff(DType t) { return t == DType::f32 ? kU32 : kU64; }
@@ -49,8 +49,8 @@ void check_within(const std::vector<double>& got, const std::vector<double>& wan
       if (!bad) first = i;
       ++bad;
     }
-  CHECK_MESSAGE(bad == 0, bad << " elements outside the bound; first: element " << first << " got "
-                                << got[first] << " want " << want[first] << " bound " << bound[first]);
+  CHECK_MESSAGE(bad == 0, bad << " elements outside the bound; first: element " << first << " got " << got[first]
+                              << " want " << want[first] << " bound " << bound[first]);
 }
 
 }  // namespace
@@ -61,7 +61,8 @@ TEST_CASE("kernels: GEMM on odd shapes in float32 and float64") {
     int64_t M, K, N;
   };
   for (DType t : {DType::f32, DType::f64})
-    for (S s : std::vector<S>{{1, 1, 1}, {7, 13, 5}, {97, 131, 259}, {300, 17, 513}, {1, 300, 1}, {5, 1, 9}, {2, 600, 3}}) {
+    for (S s :
+         std::vector<S>{{1, 1, 1}, {7, 13, 5}, {97, 131, 259}, {300, 17, 513}, {1, 300, 1}, {5, 1, 9}, {2, 600, 3}}) {
       INFO(std::string(dtype_name(t)) << " M=" << s.M << " K=" << s.K << " N=" << s.N);
       Tensor a = urand({s.M, s.K}, g, -1, 1, t), b = urand({s.K, s.N}, g, -1, 1, t);
       std::vector<double> want, bound;
@@ -297,13 +298,13 @@ TEST_CASE("kernels: conv2d forward and backward against naive loops") {
       });
       int64_t K = (c.x[1] / c.p.groups) * g.KH * g.KW + 1;
       for (size_t i = 0; i < bound.size(); ++i)
-        bound[i] = 2.0 * double(K + 2) * unit_roundoff(t) * (bound[i] + std::abs(bv[(i / size_t(g.OH * g.OW)) % size_t(g.O)]));
+        bound[i] =
+            2.0 * double(K + 2) * unit_roundoff(t) * (bound[i] + std::abs(bv[(i / size_t(g.OH * g.OW)) % size_t(g.O)]));
       check_within(values(y), want, bound);
       // Backward kernels for a random upstream gradient.
       Tensor gy = urand(y.shape(), gen, -1, 1, t);
       std::vector<double> gyv = values(gy);
-      std::vector<double> gx_want(xv.size(), 0.0), gx_b(xv.size(), 0.0), gw_want(wv.size(), 0.0),
-          gw_b(wv.size(), 0.0);
+      std::vector<double> gx_want(xv.size(), 0.0), gx_b(xv.size(), 0.0), gw_want(wv.size(), 0.0), gw_b(wv.size(), 0.0);
       conv_terms(g, [&](int64_t yi, int64_t xi, int64_t wi) {
         gx_want[size_t(xi)] += gyv[size_t(yi)] * wv[size_t(wi)];
         gx_b[size_t(xi)] += std::abs(gyv[size_t(yi)] * wv[size_t(wi)]);
@@ -413,8 +414,12 @@ TEST_CASE("kernels: max_pool2d picks the first maximum, or the first NaN, as PyT
   };
   const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
   for (DType t : {DType::f32, DType::f64, DType::bf16})
-    for (auto c : std::vector<C>{{{2, 3, 8, 10}, 2, 2, 0}, {{2, 2, 9, 7}, 2, 2, 0}, {{1, 3, 9, 9}, 3, 2, 1},
-                                 {{2, 1, 7, 8}, 3, 3, 0}, {{1, 2, 6, 9}, 4, 3, 2}, {{1, 2, 5, 6}, 2, 1, 1}}) {
+    for (auto c : std::vector<C>{{{2, 3, 8, 10}, 2, 2, 0},
+                                 {{2, 2, 9, 7}, 2, 2, 0},
+                                 {{1, 3, 9, 9}, 3, 2, 1},
+                                 {{2, 1, 7, 8}, 3, 3, 0},
+                                 {{1, 2, 6, 9}, 4, 3, 2},
+                                 {{1, 2, 5, 6}, 2, 1, 1}}) {
       INFO(std::string(dtype_name(t)), " pool ", shape_str(c.x), " k ", c.k, " s ", c.s, " p ", c.p);
       const int64_t n = numel_of(c.x);
       std::vector<double> xv(static_cast<size_t>(n), 0.0);
@@ -548,7 +553,8 @@ TEST_CASE("kernels: batch_norm training statistics and running-stat update (PyTo
             double want = (xv[k] - mean) / std::sqrt(biased + eps) * wv[size_t(c)] + bv[size_t(c)];
             CHECK(yv[k] == doctest::Approx(want).epsilon(tol).scale(1.0));
           }
-        CHECK(rmv[size_t(c)] == doctest::Approx((1 - momentum) * rm0v[size_t(c)] + momentum * mean).epsilon(tol).scale(1.0));
+        CHECK(rmv[size_t(c)] ==
+              doctest::Approx((1 - momentum) * rm0v[size_t(c)] + momentum * mean).epsilon(tol).scale(1.0));
         CHECK(rvv[size_t(c)] ==
               doctest::Approx((1 - momentum) * rv0v[size_t(c)] + momentum * unbiased).epsilon(tol).scale(1.0));
       }
@@ -608,8 +614,8 @@ TEST_CASE("kernels: batch_norm evaluation uses the running statistics") {
     // With autograd on, the composed path gives the same values as the fused kernel.
     Tensor xl = x.clone();
     xl.requires_grad_(true);
-    MINIMA_CHECK_CLOSE(values(batch_norm(xl, w, b, rm, rv, false)), values(batch_norm(x, w, b, rm, rv, false)),
-                       1e-6, 1e-5);
+    MINIMA_CHECK_CLOSE(values(batch_norm(xl, w, b, rm, rv, false)), values(batch_norm(x, w, b, rm, rv, false)), 1e-6,
+                       1e-5);
   }
 }
 
@@ -797,12 +803,15 @@ TEST_CASE("kernels: float sums are 16-lane sums in row-major order, whatever the
     REQUIRE(!x.is_contiguous());
     std::vector<double> xv = values(x);  // row-major order of x's logical shape
     // The kernel rounds double -> the accumulate type (float for bf16) -> the dtype.
-    auto round = [&](double v) { return values(full({1}, t == DType::f64 ? v : double(float(v)), TensorOptions(t)))[0]; };
+    auto round = [&](double v) {
+      return values(full({1}, t == DType::f64 ? v : double(float(v)), TensorOptions(t)))[0];
+    };
     // All dims: one block of 3339 values.
     CHECK(values(sum(x))[0] == round(lane_sum(xv)));
     // The last dim: 63 blocks of 53, each a row of x.
     std::vector<double> want;
-    for (size_t r = 0; r < 63; ++r) want.push_back(round(lane_sum({xv.begin() + long(r * 53), xv.begin() + long(r * 53 + 53)})));
+    for (size_t r = 0; r < 63; ++r)
+      want.push_back(round(lane_sum({xv.begin() + long(r * 53), xv.begin() + long(r * 53 + 53)})));
     CHECK(values(sum(x, {2})) == want);
     // Dims 0 and 2 (as a convolution's bias gradient sums over N, H, W): per j, the values
     // x[i, j, k] in (i, k) order.
@@ -903,7 +912,8 @@ TEST_CASE("kernels: pow on integer tensors is exact and wraps modulo 2^64, as Py
     return int64_t(r);
   };
   Generator g(2026);
-  std::vector<int64_t> bases = {0, 1, -1, 2, -2, 3, 7, 10, -10, 12345, int64_t(1) << 62, std::numeric_limits<int64_t>::min()};
+  std::vector<int64_t> bases =
+      {0, 1, -1, 2, -2, 3, 7, 10, -10, 12345, int64_t(1) << 62, std::numeric_limits<int64_t>::min()};
   std::vector<int64_t> exps = {-5, -1, 0, 1, 2, 3, 25, 31, 40, 53, 63, 64, 100};
   for (int i = 0; i < 64; ++i) {  // fresh random pairs too
     bases.push_back(int64_t(g.below(2001)) - 1000);
@@ -977,7 +987,8 @@ TEST_CASE("kernels: fused SGD and Adam updates follow torch.optim") {
                                   {0.05, 0.9, 0.0, 5e-4, false},
                                   {0.05, 0.9, 0.0, 1e-3, true},
                                   {0.2, 0.5, 0.3, 0.0, false}}) {
-      INFO(std::string(dtype_name(t)) << " sgd lr " << c.lr << " momentum " << c.momentum << " nesterov " << c.nesterov);
+      INFO(std::string(dtype_name(t)) << " sgd lr " << c.lr << " momentum " << c.momentum << " nesterov "
+                                      << c.nesterov);
       Tensor p = urand({37}, g, -1, 1, t), buf = zeros({37}, TensorOptions(t));
       std::vector<double> pv = values(p), bv(37, 0.0);
       for (int step = 0; step < 3; ++step) {
@@ -1020,8 +1031,8 @@ TEST_CASE("kernels: elementwise loops and reductions on large strided tensors (t
   // Big enough to cross the parallel grain: a transposed 2-D view, a 3-D view whose dims cannot
   // be merged, a broadcast operand, and one long row.
   Tensor base = urand({300, 211}, g);
-  Tensor t = base.t();                                  // [211, 300]
-  Tensor b = urand({300}, g);                           // broadcast along rows
+  Tensor t = base.t();         // [211, 300]
+  Tensor b = urand({300}, g);  // broadcast along rows
   Tensor y = add(mul(t, 2.0), b);
   for (int64_t k = 0; k < 2000; ++k) {
     int64_t i = int64_t(g.below(211)), j = int64_t(g.below(300));
@@ -1142,8 +1153,8 @@ TEST_CASE("kernels: batch_norm with strided parameters and running stats") {
   // The interleaved elements the views skip are untouched.
   CHECK(values(rmbuf.slice(0, 1, 6, 2)) == rm_other);
   CHECK(values(rvbuf.slice(0, 0, 6, 2)) == rv_other);
-  MINIMA_CHECK_CLOSE(values(batch_norm(x, w, b, rm, rv, false)), values(batch_norm(x, wc, bc, rmc, rvc, false)),
-                     1e-14, 1e-14);
+  MINIMA_CHECK_CLOSE(values(batch_norm(x, w, b, rm, rv, false)), values(batch_norm(x, wc, bc, rmc, rvc, false)), 1e-14,
+                     1e-14);
 }
 
 TEST_CASE("kernels: dropout keeps 1-p of the values scaled by 1/(1-p)") {

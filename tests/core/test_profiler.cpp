@@ -71,10 +71,12 @@ TEST_CASE("profiler: an entry's inner calls are part of its time; other threads 
   Tensor t = zeros({4, 4}, testing::f32());
   Tensor h = zeros({3}, testing::f64());
   ProfileSession session;
-  profile_call(cpu_backend(), [] { return std::string("outer"); }, [&] {
-    t.fill_(1.0);                                   // a backend entry inside a timed one
-    t.to(DType::f64);                               // and a copy
-  });
+  profile_call(
+      cpu_backend(), [] { return std::string("outer"); },
+      [&] {
+        t.fill_(1.0);      // a backend entry inside a timed one
+        t.to(DType::f64);  // and a copy
+      });
   std::thread other([&] { h.fill_(2.0); });  // not the session's thread
   other.join();
   t.fill_(3.0);

@@ -58,7 +58,8 @@ TEST_CASE("random: the same seed and offset give the same values and other seeds
   // Float32 draws are the float64 draws rounded.
   Generator p(9), q(9);
   std::vector<double> d64 = values(rand({500}, p, f64())), d32 = values(rand({500}, q, f32()));
-  for (size_t i = 0; i < d64.size(); ++i) CHECK((d32[i] == double(float(d64[i])) || (float(d64[i]) >= 1.0f && d32[i] == 0.0)));
+  for (size_t i = 0; i < d64.size(); ++i)
+    CHECK((d32[i] == double(float(d64[i])) || (float(d64[i]) >= 1.0f && d32[i] == 0.0)));
 }
 
 TEST_CASE("random: offsets advance so consecutive draws differ") {
@@ -113,7 +114,7 @@ TEST_CASE("random: rand and randn moments over 1e5 samples") {
     var /= n - 1;
     CHECK(lo >= 0.0);
     CHECK(hi < 1.0);
-    CHECK(std::abs(mean - 0.5) < 0.005);           // sd of the mean ~ 0.0009
+    CHECK(std::abs(mean - 0.5) < 0.005);  // sd of the mean ~ 0.0009
     CHECK(std::abs(var - 1.0 / 12.0) < 0.002);
     // Coarse histogram: ten equal bins.
     std::vector<int> bins(10, 0);
@@ -132,9 +133,9 @@ TEST_CASE("random: rand and randn moments over 1e5 samples") {
     }
     zv /= n - 1;
     z3 /= n;
-    CHECK(std::abs(zm) < 0.015);         // sd of the mean ~ 0.003
+    CHECK(std::abs(zm) < 0.015);  // sd of the mean ~ 0.003
     CHECK(std::abs(zv - 1.0) < 0.03);
-    CHECK(std::abs(z3) < 0.06);           // symmetric
+    CHECK(std::abs(z3) < 0.06);  // symmetric
     CHECK(std::abs(double(tail) / n - 0.0455) < 0.004);
     // normal(mean, std) is an affine map of the same draws.
     Generator a(3), b(3);

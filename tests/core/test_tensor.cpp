@@ -260,8 +260,7 @@ TEST_CASE("tensor: float32 to bfloat16 rounds to nearest even") {
   CHECK(p[2].bits == 0x3F80);
   CHECK(p[3].bits == 0x3F81);
   // Infinity and NaN survive.
-  Tensor special = from_vector<float>({std::numeric_limits<float>::infinity(),
-                                       -std::numeric_limits<float>::infinity(),
+  Tensor special = from_vector<float>({std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
                                        std::numeric_limits<float>::quiet_NaN()},
                                       {3}, f32())
                        .to(DType::bf16);

@@ -20,14 +20,12 @@ inline TensorOptions f64() { return TensorOptions(DType::f64); }
 inline TensorOptions f32() { return TensorOptions(DType::f32); }
 
 // Uniform values in [lo, hi).
-inline Tensor urand(const Shape& s, Generator& g, double lo = -1.0, double hi = 1.0,
-                    DType t = DType::f64) {
+inline Tensor urand(const Shape& s, Generator& g, double lo = -1.0, double hi = 1.0, DType t = DType::f64) {
   return uniform(s, lo, hi, g, TensorOptions(t));
 }
 
 // Values with |v| in [lo, hi) and a random sign: never near 0 (the kink of relu/abs).
-inline Tensor away_from_zero(const Shape& s, Generator& g, double lo = 0.2, double hi = 1.0,
-                             DType t = DType::f64) {
+inline Tensor away_from_zero(const Shape& s, Generator& g, double lo = 0.2, double hi = 1.0, DType t = DType::f64) {
   NoGradGuard ng;
   Tensor mag = uniform(s, lo, hi, g, TensorOptions(DType::f64));
   Tensor sgn = sign(uniform(s, -1.0, 1.0, g, TensorOptions(DType::f64)));
@@ -73,8 +71,7 @@ struct CloseReport {
   bool ok = true;
   std::string message;
 };
-inline CloseReport compare(const std::vector<double>& a, const std::vector<double>& b, double atol,
-                           double rtol) {
+inline CloseReport compare(const std::vector<double>& a, const std::vector<double>& b, double atol, double rtol) {
   CloseReport r;
   if (a.size() != b.size()) {
     r.ok = false;
@@ -95,15 +92,15 @@ inline CloseReport compare(const std::vector<double>& a, const std::vector<doubl
     }
   }
   if (!r.ok)
-    r.message = str("element ", wi, " of ", a.size(), ": got ", a[wi], ", expected ", b[wi],
-                    " (atol ", atol, ", rtol ", rtol, ")");
+    r.message = str("element ", wi, " of ", a.size(), ": got ", a[wi], ", expected ", b[wi], " (atol ", atol, ", rtol ",
+                    rtol, ")");
   return r;
 }
 
-#define MINIMA_CHECK_CLOSE(got, want, atol, rtol)                                        \
-  do {                                                                                   \
-    auto minima_report_ = ::minima::testing::compare((got), (want), (atol), (rtol));     \
-    CHECK_MESSAGE(minima_report_.ok, minima_report_.message);                            \
+#define MINIMA_CHECK_CLOSE(got, want, atol, rtol)                                    \
+  do {                                                                               \
+    auto minima_report_ = ::minima::testing::compare((got), (want), (atol), (rtol)); \
+    CHECK_MESSAGE(minima_report_.ok, minima_report_.message);                        \
   } while (0)
 
 // Runs `f` and returns the message of the minima::Error it throws ("" plus a failed check if
@@ -124,8 +121,8 @@ inline std::string error_of(const std::function<void()>& f) {
 // Checks that `f` throws a minima::Error whose message contains every string in `parts`.
 inline void check_error(const std::function<void()>& f, const std::vector<std::string>& parts) {
   std::string msg = error_of(f);
-  for (const auto& p : parts) CHECK_MESSAGE(msg.find(p) != std::string::npos, "message '" << msg
-                                                                               << "' lacks '" << p << "'");
+  for (const auto& p : parts)
+    CHECK_MESSAGE(msg.find(p) != std::string::npos, "message '" << msg << "' lacks '" << p << "'");
 }
 
 }  // namespace minima::testing

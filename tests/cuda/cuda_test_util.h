@@ -95,9 +95,12 @@ inline void expect_close(const Tensor& got, const Tensor& want, double rtol, con
   double worst = 0;
   for (size_t i = 0; i < w.size(); ++i) {
     bool ok;
-    if (std::isnan(w[i]) || std::isnan(g[i])) ok = std::isnan(w[i]) && std::isnan(g[i]);
-    else if (std::isinf(w[i]) || std::isinf(g[i])) ok = w[i] == g[i];
-    else ok = std::fabs(g[i] - w[i]) <= atol + rtol * (std::fabs(w[i]) + scale);
+    if (std::isnan(w[i]) || std::isnan(g[i]))
+      ok = std::isnan(w[i]) && std::isnan(g[i]);
+    else if (std::isinf(w[i]) || std::isinf(g[i]))
+      ok = w[i] == g[i];
+    else
+      ok = std::fabs(g[i] - w[i]) <= atol + rtol * (std::fabs(w[i]) + scale);
     if (!ok) {
       if (!bad) first = i;
       ++bad;
@@ -105,8 +108,8 @@ inline void expect_close(const Tensor& got, const Tensor& want, double rtol, con
     }
   }
   if (bad) {
-    MESSAGE(what, ": ", bad, " of ", w.size(), " elements differ; first at ", first, ": got ", g[first],
-            ", want ", w[first], "; largest difference ", worst, " (scale ", scale, ", rtol ", rtol, ")");
+    MESSAGE(what, ": ", bad, " of ", w.size(), " elements differ; first at ", first, ": got ", g[first], ", want ",
+            w[first], "; largest difference ", worst, " (scale ", scale, ", rtol ", rtol, ")");
   }
   CHECK(bad == 0);
 }
@@ -121,18 +124,32 @@ inline void expect_equal(const Tensor& got, const Tensor& want, const std::strin
     bool same = (std::isnan(g[i]) && std::isnan(w[i])) || g[i] == w[i];
     if (!same && !bad++) first = i;
   }
-  if (bad) MESSAGE(what, ": ", bad, " of ", w.size(), " elements differ; first at ", first, ": got ", g[first],
-                   ", want ", w[first]);
+  if (bad)
+    MESSAGE(what, ": ", bad, " of ", w.size(), " elements differ; first at ", first, ": got ", g[first], ", want ",
+            w[first]);
   CHECK(bad == 0);
 }
 
 using GraphFn = std::function<Tensor(const std::vector<Tensor>&)>;
 
+// How check_graph compares: the forward output to rtol; the gradients (unless grads is false) to
+// grad_rtol, which defaults to rtol. A plain number converts, so a call reads check_graph(what,
+// inputs, 1e-5, f), or {1e-5, true, 1e-4} for a looser gradient.
+struct GraphTol {
+  GraphTol(double rtol, bool grads = true, double grad_rtol = -1)  // NOLINT(google-explicit-constructor)
+      : rtol(rtol), grads(grads), grad_rtol(grad_rtol < 0 ? rtol : grad_rtol) {}
+  double rtol;
+  bool grads;
+  double grad_rtol;
+};
+
 // Builds f on leaf copies of `inputs` on the CPU and on CUDA, compares the outputs, then runs
 // backward with one random upstream gradient and compares the gradient of every floating input.
-inline void check_graph(const std::string& what, const GraphFn& f, const std::vector<Tensor>& inputs, double rtol,
-                        bool grads = true, double grad_rtol = -1) {
-  if (grad_rtol < 0) grad_rtol = rtol;
+// (f comes last so that a lambda written in the call reads, and formats, as the call's body.)
+inline void check_graph(const std::string& what, const std::vector<Tensor>& inputs, const GraphTol& tol,
+                        const GraphFn& f) {
+  const double rtol = tol.rtol, grad_rtol = tol.grad_rtol;
+  const bool grads = tol.grads;
   std::vector<Tensor> ci, gi;
   for (const Tensor& x : inputs) {
     Tensor c = x.detach().clone();
@@ -168,4 +185,4 @@ inline void check_graph(const std::string& what, const GraphFn& f, const std::ve
 }  // namespace cudatest
 
 // A CUDA test case: skipped (with the reason in "cuda: device available") without a device.
-#define CUDA_TEST_CASE(name) TEST_CASE(name * doctest::skip(!cudatest::have_gpu()))
+#define CUDA_TEST_CASE(name) TEST_CASE(name* doctest::skip(!cudatest::have_gpu()))

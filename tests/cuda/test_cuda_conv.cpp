@@ -47,9 +47,8 @@ CUDA_TEST_CASE("cuda conv2d (native) matches the CPU: forward and both gradients
     Tensor x = rnd({c.N, c.C, c.H, c.W}, 91), w = rnd({c.O, c.C / c.p.groups, c.KH, c.KW}, 92), b = rnd({c.O}, 93);
     std::vector<Tensor> in = {x, w};
     if (c.bias) in.push_back(b);
-    check_graph("native conv2d " + case_name(c),
-                [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], c.bias ? v[2] : Tensor(), c.p); }, in,
-                tol(DType::f32));
+    check_graph("native conv2d " + case_name(c), in, tol(DType::f32),
+                [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], c.bias ? v[2] : Tensor(), c.p); });
   }
 }
 
@@ -92,9 +91,8 @@ CUDA_TEST_CASE("cuda conv2d through cuDNN and auto match the CPU, with gradients
     cuda::set_conv_impl(impl);
     for (const auto& c : conv_cases()) {
       Tensor x = rnd({c.N, c.C, c.H, c.W}, 97), w = rnd({c.O, c.C / c.p.groups, c.KH, c.KW}, 98), b = rnd({c.O}, 99);
-      check_graph(str(impl, " conv2d ", case_name(c)),
-                  [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], v[2], c.p); }, {x, w, b},
-                  kCudnnF32Tol);
+      check_graph(str(impl, " conv2d ", case_name(c)), {x, w, b}, kCudnnF32Tol,
+                  [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], v[2], c.p); });
     }
   }
 }
@@ -108,26 +106,25 @@ CUDA_TEST_CASE("cuda conv2d in bfloat16, float64 and TF32") {
     cuda::set_conv_impl(impl);
     for (size_t i : {size_t(0), size_t(4), size_t(9)}) {
       const ConvCase& c = cases[i];
-      Tensor x = rnd({c.N, c.C, c.H, c.W}, 101, DType::bf16), w = rnd({c.O, c.C / c.p.groups, c.KH, c.KW}, 102, DType::bf16);
+      Tensor x = rnd({c.N, c.C, c.H, c.W}, 101, DType::bf16),
+             w = rnd({c.O, c.C / c.p.groups, c.KH, c.KW}, 102, DType::bf16);
       std::vector<Tensor> in = {x, w};
       if (c.bias) in.push_back(rnd({c.O}, 107, DType::bf16));  // bias added in float32, rounded once
-      check_graph(str(impl, " bf16 conv2d ", case_name(c)),
-                  [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], c.bias ? v[2] : Tensor(), c.p); },
-                  in, tol(DType::bf16));
+      check_graph(str(impl, " bf16 conv2d ", case_name(c)), in, tol(DType::bf16),
+                  [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], c.bias ? v[2] : Tensor(), c.p); });
       cuda::set_allow_tf32(true);
       Tensor xf = rnd({c.N, c.C, c.H, c.W}, 103), wf = rnd({c.O, c.C / c.p.groups, c.KH, c.KW}, 104);
-      check_graph(str(impl, " tf32 conv2d ", case_name(c)),
-                  [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], Tensor(), c.p); }, {xf, wf},
-                  kTf32Tol);
+      check_graph(str(impl, " tf32 conv2d ", case_name(c)), {xf, wf}, kTf32Tol,
+                  [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], Tensor(), c.p); });
       cuda::set_allow_tf32(false);
     }
   }
   if (cuda::have_cudnn()) {  // float64 runs on cuDNN whatever the setting
     const ConvCase& c = cases[2];
-    Tensor x = rnd({c.N, c.C, c.H, c.W}, 105, DType::f64), w = rnd({c.O, c.C / c.p.groups, c.KH, c.KW}, 106, DType::f64);
-    check_graph("f64 conv2d " + case_name(c),
-                [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], Tensor(), c.p); }, {x, w},
-                tol(DType::f64));
+    Tensor x = rnd({c.N, c.C, c.H, c.W}, 105, DType::f64),
+           w = rnd({c.O, c.C / c.p.groups, c.KH, c.KW}, 106, DType::f64);
+    check_graph("f64 conv2d " + case_name(c), {x, w}, tol(DType::f64),
+                [&](const std::vector<Tensor>& v) { return conv2d(v[0], v[1], Tensor(), c.p); });
   }
 }
 

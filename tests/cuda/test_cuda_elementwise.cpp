@@ -46,10 +46,10 @@ CUDA_TEST_CASE("cuda unary ops and their gradients match the CPU (f32, bf16, f64
     for (const auto& c : unary_cases()) {
       Tensor x = c.positive ? rnd_pos({13, 37}, 11, t) : rnd({13, 37}, 11, t);
       bool grads = std::string(c.name) != "sign";
-      check_graph(str(c.name, " ", dtype_name(t)), [&](const std::vector<Tensor>& v) { return c.f(v[0]); }, {x},
-                  tol(t), grads);
-      check_graph(str(c.name, " on a transposed view ", dtype_name(t)),
-                  [&](const std::vector<Tensor>& v) { return c.f(v[0].t()); }, {x}, tol(t), grads);
+      check_graph(str(c.name, " ", dtype_name(t)), {x}, {tol(t), grads},
+                  [&](const std::vector<Tensor>& v) { return c.f(v[0]); });
+      check_graph(str(c.name, " on a transposed view ", dtype_name(t)), {x}, {tol(t), grads},
+                  [&](const std::vector<Tensor>& v) { return c.f(v[0].t()); });
     }
   }
 }
@@ -89,21 +89,21 @@ CUDA_TEST_CASE("cuda binary ops with broadcasting and their gradients match the 
     for (const auto& c : cases) {
       Tensor a = c.positive ? rnd_pos({4, 1, 33}, 21, t) : rnd({4, 1, 33}, 21, t);
       Tensor b = c.positive ? rnd_pos({3, 1}, 22, t) : rnd({3, 1}, 22, t);
-      check_graph(str(c.name, " broadcast ", dtype_name(t)),
-                  [&](const std::vector<Tensor>& v) { return c.f(v[0], v[1]); }, {a, b}, tol(t));
+      check_graph(str(c.name, " broadcast ", dtype_name(t)), {a, b}, tol(t),
+                  [&](const std::vector<Tensor>& v) { return c.f(v[0], v[1]); });
       Tensor m = c.positive ? rnd_pos({9, 6}, 23, t) : rnd({9, 6}, 23, t);
       Tensor n = c.positive ? rnd_pos({6, 9}, 24, t) : rnd({6, 9}, 24, t);
-      check_graph(str(c.name, " transposed operand ", dtype_name(t)),
-                  [&](const std::vector<Tensor>& v) { return c.f(v[0], v[1].t()); }, {m, n}, tol(t));
+      check_graph(str(c.name, " transposed operand ", dtype_name(t)), {m, n}, tol(t),
+                  [&](const std::vector<Tensor>& v) { return c.f(v[0], v[1].t()); });
     }
   }
   // Ties in maximum/minimum split the gradient evenly.
   Tensor a = rnd({50}, 25);
   Tensor b = where(gt(rnd({50}, 26), zeros({50})), a, rnd({50}, 27));
-  check_graph("maximum with ties", [](const std::vector<Tensor>& v) { return maximum(v[0], v[1]); }, {a, b},
-              tol(DType::f32));
-  check_graph("minimum with ties", [](const std::vector<Tensor>& v) { return minimum(v[0], v[1]); }, {a, b},
-              tol(DType::f32));
+  check_graph("maximum with ties", {a, b}, tol(DType::f32),
+              [](const std::vector<Tensor>& v) { return maximum(v[0], v[1]); });
+  check_graph("minimum with ties", {a, b}, tol(DType::f32),
+              [](const std::vector<Tensor>& v) { return minimum(v[0], v[1]); });
 }
 
 // Shapes that take the 16-byte vector kernels (dense, aligned, a multiple of the pack size; or an
@@ -111,13 +111,13 @@ CUDA_TEST_CASE("cuda binary ops with broadcasting and their gradients match the 
 // fall back to the strided loop (misaligned views, sizes off the pack, a repeated channel
 // column). Add, sub, mul, div, max and min round once, exactly as on the CPU: results are equal.
 CUDA_TEST_CASE("cuda vectorized elementwise path: dense, repeated rows and the fallbacks") {
-  std::vector<std::pair<const char*, std::function<Tensor(const Tensor&, const Tensor&)>>> ops = {
-      {"add", [](const Tensor& a, const Tensor& b) { return add(a, b); }},
-      {"sub", [](const Tensor& a, const Tensor& b) { return sub(a, b); }},
-      {"mul", [](const Tensor& a, const Tensor& b) { return mul(a, b); }},
-      {"div", [](const Tensor& a, const Tensor& b) { return div(a, b); }},
-      {"maximum", [](const Tensor& a, const Tensor& b) { return maximum(a, b); }},
-      {"minimum", [](const Tensor& a, const Tensor& b) { return minimum(a, b); }}};
+  std::vector<std::pair<const char*, std::function<Tensor(const Tensor&, const Tensor&)>>> ops =
+      {{"add", [](const Tensor& a, const Tensor& b) { return add(a, b); }},
+       {"sub", [](const Tensor& a, const Tensor& b) { return sub(a, b); }},
+       {"mul", [](const Tensor& a, const Tensor& b) { return mul(a, b); }},
+       {"div", [](const Tensor& a, const Tensor& b) { return div(a, b); }},
+       {"maximum", [](const Tensor& a, const Tensor& b) { return maximum(a, b); }},
+       {"minimum", [](const Tensor& a, const Tensor& b) { return minimum(a, b); }}};
   for (DType t : {DType::f32, DType::bf16, DType::f64}) {
     Tensor big = rnd({66, 40}, 41, t), row = rnd({40}, 42, t), col = rnd({4, 1, 1}, 43, t);
     Tensor x4 = rnd({3, 4, 5, 8}, 44, t), odd = rnd({7, 5}, 45, t);
@@ -128,14 +128,14 @@ CUDA_TEST_CASE("cuda vectorized elementwise path: dense, repeated rows and the f
       std::function<Tensor(const Tensor&)> va, vb;
     };
     auto same = [](const Tensor& v) { return v; };
-    std::vector<Pair> pairs = {
-        {"dense", big, rnd({66, 40}, 46, t), same, same},
-        {"row on the right", big, row, same, same},
-        {"row on the left", row, big, same, same},
-        {"misaligned views", big, big, [](const Tensor& v) { return v.flatten().slice(0, 1, 2601); },
-         [](const Tensor& v) { return v.flatten().slice(0, 0, 2600); }},
-        {"channel column (strided loop)", x4, col, same, same},
-        {"size off the pack", odd, rnd({7, 5}, 47, t), same, same}};
+    std::vector<Pair> pairs = {{"dense", big, rnd({66, 40}, 46, t), same, same},
+                               {"row on the right", big, row, same, same},
+                               {"row on the left", row, big, same, same},
+                               {"misaligned views", big, big,
+                                [](const Tensor& v) { return v.flatten().slice(0, 1, 2601); },
+                                [](const Tensor& v) { return v.flatten().slice(0, 0, 2600); }},
+                               {"channel column (strided loop)", x4, col, same, same},
+                               {"size off the pack", odd, rnd({7, 5}, 47, t), same, same}};
     for (const auto& p : pairs)
       for (const auto& [name, f] : ops) {
         std::string what = str(name, " ", p.name, " ", dtype_name(t));
@@ -168,8 +168,8 @@ CUDA_TEST_CASE("cuda comparisons, where, and integer binary ops") {
   expect_equal(gt(da, db).cpu(), gt(a, b), "gt");
   expect_equal(ge(da, db).cpu(), ge(a, b), "ge");
   Tensor x = rnd({6, 5, 7}, 33), y = rnd({7}, 34);
-  check_graph("where", [&](const std::vector<Tensor>& v) { return where(gt(v[2], v[3]), v[0], v[1]); },
-              {x, y, a, b}, tol(DType::f32));
+  check_graph("where", {x, y, a, b}, tol(DType::f32),
+              [&](const std::vector<Tensor>& v) { return where(gt(v[2], v[3]), v[0], v[1]); });
   for (DType t : {DType::i64, DType::u8}) {
     Tensor p = mul(rnd({4, 9}, 35), 9.0).to(t), q = mul(rnd({9}, 36), 5.0).to(t);
     Tensor dp = p.to(kGpu), dq = q.to(kGpu);

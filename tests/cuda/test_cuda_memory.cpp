@@ -172,12 +172,21 @@ CUDA_TEST_CASE("cuda copy: strided, broadcast and negative-stride views, all dty
   };
   std::vector<View> views = {
       {"transpose", [](const Tensor& t) { return t.transpose(0, 2); }},
-      {"permute", [](const Tensor& t) { return t.permute({1, 2, 0}); }},
+      {"permute",
+       [](const Tensor& t) {
+         return t.permute({1, 2, 0});
+       }},
       {"step slice", [](const Tensor& t) { return t.slice(1, 1, 6, 2); }},
       {"narrow", [](const Tensor& t) { return t.narrow(2, 3, 3); }},
       {"select", [](const Tensor& t) { return t.select(1, 4); }},
-      {"broadcast", [](const Tensor& t) { return t.select(0, 1).select(0, 2).unsqueeze(0).expand({4, 7}); }},
-      {"flip", [](const Tensor& t) { return flip(t, {0, 2}); }},
+      {"broadcast",
+       [](const Tensor& t) {
+         return t.select(0, 1).select(0, 2).unsqueeze(0).expand({4, 7});
+       }},
+      {"flip",
+       [](const Tensor& t) {
+         return flip(t, {0, 2});
+       }},
       {"flip of transpose", [](const Tensor& t) { return flip(t.transpose(1, 2), {1}); }},
   };
   for (auto& v : views) {
@@ -214,9 +223,14 @@ CUDA_TEST_CASE("cuda copy: dense casts between floating dtypes, with tails and m
   for (int64_t n : {1, 7, 8, 9, 1000003}) {
     Tensor h = mul(rnd({n}, 5, DType::f64), 1e3);
     if (n > 8) {
-      std::vector<double> special = {1.0 + 1.0 / 256, -(1.0 + 3.0 / 256), 1e-40, 3.5e38, 1e300,
+      std::vector<double> special = {1.0 + 1.0 / 256,
+                                     -(1.0 + 3.0 / 256),
+                                     1e-40,
+                                     3.5e38,
+                                     1e300,
                                      std::numeric_limits<double>::infinity(),
-                                     std::numeric_limits<double>::quiet_NaN(), -0.0};
+                                     std::numeric_limits<double>::quiet_NaN(),
+                                     -0.0};
       h.slice(0, 0, 8, 1).copy_(from_vector<double>(special, {8}));
     }
     for (DType src : {DType::f32, DType::f64, DType::bf16}) {
@@ -250,18 +264,18 @@ CUDA_TEST_CASE("cuda fill: every dtype, contiguous and strided") {
 
 CUDA_TEST_CASE("cuda cat / stack / pad / flip / clone match the CPU, with gradients") {
   Tensor a = rnd({3, 4, 5}, 5), b = rnd({3, 2, 5}, 6), c = rnd({3, 7, 5}, 7);
-  check_graph("cat dim 1", [](const std::vector<Tensor>& x) { return cat({x[0], x[1], x[2]}, 1); }, {a, b, c},
-              tol(DType::f32));
-  check_graph("stack", [](const std::vector<Tensor>& x) { return stack({x[0], x[0] * 2.0}, 2); }, {a},
-              tol(DType::f32));
-  check_graph("pad", [](const std::vector<Tensor>& x) { return pad(x[0], {1, 2, 0, 3}, -0.5); }, {a},
-              tol(DType::f32));
-  check_graph("flip", [](const std::vector<Tensor>& x) { return flip(x[0], {0, 2}); }, {a}, tol(DType::f32));
-  check_graph("transpose then clone", [](const std::vector<Tensor>& x) { return x[0].transpose(0, 2).clone(); },
-              {a}, tol(DType::f32));
+  check_graph("cat dim 1", {a, b, c}, tol(DType::f32), [](const std::vector<Tensor>& x) {
+    return cat({x[0], x[1], x[2]}, 1);
+  });
+  check_graph("stack", {a}, tol(DType::f32), [](const std::vector<Tensor>& x) { return stack({x[0], x[0] * 2.0}, 2); });
+  check_graph("pad", {a}, tol(DType::f32), [](const std::vector<Tensor>& x) { return pad(x[0], {1, 2, 0, 3}, -0.5); });
+  check_graph("flip", {a}, tol(DType::f32), [](const std::vector<Tensor>& x) { return flip(x[0], {0, 2}); });
+  check_graph("transpose then clone", {a}, tol(DType::f32),
+              [](const std::vector<Tensor>& x) { return x[0].transpose(0, 2).clone(); });
   Tensor h = rnd({4, 6}, 8, DType::bf16);
-  check_graph("bf16 cat", [](const std::vector<Tensor>& x) { return cat({x[0], flip(x[0], {1})}, 0); }, {h},
-              tol(DType::bf16));
+  check_graph("bf16 cat", {h}, tol(DType::bf16), [](const std::vector<Tensor>& x) {
+    return cat({x[0], flip(x[0], {1})}, 0);
+  });
 }
 
 #endif  // MINIMA_HAS_CUDA

@@ -8,7 +8,6 @@
 #include <random>
 
 #include "kernels/cuda/bn_plan.h"
-
 #include "nn/models.h"
 #include "tests/cuda/cuda_test_util.h"
 
@@ -98,23 +97,22 @@ CUDA_TEST_CASE("cuda pooling matches the CPU: max, avg (with and without padding
     };
     for (P p : {P{2, 2, 0}, P{3, 2, 1}, P{3, 1, 1}, P{2, 3, 1}, P{1, 1, 0}}) {
       std::string w = str(dtype_name(t), " k", p.k, " s", p.s, " p", p.pad);
-      check_graph("max_pool2d " + w,
-                  [&](const std::vector<Tensor>& v) { return max_pool2d(v[0], p.k, p.s, p.pad); }, {x}, tol(t));
-      check_graph("avg_pool2d " + w,
-                  [&](const std::vector<Tensor>& v) { return avg_pool2d(v[0], p.k, p.s, p.pad, true); }, {x}, tol(t));
-      check_graph("avg_pool2d (count_include_pad off) " + w,
-                  [&](const std::vector<Tensor>& v) { return avg_pool2d(v[0], p.k, p.s, p.pad, false); }, {x},
-                  tol(t));
+      check_graph("max_pool2d " + w, {x}, tol(t),
+                  [&](const std::vector<Tensor>& v) { return max_pool2d(v[0], p.k, p.s, p.pad); });
+      check_graph("avg_pool2d " + w, {x}, tol(t),
+                  [&](const std::vector<Tensor>& v) { return avg_pool2d(v[0], p.k, p.s, p.pad, true); });
+      check_graph("avg_pool2d (count_include_pad off) " + w, {x}, tol(t),
+                  [&](const std::vector<Tensor>& v) { return avg_pool2d(v[0], p.k, p.s, p.pad, false); });
     }
     for (auto [oh, ow] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 4}, {5, 3}, {11, 9}, {7, 2}}) {
-      check_graph(str("adaptive_avg_pool2d ", dtype_name(t), " -> ", oh, "x", ow),
-                  [&](const std::vector<Tensor>& v) { return adaptive_avg_pool2d(v[0], oh, ow); }, {x}, tol(t));
+      check_graph(str("adaptive_avg_pool2d ", dtype_name(t), " -> ", oh, "x", ow), {x}, tol(t),
+                  [&](const std::vector<Tensor>& v) { return adaptive_avg_pool2d(v[0], oh, ow); });
     }
   }
   // Max pooling's recorded winners equal the CPU's (ties: the first; NaN: the NaN).
   Tensor ties = mul(rnd({2, 2, 8, 8}, 112), 1.2).to(DType::i64).to(DType::f32);
-  check_graph("max_pool2d with ties", [](const std::vector<Tensor>& v) { return max_pool2d(v[0], 3, 2, 1); }, {ties},
-              tol(DType::f32));
+  check_graph("max_pool2d with ties", {ties}, tol(DType::f32),
+              [](const std::vector<Tensor>& v) { return max_pool2d(v[0], 3, 2, 1); });
 }
 
 // Batch norm on one shape and dtype against the CPU: training with running statistics, training
@@ -125,23 +123,21 @@ static void check_batch_norm(const Shape& s, DType t) {
   Tensor w = rnd({C}, 114, t), b = rnd({C}, 115, t);
   Tensor rm_c = rnd({C}, 116, t), rv_c = rnd_pos({C}, 117, t);
   Tensor rm_g = rm_c.to(kGpu), rv_g = rv_c.to(kGpu);
-  check_graph(str("batch_norm train ", dtype_name(t), " ", s),
-              [&](const std::vector<Tensor>& v) {
+  check_graph(str("batch_norm train ", dtype_name(t), " ", s), {x, w, b},
+              {tol(t), true, t == DType::f32 ? 1e-4 : tol(t)}, [&](const std::vector<Tensor>& v) {
                 bool cpu = v[0].device().is_cpu();
                 return batch_norm(v[0], v[1], v[2], cpu ? rm_c : rm_g, cpu ? rv_c : rv_g, true, 0.1, 1e-5);
-              },
-              {x, w, b}, tol(t), true, t == DType::f32 ? 1e-4 : tol(t));
+              });
   expect_close(rm_g.cpu(), rm_c, tol(t), "running mean");
   expect_close(rv_g.cpu(), rv_c, tol(t), "running var");
-  check_graph(str("batch_norm train without affine ", dtype_name(t), " ", s),
-              [&](const std::vector<Tensor>& v) { return batch_norm(v[0], Tensor(), Tensor(), Tensor(), Tensor(), true); },
-              {x}, tol(t), true, t == DType::f32 ? 1e-4 : tol(t));
-  check_graph(str("batch_norm eval ", dtype_name(t), " ", s),
-              [&](const std::vector<Tensor>& v) {
-                bool cpu = v[0].device().is_cpu();
-                return batch_norm(v[0], v[1], v[2], cpu ? rm_c : rm_g, cpu ? rv_c : rv_g, false);
-              },
-              {x, w, b}, tol(t));
+  check_graph(str("batch_norm train without affine ", dtype_name(t), " ", s), {x},
+              {tol(t), true, t == DType::f32 ? 1e-4 : tol(t)}, [&](const std::vector<Tensor>& v) {
+                return batch_norm(v[0], Tensor(), Tensor(), Tensor(), Tensor(), true);
+              });
+  check_graph(str("batch_norm eval ", dtype_name(t), " ", s), {x, w, b}, tol(t), [&](const std::vector<Tensor>& v) {
+    bool cpu = v[0].device().is_cpu();
+    return batch_norm(v[0], v[1], v[2], cpu ? rm_c : rm_g, cpu ? rv_c : rv_g, false);
+  });
   NoGradGuard ng;  // evaluation without autograd: the fused kernel
   expect_close(batch_norm(x.to(kGpu), w.to(kGpu), b.to(kGpu), rm_g, rv_g, false).cpu(),
                batch_norm(x, w, b, rm_c, rv_c, false), tol(t), "batch_norm eval (fused)");
@@ -151,8 +147,8 @@ CUDA_TEST_CASE("cuda batch_norm: training (running stats) and evaluation, with g
   for (DType t : {DType::f32, DType::bf16, DType::f64}) {
     // Planes of 64 values take the 16-byte normalize kernels (of 4: float32 and float64 only, a
     // bfloat16 pack holds 8); planes of 35, 1023 and 1 the elementwise loop.
-    for (const Shape& s : {Shape{4, 3, 5, 7}, Shape{16, 5}, Shape{2, 64, 33, 31}, Shape{64, 3, 1, 1},
-                           Shape{8, 6, 8, 8}, Shape{5, 4, 2, 2}})
+    for (const Shape& s : {Shape{4, 3, 5, 7}, Shape{16, 5}, Shape{2, 64, 33, 31}, Shape{64, 3, 1, 1}, Shape{8, 6, 8, 8},
+                           Shape{5, 4, 2, 2}})
       check_batch_norm(s, t);
   }
 }
@@ -166,13 +162,13 @@ CUDA_TEST_CASE("cuda batch_norm, persistent kernel (--bn persistent): matches th
     // several rounds of one chunk each (2x300x4x4); channels of several chunks each, in several
     // rounds with a short last round and a short last chunk (64x64x32x32); planes that do not hold
     // whole packs fall back to the passes (planes of 35; planes of 4 in bfloat16).
-    for (const Shape& s : {Shape{8, 6, 8, 8}, Shape{2, 300, 4, 4}, Shape{64, 64, 32, 32}, Shape{4, 3, 5, 7},
-                           Shape{5, 4, 2, 2}}) {
+    for (const Shape& s :
+         {Shape{8, 6, 8, 8}, Shape{2, 300, 4, 4}, Shape{64, 64, 32, 32}, Shape{4, 3, 5, 7}, Shape{5, 4, 2, 2}}) {
       const int64_t before = cuda::batch_norm_persistent_calls();
       check_batch_norm(s, t);
       const bool whole_packs = (s[2] * s[3]) % pack == 0;
-      CHECK_MESSAGE((cuda::batch_norm_persistent_calls() > before) == whole_packs,
-                    "persistent path taken for ", dtype_name(t), " ", s, ": expected ", whole_packs);
+      CHECK_MESSAGE((cuda::batch_norm_persistent_calls() > before) == whole_packs, "persistent path taken for ",
+                    dtype_name(t), " ", s, ": expected ", whole_packs);
     }
   }
   // Deterministic: the same chunks, summed in the same order, every run.
@@ -193,29 +189,27 @@ CUDA_TEST_CASE("cuda log_softmax, softmax, cross_entropy and nll_loss, with grad
     for (const Shape& s : {Shape{7, 10}, Shape{3, 2000}, Shape{130, 1}, Shape{4, 5, 6}}) {
       Tensor x = mul(rnd(s, 121, t), 4.0);
       for (int64_t d = 0; d < int64_t(s.size()); ++d) {
-        check_graph(str("log_softmax ", dtype_name(t), " ", s, " dim ", d),
-                    [&](const std::vector<Tensor>& v) { return log_softmax(v[0], d); }, {x}, tol(t));
-        check_graph(str("log_softmax of a transposed view ", dtype_name(t), " ", s, " dim ", d),
-                    [&](const std::vector<Tensor>& v) { return log_softmax(v[0].transpose(0, -1), d); }, {x}, tol(t));
+        check_graph(str("log_softmax ", dtype_name(t), " ", s, " dim ", d), {x}, tol(t),
+                    [&](const std::vector<Tensor>& v) { return log_softmax(v[0], d); });
+        check_graph(str("log_softmax of a transposed view ", dtype_name(t), " ", s, " dim ", d), {x}, tol(t),
+                    [&](const std::vector<Tensor>& v) { return log_softmax(v[0].transpose(0, -1), d); });
       }
-      check_graph(str("softmax ", dtype_name(t), " ", s),
-                  [&](const std::vector<Tensor>& v) { return softmax(v[0], -1); }, {x}, tol(t));
+      check_graph(str("softmax ", dtype_name(t), " ", s), {x}, tol(t),
+                  [&](const std::vector<Tensor>& v) { return softmax(v[0], -1); });
     }
     for (int64_t C : {10, 100, 1500}) {
       Tensor logits = mul(rnd({33, C}, 122, t), 3.0);
       Tensor target = argmax(rnd({33, C}, 123), 1);
-      check_graph(str("cross_entropy ", dtype_name(t), " C=", C),
-                  [&](const std::vector<Tensor>& v) { return cross_entropy(v[0], v[1]); }, {logits, target}, tol(t));
-      check_graph(str("nll_loss ", dtype_name(t), " C=", C),
-                  [&](const std::vector<Tensor>& v) { return nll_loss(log_softmax(v[0], 1), v[1]); },
-                  {logits, target}, tol(t));
+      check_graph(str("cross_entropy ", dtype_name(t), " C=", C), {logits, target}, tol(t),
+                  [&](const std::vector<Tensor>& v) { return cross_entropy(v[0], v[1]); });
+      check_graph(str("nll_loss ", dtype_name(t), " C=", C), {logits, target}, tol(t),
+                  [&](const std::vector<Tensor>& v) { return nll_loss(log_softmax(v[0], 1), v[1]); });
     }
   }
   Tensor x = rnd({20, 10}, 124), y = mul(abs(rnd({20, 10}, 125)), 0.3);
-  check_graph("binary_cross_entropy_with_logits",
-              [](const std::vector<Tensor>& v) { return binary_cross_entropy_with_logits(v[0], v[1]); }, {x, y},
-              tol(DType::f32));
-  check_graph("mse_loss", [](const std::vector<Tensor>& v) { return mse_loss(v[0], v[1]); }, {x, y}, tol(DType::f32));
+  check_graph("binary_cross_entropy_with_logits", {x, y}, tol(DType::f32),
+              [](const std::vector<Tensor>& v) { return binary_cross_entropy_with_logits(v[0], v[1]); });
+  check_graph("mse_loss", {x, y}, tol(DType::f32), [](const std::vector<Tensor>& v) { return mse_loss(v[0], v[1]); });
 }
 
 CUDA_TEST_CASE("cuda bad targets and indices raise the CPU backend's errors") {
@@ -264,8 +258,8 @@ CUDA_TEST_CASE("cuda bad targets and indices raise the CPU backend's errors") {
                          doctest::Contains("index 9 at position 1 is out of range for dim 0 of size 6"), Error);
     expect_equal(acc.cpu(), before, "index_add output after a bad index");
     Tensor sidx = from_vector<int64_t>({0, 1, 2, 3, 4, 5, 0, 1, 2, 3}, {2, 5}).to(kGpu);
-    CHECK_THROWS_WITH_AS(backend_for(kGpu).scatter_add(acc, 1, sidx, src),
-                         doctest::Contains("index 5 at position 5"), Error);
+    CHECK_THROWS_WITH_AS(backend_for(kGpu).scatter_add(acc, 1, sidx, src), doctest::Contains("index 5 at position 5"),
+                         Error);
     expect_equal(acc.cpu(), before, "scatter_add output after a bad index");
   }
   // An empty result still checks its index.
@@ -286,25 +280,24 @@ CUDA_TEST_CASE("cuda index_select / gather and their accumulating gradients (ind
       Tensor x = rnd({5, 7, 4}, 131, t);
       Tensor idx = from_vector<int64_t>({3, 0, 3, 3, 6, 1, 0}, {7});  // repeated indices
       std::string m = str(dtype_name(t), det ? " deterministic" : " atomics");
-      check_graph("index_select dim 1 " + m,
-                  [&](const std::vector<Tensor>& v) { return index_select(v[0], 1, v[1]); }, {x, idx}, tol(t));
+      check_graph("index_select dim 1 " + m, {x, idx}, tol(t),
+                  [&](const std::vector<Tensor>& v) { return index_select(v[0], 1, v[1]); });
       Tensor idx0 = from_vector<int64_t>({4, 4, 0, 2}, {4});
-      check_graph("index_select dim 0 " + m,
-                  [&](const std::vector<Tensor>& v) { return index_select(v[0], 0, v[1]); }, {x, idx0}, tol(t));
-      check_graph("index_select of a strided view " + m,
-                  [&](const std::vector<Tensor>& v) { return index_select(v[0].transpose(0, 2), 2, v[1]); }, {x, idx0},
-                  tol(t));
+      check_graph("index_select dim 0 " + m, {x, idx0}, tol(t),
+                  [&](const std::vector<Tensor>& v) { return index_select(v[0], 0, v[1]); });
+      check_graph("index_select of a strided view " + m, {x, idx0}, tol(t),
+                  [&](const std::vector<Tensor>& v) { return index_select(v[0].transpose(0, 2), 2, v[1]); });
       // Every row of the index repeats one position: gather's gradient adds into it six times. With
       // bfloat16 atomics each add rounds to bfloat16 in whatever order the hardware applies them,
       // so the sum may differ from the CPU's in-order sum by a few bfloat16 steps (up to 2.7x the
       // usual tolerance over all 720 orders of this case's values).
       Tensor gidx = argmax(rnd({5, 7, 4}, 132), 1).unsqueeze(1).expand({5, 6, 4}).contiguous();
       const double gather_grad_tol = t == DType::bf16 && !det ? 6e-2 : tol(t);
-      check_graph("gather dim 1 " + m, [&](const std::vector<Tensor>& v) { return gather(v[0], 1, v[1]); },
-                  {x, gidx}, tol(t), true, gather_grad_tol);
+      check_graph("gather dim 1 " + m, {x, gidx}, {tol(t), true, gather_grad_tol},
+                  [&](const std::vector<Tensor>& v) { return gather(v[0], 1, v[1]); });
       Tensor gidx2 = argmax(rnd({3, 7, 4}, 133), 0).unsqueeze(0).expand({2, 7, 4}).contiguous();
-      check_graph("gather dim 0 " + m, [&](const std::vector<Tensor>& v) { return gather(v[0], 0, v[1]); },
-                  {x, gidx2}, tol(t));
+      check_graph("gather dim 0 " + m, {x, gidx2}, tol(t),
+                  [&](const std::vector<Tensor>& v) { return gather(v[0], 0, v[1]); });
     }
     // Integer tensors take the ordered path whatever the mode.
     Tensor xi = mul(rnd({6, 5}, 134), 10.0).to(DType::i64);
@@ -389,13 +382,13 @@ std::vector<Tensor> cnn_step(Device dev) {
   for (Tensor* t : {&w1, &w2, &gamma, &beta, &table}) t->requires_grad_(true);
   Tensor target = from_vector<int64_t>({0, 3, 9, 1, 1, 7, 2, 5}, {8}).to(dev);
   Tensor ids = from_vector<int64_t>({3, 3, 7, 0, 19, 3, 7, 7}, {8}).to(dev);
-  Tensor h = relu(batch_norm(conv2d(x, w1, Tensor(), Conv2dParams{1, 1, 1, 1, 1, 1, 1}), gamma, beta, Tensor(),
-                             Tensor(), true));
-  h = max_pool2d(h, 3, 2, 1);                                      // [8, 6, 6, 6]
-  h = adaptive_avg_pool2d(h, 3, 3).flatten(1);                     // [8, 54]
-  Tensor emb = index_select(table, 0, ids);                        // [8, 6]
+  Tensor h = relu(
+      batch_norm(conv2d(x, w1, Tensor(), Conv2dParams{1, 1, 1, 1, 1, 1, 1}), gamma, beta, Tensor(), Tensor(), true));
+  h = max_pool2d(h, 3, 2, 1);                   // [8, 6, 6, 6]
+  h = adaptive_avg_pool2d(h, 3, 3).flatten(1);  // [8, 54]
+  Tensor emb = index_select(table, 0, ids);     // [8, 6]
   Tensor cols = from_vector<int64_t>({0, 3, 5, 1, 1, 2, 2, 5}, {8, 1}).to(dev);
-  Tensor picked = gather(emb, 1, cols);                            // [8, 1]
+  Tensor picked = gather(emb, 1, cols);  // [8, 1]
   // The picked value is weighted per class: a term added equally to every logit would leave the
   // softmax unchanged and give table a gradient that is zero up to rounding.
   Tensor logits = add(matmul(h, w2.t()), mul(picked, arange(10, TensorOptions(DType::f32, dev))));

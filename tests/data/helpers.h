@@ -1,8 +1,8 @@
 // tests/data/helpers.h: scratch directories and writers of small files in the datasets' exact
 // on-disk formats (IDX, gzip, CIFAR binary records) for the data tests.
 #pragma once
-#include <doctest/doctest.h>
 #include <dirent.h>
+#include <doctest/doctest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>

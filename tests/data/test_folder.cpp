@@ -30,8 +30,8 @@ using testdata::error_of;
 #ifdef MINIMA_HAS_STB
 namespace {
 
-const std::vector<std::string> kCinicClasses = {"airplane", "automobile", "bird", "cat", "deer",
-                                                "dog", "frog", "horse", "ship", "truck"};
+const std::vector<std::string> kCinicClasses = {"airplane", "automobile", "bird",  "cat",  "deer",
+                                                "dog",      "frog",       "horse", "ship", "truck"};
 
 // HWC RGB pixels of a w x h image, deterministic per salt.
 std::vector<uint8_t> rgb(int w, int h, uint32_t salt) { return testdata::pattern(size_t(w * h * 3), salt); }
@@ -158,8 +158,10 @@ TEST_CASE("cinic10: a read-only data directory puts the caches in the user cache
   o.threads = 2;
   Splits s = load_dataset("cinic10", t.dir, o);
   ::chmod(t.dir.c_str(), 0755);
-  if (old) ::setenv("XDG_CACHE_HOME", saved.c_str(), 1);
-  else ::unsetenv("XDG_CACHE_HOME");
+  if (old)
+    ::setenv("XDG_CACHE_HOME", saved.c_str(), 1);
+  else
+    ::unsetenv("XDG_CACHE_HOME");
   CHECK(s.train.size() == 20);
   CHECK(!is_dir(t.dir + "/.minima-cache"));
   auto entries = list_dir(xdg + "/minima");
@@ -215,7 +217,7 @@ struct ImagenetTree {
     std::string map;
     for (int k = 0; k < 1000; ++k) map += name(k) + " some class, its synonyms\n";
     testdata::write_file(dir + "/LOC_synset_mapping.txt", std::vector<uint8_t>(map.begin(), map.end()));
-    const int ranges[9][2] = {{151, 268}, {281, 285}, {30, 32}, {33, 37}, {80, 100},
+    const int ranges[9][2] = {{151, 268}, {281, 285}, {30, 32},   {33, 37},  {80, 100},
                               {365, 382}, {389, 397}, {118, 121}, {300, 319}};
     for (const char* split : {"train", "val"}) {
       for (const auto& r : ranges)
@@ -240,9 +242,9 @@ TEST_CASE("restricted-imagenet: superclasses by class index ranges, JPEG decodin
     int cls, w, h;
     uint8_t r, g, b;
   };
-  const Img imgs[] = {{151, 80, 60, 200, 30, 40},  {268, 64, 64, 10, 220, 30},  {281, 50, 90, 90, 90, 200},
-                      {30, 70, 70, 250, 250, 5},   {319, 100, 40, 5, 5, 5},     {150, 64, 64, 1, 2, 3},
-                      {269, 64, 64, 1, 2, 3},      {500, 64, 64, 1, 2, 3}};
+  const Img imgs[] = {{151, 80, 60, 200, 30, 40}, {268, 64, 64, 10, 220, 30}, {281, 50, 90, 90, 90, 200},
+                      {30, 70, 70, 250, 250, 5},  {319, 100, 40, 5, 5, 5},    {150, 64, 64, 1, 2, 3},
+                      {269, 64, 64, 1, 2, 3},     {500, 64, 64, 1, 2, 3}};
   const int want_label[] = {0, 0, 1, 2, 8, -1, -1, -1};  // dog, dog, cat, frog, insect; 150/269/500 excluded
   for (const Img& m : imgs) {
     std::vector<uint8_t> px(size_t(m.w * m.h * 3));

@@ -24,8 +24,7 @@ struct IdxFixture {
     write("train-images-idx3-ubyte", testdata::idx_bytes({uint32_t(ntrain), uint32_t(h), uint32_t(w)}, train_px),
           gz_train);
     write("train-labels-idx1-ubyte", testdata::idx_bytes({uint32_t(ntrain)}, train_y), gz_train);
-    write("t10k-images-idx3-ubyte", testdata::idx_bytes({uint32_t(ntest), uint32_t(h), uint32_t(w)}, test_px),
-          gz_test);
+    write("t10k-images-idx3-ubyte", testdata::idx_bytes({uint32_t(ntest), uint32_t(h), uint32_t(w)}, test_px), gz_test);
     write("t10k-labels-idx1-ubyte", testdata::idx_bytes({uint32_t(ntest)}, test_y), gz_test);
   }
   void write(const std::string& name, const std::vector<uint8_t>& raw, bool gz) {
@@ -156,8 +155,7 @@ TEST_CASE("idx: wrong magic, truncation, trailing bytes and bad labels name the 
 TEST_CASE("idx: truncated and corrupt gzip files are reported with their compressed offset") {
   IdxFixture f;
   const std::string gz = f.dir / "train-images-idx3-ubyte.gz";
-  auto good = testdata::gzip_bytes(
-      testdata::idx_bytes({uint32_t(f.ntrain), uint32_t(f.h), uint32_t(f.w)}, f.train_px));
+  auto good = testdata::gzip_bytes(testdata::idx_bytes({uint32_t(f.ntrain), uint32_t(f.h), uint32_t(f.w)}, f.train_px));
   SUBCASE("truncated") {
     auto b = good;
     b.resize(b.size() / 2);

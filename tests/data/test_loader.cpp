@@ -70,8 +70,8 @@ TEST_CASE("loader: every sample once per epoch, seeded order, last-batch policy"
   std::vector<int64_t> sorted = a.order();
   std::sort(sorted.begin(), sorted.end());
   for (int64_t i = 0; i < d.size(); ++i) CHECK(sorted[size_t(i)] == i);  // a permutation
-  CHECK(a.order() == b.order());                                           // same seed, same order
-  CHECK(a.order() != c.order());                                           // another seed
+  CHECK(a.order() == b.order());                                         // same seed, same order
+  CHECK(a.order() != c.order());                                         // another seed
   auto e0 = a.order();
   a.start_epoch(1);
   CHECK(a.order() != e0);  // a new order each epoch
@@ -151,9 +151,7 @@ TEST_CASE("augment: crops stay inside the padded image, offsets and flips are un
             for (int64_t yy = 0; yy < H && ok; ++yy)
               for (int64_t xx = 0; xx < W && ok; ++xx) {
                 int64_t xs = fl ? W - 1 - xx : xx, sy = yy + dy, sx = xs + dx;
-                int want = (sy < 0 || sy >= H || sx < 0 || sx >= W)
-                               ? 0
-                               : int(1 + sy * W + sx + (i % 3) * 64);
+                int want = (sy < 0 || sy >= H || sx < 0 || sx >= W) ? 0 : int(1 + sy * W + sx + (i % 3) * 64);
                 ok = raw[size_t(yy * W + xx)] == want;
               }
             if (ok) {
@@ -164,7 +162,7 @@ TEST_CASE("augment: crops stay inside the padded image, offsets and flips are un
             }
           }
       REQUIRE(matches >= 1);  // every output is a crop of the zero-padded (and maybe flipped) image
-      if (matches > 1) {       // a crop that shows only padding cannot be told apart; none here
+      if (matches > 1) {      // a crop that shows only padding cannot be told apart; none here
         ++ambiguous;
         continue;
       }
@@ -251,7 +249,8 @@ TEST_CASE("loader: float32 images are normalized by the dataset constants") {
   auto v = x.to_vector<float>();
   auto src = d.images.to_vector<float>();
   for (size_t k = 0; k < v.size(); ++k) CHECK(v[k] == doctest::Approx((src[k] - 0.25) / 0.5).epsilon(1e-6));
-  CHECK(testdata::contains(testdata::error_of([&] { Loader(d, 2, false, 0, {}, false, Device::cpu(), Normalize::per_image); }),
+  CHECK(testdata::contains(testdata::error_of(
+                               [&] { Loader(d, 2, false, 0, {}, false, Device::cpu(), Normalize::per_image); }),
                            "uint8"));
 }
 
@@ -260,6 +259,5 @@ TEST_CASE("loader: bad arguments are refused with a reason") {
   CHECK(testdata::contains(testdata::error_of([&] { Loader(d, 0, false, 0); }), "batch size"));
   CHECK(testdata::contains(testdata::error_of([&] { Loader(d, 8, false, 0, {}, true); }), "fewer than one batch"));
   if (!cuda_available())
-    CHECK(testdata::contains(testdata::error_of([&] { Loader(d, 2, false, 0, {}, false, Device::cuda()); }),
-                             "CUDA"));
+    CHECK(testdata::contains(testdata::error_of([&] { Loader(d, 2, false, 0, {}, false, Device::cuda()); }), "CUDA"));
 }

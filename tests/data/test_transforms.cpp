@@ -193,7 +193,8 @@ TEST_CASE("transforms: random pixels permute each image with its own permutation
     std::vector<int64_t> sorted = p;
     std::sort(sorted.begin(), sorted.end());
     for (int64_t q = 0; q < 16; ++q) CHECK(sorted[size_t(q)] == q);  // a permutation of the positions
-    for (int64_t q = 0; q < 16; ++q) CHECK(v[size_t((i * 2 + 1) * 16 + q)] == 1 + p[size_t(q)] + 7);  // same for channel 1
+    for (int64_t q = 0; q < 16; ++q)
+      CHECK(v[size_t((i * 2 + 1) * 16 + q)] == 1 + p[size_t(q)] + 7);  // same for channel 1
     perms.insert(p);
   }
   CHECK(perms.size() == 30);  // a new permutation per image

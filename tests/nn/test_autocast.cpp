@@ -96,15 +96,15 @@ TEST_CASE("autocast: Linear and Conv2d compute in bfloat16, gradients reach the 
   // d sum(x W^T + b) / db = the batch size, exactly representable in bfloat16 sums of ones.
   for (double v : lin.bias.grad().to_vector<double>()) CHECK(v == 5.0);
   CHECK(nn::autocast(Tensor()).defined() == false);
-  CHECK_THROWS_WITH_AS(precision_from_flag("fp16"), doctest::Contains("unknown precision 'fp16' (expected fp32, or bf16"),
-                       Error);
+  CHECK_THROWS_WITH_AS(precision_from_flag("fp16"),
+                       doctest::Contains("unknown precision 'fp16' (expected fp32, or bf16"), Error);
   CHECK(precision_from_flag("bf16") == DType::bf16);
   CHECK(precision_from_flag("fp32") == DType::f32);
 }
 
 TEST_CASE("autocast: a training step in bf16 lands within bfloat16 rounding of the float32 step") {
-  for (auto [arch, chw] : std::vector<std::pair<std::string, Shape>>{{"mlp-bn", {1, 28, 28}},
-                                                                     {"smallcnn", {1, 28, 28}}}) {
+  for (auto [arch, chw] :
+       std::vector<std::pair<std::string, Shape>>{{"mlp-bn", {1, 28, 28}}, {"smallcnn", {1, 28, 28}}}) {
     CAPTURE(arch);
     StepResult f = train_step(arch, chw, DType::f32), h = train_step(arch, chw, DType::bf16);
     CHECK(f.logits_dtype == DType::f32);
@@ -124,8 +124,10 @@ TEST_CASE("autocast: a training step in bf16 lands within bfloat16 rounding of t
       CHECK(gh.dtype() == DType::f32);  // master gradients
       CHECK(h.params[i].second.dtype() == DType::f32);
       double gnorm = std::sqrt(sum(mul(gf, gf)).item());
-      if (gnorm > 1e-3 * gmax) CHECK(rel_err(gh, gf) < 0.15);
-      else CHECK(std::sqrt(sum(mul(sub(gh, gf), sub(gh, gf))).item()) < 1e-2 * gmax);
+      if (gnorm > 1e-3 * gmax)
+        CHECK(rel_err(gh, gf) < 0.15);
+      else
+        CHECK(std::sqrt(sum(mul(sub(gh, gf), sub(gh, gf))).item()) < 1e-2 * gmax);
       if (h.params[i].second.dim() >= 2) CHECK(rel_err(h.params[i].second, f.params[i].second) < 1e-2);
     }
     REQUIRE(!f.buffers.empty());

@@ -1,13 +1,13 @@
 // tests/nn/test_checkpoint.cpp: safetensors round trips (bitwise, every dtype), the file layout,
 // strict loading with all mismatches reported, and a resumed training run that ends bit-for-bit
 // where the uninterrupted run ends.
+#include <dirent.h>
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
-#include <dirent.h>
 #include <fstream>
-#include <unistd.h>
 
 #include "core/json.h"
 #include "core/ops.h"
@@ -47,7 +47,7 @@ TEST_CASE("safetensors: every dtype round-trips bitwise, with metadata, in the d
   Tensor u8 = randint({6}, 256, g).to(DType::u8);
   Tensor scalar = full({}, 42.0, DType::i64);
   Tensor strided = randn({4, 6}, g).t();  // non-contiguous: written in logical order
-  NamedTensors ts{{"a.f32", f32}, {"b.f64", f64}, {"c.bf16", bf}, {"d.i64", i64},
+  NamedTensors ts{{"a.f32", f32}, {"b.f64", f64},       {"c.bf16", bf},        {"d.i64", i64},
                   {"e.u8", u8},   {"f.scalar", scalar}, {"g.strided", strided}};
   std::string path = tmp_path("dtypes.safetensors");
   save_safetensors(path, ts, {{"arch", "test"}, {"note", "quotes \" and \\ survive"}});
@@ -174,10 +174,11 @@ namespace {
 std::shared_ptr<Sequential> tiny_net(Generator& g, std::shared_ptr<Generator> drop) {
   Conv2dOptions same;
   same.padding = 1;
-  return std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
-      std::make_shared<Conv2d>(1, 4, 3, g, same), std::make_shared<BatchNorm2d>(4), std::make_shared<ReLU>(),
-      std::make_shared<MaxPool2d>(2), std::make_shared<Flatten>(), std::make_shared<Dropout>(0.3, drop),
-      std::make_shared<Linear>(4 * 4 * 4, 5, g)});
+  return std::make_shared<Sequential>(
+      std::vector<std::shared_ptr<Module>>{std::make_shared<Conv2d>(1, 4, 3, g, same), std::make_shared<BatchNorm2d>(4),
+                                           std::make_shared<ReLU>(), std::make_shared<MaxPool2d>(2),
+                                           std::make_shared<Flatten>(), std::make_shared<Dropout>(0.3, drop),
+                                           std::make_shared<Linear>(4 * 4 * 4, 5, g)});
 }
 
 // Runs steps [from, to) of a fixed training recipe; the data comes from `data`.
@@ -253,7 +254,8 @@ void resume_equals_uninterrupted(bool adam) {
 
   // A checkpoint of the other optimizer type is refused with a clear message.
   optim::SGD other(net3->parameters(), optim::SGDOptions{});
-  if (adam) CHECK_THROWS_WITH_AS(load_checkpoint(path, *net3, other, st3), doctest::Contains("saved optimizer is adam"), Error);
+  if (adam)
+    CHECK_THROWS_WITH_AS(load_checkpoint(path, *net3, other, st3), doctest::Contains("saved optimizer is adam"), Error);
   // The weights part of a training checkpoint loads on its own (optimizer entries ignored).
   CHECK_NOTHROW(load_weights(path, *net3));
   std::remove(path.c_str());

@@ -1,7 +1,6 @@
 // tests/nn/test_commands.cpp: the `minima models` and `minima eval` commands, run as a user runs
 // them (the built binary), checked against the library computing the same figures in-process.
 #include <doctest/doctest.h>
-
 #include <unistd.h>
 
 #include <cstdio>
@@ -9,10 +8,10 @@
 
 // The data headers come first: data/augment.h calls sqrt unqualified, which core/ops.h's
 // minima::sqrt(Tensor) would hide.
-#include "data/dataset.h"
-#include "data/loader.h"
 #include "core/json.h"
 #include "core/ops.h"
+#include "data/dataset.h"
+#include "data/loader.h"
 #include "nn/checkpoint.h"
 #include "nn/models.h"
 

@@ -32,7 +32,11 @@ std::shared_ptr<nn::Module> constant_mlp(double a, double b) {
 TEST_CASE("complexity measures of a constant two-layer network match their closed forms") {
   double a = 0.5, b = 0.25;
   auto m = constant_mlp(a, b);
-  nn::Complexity c = nn::complexity_measures(*m, [] { Generator g(9); return nn::make_model("mlp1x512", {1, 2, 2}, 3, g); },
+  nn::Complexity c = nn::complexity_measures(*m,
+                                             [] {
+                                               Generator g(9);
+                                               return nn::make_model("mlp1x512", {1, 2, 2}, 3, g);
+                                             },
                                              {1, 2, 2});
   CHECK(c.frobenius_sq == doctest::Approx(512 * 4 * a * a + 3 * 512 * b * b).epsilon(1e-9));
   // A constant m x n matrix has one non-zero singular value, its value times sqrt(m n).
@@ -71,7 +75,10 @@ TEST_CASE("batch norm is folded into the preceding convolution for the spectral 
   // per folded layer; scaling a BN's weight by 4 multiplies the product by 4.
   Generator g(2);
   auto m = nn::make_model("smallcnn", {1, 8, 8}, 3, g);
-  auto fresh = [] { Generator g2(2); return nn::make_model("smallcnn", {1, 8, 8}, 3, g2); };
+  auto fresh = [] {
+    Generator g2(2);
+    return nn::make_model("smallcnn", {1, 8, 8}, 3, g2);
+  };
   double before = nn::complexity_measures(*m, fresh, {1, 8, 8}).log10_spectral_product;
   {
     NoGradGuard ng;
@@ -87,7 +94,10 @@ TEST_CASE("path norms of a deep network stay finite (computed in float64)") {
   // computed in float32 its path network overflowed to infinity. The measure runs it in float64.
   Generator g(5);
   auto m = nn::make_model("densenet40", {3, 32, 32}, 10, g);
-  auto fresh = [] { Generator g2(5); return nn::make_model("densenet40", {3, 32, 32}, 10, g2); };
+  auto fresh = [] {
+    Generator g2(5);
+    return nn::make_model("densenet40", {3, 32, 32}, 10, g2);
+  };
   nn::Complexity c = nn::complexity_measures(*m, fresh, {3, 32, 32});
   CHECK(std::isfinite(c.l1_path_norm));
   CHECK(c.l1_path_norm > 1e37);
@@ -104,7 +114,10 @@ TEST_CASE("path norms carry the scale of batch norms without affine parameters")
   // norms by 4 (l2: the p = 2 network sees 16, and its square root 4).
   Generator g(4);
   auto m = nn::make_model("inception-small", {3, 8, 8}, 10, g);
-  auto fresh = [] { Generator g2(4); return nn::make_model("inception-small", {3, 8, 8}, 10, g2); };
+  auto fresh = [] {
+    Generator g2(4);
+    return nn::make_model("inception-small", {3, 8, 8}, 10, g2);
+  };
   nn::Complexity before = nn::complexity_measures(*m, fresh, {3, 8, 8});
   {
     NoGradGuard ng;

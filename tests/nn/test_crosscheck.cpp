@@ -6,7 +6,6 @@
 // logits, and the full state (weights and BN buffers) after five SGD steps with momentum and
 // weight decay. Skipped, with the reason printed, when python3 cannot import torch.
 #include <doctest/doctest.h>
-
 #include <unistd.h>
 
 #include <cstdio>
@@ -157,7 +156,8 @@ void crosscheck(const std::string& arch, const Shape& in_chw, int64_t batch, boo
     check_close(r64, "after_sgd", 1e-7);
     CHECK(r64.at("num_batches_tracked_equal").as_bool());
   }
-  if (std::getenv("MINIMA_KEEP_CROSSCHECK") == nullptr) std::system(("rm -rf " + base + "_f32 " + base + "_f64").c_str());
+  if (std::getenv("MINIMA_KEEP_CROSSCHECK") == nullptr)
+    std::system(("rm -rf " + base + "_f32 " + base + "_f64").c_str());
 }
 
 }  // namespace
@@ -173,15 +173,15 @@ TEST_CASE("crosscheck vs PyTorch: resnet18") { crosscheck("resnet18", {3, 32, 32
 // forward is asserted, its float32 gradients and SGD steps are reported, and float64 checks them.
 TEST_CASE("crosscheck vs PyTorch: resnet50") { crosscheck("resnet50", {3, 32, 32}, 2, false); }
 TEST_CASE("crosscheck vs PyTorch: densenet40") { crosscheck("densenet40", {3, 32, 32}, 2); }
-TEST_CASE("crosscheck vs PyTorch: densenet40 on 1x28x28 (odd pooled sizes)") { crosscheck("densenet40", {1, 28, 28}, 2); }
+TEST_CASE("crosscheck vs PyTorch: densenet40 on 1x28x28 (odd pooled sizes)") {
+  crosscheck("densenet40", {1, 28, 28}, 2);
+}
 // Zhang et al.'s networks: batch norm without affine parameters; local response normalization.
 // inception-small's float32 backward draws the same rounding lottery as resnet50's: in this batch
 // one pre-activation of blocks.4.branch1 is -1.7e-7 in float64 and +1.6e-6 in minima's float32,
 // so one ReLU passes a gradient that PyTorch's float32 (and both float64 runs) block, and the
 // gradients below it move by up to 8%. Its float32 forward is asserted, float64 checks the rest.
-TEST_CASE("crosscheck vs PyTorch: inception-small") {
-  crosscheck("inception-small", {3, 28, 28}, 2, false);
-}
+TEST_CASE("crosscheck vs PyTorch: inception-small") { crosscheck("inception-small", {3, 28, 28}, 2, false); }
 TEST_CASE("crosscheck vs PyTorch: alexnet-small") { crosscheck("alexnet-small", {3, 28, 28}, 4); }
 TEST_CASE("crosscheck vs PyTorch: alexnet-small on 1x30x30 (odd pooled sizes)") {
   crosscheck("alexnet-small", {1, 30, 30}, 2);

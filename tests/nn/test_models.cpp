@@ -6,10 +6,10 @@
 #include <optional>
 #include <set>
 
+#include "core/gradcheck.h"
 #include "core/ops.h"
 #include "nn/init.h"
 #include "nn/models.h"
-#include "core/gradcheck.h"
 
 using namespace minima;
 using namespace minima::nn;

@@ -40,7 +40,10 @@ void set_grads(const std::vector<Tensor>& ps, int k) {
 }  // namespace
 
 TEST_CASE("SGD matches torch.optim.SGD's update rule (momentum, dampening, nesterov, weight decay)") {
-  struct Cfg { double lr, mom, damp, wd; bool nest; };
+  struct Cfg {
+    double lr, mom, damp, wd;
+    bool nest;
+  };
   // Every combination the kernels compile separately: weight decay or not, momentum or not, and
   // with momentum, Nesterov or not (the first step of each is its own case too).
   for (Cfg c : {Cfg{0.1, 0, 0, 0, false}, Cfg{0.1, 0, 0, 0.01, false}, Cfg{0.1, 0.9, 0, 0, false},
