@@ -188,7 +188,7 @@ Json run_phase1(const Ctx& c, int64_t seed, int64_t R) {
     }
     csv.row({double(e + 1), opt.lr(), tr.loss, tr.acc, acc, tr.seconds});
     std::printf("phase 1 seed %lld R %lld epoch %lld/%lld | loss %.4f acc %.2f%%%s | %.0f img/s | ETA <= %s\n",
-                (long long)seed, (long long)R, (long long)(e + 1), (long long)c.adv_epochs, tr.loss, tr.acc,
+                (long long)seed, (long long)R, (long long)e + 1, (long long)c.adv_epochs, tr.loss, tr.acc,
                 check ? (" | on C (eval) " + cli::fmt(acc, 5) + "%").c_str() : "", double(tr.samples) / tr.seconds,
                 eta_text(sw.seconds(), double(e + 1 - start), double(c.adv_epochs - start)).c_str());
     std::fflush(stdout);
@@ -297,7 +297,7 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
              measure ? cx.l2_path_norm : nan, measure ? cx.l1_path_norm : nan, measure ? dist : nan,
              tr.seconds + te.seconds});
     std::printf("%s epoch %lld/%lld | loss %.4f acc %.2f%% | test %.2f%% | dist %.3f | %.0f img/s | ETA %s\n",
-                name.c_str(), (long long)(e + 1), (long long)c.epochs, tr.loss, tr.acc, te.acc, dist,
+                name.c_str(), (long long)e + 1, (long long)c.epochs, tr.loss, tr.acc, te.acc, dist,
                 double(tr.samples) / tr.seconds,
                 eta_text(sw.seconds(), double(e + 1 - start), double(c.epochs - start)).c_str());
     std::fflush(stdout);

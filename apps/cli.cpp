@@ -213,7 +213,7 @@ static std::string now_iso() {
   return buf;
 }
 
-void RunDir::write_config(const Args& a, Json extra) const {
+void RunDir::write_config(const Args& a, const Json& extra) const {
   Json j = Json::object();
   j["command"] = a.command();
   j["git_revision"] = MINIMA_GIT_REV;
@@ -242,6 +242,7 @@ MetricsCsv::MetricsCsv(const std::string& path, std::vector<std::string> columns
 
 void MetricsCsv::row(const std::vector<double>& values) {
   std::vector<std::string> s;
+  s.reserve(values.size());
   for (double v : values) s.push_back(fmt(v, 6));
   row_mixed(s);
 }
@@ -263,7 +264,7 @@ std::string fmt(double v, int prec) {
 
 std::string format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
-  int64_t t = int64_t(s + 0.5);
+  int64_t t = std::llround(s);
   char buf[32];
   if (t >= 3600)
     std::snprintf(buf, sizeof buf, "%lldh%02lldm", (long long)(t / 3600), (long long)(t % 3600 / 60));

@@ -74,7 +74,7 @@ class RunDir {
   const std::string& path() const { return dir_; }
   std::string file(const std::string& name) const { return dir_ + "/" + name; }
   // config.json: the command, every flag, the git revision and the time.
-  void write_config(const Args& a, Json extra = Json::object()) const;
+  void write_config(const Args& a, const Json& extra = Json::object()) const;
   void write_summary(const Json& j) const;
   void write_json(const std::string& name, const Json& j) const;
 

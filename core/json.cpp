@@ -83,7 +83,7 @@ void Json::dump_to(std::string& out, int indent, int depth) const {
   auto nl = [&](int d) {
     if (indent < 0) return;
     out += '\n';
-    out.append(size_t(d * indent), ' ');
+    out.append(size_t(d) * size_t(indent), ' ');
   };
   switch (type_) {
     case Type::Null: out += "null"; break;

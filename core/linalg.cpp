@@ -23,7 +23,9 @@ std::vector<double> matrix_values(const Tensor& A, const char* op, int64_t& m, i
   return A.detach().to_vector<double>();
 }
 
-Tensor matrix_tensor(std::vector<double> v, int64_t m, int64_t n) { return from_vector<double>(v, {m, n}, DType::f64); }
+Tensor matrix_tensor(const std::vector<double>& v, int64_t m, int64_t n) {
+  return from_vector<double>(v, {m, n}, DType::f64);
+}
 
 double dot(const double* a, const double* b, int64_t n) {
   double s = 0;

@@ -38,9 +38,7 @@ Tensor sum_to(const Tensor& g, const Shape& shape) {
   MINIMA_CHECK(lead >= 0, "sum_to: cannot reduce shape ", g.shape(), " to ", shape);
   std::vector<int64_t> dims;
   for (int64_t i = 0; i < g.dim(); ++i) {
-    if (i < lead) {
-      dims.push_back(i);
-    } else if (shape[i - lead] == 1 && g.shape()[i] != 1) {
+    if (i < lead || (shape[i - lead] == 1 && g.shape()[i] != 1)) {  // a new or a broadcast dim
       dims.push_back(i);
     } else {
       MINIMA_CHECK(shape[i - lead] == g.shape()[i], "sum_to: cannot reduce shape ", g.shape(), " to ", shape);
@@ -271,7 +269,7 @@ Tensor reduce_raw(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims
 }  // namespace
 
 Tensor sum(const Tensor& x, std::vector<int64_t> dims0, bool keepdim) {
-  auto dims = norm_dims(dims0, x.dim(), "sum");
+  auto dims = norm_dims(std::move(dims0), x.dim(), "sum");
   DType t = is_floating(x.dtype()) ? x.dtype() : DType::i64;
   Tensor out = reduce_raw(ReduceOp::Sum, as_dtype(x, t), dims, t);
   if (needs_graph({&x})) {
@@ -283,7 +281,7 @@ Tensor sum(const Tensor& x, std::vector<int64_t> dims0, bool keepdim) {
 
 Tensor mean(const Tensor& x, std::vector<int64_t> dims0, bool keepdim) {
   MINIMA_CHECK(is_floating(x.dtype()), "mean: expected a floating tensor, got ", x.dtype());
-  auto dims = norm_dims(dims0, x.dim(), "mean");
+  auto dims = norm_dims(std::move(dims0), x.dim(), "mean");
   int64_t n = 1;
   for (int64_t d : dims) n *= x.dim() ? x.shape()[d] : 1;
   return mul(sum(x, dims, keepdim), 1.0 / double(std::max<int64_t>(n, 1)));
@@ -291,7 +289,7 @@ Tensor mean(const Tensor& x, std::vector<int64_t> dims0, bool keepdim) {
 
 static Tensor minmax(const Tensor& x, std::vector<int64_t> dims0, bool keepdim, bool is_max) {
   const char* name = is_max ? "max" : "min";
-  auto dims = norm_dims(dims0, x.dim(), name);
+  auto dims = norm_dims(std::move(dims0), x.dim(), name);
   Tensor out = reduce_raw(is_max ? ReduceOp::Max : ReduceOp::Min, x, dims, x.dtype());
   if (needs_graph({&x})) {
     Tensor xd = x.detach(), od = out.detach();
@@ -305,11 +303,15 @@ static Tensor minmax(const Tensor& x, std::vector<int64_t> dims0, bool keepdim, 
   }
   return keepdim ? out : out.reshape(drop_shape(x.shape(), dims));
 }
-Tensor max(const Tensor& x, std::vector<int64_t> dims, bool keepdim) { return minmax(x, dims, keepdim, true); }
-Tensor min(const Tensor& x, std::vector<int64_t> dims, bool keepdim) { return minmax(x, dims, keepdim, false); }
+Tensor max(const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
+  return minmax(x, std::move(dims), keepdim, true);
+}
+Tensor min(const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
+  return minmax(x, std::move(dims), keepdim, false);
+}
 
 Tensor var(const Tensor& x, std::vector<int64_t> dims0, bool keepdim, int64_t correction) {
-  auto dims = norm_dims(dims0, x.dim(), "var");
+  auto dims = norm_dims(std::move(dims0), x.dim(), "var");
   int64_t n = 1;
   for (int64_t d : dims) n *= x.dim() ? x.shape()[d] : 1;
   MINIMA_CHECK(n - correction > 0, "var: ", n, " elements are too few for correction ", correction);
@@ -444,6 +446,7 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
   }
   if (needs_graph(xs)) {
     std::vector<int64_t> sizes;
+    sizes.reserve(xs.size());
     for (const auto& x : xs) sizes.push_back(x.shape()[d]);
     record(out, "cat", xs, [d, sizes](const Tensor& g) {
       std::vector<Tensor> gs;

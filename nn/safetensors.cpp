@@ -135,7 +135,8 @@ SafeTensors load_safetensors(const std::string& path) {
       }
       continue;
     }
-    auto where = [&] { return str("load_safetensors: '", path, "', tensor '", name, "': "); };
+    const std::string& tensor = name;  // a lambda may not capture a structured binding in C++17
+    auto where = [&] { return str("load_safetensors: '", path, "', tensor '", tensor, "': "); };
     MINIMA_CHECK(e.is_object() && e.contains("dtype") && e.contains("shape") && e.contains("data_offsets"), where(),
                  "entry needs dtype, shape and data_offsets");
     DType dt;

@@ -23,7 +23,7 @@ void check_view(const char* name, const Tensor& x, const View& v) {
 
 TEST_CASE("gradcheck: views") {
   Generator g(200);
-  for (Tensor x :
+  for (const Tensor& x :
        {leaf(urand({3, 4, 5}, g)), transposed_leaf(urand({3, 4, 5}, g), 0, 2), strided_leaf(urand({3, 4, 5}, g), 1)}) {
     check_view("view", x, [](const Tensor& t) { return t.contiguous().view({5, -1, 2}); });
     check_view("reshape", x, [](const Tensor& t) { return t.reshape({2, 30}); });
@@ -168,7 +168,7 @@ TEST_CASE("gradcheck: matmul in every rank") {
 TEST_CASE("gradcheck: linear with and without bias") {
   Generator g(206);
   Tensor w = leaf(urand({4, 3}, g)), b = leaf(urand({4}, g));
-  for (Tensor x :
+  for (const Tensor& x :
        {leaf(urand({5, 3}, g)), leaf(urand({2, 3, 3}, g)), leaf(urand({3}, g)), transposed_leaf(urand({5, 3}, g))}) {
     INFO("x " << x.str());
     MINIMA_GRADCHECK([](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); }, {x, w, b});

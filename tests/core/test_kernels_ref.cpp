@@ -823,7 +823,7 @@ TEST_CASE("kernels: float sums are 16-lane sums in row-major order, whatever the
       want.push_back(round(lane_sum(terms)));
     }
     CHECK(values(sum(x, {0, 2})) == want);
-    for (std::vector<int64_t> dims : {std::vector<int64_t>{0}, {1}, {2}, {0, 2}, {1, 2}, {0, 1, 2}})
+    for (const std::vector<int64_t>& dims : {std::vector<int64_t>{0}, {1}, {2}, {0, 2}, {1, 2}, {0, 1, 2}})
       CHECK(values(sum(x, dims)) == values(sum(x.contiguous(), dims)));
   }
 }

@@ -189,6 +189,7 @@ TEST_CASE("tensor: from_vector and to_vector round trip every dtype") {
   }
   SUBCASE("int64 beyond 32 bits") {
     std::vector<int64_t> v;
+    v.reserve(18);
     for (int i = 0; i < 17; ++i) v.push_back(int64_t(g.below(1ull << 40)) - (int64_t(1) << 39));
     v.push_back(std::numeric_limits<int64_t>::max());
     v.push_back(std::numeric_limits<int64_t>::min());
@@ -197,6 +198,7 @@ TEST_CASE("tensor: from_vector and to_vector round trip every dtype") {
   }
   SUBCASE("uint8 full range") {
     std::vector<uint8_t> v;
+    v.reserve(256);
     for (int i = 0; i < 256; ++i) v.push_back(uint8_t((i * 37) % 256));
     Tensor t = from_vector(v, {16, 16}, TensorOptions(DType::u8));
     CHECK(t.to_vector<uint8_t>() == v);

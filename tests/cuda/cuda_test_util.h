@@ -185,4 +185,4 @@ inline void check_graph(const std::string& what, const std::vector<Tensor>& inpu
 }  // namespace cudatest
 
 // A CUDA test case: skipped (with the reason in "cuda: device available") without a device.
-#define CUDA_TEST_CASE(name) TEST_CASE(name* doctest::skip(!cudatest::have_gpu()))
+#define CUDA_TEST_CASE(name) TEST_CASE((name)*doctest::skip(!cudatest::have_gpu()))

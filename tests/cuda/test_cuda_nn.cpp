@@ -104,7 +104,8 @@ CUDA_TEST_CASE("cuda pooling matches the CPU: max, avg (with and without padding
       check_graph("avg_pool2d (count_include_pad off) " + w, {x}, tol(t),
                   [&](const std::vector<Tensor>& v) { return avg_pool2d(v[0], p.k, p.s, p.pad, false); });
     }
-    for (auto [oh, ow] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 4}, {5, 3}, {11, 9}, {7, 2}}) {
+    for (auto hw : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {3, 4}, {5, 3}, {11, 9}, {7, 2}}) {
+      const int64_t oh = hw.first, ow = hw.second;  // (a lambda may not capture a structured binding in C++17)
       check_graph(str("adaptive_avg_pool2d ", dtype_name(t), " -> ", oh, "x", ow), {x}, tol(t),
                   [&](const std::vector<Tensor>& v) { return adaptive_avg_pool2d(v[0], oh, ow); });
     }

@@ -18,7 +18,7 @@ std::vector<std::vector<uint8_t>> write_cifar10(const std::string& dir, int per)
   std::vector<std::vector<uint8_t>> files;
   for (int f = 0; f < 6; ++f) {
     std::vector<uint8_t> b;
-    auto px = testdata::pattern(size_t(per * 3072), uint32_t(100 + f));
+    auto px = testdata::pattern(size_t(per) * 3072, uint32_t(100 + f));
     for (int r = 0; r < per; ++r) {
       b.push_back(uint8_t((f * per + r) % 10));
       b.insert(b.end(), px.begin() + r * 3072, px.begin() + (r + 1) * 3072);

@@ -34,7 +34,7 @@ const std::vector<std::string> kCinicClasses = {"airplane", "automobile", "bird"
                                                 "dog",      "frog",       "horse", "ship", "truck"};
 
 // HWC RGB pixels of a w x h image, deterministic per salt.
-std::vector<uint8_t> rgb(int w, int h, uint32_t salt) { return testdata::pattern(size_t(w * h * 3), salt); }
+std::vector<uint8_t> rgb(int w, int h, uint32_t salt) { return testdata::pattern(size_t(w) * size_t(h) * 3, salt); }
 
 void write_png(const std::string& path, int w, int h, const std::vector<uint8_t>& px) {
   REQUIRE(stbi_write_png(path.c_str(), w, h, 3, px.data(), w * 3) != 0);
@@ -85,7 +85,8 @@ void check_matches(const Dataset& d, const std::vector<std::pair<int, std::vecto
     CHECK(y[i] == w[i].first);
     bool same = true;
     for (int c = 0; c < 3; ++c)
-      for (int p = 0; p < 32 * 32; ++p) same &= x[i * 3072 + size_t(c * 1024 + p)] == w[i].second[size_t(p * 3 + c)];
+      for (int p = 0; p < 32 * 32; ++p)
+        same &= x[i * 3072 + size_t(c * 1024 + p)] == w[i].second[size_t(p) * 3 + size_t(c)];
     CHECK(same);
   }
 }
@@ -276,7 +277,8 @@ TEST_CASE("restricted-imagenet: superclasses by class index ranges, JPEG decodin
     int worst = 0;
     for (int c = 0; c < 3; ++c) {
       const int v = c == 0 ? m.r : c == 1 ? m.g : m.b;
-      for (int p = 0; p < 256; ++p) worst = std::max(worst, std::abs(int(x[size_t(k * 768 + c * 256 + p)]) - v));
+      for (int p = 0; p < 256; ++p)
+        worst = std::max(worst, std::abs(int(x[size_t(k) * 768 + size_t(c * 256 + p)]) - v));
     }
     CHECK(worst <= 3);
   }
@@ -288,9 +290,9 @@ TEST_CASE("restricted-imagenet: a resized image keeps its centered square") {
   ImagenetTree t;
   // 60x40 image: left third red, middle third green, right third blue; the center square (x 10..49)
   // is a quarter red, half green, a quarter blue, resized to 8x8.
-  std::vector<uint8_t> px(60 * 40 * 3, 0);
+  std::vector<uint8_t> px(size_t(60 * 40 * 3), 0);
   for (int y = 0; y < 40; ++y)
-    for (int x = 0; x < 60; ++x) px[size_t((y * 60 + x) * 3 + (x < 20 ? 0 : x < 40 ? 1 : 2))] = 255;
+    for (int x = 0; x < 60; ++x) px[size_t(y * 60 + x) * 3 + (x < 20 ? 0 : x < 40 ? 1 : 2)] = 255;
   write_png(t.synset("train", 200) + "/a.png", 60, 40, px);  // PNG is accepted too
   write_png(t.synset("val", 200) + "/a.png", 60, 40, px);
   LoadOptions o;
@@ -299,7 +301,7 @@ TEST_CASE("restricted-imagenet: a resized image keeps its centered square") {
   Splits s = load_dataset("restricted-imagenet", t.dir, o);
   auto x = s.train.images.to_vector<uint8_t>();
   // Row 4: columns 0-1 red, 2-5 green, 6-7 blue (away from the edges between colors).
-  auto at = [&](int c, int col) { return int(x[size_t(c * 64 + 4 * 8 + col)]); };
+  auto at = [&](int c, int col) { return int(x[size_t(c) * 64 + size_t(4 * 8 + col)]); };
   CHECK(at(0, 0) > 200);
   CHECK(at(1, 0) < 60);
   CHECK(at(1, 3) > 200);

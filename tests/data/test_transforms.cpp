@@ -117,7 +117,7 @@ TEST_CASE("transforms: the adversarial set C has R copies with exactly int(p*C*H
   }
   const double m = double(N * R) / 10.0, s = std::sqrt(m * 0.9);
   for (int64_t c : count) CHECK(std::abs(double(c) - m) < 4.5 * s);
-  CHECK(same_as_true < N * R / 10 + 4.5 * std::sqrt(double(N * R) * 0.09));
+  CHECK(double(same_as_true) < double(N * R) / 10 + 4.5 * std::sqrt(double(N * R) * 0.09));
   CHECK(copies_differ > (N * (R - 1)) * 7 / 10);
   // Reproducible from the seed; another seed gives another set.
   Dataset b = adversarial_set(d, R, 0.1, 1), c = adversarial_set(d, R, 0.1, 2);

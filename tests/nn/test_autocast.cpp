@@ -103,8 +103,10 @@ TEST_CASE("autocast: Linear and Conv2d compute in bfloat16, gradients reach the 
 }
 
 TEST_CASE("autocast: a training step in bf16 lands within bfloat16 rounding of the float32 step") {
-  for (auto [arch, chw] :
+  for (const auto& [name, shape] :
        std::vector<std::pair<std::string, Shape>>{{"mlp-bn", {1, 28, 28}}, {"smallcnn", {1, 28, 28}}}) {
+    const std::string& arch = name;  // CAPTURE's lambda may not capture a structured binding in C++17
+    const Shape& chw = shape;
     CAPTURE(arch);
     StepResult f = train_step(arch, chw, DType::f32), h = train_step(arch, chw, DType::bf16);
     CHECK(f.logits_dtype == DType::f32);

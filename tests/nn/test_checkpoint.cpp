@@ -171,7 +171,7 @@ TEST_CASE("weights: save/load round trip bitwise, and loading reports every mism
 
 namespace {
 // A small net with every kind of state: conv/linear weights, BN buffers, dropout randomness.
-std::shared_ptr<Sequential> tiny_net(Generator& g, std::shared_ptr<Generator> drop) {
+std::shared_ptr<Sequential> tiny_net(Generator& g, const std::shared_ptr<Generator>& drop) {
   Conv2dOptions same;
   same.padding = 1;
   return std::make_shared<Sequential>(

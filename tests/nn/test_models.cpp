@@ -16,7 +16,7 @@ using namespace minima::nn;
 
 TEST_CASE("parameter counts of the paper's networks (3x32x32, 10 classes)") {
   Generator g(0);
-  auto count = [&](const std::string& arch, Shape in = {3, 32, 32}, int64_t k = 10) {
+  auto count = [&](const std::string& arch, const Shape& in = {3, 32, 32}, int64_t k = 10) {
     return make_model(arch, in, k, g)->num_parameters();
   };
   CHECK(count("vgg16") == 14728266);
@@ -191,13 +191,15 @@ TEST_CASE("zero_grad, num_parameters, backward reaches every parameter") {
   Tensor x = randn({2, 1, 8, 8}, g);
   Tensor y = from_vector<int64_t>({1, 3}, {2}, DType::i64);
   cross_entropy((*m)(x), y).backward();
-  for (auto& [k, p] : m->named_parameters()) {
+  for (auto& [name, p] : m->named_parameters()) {
+    const std::string& k = name;  // CAPTURE's lambda may not capture a structured binding in C++17
     CAPTURE(k);
     REQUIRE(p.grad().defined());
     CHECK(p.grad().shape() == p.shape());
   }
   m->zero_grad();
-  for (auto& [k, p] : m->named_parameters()) {
+  for (auto& [name, p] : m->named_parameters()) {
+    const std::string& k = name;  // CAPTURE's lambda may not capture a structured binding in C++17
     CAPTURE(k);
     CHECK(sum(abs(p.grad())).item() == 0.0);
   }

@@ -27,6 +27,7 @@ std::vector<double> cat_values(const std::vector<Tensor>& ts) {
 // The gradient of step k: a deterministic function so the reference can recompute it.
 std::vector<double> grad_at(int k) {
   std::vector<double> g;
+  g.reserve(5);
   for (int i = 0; i < 5; ++i) g.push_back(std::sin(1.0 + 0.7 * i + 1.3 * k));
   return g;
 }
