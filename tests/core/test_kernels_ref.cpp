@@ -404,7 +404,8 @@ TEST_CASE("kernels: max and avg pooling against naive loops") {
 
 TEST_CASE("kernels: max_pool2d picks the first maximum, or the first NaN, as PyTorch does") {
   // Values drawn from a few levels (many ties), with NaN and -inf sprinkled in; every window
-  // shape the kernel treats apart: 2x2 stride 2 (its vectorized rows), 3x3, others, padding.
+  // shape the kernel treats apart: 2x2 stride 2 (its vectorized rows), 3x3, others, padding, and
+  // rows wide enough for the vectorized loop over windows that lie inside the plane.
   // The output must be the window's first maximum in (h, w) order, or its first NaN, and the
   // gradient must reach exactly that element.
   Generator g(20261201);
@@ -419,7 +420,12 @@ TEST_CASE("kernels: max_pool2d picks the first maximum, or the first NaN, as PyT
                                  {{1, 3, 9, 9}, 3, 2, 1},
                                  {{2, 1, 7, 8}, 3, 3, 0},
                                  {{1, 2, 6, 9}, 4, 3, 2},
-                                 {{1, 2, 5, 6}, 2, 1, 1}}) {
+                                 {{1, 2, 5, 6}, 2, 1, 1},
+                                 // Wide rows, so the row-at-once loop over windows inside the
+                                 // plane runs its vectorized body: 3x3, 3x3 stride 1, 5x5.
+                                 {{1, 2, 7, 45}, 3, 2, 1},
+                                 {{1, 1, 6, 50}, 3, 1, 0},
+                                 {{1, 1, 9, 41}, 5, 2, 2}}) {
       INFO(std::string(dtype_name(t)), " pool ", shape_str(c.x), " k ", c.k, " s ", c.s, " p ", c.p);
       const int64_t n = numel_of(c.x);
       std::vector<double> xv(static_cast<size_t>(n), 0.0);
@@ -431,7 +437,11 @@ TEST_CASE("kernels: max_pool2d picks the first maximum, or the first NaN, as PyT
       x.requires_grad_(true);
       Tensor y = max_pool2d(x, c.k, c.s, c.p);
       const int64_t H = c.x[2], W = c.x[3], OH = y.size(2), OW = y.size(3);
-      Tensor gy = add(mul(randperm(y.numel(), g).to(t).reshape(y.shape()), 1.0), 1.0);  // distinct, exact
+      // Upstream gradients that differ, so a gradient routed to the wrong element shows: distinct
+      // in float32/64; in bfloat16, whose integers are exact only up to 256, random values 1 to 7,
+      // so that sums over overlapping windows stay exact.
+      Tensor gy = t == DType::bf16 ? add(randint(y.shape(), 7, g).to(t), 1.0)
+                                   : add(randperm(y.numel(), g).to(t).reshape(y.shape()), 1.0);
       y.backward(gy);
       std::vector<double> yv = values(y), gyv = values(gy), want_g(size_t(n), 0.0);
       bool all_ok = true;
