@@ -22,6 +22,7 @@ Split split_dims(const Tensor& x, const std::vector<int64_t>& dims) {
   for (int64_t d : dims) red[size_t(d)] = true;
   for (int64_t d = 0; d < x.dim(); ++d) {
     if (red[size_t(d)]) {
+      if (x.shape()[d] == 1) continue;  // adds nothing to the block, and would split its runs into ones
       s.red_size.push_back(x.shape()[d]);
       s.red_stride.push_back(x.strides()[d]);
       s.n_red *= x.shape()[d];
