@@ -89,7 +89,11 @@ std::string cache_dir_for(const std::string& data_dir, const LoadOptions& opt) {
 void warn(const std::string& msg) { std::fprintf(stderr, "warning: %s\n", msg.c_str()); }
 
 // ---- the decoded-pixel cache: "MINIMA-PIXELS 1 <json>\n", images (u8), labels (u8) ----
-bool read_pixel_cache(const std::string& path, uint64_t fingerprint, int64_t n, int64_t size, Dataset& ds) {
+// The cache must hold the listing's labels too (the fingerprint covers paths and file sizes, not
+// which class folder a file was listed under by this code's version).
+bool read_pixel_cache(const std::string& path, uint64_t fingerprint, const std::vector<int64_t>& labels, int64_t size,
+                      Dataset& ds) {
+  const auto n = int64_t(labels.size());
   if (!is_file(path)) return false;
   FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) return false;
@@ -118,8 +122,14 @@ bool read_pixel_cache(const std::string& path, uint64_t fingerprint, int64_t n, 
     warn(str(path, ": short read from the cache file; decoding the images again"));
     return false;
   }
+  for (size_t i = 0; i < y.size(); ++i)
+    if (int64_t(y[i]) != labels[i]) {
+      warn(str(path, ": cache file has label ", int(y[i]), " for sample ", i, " where the folders say ", labels[i],
+               "; decoding the images again"));
+      return false;
+    }
   ds.labels = empty({n}, DType::i64);
-  for (int64_t i = 0; i < n; ++i) ds.labels.data<int64_t>()[i] = y[size_t(i)];
+  std::memcpy(ds.labels.data_ptr(), labels.data(), size_t(n) * 8);
   return true;
 }
 
@@ -157,7 +167,7 @@ Dataset load_split(const std::string& dsname, const std::string& split, const Fi
   MINIMA_CHECK(!fl.paths.empty(), ds.name, ": no image files found");
   const std::string cpath = join_path(cache, str(dsname, "-", split, "-", size, ".pixels"));
   const int64_t n = int64_t(fl.paths.size());
-  if (read_pixel_cache(cpath, fl.fingerprint, n, size, ds)) {
+  if (read_pixel_cache(cpath, fl.fingerprint, fl.labels, size, ds)) {
     if (opt.verbose)
       std::fprintf(stderr, "%s: %lld images from the cache %s\n", ds.name.c_str(), (long long)n, cpath.c_str());
     return ds;
@@ -178,20 +188,27 @@ Dataset load_split(const std::string& dsname, const std::string& split, const Fi
 // Normalization constants of the training split, through the JSON cache.
 void train_stats(Dataset& train, uint64_t fingerprint, const std::string& cache, const std::string& tag) {
   const std::string path = join_path(cache, tag + "-stats.json");
-  if (is_file(path)) {
+  // The cached values count when the file is readable, belongs to these images and holds, per
+  // channel, a mean in [0, 1] and a std in (0, 1] (pixels scaled to [0, 1]); anything else is
+  // recomputed and the file rewritten.
+  auto cached = [&]() {
     try {
       Json j = Json::parse(read_file(path));
-      if (j.at("fingerprint").as_string() == hex(fingerprint) && j.at("count").as_int() == train.size()) {
-        train.mean.clear();
-        train.std.clear();
-        for (const Json& v : j.at("mean").elements()) train.mean.push_back(v.as_double());
-        for (const Json& v : j.at("std").elements()) train.std.push_back(v.as_double());
-        if (int64_t(train.mean.size()) == train.channels() && int64_t(train.std.size()) == train.channels()) return;
-      }
-    } catch (const Error&) {
-      // unreadable cache: recompute below
+      if (j.at("fingerprint").as_string() != hex(fingerprint) || j.at("count").as_int() != train.size()) return false;
+      std::vector<double> mean, sd;
+      for (const Json& v : j.at("mean").elements()) mean.push_back(v.as_double());
+      for (const Json& v : j.at("std").elements()) sd.push_back(v.as_double());
+      if (int64_t(mean.size()) != train.channels() || int64_t(sd.size()) != train.channels()) return false;
+      for (size_t c = 0; c < mean.size(); ++c)
+        if (!(mean[c] >= 0 && mean[c] <= 1 && sd[c] > 0 && sd[c] <= 1)) return false;
+      train.mean = std::move(mean);
+      train.std = std::move(sd);
+      return true;
+    } catch (const std::exception&) {
+      return false;  // unreadable
     }
-  }
+  };
+  if (is_file(path) && cached()) return;
   channel_stats(train.images, train.mean, train.std);
   Json j = Json::object();
   j["fingerprint"] = hex(fingerprint);

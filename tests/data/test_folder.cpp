@@ -8,6 +8,7 @@
 #include <cmath>
 #include <map>
 
+#include "core/json.h"
 #include "data/dataset.h"
 #include "data/image_io.h"
 #include "helpers.h"
@@ -101,14 +102,15 @@ TEST_CASE("cinic10: PNG folders load with exact pixels, class labels, a valid sp
   CHECK(s.train.class_names == kCinicClasses);
   check_matches(s.train, t.written["train"]);
   check_matches(s.test, t.written["test"]);
-  REQUIRE(s.valid.has_value());
-  check_matches(*s.valid, t.written["valid"]);
+  const data::Dataset* valid = s.valid ? &*s.valid : nullptr;
+  REQUIRE(valid != nullptr);
+  check_matches(*valid, t.written["valid"]);
   // Statistics: of the training images only, shared by every split, and cached.
   std::vector<double> m, sd;
   channel_stats(s.train.images, m, sd);
   CHECK(s.train.mean == m);
   CHECK(s.test.std == sd);
-  CHECK(s.valid->mean == m);
+  CHECK(valid->mean == m);
   CHECK(is_file(t.cache + "/cinic10-train-stats.json"));
   CHECK(is_file(t.cache + "/cinic10-train-32.pixels"));
 
@@ -142,6 +144,42 @@ TEST_CASE("cinic10: the pixel cache is used while the files are unchanged and re
   std::string e = error_of([&] { load_dataset("cinic10", t.dir, t.options()); });
   CHECK(contains(e, victim));
   CHECK(contains(e, "cannot decode"));
+}
+
+TEST_CASE("cinic10: damaged caches are rebuilt, never trusted") {
+  CinicTree t;
+  Splits first = load_dataset("cinic10", t.dir, t.options());
+  const std::string stats = t.cache + "/cinic10-train-stats.json", pixels = t.cache + "/cinic10-train-32.pixels";
+  const Json good = Json::parse(read_file(stats));
+  // Statistics the file would claim: a huge mean, a zero std, a non-finite std, a bad \u escape.
+  for (const char* damage : {"mean", "std0", "stdnan", "escape"}) {
+    const std::string d = damage;
+    INFO(d);
+    Json j = good;
+    if (d == "mean") j["mean"] = std::vector<double>{1e300, 0.5, 0.5};
+    if (d == "std0") j["std"] = std::vector<double>{0.0, 0.0, 0.0};
+    if (d == "stdnan") j["std"] = Json::array();
+    std::string text = j.dump(-1);
+    auto put = [&](const std::string& at, const std::string& what) {
+      size_t k = text.find(at);
+      REQUIRE(k != std::string::npos);
+      text.insert(k + at.size(), what);
+    };
+    if (d == "stdnan") put("\"std\":[", "1e999,1,1");  // parses as infinity
+    if (d == "escape") put("\"fingerprint\":\"", "\\uZZZZ");
+    testdata::write_file(stats, std::vector<uint8_t>(text.begin(), text.end()));
+    Splits s = load_dataset("cinic10", t.dir, t.options());
+    CHECK(s.train.mean == first.train.mean);
+    CHECK(s.train.std == first.train.std);
+    CHECK(Json::parse(read_file(stats)).dump(-1) == good.dump(-1));  // rewritten
+  }
+  // The pixel cache's label bytes must be the listing's: a changed one sends the loader back to the images.
+  auto bytes = read_bytes(pixels);
+  bytes.back() = 200;
+  testdata::write_file(pixels, bytes);
+  Splits s = load_dataset("cinic10", t.dir, t.options());
+  check_matches(s.train, t.written["train"]);
+  CHECK(read_bytes(pixels).back() == uint8_t(t.written["train"].back().first));  // rewritten
 }
 
 TEST_CASE("cinic10: a read-only data directory puts the caches in the user cache directory") {
