@@ -126,7 +126,7 @@ int run_bench_train(cli::Args& a) {
       std::snprintf(buf, sizeof buf, "%-12s %13.1f %15.1f %16.2f", arch.c_str(), mine, theirs, mine / theirs);
     else
       std::snprintf(buf, sizeof buf, "%-12s %13.1f %15s %16s", arch.c_str(), mine, "-", "-");
-    std::cout << buf << std::endl;
+    std::cout << buf << '\n' << std::flush;  // one row at a time: the peer may take a while
     if (profile > 0) std::cout << profile_table(timing.profile, profile, timing.profiled_seconds) << std::flush;
   }
   return 0;

@@ -152,6 +152,7 @@ SgdRun train_width(const Tensor& X, const Tensor& labels, int64_t width, int64_t
   Generator g(Generator::mix(seed, uint64_t(width), 1));
   TwoLayer net(d, width, 10, g, dev);
   std::vector<Tensor> vel;
+  vel.reserve(net.params.size());
   for (const auto& p : net.params) vel.push_back(zeros_like(p));
   SgdRun r;
   r.width = width;

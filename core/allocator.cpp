@@ -2,6 +2,7 @@
 #include "core/allocator.h"
 
 #include <atomic>
+#include <charconv>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -104,12 +105,10 @@ Device Device::parse(const std::string& s) {
   if (s == "cpu") return cpu();
   if (s == "cuda" || s == "gpu") return cuda(0);
   if (s.rfind("cuda:", 0) == 0) {
-    try {
-      size_t pos = 0;
-      int i = std::stoi(s.substr(5), &pos);
-      if (pos == s.size() - 5 && i >= 0) return cuda(i);
-    } catch (...) {
-    }
+    int i = -1;
+    const char* end = s.data() + s.size();
+    auto [ptr, ec] = std::from_chars(s.data() + 5, end, i);
+    if (ec == std::errc() && ptr == end && i >= 0) return cuda(i);
   }
   throw Error(minima::str("unknown device '", s, "' (expected cpu, cuda or cuda:N)"));
 }

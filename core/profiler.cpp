@@ -216,6 +216,7 @@ std::vector<ProfileRow> ProfileSession::rows() const {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mu);
   std::vector<ProfileRow> out;
+  out.reserve(s.rows.size());
   for (const auto& kv : s.rows) out.push_back(kv.second);
   std::stable_sort(out.begin(), out.end(),
                    [](const ProfileRow& a, const ProfileRow& b) { return a.seconds > b.seconds; });

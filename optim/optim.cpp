@@ -26,6 +26,7 @@ SGD::SGD(std::vector<Tensor> params, SGDOptions o) : Optimizer(std::move(params)
                "SGD: Nesterov momentum requires a momentum and zero dampening");
   if (o.momentum != 0) {
     std::vector<Tensor> bufs;
+    bufs.reserve(flat_.groups().size());
     for (size_t g = 0; g < flat_.groups().size(); ++g) bufs.push_back(flat_.zeros_like_group(g));
     slots_.emplace_back("momentum_buffer", std::move(bufs));
   }

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-install_deps clang-format clang-tidy
+install_deps clang-format clang-tidy-19 libomp-19-dev
 bash scripts/format.sh --check
 BUILD=${MINIMA_BUILD_DIR:-build}
 configure_and_build "$BUILD" "$@"

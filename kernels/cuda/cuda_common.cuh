@@ -109,9 +109,12 @@ void launch_cooperative_kernel(const char* file, int line, void (*kernel)(KArgs.
 #define MINIMA_LAUNCH_COOPERATIVE(kernel, grid, block, smem, stream, ...) \
   ::minima::cuda::launch_cooperative_kernel(__FILE__, __LINE__, kernel, grid, block, smem, stream, __VA_ARGS__)
 
-// Grid-stride loop over [0, n), for kernels with their own bodies.
+// Grid-stride loop over [0, n), for kernels with their own bodies. (i names the loop's variable, so
+// it cannot be parenthesized.)
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define MINIMA_GRID_STRIDE(i, n) \
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
+// NOLINTEND(bugprone-macro-parentheses)
 
 namespace minima::cuda {
 

@@ -116,7 +116,7 @@ __device__ __forceinline__ A unary_grad(UnaryOp op, A g, A v, A o, A p0, A p1) {
     case UnaryOp::Reciprocal: return -g * o * o;
     case UnaryOp::Log1p: return g / (A(1) + v);
     case UnaryOp::AddScalar: return g;
-    case UnaryOp::MulScalar: return g * p0;
+    case UnaryOp::MulScalar:
     case UnaryOp::Affine: return g * p0;
   }
   return g;

@@ -323,7 +323,7 @@ void CudaBackend::gemm(const Tensor& c, const Tensor& a, const Tensor& b, double
     std::string key = str("gemm|", c.dtype(), "|", c.shape(), "|", a.size(2), "|a", a.strides(), "|b", b.strides(),
                           "|c", c.strides());
     Tensor scratch;
-    auto out = [&]() -> const Tensor& {
+    auto out = [&]() -> Tensor {  // a handle: c or the scratch
       if (beta == 0.0) return c;
       if (!scratch.defined()) scratch = empty(c.shape(), TensorOptions(c.dtype(), c.device()));
       return scratch;

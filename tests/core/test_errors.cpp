@@ -149,6 +149,8 @@ TEST_CASE("errors: devices") {
   check_error([&] { Device::parse("cuda:x"); }, {"cuda:x"});
   check_error([&] { Device::parse("cuda:-1"); }, {"cuda:-1"});
   check_error([&] { Device::parse("cuda:1a"); }, {"cuda:1a"});
+  check_error([&] { Device::parse("cuda:"); }, {"cuda:"});
+  check_error([&] { Device::parse("cuda:99999999999"); }, {"cuda:99999999999"});
   CHECK(Device::parse("cpu") == Device::cpu());
   CHECK(Device::parse("cuda") == Device::cuda(0));
   CHECK(Device::parse("cuda:3") == Device::cuda(3));

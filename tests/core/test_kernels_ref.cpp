@@ -821,6 +821,7 @@ TEST_CASE("kernels: float sums are 16-lane sums in row-major order, whatever the
     CHECK(values(sum(x))[0] == round(lane_sum(xv)));
     // The last dim: 63 blocks of 53, each a row of x.
     std::vector<double> want;
+    want.reserve(63);
     for (size_t r = 0; r < 63; ++r)
       want.push_back(round(lane_sum({xv.begin() + long(r * 53), xv.begin() + long(r * 53 + 53)})));
     CHECK(values(sum(x, {2})) == want);
@@ -895,6 +896,7 @@ TEST_CASE("kernels: unary and binary math against the standard library") {
   auto check_bin = [&](const char* name, const Tensor& got, const std::function<double(double, double)>& f) {
     INFO(name);
     std::vector<double> want;
+    want.reserve(av.size());
     for (size_t i = 0; i < av.size(); ++i) want.push_back(f(av[i], bv[i]));
     MINIMA_CHECK_CLOSE(values(got), want, 1e-15, 1e-15);
   };
@@ -1131,7 +1133,7 @@ TEST_CASE("kernels: batch_norm on [N, C] (rows of channels) is bitwise the per-c
           CHECK(values(r.y.reshape({N, C})) == values(back(c.y)));
           CHECK(values(r.ye.reshape({N, C})) == values(back(c.ye)));
           CHECK(values(r.gx.reshape({N, C})) == values(back(c.gx)));
-          for (auto [a, z] : {std::pair{r.mean, c.mean}, {r.invstd, c.invstd}, {r.rm, c.rm}, {r.rv, c.rv}})
+          for (const auto& [a, z] : {std::pair{r.mean, c.mean}, {r.invstd, c.invstd}, {r.rm, c.rm}, {r.rv, c.rv}})
             CHECK(values(a) == values(z));
           if (affine) {
             CHECK(values(r.gw) == values(c.gw));

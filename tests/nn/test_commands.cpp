@@ -53,7 +53,6 @@ TEST_CASE("minima models prints one 'name params' line per architecture") {
 }
 
 TEST_CASE("minima eval reports the loss and accuracy the library computes") {
-  const std::string dir = data::default_data_dir("fashion-mnist");
   data::Splits s;
   try {
     s = data::load_dataset("fashion-mnist", "");

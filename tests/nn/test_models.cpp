@@ -83,6 +83,7 @@ TEST_CASE("state_dict keys follow PyTorch naming and order") {
   auto r = make_model("resnet18", {3, 32, 32}, 10, g);
   auto sd = r->state_dict();
   std::vector<std::string> head;
+  head.reserve(8);
   for (size_t i = 0; i < 8; ++i) head.push_back(sd[i].first);
   CHECK(head == std::vector<std::string>{"conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean",
                                          "bn1.running_var", "bn1.num_batches_tracked", "layer1.0.conv1.weight",
