@@ -100,11 +100,12 @@ struct Bench {
 
   void add(Row r) {
     // A failure inside time() is in `failures` already; a row that has no native time for another
-    // reason is added here.
+    // reason (the caller's, or none given) is added here.
+    const bool from_time = r.error.empty() && !last_error.empty();
     if (r.error.empty()) r.error = last_error;
-    if (r.native_ms <= 0 && r.error.empty()) {
-      r.error = "not measured";
-      failures.push_back(r.family + " " + r.op + " " + r.size + ": not measured");
+    if (r.native_ms <= 0 && !from_time) {
+      if (r.error.empty()) r.error = "not measured";
+      failures.push_back(r.family + " " + r.op + " " + r.size + ": " + r.error);
     }
     last_error.clear();
     rows.push_back(r);
@@ -239,24 +240,47 @@ void batchnorm_ops(Bench& b, bool quick) {
     b.be->fill(rm, 0.0);
     b.be->fill(rv, 1.0);
     Tensor gy = b.randn_t(s), gx = b.empty_t(s), gw = b.empty_t({C}), gb = b.empty_t({C});
-    auto add = [&](const std::string& op, double ms, double bytes) {
+    auto add = [&](const std::string& op, double ms, double bytes, const std::string& error = "") {
       Row r{"batchnorm", op, shape_s(s), ms, -1, bytes, Unit::GBs, Ceil::Copy};
       if (target) {
         r.target = ">= 70% copy BW";
         r.target_min = 0.7;
       }
+      r.error = error;
       b.add(r);
     };
     // Compulsory bytes: forward reads x and writes y (8n); backward reads x and gy, writes gx (12n).
-    // Training runs both ways: the three passes (the default) and the persistent kernel (--bn).
+    // Training runs both ways: the three passes (the default) and the persistent kernel (--bn). A
+    // persistent row whose calls fell back to the passes is a failed figure, not a passes time
+    // under the persistent label.
     cuda::ConfigGuard guard;
     for (const char* impl : {"passes", "persistent"}) {
       cuda::set_bn_impl(impl);
+      const bool persistent = std::string(impl) == "persistent";
       const std::string suffix = str(" (", impl, ")");
-      add("train forward" + suffix,
-          b.time([&] { b.be->batch_norm_forward_train(y, mean, invstd, x, w, bias, rm, rv, 0.1, 1e-5); }), 8.0 * n);
-      add("backward" + suffix, b.time([&] { b.be->batch_norm_backward(gx, gw, gb, gy, x, w, mean, invstd); }),
-          12.0 * n);
+      auto timed = [&](const std::string& op, double bytes, bool forward, const std::function<void()>& f) {
+        const cuda::BnPersistentStats before = cuda::batch_norm_persistent_stats();
+        double ms = b.time(f);
+        const cuda::BnPersistentStats after = cuda::batch_norm_persistent_stats();
+        const int64_t ran =
+            forward ? after.forward_calls - before.forward_calls : after.backward_calls - before.backward_calls;
+        if (persistent && ms > 0 && ran == 0) {
+          add(op, -1, bytes, "the persistent kernel did not run (the passes did)");
+          return;
+        }
+        if (persistent && ms > 0) {
+          const cuda::BnPlan& p = forward ? after.forward : after.backward;
+          std::fprintf(stderr,
+                       "  %s %s: %lld blocks (%d per SM), %lld chunks of %lld values per channel, %lld rounds\n",
+                       op.c_str(), shape_s(s).c_str(), (long long)p.B, after.per_sm, (long long)p.P, (long long)p.chunk,
+                       (long long)p.rounds);
+        }
+        add(op, ms, bytes);
+      };
+      timed("train forward" + suffix, 8.0 * n, true,
+            [&] { b.be->batch_norm_forward_train(y, mean, invstd, x, w, bias, rm, rv, 0.1, 1e-5); });
+      timed("backward" + suffix, 12.0 * n, false,
+            [&] { b.be->batch_norm_backward(gx, gw, gb, gy, x, w, mean, invstd); });
     }
     add("eval forward", b.time([&] { b.be->batch_norm_forward_eval(y, x, w, bias, rm, rv, 1e-5); }), 8.0 * n);
   }

@@ -18,7 +18,6 @@
 // which reads x (and gy) once; see "The persistent path" below.
 // Per-channel vectors (weight, bias, running stats, saved stats) may be f32, f64 or bf16: they
 // are read and written through their run-time dtype.
-#include <atomic>
 #include <cuda/atomic>
 #include <map>
 #include <mutex>
@@ -349,21 +348,25 @@ void check_bn(const Tensor& x, const char* what) {
 // which reads its input once. The passes above read x (and gy) twice, because the normalize pass
 // needs the statistics of a whole channel, and a DRAM-sized tensor is gone from L2 by then.
 //
-// Every block is resident for the whole kernel, with two stages of shared memory. The channels
-// are taken in rounds of G; in each round a channel's N*S values are split into P chunks, one per
-// block (G * P blocks). Round r of a block:
+// Every block is resident for the whole kernel, with two stages of shared memory. Each channel's
+// N*S values are split into P chunks, and the B blocks take the C*P chunks in rounds, B at a time
+// in channel order (bn_plan.h), so a channel's chunks lie in one round or in two consecutive ones.
+// Round r of a block:
 //   1. (done in round r - 1) load its chunk of round r into shared memory, summing as it goes;
 //      write the block's partial sums and count itself in as arrived for its channel;
-//   2. load the chunk of round r + 1 into the other stage, the same way;
-//   3. wait until all P blocks of its channel in round r have arrived;
+//   2. load its chunk of round r + 1 into the other stage, the same way;
+//   3. wait until all P chunks of the channel of its round-r chunk have arrived;
 //   4. add the channel's P partial sums in a fixed order (each block of the channel the same way,
 //      so they all get the same statistics; deterministic), and normalize its chunk of round r
-//      from shared memory. The first block of the channel writes the per-channel outputs.
-// Step 2 keeps the loads in flight while step 3 waits. The waits cannot deadlock: a block counts
-// itself in for round r before it waits for round r - 1, so what a wait needs depends only on
-// waits of earlier rounds, and a cooperative launch keeps every block resident meanwhile. In
-// place (y = x, gx = gy) is safe: a block writes a chunk only after every block of that channel
-// has loaded its own.
+//      from shared memory. The block holding the channel's first chunk writes the per-channel
+//      outputs.
+// Loads are not in flight during a wait: step 2 ends with its sums, so its loads have landed. What
+// overlaps a wait is other blocks' loads and this block's stores still draining. The waits cannot
+// deadlock: every block loads and counts in its chunk of round r + 1 before it waits in round r,
+// and a wait in round r needs only chunks of rounds r - 1 to r + 1 (a channel spans at most two
+// rounds); so by induction on r every wait ends, and a cooperative launch keeps every block
+// resident meanwhile. In place (y = x, gx = gy) is safe: a chunk is written only after every chunk
+// of its channel has been loaded (and the forward's shift read).
 // It needs planes of whole 16-byte packs (a pack never straddles two channels) and 16-byte
 // aligned tensors; each pack of a chunk is one load and one store.
 // ---------------------------------------------------------------------------------------------
@@ -559,24 +562,26 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
   }
 }
 
-std::atomic<int64_t> g_persistent_calls{0};
-
 // What a persistent kernel gets on a device: its dynamic shared memory (two stages of `inputs`
 // arrays), the values one stage holds per input, and how many of its blocks are resident at once
-// (0: the persistent path does not run there). Worked out once per device and kernel.
+// per SM and in all (blocks 0: the persistent path does not run there). Worked out once per device
+// and kernel.
 struct PersistentFit {
   size_t smem = 0;
   int64_t stage = 0;
+  int per_sm = 0;
   int64_t blocks = 0;
 };
 
+std::mutex g_persistent_mu;  // guards the two below
+std::map<std::pair<int, const void*>, PersistentFit> g_persistent_fits;
+BnPersistentStats g_persistent_stats;
+
 template <class... KArgs>
 PersistentFit persistent_fit(int dev, void (*kernel)(KArgs...), int inputs, size_t elem_size) {
-  static std::mutex mu;
-  static std::map<std::pair<int, const void*>, PersistentFit> fits;
-  std::lock_guard<std::mutex> lock(mu);
+  std::lock_guard<std::mutex> lock(g_persistent_mu);
   const auto key = std::make_pair(dev, reinterpret_cast<const void*>(kernel));
-  if (auto it = fits.find(key); it != fits.end()) return it->second;
+  if (auto it = g_persistent_fits.find(key); it != g_persistent_fits.end()) return it->second;
   PersistentFit f;
   int coop = 0, per_sm = 0, reserved = 0, optin = 0;
   MINIMA_CUDA_CHECK(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev));
@@ -592,14 +597,34 @@ PersistentFit persistent_fit(int dev, void (*kernel)(KArgs...), int inputs, size
   bytes = bytes / unit * unit;
   if (coop && bytes >= unit) {
     MINIMA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+    // The stages take the SM's whole shared memory: ask for the largest carveout, not L1.
+    MINIMA_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
     int occupancy = 0;
     MINIMA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occupancy, kernel, kPThreads, size_t(bytes)));
     f.smem = size_t(bytes);
     f.stage = bytes / (2 * int64_t(inputs) * int64_t(elem_size));
+    f.per_sm = occupancy;  // kPBlocksPerSm by design; fewer still runs, with half the blocks
     f.blocks = int64_t(occupancy) * sm_count(dev);
   }
-  fits[key] = f;
+  g_persistent_fits[key] = f;
   return f;
+}
+
+// After a cooperative launch was refused as too large: the persistent path is not taken again for
+// this device and kernel.
+template <class... KArgs>
+void persistent_refused(int dev, void (*kernel)(KArgs...)) {
+  std::lock_guard<std::mutex> lock(g_persistent_mu);
+  g_persistent_fits[std::make_pair(dev, reinterpret_cast<const void*>(kernel))].blocks = 0;
+}
+
+void persistent_ran(bool forward, const BnPlan& plan, const PersistentFit& fit) {
+  std::lock_guard<std::mutex> lock(g_persistent_mu);
+  BnPersistentStats& s = g_persistent_stats;
+  ++(forward ? s.forward_calls : s.backward_calls);
+  (forward ? s.forward : s.backward) = plan;
+  s.per_sm = fit.per_sm;
 }
 
 // Whether the persistent path takes this call: chosen, not while a graph is captured (the
@@ -614,7 +639,10 @@ bool use_persistent(const Ctx& ctx, const BnGeom& g, std::initializer_list<const
 
 }  // namespace
 
-int64_t batch_norm_persistent_calls() { return g_persistent_calls.load(); }
+BnPersistentStats batch_norm_persistent_stats() {
+  std::lock_guard<std::mutex> lock(g_persistent_mu);
+  return g_persistent_stats;
+}
 
 void CudaBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_mean, const Tensor& save_invstd,
                                            const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -637,11 +665,13 @@ void CudaBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_m
       DeviceBuffer partial(size_t(g.C * plan.P * 2) * sizeof(double), ctx.dev);
       DeviceBuffer arrived(size_t(g.C) * sizeof(unsigned), ctx.dev);
       MINIMA_CUDA_CHECK(cudaMemsetAsync(arrived.data(), 0, arrived.size(), ctx.stream));
-      MINIMA_LAUNCH_COOPERATIVE(bn_persistent_forward_kernel<T>, dim3(unsigned(plan.G * plan.P)), dim3(kPThreads),
-                                fit.smem, ctx.stream, xp, static_cast<T*>(y.data_ptr()), g, plan, partial.as<double>(),
-                                arrived.as<unsigned>(), args);
-      ++g_persistent_calls;
-      return;
+      if (MINIMA_TRY_LAUNCH_COOPERATIVE(bn_persistent_forward_kernel<T>, dim3(unsigned(plan.B)), dim3(kPThreads),
+                                        fit.smem, ctx.stream, xp, static_cast<T*>(y.data_ptr()), g, plan,
+                                        partial.as<double>(), arrived.as<unsigned>(), args)) {
+        persistent_ran(true, plan, fit);
+        return;
+      }
+      persistent_refused(ctx.dev, bn_persistent_forward_kernel<T>);
     }
     DeviceBuffer partial(size_t(g.C * g.splits * 2) * sizeof(double), ctx.dev);
     DeviceBuffer coef(size_t(g.C * 2) * sizeof(double), ctx.dev);
@@ -687,11 +717,13 @@ void CudaBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, c
       DeviceBuffer partial(size_t(g.C * plan.P * 2) * sizeof(double), ctx.dev);
       DeviceBuffer arrived(size_t(g.C) * sizeof(unsigned), ctx.dev);
       MINIMA_CUDA_CHECK(cudaMemsetAsync(arrived.data(), 0, arrived.size(), ctx.stream));
-      MINIMA_LAUNCH_COOPERATIVE(bn_persistent_backward_kernel<T>, dim3(unsigned(plan.G * plan.P)), dim3(kPThreads),
-                                fit.smem, ctx.stream, xp, gp, gxp, g, plan, partial.as<double>(),
-                                arrived.as<unsigned>(), args);
-      ++g_persistent_calls;
-      return;
+      if (MINIMA_TRY_LAUNCH_COOPERATIVE(bn_persistent_backward_kernel<T>, dim3(unsigned(plan.B)), dim3(kPThreads),
+                                        fit.smem, ctx.stream, xp, gp, gxp, g, plan, partial.as<double>(),
+                                        arrived.as<unsigned>(), args)) {
+        persistent_ran(false, plan, fit);
+        return;
+      }
+      persistent_refused(ctx.dev, bn_persistent_backward_kernel<T>);
     }
     DeviceBuffer partial(size_t(g.C * g.splits * 2) * sizeof(double), ctx.dev);
     DeviceBuffer coef(size_t(g.C * 4) * sizeof(double), ctx.dev);

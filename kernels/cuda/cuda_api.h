@@ -8,6 +8,8 @@
 #include <functional>
 #include <string>
 
+#include "kernels/cuda/bn_plan.h"
+
 namespace minima::cuda {
 
 std::string device_name(int device = 0);
@@ -57,9 +59,16 @@ class DeviceBuffer {
   int dev_ = 0;
 };
 
-// Tests: how many batch-norm calls (training forward or backward) so far ran as the persistent
-// kernel (see set_bn_impl in cuda_config.h), so a test can tell that it exercised that path.
-int64_t batch_norm_persistent_calls();
+// What the persistent batch-norm kernels (set_bn_impl in cuda_config.h) did so far: how many
+// training forwards and backwards they ran, so a test can tell that it exercised that path, and
+// the plan of the latest each way and the blocks per SM the device held, so a benchmark can say
+// what it timed.
+struct BnPersistentStats {
+  int64_t forward_calls = 0, backward_calls = 0;
+  BnPlan forward, backward;
+  int per_sm = 0;
+};
+BnPersistentStats batch_norm_persistent_stats();
 
 // Milliseconds per call of f, measured with CUDA events on the device's stream: `warmup` untimed
 // calls, then `iters` timed back to back. f must queue its work on that stream (every backend

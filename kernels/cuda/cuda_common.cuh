@@ -3,7 +3,7 @@
 //    file:line, the call and the library's error string (cuDNN's lives in vendor_cudnn.cu);
 //  * Ctx: the device of a call (made current) and its one stream, passed explicitly to launches;
 //  * MINIMA_LAUNCH: the one launch helper (skips empty grids, checks the launch), and
-//    MINIMA_LAUNCH_COOPERATIVE for kernels whose blocks wait for one another;
+//    MINIMA_TRY_LAUNCH_COOPERATIVE for kernels whose blocks wait for one another;
 //  * FastDiv and OffsetCalc: index arithmetic for strided tensors (dims merged on the host,
 //    32-bit multiply-shift division when every index fits in 31 bits);
 //  * device-side dtype helpers (bf16 is stored as 16 bits and computed in float), warp reductions;
@@ -87,17 +87,26 @@ void launch_kernel(const char* file, int line, void (*kernel)(KArgs...), dim3 gr
   check_cuda(cudaGetLastError(), "kernel launch", file, line);
 }
 
-// A cooperative launch: every block of the grid is resident at once (the launch fails otherwise),
-// so blocks may wait for one another. The grid must fit the kernel's occupancy on the device.
+// A cooperative launch: every block of the grid is resident at once, so blocks may wait for one
+// another. The grid must fit the kernel's occupancy on the device; when it does not
+// (cudaErrorCooperativeLaunchTooLarge, e.g. under MPS or with fewer SMs than the occupancy query
+// assumed) nothing runs and false is returned, so the caller can take another path. Any other
+// error throws.
 template <class... KArgs, class... Args>
-void launch_cooperative_kernel(const char* file, int line, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
-                               cudaStream_t stream, Args&&... args) {
-  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
+bool try_launch_cooperative_kernel(const char* file, int line, void (*kernel)(KArgs...), dim3 grid, dim3 block,
+                                   size_t smem, cudaStream_t stream, Args&&... args) {
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return true;
   std::tuple<KArgs...> values(static_cast<KArgs>(std::forward<Args>(args))...);
   std::array<void*, sizeof...(KArgs)> ptrs =
       std::apply([](auto&... v) { return std::array<void*, sizeof...(KArgs)>{static_cast<void*>(&v)...}; }, values);
-  check_cuda(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), grid, block, ptrs.data(), smem, stream),
-             "cooperative kernel launch", file, line);
+  const cudaError_t e =
+      cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), grid, block, ptrs.data(), smem, stream);
+  if (e == cudaErrorCooperativeLaunchTooLarge) {
+    (void)cudaGetLastError();  // not sticky: clear it so the next check does not see it
+    return false;
+  }
+  check_cuda(e, "cooperative kernel launch", file, line);
+  return true;
 }
 
 }  // namespace minima::cuda
@@ -106,8 +115,8 @@ void launch_cooperative_kernel(const char* file, int line, void (*kernel)(KArgs.
 // arguments goes in parentheses: MINIMA_LAUNCH((k<float, 4>), ...).
 #define MINIMA_LAUNCH(kernel, grid, block, smem, stream, ...) \
   ::minima::cuda::launch_kernel(__FILE__, __LINE__, kernel, grid, block, smem, stream, __VA_ARGS__)
-#define MINIMA_LAUNCH_COOPERATIVE(kernel, grid, block, smem, stream, ...) \
-  ::minima::cuda::launch_cooperative_kernel(__FILE__, __LINE__, kernel, grid, block, smem, stream, __VA_ARGS__)
+#define MINIMA_TRY_LAUNCH_COOPERATIVE(kernel, grid, block, smem, stream, ...) \
+  ::minima::cuda::try_launch_cooperative_kernel(__FILE__, __LINE__, kernel, grid, block, smem, stream, __VA_ARGS__)
 
 // Grid-stride loop over [0, n), for kernels with their own bodies. (i names the loop's variable, so
 // it cannot be parenthesized.)

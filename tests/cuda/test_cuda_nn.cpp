@@ -16,14 +16,29 @@ using namespace cudatest;
 
 // Runs on any machine: the persistent batch-norm kernel's rounds and chunks (host arithmetic).
 TEST_CASE("persistent batch norm plan: chunks fit a stage, cover every channel, and use at most the resident blocks") {
-  // A worked case: 256x64x64x64 float32 on 264 blocks (2 per SM of an H200) whose stages hold 14,400
-  // values: at least 73 chunks per channel, so 3 channels per round, spread over 88 blocks each.
+  // A worked case: 256x64x64x64 float32 on 264 blocks (2 per SM of an H200). A block's share of
+  // the SM's 233,472 bytes, less the 1,024 the system reserves per block and its 512 bytes of static
+  // arrays, is 115,200 bytes: two stages of 14,400 values in the forward, of 7,200 per input in the
+  // backward. Forward: at least 73 chunks per channel, 4,672 chunks in 18 rounds of 264. Backward:
+  // 146 chunks per channel in 36 rounds.
   cuda::BnPlan p;
   REQUIRE(cuda::plan_bn_persistent(256 * 64 * 64, 64, 264, 512, 14400, 4, p));
-  CHECK(p.G == 3);
-  CHECK(p.P == 88);
-  CHECK(p.chunk == 11916);
-  CHECK(p.rounds == 22);
+  CHECK(p.P == 73);
+  CHECK(p.chunk == 14368);
+  CHECK(p.B == 264);
+  CHECK(p.rounds == 18);
+  REQUIRE(cuda::plan_bn_persistent(256 * 64 * 64, 64, 264, 512, 7200, 4, p));
+  CHECK(p.P == 146);
+  CHECK(p.chunk == 7184);
+  CHECK(p.rounds == 36);
+  // All chunks fit in one round: spread over the idle blocks, one pack per thread at least.
+  REQUIRE(cuda::plan_bn_persistent(8 * 64, 6, 264, 512, 14400, 4, p));
+  CHECK(p.P == 1);  // 512 values: a pack for each of 128 threads only
+  CHECK(p.B == 6);
+  REQUIRE(cuda::plan_bn_persistent(64 * 32 * 32, 4, 264, 128, 14400, 4, p));
+  CHECK(p.P == 66);  // 264 / 4 blocks per channel, chunks of 996 values >= 128 threads x 4
+  CHECK(p.B == 264);
+  CHECK(p.rounds == 1);
   // A channel larger than all the blocks' stages together does not fit.
   CHECK_FALSE(cuda::plan_bn_persistent(264 * 14400 + 1, 8, 264, 512, 14400, 4, p));
   CHECK(cuda::plan_bn_persistent(264 * 14400, 8, 264, 512, 14400, 4, p));
@@ -46,40 +61,49 @@ TEST_CASE("persistent batch norm plan: chunks fit a stage, cover every channel, 
     REQUIRE(p.chunk <= stage);
     REQUIRE((p.P - 1) * p.chunk < M);  // every chunk holds values
     REQUIRE(p.P * p.chunk >= M);       // and together all of them
-    REQUIRE(p.G >= 1);
-    REQUIRE(p.G <= C);
-    REQUIRE(p.G * p.P <= blocks);  // a cooperative launch needs them all resident
-    REQUIRE(p.rounds * p.G >= C);
-    REQUIRE((p.rounds - 1) * p.G < C);
-    // A channel is split further than its stage requires only into as many chunks as give each
-    // thread a pack: never more than ceil(M / (threads * V)).
-    REQUIRE(p.P <= std::max((M + stage - 1) / stage, (M + threads * V - 1) / (threads * V)));
+    REQUIRE(p.P <= p.B);               // a channel spans at most two rounds
+    REQUIRE(p.B <= blocks);            // a cooperative launch needs them all resident
+    REQUIRE(p.B <= C * p.P);
+    REQUIRE(p.rounds * p.B >= C * p.P);
+    REQUIRE((p.rounds - 1) * p.B < C * p.P);
+    // A channel is split further than its stage requires only in a single round, and only into as
+    // many chunks as give each thread a pack: never more than ceil(M / (threads * V)).
+    const int64_t min_parts = (M + stage - 1) / stage;
+    if (p.P > min_parts) {
+      REQUIRE(p.rounds == 1);
+      REQUIRE(p.P <= (M + threads * V - 1) / (threads * V));
+    }
   }
   CHECK(planned > 10000);
 
   // The kernels' own partition (bn_chunk_of): over all rounds, the blocks' chunks hold every value
-  // of every channel exactly once, and each channel is held by exactly P blocks in one round (the
-  // count its blocks wait for).
+  // of every channel exactly once; each channel is held by exactly P chunks (the count its blocks
+  // wait for) in one round or two consecutive ones (the deadlock argument in batchnorm.cu); and
+  // every block has a chunk in every round but the last.
   for (int i = 0; i < 300; ++i) {
     const int64_t V = int64_t(1) << (rng() % 4), blocks = 1 + int64_t(rng() % 200);
     const int64_t M = V * (1 + int64_t(rng() % 600)), C = 1 + int64_t(rng() % 200);
     const int64_t stage = V * (1 + int64_t(rng() % 300));
     INFO("M ", M, " C ", C, " blocks ", blocks, " stage ", stage, " V ", V);
     if (!cuda::plan_bn_persistent(M, C, blocks, 64, stage, V, p)) continue;
-    std::vector<int> held(size_t(C * M), 0), holders(size_t(C), 0), round_of(size_t(C), -1);
-    for (int64_t r = 0; r <= p.rounds; ++r)  // one round past the last: nothing
-      for (int64_t b = 0; b < p.G * p.P; ++b) {
+    std::vector<int> held(size_t(C * M), 0), holders(size_t(C), 0), first_round(size_t(C), -1);
+    for (int64_t r = 0; r <= p.rounds; ++r)    // one round past the last: nothing
+      for (int64_t b = 0; b < p.B + 1; ++b) {  // one block past the grid: nothing
         const cuda::BnChunk k = cuda::bn_chunk_of(p, M, C, b, r);
-        if (k.c < 0) continue;
+        if (k.c < 0) {
+          REQUIRE((r >= p.rounds - 1 || b == p.B));
+          continue;
+        }
         REQUIRE(r < p.rounds);
+        REQUIRE(b < p.B);
         REQUIRE(k.c < C);
         REQUIRE(k.len > 0);
         REQUIRE(k.len <= stage);
         REQUIRE(k.len % V == 0);
         REQUIRE(k.j0 % V == 0);
         ++holders[size_t(k.c)];
-        REQUIRE((round_of[size_t(k.c)] == -1 || round_of[size_t(k.c)] == r));
-        round_of[size_t(k.c)] = int(r);
+        if (first_round[size_t(k.c)] == -1) first_round[size_t(k.c)] = int(r);
+        REQUIRE(r - first_round[size_t(k.c)] <= 1);
         for (int64_t j = k.j0; j < k.j0 + k.len; ++j) ++held[size_t(k.c * M + j)];
       }
     CHECK(std::all_of(held.begin(), held.end(), [](int h) { return h == 1; }));
@@ -157,20 +181,36 @@ CUDA_TEST_CASE("cuda batch_norm: training (running stats) and evaluation, with g
 CUDA_TEST_CASE("cuda batch_norm, persistent kernel (--bn persistent): matches the CPU in one or several rounds") {
   cuda::ConfigGuard guard;
   cuda::set_bn_impl("persistent");
-  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+  // Both the forward and the backward must have run persistent (or neither, where they cannot).
+  auto check = [](const Shape& s, DType t) {
     const int64_t pack = 16 / int64_t(dtype_size(t));
-    // One round with one chunk per channel (8x6x8x8); more channels than resident blocks, so
-    // several rounds of one chunk each (2x300x4x4); channels of several chunks each, in several
-    // rounds with a short last round and a short last chunk (64x64x32x32); planes that do not hold
-    // whole packs fall back to the passes (planes of 35; planes of 4 in bfloat16).
-    for (const Shape& s :
-         {Shape{8, 6, 8, 8}, Shape{2, 300, 4, 4}, Shape{64, 64, 32, 32}, Shape{4, 3, 5, 7}, Shape{5, 4, 2, 2}}) {
-      const int64_t before = cuda::batch_norm_persistent_calls();
-      check_batch_norm(s, t);
-      const bool whole_packs = (s[2] * s[3]) % pack == 0;
-      CHECK_MESSAGE((cuda::batch_norm_persistent_calls() > before) == whole_packs, "persistent path taken for ",
-                    dtype_name(t), " ", s, ": expected ", whole_packs);
-    }
+    const cuda::BnPersistentStats before = cuda::batch_norm_persistent_stats();
+    check_batch_norm(s, t);
+    const cuda::BnPersistentStats after = cuda::batch_norm_persistent_stats();
+    const bool whole_packs = (s[2] * s[3]) % pack == 0;
+    INFO(dtype_name(t), " ", s, ": persistent expected ", whole_packs);
+    CHECK((after.forward_calls > before.forward_calls) == whole_packs);
+    CHECK((after.backward_calls > before.backward_calls) == whole_packs);
+    return after;
+  };
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    // One round with one chunk per channel (8x6x8x8); one channel (16x1x32x32); more channels than
+    // resident blocks, so several rounds of one chunk each (2x300x4x4); channels of several chunks
+    // each, in several rounds, with channels across two rounds, a short last round and a short last
+    // chunk (64x64x32x32); planes that do not hold whole packs fall back to the passes (planes of
+    // 35; planes of 4 in bfloat16).
+    for (const Shape& s : {Shape{8, 6, 8, 8}, Shape{16, 1, 32, 32}, Shape{2, 300, 4, 4}, Shape{64, 64, 32, 32},
+                           Shape{4, 3, 5, 7}, Shape{5, 4, 2, 2}})
+      check(s, t);
+  }
+  // The benchmark's channel size (256x64x64): on an H200 (264 blocks) the forward of 3 channels is
+  // one round and of 4 channels two, with the last channel across them; the backward of 3 channels
+  // takes two rounds with the middle channel across them.
+  for (const Shape& s : {Shape{256, 3, 64, 64}, Shape{256, 4, 64, 64}}) {
+    const cuda::BnPersistentStats st = check(s, DType::f32);
+    MESSAGE(s, ": forward ", st.forward.P, " chunks per channel in ", st.forward.rounds, " round(s) of ", st.forward.B,
+            " blocks; backward ", st.backward.P, " in ", st.backward.rounds, " of ", st.backward.B, "; ", st.per_sm,
+            " blocks per SM");
   }
   // Deterministic: the same chunks, summed in the same order, every run.
   Tensor x = rnd({32, 16, 16, 16}, 118), gy = rnd({32, 16, 16, 16}, 119);
