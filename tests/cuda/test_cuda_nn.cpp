@@ -170,10 +170,12 @@ static void check_batch_norm(const Shape& s, DType t) {
 
 CUDA_TEST_CASE("cuda batch_norm: training (running stats) and evaluation, with gradients") {
   for (DType t : {DType::f32, DType::bf16, DType::f64}) {
-    // Planes of 64 values take the 16-byte normalize kernels (of 4: float32 and float64 only, a
-    // bfloat16 pack holds 8); planes of 35, 1023 and 1 the elementwise loop.
+    // Planes of 64 values take the 16-byte statistics and normalize kernels (of 4: float32 and
+    // float64 only, a bfloat16 pack holds 8); planes of 35, 1023 and 1 the scalar ones. 32x8x32x32
+    // splits each channel's statistics over 16 blocks; 26x3x16x16 over 3, whose 6,656 values give
+    // chunks of 2,224 (2,219 rounded up to whole packs) and a shorter last one.
     for (const Shape& s : {Shape{4, 3, 5, 7}, Shape{16, 5}, Shape{2, 64, 33, 31}, Shape{64, 3, 1, 1}, Shape{8, 6, 8, 8},
-                           Shape{5, 4, 2, 2}})
+                           Shape{5, 4, 2, 2}, Shape{32, 8, 32, 32}, Shape{26, 3, 16, 16}})
       check_batch_norm(s, t);
   }
 }
