@@ -100,9 +100,17 @@ int run_matrix_factorization(cli::Args& a) {
   double rank_tol = a.get_double("rank-tol", 1e-2, "eigenvalues above rank-tol x the largest count for the rank");
   bool no_plot = a.get_flag("no-plot", "do not render the figure");
   if (a.finish()) return 0;
-  if (m == 0) m = 3 * n * r;
-  MINIMA_CHECK(n >= 2 && r >= 1 && r <= n, "--rank must be in [1, n] and --n at least 2 (got n ", n, ", rank ", r, ")");
-  MINIMA_CHECK(m >= 1, "--measurements must be positive, got ", m);
+  // The measurements are stored as m dense n x n matrices (m up to n(n+1)/2), so n is kept small.
+  MINIMA_CHECK(n >= 2 && n <= 1000, "--n must be in [2, 1000], got ", n);
+  MINIMA_CHECK(r >= 1 && r <= n, "--rank must be in [1, n] (got n ", n, ", rank ", r, ")");
+  const int64_t unknowns = n * (n + 1) / 2;
+  if (m == 0) {
+    m = 3 * n * r;
+    MINIMA_CHECK(m <= unknowns, "the default --measurements 3 n r = ", m, " exceeds the n(n+1)/2 = ", unknowns,
+                 " unknowns of a symmetric ", n, " x ", n,
+                 " matrix (the problem would not be under-determined); raise --n, lower --rank or set --measurements");
+  }
+  MINIMA_CHECK(m >= 1 && m <= unknowns, "--measurements must be in [1, n(n+1)/2 = ", unknowns, "], got ", m);
   MINIMA_CHECK(!alphas.empty(), "--alphas needs at least one value");
   for (double al : alphas) MINIMA_CHECK(al > 0, "--alphas must be positive, got ", al);
   MINIMA_CHECK(lr > 0 && max_iters >= 1 && tol > 0 && rank_tol > 0 && rank_tol < 1,

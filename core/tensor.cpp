@@ -17,7 +17,22 @@ namespace minima {
 
 int64_t numel_of(const Shape& s) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
+  bool overflow = false;
+  for (int64_t d : s) overflow |= __builtin_mul_overflow(n, d, &n);
+  if (overflow) {
+    for (int64_t d : s)
+      if (d == 0) return 0;
+    throw Error(str("shape ", s, " is too large: its element count does not fit in 64 bits"));
+  }
+  return n;
+}
+
+// Bytes of a contiguous tensor of shape s, checked: a wrapped-around count would allocate a
+// small buffer that the tensor's writes then overrun.
+static size_t nbytes_of(const Shape& s, DType t) {
+  size_t n = 0;
+  MINIMA_CHECK(!__builtin_mul_overflow(size_t(numel_of(s)), dtype_size(t), &n), "shape ", s, " is too large: its ",
+               dtype_name(t), " data would need more than 2^64 bytes");
   return n;
 }
 
@@ -437,7 +452,7 @@ template std::vector<int> Tensor::to_vector<int>() const;
 Tensor empty(const Shape& s, TensorOptions o) {
   for (int64_t d : s) MINIMA_CHECK(d >= 0, "empty: negative size in shape ", s);
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(size_t(numel_of(s)) * dtype_size(o.dtype), o.device);
+  impl->storage = std::make_shared<Storage>(nbytes_of(s, o.dtype), o.device);
   impl->shape = s;
   impl->strides = contiguous_strides(s);
   impl->dtype = o.dtype;
@@ -504,7 +519,7 @@ template Tensor from_vector<uint8_t>(const std::vector<uint8_t>&, const Shape&, 
 
 Tensor from_blob(void* data, const Shape& s, DType t, Device d, std::shared_ptr<void> owner) {
   auto impl = std::make_shared<TensorImpl>();
-  size_t nbytes = size_t(numel_of(s)) * dtype_size(t);
+  size_t nbytes = nbytes_of(s, t);
   impl->storage = std::make_shared<Storage>(data, nbytes, d, std::move(owner));
   impl->shape = s;
   impl->strides = contiguous_strides(s);

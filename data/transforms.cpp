@@ -90,7 +90,10 @@ Dataset adversarial_set(const Dataset& train, int64_t replication, double zero_o
   require_u8(train, "adversarial_set");
   MINIMA_CHECK(replication >= 1, "adversarial_set: replication must be >= 1, got ", replication);
   const int64_t N = train.size(), n = train.sample_numel(), K = train.num_classes;
-  const int64_t k = zero_out_count(n, zero_out), total = N * replication;
+  const int64_t k = zero_out_count(n, zero_out);
+  int64_t total = 0;
+  MINIMA_CHECK(!__builtin_mul_overflow(N, replication, &total), "adversarial_set: ", N, " images x replication ",
+               replication, " is too large a set");
   Shape s = train.images.shape();
   s[0] = total;
   Tensor images = empty(s, DType::u8), labels = empty({total}, DType::i64);

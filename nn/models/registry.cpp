@@ -12,8 +12,12 @@ using Factory = std::function<std::shared_ptr<Module>(const Shape&, int64_t, Gen
 int64_t numel_chw(const Shape& in) {
   MINIMA_CHECK(in.size() == 3 && in[0] > 0 && in[1] > 0 && in[2] > 0, "model input shape must be {C, H, W}, got ",
                shape_str(in));
-  return in[0] * in[1] * in[2];
+  return numel_of(in);  // checked: a product that wraps around would size the first layer wrongly
 }
+
+// Far beyond any data set (ImageNet-21k has 21841 classes); larger counts are typos and would
+// otherwise ask for an output layer of petabytes.
+constexpr int64_t kMaxClasses = int64_t(1) << 24;
 
 const std::vector<std::pair<std::string, Factory>>& factories() {
   static const std::vector<std::pair<std::string, Factory>> f = {
@@ -58,7 +62,8 @@ const std::vector<std::pair<std::string, Factory>>& factories() {
 }  // namespace
 
 std::shared_ptr<Module> make_model(const std::string& arch, const Shape& in_chw, int64_t classes, Generator& g) {
-  MINIMA_CHECK(classes > 0, "make_model: class count must be positive, got ", classes);
+  MINIMA_CHECK(classes > 0 && classes <= kMaxClasses, "make_model: class count must be in [1, ", kMaxClasses, "], got ",
+               classes);
   numel_chw(in_chw);
   for (const auto& [name, make] : factories())
     if (name == arch) return make(in_chw, classes, g);

@@ -48,6 +48,11 @@ TEST_CASE("min-norm rejects bad flags") {
   apptest::check_rejects("min-norm --iters ten", "--iters expects an integer");
   apptest::check_rejects("min-norm --sgd-batches 0", "--sgd-batches");
   apptest::check_rejects("min-norm --bogus 1", "unknown flag --bogus");
+  // Sizes whose product wraps around in 64 bits used to allocate a tiny buffer and crash.
+  apptest::TempDir tmp("min_norm_huge");
+  apptest::check_rejects("min-norm --n 2 --d 4611686018427387904 --sgd-batches 1 --iters 1 --no-plot --out " +
+                             tmp.path() + "/run",
+                         "shape [2, 4611686018427387904] is too large");
 }
 
 TEST_CASE("max-margin: the SVM finds (0.5, 0.5) and GD converges in direction where Adam does not on stretched data") {
@@ -152,4 +157,12 @@ TEST_CASE("matrix-factorization rejects bad flags") {
   apptest::check_rejects("matrix-factorization --rank 0", "--rank must be in [1, n]");
   apptest::check_rejects("matrix-factorization --alphas 0.1,-1", "--alphas must be positive");
   apptest::check_rejects("matrix-factorization --alphas 0.1,x", "--alphas expects comma-separated numbers");
+  // n x n matrices of n = 2^32 used to overflow their element count and crash.
+  apptest::check_rejects("matrix-factorization --n 4294967296 --rank 1", "--n must be in [2, 1000]");
+  // 3 n r = 12 measurements of the 10 unknowns of a 4 x 4 symmetric matrix used to fail inside
+  // the Cholesky factorization.
+  apptest::check_rejects("matrix-factorization --n 4 --rank 1",
+                         "the default --measurements 3 n r = 12 exceeds the n(n+1)/2 = 10 unknowns");
+  apptest::check_rejects("matrix-factorization --n 4 --rank 1 --measurements 11",
+                         "--measurements must be in [1, n(n+1)/2 = 10], got 11");
 }

@@ -80,4 +80,15 @@ TEST_CASE("memorize rejects bad flags") {
   apptest::check_rejects("memorize --n 100 --sgd-n 200", "--sgd-n must be in [0, n]");
   apptest::check_rejects("memorize --widths 8,0", "--widths must be positive");
   apptest::check_rejects("memorize --n 0", "--n must be positive");
+  // A width whose weight matrix has more than 2^64 elements used to wrap around and crash.
+  try {
+    data::load_dataset("fashion-mnist", "");
+  } catch (const Error& e) {
+    MESSAGE("huge width not checked: Fashion-MNIST is not available (", e.what(), ")");
+    return;
+  }
+  apptest::TempDir tmp("memorize_huge");
+  apptest::check_rejects("memorize --widths 4611686018427387904 --n 100 --sgd-n 10 --epochs 1 --no-plot --out " +
+                             tmp.path() + "/run",
+                         "shape [4611686018427387904, 784] is too large");
 }

@@ -211,3 +211,14 @@ TEST_CASE("errors: in-place writes to tensors that require grad") {
   // Errors leave the tensor untouched.
   CHECK(values(w) == after);
 }
+
+TEST_CASE("errors: a shape whose element or byte count overflows is refused, not allocated wrapped around") {
+  const int64_t big = int64_t(1) << 62;
+  check_error([&] { zeros({big, 4}); }, {"[4611686018427387904, 4]", "too large"});
+  check_error([&] { empty({4, big, 4}); }, {"too large"});
+  check_error([&] { zeros({big}); }, {"[4611686018427387904]", "too large", "bytes"});  // 2^64 bytes of f32
+  check_error([&] { zeros({big, 2}, TensorOptions(DType::u8)); }, {"too large"});
+  // A zero anywhere makes the product 0, however large the other sizes.
+  CHECK(empty({big, 0, big}).numel() == 0);
+  CHECK(numel_of({big, 0, 4}) == 0);
+}

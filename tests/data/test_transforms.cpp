@@ -129,6 +129,9 @@ TEST_CASE("transforms: the adversarial set C has R copies with exactly int(p*C*H
   CHECK(d.images.to_vector<uint8_t>() == src);
   CHECK(contains(error_of([&] { adversarial_set(d, 0); }), "replication"));
   CHECK(contains(error_of([&] { adversarial_set(d, 2, 1.5); }), "fraction"));
+  // N x R past 2^63 used to wrap around to a small buffer, then be written in full.
+  CHECK(contains(error_of([&] { adversarial_set(d, int64_t(1) << 62); }), "too large"));
+  CHECK(contains(error_of([&] { adversarial_set(d, (int64_t(1) << 62) / N + 1); }), "too large"));
 }
 
 TEST_CASE("transforms: label corruption with probability p") {

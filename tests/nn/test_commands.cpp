@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 // The data headers come first: data/augment.h calls sqrt unqualified, which core/ops.h's
@@ -117,4 +119,31 @@ TEST_CASE("every command that can run on a GPU takes the CUDA backend's flags") 
     CHECK(bad.find("error: unknown batch_norm implementation 'fused' (expected passes or persistent)") !=
           std::string::npos);
   }
+}
+
+TEST_CASE("minima models and eval refuse class counts and shapes too large to build") {
+  int rc = 0;
+  for (const char* classes : {"4611686018427387904", "9223372036854775807", "100000000"}) {
+    std::string out = run(std::string("models --arch mlp --classes ") + classes, rc);
+    INFO(out);
+    CHECK(rc != 0);
+    CHECK(out.find("error: make_model: class count must be in [1, 16777216]") != std::string::npos);
+  }
+  std::string out = run("models --arch mlp --in 1x4294967296x4294967296", rc);
+  CHECK(rc != 0);
+  CHECK(out.find("too large") != std::string::npos);
+  // A weights file whose metadata claims that many classes.
+  Generator g(3);
+  auto model = nn::make_model("mlp", {1, 28, 28}, 10, g);
+  std::string path = "/tmp/minima_test_eval_classes_" + std::to_string(getpid()) + ".safetensors";
+  nn::save_weights(path, *model, {"mlp", {1, 28, 28}, 10, "fashion-mnist", {0.5}, {0.25}, 3});
+  nn::SafeTensors f = nn::load_safetensors(path);
+  for (auto& kv : f.metadata)
+    if (kv.first == "classes") kv.second = "4611686018427387904";
+  nn::save_safetensors(path, f.tensors, f.metadata);
+  out = run("eval --device cpu --weights " + path, rc);
+  INFO(out);
+  CHECK(rc != 0);
+  CHECK(out.find("error: make_model: class count must be in") != std::string::npos);
+  std::remove(path.c_str());
 }
