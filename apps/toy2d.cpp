@@ -237,9 +237,12 @@ int run_toy2d(cli::Args& a) {
   MINIMA_CHECK(lr > 0 && ft_lr > 0 && pre_lr > 0, "--lr, --finetune-lr and --pre-lr must be positive");
   MINIMA_CHECK(epochs >= 1 && pre_epochs >= 1, "--epochs and --pre-epochs must be positive");
   MINIMA_CHECK(copies >= 0 && aug_std >= 0, "--aug-copies and --aug-std must be non-negative");
+  // Each copy adds a training set's worth of points to every epoch of (c).
+  MINIMA_CHECK(copies <= 100, "--aug-copies must be at most 100, got ", copies);
   MINIMA_CHECK(momentum >= 0 && momentum < 1 && pre_momentum >= 0 && pre_momentum < 1, "momentum must be in [0, 1)");
   MINIMA_CHECK(wd >= 0, "--weight-decay must be non-negative, got ", wd);
-  MINIMA_CHECK(grid >= 10, "--grid must be at least 10, got ", grid);
+  // The boundary is evaluated at grid^2 points by every network: 1000 already means 10^6 of them.
+  MINIMA_CHECK(grid >= 10 && grid <= 1000, "--grid must be in [10, 1000], got ", grid);
 
   bool until100 = !fixed_epochs;
   apps::prefer_single_thread();

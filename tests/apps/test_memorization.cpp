@@ -43,6 +43,9 @@ TEST_CASE("toy2d rejects bad flags") {
   apptest::check_rejects("toy2d --pre-optimizer rmsprop", "--pre-optimizer must be adam or sgd");
   apptest::check_rejects("toy2d --std 0", "--std must be positive");
   apptest::check_rejects("toy2d --repeats 0", "--repeats must be at least 1");
+  // Sizes that used to run for hours (or forever) instead of failing.
+  apptest::check_rejects("toy2d --grid 100000000", "--grid must be in [10, 1000], got 100000000");
+  apptest::check_rejects("toy2d --aug-copies 4611686018427387904", "--aug-copies must be at most 100");
 }
 
 TEST_CASE("memorize: the 2n+d-weight construction fits random labels exactly") {
