@@ -1,6 +1,7 @@
 // core/json.cpp: JSON writer and recursive-descent parser; atomic file writes.
 #include "core/json.h"
 
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -169,9 +170,15 @@ struct Parser {
           case 'r': s += '\r'; break;
           case 't': s += '\t'; break;
           case 'u': {
-            if (i + 4 > t.size()) fail("bad \\u escape");
-            unsigned cp = unsigned(std::stoul(t.substr(i, 4), nullptr, 16));
-            i += 4;
+            // Exactly four hex digits (std::stoul would stop at the first non-digit and throw
+            // its own exception type on none).
+            unsigned cp = 0;
+            for (int k = 0; k < 4; ++k, ++i) {
+              char h = i < t.size() ? t[i] : '\0';
+              if (!std::isxdigit(static_cast<unsigned char>(h))) fail("bad \\u escape (expected four hex digits)");
+              cp = cp * 16 +
+                   unsigned(std::isdigit(static_cast<unsigned char>(h)) ? h - '0' : std::tolower(h) - 'a' + 10);
+            }
             if (cp < 0x80) {
               s += char(cp);
             } else if (cp < 0x800) {

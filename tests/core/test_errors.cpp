@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include "core/backend.h"
+#include "core/json.h"
 #include "core/ops.h"
 #include "core/random.h"
 #include "test_util.h"
@@ -221,4 +222,10 @@ TEST_CASE("errors: a shape whose element or byte count overflows is refused, not
   // A zero anywhere makes the product 0, however large the other sizes.
   CHECK(empty({big, 0, big}).numel() == 0);
   CHECK(numel_of({big, 0, 4}) == 0);
+}
+
+TEST_CASE("errors: JSON \\u escapes need exactly four hex digits") {
+  CHECK(Json::parse("\"\\u0041\\u00e9\"").as_string() == "A\xc3\xa9");
+  for (const char* bad : {"\"\\u12zz\"", "\"\\uzzzz\"", "\"\\u12\"", "\"\\u 123\"", "\"\\u-123\""})
+    check_error([&] { Json::parse(bad); }, {"json: bad \\u escape"});
 }
