@@ -4,6 +4,7 @@
 // the file (the training set's), not recomputed, so a model trained on a subset is evaluated
 // exactly as it was trained; a "normalize" metadata entry (dataset | per_image | none) selects
 // the mode, default dataset.
+#include <cmath>
 #include <iostream>
 
 #include "apps/cli.h"
@@ -37,7 +38,12 @@ int run_eval(cli::Args& a) {
   Device device = device_from_flag(dev);
 
   nn::SafeTensors file = nn::load_safetensors(weights);
-  nn::ModelInfo info = nn::ModelInfo::from_metadata(file.metadata);
+  nn::ModelInfo info;
+  try {
+    info = nn::ModelInfo::from_metadata(file.metadata);
+  } catch (const Error& e) {
+    throw Error(str("eval: ", weights, ": ", e.what()));
+  }
   if (dataset.empty()) dataset = info.dataset;
   MINIMA_CHECK(!dataset.empty(), "eval: the file names no dataset; pass --dataset");
 
@@ -58,8 +64,14 @@ int run_eval(cli::Args& a) {
                " was trained on ", shape_str(info.in_chw));
   MINIMA_CHECK(ds.num_classes <= info.classes, "eval: ", dataset, " has ", ds.num_classes,
                " classes but the model outputs ", info.classes);
-  if (info.mean.size() == size_t(ds.channels()) && info.std.size() == size_t(ds.channels())) {
-    ds.mean = info.mean;
+  // The file's constants replace the split's own; a file without them uses the split's.
+  if (!info.mean.empty() || !info.std.empty()) {
+    MINIMA_CHECK(info.mean.size() == size_t(ds.channels()) && info.std.size() == size_t(ds.channels()),
+                 "eval: ", weights, " has ", info.mean.size(), " mean and ", info.std.size(),
+                 " std values in its metadata, ", "expected one per channel (", ds.channels(), ")");
+    for (double sd : info.std)
+      MINIMA_CHECK(sd > 0, "eval: ", weights, " has a normalization std of ", sd, " in its metadata, expected > 0");
+    ds.mean = info.mean;  // finite: checked when the metadata was read
     ds.std = info.std;
   }
   data::Normalize norm = data::Normalize::dataset;
@@ -91,7 +103,10 @@ int run_eval(cli::Args& a) {
   out["dataset"] = dataset;
   out["split"] = split;
   out["samples"] = seen;
-  out["loss"] = seen ? loss_sum.item() / double(seen) : 0.0;
+  const double loss = seen ? loss_sum.item() / double(seen) : 0.0;
+  MINIMA_CHECK(std::isfinite(loss), "eval: the loss of ", weights, " is ", loss,
+               ": its weights (or normalization constants) are not finite");
+  out["loss"] = loss;
   out["accuracy"] = seen ? 100.0 * correct.item() / double(seen) : 0.0;
   std::cout << out.dump(2) << "\n";
   return 0;

@@ -43,6 +43,8 @@ class Json {
   bool is_array() const { return type_ == Type::Array; }
   bool is_string() const { return type_ == Type::String; }
   bool is_number() const { return type_ == Type::Number; }
+  // A number written without a fraction or exponent (as_int() of any other number rounds it).
+  bool is_integer() const { return type_ == Type::Number && is_int_; }
 
   // Object access: operator[] inserts (turning null into an object); at() throws when missing.
   Json& operator[](const std::string& key);

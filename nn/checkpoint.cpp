@@ -1,6 +1,7 @@
 // nn/checkpoint.cpp: see checkpoint.h.
 #include "nn/checkpoint.h"
 
+#include <cmath>
 #include <map>
 #include <sstream>
 
@@ -15,12 +16,43 @@ std::string join_doubles(const std::vector<double>& v) {
   for (size_t i = 0; i < v.size(); ++i) s << (i ? "," : "") << v[i];
   return s.str();
 }
-std::vector<double> split_doubles(const std::string& s) {
+// Metadata values are text: each is parsed whole, or the error names the entry and what it
+// should have been (std::stoll's own exceptions say only "stoll").
+int64_t parse_int(const std::string& key, const std::string& v) {
+  try {
+    size_t pos = 0;
+    int64_t r = std::stoll(v, &pos);
+    if (pos == v.size()) return r;
+  } catch (const std::exception&) {
+  }
+  throw Error(str("metadata entry '", key, "' should be an integer, got '", v, "'"));
+}
+uint64_t parse_uint(const std::string& key, const std::string& v) {
+  try {
+    size_t pos = 0;
+    uint64_t r = std::stoull(v, &pos);
+    if (pos == v.size() && v.find('-') == std::string::npos) return r;
+  } catch (const std::exception&) {
+  }
+  throw Error(str("metadata entry '", key, "' should be an unsigned integer, got '", v, "'"));
+}
+std::vector<double> split_doubles(const std::string& key, const std::string& s) {
   std::vector<double> out;
   std::stringstream ss(s);
   std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(std::stod(item));
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    try {
+      size_t pos = 0;
+      double d = std::stod(item, &pos);
+      if (pos == item.size() && std::isfinite(d)) {
+        out.push_back(d);
+        continue;
+      }
+    } catch (const std::exception&) {
+    }
+    throw Error(str("metadata entry '", key, "' should be comma-separated finite numbers, got '", s, "'"));
+  }
   return out;
 }
 const std::string& need(const Metadata& m, const std::string& key) {
@@ -61,14 +93,14 @@ ModelInfo ModelInfo::from_metadata(const Metadata& m) {
   info.arch = need(m, "arch");
   std::stringstream ss(need(m, "in_shape"));
   std::string item;
-  while (std::getline(ss, item, 'x')) info.in_chw.push_back(std::stoll(item));
+  while (std::getline(ss, item, 'x')) info.in_chw.push_back(parse_int("in_shape", item));
   MINIMA_CHECK(info.in_chw.size() == 3, "checkpoint metadata: in_shape '", need(m, "in_shape"), "' is not CxHxW");
-  info.classes = std::stoll(need(m, "classes"));
+  info.classes = parse_int("classes", need(m, "classes"));
   for (const auto& [k, v] : m) {
     if (k == "dataset") info.dataset = v;
-    if (k == "mean") info.mean = split_doubles(v);
-    if (k == "std") info.std = split_doubles(v);
-    if (k == "seed") info.seed = std::stoull(v);
+    if (k == "mean") info.mean = split_doubles(k, v);
+    if (k == "std") info.std = split_doubles(k, v);
+    if (k == "seed") info.seed = parse_uint(k, v);
   }
   return info;
 }
@@ -133,10 +165,31 @@ Metadata load_checkpoint(const std::string& path, Module& m, optim::Optimizer& o
   }
   const std::string* tsj = f.meta("train_state");
   MINIMA_CHECK(tsj != nullptr, where(), "no train_state in the metadata (a weights-only file?)");
-  Json ts = Json::parse(*tsj);
-  const Json& o = ts.at("optimizer");
-  MINIMA_CHECK(o.at("type").as_string() == opt.type_name(), where(), "saved optimizer is ", o.at("type").as_string(),
-               ", the run uses ", opt.type_name());
+  // Everything of train_state is read before anything is changed, each error naming the file.
+  std::string opt_type;
+  int64_t opt_steps = 0;
+  double opt_lr = 0;
+  TrainState saved;
+  try {
+    Json ts = Json::parse(*tsj);
+    const Json& o = ts.at("optimizer");
+    opt_type = o.at("type").as_string();
+    opt_steps = o.at("steps").as_int();
+    opt_lr = o.at("lr").as_double();
+    saved.epoch = ts.at("epoch").as_int();
+    saved.step = ts.at("step").as_int();
+    saved.extra = ts.contains("extra") ? ts.at("extra") : Json::object();
+    for (const auto& [k, r] : ts.at("rngs").items()) {
+      Generator g;
+      g.set_state(parse_uint("train_state rngs." + k + ".seed", r.at("seed").as_string()),
+                  parse_uint("train_state rngs." + k + ".offset", r.at("offset").as_string()));
+      saved.rngs.emplace_back(k, g);
+    }
+  } catch (const Error& e) {
+    throw Error(where() + "bad train_state metadata: " + e.what());
+  }
+  MINIMA_CHECK(opt_type == opt.type_name(), where(), "saved optimizer is ", opt_type, ", the run uses ",
+               opt.type_name());
 
   // Optimizer state: every slot of every parameter must be present with the right shape.
   auto names = optimizer_param_names(m, opt);
@@ -167,21 +220,17 @@ Metadata load_checkpoint(const std::string& path, Module& m, optim::Optimizer& o
       dst.copy_(*f.find(kOptPrefix + names[e.param] + "." + e.slot));
     }
   }
-  opt.set_steps(o.at("steps").as_int());
-  opt.set_lr(o.at("lr").as_double());
+  opt.set_steps(opt_steps);
+  opt.set_lr(opt_lr);
 
-  st.epoch = ts.at("epoch").as_int();
-  st.step = ts.at("step").as_int();
-  st.extra = ts.contains("extra") ? ts.at("extra") : Json::object();
-  for (const auto& [k, r] : ts.at("rngs").items()) {
-    uint64_t seed = std::stoull(r.at("seed").as_string()), off = std::stoull(r.at("offset").as_string());
-    if (Generator* g = st.rng(k))
-      g->set_state(seed, off);
-    else {
-      Generator g2;
-      g2.set_state(seed, off);
-      st.rngs.emplace_back(k, g2);
-    }
+  st.epoch = saved.epoch;
+  st.step = saved.step;
+  st.extra = saved.extra;
+  for (const auto& [k, g] : saved.rngs) {
+    if (Generator* mine = st.rng(k))
+      *mine = g;
+    else
+      st.rngs.emplace_back(k, g);
   }
   return f.metadata;
 }

@@ -139,18 +139,27 @@ SafeTensors load_safetensors(const std::string& path) {
     auto where = [&] { return str("load_safetensors: '", path, "', tensor '", tensor, "': "); };
     MINIMA_CHECK(e.is_object() && e.contains("dtype") && e.contains("shape") && e.contains("data_offsets"), where(),
                  "entry needs dtype, shape and data_offsets");
+    const Json &dtype = e.at("dtype"), &dims = e.at("shape"), &offs = e.at("data_offsets");
     DType dt;
-    MINIMA_CHECK(parse_dtype(e.at("dtype").as_string(), dt), where(), "unsupported dtype ", e.at("dtype").as_string(),
+    MINIMA_CHECK(dtype.is_string() && parse_dtype(dtype.as_string(), dt), where(), "unsupported dtype ", dtype.dump(-1),
                  " (supported: F32, F64, BF16, I64, U8)");
+    MINIMA_CHECK(dims.is_array(), where(), "shape must be an array of sizes, got ", dims.dump(-1));
     Shape shape;
-    for (const auto& s : e.at("shape").elements()) {
-      MINIMA_CHECK(s.as_int() >= 0, where(), "negative size in shape");
+    for (const auto& s : dims.elements()) {
+      MINIMA_CHECK(s.is_integer() && s.as_int() >= 0, where(), "shape ", dims.dump(-1),
+                   " must hold non-negative integers");
       shape.push_back(s.as_int());
     }
-    const Json& offs = e.at("data_offsets");
-    MINIMA_CHECK(offs.size() == 2, where(), "data_offsets must be [begin, end]");
-    int64_t b = offs[0].as_int(), en = offs[1].as_int();
-    int64_t expect = numel_of(shape) * int64_t(dtype_size(dt));
+    MINIMA_CHECK(offs.is_array() && offs.size() == 2 && offs[0].is_integer() && offs[1].is_integer(), where(),
+                 "data_offsets must be [begin, end] integers, got ", offs.dump(-1));
+    int64_t b = offs[0].as_int(), en = offs[1].as_int(), expect = 0;
+    try {
+      expect = numel_of(shape);
+    } catch (const Error& err) {
+      throw Error(where() + err.what());
+    }
+    MINIMA_CHECK(!__builtin_mul_overflow(expect, int64_t(dtype_size(dt)), &expect), where(), "shape ", shape_str(shape),
+                 " is too large");
     MINIMA_CHECK(0 <= b && b <= en && en <= data_size, where(), "data_offsets [", b, ", ", en,
                  "] outside the data section of ", data_size, " bytes (truncated file?)");
     MINIMA_CHECK(en - b == expect, where(), "data_offsets span ", en - b, " bytes but shape ", shape_str(shape), " of ",

@@ -268,3 +268,90 @@ TEST_CASE("a resumed run ends bit-for-bit where the uninterrupted run ends (SGD,
 TEST_CASE("a resumed run ends bit-for-bit where the uninterrupted run ends (Adam)") {
   resume_equals_uninterrupted(true);
 }
+
+namespace {
+// A safetensors file with the given header text and `data_bytes` zero bytes of data.
+void write_raw_safetensors(const std::string& path, std::string header, size_t data_bytes) {
+  while (header.size() % 8) header += ' ';
+  uint64_t n = header.size();
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(&n), 8);
+  f.write(header.data(), std::streamsize(header.size()));
+  std::string data(data_bytes, '\0');
+  f.write(data.data(), std::streamsize(data.size()));
+}
+}  // namespace
+
+TEST_CASE("safetensors: a malformed entry names the tensor and the file; sizes must be whole numbers") {
+  std::string path = tmp_path("entries.safetensors");
+  auto rejects = [&](const std::string& entry, size_t data_bytes, const std::string& expected) {
+    write_raw_safetensors(path, "{\"w\": " + entry + "}", data_bytes);
+    CAPTURE(entry);
+    CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("tensor 'w'"), Error);
+    CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains(path.c_str()), Error);
+    CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains(expected.c_str()), Error);
+  };
+  // 783.6 used to be rounded to 784, whose 3136 bytes the data section holds.
+  rejects(R"({"dtype": "F32", "shape": [783.6], "data_offsets": [0, 3136]})", 3136, "non-negative integers");
+  rejects(R"({"dtype": "F32", "shape": [2e2], "data_offsets": [0, 800]})", 800, "non-negative integers");
+  rejects(R"({"dtype": "F32", "shape": ["4"], "data_offsets": [0, 16]})", 16, "non-negative integers");
+  rejects(R"({"dtype": "F32", "shape": 4, "data_offsets": [0, 16]})", 16, "shape must be an array");
+  rejects(R"({"dtype": "F32", "shape": [4], "data_offsets": ["0", "16"]})", 16, "data_offsets must be");
+  rejects(R"({"dtype": "F32", "shape": [4], "data_offsets": 16})", 16, "data_offsets must be");
+  rejects(R"({"dtype": 5, "shape": [4], "data_offsets": [0, 16]})", 16, "unsupported dtype");
+  rejects(R"({"dtype": "F32", "shape": [4611686018427387904, 4], "data_offsets": [0, 16]})", 16, "too large");
+  rejects(R"({"dtype": "F64", "shape": [2305843009213693952], "data_offsets": [0, 16]})", 16, "too large");
+  write_raw_safetensors(path, R"({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}})", 16);
+  CHECK(load_safetensors(path).tensors.at(0).second.shape() == Shape{2, 2});
+  std::remove(path.c_str());
+}
+
+TEST_CASE("checkpoint metadata that does not parse names the entry and what it should be") {
+  ModelInfo good{"mlp", {1, 28, 28}, 10, "fashion-mnist", {0.5}, {0.25}, 3};
+  auto with = [&](const std::string& key, const std::string& value) {
+    Metadata m = good.to_metadata();
+    for (auto& kv : m)
+      if (kv.first == key) kv.second = value;
+    return m;
+  };
+  CHECK(ModelInfo::from_metadata(good.to_metadata()).classes == 10);
+  auto rejects = [&](const std::string& key, const std::string& value, const std::string& expected) {
+    CAPTURE(key);
+    CAPTURE(value);
+    CHECK_THROWS_WITH_AS(ModelInfo::from_metadata(with(key, value)), doctest::Contains(("'" + key + "'").c_str()),
+                         Error);
+    CHECK_THROWS_WITH_AS(ModelInfo::from_metadata(with(key, value)), doctest::Contains(expected.c_str()), Error);
+  };
+  rejects("classes", "abc", "should be an integer, got 'abc'");
+  rejects("classes", "10x", "should be an integer");
+  rejects("classes", "99999999999999999999", "should be an integer");
+  rejects("in_shape", "1xax28", "should be an integer");
+  rejects("seed", "-1", "should be an unsigned integer");
+  rejects("seed", "abc", "should be an unsigned integer");
+  rejects("mean", "0.5,abc", "finite numbers");
+  rejects("std", "nan", "finite numbers");
+  rejects("std", "inf", "finite numbers");
+
+  // A checkpoint's train_state: the error names the file and the entry.
+  Generator g(1);
+  auto net = std::make_shared<Linear>(3, 2, g);
+  optim::SGD opt(net->parameters(), {0.1, 0.9, 0.0, 0.0, false});
+  TrainState st;
+  st.epoch = 2;
+  st.rngs.emplace_back("order", Generator(5));
+  std::string path = tmp_path("train_state.safetensors");
+  save_checkpoint(path, *net, opt, st, good);
+  SafeTensors f = load_safetensors(path);
+  for (auto& kv : f.metadata)
+    if (kv.first == "train_state") {
+      Json ts = Json::parse(kv.second);
+      ts["rngs"]["order"]["seed"] = "12abc";
+      kv.second = ts.dump(-1);
+    }
+  save_safetensors(path, f.tensors, f.metadata);
+  TrainState back;
+  CHECK_THROWS_WITH_AS(load_checkpoint(path, *net, opt, back), doctest::Contains(path.c_str()), Error);
+  CHECK_THROWS_WITH_AS(load_checkpoint(path, *net, opt, back), doctest::Contains("rngs.order.seed"), Error);
+  CHECK(back.epoch == 0);  // nothing was taken from the bad file
+  std::remove(path.c_str());
+}

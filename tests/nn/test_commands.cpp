@@ -145,5 +145,44 @@ TEST_CASE("minima models and eval refuse class counts and shapes too large to bu
   INFO(out);
   CHECK(rc != 0);
   CHECK(out.find("error: make_model: class count must be in") != std::string::npos);
+  for (auto& kv : f.metadata)
+    if (kv.first == "classes") kv.second = "ten";
+  nn::save_safetensors(path, f.tensors, f.metadata);
+  out = run("eval --device cpu --weights " + path, rc);
+  CHECK(rc != 0);
+  CHECK(out.find("error: eval: " + path + ": metadata entry 'classes' should be an integer, got 'ten'") !=
+        std::string::npos);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("minima eval refuses bad normalization constants and weights that give no finite loss") {
+  try {
+    data::load_dataset("fashion-mnist", "");
+  } catch (const Error& e) {
+    MESSAGE("skipped: Fashion-MNIST is not available (", e.what(), ")");
+    return;
+  }
+  Generator g(3);
+  auto model = nn::make_model("mlp", {1, 28, 28}, 10, g);
+  std::string path = "/tmp/minima_test_eval_norm_" + std::to_string(getpid()) + ".safetensors";
+  auto rejects = [&](std::vector<double> mean, std::vector<double> std, const std::string& expected) {
+    nn::save_weights(path, *model, {"mlp", {1, 28, 28}, 10, "fashion-mnist", mean, std, 3});
+    int rc = 0;
+    std::string out = run("eval --device cpu --batch 5000 --weights " + path, rc);
+    INFO(out);
+    CHECK(rc != 0);
+    CHECK(out.find("error: ") != std::string::npos);
+    CHECK(out.find(expected) != std::string::npos);
+  };
+  rejects({0.3}, {0.0}, "normalization std of 0");
+  rejects({0.3}, {-0.35}, "normalization std of -0.35");
+  rejects({0.3, 0.3}, {0.35, 0.35}, "expected one per channel (1)");
+  rejects({0.3}, {NAN}, "metadata entry 'std' should be comma-separated finite numbers");
+  rejects({INFINITY}, {0.35}, "metadata entry 'mean' should be comma-separated finite numbers");
+  {
+    NoGradGuard ng;
+    for (auto& [name, p] : model->named_parameters()) p.fill_(NAN);
+  }
+  rejects({0.3}, {0.35}, "its weights (or normalization constants) are not finite");
   std::remove(path.c_str());
 }
