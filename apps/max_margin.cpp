@@ -80,17 +80,25 @@ Data csv_data(const std::string& path) {
   int64_t lineno = 0;
   while (std::getline(f, line)) {
     ++lineno;
-    if (line.empty() || line[0] == '#') continue;
+    if (line.find_first_not_of(" \t\r") == std::string::npos || line[0] == '#') continue;
     std::vector<double> v;
     std::stringstream ss(line);
     std::string cell;
     while (std::getline(ss, cell, ',')) {
+      // The whole cell, blanks (and a Windows line end) aside, must be one number: std::stod alone
+      // would read "1x" as 1. Squares of the values are summed, so they are kept well below overflow.
+      size_t first = cell.find_first_not_of(" \t\r"), last = cell.find_last_not_of(" \t\r");
+      std::string num = first == std::string::npos ? "" : cell.substr(first, last - first + 1);
+      double x = NAN;
       try {
         size_t pos = 0;
-        v.push_back(std::stod(cell, &pos));
+        x = std::stod(num, &pos);
+        if (pos != num.size()) x = NAN;
       } catch (...) {
-        throw Error(str("--data ", path, " line ", lineno, ": '", cell, "' is not a number"));
       }
+      MINIMA_CHECK(std::isfinite(x) && std::fabs(x) <= 1e100, "--data ", path, " line ", lineno, ": '", cell,
+                   "' is not a number of magnitude at most 1e100");
+      v.push_back(x);
     }
     MINIMA_CHECK(v.size() >= 2, "--data ", path, " line ", lineno, ": expected x_1,...,x_d,label");
     int64_t d = int64_t(v.size()) - 1;
@@ -388,15 +396,15 @@ int run_max_margin(cli::Args& a) {
                "Adam needs 0 <= beta < 1 and eps > 0");
 
   apps::Stopwatch clock;
-  cli::RunDir dir(out);
-  dir.write_config(a);
-  std::vector<std::pair<std::string, Data>> sets;
+  std::vector<std::pair<std::string, Data>> sets;  // read first: a bad --data file claims no --out
   if (data_path.empty()) {
     sets.emplace_back("soudry", soudry_data(extra, range, min_margin, 1.0, uint64_t(seed)));
     sets.emplace_back("soudry-stretched", soudry_data(extra, range, min_margin, stretch, uint64_t(seed)));
   } else {
     sets.emplace_back("file", csv_data(data_path));
   }
+  cli::RunDir dir(out);
+  dir.write_config(a);
   apps::Table metrics({"dataset", "method", "iter", "loss", "norm", "angle_gap", "margin_gap", "w1", "w2"});
   apps::Table points({"dataset", "x1", "x2", "label", "on_margin"});
   Json sm = Json::object();

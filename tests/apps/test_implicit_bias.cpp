@@ -123,6 +123,30 @@ TEST_CASE("max-margin runs a CSV data set and refuses non-separable data") {
   apptest::check_rejects("max-margin --data /nonexistent.csv --out " + dir + "/bad", "cannot open");
 }
 
+TEST_CASE("max-margin reads each CSV cell whole and refuses values that are not finite numbers") {
+  apptest::TempDir tmp("max_margin_cells");
+  const std::string& dir = tmp.path();
+  int k = 0;
+  auto rejects = [&](const std::string& text, const std::string& cell) {
+    const std::string path = dir + "/p" + std::to_string(++k) + ".csv";
+    std::ofstream(path) << text;
+    apptest::check_rejects("max-margin --data " + path + " --no-plot --out " + path + ".run",
+                           "line 2: '" + cell + "' is not a number");
+    CHECK(!apptest::file_exists(path + ".run/config.json"));  // found before --out was claimed
+  };
+  rejects("1,0,1\n1x,1,1\n-2,-3,-1\n", "1x");
+  rejects("1,0,1\n1e308,1,1\n-2,-3,-1\n", "1e308");
+  rejects("1,0,1\nnan,1,1\n-2,-3,-1\n", "nan");
+  rejects("1,0,1\n-inf,1,1\n-2,-3,-1\n", "-inf");
+  rejects("1,0,1\n3,1,1 1\n-2,-3,-1\n", "1 1");
+  // Blanks around a number and Windows line ends are fine.
+  std::ofstream(dir + "/ok.csv") << "1, 0 ,1\r\n-1,0,-1\r\n 3,1, 1\r\n-2,-3,-1\r\n\r\n";
+  auto r = apptest::run_minima("max-margin --data " + dir + "/ok.csv --iters 200 --no-plot --out " + dir + "/ok");
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  CHECK(apptest::summary(dir + "/ok").at("svm_w")[0].as_double() == doctest::Approx(1.0).epsilon(1e-10));
+}
+
 TEST_CASE("matrix-factorization: the nuclear norm falls to the ground truth's as alpha falls") {
   apptest::TempDir tmp("matrix_factorization");
   const std::string& dir = tmp.path();
