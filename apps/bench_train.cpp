@@ -6,6 +6,7 @@
 // as minima's OpenMP (OMP_NUM_THREADS), so the two figures compare like for like.
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -70,7 +71,16 @@ int run_bench_train(cli::Args& a) {
   {
     std::stringstream ss(in);
     std::string part;
-    while (std::getline(ss, part, 'x')) chw.push_back(std::stoll(part));
+    while (std::getline(ss, part, 'x')) {
+      size_t pos = 0;
+      int64_t v = 0;
+      try {
+        v = std::stoll(part, &pos);
+      } catch (const std::exception&) {
+      }
+      MINIMA_CHECK(v > 0 && pos == part.size(), "--in expects CxHxW with positive sizes, got '", in, "'");
+      chw.push_back(v);
+    }
     MINIMA_CHECK(chw.size() == 3, "--in expects CxHxW, got '", in, "'");
   }
   std::vector<std::string> list;
@@ -80,6 +90,13 @@ int run_bench_train(cli::Args& a) {
     std::stringstream ss(archs);
     for (std::string s; std::getline(ss, s, ',');) list.push_back(s);
   }
+  MINIMA_CHECK(!list.empty(), "bench train: --arch needs at least one architecture (or all)");
+  const auto names = nn::model_names();
+  for (const auto& arch : list)
+    MINIMA_CHECK(std::find(names.begin(), names.end(), arch) != names.end(), "bench train: unknown architecture '",
+                 arch, "' (minima models lists them)");
+  MINIMA_CHECK(torch_mode == "auto" || torch_mode == "on" || torch_mode == "off",
+               "bench train: --torch must be auto, on or off, got '", torch_mode, "'");
   bool use_torch = false;
   if (torch_mode != "off") {
     std::vector<std::string> candidates =

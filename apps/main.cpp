@@ -44,7 +44,14 @@ static int run_bench(int argc, char** argv) {
       if (n.size() < 16) n.append(16 - n.size(), ' ');
       std::cout << n << c.summary << "\n";
     }
-    return argc < 3 ? 1 : 0;
+    if (argc >= 3 && (!std::strcmp(argv[2], "--help") || !std::strcmp(argv[2], "-h"))) return 0;
+    std::cout.flush();
+    if (argc < 3) {
+      std::cerr << "\nerror: no benchmark named (see the list above)\n";
+      return 1;
+    }
+    std::cerr << "\nerror: expected a benchmark name before the flags, got '" << argv[2] << "'\n";
+    return 2;
   }
   std::string sub = argv[2];
   for (const auto& c : list) {
@@ -65,7 +72,10 @@ static int run_bench(int argc, char** argv) {
 int main(int argc, char** argv) {
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     usage();
-    return argc < 2 ? 1 : 0;
+    if (argc >= 2) return 0;
+    std::cout.flush();
+    std::cerr << "\nerror: no command given (see the list above)\n";
+    return 1;
   }
   std::string name = argv[1];
   if (name == "bench") return run_bench(argc, argv);

@@ -139,3 +139,19 @@ TEST_CASE("bench cpu: GEMM, matrix-vector products and both conv2d layers, each 
   CHECK(typo.rc == 0);
   CHECK(typo.output.find("warning: MINIMA_CPU_GEMM=avx3 is not one of auto, avx2") != std::string::npos);
 }
+
+TEST_CASE("bench and the bare command line: a missing or bad name is an error, --help is not") {
+  apptest::check_rejects("bench train --device cpu --arch '' --torch off", "--arch needs at least one architecture");
+  apptest::check_rejects("bench train --device cpu --arch mlp,nosuchnet --torch off",
+                         "unknown architecture 'nosuchnet'");
+  apptest::check_rejects("bench train --device cpu --arch mlp --torch maybe", "--torch must be auto, on or off");
+  apptest::check_rejects("bench train --device cpu --arch mlp --torch off --in 1xax28", "--in expects CxHxW");
+  apptest::check_rejects("", "no command given");
+  apptest::check_rejects("bench", "no benchmark named");
+  apptest::check_rejects("bench --bogus", "expected a benchmark name before the flags, got '--bogus'");
+  for (const char* help : {"--help", "bench --help"}) {
+    auto r = run_minima(help);
+    CHECK(r.rc == 0);
+    CHECK(r.output.find("error:") == std::string::npos);
+  }
+}
