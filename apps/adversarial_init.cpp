@@ -558,7 +558,7 @@ int run_adversarial_init(cli::Args& a) {
     nn::make_model(c.arch, c.in_chw, c.classes, g);  // fail early on a bad --arch
   }
 
-  cli::RunDir dir(c.out);
+  cli::RunDir dir(c.out, /*resumable=*/true);
   if (!c.resume && cli::file_exists(dir.file("config.json")))
     throw Error(str(c.out, " already holds an experiment; pass --resume to continue it or choose another --out"));
   Json extra = Json::object();

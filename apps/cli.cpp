@@ -194,6 +194,9 @@ void make_dirs(const std::string& path) {
     cur += part + "/";
     if (::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) throw Error(str("cannot create directory ", cur));
   }
+  struct stat st;
+  MINIMA_CHECK(::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode), "cannot create directory ", path,
+               ": a file of that name exists and is not a directory");
 }
 
 bool file_exists(const std::string& path) {
@@ -201,9 +204,11 @@ bool file_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
-RunDir::RunDir(const std::string& dir) : dir_(dir) {
+RunDir::RunDir(const std::string& dir, bool resumable) : dir_(dir) {
   MINIMA_CHECK(!dir.empty(), "--out must name a directory");
   make_dirs(dir);
+  MINIMA_CHECK(resumable || !file_exists(file("config.json")), dir,
+               " already holds a run (its config.json); choose another --out or remove the old run");
 }
 
 static std::string now_iso() {

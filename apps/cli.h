@@ -70,7 +70,9 @@ struct RegisterBench {
 class RunDir {
  public:
   RunDir() = default;
-  explicit RunDir(const std::string& dir);  // creates it (and parents)
+  // Creates it (and parents). A directory that already holds a run (a config.json) is refused, so
+  // that no run overwrites another, unless `resumable`: commands with --resume check it themselves.
+  explicit RunDir(const std::string& dir, bool resumable = false);
   const std::string& path() const { return dir_; }
   std::string file(const std::string& name) const { return dir_ + "/" + name; }
   // config.json: the command, every flag, the git revision and the time.

@@ -323,7 +323,7 @@ int run_randomization(cli::Args& a) {
   c.in_chw = {c.base.train.channels(), c.base.train.height(), c.base.train.width()};
   c.classes = c.base.train.num_classes;
 
-  cli::RunDir dir(out);
+  cli::RunDir dir(out, /*resumable=*/true);
   if (!resume && cli::file_exists(dir.file("config.json")))
     throw Error(str(out, " already holds an experiment; pass --resume to continue it or choose another --out"));
   // What a finished run must have been trained with for --resume to reuse it.

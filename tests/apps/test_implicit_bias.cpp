@@ -55,6 +55,26 @@ TEST_CASE("min-norm rejects bad flags") {
                          "shape [2, 4611686018427387904] is too large");
 }
 
+TEST_CASE("a finished run is never overwritten: --out must be a new directory, not a file") {
+  apptest::TempDir tmp("run_dir");
+  const std::string run = tmp.path() + "/run";
+  const std::string cfg = "min-norm --n 5 --d 10 --iters 3 --sgd-batches 1 --no-plot --out " + run;
+  auto first = apptest::run_minima(cfg);
+  INFO(first.output);
+  REQUIRE(first.rc == 0);
+  const std::string summary = read_file(run + "/summary.json");
+  apptest::check_rejects(cfg + " --seed 1", "already holds a run (its config.json); choose another --out");
+  CHECK(read_file(run + "/summary.json") == summary);
+  CHECK(apptest::summary(run).dump() == Json::parse(summary).dump());
+  CHECK(Json::parse(read_file(run + "/config.json")).at("flags").at("seed").as_int() == 0);
+  {
+    std::ofstream f(tmp.path() + "/file");
+    f << "not a directory\n";
+  }
+  apptest::check_rejects("min-norm --n 5 --d 10 --iters 3 --sgd-batches 1 --no-plot --out " + tmp.path() + "/file",
+                         "a file of that name exists and is not a directory");
+}
+
 TEST_CASE("max-margin: the SVM finds (0.5, 0.5) and GD converges in direction where Adam does not on stretched data") {
   apptest::TempDir tmp("max_margin");
   const std::string& dir = tmp.path();
