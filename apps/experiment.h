@@ -21,6 +21,7 @@ class Table {
   void row(const std::vector<std::string>& values);
   static std::string num(double v);
   size_t rows() const { return rows_.size(); }
+  size_t columns() const { return columns_.size(); }
   void write(const std::string& path) const;
 
  private:

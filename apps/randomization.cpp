@@ -371,16 +371,27 @@ int run_randomization(cli::Args& a) {
       const std::string file = run_file(out, v, seed);
       std::vector<std::vector<std::string>> rows;
       if (resume && cli::file_exists(file)) {
-        Json j = Json::parse(read_file(file));
-        MINIMA_CHECK(j.at("settings").dump() == settings_text, "--resume: ", file, " was trained with other settings (",
-                     j.at("settings").dump(), ", now ", settings_text, "); choose another --out");
-        results.push_back(result_from_json(j.at("result"), v));
-        for (const auto& row : j.at("rows").elements()) {
-          std::vector<std::string> r;
-          for (const auto& cell : row.elements()) r.push_back(cell.as_string());
-          r[0] = std::to_string(results.size() - 1);  // the run's number in this experiment's order
-          rows.push_back(r);
+        std::string trained_with;
+        RunResult res;
+        try {
+          Json j = Json::parse(read_file(file));
+          trained_with = j.at("settings").dump();
+          res = result_from_json(j.at("result"), v);
+          MINIMA_CHECK(j.at("rows").is_array(), "\"rows\" must be an array");
+          for (const auto& row : j.at("rows").elements()) {
+            MINIMA_CHECK(row.is_array() && row.size() == log.columns(), "a metrics row must be an array of ",
+                         log.columns(), " strings, got ", row.dump());
+            std::vector<std::string> r;
+            for (const auto& cell : row.elements()) r.push_back(cell.as_string());
+            r[0] = std::to_string(results.size());  // the run's number in this experiment's order
+            rows.push_back(r);
+          }
+        } catch (const Error& e) {
+          throw Error(str("--resume: ", file, " is damaged (", e.what(), "); remove it to train that run again"));
         }
+        MINIMA_CHECK(trained_with == settings_text, "--resume: ", file, " was trained with other settings (",
+                     trained_with, ", now ", settings_text, "); choose another --out");
+        results.push_back(res);
         ++loaded;
         std::printf("%s, seed %lld: loaded from %s\n", v.label().c_str(), (long long)seed, file.c_str());
       } else {

@@ -235,3 +235,30 @@ TEST_CASE("randomization: steps to fit and test accuracy agree with the PyTorch 
   }
   CHECK(compared == 8);
 }
+
+TEST_CASE("randomization: a damaged run file, a bad --arch or a one-sample batch fail cleanly, claiming nothing") {
+  if (!fashion_mnist_present()) return;
+  const std::string cfg =
+      "randomization --subset 100 --variants true-labels --corruption '' --epochs 1 --threads 1 --no-plot";
+  apptest::TempDir tmp("randomization-damaged");
+  const std::string out = tmp.path() + "/run";
+  auto r = apptest::run_minima(cfg + " --out " + out);
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  const std::string file = out + "/runs/seed0_true-labels.json";
+  REQUIRE(apptest::file_exists(file));
+  Json j = Json::parse(read_file(file));
+  auto damaged = [&](const Json& rows, const std::string& expected) {
+    Json k = j;
+    k["rows"] = rows;
+    write_file_atomic(file, k.dump() + "\n");
+    apptest::check_rejects(cfg + " --resume --out " + out, "--resume: " + file + " is damaged (" + expected);
+  };
+  Json empty_row = Json::array();
+  empty_row.push_back(Json::array());
+  damaged(empty_row, "a metrics row must be an array of 9 strings, got []");  // used to crash
+  Json numbers = Json::array();
+  numbers.push_back(Json(std::vector<int64_t>{0, 0, 0, 0, 0, 0, 0, 0, 0}));
+  damaged(numbers, "json: expected a string");
+  damaged(Json("rows"), "\"rows\" must be an array");
+}
