@@ -66,6 +66,7 @@ int run_train(cli::Args& a) {
   Shape in_chw = {train.channels(), train.height(), train.width()};
   Generator g(static_cast<uint64_t>(seed));
   auto model = nn::make_model(arch, in_chw, train.num_classes, g);
+  check_one_sample_batches(arch, in_chw, train.num_classes, train.size(), batch, "--subset or --batch");
   model->to(device);
   optim::SGD opt(model->parameters(), {lr, momentum, 0.0, wd, nesterov});
   auto sched = optim::make_schedule(schedule, lr, epochs);

@@ -101,6 +101,28 @@ EpochResult evaluate(nn::Module& model, data::Loader& loader) {
   return r;
 }
 
+void check_one_sample_batches(const std::string& arch, const Shape& in_chw, int64_t classes, int64_t n, int64_t batch,
+                              const std::string& flags) {
+  if (n % batch != 1 && batch != 1) return;
+  // Whether a one-sample batch trains is found by trying it on a throwaway model: convolutional
+  // batch norms see H x W values per channel and may well be fine.
+  Generator g(0);
+  auto model = nn::make_model(arch, in_chw, classes, g);
+  model->train();
+  NoGradGuard ng;
+  Shape one = in_chw;
+  one.insert(one.begin(), 1);
+  try {
+    (*model)(zeros(one));
+  } catch (const Error& e) {
+    if (std::string(e.what()).find("batch_norm") == std::string::npos) throw;
+    throw Error(str(n, " training samples in batches of ", batch, " make a batch of one sample, on which ", arch,
+                    "'s batch norm cannot train; change ", flags,
+                    " (the batch must be at least 2 and the sample "
+                    "count not 1 more than a multiple of it)"));
+  }
+}
+
 Device device_from_flag(const std::string& s) {
   if (s == "auto") return cuda_available() ? Device::cuda(0) : Device::cpu();
   Device d = Device::parse(s);

@@ -48,6 +48,13 @@ struct StepTiming {
 StepTiming time_training_step(const std::string& arch, const Shape& chw, int64_t classes, int64_t batch, Device dev,
                               int64_t warmup, int64_t iters, int64_t profile_steps = 0);
 
+// Training on `n` samples in batches of `batch` makes a batch of one sample when batch == 1 or
+// n % batch == 1, and batch norm cannot normalize one value per channel (PyTorch fails the same
+// way). When that is the case and `arch` has such a layer, throws up front, naming `flags` (the
+// flags that set n and the batch, e.g. "--subset and --batch"), instead of failing mid-epoch.
+void check_one_sample_batches(const std::string& arch, const Shape& in_chw, int64_t classes, int64_t n, int64_t batch,
+                              const std::string& flags);
+
 // --device: "cpu", "cuda", "cuda:N" or "auto" (cuda when a device is present).
 Device device_from_flag(const std::string& s);
 

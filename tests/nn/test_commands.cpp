@@ -186,3 +186,30 @@ TEST_CASE("minima eval refuses bad normalization constants and weights that give
   rejects({0.3}, {0.35}, "its weights (or normalization constants) are not finite");
   std::remove(path.c_str());
 }
+
+TEST_CASE("minima train refuses a batch of one sample for batch norm, and an --out that holds a run") {
+  try {
+    data::load_dataset("fashion-mnist", "");
+  } catch (const Error& e) {
+    MESSAGE("skipped: Fashion-MNIST is not available (", e.what(), ")");
+    return;
+  }
+  const std::string dir = "/tmp/minima_test_train_" + std::to_string(getpid());
+  int rc = 0;
+  // 129 images in batches of 128 end each epoch with one image, which batch norm cannot use.
+  std::string out = run("train --arch mlp-bn --subset 129 --batch 128 --epochs 1 --out " + dir + "/bn", rc);
+  INFO(out);
+  CHECK(rc != 0);
+  CHECK(out.find("error: 129 training samples in batches of 128 make a batch of one sample, on which mlp-bn's batch "
+                 "norm cannot train; change --subset or --batch") != std::string::npos);
+  CHECK(access((dir + "/bn/config.json").c_str(), F_OK) != 0);
+  // Without batch norm the same split trains; a second run into its --out is refused.
+  out = run("train --arch mlp --subset 129 --batch 128 --epochs 1 --threads 1 --out " + dir + "/mlp", rc);
+  CHECK(rc == 0);
+  const std::string summary = read_file(dir + "/mlp/summary.json");
+  out = run("train --arch mlp --subset 129 --batch 128 --epochs 1 --lr 0.2 --out " + dir + "/mlp", rc);
+  CHECK(rc != 0);
+  CHECK(out.find("already holds a run") != std::string::npos);
+  CHECK(read_file(dir + "/mlp/summary.json") == summary);
+  CHECK(std::system(("rm -rf " + dir).c_str()) == 0);
+}
