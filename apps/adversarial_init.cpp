@@ -133,6 +133,14 @@ void claim_dir(const Ctx& c, const std::string& dir) {
   cli::make_dirs(dir);
 }
 
+// A checkpoint must hold an epoch in [0, last] of the run's `epochs` (`flag`): a later one would
+// skip the training loop and record a model that was never evaluated as finished.
+void check_epoch(const std::string& ckpt, int64_t epoch, int64_t last, int64_t epochs, const char* flag) {
+  MINIMA_CHECK(epoch >= 0 && epoch <= last, "--resume: ", ckpt, " was saved after epoch ", epoch,
+               ", which does not fit a run of ", flag, " ", epochs, " (expected 0 to ", last,
+               "); resume with the flags the experiment started with");
+}
+
 std::string eta_text(double elapsed, double done, double total) {
   if (done <= 0) return "?";
   return cli::format_duration(elapsed / done * std::max(0.0, total - done));
@@ -159,6 +167,7 @@ Json run_phase1(const Ctx& c, int64_t seed, int64_t R) {
   std::string ckpt = dir + "/checkpoint.safetensors";
   if (c.resume && cli::file_exists(ckpt)) {
     nn::load_checkpoint(ckpt, *model, opt, st);
+    check_epoch(ckpt, st.epoch, c.adv_epochs, c.adv_epochs, "--adv-epochs");  // the last epoch saves one too
     std::printf("phase 1 seed %lld R %lld: resuming after epoch %lld\n", (long long)seed, (long long)R,
                 (long long)st.epoch);
   }
@@ -259,6 +268,7 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
   std::string ckpt = dir + "/checkpoint.safetensors";
   if (c.resume && cli::file_exists(ckpt)) {
     nn::load_checkpoint(ckpt, *model, opt, st);
+    check_epoch(ckpt, st.epoch, c.epochs - 1, c.epochs, "--epochs");  // the last epoch saves none
     std::printf("%s: resuming after epoch %lld\n", name.c_str(), (long long)st.epoch);
   }
   truncate_csv(dir + "/metrics.csv", st.epoch);
@@ -529,6 +539,16 @@ int run_adversarial_init(cli::Args& a) {
   MINIMA_CHECK(c.adv_check_every >= 1 && c.complexity_every >= 1 && c.eval_every >= 1,
                "--adv-check-every, --complexity-every and --eval-every must be >= 1");
   MINIMA_CHECK(c.lr > 0 && c.adv_lr > 0, "learning rates must be positive");
+  MINIMA_CHECK(c.momentum >= 0 && c.momentum < 1, "--momentum must be in [0, 1), got ", c.momentum);
+  MINIMA_CHECK(c.wd >= 0, "--weight-decay must be >= 0, got ", c.wd);
+  // Each value names runs and their directories: a repeat would find its own first run finished.
+  auto no_repeats = [](const auto& list, const char* flag) {
+    for (size_t i = 0; i < list.size(); ++i)
+      for (size_t j = 0; j < i; ++j) MINIMA_CHECK(list[i] != list[j], flag, ": ", list[i], " is listed twice");
+  };
+  no_repeats(reps, "--replication");
+  no_repeats(seeds, "--seeds");
+  no_repeats(inits, "--inits");
   MINIMA_CHECK(c.batch >= 1, "--batch must be >= 1");
   MINIMA_CHECK(subset >= 0, "--subset must be >= 0");
   MINIMA_CHECK(c.adv_schedule == "constant" || c.adv_schedule == "multistep",
@@ -557,10 +577,22 @@ int run_adversarial_init(cli::Args& a) {
     Generator g(0);
     nn::make_model(c.arch, c.in_chw, c.classes, g);  // fail early on a bad --arch
   }
+  check_one_sample_batches(c.arch, c.in_chw, c.classes, c.train.size(), c.batch, "--subset or --batch");
+  if (need_adv)
+    for (int64_t R : reps) {
+      int64_t size = 0;
+      MINIMA_CHECK(!__builtin_mul_overflow(c.train.size(), R, &size) && size <= (int64_t(1) << 32), "--replication ", R,
+                   " makes an adversarial set of more than 2^32 images from ", c.train.size(), " training images");
+      check_one_sample_batches(c.arch, c.in_chw, c.classes, size, c.batch, "--replication, --subset or --batch");
+    }
 
   cli::RunDir dir(c.out, /*resumable=*/true);
   if (!c.resume && cli::file_exists(dir.file("config.json")))
     throw Error(str(c.out, " already holds an experiment; pass --resume to continue it or choose another --out"));
+  // The lists select runs (each in its own directory), so a resume may add seeds, setups or R.
+  if (c.resume)
+    dir.check_resume_flags(a, {"out", "resume", "threads", "no-plot", "halt-after", "data-dir", "device", "gemm",
+                               "conv", "bn", "tf32", "deterministic", "seeds", "setups", "inits", "replication"});
   Json extra = Json::object();
   extra["train_images"] = c.train.size();
   extra["test_images"] = c.test.size();

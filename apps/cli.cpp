@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -209,6 +210,25 @@ RunDir::RunDir(const std::string& dir, bool resumable) : dir_(dir) {
   make_dirs(dir);
   MINIMA_CHECK(resumable || !file_exists(file("config.json")), dir,
                " already holds a run (its config.json); choose another --out or remove the old run");
+}
+
+void RunDir::check_resume_flags(const Args& a, const std::vector<std::string>& free) const {
+  if (!file_exists(file("config.json"))) return;  // nothing was started here yet
+  Json old;
+  try {
+    old = Json::parse(read_file(file("config.json"))).at("flags");
+  } catch (const Error& e) {
+    throw Error(str("--resume: cannot read the flags of ", file("config.json"), " (", e.what(), ")"));
+  }
+  std::string diff;
+  for (const auto& kv : a.config().items()) {
+    if (std::find(free.begin(), free.end(), kv.first) != free.end()) continue;
+    std::string was = old.is_object() && old.contains(kv.first) ? old.at(kv.first).dump() : "(not recorded)";
+    if (was != kv.second.dump())
+      diff += str(diff.empty() ? "" : ", ", "--", kv.first, " ", was, " (now ", kv.second.dump(), ")");
+  }
+  MINIMA_CHECK(diff.empty(), "--resume: ", dir_, " was started with other settings: ", diff,
+               "; resume with the same flags or choose another --out");
 }
 
 static std::string now_iso() {

@@ -74,6 +74,10 @@ class RunDir {
   // that no run overwrites another, unless `resumable`: commands with --resume check it themselves.
   explicit RunDir(const std::string& dir, bool resumable = false);
   const std::string& path() const { return dir_; }
+  // --resume: throws, naming each one, unless every flag config.json recorded when the run started
+  // has the value `a` has now. Flags in `free` may differ (those that do not change the results:
+  // threads, devices, --out, ...). Call it before writing anything.
+  void check_resume_flags(const Args& a, const std::vector<std::string>& free) const;
   std::string file(const std::string& name) const { return dir_ + "/" + name; }
   // config.json: the command, every flag, the git revision and the time.
   void write_config(const Args& a, const Json& extra = Json::object()) const;

@@ -323,9 +323,28 @@ int run_randomization(cli::Args& a) {
   c.in_chw = {c.base.train.channels(), c.base.train.height(), c.base.train.width()};
   c.classes = c.base.train.num_classes;
 
+  {
+    Generator g0(static_cast<uint64_t>(seeds[0]));
+    int64_t params = nn::make_model(c.arch, c.in_chw, c.classes, g0)->num_parameters();
+    std::printf(
+        "randomization tests: %s (%lld parameters) on %lld %s training images, %zu variant%s x %zu seed%s, "
+        "SGD lr %g x%g per %lld steps, momentum %g, batch %lld, until %g%% training accuracy or %lld "
+        "epochs (%s)\n",
+        c.arch.c_str(), (long long)params, (long long)c.base.train.size(), dataset.c_str(), runs.size(),
+        runs.size() == 1 ? "" : "s", seeds.size(), seeds.size() == 1 ? "" : "s", c.lr, c.decay,
+        (long long)c.decay_steps, c.momentum, (long long)c.batch, c.fit_acc, (long long)c.epochs,
+        c.device.str().c_str());
+  }
+
+  check_one_sample_batches(c.arch, c.in_chw, c.classes, c.base.train.size(), c.batch, "--subset or --batch");
+
   cli::RunDir dir(out, /*resumable=*/true);
   if (!resume && cli::file_exists(dir.file("config.json")))
     throw Error(str(out, " already holds an experiment; pass --resume to continue it or choose another --out"));
+  // The lists select runs (each in its own file), so a resume may add seeds or variants.
+  if (resume)
+    dir.check_resume_flags(a, {"out", "resume", "threads", "no-plot", "halt-after-runs", "data-dir", "device", "gemm",
+                               "conv", "bn", "tf32", "deterministic", "seeds", "variants", "corruption"});
   // What a finished run must have been trained with for --resume to reuse it.
   Json settings = Json::object();
   settings["arch"] = c.arch;
@@ -348,19 +367,6 @@ int run_randomization(cli::Args& a) {
   extra["test_images"] = c.base.test.size();
   extra["device"] = c.device.str();
   dir.write_config(a, extra);
-
-  {
-    Generator g0(static_cast<uint64_t>(seeds[0]));
-    int64_t params = nn::make_model(c.arch, c.in_chw, c.classes, g0)->num_parameters();
-    std::printf(
-        "randomization tests: %s (%lld parameters) on %lld %s training images, %zu variant%s x %zu seed%s, "
-        "SGD lr %g x%g per %lld steps, momentum %g, batch %lld, until %g%% training accuracy or %lld "
-        "epochs (%s)\n",
-        c.arch.c_str(), (long long)params, (long long)c.base.train.size(), dataset.c_str(), runs.size(),
-        runs.size() == 1 ? "" : "s", seeds.size(), seeds.size() == 1 ? "" : "s", c.lr, c.decay,
-        (long long)c.decay_steps, c.momentum, (long long)c.batch, c.fit_acc, (long long)c.epochs,
-        c.device.str().c_str());
-  }
 
   apps::Table log({"run", "seed", "kind", "p", "epoch", "step", "lr", "train_loss", "train_acc"});
   std::vector<RunResult> results;  // seed by seed, each with every variant in plan order

@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "core/random.h"
+#include "nn/safetensors.h"
 #include "tests/apps/app_test_util.h"
 
 using namespace apptest;
@@ -207,4 +208,73 @@ TEST_CASE("adversarial-init: final accuracies agree with the PyTorch version of 
         ++compared;
       }
   CHECK(compared == 8);
+}
+
+TEST_CASE("adversarial-init: --resume refuses other settings and checkpoints from outside the run, changing nothing") {
+  TempDir dir("advinit-resume");
+  const std::string& out = dir.path();
+  const std::string cfg =
+      "adversarial-init --arch mlp --subset 40 --seeds 1 --epochs 3 --setups vanilla --inits random --no-plot "
+      "--batch 16 --out " +
+      out;
+  Run halted = run_minima(cfg + " --halt-after 2 --threads 1");
+  INFO(halted.output);
+  REQUIRE(halted.rc != 0);
+  const std::string run = out + "/runs/random-vanilla-seed1", ckpt = run + "/checkpoint.safetensors";
+  REQUIRE(file_exists(ckpt));
+  const std::string config = minima::read_file(out + "/config.json"), metrics = minima::read_file(run + "/metrics.csv");
+  // Other flags that change the results: refused, naming them, before anything is written.
+  check_rejects(cfg + " --resume --threads 1 --lr 0.5 --momentum 0.5",
+                "was started with other settings: --lr 0.1 (now 0.5), --momentum 0.9 (now 0.5)");
+  CHECK(minima::read_file(out + "/config.json") == config);
+  CHECK(minima::read_file(run + "/metrics.csv") == metrics);
+  // A checkpoint saved after more epochs than the run has (or fewer than none) used to skip
+  // training and record zeros as the run's results.
+  minima::nn::SafeTensors f = minima::nn::load_safetensors(ckpt);
+  auto with_epoch = [&](int64_t epoch) {
+    minima::nn::Metadata meta = f.metadata;
+    for (auto& kv : meta)
+      if (kv.first == "train_state") {
+        minima::Json ts = minima::Json::parse(kv.second);
+        ts["epoch"] = epoch;
+        kv.second = ts.dump(-1);
+      }
+    minima::nn::save_safetensors(ckpt, f.tensors, meta);
+  };
+  for (int64_t epoch : {3, -1}) {
+    with_epoch(epoch);
+    check_rejects(cfg + " --resume --threads 1", "checkpoint.safetensors was saved after epoch " +
+                                                     std::to_string(epoch) +
+                                                     ", which does not fit a run of --epochs 3 (expected 0 to 2)");
+    CHECK(!file_exists(run + "/summary.json"));
+  }
+  // Flags that do not change the results may differ.
+  with_epoch(2);
+  Run resumed = run_minima(cfg + " --resume --threads 2");
+  INFO(resumed.output);
+  REQUIRE(resumed.rc == 0);
+  CHECK(resumed.output.find("resuming after epoch 2") != std::string::npos);
+  CHECK(summary(run).at("test_acc").as_double() > 0.0);
+}
+
+TEST_CASE("adversarial-init: flags found bad late still fail before --out is claimed") {
+  TempDir dir("advinit-flags");
+  const std::string base = "adversarial-init --epochs 1 --adv-epochs 1 --threads 1 --no-plot";
+  int k = 0;
+  auto refused = [&](const std::string& flags, const std::string& expected) {
+    const std::string out = dir.path() + "/" + std::to_string(++k);
+    check_rejects(base + " " + flags + " --out " + out, expected);
+    CHECK_MESSAGE(!file_exists(out + "/config.json"), flags);
+  };
+  refused("--momentum -1", "--momentum must be in [0, 1), got -1");
+  refused("--weight-decay -0.1", "--weight-decay must be >= 0");
+  // Repeated values name the same run twice; they used to fail after training the first.
+  refused("--inits random,random", "--inits: random is listed twice");
+  refused("--seeds 0,0", "--seeds: 0 is listed twice");
+  refused("--replication 1,1", "--replication: 1 is listed twice");
+  // R copies of 512 images: more than 2^64 bytes used to wrap around and crash.
+  refused("--subset 512 --replication 4503599627370496", "--replication 4503599627370496 makes an adversarial set");
+  // 41 images in batches of 20 (and 2 x 40 = 80 in batches of 79) leave a batch of one sample.
+  refused("--arch mlp-bn --subset 41 --batch 20", "41 training samples in batches of 20 make a batch of one sample");
+  refused("--arch mlp-bn --subset 40 --replication 2 --batch 79", "80 training samples in batches of 79");
 }

@@ -135,10 +135,12 @@ TEST_CASE("randomization: seeds are independent and aggregated, and a killed exp
   REQUIRE(sk.at("runs").size() == 6);
   for (size_t i = 0; i < 6; ++i) same_run(sk.at("runs")[i], s2.at("runs")[i]);
   CHECK(sk.at("variants").dump() == s2.at("variants").dump());
-  // Runs trained with other settings are not reused.
+  // An experiment is not resumed with other settings, and the refusal leaves its config.json as it was.
+  const std::string config = read_file(killed.path() + "/config.json");
   auto other = apptest::run_minima(cfg + " --seeds 3,7 --resume --lr 0.02 --out " + killed.path());
   CHECK(other.rc != 0);
-  CHECK(other.output.find("was trained with other settings") != std::string::npos);
+  CHECK(other.output.find("was started with other settings: --lr 0.01 (now 0.02)") != std::string::npos);
+  CHECK(read_file(killed.path() + "/config.json") == config);
   apptest::check_rejects("randomization --seeds 1,1", "--seeds: seed 1 is listed twice");
 }
 
@@ -261,4 +263,15 @@ TEST_CASE("randomization: a damaged run file, a bad --arch or a one-sample batch
   numbers.push_back(Json(std::vector<int64_t>{0, 0, 0, 0, 0, 0, 0, 0, 0}));
   damaged(numbers, "json: expected a string");
   damaged(Json("rows"), "\"rows\" must be an array");
+
+  // Flags found bad only once the data is loaded still fail before --out is claimed.
+  apptest::check_rejects(cfg + " --arch bogus --out " + tmp.path() + "/bogus", "unknown architecture 'bogus'");
+  CHECK(!apptest::file_exists(tmp.path() + "/bogus/config.json"));
+  // 101 images in batches of 100 leave a batch of one, on which batch norm cannot train.
+  apptest::check_rejects(
+      "randomization --subset 101 --batch 100 --arch mlp-bn --variants true-labels --corruption '' --epochs 1 "
+      "--no-plot --out " +
+          tmp.path() + "/bn",
+      "101 training samples in batches of 100 make a batch of one sample");
+  CHECK(!apptest::file_exists(tmp.path() + "/bn/config.json"));
 }
