@@ -18,6 +18,7 @@
 #include "apps/trainer.h"
 #include "core/backend.h"
 #include "core/ops.h"
+#include "core/parse.h"
 #include "nn/autocast.h"
 #include "nn/models.h"
 #include "optim/optim.h"
@@ -72,14 +73,9 @@ int run_bench_train(cli::Args& a) {
     std::stringstream ss(in);
     std::string part;
     while (std::getline(ss, part, 'x')) {
-      size_t pos = 0;
-      int64_t v = 0;
-      try {
-        v = std::stoll(part, &pos);
-      } catch (const std::exception&) {
-      }
-      MINIMA_CHECK(v > 0 && pos == part.size(), "--in expects CxHxW with positive sizes, got '", in, "'");
-      chw.push_back(v);
+      std::optional<int64_t> v = parse_int64(part);
+      MINIMA_CHECK(v && *v > 0, "--in expects CxHxW with positive sizes, got '", in, "'");
+      chw.push_back(*v);
     }
     MINIMA_CHECK(chw.size() == 3, "--in expects CxHxW, got '", in, "'");
   }

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/parse.h"
 #include "git_rev.h"
 
 namespace minima::cli {
@@ -65,30 +66,20 @@ std::string Args::get_string(const std::string& name, const std::string& dflt, c
 
 int64_t Args::get_int(const std::string& name, int64_t dflt, const std::string& help) {
   std::string v = raw(name, std::to_string(dflt), help, "INT");
-  try {
-    size_t pos = 0;
-    int64_t r = std::stoll(v, &pos);
-    if (pos != v.size()) throw 0;
-    config_[name] = r;
-    return r;
-  } catch (...) {
-    throw Error(str("--", name, " expects an integer, got '", v, "'"));
-  }
+  std::optional<int64_t> r = parse_int64(v);
+  MINIMA_CHECK(r.has_value(), "--", name, " expects an integer, got '", v, "'");
+  config_[name] = *r;
+  return *r;
 }
 
 double Args::get_double(const std::string& name, double dflt, const std::string& help) {
   std::ostringstream d;
   d << dflt;
   std::string v = raw(name, d.str(), help, "NUM");
-  try {
-    size_t pos = 0;
-    double r = std::stod(v, &pos);
-    if (pos != v.size() || !std::isfinite(r)) throw 0;
-    config_[name] = r;
-    return r;
-  } catch (...) {
-    throw Error(str("--", name, " expects a number, got '", v, "'"));
-  }
+  std::optional<double> r = parse_double(v);
+  MINIMA_CHECK(r.has_value(), "--", name, " expects a finite number, got '", v, "'");
+  config_[name] = *r;
+  return *r;
 }
 
 bool Args::get_flag(const std::string& name, const std::string& help) {
@@ -125,13 +116,9 @@ std::vector<std::string> Args::get_string_list(const std::string& name, const st
 std::vector<int64_t> Args::get_int_list(const std::string& name, const std::string& dflt, const std::string& help) {
   std::vector<int64_t> out;
   for (const auto& s : split_commas(raw(name, dflt, help, "N,N,.."))) {
-    try {
-      size_t pos = 0;
-      out.push_back(std::stoll(s, &pos));
-      if (pos != s.size()) throw 0;
-    } catch (...) {
-      throw Error(str("--", name, " expects comma-separated integers, got '", s, "'"));
-    }
+    std::optional<int64_t> r = parse_int64(s);
+    MINIMA_CHECK(r.has_value(), "--", name, " expects comma-separated integers, got '", s, "'");
+    out.push_back(*r);
   }
   config_[name] = Json(out);
   return out;
@@ -140,13 +127,9 @@ std::vector<int64_t> Args::get_int_list(const std::string& name, const std::stri
 std::vector<double> Args::get_double_list(const std::string& name, const std::string& dflt, const std::string& help) {
   std::vector<double> out;
   for (const auto& s : split_commas(raw(name, dflt, help, "X,X,.."))) {
-    try {
-      size_t pos = 0;
-      out.push_back(std::stod(s, &pos));
-      if (pos != s.size()) throw 0;
-    } catch (...) {
-      throw Error(str("--", name, " expects comma-separated numbers, got '", s, "'"));
-    }
+    std::optional<double> r = parse_double(s);
+    MINIMA_CHECK(r.has_value(), "--", name, " expects comma-separated finite numbers, got '", s, "'");
+    out.push_back(*r);
   }
   config_[name] = Json(out);
   return out;

@@ -23,6 +23,7 @@
 #include "apps/experiment.h"
 #include "core/linalg.h"
 #include "core/ops.h"
+#include "core/parse.h"
 #include "core/random.h"
 
 namespace minima {
@@ -89,16 +90,10 @@ Data csv_data(const std::string& path) {
       // would read "1x" as 1. Squares of the values are summed, so they are kept well below overflow.
       size_t first = cell.find_first_not_of(" \t\r"), last = cell.find_last_not_of(" \t\r");
       std::string num = first == std::string::npos ? "" : cell.substr(first, last - first + 1);
-      double x = NAN;
-      try {
-        size_t pos = 0;
-        x = std::stod(num, &pos);
-        if (pos != num.size()) x = NAN;
-      } catch (...) {
-      }
-      MINIMA_CHECK(std::isfinite(x) && std::fabs(x) <= 1e100, "--data ", path, " line ", lineno, ": '", cell,
+      std::optional<double> x = parse_double(num);
+      MINIMA_CHECK(x && std::fabs(*x) <= 1e100, "--data ", path, " line ", lineno, ": '", cell,
                    "' is not a number of magnitude at most 1e100");
-      v.push_back(x);
+      v.push_back(*x);
     }
     MINIMA_CHECK(v.size() >= 2, "--data ", path, " line ", lineno, ": expected x_1,...,x_d,label");
     int64_t d = int64_t(v.size()) - 1;

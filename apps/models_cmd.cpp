@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "apps/cli.h"
+#include "core/parse.h"
 #include "nn/models.h"
 
 namespace minima::app {
@@ -15,14 +16,9 @@ Shape parse_chw(const std::string& s) {
   while (start <= s.size()) {
     size_t x = s.find('x', start);
     std::string part = s.substr(start, x == std::string::npos ? std::string::npos : x - start);
-    try {
-      size_t pos = 0;
-      int64_t v = std::stoll(part, &pos);
-      if (pos != part.size() || v <= 0) throw 0;
-      out.push_back(v);
-    } catch (...) {
-      throw Error(str("--in expects CxHxW with positive sizes, e.g. 3x32x32, got '", s, "'"));
-    }
+    std::optional<int64_t> v = parse_int64(part);
+    MINIMA_CHECK(v && *v > 0, "--in expects CxHxW with positive sizes, e.g. 3x32x32, got '", s, "'");
+    out.push_back(*v);
     if (x == std::string::npos) break;
     start = x + 1;
   }

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/parse.h"
 
 namespace minima {
 
@@ -267,13 +268,13 @@ struct Parser {
     }
     if (i == start) fail("unexpected character");
     std::string num = t.substr(start, i - start);
-    try {
-      if (is_int) return Json(int64_t(std::stoll(num)));
-      return Json(std::stod(num));
-    } catch (...) {
-      i = start;
-      fail("bad number");
+    if (is_int) {
+      if (std::optional<int64_t> v = parse_int64(num)) return Json(*v);
+    } else if (std::optional<double> v = parse_double(num)) {
+      return Json(*v);
     }
+    i = start;
+    fail("bad number");
   }
 };
 }  // namespace

@@ -5,6 +5,8 @@
 #include <map>
 #include <sstream>
 
+#include "core/parse.h"
+
 namespace minima::nn {
 
 namespace {
@@ -17,24 +19,16 @@ std::string join_doubles(const std::vector<double>& v) {
   return s.str();
 }
 // Metadata values are text: each is parsed whole, or the error names the entry and what it
-// should have been (std::stoll's own exceptions say only "stoll").
+// should have been.
 int64_t parse_int(const std::string& key, const std::string& v) {
-  try {
-    size_t pos = 0;
-    int64_t r = std::stoll(v, &pos);
-    if (pos == v.size()) return r;
-  } catch (const std::exception&) {
-  }
-  throw Error(str("metadata entry '", key, "' should be an integer, got '", v, "'"));
+  std::optional<int64_t> r = parse_int64(v);
+  MINIMA_CHECK(r.has_value(), "metadata entry '", key, "' should be an integer, got '", v, "'");
+  return *r;
 }
 uint64_t parse_uint(const std::string& key, const std::string& v) {
-  try {
-    size_t pos = 0;
-    uint64_t r = std::stoull(v, &pos);
-    if (pos == v.size() && v.find('-') == std::string::npos) return r;
-  } catch (const std::exception&) {
-  }
-  throw Error(str("metadata entry '", key, "' should be an unsigned integer, got '", v, "'"));
+  std::optional<uint64_t> r = parse_uint64(v);
+  MINIMA_CHECK(r.has_value(), "metadata entry '", key, "' should be an unsigned integer, got '", v, "'");
+  return *r;
 }
 std::vector<double> split_doubles(const std::string& key, const std::string& s) {
   std::vector<double> out;
@@ -42,16 +36,9 @@ std::vector<double> split_doubles(const std::string& key, const std::string& s) 
   std::string item;
   while (std::getline(ss, item, ',')) {
     if (item.empty()) continue;
-    try {
-      size_t pos = 0;
-      double d = std::stod(item, &pos);
-      if (pos == item.size() && std::isfinite(d)) {
-        out.push_back(d);
-        continue;
-      }
-    } catch (const std::exception&) {
-    }
-    throw Error(str("metadata entry '", key, "' should be comma-separated finite numbers, got '", s, "'"));
+    std::optional<double> d = parse_double(item);
+    MINIMA_CHECK(d.has_value(), "metadata entry '", key, "' should be comma-separated finite numbers, got '", s, "'");
+    out.push_back(*d);
   }
   return out;
 }

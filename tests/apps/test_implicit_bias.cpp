@@ -200,7 +200,7 @@ TEST_CASE("matrix-factorization: the nuclear norm falls to the ground truth's as
 TEST_CASE("matrix-factorization rejects bad flags") {
   apptest::check_rejects("matrix-factorization --rank 0", "--rank must be in [1, n]");
   apptest::check_rejects("matrix-factorization --alphas 0.1,-1", "--alphas must be positive");
-  apptest::check_rejects("matrix-factorization --alphas 0.1,x", "--alphas expects comma-separated numbers");
+  apptest::check_rejects("matrix-factorization --alphas 0.1,x", "--alphas expects comma-separated finite numbers");
   // n x n matrices of n = 2^32 used to overflow their element count and crash.
   apptest::check_rejects("matrix-factorization --n 4294967296 --rank 1", "--n must be in [2, 1000]");
   // 3 n r = 12 measurements of the 10 unknowns of a 4 x 4 symmetric matrix used to fail inside

@@ -4,9 +4,12 @@
 // arguments to views and indexing, and misuse of backward and in-place writes.
 #include <doctest/doctest.h>
 
+#include <limits>
+
 #include "core/backend.h"
 #include "core/json.h"
 #include "core/ops.h"
+#include "core/parse.h"
 #include "core/random.h"
 #include "test_util.h"
 
@@ -228,4 +231,29 @@ TEST_CASE("errors: JSON \\u escapes need exactly four hex digits") {
   CHECK(Json::parse("\"\\u0041\\u00e9\"").as_string() == "A\xc3\xa9");
   for (const char* bad : {"\"\\u12zz\"", "\"\\uzzzz\"", "\"\\u12\"", "\"\\u 123\"", "\"\\u-123\""})
     check_error([&] { Json::parse(bad); }, {"json: bad \\u escape"});
+}
+
+TEST_CASE("errors: numbers are parsed from the whole string or not at all") {
+  CHECK(parse_int64("42") == int64_t(42));
+  CHECK(parse_int64("-7") == int64_t(-7));
+  CHECK(parse_int64("+3") == int64_t(3));
+  CHECK(parse_int64("9223372036854775807") == std::numeric_limits<int64_t>::max());
+  for (const char* bad : {"", "1x", " 1", "1 ", "0x10", "1.5", "+", "-", "+-1", "9223372036854775808", "1e3"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_int64(bad).has_value());
+  }
+  CHECK(parse_uint64("18446744073709551615") == std::numeric_limits<uint64_t>::max());
+  CHECK_FALSE(parse_uint64("-1").has_value());
+  CHECK_FALSE(parse_uint64("18446744073709551616").has_value());
+  CHECK(parse_double("0.1") == 0.1);
+  CHECK(parse_double("-2.5e-3") == -2.5e-3);
+  CHECK(parse_double("7") == 7.0);
+  for (const char* bad : {"", "1x", " 1", "1,5", "inf", "nan", "-inf", "0x1p3", "1e999", "e5", ".", "--1"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_double(bad).has_value());
+  }
+  // JSON numbers go through them: an integer past int64 and an exponent out of range are errors.
+  CHECK(Json::parse("[1, -2.5e3]")[1].as_double() == -2500.0);
+  check_error([&] { Json::parse("9223372036854775808"); }, {"json: bad number"});
+  check_error([&] { Json::parse("1e999"); }, {"json: bad number"});
 }

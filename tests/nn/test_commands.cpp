@@ -165,7 +165,7 @@ TEST_CASE("minima eval refuses bad normalization constants and weights that give
   Generator g(3);
   auto model = nn::make_model("mlp", {1, 28, 28}, 10, g);
   std::string path = "/tmp/minima_test_eval_norm_" + std::to_string(getpid()) + ".safetensors";
-  auto rejects = [&](std::vector<double> mean, std::vector<double> std, const std::string& expected) {
+  auto rejects = [&](const std::vector<double>& mean, const std::vector<double>& std, const std::string& expected) {
     nn::save_weights(path, *model, {"mlp", {1, 28, 28}, 10, "fashion-mnist", mean, std, 3});
     int rc = 0;
     std::string out = run("eval --device cpu --batch 5000 --weights " + path, rc);
