@@ -130,6 +130,29 @@ __global__ void __launch_bounds__(kThreads) bn_stats_kernel(const T* x, BnGeom g
 // grouped differently, so the two kernels agree to rounding.
 constexpr int kVecUnroll = 4;
 
+// The statistics of one pack, added to a thread's sums in double. Forward: s1 += sum(d), s2 +=
+// sum(d^2), d = x - shift.
+template <class T>
+__device__ __forceinline__ void add_pack_moments(const Pack<T>& v, double shift, double& s1, double& s2) {
+#pragma unroll
+  for (int e = 0; e < Pack<T>::V; ++e) {
+    const double d = double(Acc<T>(v.v[e])) - shift;
+    s1 += d;
+    s2 += d * d;
+  }
+}
+// Backward: s1 += sum(gy), s2 += sum(gy * (x - mean)).
+template <class T>
+__device__ __forceinline__ void add_pack_grad_sums(const Pack<T>& xv, const Pack<T>& gv, double mean, double& s1,
+                                                   double& s2) {
+#pragma unroll
+  for (int e = 0; e < Pack<T>::V; ++e) {
+    const double gd = double(Acc<T>(gv.v[e]));
+    s1 += gd;
+    s2 += gd * (double(Acc<T>(xv.v[e])) - mean);
+  }
+}
+
 template <class T>
 __global__ void __launch_bounds__(kThreads) bn_stats_vec_kernel(const T* x, BnGeom g, double* partial) {
   using A = Acc<T>;
@@ -146,15 +169,8 @@ __global__ void __launch_bounds__(kThreads) bn_stats_vec_kernel(const T* x, BnGe
       if (ju < j1) v[u] = *reinterpret_cast<const P*>(x + bn_offset(g, c, ju));
     }
 #pragma unroll
-    for (int u = 0; u < kVecUnroll; ++u) {
-      if (j + int64_t(u) * kThreads * P::V >= j1) break;
-#pragma unroll
-      for (int e = 0; e < P::V; ++e) {
-        const double d = double(A(v[u].v[e])) - shift;
-        s1 += d;
-        s2 += d * d;
-      }
-    }
+    for (int u = 0; u < kVecUnroll; ++u)
+      if (j + int64_t(u) * kThreads * P::V < j1) add_pack_moments<T>(v[u], shift, s1, s2);
   }
   block_sum2(s1, s2);
   if (threadIdx.x == 0) {
@@ -285,15 +301,8 @@ __global__ void __launch_bounds__(kThreads)
       gv[u] = *reinterpret_cast<const P*>(gy + o);
     }
 #pragma unroll
-    for (int u = 0; u < U; ++u) {
-      if (j + int64_t(u) * kThreads * P::V >= j1) break;
-#pragma unroll
-      for (int e = 0; e < P::V; ++e) {
-        const double gd = double(A(gv[u].v[e]));
-        s1 += gd;
-        s2 += gd * (double(A(xv[u].v[e])) - mean);
-      }
-    }
+    for (int u = 0; u < U; ++u)
+      if (j + int64_t(u) * kThreads * P::V < j1) add_pack_grad_sums<T>(xv[u], gv[u], mean, s1, s2);
   }
   block_sum2(s1, s2);
   if (threadIdx.x == 0) {
@@ -518,12 +527,7 @@ __device__ double bn_persistent_load(const T* x, const BnGeom& g, const BnPlan& 
       const int64_t q = q0 + int64_t(u) * kPThreads;
       if (q >= packs) continue;
       stage[q] = v[u];  // pack q is read back by this same thread only
-#pragma unroll
-      for (int e = 0; e < P::V; ++e) {
-        const double d = double(A(v[u].v[e])) - shift;
-        s1 += d;
-        s2 += d * d;
-      }
+      add_pack_moments<T>(v[u], shift, s1, s2);
     }
   }
   block_sum2(s1, s2);
@@ -592,12 +596,7 @@ __device__ void bn_persistent_backward_load(const T* x, const T* gy, const BnGeo
       if (q >= packs) continue;
       xs[q] = xv[u];
       gs[q] = gv[u];
-#pragma unroll
-      for (int e = 0; e < P::V; ++e) {
-        const double gd = double(A(gv[u].v[e]));
-        s1 += gd;
-        s2 += gd * (double(A(xv[u].v[e])) - mean);
-      }
+      add_pack_grad_sums<T>(xv[u], gv[u], mean, s1, s2);
     }
   }
   block_sum2(s1, s2);
