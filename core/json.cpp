@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/parse.h"
 
@@ -288,15 +289,9 @@ Json Json::parse(const std::string& text) {
 }
 
 void write_file_atomic(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    MINIMA_CHECK(f.good(), "cannot open ", tmp, " for writing");
-    f.write(text.data(), std::streamsize(text.size()));
-    f.flush();
-    MINIMA_CHECK(f.good(), "write to ", tmp, " failed (disk full?)");
-  }
-  MINIMA_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename ", tmp, " to ", path);
+  AtomicFile f(path);
+  f.write(text.data(), text.size());
+  f.commit();
 }
 
 std::string read_file(const std::string& path) {

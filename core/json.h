@@ -78,7 +78,7 @@ class Json {
   std::vector<std::pair<std::string, Json>> o_;
 };
 
-// Writes `text` to `path` atomically: a temporary file in the same directory, then rename.
+// Writes `text` to `path` atomically (core/atomic_file.h: a temporary file, then rename).
 void write_file_atomic(const std::string& path, const std::string& text);
 std::string read_file(const std::string& path);
 

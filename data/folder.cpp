@@ -12,11 +12,11 @@
 #include <unistd.h>
 
 #include <cctype>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <map>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/json.h"
 #include "data/dataset.h"
@@ -142,20 +142,14 @@ void write_pixel_cache(const std::string& path, uint64_t fingerprint, const Data
   std::string header = "MINIMA-PIXELS 1 " + h.dump(-1) + "\n";
   std::vector<uint8_t> y(static_cast<size_t>(ds.size()));
   for (int64_t i = 0; i < ds.size(); ++i) y[size_t(i)] = uint8_t(ds.labels.data<int64_t>()[i]);
-  std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) {
-    warn(str("cannot write the pixel cache ", tmp, ": ", std::strerror(errno)));
-    return;
-  }
-  const size_t img_bytes = size_t(ds.images.numel());
-  bool ok = std::fwrite(header.data(), 1, header.size(), f) == header.size() &&
-            std::fwrite(ds.images.data_ptr(), 1, img_bytes, f) == img_bytes &&
-            std::fwrite(y.data(), 1, y.size(), f) == y.size();
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    warn(str("could not write the pixel cache ", path, " (disk full?); the images will be decoded again next time"));
+  try {
+    AtomicFile f(path);
+    f.write(header.data(), header.size());
+    f.write(ds.images.data_ptr(), size_t(ds.images.numel()));
+    f.write(y.data(), y.size());
+    f.commit();
+  } catch (const Error& e) {
+    warn(str("could not write the pixel cache (", e.what(), "); the images will be decoded again next time"));
   }
 }
 

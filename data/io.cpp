@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace minima::data {
@@ -154,20 +155,9 @@ std::vector<uint8_t> read_maybe_gzip(const std::string& path) {
 }
 
 void write_bytes_atomic(const std::string& path, const void* data, size_t n) {
-  std::string tmp = path + ".tmp" + std::to_string(::getpid());
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  MINIMA_CHECK(f != nullptr, "cannot open ", tmp, " for writing: ", std::strerror(errno));
-  size_t w = n ? std::fwrite(data, 1, n, f) : 0;
-  bool ok = w == n && std::fflush(f) == 0;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) {
-    std::remove(tmp.c_str());
-    throw Error(str("write to ", tmp, " failed after ", w, " of ", n, " bytes (disk full?)"));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(str("cannot rename ", tmp, " to ", path, ": ", std::strerror(errno)));
-  }
+  AtomicFile f(path);
+  f.write(data, n);
+  f.commit();
 }
 
 }  // namespace minima::data

@@ -2,13 +2,12 @@
 // (x86-64 and the GPU hosts); a static check refuses to build elsewhere.
 #include "nn/safetensors.h"
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
 
+#include "core/atomic_file.h"
 #include "core/json.h"
 
 namespace minima::nn {
@@ -86,24 +85,11 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors, cons
   while (h.size() % 8) h += ' ';
   uint64_t n = h.size();
 
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    MINIMA_CHECK(f.good(), "save_safetensors: cannot open '", tmp, "' for writing");
-    f.write(reinterpret_cast<const char*>(&n), 8);
-    f.write(h.data(), std::streamsize(h.size()));
-    for (const Tensor& c : host)
-      f.write(static_cast<const char*>(c.data_ptr()), std::streamsize(c.numel() * int64_t(c.element_size())));
-    f.flush();
-    if (!f.good()) {
-      std::remove(tmp.c_str());
-      throw Error(str("save_safetensors: writing '", tmp, "' failed (disk full?)"));
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(str("save_safetensors: cannot rename '", tmp, "' to '", path, "'"));
-  }
+  AtomicFile f(path);
+  f.write(&n, 8);
+  f.write(h.data(), h.size());
+  for (const Tensor& c : host) f.write(c.data_ptr(), size_t(c.numel()) * c.element_size());
+  f.commit();
 }
 
 SafeTensors load_safetensors(const std::string& path) {

@@ -1,0 +1,85 @@
+// tests/core/test_atomic_file.cpp: AtomicFile and write_file_atomic never leave a torn target or a
+// stray temporary file: the target changes only at commit, a writer that gives up (an exception)
+// leaves the old content, failures name the file, and two writers never share a temporary file.
+#include <dirent.h>
+#include <doctest/doctest.h>
+#include <fcntl.h>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/json.h"
+#include "temp_dir.h"
+
+using namespace minima;
+
+namespace {
+std::vector<std::string> entries(const std::string& dir) {
+  std::vector<std::string> out;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (dirent* e = ::readdir(d))
+      if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") out.emplace_back(e->d_name);
+    ::closedir(d);
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("atomic files: the target changes only at commit, and nothing else is left behind") {
+  testutil::TempDir dir("atomic");
+  const std::string target = dir / "run.json";
+  write_file_atomic(target, "old");
+  CHECK(read_file(target) == "old");
+  CHECK(entries(dir.path()) == std::vector<std::string>{"run.json"});
+
+  {
+    AtomicFile f(target);
+    f.write("new ", 4);
+    CHECK(read_file(target) == "old");  // written, not committed
+    f.write("content", 7);
+    f.commit();
+    CHECK_THROWS_WITH_AS(f.write("x", 1), doctest::Contains("after commit"), Error);
+  }
+  CHECK(read_file(target) == "new content");
+  CHECK(entries(dir.path()) == std::vector<std::string>{"run.json"});
+
+  // A writer that gives up half-way (an exception while it writes) leaves the old file whole.
+  try {
+    AtomicFile f(target);
+    f.write("half", 4);
+    throw std::runtime_error("stopped");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()) == "stopped");
+  }
+  CHECK(read_file(target) == "new content");
+  CHECK(entries(dir.path()) == std::vector<std::string>{"run.json"});
+
+  // Two writers of one target at once have their own temporary files; the last commit wins whole.
+  {
+    AtomicFile a(target), b(target);
+    CHECK(a.temp_path() != b.temp_path());
+    a.write("from a", 6);
+    b.write("from b", 6);
+    a.commit();
+    CHECK(read_file(target) == "from a");
+    b.commit();
+  }
+  CHECK(read_file(target) == "from b");
+  CHECK(entries(dir.path()) == std::vector<std::string>{"run.json"});
+}
+
+TEST_CASE("atomic files: a target that cannot be written is an error naming it, and nothing is left") {
+  testutil::TempDir dir("atomic");
+  CHECK_THROWS_WITH_AS(write_file_atomic(dir / "missing/run.json", "x"), doctest::Contains("missing/run.json.tmp."),
+                       Error);
+  CHECK(entries(dir.path()).empty());
+  // A folder where the file should go: the rename fails, and the temporary file is removed.
+  const std::string folder = dir / "taken";
+  REQUIRE(::mkdir(folder.c_str(), 0755) == 0);
+  ::close(::open((folder + "/inside").c_str(), O_WRONLY | O_CREAT, 0644));  // not empty: rename cannot replace it
+  CHECK_THROWS_WITH_AS(write_file_atomic(folder, "x"), doctest::Contains("cannot rename"), Error);
+  CHECK(entries(dir.path()) == std::vector<std::string>{"taken"});
+}
