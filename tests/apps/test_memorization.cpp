@@ -5,6 +5,7 @@
 
 #include "app_test_util.h"
 #include "data/dataset.h"
+#include "fashion_mnist.h"
 
 using namespace minima;
 
@@ -49,12 +50,7 @@ TEST_CASE("toy2d rejects bad flags") {
 }
 
 TEST_CASE("memorize: the 2n+d-weight construction fits random labels exactly") {
-  try {
-    data::load_dataset("fashion-mnist", "");
-  } catch (const Error& e) {
-    MESSAGE("skipped: Fashion-MNIST is not available (", e.what(), ")");
-    return;
-  }
+  if (!testutil::fashion_mnist_or_skip()) return;
   apptest::TempDir tmp("memorize");
   const std::string& dir = tmp.path();
   auto r =
@@ -84,12 +80,7 @@ TEST_CASE("memorize rejects bad flags") {
   apptest::check_rejects("memorize --widths 8,0", "--widths must be positive");
   apptest::check_rejects("memorize --n 0", "--n must be positive");
   // A width whose weight matrix has more than 2^64 elements used to wrap around and crash.
-  try {
-    data::load_dataset("fashion-mnist", "");
-  } catch (const Error& e) {
-    MESSAGE("huge width not checked: Fashion-MNIST is not available (", e.what(), ")");
-    return;
-  }
+  if (!testutil::fashion_mnist_or_skip("huge width not checked")) return;
   apptest::TempDir tmp("memorize_huge");
   apptest::check_rejects("memorize --widths 4611686018427387904 --n 100 --sgd-n 10 --epochs 1 --no-plot --out " +
                              tmp.path() + "/run",

@@ -7,20 +7,11 @@
 
 #include "app_test_util.h"
 #include "data/dataset.h"
+#include "fashion_mnist.h"
 
 using namespace minima;
 
 namespace {
-
-bool fashion_mnist_present() {
-  try {
-    data::load_dataset("fashion-mnist", "");
-    return true;
-  } catch (const Error& e) {
-    MESSAGE("skipped: Fashion-MNIST is not available (", e.what(), ")");
-    return false;
-  }
-}
 
 const Json* find_run(const Json& s, const std::string& label) {
   for (const auto& r : s.at("runs").elements())
@@ -31,7 +22,7 @@ const Json* find_run(const Json& s, const std::string& label) {
 }  // namespace
 
 TEST_CASE("randomization: every variant is fitted, random labels fit slower and test at chance") {
-  if (!fashion_mnist_present()) return;
+  if (!testutil::fashion_mnist_or_skip()) return;
   apptest::TempDir tmp("randomization");
   const std::string& dir = tmp.path();
   auto r = apptest::run_minima(
@@ -81,7 +72,7 @@ TEST_CASE("randomization: every variant is fitted, random labels fit slower and 
 }
 
 TEST_CASE("randomization: seeds are independent and aggregated, and a killed experiment resumes to the same results") {
-  if (!fashion_mnist_present()) return;
+  if (!testutil::fashion_mnist_or_skip()) return;
   const std::string cfg =
       "randomization --subset 300 --variants true-labels,gaussian --corruption 0.5 --epochs 3 "
       "--threads 1 --no-plot";
@@ -145,7 +136,7 @@ TEST_CASE("randomization: seeds are independent and aggregated, and a killed exp
 }
 
 TEST_CASE("randomization: corruption 0 and 1 are the true- and random-label runs, and bad flags are rejected") {
-  if (fashion_mnist_present()) {
+  if (testutil::fashion_mnist_or_skip("only the bad flags checked")) {
     apptest::TempDir tmp("randomization-plan");
     auto r = apptest::run_minima(
         "randomization --subset 200 --variants true-labels --corruption 0,1,0 --epochs 1 --no-plot --out " +
@@ -181,7 +172,7 @@ TEST_CASE("randomization: steps to fit and test accuracy agree with the PyTorch 
     MESSAGE("skipped: /usr/bin/python3 cannot import torch and numpy, so there is no PyTorch reference");
     return;
   }
-  if (!fashion_mnist_present()) return;
+  if (!testutil::fashion_mnist_or_skip()) return;
   const std::vector<int> seeds = {0, 1, 2, 3};
   std::map<std::string, std::vector<double>> mine_steps, mine_acc;
   {
@@ -239,7 +230,7 @@ TEST_CASE("randomization: steps to fit and test accuracy agree with the PyTorch 
 }
 
 TEST_CASE("randomization: a damaged run file, a bad --arch or a one-sample batch fail cleanly, claiming nothing") {
-  if (!fashion_mnist_present()) return;
+  if (!testutil::fashion_mnist_or_skip()) return;
   const std::string cfg =
       "randomization --subset 100 --variants true-labels --corruption '' --epochs 1 --threads 1 --no-plot";
   apptest::TempDir tmp("randomization-damaged");

@@ -14,6 +14,7 @@
 #include "core/ops.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "fashion_mnist.h"
 #include "nn/checkpoint.h"
 #include "nn/models.h"
 
@@ -55,23 +56,18 @@ TEST_CASE("minima models prints one 'name params' line per architecture") {
 }
 
 TEST_CASE("minima eval reports the loss and accuracy the library computes") {
-  data::Splits s;
-  try {
-    s = data::load_dataset("fashion-mnist", "");
-  } catch (const Error& e) {
-    MESSAGE("skipped: Fashion-MNIST is not available (", e.what(), ")");
-    return;
-  }
+  const data::Splits* s = testutil::fashion_mnist_or_skip();
+  if (!s) return;
   Generator g(3);
   auto model = nn::make_model("mlp", {1, 28, 28}, 10, g);
-  nn::ModelInfo info{"mlp", {1, 28, 28}, 10, "fashion-mnist", s.train.mean, s.train.std, 3};
+  nn::ModelInfo info{"mlp", {1, 28, 28}, 10, "fashion-mnist", s->train.mean, s->train.std, 3};
   std::string path = "/tmp/minima_test_eval_" + std::to_string(getpid()) + ".safetensors";
   nn::save_weights(path, *model, info);
 
   // In-process reference: the same weights on the test split.
   model->eval();
   NoGradGuard ng;
-  data::Loader loader(s.test, 1000, false, 0, {}, false);
+  data::Loader loader(s->test, 1000, false, 0, {}, false);
   loader.start_epoch(0);
   double loss = 0;
   int64_t correct = 0, seen = 0;
@@ -156,12 +152,7 @@ TEST_CASE("minima models and eval refuse class counts and shapes too large to bu
 }
 
 TEST_CASE("minima eval refuses bad normalization constants and weights that give no finite loss") {
-  try {
-    data::load_dataset("fashion-mnist", "");
-  } catch (const Error& e) {
-    MESSAGE("skipped: Fashion-MNIST is not available (", e.what(), ")");
-    return;
-  }
+  if (!testutil::fashion_mnist_or_skip()) return;
   Generator g(3);
   auto model = nn::make_model("mlp", {1, 28, 28}, 10, g);
   std::string path = "/tmp/minima_test_eval_norm_" + std::to_string(getpid()) + ".safetensors";
@@ -188,12 +179,7 @@ TEST_CASE("minima eval refuses bad normalization constants and weights that give
 }
 
 TEST_CASE("minima train refuses a batch of one sample for batch norm, and an --out that holds a run") {
-  try {
-    data::load_dataset("fashion-mnist", "");
-  } catch (const Error& e) {
-    MESSAGE("skipped: Fashion-MNIST is not available (", e.what(), ")");
-    return;
-  }
+  if (!testutil::fashion_mnist_or_skip()) return;
   const std::string dir = "/tmp/minima_test_train_" + std::to_string(getpid());
   int rc = 0;
   // 129 images in batches of 128 end each epoch with one image, which batch norm cannot use.
