@@ -18,6 +18,7 @@
 // which reads x (and gy) once; see "The persistent path" below.
 // Per-channel vectors (weight, bias, running stats, saved stats) may be f32, f64 or bf16: they
 // are read and written through their run-time dtype.
+#include <cstdio>
 #include <cuda/atomic>
 #include <map>
 #include <mutex>
@@ -452,10 +453,10 @@ void check_bn(const Tensor& x, const char* what) {
 // deadlock: every block loads and counts in its chunk of round r + 1 before it waits in round r,
 // and a wait in round r needs only chunks of rounds r - 1 to r + 1 (a channel spans at most two
 // rounds); so by induction on r every wait ends, and a cooperative launch keeps every block
-// resident meanwhile. In place (y = x, gx = gy) is safe: a chunk is written only after every chunk
-// of its channel has been loaded (and the forward's shift read).
-// It needs planes of whole 16-byte packs (a pack never straddles two channels) and 16-byte
-// aligned tensors; each pack of a chunk is one load and one store.
+// resident meanwhile (should that ever fail, a wait gives up after 20 s: see bn_gather). In place (y = x, gx = gy) is
+// safe: a chunk is written only after every chunk of its channel has been loaded (and the forward's shift read). It
+// needs planes of whole 16-byte packs (a pack never straddles two channels) and 16-byte aligned tensors; each pack of a
+// chunk is one load and one store.
 // ---------------------------------------------------------------------------------------------
 
 constexpr int kPThreads = 512;    // threads of a persistent block
@@ -484,15 +485,35 @@ __device__ __forceinline__ void bn_arrive(double* partial, unsigned* arrived, co
   count.fetch_add(1u, ::cuda::memory_order_release);
 }
 
+// The device's nanosecond clock (the same on every SM).
+__device__ __forceinline__ uint64_t bn_global_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+// How long a block waits for a channel before it gives up: far beyond any real wait (a round
+// takes microseconds, and a few seconds under compute-sanitizer), so only a broken plan or launch
+// gets here. The kernel then traps, and the next CUDA call on the stream reports the failure
+// instead of the process hanging.
+constexpr uint64_t kBnWaitLimitNs = 20'000'000'000ull;
+
 // Step 3 and 4's sums: waits for the P blocks of channel c, then adds their partial sums in order.
 __device__ __forceinline__ void bn_gather(const double* partial, unsigned* arrived, const BnPlan& p, int64_t c,
                                           double& a, double& b) {
   if (threadIdx.x == 0) {
     ::cuda::atomic_ref<unsigned, ::cuda::thread_scope_device> count(arrived[c]);
     unsigned ns = 32;
-    while (count.load(::cuda::memory_order_acquire) < unsigned(p.P)) {
+    const uint64_t t0 = bn_global_ns();
+    unsigned seen;
+    while ((seen = count.load(::cuda::memory_order_acquire)) < unsigned(p.P)) {
       __nanosleep(ns);
       if (ns < 256) ns *= 2;
+      if (bn_global_ns() - t0 > kBnWaitLimitNs) {
+        printf("minima: persistent batch norm: block %u waited 20 s for channel %lld (%u of %lld chunks arrived)\n",
+               blockIdx.x, static_cast<long long>(c), seen, static_cast<long long>(p.P));
+        __trap();
+      }
     }
     __threadfence();
   }
