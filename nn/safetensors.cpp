@@ -85,7 +85,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors, cons
   while (h.size() % 8) h += ' ';
   uint64_t n = h.size();
 
-  AtomicFile f(path);
+  AtomicFile f(path, AtomicFile::Sync::durable);  // checkpoints and weights: hours of training
   f.write(&n, 8);
   f.write(h.data(), h.size());
   for (const Tensor& c : host) f.write(c.data_ptr(), size_t(c.numel()) * c.element_size());

@@ -71,8 +71,9 @@ TEST_CASE("adversarial-init: a run killed mid-way resumes from its checkpoint to
       "adversarial-init --arch mlp --subset 40 --replication 2 --seeds 1 --epochs 3 --adv-epochs 2 "
       "--setups vanilla --inits adversarial,random --threads 1 --no-plot --batch 16 --eval-every 1";
   REQUIRE(run_minima(std::string(cfg) + " --out " + a).rc == 0);
-  // Stopped after 2 of the first run's 3 epochs: its checkpoint holds epoch 2.
-  Run halted = run_minima(std::string(cfg) + " --halt-after 2 --out " + b);
+  // Stopped after 2 of the first run's 3 epochs, checkpointing after every epoch: its checkpoint
+  // holds epoch 2.
+  Run halted = run_minima(std::string(cfg) + " --checkpoint-every 0 --halt-after 2 --out " + b);
   CHECK(halted.rc != 0);
   CHECK(!file_exists(b + "/runs/adversarial-vanilla-seed1-R2/summary.json"));
   Run r = run_minima(std::string(cfg) + " --resume --out " + b);
@@ -86,6 +87,35 @@ TEST_CASE("adversarial-init: a run killed mid-way resumes from its checkpoint to
     CHECK(sa.at("l1_path_norm").as_double() == sb.at("l1_path_norm").as_double());
   }
   CHECK(read_csv(b + "/runs/adversarial-vanilla-seed1-R2/metrics.csv").size() == 3);
+
+  // With checkpoints far apart, the run stopped after 2 epochs saved none: the resume trains it
+  // again from the start, drops the two rows it had logged, and still ends with the same numbers.
+  TempDir dc("advinit-c");
+  const std::string& c = dc.path();
+  Run far = run_minima(std::string(cfg) + " --checkpoint-every 1e6 --halt-after 2 --out " + c);
+  CHECK(far.rc != 0);
+  const std::string first = c + "/runs/adversarial-vanilla-seed1-R2";
+  CHECK(!file_exists(first + "/checkpoint.safetensors"));
+  CHECK(read_csv(first + "/metrics.csv").size() == 2);
+  Run rc = run_minima(std::string(cfg) + " --checkpoint-every 1e6 --resume --out " + c);
+  INFO(rc.output);
+  REQUIRE(rc.rc == 0);
+  CHECK(rc.output.find("resuming after epoch") == std::string::npos);
+  for (const char* run : {"/runs/adversarial-vanilla-seed1-R2", "/runs/random-vanilla-seed1"}) {
+    minima::Json sa = summary(a + run), sc = summary(c + run);
+    CHECK(sa.at("test_acc").as_double() == sc.at("test_acc").as_double());
+    CHECK(sa.at("test_loss").as_double() == sc.at("test_loss").as_double());
+    CHECK(sa.at("l1_path_norm").as_double() == sc.at("l1_path_norm").as_double());
+  }
+  const auto rows_a = read_csv(a + "/runs/adversarial-vanilla-seed1-R2/metrics.csv");
+  const auto rows_c = read_csv(first + "/metrics.csv");
+  REQUIRE(rows_c.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(rows_a[i].at("train_loss") == rows_c[i].at("train_loss"));
+    CHECK(rows_a[i].at("test_acc") == rows_c[i].at("test_acc"));
+  }
+  check_rejects(std::string(cfg) + " --checkpoint-every -1 --out " + c + "/other",
+                "--checkpoint-every must be >= 0 seconds, got -1");
 }
 
 TEST_CASE("adversarial-init: a run that diverges is recorded as diverged and the experiment goes on") {
@@ -217,7 +247,7 @@ TEST_CASE("adversarial-init: --resume refuses other settings and checkpoints fro
       "adversarial-init --arch mlp --subset 40 --seeds 1 --epochs 3 --setups vanilla --inits random --no-plot "
       "--batch 16 --out " +
       out;
-  Run halted = run_minima(cfg + " --halt-after 2 --threads 1");
+  Run halted = run_minima(cfg + " --halt-after 2 --checkpoint-every 0 --threads 1");
   INFO(halted.output);
   REQUIRE(halted.rc != 0);
   const std::string run = out + "/runs/random-vanilla-seed1", ckpt = run + "/checkpoint.safetensors";

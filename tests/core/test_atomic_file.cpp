@@ -71,6 +71,26 @@ TEST_CASE("atomic files: the target changes only at commit, and nothing else is 
   CHECK(entries(dir.path()) == std::vector<std::string>{"run.json"});
 }
 
+TEST_CASE("atomic files: a durable file (synced before and after its rename) commits the same way") {
+  testutil::TempDir dir("atomic");
+  const std::string target = dir / "checkpoint.safetensors";
+  {
+    AtomicFile f(target, AtomicFile::Sync::durable);
+    f.write("weights", 7);
+    CHECK(entries(dir.path()) == std::vector<std::string>{f.temp_path().substr(dir.path().size() + 1)});
+    f.commit();
+  }
+  CHECK(read_file(target) == "weights");
+  {
+    AtomicFile f(target, AtomicFile::Sync::durable);
+    f.write("never committed", 15);
+  }
+  CHECK(read_file(target) == "weights");
+  CHECK(entries(dir.path()) == std::vector<std::string>{"checkpoint.safetensors"});
+  CHECK_THROWS_WITH_AS(AtomicFile(dir / "missing/checkpoint.safetensors", AtomicFile::Sync::durable),
+                       doctest::Contains("missing/checkpoint.safetensors.tmp."), Error);
+}
+
 TEST_CASE("atomic files: a target that cannot be written is an error naming it, and nothing is left") {
   testutil::TempDir dir("atomic");
   CHECK_THROWS_WITH_AS(write_file_atomic(dir / "missing/run.json", "x"), doctest::Contains("missing/run.json.tmp."),
