@@ -115,48 +115,12 @@ nn::ModelInfo model_info(const Ctx& c, int64_t seed) {
   return mi;
 }
 
-// Keeps the header and the first `rows` data rows of a metrics file (after a resume, rows written
-// after the last checkpoint are dropped: that epoch is trained again).
-void truncate_csv(const std::string& path, int64_t rows) {
-  if (!cli::file_exists(path)) return;
-  std::string text = read_file(path), out;
-  std::stringstream ss(text);
-  std::string line;
-  int64_t n = -1;
-  while (std::getline(ss, line) && n < rows) {
-    out += line + "\n";
-    ++n;
-  }
-  write_file_atomic(path, out);
-}
-
 // Refuses to overwrite finished work unless resuming.
 void claim_dir(const Ctx& c, const std::string& dir) {
   if (!c.resume && cli::file_exists(dir + "/metrics.csv"))
     throw Error(str(dir, " already holds a run; pass --resume to continue the experiment or choose another --out"));
   cli::make_dirs(dir);
 }
-
-// A checkpoint must hold an epoch in [0, last] of the run's `epochs` (`flag`): a later one would
-// skip the training loop and record a model that was never evaluated as finished.
-void check_epoch(const std::string& ckpt, int64_t epoch, int64_t last, int64_t epochs, const char* flag) {
-  MINIMA_CHECK(epoch >= 0 && epoch <= last, "--resume: ", ckpt, " was saved after epoch ", epoch,
-               ", which does not fit a run of ", flag, " ", epochs, " (expected 0 to ", last,
-               "); resume with the flags the experiment started with");
-}
-
-// Whether a run saves its checkpoint after the epoch that just ended: when --checkpoint-every
-// seconds or more have passed since its last save (or since it started).
-class CheckpointClock {
- public:
-  explicit CheckpointClock(double every) : every_(every) {}
-  bool due() const { return every_ <= 0 || since_.seconds() >= every_; }
-  void saved() { since_ = apps::Stopwatch(); }
-
- private:
-  double every_;
-  apps::Stopwatch since_;
-};
 
 std::string eta_text(double elapsed, double done, double total) {
   if (done <= 0) return "?";
@@ -184,11 +148,11 @@ Json run_phase1(const Ctx& c, int64_t seed, int64_t R) {
   std::string ckpt = dir + "/checkpoint.safetensors";
   if (c.resume && cli::file_exists(ckpt)) {
     nn::load_checkpoint(ckpt, *model, opt, st);
-    check_epoch(ckpt, st.epoch, c.adv_epochs, c.adv_epochs, "--adv-epochs");  // the last epoch saves one too
+    check_checkpoint_epoch(ckpt, st.epoch, c.adv_epochs, c.adv_epochs, "--adv-epochs");  // the last epoch saves one too
     std::printf("phase 1 seed %lld R %lld: resuming after epoch %lld\n", (long long)seed, (long long)R,
                 (long long)st.epoch);
   }
-  truncate_csv(dir + "/metrics.csv", st.epoch);
+  truncate_metrics(dir + "/metrics.csv", st.epoch);
   cli::MetricsCsv csv(dir + "/metrics.csv", {"epoch", "lr", "train_loss", "train_acc", "acc_on_C", "seconds"},
                       st.epoch > 0);
   std::printf(
@@ -289,10 +253,10 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
   std::string ckpt = dir + "/checkpoint.safetensors";
   if (c.resume && cli::file_exists(ckpt)) {
     nn::load_checkpoint(ckpt, *model, opt, st);
-    check_epoch(ckpt, st.epoch, c.epochs - 1, c.epochs, "--epochs");  // the last epoch saves none
+    check_checkpoint_epoch(ckpt, st.epoch, c.epochs - 1, c.epochs, "--epochs");  // the last epoch saves none
     std::printf("%s: resuming after epoch %lld\n", name.c_str(), (long long)st.epoch);
   }
-  truncate_csv(dir + "/metrics.csv", st.epoch);
+  truncate_metrics(dir + "/metrics.csv", st.epoch);
   cli::MetricsCsv csv(dir + "/metrics.csv",
                       {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "frobenius_sq",
                        "log10_spectral_product", "l2_path_norm", "l1_path_norm", "dist_from_init", "seconds"},

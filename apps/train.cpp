@@ -1,7 +1,10 @@
 // apps/train.cpp: `minima train`: supervised training of one network on one dataset with SGD,
 // a learning-rate schedule and optional crop+flip augmentation; evaluates on the test split
 // after every epoch. This is the first-light run (MLP on Fashion-MNIST) and the plain-training
-// building block of the experiments.
+// building block of the experiments. It can start from saved weights (--init, e.g. the weights
+// phase 1 of adversarial-init saved), writes final.safetensors for `minima eval`, and saves a
+// checkpoint on a clock (--checkpoint-every) so that --resume continues a killed run to the same
+// results.
 #include <cmath>
 #include <iostream>
 
@@ -11,6 +14,7 @@
 #include "core/ops.h"
 #include "core/random.h"
 #include "nn/autocast.h"
+#include "nn/checkpoint.h"
 #include "nn/models.h"
 #include "optim/schedule.h"
 
@@ -39,6 +43,10 @@ int run_train(cli::Args& a) {
   bool augment = a.get_flag("augment", "random crop (zero padding 4) and horizontal flip");
   int64_t subset = a.get_int("subset", 0, "train on the first N training images (0: all)");
   int64_t seed = a.get_int("seed", 0, "seed for initialization, data order and augmentation");
+  std::string init =
+      a.get_string("init", "",
+                   "start from these weights (a .safetensors of the same network, e.g. "
+                   "final.safetensors or phase 1's adversarial_init.safetensors) instead of a random init");
   std::string device_s = a.get_string("device", "cpu", "cpu, cuda, cuda:N or auto");
   cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
   nn::AutocastGuard precision(nn::precision_from_flag(
@@ -46,12 +54,20 @@ int run_train(cli::Args& a) {
                    "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics")));
   int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
   std::string out = a.get_string("out", "runs/train", "output directory");
+  bool resume = a.get_flag("resume", "continue the run in --out from its checkpoint (same flags)");
+  double checkpoint_every =
+      a.get_double("checkpoint-every", 60,
+                   "save a checkpoint after an epoch that ends this many seconds after the last one (0: every "
+                   "epoch); a killed run loses at most about this much training");
+  int64_t halt_after = a.get_int("halt-after", 0, "stop after N epochs, as if killed (to try --resume)");
   if (a.finish()) return 0;
 
   MINIMA_CHECK(epochs >= 1, "--epochs must be at least 1, got ", epochs);
   MINIMA_CHECK(batch >= 1, "--batch must be at least 1, got ", batch);
   MINIMA_CHECK(lr > 0, "--lr must be positive, got ", lr);
   MINIMA_CHECK(subset >= 0, "--subset must be >= 0, got ", subset);
+  MINIMA_CHECK(checkpoint_every >= 0, "--checkpoint-every must be >= 0 seconds, got ", checkpoint_every);
+  MINIMA_CHECK(halt_after >= 0, "--halt-after must be >= 0, got ", halt_after);
   set_threads(threads);
   Device device = device_from_flag(device_s);
 
@@ -67,6 +83,7 @@ int run_train(cli::Args& a) {
   Generator g(static_cast<uint64_t>(seed));
   auto model = nn::make_model(arch, in_chw, train.num_classes, g);
   check_one_sample_batches(arch, in_chw, train.num_classes, train.size(), batch, "--subset or --batch");
+  if (!init.empty()) nn::load_weights(init, *model);
   model->to(device);
   optim::SGD opt(model->parameters(), {lr, momentum, 0.0, wd, nesterov});
   auto sched = optim::make_schedule(schedule, lr, epochs);
@@ -74,16 +91,35 @@ int run_train(cli::Args& a) {
                       /*drop_last=*/false, device);
   data::Loader test_loader(splits.test, 1000, /*shuffle=*/false, 0, data::Augment{}, /*drop_last=*/false, device);
 
-  cli::RunDir dir(out);
+  cli::RunDir dir(out, /*resumable=*/true);
+  MINIMA_CHECK(resume || !cli::file_exists(dir.file("config.json")), out,
+               " already holds a run (its config.json); pass --resume to continue it or choose another --out");
+  if (resume) {
+    dir.check_resume_flags(a, {"out", "resume", "threads", "checkpoint-every", "halt-after", "data-dir", "device",
+                               "gemm", "conv", "bn", "tf32", "deterministic"});
+    if (cli::file_exists(dir.file("summary.json")) && cli::file_exists(dir.file("final.safetensors"))) {
+      std::printf("%s: finished earlier (summary.json, final.safetensors); nothing to do\n", out.c_str());
+      return 0;
+    }
+  }
+  nn::ModelInfo info{arch, in_chw, train.num_classes, dataset, train.mean, train.std, uint64_t(seed)};
+  nn::TrainState st;
+  const std::string ckpt = dir.file("checkpoint.safetensors");
+  if (resume && cli::file_exists(ckpt)) {
+    nn::load_checkpoint(ckpt, *model, opt, st);
+    check_checkpoint_epoch(ckpt, st.epoch, epochs - 1, epochs, "--epochs");  // the last epoch saves none
+    std::printf("resuming after epoch %lld\n", (long long)st.epoch);
+  }
+  truncate_metrics(dir.file("metrics.csv"), st.epoch);
   Json extra = Json::object();
   extra["parameters"] = model->num_parameters();
   extra["train_images"] = train.size();
   extra["test_images"] = splits.test.size();
   extra["device"] = device.str();
   extra["schedule"] = sched->describe();
-  dir.write_config(a, extra);
+  if (!resume || !cli::file_exists(dir.file("config.json"))) dir.write_config(a, extra);
   cli::MetricsCsv csv(dir.file("metrics.csv"),
-                      {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"});
+                      {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"}, st.epoch > 0);
 
   std::printf("%s on %s: %lld train / %lld test images, %lld parameters, %s\n", arch.c_str(), dataset.c_str(),
               (long long)train.size(), (long long)splits.test.size(), (long long)model->num_parameters(),
@@ -91,7 +127,9 @@ int run_train(cli::Args& a) {
   EpochResult tr, te;
   double total_s = 0;
   cli::Progress prog("epoch", epochs);
-  for (int64_t e = 0; e < epochs; ++e) {
+  CheckpointClock clock(checkpoint_every);
+  const int64_t start = st.epoch;
+  for (int64_t e = start; e < epochs; ++e) {
     opt.set_lr(sched->lr_at(e));
     tr = train_epoch(*model, opt, loader, e, "train", epochs);
     te = evaluate(*model, test_loader);
@@ -103,11 +141,21 @@ int run_train(cli::Args& a) {
                 "| loss " + cli::fmt(tr.loss, 4) + " acc " + cli::fmt(tr.acc, 4) + "% | test loss " +
                     cli::fmt(te.loss, 4) + " acc " + cli::fmt(te.acc, 4) + "%",
                 double(tr.samples) / tr.seconds, true);
+    st.epoch = e + 1;
+    if (e + 1 < epochs && clock.due()) {
+      nn::save_checkpoint(ckpt, *model, opt, st, info);
+      clock.saved();
+    }
+    if (halt_after > 0 && e + 1 - start == halt_after)
+      throw Error(str("stopped after ", halt_after, " epochs as --halt-after asked; rerun with --resume"));
   }
+  nn::save_weights(dir.file("final.safetensors"), *model, info);
+  std::remove(ckpt.c_str());
   Json s = Json::object();
   s["arch"] = arch;
   s["dataset"] = dataset;
   s["epochs"] = epochs;
+  s["init"] = init.empty() ? Json() : Json(init);
   s["train_loss"] = tr.loss;
   s["train_acc"] = tr.acc;
   s["test_loss"] = te.loss;

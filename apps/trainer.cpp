@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <optional>
+#include <sstream>
 
 #include "core/backend.h"
 #include "core/ops.h"
@@ -182,6 +183,24 @@ StepTiming time_training_step(const std::string& arch, const Shape& chw, int64_t
     t.profile = session.rows();
   }
   return t;
+}
+
+void truncate_metrics(const std::string& path, int64_t rows) {
+  if (!cli::file_exists(path)) return;
+  std::stringstream ss(read_file(path));
+  std::string line, out;
+  int64_t n = -1;  // the header is row -1
+  while (n < rows && std::getline(ss, line)) {
+    out += line + "\n";
+    ++n;
+  }
+  write_file_atomic(path, out);
+}
+
+void check_checkpoint_epoch(const std::string& ckpt, int64_t epoch, int64_t last, int64_t epochs, const char* flag) {
+  MINIMA_CHECK(epoch >= 0 && epoch <= last, "--resume: ", ckpt, " was saved after epoch ", epoch,
+               ", which does not fit a run of ", flag, " ", epochs, " (expected 0 to ", last,
+               "); resume with the flags the run started with");
 }
 
 }  // namespace minima::app

@@ -4,6 +4,7 @@
 // it is built) are trusted by the loss (TrustedTargetsGuard), so a GPU step does not wait for the
 // host.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -54,6 +55,31 @@ StepTiming time_training_step(const std::string& arch, const Shape& chw, int64_t
 // flags that set n and the batch, e.g. "--subset and --batch"), instead of failing mid-epoch.
 void check_one_sample_batches(const std::string& arch, const Shape& in_chw, int64_t classes, int64_t n, int64_t batch,
                               const std::string& flags);
+
+// When a run saves its checkpoint (--checkpoint-every): after an epoch that ends `every` seconds
+// or more after its last save, or after its start (after every epoch when `every` is 0). Saving
+// after every epoch wrote gigabytes for runs whose epochs take milliseconds. A killed run resumes
+// from its checkpoint and trains the epochs since then again, to the same results.
+class CheckpointClock {
+ public:
+  explicit CheckpointClock(double every) : every_(every), since_(std::chrono::steady_clock::now()) {}
+  bool due() const {
+    return every_ <= 0 || std::chrono::duration<double>(std::chrono::steady_clock::now() - since_).count() >= every_;
+  }
+  void saved() { since_ = std::chrono::steady_clock::now(); }
+
+ private:
+  double every_;
+  std::chrono::steady_clock::time_point since_;
+};
+
+// After a resume from a checkpoint of `rows` epochs: keeps the header and the first `rows` data
+// rows of a metrics file (the epochs after the checkpoint are trained, and logged, again).
+void truncate_metrics(const std::string& path, int64_t rows);
+
+// A checkpoint must hold an epoch in [0, last] of a run of `epochs` (set by `flag`): a later one
+// would skip the training loop and record a model that was never evaluated as finished.
+void check_checkpoint_epoch(const std::string& ckpt, int64_t epoch, int64_t last, int64_t epochs, const char* flag);
 
 // --device: "cpu", "cuda", "cuda:N" or "auto" (cuda when a device is present).
 Device device_from_flag(const std::string& s);

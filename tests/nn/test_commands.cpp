@@ -17,6 +17,7 @@
 #include "fashion_mnist.h"
 #include "nn/checkpoint.h"
 #include "nn/models.h"
+#include "temp_dir.h"
 
 using namespace minima;
 
@@ -198,4 +199,69 @@ TEST_CASE("minima train refuses a batch of one sample for batch norm, and an --o
   CHECK(out.find("already holds a run") != std::string::npos);
   CHECK(read_file(dir + "/mlp/summary.json") == summary);
   CHECK(std::system(("rm -rf " + dir).c_str()) == 0);
+}
+
+TEST_CASE("minima train saves its weights, resumes a killed run to the same weights, and starts from --init") {
+  if (!testutil::fashion_mnist_or_skip()) return;
+  testutil::TempDir tmp("train-resume");
+  const std::string cfg = "train --arch mlp-bn --subset 600 --batch 64 --epochs 3 --momentum 0.9 --seed 4 --out ";
+  int rc = 0;
+  std::string out = run(cfg + tmp / "whole" + " --threads 2", rc);
+  INFO(out);
+  REQUIRE(rc == 0);
+  const std::string weights = read_file(tmp / "whole/final.safetensors");
+  CHECK(access((tmp / "whole/checkpoint.safetensors").c_str(), F_OK) != 0);  // removed at the end
+  // eval of the saved weights gives the run's own final test figures.
+  const Json s = Json::parse(read_file(tmp / "whole/summary.json"));
+  out = run("eval --weights " + tmp / "whole/final.safetensors", rc);
+  REQUIRE(rc == 0);
+  const Json ev = Json::parse(out);
+  CHECK(ev.at("accuracy").as_double() == doctest::Approx(s.at("test_acc").as_double()).epsilon(1e-9));
+  CHECK(ev.at("loss").as_double() == doctest::Approx(s.at("test_loss").as_double()).epsilon(1e-6));
+
+  // Killed after 2 of 3 epochs, once with a checkpoint after every epoch and once with none yet:
+  // the resumed run ends with bitwise the same weights (on another thread count too) and a
+  // metrics.csv of 3 rows.
+  for (const char* every : {"0", "1e6"}) {
+    const std::string dir = tmp / (std::string("killed-") + every);
+    out = run(cfg + dir + " --checkpoint-every " + every + " --halt-after 2", rc);
+    CHECK(rc != 0);
+    CHECK(out.find("error: stopped after 2 epochs as --halt-after asked") != std::string::npos);
+    CHECK((access((dir + "/checkpoint.safetensors").c_str(), F_OK) == 0) == (std::string(every) == "0"));
+    out = run(cfg + dir + " --threads 1 --resume", rc);
+    INFO(out);
+    REQUIRE(rc == 0);
+    CHECK((out.find("resuming after epoch 2") != std::string::npos) == (std::string(every) == "0"));
+    CHECK(read_file(dir + "/final.safetensors") == weights);
+    std::istringstream csv(read_file(dir + "/metrics.csv"));
+    std::string line;
+    int lines = 0;
+    while (std::getline(csv, line)) ++lines;
+    CHECK(lines == 4);
+    // Finished: a further --resume does nothing; other settings are refused.
+    out = run(cfg + dir + " --resume", rc);
+    CHECK(rc == 0);
+    CHECK(out.find("finished earlier") != std::string::npos);
+    out = run(cfg + dir + " --resume --lr 0.5", rc);
+    CHECK(rc != 0);
+    CHECK(out.find("was started with other settings: --lr 0.1 (now 0.5)") != std::string::npos);
+  }
+
+  // --init: a run that starts from the saved weights and barely moves them (lr 1e-30 changes no
+  // float32 weight of this size; the MLP has no batch-norm statistics to update) tests like them.
+  out = run("train --arch mlp --subset 600 --epochs 1 --seed 4 --out " + tmp / "mlp", rc);
+  REQUIRE(rc == 0);
+  out = run("train --arch mlp --subset 600 --epochs 1 --lr 1e-30 --seed 4 --init " + tmp / "mlp/final.safetensors" +
+                " --out " + tmp / "from-init",
+            rc);
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK(read_file(tmp / "from-init/final.safetensors") == read_file(tmp / "mlp/final.safetensors"));
+  const Json si = Json::parse(read_file(tmp / "from-init/summary.json"));
+  CHECK(si.at("init").as_string() == tmp / "mlp/final.safetensors");
+  // Weights of another network are refused, naming the mismatch, before anything is written.
+  out = run("train --arch mlp-bn --init " + tmp / "mlp/final.safetensors" + " --out " + tmp / "bad", rc);
+  CHECK(rc != 0);
+  CHECK(out.find("error: loading '" + tmp / "mlp/final.safetensors" + "'") != std::string::npos);
+  CHECK(access((tmp / "bad/config.json").c_str(), F_OK) != 0);
 }
