@@ -22,7 +22,9 @@
 //
 // Outputs in --out: metrics.csv (one row per epoch of every run), summary.json (every run, and per
 // variant the mean and std over --seeds), results.md, the figure, and runs/ with one file per
-// finished run, which --resume loads instead of training the run again.
+// finished run, which --resume loads instead of training the run again. A run in progress also
+// saves a checkpoint there on the clock (--checkpoint-every), from which --resume continues it to
+// the same result.
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -38,6 +40,7 @@
 #include "core/random.h"
 #include "data/transforms.h"
 #include "nn/autocast.h"
+#include "nn/checkpoint.h"
 #include "nn/models.h"
 
 namespace minima::app {
@@ -98,19 +101,34 @@ struct RunResult {
 
 // Everything the runs share.
 struct Settings {
-  std::string arch;
+  std::string arch, dataset;
   data::Splits base;  // after --subset and the optional crop
   data::Normalize norm = data::Normalize::dataset;
   Shape in_chw;
   int64_t classes = 0, batch = 128, epochs = 300, decay_steps = 391;
   double lr = 0.01, momentum = 0.9, wd = 0, decay = 0.95, fit_acc = 100;
   Device device;
+  std::string settings_text;     // what a run is trained with (the run files and checkpoints record it)
+  bool resume = false;           // continue a run from its checkpoint
+  double checkpoint_every = 60;  // seconds between a run's checkpoints (0: after every epoch)
+  int64_t halt_after = 0;        // testing aid: stop after this many epochs in total
+  mutable int64_t epochs_run = 0;
 };
 
+Json rows_json(const std::vector<std::vector<std::string>>& rows) {
+  Json out = Json::array();
+  for (const auto& r : rows) {
+    Json row = Json::array();
+    for (const auto& cell : r) row.push_back(cell);
+    out.push_back(row);
+  }
+  return out;
+}
+
 // One variant from seed's initialization, until it fits or runs out of epochs; one metrics row per
-// epoch goes to `rows`, under run number `index`.
+// epoch goes to `rows`, under run number `index`, and `ckpt` is the run's checkpoint.
 RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_t index, size_t total,
-                        std::vector<std::vector<std::string>>& rows) {
+                        const std::string& ckpt, std::vector<std::vector<std::string>>& rows) {
   const int64_t eval_batch = 1000;
   apps::Stopwatch sw;
   data::Splits s = c.base;
@@ -136,10 +154,40 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
   res.v = v;
   res.seed = seed;
   const int64_t steps_per_epoch = loader.batches_per_epoch();
+  // Killed part-way earlier: the checkpoint brings back the weights, the optimizer, the epochs
+  // done, their metrics rows and the last fit check.
+  nn::TrainState st;
+  if (c.resume && cli::file_exists(ckpt)) {
+    nn::load_checkpoint(ckpt, *model, opt, st);
+    check_checkpoint_epoch(ckpt, st.epoch, c.epochs - 1, c.epochs, "--epochs");  // the last epoch saves none
+    try {
+      MINIMA_CHECK(st.extra.at("settings").as_string() == c.settings_text, "it was saved with other settings (",
+                   st.extra.at("settings").as_string(), ", now ", c.settings_text, ")");
+      for (const auto& row : st.extra.at("rows").elements()) {
+        std::vector<std::string> r;
+        for (const auto& cell : row.elements()) r.push_back(cell.as_string());
+        MINIMA_CHECK(r.size() == 9, "a metrics row must have 9 cells, got ", row.dump());
+        r[0] = std::to_string(index);
+        rows.push_back(r);
+      }
+      MINIMA_CHECK(int64_t(rows.size()) == st.epoch, "it holds ", rows.size(), " metrics rows for ", st.epoch,
+                   " epochs");
+      res.train_acc = st.extra.at("train_acc").as_double();
+      res.train_loss = st.extra.at("train_loss").as_double();
+    } catch (const Error& e) {
+      throw Error(
+          str("--resume: ", ckpt, " cannot continue this run (", e.what(), "); remove it to train the run again"));
+    }
+    res.epochs = st.epoch;
+    res.steps = st.epoch * steps_per_epoch;
+    std::printf("%s, seed %lld: resuming after epoch %lld\n", v.label().c_str(), (long long)seed, (long long)st.epoch);
+  }
+  const nn::ModelInfo info{c.arch, c.in_chw, c.classes, c.dataset, s.train.mean, s.train.std, uint64_t(seed)};
+  CheckpointClock clock(c.checkpoint_every);
   cli::Progress prog("[" + std::to_string(index + 1) + "/" + std::to_string(total) + "] " + v.label() + " seed " +
                          std::to_string(seed),
                      c.epochs);
-  for (int64_t e = 0; e < c.epochs; ++e) {
+  for (int64_t e = st.epoch; e < c.epochs; ++e) {
     // Decayed by the steps taken, not the epochs: a subset's short epochs would otherwise decay
     // the rate hundreds of times faster than in the paper.
     opt.set_lr(c.lr * std::pow(c.decay, double(e * steps_per_epoch) / double(c.decay_steps)));
@@ -156,10 +204,21 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
                     apps::Table::num(fit.acc)});
     prog.update(e + 1, "| loss " + cli::fmt(tr.loss, 4) + " | train acc " + cli::fmt(fit.acc, 4) + "%",
                 double(tr.samples) / std::max(tr.seconds, 1e-9));
-    if (fit.acc >= c.fit_acc) {
-      res.steps_to_fit = res.steps;
-      break;
+    const bool fitted = fit.acc >= c.fit_acc;
+    if (fitted) res.steps_to_fit = res.steps;
+    st.epoch = e + 1;
+    if (!fitted && e + 1 < c.epochs && clock.due()) {
+      st.extra = Json::object();
+      st.extra["settings"] = c.settings_text;
+      st.extra["rows"] = rows_json(rows);
+      st.extra["train_acc"] = res.train_acc;
+      st.extra["train_loss"] = res.train_loss;
+      nn::save_checkpoint(ckpt, *model, opt, st, info);
+      clock.saved();
     }
+    if (c.halt_after > 0 && ++c.epochs_run == c.halt_after)
+      throw Error(str("stopped after ", c.halt_after, " epochs as --halt-after asked; rerun with --resume"));
+    if (fitted) break;
   }
   EpochResult te = evaluate(*model, s.test, eval_batch, c.device, c.norm);
   res.test_acc = te.acc;
@@ -291,10 +350,20 @@ int run_randomization(cli::Args& a) {
   bool no_plot = a.get_flag("no-plot", "do not render the figure");
   bool resume =
       a.get_flag("resume", "continue an interrupted experiment in --out (finished runs are loaded, not rerun)");
+  c.checkpoint_every =
+      a.get_double("checkpoint-every", 60,
+                   "save a run's checkpoint after an epoch that ends this many seconds after its last one (0: every "
+                   "epoch); a killed run loses at most about this much training");
   int64_t halt_after = a.get_int("halt-after-runs", 0, "stop after training N runs, as if killed (to try --resume)");
+  c.halt_after =
+      a.get_int("halt-after", 0, "stop after N epochs of training in total, as if killed mid-run (to try --resume)");
   if (a.finish()) return 0;
+  c.resume = resume;
+  c.dataset = dataset;
 
   MINIMA_CHECK(halt_after >= 0, "--halt-after-runs must be >= 0, got ", halt_after);
+  MINIMA_CHECK(c.halt_after >= 0, "--halt-after must be >= 0, got ", c.halt_after);
+  MINIMA_CHECK(c.checkpoint_every >= 0, "--checkpoint-every must be >= 0 seconds, got ", c.checkpoint_every);
   MINIMA_CHECK(c.epochs >= 1, "--epochs must be at least 1, got ", c.epochs);
   MINIMA_CHECK(c.batch >= 1, "--batch must be at least 1, got ", c.batch);
   MINIMA_CHECK(c.lr > 0, "--lr must be positive, got ", c.lr);
@@ -343,8 +412,9 @@ int run_randomization(cli::Args& a) {
     throw Error(str(out, " already holds an experiment; pass --resume to continue it or choose another --out"));
   // The lists select runs (each in its own file), so a resume may add seeds or variants.
   if (resume)
-    dir.check_resume_flags(a, {"out", "resume", "threads", "no-plot", "halt-after-runs", "data-dir", "device", "gemm",
-                               "conv", "bn", "tf32", "deterministic", "seeds", "variants", "corruption"});
+    dir.check_resume_flags(a, {"out", "resume", "threads", "no-plot", "halt-after-runs", "halt-after",
+                               "checkpoint-every", "data-dir", "device", "gemm", "conv", "bn", "tf32", "deterministic",
+                               "seeds", "variants", "corruption"});
   // What a finished run must have been trained with for --resume to reuse it.
   Json settings = Json::object();
   settings["arch"] = c.arch;
@@ -361,6 +431,7 @@ int run_randomization(cli::Args& a) {
   settings["fit_accuracy"] = c.fit_acc;
   settings["precision"] = precision_s;
   const std::string settings_text = settings.dump();
+  c.settings_text = settings_text;
   cli::RunDir runs_dir(out + "/runs");  // the finished runs, one file each
   Json extra = Json::object();
   extra["train_images"] = c.base.train.size();
@@ -403,19 +474,15 @@ int run_randomization(cli::Args& a) {
       } else {
         MINIMA_CHECK(halt_after == 0 || trained < halt_after, "stopped after ", trained,
                      " runs as --halt-after-runs asked; rerun with --resume");
-        results.push_back(train_variant(c, v, seed, results.size(), total, rows));
+        const std::string ckpt = file.substr(0, file.size() - 5) + ".checkpoint.safetensors";
+        results.push_back(train_variant(c, v, seed, results.size(), total, ckpt, rows));
         ++trained;
         Json j = Json::object();
         j["settings"] = settings;
         j["result"] = result_json(results.back());
-        Json rows_j = Json::array();
-        for (const auto& r : rows) {
-          Json row = Json::array();
-          for (const auto& cell : r) row.push_back(cell);
-          rows_j.push_back(row);
-        }
-        j["rows"] = rows_j;
+        j["rows"] = rows_json(rows);
         write_file_atomic(file, j.dump() + "\n");
+        std::remove(ckpt.c_str());  // after the run file: a kill in between leaves one of the two
       }
       for (auto& r : rows) log.row(r);
       log.write(dir.file("metrics.csv"));

@@ -8,6 +8,7 @@
 #include "app_test_util.h"
 #include "data/dataset.h"
 #include "fashion_mnist.h"
+#include "nn/safetensors.h"
 
 using namespace minima;
 
@@ -133,6 +134,62 @@ TEST_CASE("randomization: seeds are independent and aggregated, and a killed exp
   CHECK(other.output.find("was started with other settings: --lr 0.01 (now 0.02)") != std::string::npos);
   CHECK(read_file(killed.path() + "/config.json") == config);
   apptest::check_rejects("randomization --seeds 1,1", "--seeds: seed 1 is listed twice");
+}
+
+TEST_CASE("randomization: a run killed part-way continues from its checkpoint to the same results") {
+  if (!testutil::fashion_mnist_or_skip()) return;
+  // The true labels fit in about 25 epochs, the random ones in about 30: the kill lands inside the
+  // second run, after its 12th epoch.
+  const std::string cfg =
+      "randomization --subset 100 --variants true-labels,random-labels --corruption 1 --epochs 80 --lr 0.05 "
+      "--seeds 2 --threads 1 --no-plot";
+  apptest::TempDir whole("randomization-whole"), killed("randomization-midrun");
+  auto w = apptest::run_minima(cfg + " --out " + whole.path());
+  INFO(w.output);
+  REQUIRE(w.rc == 0);
+  const Json sw = apptest::summary(whole.path());
+  REQUIRE(sw.at("runs").size() == 2);
+  const int64_t first_epochs = sw.at("runs")[0].at("epochs").as_int();
+  REQUIRE(first_epochs < 40);
+  REQUIRE(sw.at("runs")[1].at("epochs").as_int() > 12);
+
+  auto k = apptest::run_minima(cfg + " --checkpoint-every 0 --halt-after " + std::to_string(first_epochs + 12) +
+                               " --out " + killed.path());
+  CHECK(k.rc != 0);
+  CHECK(k.output.find("as --halt-after asked") != std::string::npos);
+  const std::string ckpt = killed.path() + "/runs/seed2_random-labels.checkpoint.safetensors";
+  REQUIRE(apptest::file_exists(ckpt));
+  auto r = apptest::run_minima(cfg + " --resume --out " + killed.path());
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  CHECK(r.output.find("random-labels, seed 2: resuming after epoch 12") != std::string::npos);
+  CHECK(!apptest::file_exists(ckpt));  // removed once the run's file is written
+  CHECK(read_file(whole.path() + "/metrics.csv") == read_file(killed.path() + "/metrics.csv"));
+  const Json sk = apptest::summary(killed.path());
+  for (size_t i = 0; i < 2; ++i)
+    for (const char* field : {"epochs", "steps_to_fit", "train_loss", "train_acc", "test_acc", "test_loss"})
+      CHECK(sk.at("runs")[i].at(field).dump() == sw.at("runs")[i].at(field).dump());
+
+  // A checkpoint that records other settings than the run's (damaged, or copied from elsewhere)
+  // is refused, naming the file, instead of being continued.
+  apptest::TempDir other("randomization-other");
+  const std::string cfg_other =
+      "randomization --subset 100 --variants random-labels --corruption 1 --epochs 80 --lr 0.05 --seeds 2 "
+      "--threads 1 --no-plot --out " +
+      other.path();
+  CHECK(apptest::run_minima(cfg_other + " --checkpoint-every 0 --halt-after 3").rc != 0);
+  const std::string ck = other.path() + "/runs/seed2_random-labels.checkpoint.safetensors";
+  REQUIRE(apptest::file_exists(ck));
+  minima::nn::SafeTensors f = minima::nn::load_safetensors(ck);
+  for (auto& kv : f.metadata)
+    if (kv.first == "train_state") {
+      Json ts = Json::parse(kv.second);
+      ts["extra"]["settings"] = "{\"lr\":0.5}";
+      kv.second = ts.dump(-1);
+    }
+  minima::nn::save_safetensors(ck, f.tensors, f.metadata);
+  apptest::check_rejects(cfg_other + " --resume",
+                         ck + " cannot continue this run (it was saved with other settings ({\"lr\":0.5}");
 }
 
 TEST_CASE("randomization: corruption 0 and 1 are the true- and random-label runs, and bad flags are rejected") {
