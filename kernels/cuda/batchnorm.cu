@@ -95,7 +95,7 @@ __device__ __forceinline__ int64_t bn_offset(const BnGeom& g, int64_t c, int64_t
   return (n * g.C + c) * g.S + s;
 }
 
-// Block-wide sum of two doubles (256 threads).
+// Block-wide sum of two doubles (a block of whole warps, up to 1024 threads; every thread gets the sums).
 __device__ __forceinline__ void block_sum2(double& a, double& b) {
   __shared__ double sa[32], sb[32];
   a = block_sum(a, sa);
@@ -494,8 +494,8 @@ __device__ __forceinline__ uint64_t bn_global_ns() {
 
 // How long a block waits for a channel before it gives up: far beyond any real wait (a round
 // takes microseconds, and a few seconds under compute-sanitizer), so only a broken plan or launch
-// gets here. The kernel then traps, and the next CUDA call on the stream reports the failure
-// instead of the process hanging.
+// gets here. The kernel then traps: the context is lost (every later CUDA call of the process
+// fails, starting with the next one on the stream), but the process ends instead of hanging.
 constexpr uint64_t kBnWaitLimitNs = 20'000'000'000ull;
 
 // Step 3 and 4's sums: waits for the P blocks of channel c, then adds their partial sums in order.
