@@ -446,6 +446,7 @@ int run_randomization(cli::Args& a) {
   for (int64_t seed : seeds)
     for (const Variant& v : runs) {
       const std::string file = run_file(out, v, seed);
+      const std::string ckpt = file.substr(0, file.size() - 5) + ".checkpoint.safetensors";  // "x.json" -> "x"
       std::vector<std::vector<std::string>> rows;
       if (resume && cli::file_exists(file)) {
         std::string trained_with;
@@ -470,11 +471,11 @@ int run_randomization(cli::Args& a) {
                      trained_with, ", now ", settings_text, "); choose another --out");
         results.push_back(res);
         ++loaded;
+        std::remove(ckpt.c_str());  // left behind if a kill came between the run file and its removal
         std::printf("%s, seed %lld: loaded from %s\n", v.label().c_str(), (long long)seed, file.c_str());
       } else {
         MINIMA_CHECK(halt_after == 0 || trained < halt_after, "stopped after ", trained,
                      " runs as --halt-after-runs asked; rerun with --resume");
-        const std::string ckpt = file.substr(0, file.size() - 5) + ".checkpoint.safetensors";
         results.push_back(train_variant(c, v, seed, results.size(), total, ckpt, rows));
         ++trained;
         Json j = Json::object();
@@ -482,7 +483,7 @@ int run_randomization(cli::Args& a) {
         j["result"] = result_json(results.back());
         j["rows"] = rows_json(rows);
         write_file_atomic(file, j.dump() + "\n");
-        std::remove(ckpt.c_str());  // after the run file: a kill in between leaves one of the two
+        std::remove(ckpt.c_str());  // after the run file: a kill in between leaves both (see above)
       }
       for (auto& r : rows) log.row(r);
       log.write(dir.file("metrics.csv"));
