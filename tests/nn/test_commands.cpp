@@ -219,19 +219,20 @@ TEST_CASE("minima train saves its weights, resumes a killed run to the same weig
   CHECK(ev.at("accuracy").as_double() == doctest::Approx(s.at("test_acc").as_double()).epsilon(1e-9));
   CHECK(ev.at("loss").as_double() == doctest::Approx(s.at("test_loss").as_double()).epsilon(1e-6));
 
-  // Killed after 2 of 3 epochs, once with a checkpoint after every epoch and once with none yet:
-  // the resumed run ends with bitwise the same weights (on another thread count too) and a
-  // metrics.csv of 3 rows.
-  for (const char* every : {"0", "1e6"}) {
+  // Killed after 2 of 3 epochs, with a checkpoint after every epoch (0, or a clock of a nanosecond)
+  // and with none yet (a clock of 10^6 s): the resumed run ends with bitwise the same weights (on
+  // another thread count too) and a metrics.csv of 3 rows.
+  for (const char* every : {"0", "1e-9", "1e6"}) {
+    const bool saved = std::string(every) != "1e6";
     const std::string dir = tmp / (std::string("killed-") + every);
     out = run(cfg + dir + " --checkpoint-every " + every + " --halt-after 2", rc);
     CHECK(rc != 0);
     CHECK(out.find("error: stopped after 2 epochs as --halt-after asked") != std::string::npos);
-    CHECK((access((dir + "/checkpoint.safetensors").c_str(), F_OK) == 0) == (std::string(every) == "0"));
+    CHECK((access((dir + "/checkpoint.safetensors").c_str(), F_OK) == 0) == saved);
     out = run(cfg + dir + " --threads 1 --resume", rc);
     INFO(out);
     REQUIRE(rc == 0);
-    CHECK((out.find("resuming after epoch 2") != std::string::npos) == (std::string(every) == "0"));
+    CHECK((out.find("resuming after epoch 2") != std::string::npos) == saved);
     CHECK(read_file(dir + "/final.safetensors") == weights);
     std::istringstream csv(read_file(dir + "/metrics.csv"));
     std::string line;
