@@ -145,13 +145,11 @@ Json run_phase1(const Ctx& c, int64_t seed, int64_t R) {
   auto sched = optim::make_schedule(c.adv_schedule, c.adv_lr, c.adv_epochs);
   data::Loader loader(C, c.batch, true, order_seed(seed, 1), {}, false, c.device);
   nn::TrainState st;
-  std::string ckpt = dir + "/checkpoint.safetensors";
-  if (c.resume && cli::file_exists(ckpt)) {
-    nn::load_checkpoint(ckpt, *model, opt, st);
-    check_checkpoint_epoch(ckpt, st.epoch, c.adv_epochs, c.adv_epochs, "--adv-epochs");  // the last epoch saves one too
+  RunCheckpoint ckpt(dir + "/checkpoint.safetensors", c.checkpoint_every);
+  if (c.resume &&
+      ckpt.resume(*model, opt, st, c.adv_epochs, c.adv_epochs, "--adv-epochs"))  // the last epoch saves one too
     std::printf("phase 1 seed %lld R %lld: resuming after epoch %lld\n", (long long)seed, (long long)R,
                 (long long)st.epoch);
-  }
   truncate_metrics(dir + "/metrics.csv", st.epoch);
   cli::MetricsCsv csv(dir + "/metrics.csv", {"epoch", "lr", "train_loss", "train_acc", "acc_on_C", "seconds"},
                       st.epoch > 0);
@@ -160,7 +158,6 @@ Json run_phase1(const Ctx& c, int64_t seed, int64_t R) {
       "labels)\n",
       (long long)seed, (long long)R, (long long)C.size(), (long long)c.train.size(), (long long)R, 100 * c.zero_out);
   apps::Stopwatch sw;
-  CheckpointClock clock(c.checkpoint_every);
   double acc_c = st.extra.contains("acc_on_C") ? st.extra.at("acc_on_C").as_double() : 0.0;
   bool reached = false;
   int64_t start = st.epoch;
@@ -189,10 +186,7 @@ Json run_phase1(const Ctx& c, int64_t seed, int64_t R) {
       reached = true;
       break;
     }
-    if (clock.due()) {
-      nn::save_checkpoint(ckpt, *model, opt, st, model_info(c, seed));
-      clock.saved();
-    }
+    if (ckpt.due()) ckpt.save(*model, opt, st, model_info(c, seed));
   }
   nn::Metadata meta;
   meta.emplace_back("phase", "adversarial-init");
@@ -203,7 +197,7 @@ Json run_phase1(const Ctx& c, int64_t seed, int64_t R) {
   meta.emplace_back("phase1_epochs", std::to_string(st.epoch));
   meta.emplace_back("acc_on_C", cli::fmt(acc_c, 6));
   nn::save_weights(weights, *model, model_info(c, seed), meta);
-  std::remove(ckpt.c_str());
+  ckpt.remove();
   Json s = Json::object();
   s["seed"] = seed;
   s["replication"] = R;
@@ -250,12 +244,9 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
   data::Loader loader(c.train, c.batch, true, order_seed(seed, 2), aug, false, c.device);
   data::Loader test_loader(c.test, c.eval_batch, false, 0, {}, false, c.device);
   nn::TrainState st;
-  std::string ckpt = dir + "/checkpoint.safetensors";
-  if (c.resume && cli::file_exists(ckpt)) {
-    nn::load_checkpoint(ckpt, *model, opt, st);
-    check_checkpoint_epoch(ckpt, st.epoch, c.epochs - 1, c.epochs, "--epochs");  // the last epoch saves none
+  RunCheckpoint ckpt(dir + "/checkpoint.safetensors", c.checkpoint_every);
+  if (c.resume && ckpt.resume(*model, opt, st, c.epochs - 1, c.epochs, "--epochs"))  // the last epoch saves none
     std::printf("%s: resuming after epoch %lld\n", name.c_str(), (long long)st.epoch);
-  }
   truncate_metrics(dir + "/metrics.csv", st.epoch);
   cli::MetricsCsv csv(dir + "/metrics.csv",
                       {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "frobenius_sq",
@@ -263,7 +254,6 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
                       st.epoch > 0);
   auto factory = [&] { return fresh_model(c, seed); };
   apps::Stopwatch sw;
-  CheckpointClock clock(c.checkpoint_every);
   EpochResult tr, te;
   nn::Complexity cx;
   double dist = 0;
@@ -298,10 +288,7 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
                 eta_text(sw.seconds(), double(e + 1 - start), double(c.epochs - start)).c_str());
     std::fflush(stdout);
     st.epoch = e + 1;
-    if (e + 1 < c.epochs && clock.due()) {
-      nn::save_checkpoint(ckpt, *model, opt, st, model_info(c, seed));
-      clock.saved();
-    }
+    if (e + 1 < c.epochs && ckpt.due()) ckpt.save(*model, opt, st, model_info(c, seed));
     if (c.halt_after > 0 && ++c.epochs_run == c.halt_after)
       throw Error(str("stopped after ", c.halt_after, " phase-2 epochs as --halt-after asked; rerun with --resume"));
   }
@@ -317,7 +304,7 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
   meta.emplace_back("setup", setup.name);
   meta.emplace_back("replication", std::to_string(R));
   nn::save_weights(dir + "/final.safetensors", *model, model_info(c, seed), meta);
-  std::remove(ckpt.c_str());
+  ckpt.remove();
   Json s = Json::object();
   s["init"] = init;
   s["setup"] = setup.name;
@@ -517,10 +504,7 @@ int run_adversarial_init(cli::Args& a) {
   c.out = a.get_string("out", "runs/adversarial-init", "output directory");
   c.resume = a.get_flag("resume", "continue an interrupted experiment in --out (finished runs are skipped)");
   bool plot = !a.get_flag("no-plot", "do not render the figures");
-  c.checkpoint_every =
-      a.get_double("checkpoint-every", 60,
-                   "save a run's checkpoint after an epoch that ends this many seconds after its last one (0: every "
-                   "epoch); a killed run loses at most about this much training");
+  c.checkpoint_every = checkpoint_every_flag(a);
   c.halt_after = a.get_int("halt-after", 0, "stop after N phase-2 epochs, as if killed (to try --resume)");
   if (a.finish()) return 0;
 
@@ -534,7 +518,6 @@ int run_adversarial_init(cli::Args& a) {
   MINIMA_CHECK(c.lr > 0 && c.adv_lr > 0, "learning rates must be positive");
   MINIMA_CHECK(c.momentum >= 0 && c.momentum < 1, "--momentum must be in [0, 1), got ", c.momentum);
   MINIMA_CHECK(c.wd >= 0, "--weight-decay must be >= 0, got ", c.wd);
-  MINIMA_CHECK(c.checkpoint_every >= 0, "--checkpoint-every must be >= 0 seconds, got ", c.checkpoint_every);
   // Each value names runs and their directories: a repeat would find its own first run finished.
   auto no_repeats = [](const auto& list, const char* flag) {
     for (size_t i = 0; i < list.size(); ++i)

@@ -128,7 +128,7 @@ Json rows_json(const std::vector<std::vector<std::string>>& rows) {
 // One variant from seed's initialization, until it fits or runs out of epochs; one metrics row per
 // epoch goes to `rows`, under run number `index`, and `ckpt` is the run's checkpoint.
 RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_t index, size_t total,
-                        const std::string& ckpt, std::vector<std::vector<std::string>>& rows) {
+                        const std::string& ckpt_path, std::vector<std::vector<std::string>>& rows) {
   const int64_t eval_batch = 1000;
   apps::Stopwatch sw;
   data::Splits s = c.base;
@@ -157,9 +157,8 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
   // Killed part-way earlier: the checkpoint brings back the weights, the optimizer, the epochs
   // done, their metrics rows and the last fit check.
   nn::TrainState st;
-  if (c.resume && cli::file_exists(ckpt)) {
-    nn::load_checkpoint(ckpt, *model, opt, st);
-    check_checkpoint_epoch(ckpt, st.epoch, c.epochs - 1, c.epochs, "--epochs");  // the last epoch saves none
+  RunCheckpoint ckpt(ckpt_path, c.checkpoint_every);
+  if (c.resume && ckpt.resume(*model, opt, st, c.epochs - 1, c.epochs, "--epochs")) {  // the last epoch saves none
     try {
       MINIMA_CHECK(st.extra.at("settings").as_string() == c.settings_text, "it was saved with other settings (",
                    st.extra.at("settings").as_string(), ", now ", c.settings_text, ")");
@@ -176,14 +175,13 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
       res.train_loss = st.extra.at("train_loss").as_double();
     } catch (const Error& e) {
       throw Error(
-          str("--resume: ", ckpt, " cannot continue this run (", e.what(), "); remove it to train the run again"));
+          str("--resume: ", ckpt_path, " cannot continue this run (", e.what(), "); remove it to train the run again"));
     }
     res.epochs = st.epoch;
     res.steps = st.epoch * steps_per_epoch;
     std::printf("%s, seed %lld: resuming after epoch %lld\n", v.label().c_str(), (long long)seed, (long long)st.epoch);
   }
   const nn::ModelInfo info{c.arch, c.in_chw, c.classes, c.dataset, s.train.mean, s.train.std, uint64_t(seed)};
-  CheckpointClock clock(c.checkpoint_every);
   cli::Progress prog("[" + std::to_string(index + 1) + "/" + std::to_string(total) + "] " + v.label() + " seed " +
                          std::to_string(seed),
                      c.epochs);
@@ -207,14 +205,13 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
     const bool fitted = fit.acc >= c.fit_acc;
     if (fitted) res.steps_to_fit = res.steps;
     st.epoch = e + 1;
-    if (!fitted && e + 1 < c.epochs && clock.due()) {
+    if (!fitted && e + 1 < c.epochs && ckpt.due()) {
       st.extra = Json::object();
       st.extra["settings"] = c.settings_text;
       st.extra["rows"] = rows_json(rows);
       st.extra["train_acc"] = res.train_acc;
       st.extra["train_loss"] = res.train_loss;
-      nn::save_checkpoint(ckpt, *model, opt, st, info);
-      clock.saved();
+      ckpt.save(*model, opt, st, info);
     }
     if (c.halt_after > 0 && ++c.epochs_run == c.halt_after)
       throw Error(str("stopped after ", c.halt_after, " epochs as --halt-after asked; rerun with --resume"));
@@ -350,10 +347,7 @@ int run_randomization(cli::Args& a) {
   bool no_plot = a.get_flag("no-plot", "do not render the figure");
   bool resume =
       a.get_flag("resume", "continue an interrupted experiment in --out (finished runs are loaded, not rerun)");
-  c.checkpoint_every =
-      a.get_double("checkpoint-every", 60,
-                   "save a run's checkpoint after an epoch that ends this many seconds after its last one (0: every "
-                   "epoch); a killed run loses at most about this much training");
+  c.checkpoint_every = checkpoint_every_flag(a);
   int64_t halt_after = a.get_int("halt-after-runs", 0, "stop after training N runs, as if killed (to try --resume)");
   c.halt_after =
       a.get_int("halt-after", 0, "stop after N epochs of training in total, as if killed mid-run (to try --resume)");
@@ -363,7 +357,6 @@ int run_randomization(cli::Args& a) {
 
   MINIMA_CHECK(halt_after >= 0, "--halt-after-runs must be >= 0, got ", halt_after);
   MINIMA_CHECK(c.halt_after >= 0, "--halt-after must be >= 0, got ", c.halt_after);
-  MINIMA_CHECK(c.checkpoint_every >= 0, "--checkpoint-every must be >= 0 seconds, got ", c.checkpoint_every);
   MINIMA_CHECK(c.epochs >= 1, "--epochs must be at least 1, got ", c.epochs);
   MINIMA_CHECK(c.batch >= 1, "--batch must be at least 1, got ", c.batch);
   MINIMA_CHECK(c.lr > 0, "--lr must be positive, got ", c.lr);

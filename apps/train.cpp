@@ -55,10 +55,7 @@ int run_train(cli::Args& a) {
   int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
   std::string out = a.get_string("out", "runs/train", "output directory");
   bool resume = a.get_flag("resume", "continue the run in --out from its checkpoint (same flags)");
-  double checkpoint_every =
-      a.get_double("checkpoint-every", 60,
-                   "save a checkpoint after an epoch that ends this many seconds after the last one (0: every "
-                   "epoch); a killed run loses at most about this much training");
+  double checkpoint_every = checkpoint_every_flag(a);
   int64_t halt_after = a.get_int("halt-after", 0, "stop after N epochs, as if killed (to try --resume)");
   if (a.finish()) return 0;
 
@@ -66,7 +63,6 @@ int run_train(cli::Args& a) {
   MINIMA_CHECK(batch >= 1, "--batch must be at least 1, got ", batch);
   MINIMA_CHECK(lr > 0, "--lr must be positive, got ", lr);
   MINIMA_CHECK(subset >= 0, "--subset must be >= 0, got ", subset);
-  MINIMA_CHECK(checkpoint_every >= 0, "--checkpoint-every must be >= 0 seconds, got ", checkpoint_every);
   MINIMA_CHECK(halt_after >= 0, "--halt-after must be >= 0, got ", halt_after);
   set_threads(threads);
   Device device = device_from_flag(device_s);
@@ -104,12 +100,9 @@ int run_train(cli::Args& a) {
   }
   nn::ModelInfo info{arch, in_chw, train.num_classes, dataset, train.mean, train.std, uint64_t(seed)};
   nn::TrainState st;
-  const std::string ckpt = dir.file("checkpoint.safetensors");
-  if (resume && cli::file_exists(ckpt)) {
-    nn::load_checkpoint(ckpt, *model, opt, st);
-    check_checkpoint_epoch(ckpt, st.epoch, epochs - 1, epochs, "--epochs");  // the last epoch saves none
+  RunCheckpoint ckpt(dir.file("checkpoint.safetensors"), checkpoint_every);
+  if (resume && ckpt.resume(*model, opt, st, epochs - 1, epochs, "--epochs"))  // the last epoch saves none
     std::printf("resuming after epoch %lld\n", (long long)st.epoch);
-  }
   truncate_metrics(dir.file("metrics.csv"), st.epoch);
   Json extra = Json::object();
   extra["parameters"] = model->num_parameters();
@@ -127,7 +120,6 @@ int run_train(cli::Args& a) {
   EpochResult tr, te;
   double total_s = 0;
   cli::Progress prog("epoch", epochs);
-  CheckpointClock clock(checkpoint_every);
   const int64_t start = st.epoch;
   for (int64_t e = start; e < epochs; ++e) {
     opt.set_lr(sched->lr_at(e));
@@ -142,15 +134,12 @@ int run_train(cli::Args& a) {
                     cli::fmt(te.loss, 4) + " acc " + cli::fmt(te.acc, 4) + "%",
                 double(tr.samples) / tr.seconds, true);
     st.epoch = e + 1;
-    if (e + 1 < epochs && clock.due()) {
-      nn::save_checkpoint(ckpt, *model, opt, st, info);
-      clock.saved();
-    }
+    if (e + 1 < epochs && ckpt.due()) ckpt.save(*model, opt, st, info);
     if (halt_after > 0 && e + 1 - start == halt_after)
       throw Error(str("stopped after ", halt_after, " epochs as --halt-after asked; rerun with --resume"));
   }
   nn::save_weights(dir.file("final.safetensors"), *model, info);
-  std::remove(ckpt.c_str());
+  ckpt.remove();
   Json s = Json::object();
   s["arch"] = arch;
   s["dataset"] = dataset;

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <chrono>
+#include <cstdio>
 #include <optional>
 #include <sstream>
 
@@ -197,10 +198,30 @@ void truncate_metrics(const std::string& path, int64_t rows) {
   write_file_atomic(path, out);
 }
 
-void check_checkpoint_epoch(const std::string& ckpt, int64_t epoch, int64_t last, int64_t epochs, const char* flag) {
-  MINIMA_CHECK(epoch >= 0 && epoch <= last, "--resume: ", ckpt, " was saved after epoch ", epoch,
+bool RunCheckpoint::resume(nn::Module& m, optim::Optimizer& opt, nn::TrainState& st, int64_t last, int64_t epochs,
+                           const char* flag) const {
+  if (!cli::file_exists(path_)) return false;
+  nn::load_checkpoint(path_, m, opt, st);
+  MINIMA_CHECK(st.epoch >= 0 && st.epoch <= last, "--resume: ", path_, " was saved after epoch ", st.epoch,
                ", which does not fit a run of ", flag, " ", epochs, " (expected 0 to ", last,
                "); resume with the flags the run started with");
+  return true;
 }
+
+void RunCheckpoint::save(const nn::Module& m, const optim::Optimizer& opt, const nn::TrainState& st,
+                         const nn::ModelInfo& info) {
+  nn::save_checkpoint(path_, m, opt, st, info);
+  since_ = std::chrono::steady_clock::now();
+}
+
+double checkpoint_every_flag(cli::Args& a) {
+  const double s = a.get_double("checkpoint-every", 60,
+                                "save a run's checkpoint after an epoch that ends this many seconds after its last one "
+                                "(0: every epoch); a killed run loses at most about this much training");
+  MINIMA_CHECK(s >= 0, "--checkpoint-every must be >= 0 seconds, got ", s);
+  return s;
+}
+
+void RunCheckpoint::remove() const { std::remove(path_.c_str()); }
 
 }  // namespace minima::app

@@ -7,12 +7,14 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "apps/cli.h"
 #include "core/profiler.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "nn/checkpoint.h"
 #include "nn/module.h"
 #include "optim/optim.h"
 
@@ -56,30 +58,42 @@ StepTiming time_training_step(const std::string& arch, const Shape& chw, int64_t
 void check_one_sample_batches(const std::string& arch, const Shape& in_chw, int64_t classes, int64_t n, int64_t batch,
                               const std::string& flags);
 
-// When a run saves its checkpoint (--checkpoint-every): after an epoch that ends `every` seconds
-// or more after its last save, or after its start (after every epoch when `every` is 0). Saving
-// after every epoch wrote gigabytes for runs whose epochs take milliseconds. A killed run resumes
-// from its checkpoint and trains the epochs since then again, to the same results.
-class CheckpointClock {
+// A run's checkpoint file and when to write it (--checkpoint-every): after an epoch that ends
+// `every` seconds or more after the last save, or after the run's start (after every epoch when
+// `every` is 0). Saving after every epoch wrote gigabytes for runs whose epochs take
+// milliseconds. A killed run resumes from its checkpoint and trains the epochs since then again,
+// to the same results.
+class RunCheckpoint {
  public:
-  explicit CheckpointClock(double every) : every_(every), since_(std::chrono::steady_clock::now()) {}
+  RunCheckpoint(std::string path, double every)
+      : path_(std::move(path)), every_(every), since_(std::chrono::steady_clock::now()) {}
+  const std::string& path() const { return path_; }
+  // --resume: when the file exists, loads it into the model, optimizer and train state, and checks
+  // that its epoch lies in [0, last] of a run of `epochs` (set by `flag`): a later one would skip
+  // the training loop and record a model that was never evaluated as finished. False when there
+  // was no checkpoint.
+  bool resume(nn::Module& m, optim::Optimizer& opt, nn::TrainState& st, int64_t last, int64_t epochs,
+              const char* flag) const;
   bool due() const {
     return every_ <= 0 || std::chrono::duration<double>(std::chrono::steady_clock::now() - since_).count() >= every_;
   }
-  void saved() { since_ = std::chrono::steady_clock::now(); }
+  // Writes the checkpoint (atomically, synced) and restarts the clock.
+  void save(const nn::Module& m, const optim::Optimizer& opt, const nn::TrainState& st, const nn::ModelInfo& info);
+  // The run is finished: its final files make the checkpoint redundant.
+  void remove() const;
 
  private:
+  std::string path_;
   double every_;
   std::chrono::steady_clock::time_point since_;
 };
 
+// --checkpoint-every (seconds, >= 0; default 60), shared by the commands that checkpoint.
+double checkpoint_every_flag(cli::Args& a);
+
 // After a resume from a checkpoint of `rows` epochs: keeps the header and the first `rows` data
 // rows of a metrics file (the epochs after the checkpoint are trained, and logged, again).
 void truncate_metrics(const std::string& path, int64_t rows);
-
-// A checkpoint must hold an epoch in [0, last] of a run of `epochs` (set by `flag`): a later one
-// would skip the training loop and record a model that was never evaluated as finished.
-void check_checkpoint_epoch(const std::string& ckpt, int64_t epoch, int64_t last, int64_t epochs, const char* flag);
 
 // --device: "cpu", "cuda", "cuda:N" or "auto" (cuda when a device is present).
 Device device_from_flag(const std::string& s);
