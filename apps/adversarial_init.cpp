@@ -518,6 +518,8 @@ int run_adversarial_init(cli::Args& a) {
   MINIMA_CHECK(c.lr > 0 && c.adv_lr > 0, "learning rates must be positive");
   MINIMA_CHECK(c.momentum >= 0 && c.momentum < 1, "--momentum must be in [0, 1), got ", c.momentum);
   MINIMA_CHECK(c.wd >= 0, "--weight-decay must be >= 0, got ", c.wd);
+  MINIMA_CHECK(c.adv_target > 0 && c.adv_target <= 100, "--adv-target must be in (0, 100] percent, got ", c.adv_target);
+  MINIMA_CHECK(c.halt_after >= 0, "--halt-after must be >= 0, got ", c.halt_after);
   // Each value names runs and their directories: a repeat would find its own first run finished.
   auto no_repeats = [](const auto& list, const char* flag) {
     for (size_t i = 0; i < list.size(); ++i)

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "apps/cli.h"
+#include "core/error.h"
 #include "data/dataset.h"
 
 using namespace minima;
@@ -51,6 +52,7 @@ int run(cli::Args& a) {
                                "where folder datasets keep their caches (default: next to "
                                "the data, or the user cache directory)");
   if (a.finish()) return 0;
+  MINIMA_CHECK(opt.threads >= 0, "--threads must be >= 0, got ", opt.threads);
   opt.verbose = true;
   std::string where = dir.empty() ? data::default_data_dir(name) : dir;
   data::Splits s = data::load_dataset(name, dir, opt);

@@ -220,6 +220,7 @@ int run_memorize(cli::Args& a) {
   MINIMA_CHECK(sgd_n >= 0 && sgd_n <= n, "--sgd-n must be in [0, n], got ", sgd_n);
   MINIMA_CHECK(epochs >= 1 && batch >= 1 && lr > 0 && momentum >= 0 && momentum < 1,
                "--epochs, --batch, --lr must be positive and --momentum in [0, 1)");
+  MINIMA_CHECK(sgd_n == 0 || !widths.empty(), "--widths needs at least one width (or --sgd-n 0 to skip SGD)");
   for (int64_t w : widths) MINIMA_CHECK(w >= 1, "--widths must be positive, got ", w);
   std::sort(widths.begin(), widths.end());
   Device dev = app::device_from_flag(device);

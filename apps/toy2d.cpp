@@ -235,6 +235,8 @@ int run_toy2d(cli::Args& a) {
                "--per-class, --hidden, --batch and --pre-batch must be positive");
   MINIMA_CHECK(spread > 0 && sep >= 0, "--std must be positive and --separation non-negative");
   MINIMA_CHECK(lr > 0 && ft_lr > 0 && pre_lr > 0, "--lr, --finetune-lr and --pre-lr must be positive");
+  MINIMA_CHECK(pre_loss > 0, "--pre-loss must be positive (a cross-entropy below it ends the random-label phase), got ",
+               pre_loss);
   MINIMA_CHECK(epochs >= 1 && pre_epochs >= 1, "--epochs and --pre-epochs must be positive");
   MINIMA_CHECK(copies >= 0 && aug_std >= 0, "--aug-copies and --aug-std must be non-negative");
   // Each copy adds a training set's worth of points to every epoch of (c).

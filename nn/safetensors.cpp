@@ -2,6 +2,9 @@
 // (x86-64 and the GPU hosts); a static check refuses to build elsewhere.
 #include "nn/safetensors.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -93,6 +96,9 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors, cons
 }
 
 SafeTensors load_safetensors(const std::string& path) {
+  struct stat st;
+  MINIMA_CHECK(::stat(path.c_str(), &st) == 0, "load_safetensors: cannot open '", path, "': ", std::strerror(errno));
+  MINIMA_CHECK(S_ISREG(st.st_mode), "load_safetensors: '", path, "' is not a regular file");
   std::ifstream f(path, std::ios::binary | std::ios::ate);
   MINIMA_CHECK(f.good(), "load_safetensors: cannot open '", path, "'");
   int64_t size = int64_t(f.tellg());

@@ -178,6 +178,11 @@ TEST_CASE("adversarial-init: bad flags give clear errors") {
   check_rejects("adversarial-init --zero-out 1.5 --out /tmp/x", "--zero-out");
   check_rejects("adversarial-init --adv-schedule cosine --out /tmp/x", "--adv-schedule");
   check_rejects("adversarial-init --arch nonet --out /tmp/x", "unknown architecture");
+  // These two used to be accepted: a target of 0 or less ended phase 1 at its first check, and a
+  // negative --halt-after was silently ignored.
+  check_rejects("adversarial-init --adv-target 0 --out /tmp/x", "--adv-target must be in (0, 100] percent, got 0");
+  check_rejects("adversarial-init --adv-target 100.5 --out /tmp/x", "--adv-target must be in (0, 100]");
+  check_rejects("adversarial-init --halt-after -1 --out /tmp/x", "--halt-after must be >= 0, got -1");
 }
 
 // tests/crosscheck/adversarial_init.py runs the same protocol in PyTorch (its own random draws for

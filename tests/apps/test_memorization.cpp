@@ -44,6 +44,8 @@ TEST_CASE("toy2d rejects bad flags") {
   apptest::check_rejects("toy2d --pre-optimizer rmsprop", "--pre-optimizer must be adam or sgd");
   apptest::check_rejects("toy2d --std 0", "--std must be positive");
   apptest::check_rejects("toy2d --repeats 0", "--repeats must be at least 1");
+  // A loss of 0 or below is never reached: the random-label phase used to run all --pre-epochs.
+  apptest::check_rejects("toy2d --pre-loss 0", "--pre-loss must be positive");
   // Sizes that used to run for hours (or forever) instead of failing.
   apptest::check_rejects("toy2d --grid 100000000", "--grid must be in [10, 1000], got 100000000");
   apptest::check_rejects("toy2d --aug-copies 4611686018427387904", "--aug-copies must be at most 100");
@@ -79,6 +81,8 @@ TEST_CASE("memorize rejects bad flags") {
   apptest::check_rejects("memorize --n 100 --sgd-n 200", "--sgd-n must be in [0, n]");
   apptest::check_rejects("memorize --widths 8,0", "--widths must be positive");
   apptest::check_rejects("memorize --n 0", "--n must be positive");
+  // An empty list used to train nothing and draw an empty figure.
+  apptest::check_rejects("memorize --widths ,", "--widths needs at least one width");
   // A width whose weight matrix has more than 2^64 elements used to wrap around and crash.
   if (!testutil::fashion_mnist_or_skip("huge width not checked")) return;
   apptest::TempDir tmp("memorize_huge");

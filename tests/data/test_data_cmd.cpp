@@ -1,5 +1,6 @@
 // tests/data/test_data_cmd.cpp: `minima data` end to end on a small IDX dataset written here: the
-// printed counts, shape, classes and statistics, and a clean non-zero exit on a missing directory.
+// printed counts, shape, classes and statistics, and a clean non-zero exit on a missing directory
+// or a bad flag.
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -49,4 +50,8 @@ TEST_CASE("minima data: prints splits, shape, classes and the training statistic
   CHECK(rc == 1);
   CHECK(contains(out, "error: cifar10: data directory"));
   CHECK(contains(out, "data_batch_1.bin"));
+
+  rc = run(std::string(MINIMA_BINARY) + " data --dataset mnist --threads -1 --data-dir " + t.path(), out);
+  CHECK(rc == 1);
+  CHECK(contains(out, "error: --threads must be >= 0, got -1"));
 }

@@ -112,6 +112,8 @@ TEST_CASE("safetensors: save leaves no temporary file, corrupt files give clear 
   CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("bad JSON header"), Error);
   std::remove(path.c_str());
   CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("cannot open"), Error);
+  // A directory opens as a stream but reads nothing: it used to be reported as a bad JSON header.
+  CHECK_THROWS_WITH_AS(load_safetensors("/tmp"), doctest::Contains("'/tmp' is not a regular file"), Error);
 }
 
 TEST_CASE("weights: save/load round trip bitwise, and loading reports every mismatch at once") {
