@@ -226,6 +226,18 @@ void RunDir::write_config(const Args& a, const Json& extra) const {
   j["command"] = a.command();
   j["git_revision"] = MINIMA_GIT_REV;
   j["started"] = now_iso();
+  // A resumed run keeps when and at which revision it started, and adds this resume to the list.
+  if (file_exists(file("config.json"))) {
+    Json old = Json::parse(read_file(file("config.json")));
+    Json resumes = old.contains("resumes") ? old.at("resumes") : Json::array();
+    Json now = Json::object();
+    now["at"] = j.at("started");
+    now["git_revision"] = MINIMA_GIT_REV;
+    resumes.push_back(now);
+    if (old.contains("started")) j["started"] = old.at("started");
+    if (old.contains("git_revision")) j["git_revision"] = old.at("git_revision");
+    j["resumes"] = resumes;
+  }
   j["flags"] = a.config();
   for (const auto& kv : extra.items()) j[kv.first] = kv.second;
   write_json("config.json", j);

@@ -79,7 +79,9 @@ class RunDir {
   // threads, devices, --out, ...). Call it before writing anything.
   void check_resume_flags(const Args& a, const std::vector<std::string>& free) const;
   std::string file(const std::string& name) const { return dir_ + "/" + name; }
-  // config.json: the command, every flag, the git revision and the time.
+  // config.json: the command, every flag, the git revision and the time. On --resume it keeps the
+  // first start's time and revision and appends {"at", "git_revision"} to "resumes"; the flags are
+  // the current ones (a resume may add seeds or setups).
   void write_config(const Args& a, const Json& extra = Json::object()) const;
   void write_summary(const Json& j) const;
   void write_json(const std::string& name, const Json& j) const;

@@ -110,7 +110,7 @@ int run_train(cli::Args& a) {
   extra["test_images"] = splits.test.size();
   extra["device"] = device.str();
   extra["schedule"] = sched->describe();
-  if (!resume || !cli::file_exists(dir.file("config.json"))) dir.write_config(a, extra);
+  dir.write_config(a, extra);
   cli::MetricsCsv csv(dir.file("metrics.csv"),
                       {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"}, st.epoch > 0);
 

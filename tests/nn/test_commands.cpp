@@ -229,10 +229,18 @@ TEST_CASE("minima train saves its weights, resumes a killed run to the same weig
     CHECK(rc != 0);
     CHECK(out.find("error: stopped after 2 epochs as --halt-after asked") != std::string::npos);
     CHECK((access((dir + "/checkpoint.safetensors").c_str(), F_OK) == 0) == saved);
+    const Json started = Json::parse(read_file(dir + "/config.json"));
+    CHECK(!started.contains("resumes"));
     out = run(cfg + dir + " --threads 1 --resume", rc);
     INFO(out);
     REQUIRE(rc == 0);
     CHECK((out.find("resuming after epoch 2") != std::string::npos) == saved);
+    // config.json keeps the first start and records the resume, with the flags it ran with.
+    const Json resumed = Json::parse(read_file(dir + "/config.json"));
+    CHECK(resumed.at("started").as_string() == started.at("started").as_string());
+    REQUIRE(resumed.at("resumes").size() == 1);
+    CHECK(resumed.at("resumes")[0].at("git_revision").as_string() == started.at("git_revision").as_string());
+    CHECK(resumed.at("flags").at("threads").as_int() == 1);
     CHECK(read_file(dir + "/final.safetensors") == weights);
     std::istringstream csv(read_file(dir + "/metrics.csv"));
     std::string line;
