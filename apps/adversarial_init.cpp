@@ -471,6 +471,7 @@ int run_adversarial_init(cli::Args& a) {
   c.dataset = a.get_string("dataset", "fashion-mnist",
                            "dataset (fashion-mnist, mnist, cifar10, cifar100, cinic10, restricted-imagenet)");
   std::string data_dir = a.get_string("data-dir", "", "dataset directory (default: the dataset's usual place)");
+  std::string normalize = normalize_flag(a);
   c.arch = a.get_string("arch", "mlp-bn", "network");
   int64_t subset = a.get_int("subset", 500, "use the first N training images (0: all)");
   bool balanced = a.get_flag("balanced", "class-balanced subset (the first N/K images of every class)");
@@ -544,10 +545,12 @@ int run_adversarial_init(cli::Args& a) {
     MINIMA_CHECK(i == "random" || i == "adversarial", "unknown init '", i, "' (expected random or adversarial)");
     need_adv |= i == "adversarial";
   }
+  data::resolve_normalization(c.dataset, normalize);
   set_threads(threads);
   c.device = device_from_flag(device_s);
 
   data::Splits sp = data::load_dataset(c.dataset, data_dir);
+  data::set_normalization(sp, c.dataset, normalize);
   c.train = subset > 0 ? data::subset(sp.train, subset, balanced) : sp.train;
   c.test = sp.test;
   c.classes = c.train.num_classes;
@@ -578,6 +581,9 @@ int run_adversarial_init(cli::Args& a) {
   extra["test_images"] = c.test.size();
   extra["device"] = c.device.str();
   extra["phase2_milestones"] = Json(optim::paper_milestones(c.epochs));
+  extra["normalization"] = data::resolve_normalization(c.dataset, normalize);
+  extra["input_mean"] = Json(c.train.mean);
+  extra["input_std"] = Json(c.train.std);
   dir.write_config(a, extra);
 
   int64_t n_runs = 0;

@@ -38,7 +38,8 @@ void print_split(const char* label, const data::Dataset& d) {
 int run(cli::Args& a) {
   a.set_description(
       "Load a dataset and print its splits, image shape, classes and the per-channel mean and std of the\n"
-      "training images (pixel/255), i.e. the normalization constants the loaders use.\n"
+      "training images (pixel/255), i.e. the normalization constants the loaders use (on cifar10, train and\n"
+      "adversarial-init use Liu et al.'s official constants unless --normalize data).\n"
       "Example: minima data --dataset fashion-mnist");
   std::string name = a.get_string("dataset", "fashion-mnist",
                                   "fashion-mnist | mnist | cifar10 | cifar100 | cinic10 | restricted-imagenet");
@@ -73,6 +74,14 @@ int run(cli::Args& a) {
   }
   std::printf("\n  training mean (pixel/255): %s\n", join_values(tr.mean).c_str());
   std::printf("  training std  (pixel/255): %s\n", join_values(tr.std).c_str());
+  if (name == "cifar10") {
+    data::set_normalization(s, name, "paper");
+    std::printf(
+        "  train and adversarial-init normalize with Liu et al.'s official constants instead (--normalize\n"
+        "  paper, their default on cifar10; --normalize data takes the two lines above):\n"
+        "  mean %s, std %s\n",
+        join_values(s.train.mean).c_str(), join_values(s.train.std).c_str());
+  }
   return 0;
 }
 

@@ -33,6 +33,7 @@ int run_train(cli::Args& a) {
       }());
   std::string dataset = a.get_string("dataset", "fashion-mnist", "dataset name");
   std::string data_dir = a.get_string("data-dir", "", "dataset directory (default: the dataset's usual place)");
+  std::string normalize = normalize_flag(a);
   int64_t epochs = a.get_int("epochs", 5, "training epochs");
   int64_t batch = a.get_int("batch", 128, "mini-batch size");
   double lr = a.get_double("lr", 0.1, "learning rate");
@@ -64,10 +65,12 @@ int run_train(cli::Args& a) {
   MINIMA_CHECK(lr > 0, "--lr must be positive, got ", lr);
   MINIMA_CHECK(subset >= 0, "--subset must be >= 0, got ", subset);
   MINIMA_CHECK(halt_after >= 0, "--halt-after must be >= 0, got ", halt_after);
+  data::resolve_normalization(dataset, normalize);
   set_threads(threads);
   Device device = device_from_flag(device_s);
 
   data::Splits splits = data::load_dataset(dataset, data_dir);
+  data::set_normalization(splits, dataset, normalize);
   data::Dataset train = splits.train;
   if (subset > 0) {
     MINIMA_CHECK(subset <= train.size(), "--subset ", subset, " is larger than the ", train.size(),
@@ -110,6 +113,9 @@ int run_train(cli::Args& a) {
   extra["test_images"] = splits.test.size();
   extra["device"] = device.str();
   extra["schedule"] = sched->describe();
+  extra["normalization"] = data::resolve_normalization(dataset, normalize);
+  extra["input_mean"] = Json(train.mean);
+  extra["input_std"] = Json(train.std);
   dir.write_config(a, extra);
   cli::MetricsCsv csv(dir.file("metrics.csv"),
                       {"epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"}, st.epoch > 0);

@@ -222,6 +222,13 @@ double checkpoint_every_flag(cli::Args& a) {
   return s;
 }
 
+std::string normalize_flag(cli::Args& a) {
+  return a.get_string("normalize", "auto",
+                      "input normalization constants: data (the training images' per-channel mean and std), "
+                      "paper (Liu et al.'s official CIFAR-10 constants, std 0.2023, 0.1994, 0.2010) or auto "
+                      "(paper on cifar10, data elsewhere)");
+}
+
 void RunCheckpoint::remove() const { std::remove(path_.c_str()); }
 
 }  // namespace minima::app

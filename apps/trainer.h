@@ -91,6 +91,11 @@ class RunCheckpoint {
 // --checkpoint-every (seconds, >= 0; default 60), shared by the commands that checkpoint.
 double checkpoint_every_flag(cli::Args& a);
 
+// --normalize auto|data|paper (train, adversarial-init): which normalization constants the inputs
+// get (data::resolve_normalization). Returns the flag's value; apply it after loading with
+// data::set_normalization.
+std::string normalize_flag(cli::Args& a);
+
 // After a resume from a checkpoint of `rows` epochs: keeps the header and the first `rows` data
 // rows of a metrics file (the epochs after the checkpoint are trained, and logged, again).
 void truncate_metrics(const std::string& path, int64_t rows);

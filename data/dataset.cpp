@@ -66,6 +66,32 @@ void Dataset::validate() const {
                  num_classes - 1);
 }
 
+std::string resolve_normalization(const std::string& dataset, const std::string& mode) {
+  MINIMA_CHECK(mode == "auto" || mode == "data" || mode == "paper", "unknown normalization '", mode,
+               "' (expected auto, data or paper)");
+  MINIMA_CHECK(mode != "paper" || dataset == "cifar10",
+               "--normalize paper: the official code's constants are "
+               "CIFAR-10's; ",
+               dataset, " has none (use data)");
+  if (mode == "auto") return dataset == "cifar10" ? "paper" : "data";
+  return mode;
+}
+
+void set_normalization(Splits& s, const std::string& dataset, const std::string& mode) {
+  if (resolve_normalization(dataset, mode) == "data") return;
+  MINIMA_CHECK(s.train.channels() == 3, "--normalize paper: expected 3 channels, ", s.train.name, " has ",
+               s.train.channels());
+  const std::vector<double> mean = {0.4914, 0.4822, 0.4465}, stdv = {0.2023, 0.1994, 0.2010};
+  for (Dataset* d : {&s.train, &s.test}) {
+    d->mean = mean;
+    d->std = stdv;
+  }
+  if (s.valid) {
+    s.valid->mean = mean;
+    s.valid->std = stdv;
+  }
+}
+
 void channel_stats(const Tensor& images, std::vector<double>& mean, std::vector<double>& stdv) {
   MINIMA_CHECK(images.dim() == 4 && images.dtype() == DType::u8 && images.is_contiguous(),
                "channel_stats: expected contiguous uint8 [N, C, H, W], got ", images.str());

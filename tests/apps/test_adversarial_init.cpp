@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "core/random.h"
+#include "nn/checkpoint.h"
 #include "nn/safetensors.h"
 #include "tests/apps/app_test_util.h"
 
@@ -169,6 +170,31 @@ TEST_CASE("adversarial-init: the paper's command line (ResNet18, CIFAR-10 files,
   std::string meta = minima::read_file(out.path() + "/phase1/seed0-R2/adversarial_init.safetensors").substr(0, 4096);
   CHECK(meta.find("C_replication") != std::string::npos);
   CHECK(meta.find("C_seed") != std::string::npos);
+  // On cifar10 the inputs are normalized with the official code's constants by default (--normalize
+  // auto), and the weights carry them for eval; --normalize data takes the images' own (uniform
+  // random bytes: std about 73.9 / 255 = 0.29).
+  auto info = [](const std::string& path) {
+    return minima::nn::ModelInfo::from_metadata(minima::nn::load_safetensors(path).metadata);
+  };
+  const auto paper = info(out.path() + "/phase1/seed0-R2/adversarial_init.safetensors");
+  const std::vector<double> paper_mean = {0.4914, 0.4822, 0.4465}, paper_std = {0.2023, 0.1994, 0.2010};
+  CHECK(paper.mean == paper_mean);
+  CHECK(paper.std == paper_std);
+  TempDir own("advinit-cifar-data");
+  r = run_minima("adversarial-init --dataset cifar10 --data-dir " + data.path() +
+                 " --normalize data --arch mlp --subset 0 --replication 2 --epochs 1 --adv-epochs 1 --setups vanilla "
+                 "--inits adversarial --seeds 0 --batch 8 --threads 1 --no-plot --out " +
+                 own.path());
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  const auto computed = info(own.path() + "/phase1/seed0-R2/adversarial_init.safetensors");
+  REQUIRE(computed.std.size() == 3);
+  for (int ch = 0; ch < 3; ++ch) {
+    CHECK(computed.mean[size_t(ch)] == doctest::Approx(0.5).epsilon(0.05));
+    CHECK(computed.std[size_t(ch)] == doctest::Approx(0.29).epsilon(0.05));
+  }
+  check_rejects("adversarial-init --normalize paper --out /tmp/x", "--normalize paper: the official code's constants");
+  check_rejects("adversarial-init --normalize pixel --out /tmp/x", "unknown normalization 'pixel'");
 }
 
 TEST_CASE("adversarial-init: bad flags give clear errors") {

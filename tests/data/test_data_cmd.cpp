@@ -55,3 +55,22 @@ TEST_CASE("minima data: prints splits, shape, classes and the training statistic
   CHECK(rc == 1);
   CHECK(contains(out, "error: --threads must be >= 0, got -1"));
 }
+
+TEST_CASE("minima data on cifar10 prints the official normalization constants beside the computed ones") {
+  testdata::TempDir t;
+  for (const char* f : {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
+                        "data_batch_5.bin", "test_batch.bin"}) {
+    std::vector<uint8_t> rec(2 * 3073, 0);  // two records: label 3, then pixels 0, 255, 0, ...
+    rec[0] = rec[3073] = 3;
+    for (size_t k = 0; k < rec.size(); ++k)
+      if (k % 3073 != 0) rec[k] = k % 3073 % 2 ? 0 : 255;
+    testdata::write_file(t / f, rec);
+  }
+  std::string out;
+  int rc = run(std::string(MINIMA_BINARY) + " data --dataset cifar10 --data-dir " + t.path(), out);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(contains(out, "training mean (pixel/255): 0.5000, 0.5000, 0.5000"));
+  CHECK(contains(out, "training std  (pixel/255): 0.5000, 0.5000, 0.5000"));
+  CHECK(contains(out, "mean 0.4914, 0.4822, 0.4465, std 0.2023, 0.1994, 0.2010"));
+}
