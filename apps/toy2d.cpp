@@ -224,7 +224,7 @@ int run_toy2d(cli::Args& a) {
   int64_t copies = a.get_int("aug-copies", 2, "(c): extra noisy copies of each training point");
   double aug_std = a.get_double("aug-std", 0.1, "(c): standard deviation of the copies' noise");
   double momentum = a.get_double("momentum", 0.9, "(c): momentum");
-  double wd = a.get_double("weight-decay", 5e-4, "(c): weight decay");
+  double wd = a.get_double("weight-decay", 0.1, "(c): weight decay (the official toy code's 0.1)");
   int64_t grid = a.get_int("grid", 200, "grid points per side for the boundary figure and its length");
   bool no_plot = a.get_flag("no-plot", "do not render the figure");
   if (a.finish()) return 0;
