@@ -2,6 +2,7 @@
 // blocks; the CUDA backend provides a caching allocator behind the same interface.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 #include "core/device.h"
@@ -28,6 +29,9 @@ struct Storage {
   Device device;
   Allocator* alloc = nullptr;        // null: memory owned elsewhere (from_blob)
   std::shared_ptr<void> keep_alive;  // for from_blob: whatever owns the memory
+  // Counts in-place writes to the memory (Tensor::mark_modified): autograd records it for every
+  // tensor a backward closure saves and refuses to run that closure once it has changed.
+  uint64_t version = 0;
   Storage(size_t n, Device d);
   Storage(void* p, size_t n, Device d, std::shared_ptr<void> owner)
       : data(p), nbytes(n), device(d), keep_alive(std::move(owner)) {}

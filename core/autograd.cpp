@@ -44,9 +44,13 @@ bool needs_graph(const std::vector<Tensor>& inputs) {
   return false;
 }
 
-void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, BackwardFn fn) {
+void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, BackwardFn fn,
+            const std::vector<Tensor>& saved) {
   auto node = std::make_shared<Node>();
   node->name = name;
+  node->saved.reserve(saved.size());
+  for (const Tensor& t : saved)
+    if (t.defined()) node->saved.emplace_back(t, t.version());
   node->next.resize(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
     const Tensor& t = inputs[i];
@@ -136,6 +140,11 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
                  "backward: trying to backward through the graph a second time "
                  "(through ",
                  node->name, "); pass retain_graph=true the first time");
+    for (const auto& [t, version] : node->saved)
+      MINIMA_CHECK(t.version() == version, "backward: ", node->name, " saved a tensor of shape ", t.shape(),
+                   " that was changed in place after ", node->name, " ran (", t.version() - version,
+                   " in-place write(s) since), so its gradient cannot be computed; "
+                   "change it after backward(), or change a clone() of it");
     std::vector<Tensor> in_grads = node->fn(g);
     MINIMA_CHECK(in_grads.size() == node->next.size(), "backward: ", node->name, " returned ", in_grads.size(),
                  " gradients for ", node->next.size(), " inputs");
@@ -153,6 +162,7 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
     }
     if (!retain_graph) {
       node->fn = nullptr;  // frees the tensors the closure saved
+      node->saved.clear();
     }
   }
 }

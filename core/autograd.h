@@ -27,6 +27,8 @@ struct Node {
   std::string name;
   std::vector<Edge> next;  // one per input
   BackwardFn fn;           // null once released
+  // The tensors fn reads, with their storage's version when the op ran (see Tensor::version).
+  std::vector<std::pair<Tensor, uint64_t>> saved;
   bool needs_grad(size_t i) const { return i < next.size() && next[i].active(); }
   Node() = default;
   Node(const Node&) = delete;
@@ -41,8 +43,11 @@ bool needs_graph(std::initializer_list<const Tensor*> inputs);
 bool needs_graph(const std::vector<Tensor>& inputs);
 
 // Attaches a Node named `name` to `out` (which must be freshly created by the op). Closures must
-// capture saved tensors through detach() so a Node never owns its own output.
-void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, BackwardFn fn);
+// capture saved tensors through detach() so a Node never owns its own output, and list them in
+// `saved`: backward() then refuses to run the closure if one of them was written in place since
+// (its gradient would be computed from the new values, silently wrong), as PyTorch does.
+void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, BackwardFn fn,
+            const std::vector<Tensor>& saved = {});
 
 void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph);
 

@@ -88,48 +88,82 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
       break;
     case BinaryOp::Mul: {
       bool need_a = a.requires_grad(), need_b = b.requires_grad();
-      record(out, "mul", {a, b}, [=](const Tensor& g) {
-        return std::vector<Tensor>{need_a ? sum_to(mul(g, bd), sa) : Tensor(),
-                                   need_b ? sum_to(mul(g, ad), sb) : Tensor()};
-      });
+      record(out, "mul", {a, b},
+             [=](const Tensor& g) {
+               return std::vector<Tensor>{need_a ? sum_to(mul(g, bd), sa) : Tensor(),
+                                          need_b ? sum_to(mul(g, ad), sb) : Tensor()};
+             },
+             {need_b ? ad : Tensor(), need_a ? bd : Tensor()});
       break;
     }
     case BinaryOp::Div: {
       bool need_b = b.requires_grad();
-      record(out, "div", {a, b}, [=](const Tensor& g) {
-        Tensor ga = div(g, bd);
-        Tensor gb = need_b ? sum_to(neg(mul(ga, div(ad, bd))), sb) : Tensor();
-        return std::vector<Tensor>{sum_to(ga, sa), gb};
-      });
+      record(out, "div", {a, b},
+             [=](const Tensor& g) {
+               Tensor ga = div(g, bd);
+               Tensor gb = need_b ? sum_to(neg(mul(ga, div(ad, bd))), sb) : Tensor();
+               return std::vector<Tensor>{sum_to(ga, sa), gb};
+             },
+             {need_b ? ad : Tensor(), bd});
       break;
     }
     case BinaryOp::Pow: {
       Tensor od = out.detach();
       bool need_b = b.requires_grad();
-      record(out, "pow", {a, b}, [=](const Tensor& g) {
-        Tensor ga = mul(g, mul(bd, pow(ad, sub(bd, ones_like(bd)))));
-        Tensor gb;
-        if (need_b) gb = sum_to(mul(g, mul(od, log(ad))), sb);
-        return std::vector<Tensor>{sum_to(ga, sa), gb};
-      });
+      record(out, "pow", {a, b},
+             [=](const Tensor& g) {
+               // d/da a^b = b a^(b-1), taken as 0 where b == 0 (also at a == 0, where a^(b-1) is
+               // infinite); d/db a^b = a^b log a, taken as 0 where a == 0 and b >= 0 (a^b is 0 or
+               // 1 there and log a is -inf). PyTorch masks the same points.
+               Tensor zero = zeros({}, TensorOptions(g.dtype(), g.device()));
+               Tensor af = as_dtype(ad, g.dtype()), bf = as_dtype(bd, g.dtype());  // an integer base or exponent
+               Tensor ga = mul(g, where(eq(bf, zero), zero, mul(bf, pow(af, sub(bf, ones_like(bf))))));
+               Tensor gb;
+               if (need_b) {
+                 Tensor at_zero = mul(eq(af, zero), ge(bf, zero));  // uint8 masks: their product is "and"
+                 gb = sum_to(mul(g, where(at_zero, zero, mul(od, log(af)))), sb);
+               }
+               return std::vector<Tensor>{sum_to(ga, sa), gb};
+             },
+             {ad, bd, need_b ? od : Tensor()});
       break;
     }
     case BinaryOp::Maximum:
     case BinaryOp::Minimum: {
       bool is_max = op == BinaryOp::Maximum;
-      record(out, is_max ? "maximum" : "minimum", {a, b}, [=](const Tensor& g) {
-        // Ties split the gradient evenly, as PyTorch does.
-        Tensor win_a = as_dtype(is_max ? gt(ad, bd) : lt(ad, bd), g.dtype());
-        Tensor tie = as_dtype(eq(ad, bd), g.dtype());
-        Tensor wa = add(win_a, mul(tie, 0.5));
-        Tensor wb = sub(ones_like(wa), wa);
-        return std::vector<Tensor>{sum_to(mul(g, wa), sa), sum_to(mul(g, wb), sb)};
-      });
+      record(out, is_max ? "maximum" : "minimum", {a, b},
+             [=](const Tensor& g) {
+               // Ties split the gradient evenly, as PyTorch does.
+               Tensor win_a = as_dtype(is_max ? gt(ad, bd) : lt(ad, bd), g.dtype());
+               Tensor tie = as_dtype(eq(ad, bd), g.dtype());
+               Tensor wa = add(win_a, mul(tie, 0.5));
+               Tensor wb = sub(ones_like(wa), wa);
+               return std::vector<Tensor>{sum_to(mul(g, wa), sa), sum_to(mul(g, wb), sb)};
+             },
+             {ad, bd});
       break;
     }
     default: break;
   }
   return out;
+}
+
+// What a unary op's backward reads (kernels' unary_backward): its input, its output, or neither.
+enum class Reads { none, input, output };
+Reads backward_reads(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::Exp:
+    case UnaryOp::Sqrt:
+    case UnaryOp::Sigmoid:
+    case UnaryOp::Tanh:
+    case UnaryOp::Reciprocal: return Reads::output;
+    case UnaryOp::Neg:
+    case UnaryOp::Sign:
+    case UnaryOp::AddScalar:
+    case UnaryOp::MulScalar:
+    case UnaryOp::Affine: return Reads::none;
+    default: return Reads::input;
+  }
 }
 
 Tensor unary(UnaryOp op, const Tensor& x, double p0 = 0.0, double p1 = 0.0) {
@@ -139,15 +173,19 @@ Tensor unary(UnaryOp op, const Tensor& x, double p0 = 0.0, double p1 = 0.0) {
                 op == UnaryOp::Sign || op == UnaryOp::Square || op == UnaryOp::Clamp || op == UnaryOp::Relu;
   MINIMA_CHECK(is_floating(x.dtype()) || int_ok, name, ": expected a floating tensor, got ", x.dtype(), " of shape ",
                x.shape());
+  if (op == UnaryOp::AddScalar || op == UnaryOp::MulScalar) check_integral_scalar(name, x, p0);
   Tensor out = empty(x.shape(), TensorOptions(x.dtype(), x.device()));
   backend_for(x.device()).unary(op, out, x.detach(), p0, p1);
   if (needs_graph({&x}) && op != UnaryOp::Sign) {
     Tensor xd = x.detach(), yd = out.detach();
-    record(out, name, {x}, [=](const Tensor& g) {
-      Tensor gx = empty(xd.shape(), TensorOptions(xd.dtype(), xd.device()));
-      backend_for(xd.device()).unary_backward(op, gx, g, xd, yd, p0, p1);
-      return std::vector<Tensor>{gx};
-    });
+    const Reads reads = backward_reads(op);
+    record(out, name, {x},
+           [=](const Tensor& g) {
+             Tensor gx = empty(xd.shape(), TensorOptions(xd.dtype(), xd.device()));
+             backend_for(xd.device()).unary_backward(op, gx, g, xd, yd, p0, p1);
+             return std::vector<Tensor>{gx};
+           },
+           {reads == Reads::input ? xd : Tensor(), reads == Reads::output ? yd : Tensor()});
   }
   return out;
 }
@@ -185,6 +223,13 @@ Tensor sign(const Tensor& a) { return unary(UnaryOp::Sign, a); }
 Tensor reciprocal(const Tensor& a) { return unary(UnaryOp::Reciprocal, a); }
 Tensor clamp(const Tensor& a, double lo, double hi) {
   MINIMA_CHECK(!(lo > hi), "clamp: min ", lo, " is greater than max ", hi);
+  if (a.defined() && !is_floating(a.dtype())) {             // an infinite bound is no bound; others must be integers
+    constexpr double kMin = -0x1p63, kMax = 0x1p63 - 1024;  // the int64 range, as doubles
+    lo = lo == -INFINITY ? kMin : lo;
+    hi = hi == INFINITY ? kMax : hi;
+    check_integral_scalar("clamp", a, lo);
+    check_integral_scalar("clamp", a, hi);
+  }
   return unary(UnaryOp::Clamp, a, lo, hi);
 }
 Tensor relu(const Tensor& a) { return unary(UnaryOp::Relu, a); }
@@ -204,10 +249,12 @@ Tensor where(const Tensor& cond, const Tensor& a0, const Tensor& b0) {
   if (needs_graph({&a, &b})) {
     Tensor c = cond.detach();
     Shape sa = a.shape(), sb = b.shape();
-    record(out, "where", {a, b}, [=](const Tensor& g) {
-      Tensor z = zeros({}, TensorOptions(g.dtype(), g.device()));
-      return std::vector<Tensor>{sum_to(where(c, g, z), sa), sum_to(where(c, z, g), sb)};
-    });
+    record(out, "where", {a, b},
+           [=](const Tensor& g) {
+             Tensor z = zeros({}, TensorOptions(g.dtype(), g.device()));
+             return std::vector<Tensor>{sum_to(where(c, g, z), sa), sum_to(where(c, z, g), sb)};
+           },
+           {c});
   }
   return out;
 }
@@ -220,7 +267,11 @@ Tensor operator-(const Tensor& a) { return neg(a); }
 Tensor operator+(const Tensor& a, double s) { return add(a, s); }
 Tensor operator-(const Tensor& a, double s) { return add(a, -s); }
 Tensor operator*(const Tensor& a, double s) { return mul(a, s); }
-Tensor operator/(const Tensor& a, double s) { return mul(a, 1.0 / s); }
+Tensor operator/(const Tensor& a, double s) {
+  MINIMA_CHECK(!a.defined() || is_floating(a.dtype()), "div: the tensor of shape ", a.shape(), " is ", a.dtype(),
+               ", and dividing it by a scalar would truncate; convert it to a floating dtype first (.to(DType::f32))");
+  return mul(a, 1.0 / s);
+}
 Tensor operator+(double s, const Tensor& a) { return add(a, s); }
 Tensor operator-(double s, const Tensor& a) { return unary(UnaryOp::Affine, a, -1.0, s); }
 Tensor operator*(double s, const Tensor& a) { return mul(a, s); }
@@ -261,7 +312,9 @@ Tensor reduce_raw(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims
     out.fill_(0.0);
     return out;
   }
-  MINIMA_CHECK(x.numel() > 0 || op == ReduceOp::Sum, "reduction over an empty tensor of shape ", x.shape());
+  if (x.numel() == 0 && out.numel() == 0) return out;  // no element to reduce into: an empty result
+  MINIMA_CHECK(x.numel() > 0 || op == ReduceOp::Sum, "reduction over an empty dim of shape ", x.shape(),
+               " (only a sum has a value there, 0)");
   backend_for(x.device()).reduce(op, out, x.detach(), dims);
   return out;
 }
@@ -284,7 +337,7 @@ Tensor mean(const Tensor& x, std::vector<int64_t> dims0, bool keepdim) {
   auto dims = norm_dims(std::move(dims0), x.dim(), "mean");
   int64_t n = 1;
   for (int64_t d : dims) n *= x.dim() ? x.shape()[d] : 1;
-  return mul(sum(x, dims, keepdim), 1.0 / double(std::max<int64_t>(n, 1)));
+  return mul(sum(x, dims, keepdim), 1.0 / double(n));  // n = 0: NaN (0/0), as PyTorch's
 }
 
 static Tensor minmax(const Tensor& x, std::vector<int64_t> dims0, bool keepdim, bool is_max) {
@@ -294,12 +347,14 @@ static Tensor minmax(const Tensor& x, std::vector<int64_t> dims0, bool keepdim, 
   if (needs_graph({&x})) {
     Tensor xd = x.detach(), od = out.detach();
     Shape keep = out.shape();
-    record(out, name, {x}, [=](const Tensor& g) {
-      // The gradient is shared evenly among the elements that attain the extremum.
-      Tensor mask = as_dtype(eq(xd, od), g.dtype());
-      Tensor cnt = sum(mask, dims, true);
-      return std::vector<Tensor>{mul(mask, div(g.reshape(keep), cnt))};
-    });
+    record(out, name, {x},
+           [=](const Tensor& g) {
+             // The gradient is shared evenly among the elements that attain the extremum.
+             Tensor mask = as_dtype(eq(xd, od), g.dtype());
+             Tensor cnt = sum(mask, dims, true);
+             return std::vector<Tensor>{mul(mask, div(g.reshape(keep), cnt))};
+           },
+           {xd, od});
   }
   return keepdim ? out : out.reshape(drop_shape(x.shape(), dims));
 }
@@ -361,10 +416,12 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
   if (needs_graph({&a, &b})) {
     Tensor ad = a.detach(), bd = b.detach();
     bool need_a = a.requires_grad(), need_b = b.requires_grad();
-    record(out, "matmul", {a, b}, [=](const Tensor& g) {
-      return std::vector<Tensor>{need_a ? bmm_like(ad, g, bd.transpose(1, 2)) : Tensor(),
-                                 need_b ? bmm_like(bd, ad.transpose(1, 2), g) : Tensor()};
-    });
+    record(out, "matmul", {a, b},
+           [=](const Tensor& g) {
+             return std::vector<Tensor>{need_a ? bmm_like(ad, g, bd.transpose(1, 2)) : Tensor(),
+                                        need_b ? bmm_like(bd, ad.transpose(1, 2), g) : Tensor()};
+           },
+           {need_b ? ad : Tensor(), need_a ? bd : Tensor()});
   }
   return out;
 }
@@ -546,11 +603,13 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   backend_for(x.device()).index_select(out, x.detach(), d, idx);
   if (needs_graph({&x})) {
     Shape xs = x.shape();
-    record(out, "index_select", {x}, [=](const Tensor& g) {
-      Tensor gx = zeros(xs, TensorOptions(g.dtype(), g.device()));
-      backend_for(g.device()).index_add(gx, d, idx, g.contiguous());
-      return std::vector<Tensor>{gx};
-    });
+    record(out, "index_select", {x},
+           [=](const Tensor& g) {
+             Tensor gx = zeros(xs, TensorOptions(g.dtype(), g.device()));
+             backend_for(g.device()).index_add(gx, d, idx, g.contiguous());
+             return std::vector<Tensor>{gx};
+           },
+           {idx});
   }
   return out;
 }
@@ -570,11 +629,13 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   backend_for(x.device()).gather(out, x.detach(), d, idx);
   if (needs_graph({&x})) {
     Shape xs = x.shape();
-    record(out, "gather", {x}, [=](const Tensor& g) {
-      Tensor gx = zeros(xs, TensorOptions(g.dtype(), g.device()));
-      backend_for(g.device()).scatter_add(gx, d, idx, g.contiguous());
-      return std::vector<Tensor>{gx};
-    });
+    record(out, "gather", {x},
+           [=](const Tensor& g) {
+             Tensor gx = zeros(xs, TensorOptions(g.dtype(), g.device()));
+             backend_for(g.device()).scatter_add(gx, d, idx, g.contiguous());
+             return std::vector<Tensor>{gx};
+           },
+           {idx});
   }
   return out;
 }

@@ -14,6 +14,15 @@ void check_nchw(const char* op, const Tensor& x) {
   MINIMA_CHECK(x.dim() == 4, op, ": expected an NCHW input with 4 dims, got shape ", x.shape());
   MINIMA_CHECK(is_floating(x.dtype()), op, ": expected a floating input, got ", x.dtype());
 }
+// Pooling: a window must hold at least one pixel, so planes may not be empty (N = 0 is fine), and
+// the stride is -1 (the kernel size) or positive.
+int64_t check_pool(const char* op, const Tensor& x, int64_t k, int64_t stride) {
+  check_nchw(op, x);
+  MINIMA_CHECK(x.size(1) > 0 && x.size(2) > 0 && x.size(3) > 0, op, ": expected non-empty channels and planes, got ",
+               "shape ", x.shape());
+  MINIMA_CHECK(stride == -1 || stride >= 1, op, ": stride must be positive (or -1: the kernel size), got ", stride);
+  return stride == -1 ? k : stride;
+}
 // Output length of a sliding window; 0 when even one window does not fit (integer division
 // would truncate a negative span toward zero and report 1).
 int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
@@ -52,28 +61,29 @@ Tensor conv2d(const Tensor& x0, const Tensor& w0, const Tensor& bias, const Conv
   backend_for(x.device()).conv2d_forward(y, x, w, b, p);
   if (needs_graph({&x0, &w0, &bias})) {
     bool nx = x0.requires_grad(), nw = w0.requires_grad(), nb = bias.defined() && bias.requires_grad();
-    record(y, "conv2d", {x0, w0, bias}, [=](const Tensor& g0) {
-      Tensor g = g0.contiguous();
-      Backend& be = backend_for(g.device());
-      Tensor gx, gw, gb;
-      if (nx) {
-        gx = empty(x.shape(), TensorOptions(x.dtype(), x.device()));
-        be.conv2d_backward_input(gx, g, w, p);
-      }
-      if (nw) {
-        gw = empty(w.shape(), TensorOptions(w.dtype(), w.device()));
-        be.conv2d_backward_weight(gw, g, x, p);
-      }
-      if (nb) gb = sum(g, {0, 2, 3});
-      return std::vector<Tensor>{gx, gw, gb};
-    });
+    record(y, "conv2d", {x0, w0, bias},
+           [=](const Tensor& g0) {
+             Tensor g = g0.contiguous();
+             Backend& be = backend_for(g.device());
+             Tensor gx, gw, gb;
+             if (nx) {
+               gx = empty(x.shape(), TensorOptions(x.dtype(), x.device()));
+               be.conv2d_backward_input(gx, g, w, p);
+             }
+             if (nw) {
+               gw = empty(w.shape(), TensorOptions(w.dtype(), w.device()));
+               be.conv2d_backward_weight(gw, g, x, p);
+             }
+             if (nb) gb = sum(g, {0, 2, 3});
+             return std::vector<Tensor>{gx, gw, gb};
+           },
+           {nw ? x : Tensor(), nx ? w : Tensor()});
   }
   return y;
 }
 
 Tensor max_pool2d(const Tensor& x0, int64_t k, int64_t stride, int64_t padding) {
-  check_nchw("max_pool2d", x0);
-  if (stride <= 0) stride = k;
+  stride = check_pool("max_pool2d", x0, k, stride);
   MINIMA_CHECK(k >= 1 && padding >= 0 && 2 * padding <= k, "max_pool2d: invalid kernel ", k, " / padding ", padding,
                " (padding must be at most half the kernel)");
   Pool2dParams p{k, k, stride, stride, padding, padding, true};
@@ -85,18 +95,19 @@ Tensor max_pool2d(const Tensor& x0, int64_t k, int64_t stride, int64_t padding) 
   backend_for(x.device()).max_pool2d_forward(y, idx, x, p);
   if (needs_graph({&x0})) {
     Shape xs = x.shape();
-    record(y, "max_pool2d", {x0}, [=](const Tensor& g) {
-      Tensor gx = empty(xs, TensorOptions(g.dtype(), g.device()));
-      backend_for(g.device()).max_pool2d_backward(gx, g.contiguous(), idx);
-      return std::vector<Tensor>{gx};
-    });
+    record(y, "max_pool2d", {x0},
+           [=](const Tensor& g) {
+             Tensor gx = empty(xs, TensorOptions(g.dtype(), g.device()));
+             backend_for(g.device()).max_pool2d_backward(gx, g.contiguous(), idx);
+             return std::vector<Tensor>{gx};
+           },
+           {idx});
   }
   return y;
 }
 
 Tensor avg_pool2d(const Tensor& x0, int64_t k, int64_t stride, int64_t padding, bool count_include_pad) {
-  check_nchw("avg_pool2d", x0);
-  if (stride <= 0) stride = k;
+  stride = check_pool("avg_pool2d", x0, k, stride);
   MINIMA_CHECK(k >= 1 && padding >= 0 && 2 * padding <= k, "avg_pool2d: invalid kernel ", k, " / padding ", padding);
   Pool2dParams p{k, k, stride, stride, padding, padding, count_include_pad};
   int64_t OH = out_size(x0.size(2), k, stride, padding, 1), OW = out_size(x0.size(3), k, stride, padding, 1);
@@ -116,7 +127,7 @@ Tensor avg_pool2d(const Tensor& x0, int64_t k, int64_t stride, int64_t padding, 
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x0, int64_t oh, int64_t ow) {
-  check_nchw("adaptive_avg_pool2d", x0);
+  check_pool("adaptive_avg_pool2d", x0, 1, -1);
   MINIMA_CHECK(oh >= 1 && ow >= 1, "adaptive_avg_pool2d: output size must be positive, got ", oh, "x", ow);
   Tensor x = x0.contiguous().detach();
   Tensor y = empty({x.size(0), x.size(1), oh, ow}, TensorOptions(x.dtype(), x.device()));
@@ -165,14 +176,16 @@ Tensor batch_norm(const Tensor& x0, const Tensor& weight, const Tensor& bias, co
                                   running_var.defined() ? running_var.detach() : Tensor(), momentum, eps);
     if (needs_graph({&x4, &weight, &bias})) {
       bool nw = weight.defined() && weight.requires_grad(), nb = bias.defined() && bias.requires_grad();
-      record(y, "batch_norm", {x4, weight, bias}, [=](const Tensor& g) {
-        Tensor gx = empty(x.shape(), TensorOptions(x.dtype(), x.device()));
-        Tensor gw = (w.defined()) ? empty(w.shape(), TensorOptions(w.dtype(), w.device())) : Tensor();
-        Tensor gb = (w.defined() || b.defined()) ? empty({C}, TensorOptions(x.dtype(), x.device())) : Tensor();
-        if (b.defined()) gb = empty(b.shape(), TensorOptions(b.dtype(), b.device()));
-        backend_for(x.device()).batch_norm_backward(gx, gw, gb, g.contiguous(), x, w, mean_s, invstd);
-        return std::vector<Tensor>{gx, nw ? gw : Tensor(), nb ? gb : Tensor()};
-      });
+      record(y, "batch_norm", {x4, weight, bias},
+             [=](const Tensor& g) {
+               Tensor gx = empty(x.shape(), TensorOptions(x.dtype(), x.device()));
+               Tensor gw = (w.defined()) ? empty(w.shape(), TensorOptions(w.dtype(), w.device())) : Tensor();
+               Tensor gb = (w.defined() || b.defined()) ? empty({C}, TensorOptions(x.dtype(), x.device())) : Tensor();
+               if (b.defined()) gb = empty(b.shape(), TensorOptions(b.dtype(), b.device()));
+               backend_for(x.device()).batch_norm_backward(gx, gw, gb, g.contiguous(), x, w, mean_s, invstd);
+               return std::vector<Tensor>{gx, nw ? gw : Tensor(), nb ? gb : Tensor()};
+             },
+             {x, w, mean_s, invstd});
     }
     return x0.dim() == 2 ? y.reshape(x0.shape()) : y;
   }
@@ -200,11 +213,13 @@ Tensor log_softmax(const Tensor& x0, int64_t dim) {
   backend_for(x.device()).log_softmax_forward(y, x, d);
   if (needs_graph({&x0})) {
     Tensor yd = y.detach();
-    record(y, "log_softmax", {x0}, [=](const Tensor& g) {
-      Tensor gx = empty(yd.shape(), TensorOptions(yd.dtype(), yd.device()));
-      backend_for(yd.device()).log_softmax_backward(gx, g.contiguous(), yd, d);
-      return std::vector<Tensor>{gx};
-    });
+    record(y, "log_softmax", {x0},
+           [=](const Tensor& g) {
+             Tensor gx = empty(yd.shape(), TensorOptions(yd.dtype(), yd.device()));
+             backend_for(yd.device()).log_softmax_backward(gx, g.contiguous(), yd, d);
+             return std::vector<Tensor>{gx};
+           },
+           {yd});
   }
   return y;
 }
@@ -233,12 +248,14 @@ Tensor nll_loss(const Tensor& logp0, const Tensor& target0) {
   }
   if (needs_graph({&logp0})) {
     Shape ls = logp.shape();
-    record(loss, "nll_loss", {logp0}, [=](const Tensor& g) {
-      Tensor gper = mul(g, 1.0 / double(N)).expand({N}).contiguous();
-      Tensor gl = empty(ls, TensorOptions(g.dtype(), g.device()));
-      backend_for(g.device()).nll_backward(gl, gper, target);
-      return std::vector<Tensor>{gl};
-    });
+    record(loss, "nll_loss", {logp0},
+           [=](const Tensor& g) {
+             Tensor gper = mul(g, 1.0 / double(N)).expand({N}).contiguous();
+             Tensor gl = empty(ls, TensorOptions(g.dtype(), g.device()));
+             backend_for(g.device()).nll_backward(gl, gper, target);
+             return std::vector<Tensor>{gl};
+           },
+           {target});
   }
   return loss;
 }

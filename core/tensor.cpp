@@ -363,15 +363,59 @@ Tensor Tensor::to(DType t) const {
   return out;
 }
 
-static void check_inplace(const Tensor& t, const char* op) {
+void Tensor::throw_undefined() {
+  throw Error(
+      "use of an undefined tensor (a default-constructed Tensor: an optional argument left empty, or a "
+      "gradient that was never computed)");
+}
+
+void check_integral_scalar(const char* op, const Tensor& t, double s) {
+  MINIMA_CHECK(is_floating(t.dtype()) || (s == std::trunc(s) && s >= -0x1p63 && s < 0x1p63), op, ": the scalar ", s,
+               " is not an integer, and the tensor of shape ", t.shape(), " is ", t.dtype(),
+               "; convert the tensor to a floating dtype first (.to(DType::f32))");
+}
+
+// The in-place writes. Each one counts itself in the storage's version (mark_modified), so that
+// autograd notices a saved tensor that changed. A destination with a broadcast dim (stride 0,
+// size > 1, as expand() makes) is refused where the result would depend on the order of the
+// writes; a source that overlaps the destination without being the same view is read from a
+// copy first, so that no element is read after it was overwritten (x[1:].copy_(x[:-1]) shifts).
+namespace {
+void check_inplace(const Tensor& t, const char* op, bool order_matters = true) {
   MINIMA_CHECK(t.defined(), op, ": undefined tensor");
   MINIMA_CHECK(!(grad_mode_enabled() && t.requires_grad()), op, ": in-place write to a tensor of shape ", t.shape(),
                " that requires grad; wrap it in a NoGradGuard (as optimizers do)");
+  if (!order_matters) return;
+  for (int64_t d = 0; d < t.dim(); ++d)
+    MINIMA_CHECK(t.size(d) <= 1 || t.stride(d) != 0, op, ": the tensor of shape ", t.shape(), " (strides ", t.strides(),
+                 ") has several elements in one memory location (an expand()ed view), so the "
+                 "result of an in-place write is undefined; write to a contiguous() copy");
 }
 
+// Smallest and largest element index (in the storage) that t can reach.
+std::pair<int64_t, int64_t> element_range(const Tensor& t) {
+  int64_t lo = t.offset(), hi = t.offset();
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    const int64_t extent = (t.size(d) - 1) * t.stride(d);
+    (extent < 0 ? lo : hi) += extent;
+  }
+  return {lo, hi};
+}
+
+// Whether src may share memory with dst without being exactly the same view of it.
+bool partial_overlap(const Tensor& dst, const Tensor& src) {
+  if (dst.storage() != src.storage() || dst.numel() == 0 || src.numel() == 0) return false;
+  if (dst.offset() == src.offset() && dst.shape() == src.shape() && dst.strides() == src.strides()) return false;
+  auto [dlo, dhi] = element_range(dst);
+  auto [slo, shi] = element_range(src);
+  return dlo <= shi && slo <= dhi;
+}
+}  // namespace
+
 Tensor& Tensor::fill_(double v) {
-  check_inplace(*this, "fill_");
+  check_inplace(*this, "fill_", /*order_matters=*/false);
   backend_for(device()).fill(*this, v);
+  mark_modified();
   return *this;
 }
 
@@ -380,6 +424,8 @@ Tensor& Tensor::copy_(const Tensor& src_in) {
   MINIMA_CHECK(src_in.defined(), "copy_: undefined source");
   Tensor src = src_in.detach();
   if (src.shape() != shape()) src = src.expand(shape());
+  if (partial_overlap(*this, src)) src = src.clone();
+  mark_modified();
   if (src.device() == device()) {
     backend_for(device()).copy(*this, src);
     return *this;
@@ -398,24 +444,29 @@ Tensor& Tensor::copy_(const Tensor& src_in) {
 
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
   check_inplace(*this, "add_");
+  MINIMA_CHECK(other.defined(), "add_: undefined tensor to add");
   NoGradGuard ng;
   Tensor o = alpha == 1.0 ? other : mul(other, alpha);
   MINIMA_CHECK(o.device() == device(), "add_: tensors on ", device(), " and ", o.device());
-  Tensor b = o.dtype() == dtype() ? o : o.to(dtype());
-  backend_for(device()).binary(BinaryOp::Add, *this, *this, b.expand(shape()));
+  Tensor b = (o.dtype() == dtype() ? o : o.to(dtype())).expand(shape());
+  if (partial_overlap(*this, b)) b = b.clone();
+  backend_for(device()).binary(BinaryOp::Add, *this, *this, b);
+  mark_modified();
   return *this;
 }
 
 Tensor& Tensor::mul_(double s) {
   check_inplace(*this, "mul_");
+  check_integral_scalar("mul_", *this, s);
   backend_for(device()).unary(UnaryOp::MulScalar, *this, *this, s, 0.0);
+  mark_modified();
   return *this;
 }
 
 Tensor& Tensor::requires_grad_(bool r) {
   MINIMA_CHECK(!r || is_floating(dtype()), "requires_grad_: only floating tensors can require grad, got ", dtype());
   MINIMA_CHECK(is_leaf(), "requires_grad_: can only be set on leaf tensors");
-  impl_->requires_grad = r;
+  d()->requires_grad = r;
   return *this;
 }
 
@@ -478,7 +529,10 @@ Tensor scalar_tensor(double v, TensorOptions o) { return full({}, v, o); }
 
 Tensor arange(double start, double end, double step, TensorOptions o) {
   MINIMA_CHECK(step != 0, "arange: step must be non-zero");
-  int64_t n = std::max<int64_t>(0, int64_t(std::ceil((end - start) / step)));
+  const double count = std::ceil((end - start) / step);
+  MINIMA_CHECK(std::isfinite(count) && count < 0x1p40, "arange(", start, ", ", end, ", ", step, "): ", count,
+               " elements are too many");
+  int64_t n = std::max<int64_t>(0, int64_t(count));
   std::vector<double> v(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) v[i] = start + double(i) * step;
   return from_vector(v, {n}, o);

@@ -54,19 +54,19 @@ class Tensor {
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
 
   // ---- metadata ----
-  const Shape& shape() const { return impl_->shape; }
-  const Shape& strides() const { return impl_->strides; }
-  int64_t dim() const { return int64_t(impl_->shape.size()); }
+  const Shape& shape() const { return d()->shape; }
+  const Shape& strides() const { return d()->strides; }
+  int64_t dim() const { return int64_t(d()->shape.size()); }
   int64_t size(int64_t d) const;  // negative d counts from the end
   int64_t stride(int64_t d) const;
-  int64_t offset() const { return impl_->offset; }
-  int64_t numel() const { return numel_of(impl_->shape); }
-  DType dtype() const { return impl_->dtype; }
-  Device device() const { return impl_->storage->device; }
-  size_t element_size() const { return dtype_size(impl_->dtype); }
+  int64_t offset() const { return d()->offset; }
+  int64_t numel() const { return numel_of(d()->shape); }
+  DType dtype() const { return d()->dtype; }
+  Device device() const { return d()->storage->device; }
+  size_t element_size() const { return dtype_size(d()->dtype); }
   bool is_contiguous() const;
-  const std::shared_ptr<Storage>& storage() const { return impl_->storage; }
-  void* data_ptr() const { return static_cast<char*>(impl_->storage->data) + impl_->offset * int64_t(element_size()); }
+  const std::shared_ptr<Storage>& storage() const { return d()->storage; }
+  void* data_ptr() const { return static_cast<char*>(d()->storage->data) + d()->offset * int64_t(element_size()); }
   // Typed access for host code: the tensor must be on the CPU (a device pointer read on the host
   // would crash). Code that hands device memory to a kernel uses data_ptr().
   template <class T>
@@ -110,21 +110,37 @@ class Tensor {
   Tensor& copy_(const Tensor& src);  // broadcasts src, converts dtype, crosses devices
   Tensor& add_(const Tensor& other, double alpha = 1.0);
   Tensor& mul_(double s);
+  // Counts a write to this tensor's memory made outside the methods above (a kernel that updates
+  // a buffer in place, as optimizers do). Every view of the memory shares the count, which lets
+  // backward() refuse to use a tensor that was changed after an op saved it.
+  void mark_modified() const { ++d()->storage->version; }
+  uint64_t version() const { return d()->storage->version; }
 
   // ---- autograd ----
-  bool requires_grad() const { return impl_->requires_grad; }
+  bool requires_grad() const { return d()->requires_grad; }
   Tensor& requires_grad_(bool r = true);
-  bool is_leaf() const { return impl_->grad_fn == nullptr; }
-  const std::shared_ptr<Node>& grad_fn() const { return impl_->grad_fn; }
-  Tensor grad() const { return Tensor(impl_->grad); }
-  void set_grad(const Tensor& g) { impl_->grad = g.impl_; }
+  bool is_leaf() const { return d()->grad_fn == nullptr; }
+  const std::shared_ptr<Node>& grad_fn() const { return d()->grad_fn; }
+  Tensor grad() const { return Tensor(d()->grad); }
+  void set_grad(const Tensor& g) { d()->grad = g.impl_; }
   // Reverse-mode pass from this tensor. Without `grad` the tensor must hold one element.
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
   Tensor detach() const;  // same storage, no history
 
  private:
+  // The impl, or an Error for a default-constructed (undefined) Tensor: every accessor goes
+  // through it, so that misuse is a message, not a crash.
+  TensorImpl* d() const {
+    if (!impl_) throw_undefined();
+    return impl_.get();
+  }
+  [[noreturn]] static void throw_undefined();
   std::shared_ptr<TensorImpl> impl_;
 };
+
+// Integer tensors take integral scalars only: throws, naming `op`, for a fractional or non-finite
+// `s` with an integer `t` (its kernels compute in int64 and would truncate it: x * 2.5 == x * 2).
+void check_integral_scalar(const char* op, const Tensor& t, double s);
 
 // ---- creation ----
 Tensor empty(const Shape& s, TensorOptions o = {});

@@ -41,6 +41,7 @@ void SGD::step() {
     backend_for(groups[g].device)
         .sgd_update(groups[g].params, groups[g].grads, buf, opt_.lr, opt_.momentum, opt_.dampening, opt_.weight_decay,
                     opt_.nesterov, steps_ == 0);
+    groups[g].params.mark_modified();  // a graph that saved the old values can no longer backward
   }
   ++steps_;
 }
@@ -64,10 +65,12 @@ void Adam::step() {
   NoGradGuard ng;
   ++steps_;
   auto& groups = flat_.groups();
-  for (size_t g = 0; g < groups.size(); ++g)
+  for (size_t g = 0; g < groups.size(); ++g) {
     backend_for(groups[g].device)
         .adam_update(groups[g].params, groups[g].grads, slots_[0].second[g], slots_[1].second[g], opt_.lr, opt_.beta1,
                      opt_.beta2, opt_.eps, opt_.weight_decay, steps_);
+    groups[g].params.mark_modified();
+  }
 }
 
 }  // namespace minima::optim

@@ -30,6 +30,7 @@ void CpuBackend::index_select(const Tensor& out, const Tensor& x0, int64_t dim, 
   int64_t D = x.size(dim), n = index.numel(), outer, inner;
   check_index(index, D, "index_select", dim);
   split3(x.shape(), dim, outer, inner);
+  if (out.numel() == 0) return;  // and x.data_ptr() may be null
   const int64_t* ip = index.data<int64_t>();
   size_t es = x.element_size();
   const char* xp = static_cast<const char*>(x.data_ptr());

@@ -319,3 +319,75 @@ TEST_CASE("autograd: a transposed operand's gradient arrives in its parameter's 
     CHECK(values(w.grad()) == values(add(before, before)));
   }
 }
+
+TEST_CASE("autograd: a saved tensor changed in place before backward is refused, an unsaved one is not") {
+  Generator g(31);
+  // exp saves its output; changing it through a detached alias changes the same memory.
+  {
+    Tensor x = make_leaf({2}, g);
+    Tensor y = exp(x);
+    y.detach().fill_(5);
+    check_error([&] { sum(y).backward(); }, {"exp", "changed in place", "1 in-place write"});
+  }
+  // mul saves the other operand for each side that needs a gradient.
+  {
+    Tensor w = make_leaf({3}, g), c = urand({3}, g);
+    Tensor y = mul(w, c);
+    c.fill_(0);
+    check_error([&] { sum(y).backward(); }, {"mul", "[3]"});
+  }
+  // A write under NoGradGuard to a slice of a saved leaf is a write to the leaf's memory.
+  {
+    Tensor x = make_leaf({4}, g);
+    Tensor y = sum(square(x));
+    {
+      NoGradGuard ng;
+      x.slice(0, 0, 1).fill_(100);
+    }
+    check_error([&] { y.backward(); }, {"square"});
+  }
+  // add saves nothing, and mul(w, c) with c not needing a gradient does not need w: changing
+  // them is harmless, and the gradients are the right ones.
+  {
+    Tensor a = make_leaf({3}, g), c = urand({3}, g);
+    const std::vector<double> cv = values(c);
+    Tensor y = sum(add(mul(a, c), a));
+    {
+      NoGradGuard ng;
+      a.fill_(3);
+    }
+    y.backward();
+    std::vector<double> want(3);
+    for (size_t i = 0; i < 3; ++i) want[i] = cv[i] + 1;
+    CHECK(values(a.grad()) == want);
+  }
+  // The graph is freed after backward, so changing the tensors afterwards is fine.
+  {
+    Tensor x = make_leaf({2}, g);
+    Tensor y = sum(exp(x));
+    y.backward();
+    NoGradGuard ng;
+    x.fill_(0);
+    CHECK(values(x) == std::vector<double>{0, 0});
+  }
+}
+
+TEST_CASE("autograd: pow(tensor, tensor) has finite gradients at a zero base, as PyTorch's") {
+  // d/da a^b at b == 0 is 0; d/db a^b at a == 0 and b >= 0 is 0 (a^b log a is 0 * -inf there).
+  Tensor a = from_vector<double>({0, 0, 2}, {3}, f64()), b = from_vector<double>({0, 2, 3}, {3}, f64());
+  a.requires_grad_();
+  b.requires_grad_();
+  sum(pow(a, b)).backward();
+  CHECK(values(a.grad()) == std::vector<double>{0, 0, 12});
+  const std::vector<double> gb = values(b.grad());
+  CHECK(gb[0] == 0);
+  CHECK(gb[1] == 0);
+  CHECK(gb[2] == doctest::Approx(8 * std::log(2.0)).epsilon(1e-14));
+  // An integer base with a floating exponent: the base's log is taken in the result's dtype.
+  Tensor e = from_vector<double>({1, 2}, {2}, f64());
+  e.requires_grad_();
+  Tensor base = from_vector<int64_t>({3, 0}, {2});
+  sum(pow(base, e)).backward();
+  CHECK(values(e.grad())[0] == doctest::Approx(3 * std::log(3.0)).epsilon(1e-14));
+  CHECK(values(e.grad())[1] == 0);
+}

@@ -4,6 +4,7 @@
 // arguments to views and indexing, and misuse of backward and in-place writes.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <limits>
 
 #include "core/backend.h"
@@ -256,4 +257,81 @@ TEST_CASE("errors: numbers are parsed from the whole string or not at all") {
   CHECK(Json::parse("[1, -2.5e3]")[1].as_double() == -2500.0);
   check_error([&] { Json::parse("9223372036854775808"); }, {"json: bad number"});
   check_error([&] { Json::parse("1e999"); }, {"json: bad number"});
+}
+
+TEST_CASE("errors: an undefined tensor is an error, never a crash") {
+  const Tensor u, x = ones({2, 3});
+  Generator g(1);
+  const std::vector<std::function<void()>> uses = {
+      [&] { sum(u); },
+      [&] { mean(u); },
+      [&] { max(u); },
+      [&] { var(u); },
+      [&] { argmax(u, 0); },
+      [&] { linear(u, x); },
+      [&] { linear(x, u); },
+      [&] {
+        cat({x, u}, 0);
+      },
+      [&] {
+        stack({x, u}, 0);
+      },
+      [&] { flip(u, {0}); },
+      [&] {
+        pad(u, {1, 1});
+      },
+      [&] { u.reshape({2}); },
+      [&] { u.to(DType::f64); },
+      [&] { dropout(u, 0.5, true, g); },
+      [&] { count_correct(u, zeros({2}, TensorOptions(DType::i64))); },
+      [&] { u.item(); },
+      [&] { x.clone().add_(u); },
+  };
+  for (size_t i = 0; i < uses.size(); ++i) {
+    INFO("use ", i);
+    check_error(uses[i], {"undefined"});
+  }
+}
+
+TEST_CASE("errors: pooling refuses empty planes and non-positive strides, and takes an empty batch") {
+  // An empty plane with padding used to give one window with no pixel, whose backward wrote
+  // outside the gradient.
+  check_error([&] { max_pool2d(zeros({1, 1, 0, 0}), 2, 2, 1); }, {"max_pool2d", "[1, 1, 0, 0]", "non-empty"});
+  check_error([&] { avg_pool2d(zeros({1, 1, 0, 0}), 2, 2, 1); }, {"avg_pool2d", "non-empty"});
+  check_error([&] { adaptive_avg_pool2d(zeros({1, 1, 0, 4}), 1, 1); }, {"adaptive_avg_pool2d", "[1, 1, 0, 4]"});
+  check_error([&] { max_pool2d(zeros({1, 1, 4, 4}), 2, 0); }, {"stride must be positive", "got 0"});
+  check_error([&] { avg_pool2d(zeros({1, 1, 4, 4}), 2, -2); }, {"stride must be positive", "got -2"});
+  Tensor x = zeros({0, 2, 4, 4});
+  x.requires_grad_();
+  Tensor y = max_pool2d(x, 2);
+  CHECK(y.shape() == Shape{0, 2, 2, 2});
+  sum(y).backward();
+  CHECK(x.grad().shape() == x.shape());
+}
+
+TEST_CASE("errors: integer tensors refuse fractional scalars instead of truncating them") {
+  const Tensor x = from_vector<int64_t>({1, 2, 3, -4}, {4});
+  check_error([&] { mul(x, 2.5); }, {"2.5 is not an integer", "int64"});
+  check_error([&] { x / 2.0; }, {"div", "int64", "truncate"});
+  check_error([&] { add(x, 0.5); }, {"0.5 is not an integer"});
+  check_error([&] { x.clone().mul_(0.5); }, {"mul_", "0.5"});
+  check_error([&] { clamp(x, 0.5, 2); }, {"clamp", "0.5"});
+  CHECK(values(mul(x, 3.0)) == std::vector<double>{3, 6, 9, -12});
+  CHECK(values(add(x, -1.0)) == std::vector<double>{0, 1, 2, -5});
+  // An infinite clamp bound is no bound (it used to become INT64_MIN).
+  CHECK(values(clamp(x, 0, INFINITY)) == std::vector<double>{1, 2, 3, 0});
+  CHECK(values(clamp(x, -INFINITY, 2)) == std::vector<double>{1, 2, 2, -4});
+}
+
+TEST_CASE("errors: reductions of empty tensors follow PyTorch") {
+  const Tensor m = mean(zeros({0, 3}), {0});  // 0 / 0
+  REQUIRE(m.shape() == Shape{3});
+  for (double v : values(m)) CHECK(std::isnan(v));
+  // Reducing a non-empty dim of an empty tensor leaves an empty result; an empty dim has no max.
+  CHECK(max(zeros({0, 3}), {1}).shape() == Shape{0});
+  CHECK(argmax(zeros({0, 3}), 1).shape() == Shape{0});
+  check_error([&] { max(zeros({0, 3}), {0}); }, {"empty dim", "[0, 3]"});
+  CHECK(index_select(zeros({3, 0}), 0, from_vector<int64_t>({2, 0}, {2})).shape() == Shape{2, 0});
+  check_error([&] { arange(0, 1e30, 1e12); }, {"arange", "too many"});
+  check_error([&] { arange(0, INFINITY, 1); }, {"arange"});
 }

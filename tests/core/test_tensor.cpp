@@ -353,6 +353,37 @@ TEST_CASE("tensor: in-place ops on views") {
   CHECK(values(y) == std::vector<double>{1, 2, 3, 1, 2, 3});
 }
 
+TEST_CASE("tensor: in-place writes from an overlapping view read the source before writing") {
+  // Shifting a vector right by one: the source overlaps the destination one element behind.
+  Tensor x = arange(0, 6, 1, f64());
+  x.slice(0, 1, 6).copy_(x.slice(0, 0, 5));
+  CHECK(values(x) == std::vector<double>{0, 0, 1, 2, 3, 4});
+  // And left by one (the other direction of the overlap).
+  Tensor l = arange(0, 6, 1, f64());
+  l.slice(0, 0, 5).copy_(l.slice(0, 1, 6));
+  CHECK(values(l) == std::vector<double>{1, 2, 3, 4, 5, 5});
+  // A + A^T in place: the same memory in another layout.
+  Tensor a = arange(0, 9, 1, f64()).reshape({3, 3});
+  a.add_(a.t());
+  CHECK(values(a) == std::vector<double>{0, 4, 8, 4, 8, 12, 8, 12, 16});
+  // Every row plus the first one, read before row 0 itself is doubled.
+  Tensor r = arange(0, 6, 1, f64()).reshape({3, 2});
+  r.add_(r.select(0, 0));
+  CHECK(values(r) == std::vector<double>{0, 2, 2, 4, 4, 6});
+  // The same view as source is no overlap to worry about: x += x doubles.
+  Tensor d = arange(0, 4, 1, f64());
+  d.add_(d);
+  CHECK(values(d) == std::vector<double>{0, 2, 4, 6});
+  // A destination with several elements in one place: the result would depend on the write order.
+  Tensor base = zeros({1}, f64());
+  check_error([&] { base.expand({4}).add_(arange(1, 5, 1, f64())); }, {"add_", "[4]", "expand"});
+  check_error([&] { base.expand({4}).copy_(arange(1, 5, 1, f64())); }, {"copy_", "expand"});
+  check_error([&] { base.expand({4}).mul_(2.0); }, {"mul_", "expand"});
+  CHECK(values(base) == std::vector<double>{0});
+  base.expand({4}).fill_(7);  // the same value everywhere: well defined
+  CHECK(values(base) == std::vector<double>{7});
+}
+
 TEST_CASE("tensor: elementwise broadcasting and dtype promotion") {
   Generator g(10);
   Tensor a = urand({3, 1, 4}, g);

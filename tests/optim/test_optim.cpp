@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <memory>
 
 #include "core/ops.h"
 #include "optim/optim.h"
@@ -142,6 +143,24 @@ TEST_CASE("parameters live in one flat buffer, backward accumulates into the fla
   opt.step();
   CHECK(w.to_vector<float>() == std::vector<float>{-2, -1, 0, 1});
   CHECK(b.to_vector<float>() == std::vector<float>{-0.5f, -1.5f});
+}
+
+TEST_CASE("a step between forward and backward is refused: the graph saved the old weights") {
+  for (bool adam : {false, true}) {
+    const char* name = adam ? "Adam" : "SGD";
+    INFO(name);
+    Tensor w = from_vector<double>({1, 2}, {1, 2}, DType::f64).requires_grad_();
+    std::unique_ptr<Optimizer> opt;
+    if (adam)
+      opt = std::make_unique<Adam>(std::vector<Tensor>{w}, AdamOptions{});
+    else
+      opt = std::make_unique<SGD>(std::vector<Tensor>{w}, SGDOptions{});
+    Tensor x = from_vector<double>({3, 4}, {2, 1}, DType::f64).requires_grad_();
+    Tensor loss = sum(matmul(w, x));  // matmul saves w for x's gradient
+    sum(matmul(w, x)).backward();     // a first step's gradients
+    opt->step();
+    CHECK_THROWS_WITH_AS(loss.backward(), doctest::Contains("changed in place"), Error);
+  }
 }
 
 TEST_CASE("optimizer rejects bad options and moved parameters") {
