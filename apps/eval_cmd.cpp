@@ -47,6 +47,20 @@ int run_eval(cli::Args& a) {
   if (dataset.empty()) dataset = info.dataset;
   MINIMA_CHECK(!dataset.empty(), "eval: the file names no dataset; pass --dataset");
 
+  // The metadata's shapes are checked against the file and the data before the network is built
+  // from them: a corrupt input shape or class count could otherwise ask for gigabytes.
+  int64_t stored = 0;  // every network ends in a layer with a weight row per class
+  for (const auto& [name, t] : file.tensors) stored += t.numel();
+  MINIMA_CHECK(info.classes <= stored, "eval: ", weights, " claims ", info.classes, " classes but stores only ", stored,
+               " values");
+  data::Splits splits = data::load_dataset(dataset, dir);
+  data::Dataset ds = split == "test" ? splits.test : splits.train;
+  MINIMA_CHECK(ds.channels() == info.in_chw[0] && ds.height() == info.in_chw[1] && ds.width() == info.in_chw[2],
+               "eval: ", dataset, " images are ", ds.channels(), "x", ds.height(), "x", ds.width(), " but ", weights,
+               " was trained on ", shape_str(info.in_chw));
+  MINIMA_CHECK(ds.num_classes <= info.classes, "eval: ", dataset, " has ", ds.num_classes,
+               " classes but the model outputs ", info.classes);
+
   Generator g(0);  // the initial weights are overwritten by the file
   auto model = nn::make_model(info.arch, info.in_chw, info.classes, g);
   try {
@@ -56,14 +70,6 @@ int run_eval(cli::Args& a) {
   }
   model->to(device);
   model->eval();
-
-  data::Splits splits = data::load_dataset(dataset, dir);
-  data::Dataset ds = split == "test" ? splits.test : splits.train;
-  MINIMA_CHECK(ds.channels() == info.in_chw[0] && ds.height() == info.in_chw[1] && ds.width() == info.in_chw[2],
-               "eval: ", dataset, " images are ", ds.channels(), "x", ds.height(), "x", ds.width(), " but ", weights,
-               " was trained on ", shape_str(info.in_chw));
-  MINIMA_CHECK(ds.num_classes <= info.classes, "eval: ", dataset, " has ", ds.num_classes,
-               " classes but the model outputs ", info.classes);
   // The file's constants replace the split's own; a file without them uses the split's.
   if (!info.mean.empty() || !info.std.empty()) {
     MINIMA_CHECK(info.mean.size() == size_t(ds.channels()) && info.std.size() == size_t(ds.channels()),

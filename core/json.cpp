@@ -216,7 +216,14 @@ struct Parser {
       }
       while (true) {
         ws();
+        const size_t key_at = i;
         std::string k = string();
+        // A repeated key would silently replace the first value (a safetensors header could then
+        // point one tensor's name at other bytes): refused, as ambiguous.
+        if (o.contains(k)) {
+          i = key_at;
+          fail(("duplicate key \"" + k + "\"").c_str());
+        }
         ws();
         if (i >= t.size() || t[i] != ':') fail("expected ':'");
         ++i;

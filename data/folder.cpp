@@ -2,8 +2,10 @@
 // 32x32 PNG files) and Restricted ImageNet (train/, val/, one folder per WordNet synset, JPEG
 // files, grouped into the 9 superclasses of Tsipras et al. by ImageNet class index ranges).
 // Decoding is done by a pool of host threads. Two caches avoid repeating slow work; both carry a
-// fingerprint of the file list (relative paths, sizes, modification times, image size) and are
-// ignored and rebuilt when it differs:
+// fingerprint of the file list (relative paths, sizes, modification and status-change times to the
+// nanosecond, image size) and are ignored and rebuilt when it differs. The status-change time
+// (ctime) cannot be set back by a program, so a file replaced by another of the same size whose
+// modification time was restored (cp -p, rsync -t) still changes the fingerprint:
 //  * the normalization constants, a small JSON file;
 //  * the decoded pixels of each split (a header line, then images and labels), written atomically.
 // They live in <data dir>/.minima-cache, or when that is read-only in the user cache directory
@@ -30,7 +32,7 @@ namespace {
 struct FileList {
   std::vector<std::string> paths;
   std::vector<int64_t> labels;
-  uint64_t fingerprint = 1469598103934665603ull;  // FNV-1a over (relative path, size, mtime)
+  uint64_t fingerprint = 1469598103934665603ull;  // FNV-1a over (relative path, size, mtime, ctime)
 };
 
 void fnv(uint64_t& h, const void* p, size_t n) {
@@ -58,7 +60,8 @@ void add_folder(FileList& fl, const std::string& dir, const std::string& rel, in
     fl.labels.push_back(label);
     std::string r = rel + "/" + n;
     fnv(fl.fingerprint, r.data(), r.size() + 1);
-    int64_t meta[2] = {int64_t(st.st_size), int64_t(st.st_mtime)};
+    int64_t meta[5] = {int64_t(st.st_size), int64_t(st.st_mtim.tv_sec), int64_t(st.st_mtim.tv_nsec),
+                       int64_t(st.st_ctim.tv_sec), int64_t(st.st_ctim.tv_nsec)};
     fnv(fl.fingerprint, meta, sizeof meta);
   }
 }
@@ -327,6 +330,17 @@ std::vector<std::string> imagenet_synsets(const std::string& dir, std::string& s
     }
     MINIMA_CHECK(out.size() == 1000, "restricted-imagenet: ", p, " lists ", out.size(),
                  " synsets, expected 1000 (one per line, in ImageNet class-index order)");
+    // Each names a folder under train/ and val/: a plain name, once (a repeat would load one
+    // folder under two labels, a path would read outside the data directory).
+    std::map<std::string, size_t> line_of;
+    for (size_t k = 0; k < out.size(); ++k) {
+      const std::string& s = out[k];
+      MINIMA_CHECK(s != "." && s != ".." && s.find('/') == std::string::npos, "restricted-imagenet: ", p, ": synset ",
+                   k + 1, " is '", s, "', not a folder name");
+      auto [it, fresh] = line_of.emplace(s, k);
+      MINIMA_CHECK(fresh, "restricted-imagenet: ", p, ": synset ", s, " is listed twice (synsets ", it->second + 1,
+                   " and ", k + 1, ")");
+    }
     source = p;
     return out;
   }

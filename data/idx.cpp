@@ -18,11 +18,8 @@ struct IdxArray {
   size_t data_offset = 0;      // where the values start
 };
 
-// Parses an unsigned-byte IDX file with `ndims` dimensions, checking the size exactly.
-IdxArray read_idx(const std::string& path, int ndims) {
-  IdxArray a;
-  a.bytes = read_maybe_gzip(path);
-  const auto& b = a.bytes;
+// Checks the magic and the dims at the start of b; returns the number of values they describe.
+size_t parse_idx_header(const std::vector<uint8_t>& b, const std::string& path, int ndims, std::vector<int64_t>& dims) {
   MINIMA_CHECK(b.size() >= 4, path, ": truncated IDX header: ", b.size(), " bytes, expected at least 4");
   uint32_t magic = read_be32(b.data());
   uint32_t expected_magic = 0x0800u | uint32_t(ndims);
@@ -36,15 +33,33 @@ IdxArray read_idx(const std::string& path, int ndims) {
   size_t header = 4 + 4 * size_t(ndims);
   MINIMA_CHECK(b.size() >= header, path, ": truncated IDX header: ", b.size(), " bytes, expected ", header);
   size_t count = 1;
+  dims.clear();
   for (int d = 0; d < ndims; ++d) {
     uint32_t n = read_be32(b.data() + 4 + 4 * d);
     MINIMA_CHECK(n > 0 && n < (1u << 30), path, ": implausible size ", n, " of dimension ", d, " at byte offset ",
                  4 + 4 * d);
-    a.dims.push_back(int64_t(n));
+    dims.push_back(int64_t(n));
     count *= n;
-    MINIMA_CHECK(count <= (size_t(1) << 40), path, ": implausible IDX dimensions ", a.dims,
-                 " (header at byte offset 4)");
+    MINIMA_CHECK(count <= (size_t(1) << 40), path, ": implausible IDX dimensions ", dims, " (header at byte offset 4)");
   }
+  return count;
+}
+
+// Parses an unsigned-byte IDX file with `ndims` dimensions, checking the size exactly. A gzipped
+// file is inflated only as far as its header accounts for: a few megabytes of gzip could
+// otherwise inflate to gigabytes before the size check.
+IdxArray read_idx(const std::string& path, int ndims) {
+  IdxArray a;
+  const size_t header = 4 + 4 * size_t(ndims);
+  std::vector<uint8_t> raw = read_bytes(path);
+  if (is_gzip(raw)) {
+    const size_t count = parse_idx_header(gunzip(raw, path, header, /*prefix=*/true), path, ndims, a.dims);
+    a.bytes = gunzip(raw, path, header + count);
+  } else {
+    a.bytes = std::move(raw);
+  }
+  const auto& b = a.bytes;
+  const size_t count = parse_idx_header(b, path, ndims, a.dims);
   a.data_offset = header;
   size_t have = b.size() - header;
   MINIMA_CHECK(have >= count, path, ": truncated: the data ends at byte offset ", b.size(), " but the header (dims ",

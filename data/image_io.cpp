@@ -44,7 +44,7 @@ void decode_image_file(const std::string& path, int64_t size, bool exact_size, u
   unsigned char* px = stbi_load_from_memory(bytes.data(), int(bytes.size()), &w, &h, &n, 3);
   if (!px) {
     const char* why = stbi_failure_reason();
-    throw Error(str(path, ": cannot decode image (", bytes.size(), " bytes): ", why ? why : "unknown error",
+    throw Error(str(path, ": cannot decode image (", bytes.size(), " bytes): ", why && *why ? why : "no reason given",
                     " (truncated or corrupt PNG/JPEG?)"));
   }
   std::unique_ptr<unsigned char, void (*)(void*)> keep(px, stbi_image_free);

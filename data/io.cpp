@@ -96,14 +96,17 @@ std::vector<uint8_t> read_bytes(const std::string& path) {
   return out;
 }
 
-std::vector<uint8_t> gunzip(const std::vector<uint8_t>& in, const std::string& what) {
+std::vector<uint8_t> gunzip(const std::vector<uint8_t>& in, const std::string& what, size_t limit, bool prefix) {
   // Inflate straight into the output, sized from the gzip trailer's length field (the size modulo
-  // 2^32 of the last member; only a hint, the buffer grows when it is wrong).
+  // 2^32 of the last member; only a hint, the buffer grows when it is wrong), never beyond one byte
+  // past the limit: reaching that byte means the content is larger than allowed.
+  const size_t cap = prefix ? limit : (limit == SIZE_MAX ? limit : limit + 1);
   std::vector<uint8_t> out;
   size_t hint = in.size() >= 4 ? size_t(in[in.size() - 4]) | size_t(in[in.size() - 3]) << 8 |
                                      size_t(in[in.size() - 2]) << 16 | size_t(in[in.size() - 1]) << 24
                                : 0;
-  out.resize(std::max<size_t>(std::min<size_t>(hint, in.size() * 1100 + 1024), in.size() * 2 + 1024));
+  out.resize(
+      std::min<size_t>(cap, std::max<size_t>(std::min<size_t>(hint, in.size() * 1100 + 1024), in.size() * 2 + 1024)));
   z_stream s;
   std::memset(&s, 0, sizeof s);
   MINIMA_CHECK(inflateInit2(&s, 15 + 16) == Z_OK, "zlib: cannot initialise inflate for ", what);
@@ -116,7 +119,12 @@ std::vector<uint8_t> gunzip(const std::vector<uint8_t>& in, const std::string& w
                      " before its end marker (", produced, " bytes decompressed so far)"));
   };
   for (;;) {
-    if (produced == out.size()) out.resize(out.size() * 2);
+    if (produced == cap) {
+      inflateEnd(&s);
+      if (prefix) return out;
+      throw Error(str(what, ": decompresses to more than ", limit, " bytes, the most its format allows here"));
+    }
+    if (produced == out.size()) out.resize(std::min(cap, out.size() * 2));
     s.next_out = out.data() + produced;
     s.avail_out = uInt(std::min<size_t>(out.size() - produced, 1u << 30));
     const uInt avail_before = s.avail_out;
@@ -150,7 +158,7 @@ std::vector<uint8_t> gunzip(const std::vector<uint8_t>& in, const std::string& w
 
 std::vector<uint8_t> read_maybe_gzip(const std::string& path) {
   std::vector<uint8_t> raw = read_bytes(path);
-  if (raw.size() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b) return gunzip(raw, path);
+  if (is_gzip(raw)) return gunzip(raw, path);
   return raw;
 }
 

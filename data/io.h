@@ -22,8 +22,12 @@ void make_dirs(const std::string& path);
 
 std::vector<uint8_t> read_bytes(const std::string& path);
 // The decompressed content of a gzip file (several members are concatenated, as gzip does).
-// `what` names the file in errors; offsets in them are offsets into the compressed bytes.
-std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const std::string& what);
+// `what` names the file in errors; offsets in them are offsets into the compressed bytes. More
+// than `limit` bytes of content is an error (a few megabytes of gzip can inflate to gigabytes),
+// unless `prefix`: then only the first `limit` bytes are decompressed and returned.
+std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const std::string& what, size_t limit = SIZE_MAX,
+                            bool prefix = false);
+inline bool is_gzip(const std::vector<uint8_t>& b) { return b.size() >= 2 && b[0] == 0x1f && b[1] == 0x8b; }
 // Reads `path`, decompressing when it starts with the gzip magic bytes 1f 8b.
 std::vector<uint8_t> read_maybe_gzip(const std::string& path);
 // Writes bytes atomically (temporary file + rename); throws naming the path on failure.

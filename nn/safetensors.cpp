@@ -4,11 +4,13 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <tuple>
 
 #include "core/atomic_file.h"
 #include "core/json.h"
@@ -119,6 +121,7 @@ SafeTensors load_safetensors(const std::string& path) {
   MINIMA_CHECK(header.is_object(), "load_safetensors: '", path, "': header is not a JSON object");
   const int64_t data_start = 8 + int64_t(n), data_size = size - data_start;
   SafeTensors out;
+  std::vector<std::tuple<int64_t, int64_t, std::string>> spans;  // [begin, end) and the tensor
   for (const auto& [name, e] : header.items()) {
     if (name == "__metadata__") {
       for (const auto& [k, v] : e.items()) {
@@ -161,7 +164,23 @@ SafeTensors load_safetensors(const std::string& path) {
     f.read(static_cast<char*>(t.data_ptr()), std::streamsize(expect));
     MINIMA_CHECK(f.good(), where(), "read failed at byte ", data_start + b);
     out.tensors.emplace_back(name, t);
+    spans.emplace_back(b, en, name);
   }
+  // The tensors must tile the data section, in some order, exactly: an overlap would give two
+  // names the same bytes, a gap bytes that belong to nothing (as the format's reference checks).
+  std::sort(spans.begin(), spans.end());
+  int64_t at = 0;
+  std::string prev = "the header";
+  for (const auto& [b, en, name] : spans) {
+    MINIMA_CHECK(b >= at, "load_safetensors: '", path, "': tensors '", prev, "' and '", name,
+                 "' overlap (data_offsets from ", b, ", before ", at, ")");
+    MINIMA_CHECK(b == at, "load_safetensors: '", path, "': bytes ", at, " to ", b, " of the data section (after '",
+                 prev, "') belong to no tensor");
+    at = en;
+    prev = name;
+  }
+  MINIMA_CHECK(at == data_size, "load_safetensors: '", path, "': the data section has ", data_size - at,
+               " bytes after the last tensor ('", prev, "') that belong to no tensor");
   return out;
 }
 

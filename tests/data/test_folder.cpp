@@ -1,8 +1,9 @@
 // tests/data/test_folder.cpp: the image-folder datasets (CINIC-10 with PNG files, Restricted
 // ImageNet with JPEG files) on small trees written here with stb_image_write; their caches and
 // their error paths.
+#include <fcntl.h>
 #include <sys/stat.h>
-#include <utime.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -127,20 +128,28 @@ TEST_CASE("cinic10: PNG folders load with exact pixels, class labels, a valid sp
 TEST_CASE("cinic10: the pixel cache is used while the files are unchanged and rebuilt when they change") {
   CinicTree t;
   load_dataset("cinic10", t.dir, t.options());
-  // Corrupt a training image but restore its size and time stamp: the cache still answers.
+  // Unchanged files: the second load answers from the cache and does not write it again (an
+  // atomic rewrite would give the file a new inode).
+  const std::string pixels = t.cache + "/cinic10-train-32.pixels";
+  struct stat c0, c1;
+  REQUIRE(::stat(pixels.c_str(), &c0) == 0);
+  Splits s = load_dataset("cinic10", t.dir, t.options());
+  check_matches(s.train, t.written["train"]);
+  REQUIRE(::stat(pixels.c_str(), &c1) == 0);
+  CHECK(c1.st_ino == c0.st_ino);
+  // Replace a training image by a damaged one of the same size and restore its time stamps, as
+  // cp -p or rsync -t would: its status-change time still moves (file times tick at a few
+  // milliseconds, hence the pause), so the images are decoded again and the damage shows.
+  // (The fingerprint used to hold the modification time only, and the cache answered.)
+  ::usleep(50 * 1000);
   const std::string victim = t.dir + "/train/cat/img0.png";
   struct stat st;
   REQUIRE(::stat(victim.c_str(), &st) == 0);
   auto bytes = read_bytes(victim);
   for (size_t k = 40; k < bytes.size(); ++k) bytes[k] = 0;
   testdata::write_file(victim, bytes);
-  struct utimbuf times = {st.st_atime, st.st_mtime};
-  REQUIRE(::utime(victim.c_str(), &times) == 0);
-  Splits s = load_dataset("cinic10", t.dir, t.options());
-  check_matches(s.train, t.written["train"]);
-  // A new time stamp changes the fingerprint: the images are decoded again and the damage shows.
-  times.modtime += 10;
-  REQUIRE(::utime(victim.c_str(), &times) == 0);
+  const struct timespec times[2] = {st.st_atim, st.st_mtim};
+  REQUIRE(::utimensat(AT_FDCWD, victim.c_str(), times, 0) == 0);
   std::string e = error_of([&] { load_dataset("cinic10", t.dir, t.options()); });
   CHECK(contains(e, victim));
   CHECK(contains(e, "cannot decode"));
@@ -363,6 +372,21 @@ TEST_CASE("restricted-imagenet: the class-index rule is explained when the tree 
   e = error_of([&] { load_dataset("restricted-imagenet", dir); });
   CHECK(contains(e, "synsets.txt lists 2 synsets, expected 1000"));
   CHECK(contains(error_of([&] { load_dataset("restricted-imagenet", t / "none"); }), "ILSVRC2012"));
+  // Its names must be distinct folder names: a repeat loaded one folder under two labels, and a
+  // path read images from outside the data directory.
+  auto mapping = [&](int k, const std::string& replacement) {
+    std::string map;
+    for (int i = 0; i < 1000; ++i) map += (i == k ? replacement : "n" + std::to_string(100000 + i)) + "\n";
+    testdata::write_file(dir + "/synsets.txt", std::vector<uint8_t>(map.begin(), map.end()));
+  };
+  mapping(281, "n100151");
+  CHECK(contains(error_of([&] { load_dataset("restricted-imagenet", dir); }),
+                 "synset n100151 is listed twice (synsets 152 and 282)"));
+  mapping(281, "../../elsewhere");
+  CHECK(contains(error_of([&] { load_dataset("restricted-imagenet", dir); }),
+                 "synset 282 is '../../elsewhere', not a folder name"));
+  mapping(7, "..");
+  CHECK(contains(error_of([&] { load_dataset("restricted-imagenet", dir); }), "synset 8 is '..'"));
 }
 
 TEST_CASE("restricted-imagenet: a missing folder of a restricted class is named") {

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "data/dataset.h"
+#include "data/io.h"
 #include "helpers.h"
 
 using namespace minima;
@@ -173,6 +174,22 @@ TEST_CASE("idx: truncated and corrupt gzip files are reported with their compres
     CHECK(contains(e, gz));
     CHECK(contains(e, "gzip"));
     CHECK(contains(e, "offset"));
+  }
+  SUBCASE("inflating far past what its header accounts for") {
+    // 64 MiB of zeros after valid content compress to about 64 KiB; the loader stops inflating
+    // one byte past the size the header gives, instead of inflating everything first.
+    auto raw = testdata::idx_bytes({uint32_t(f.ntrain), uint32_t(f.h), uint32_t(f.w)}, f.train_px);
+    const size_t expected = raw.size();
+    raw.resize(raw.size() + (size_t(64) << 20), 0);
+    auto b = testdata::gzip_bytes(raw);
+    CHECK(b.size() < (size_t(1) << 20));
+    testdata::write_file(gz, b);
+    std::string e = error_of([&] { load_dataset("fashion-mnist", f.dir.path()); });
+    CHECK(contains(e, gz));
+    CHECK(contains(e, "decompresses to more than " + std::to_string(expected) + " bytes"));
+    // The header alone is inflated with a prefix read.
+    CHECK(gunzip(b, "x", 16, /*prefix=*/true).size() == 16);
+    CHECK(gunzip(good, "x", 16, /*prefix=*/true) == std::vector<uint8_t>(raw.begin(), raw.begin() + 16));
   }
 }
 

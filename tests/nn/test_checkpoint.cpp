@@ -112,6 +112,29 @@ TEST_CASE("safetensors: save leaves no temporary file, corrupt files give clear 
   CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("bad JSON header"), Error);
   std::remove(path.c_str());
   CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("cannot open"), Error);
+  // Tensors must tile the data section: overlapping, gapped or trailing bytes and a repeated
+  // name used to load silently (two names reading the same bytes, or the last entry winning).
+  auto write_raw = [&](const std::string& header, size_t data_bytes) {
+    std::string h = header;
+    while (h.size() % 8) h += ' ';
+    const uint64_t n = h.size();
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f.write(reinterpret_cast<const char*>(&n), 8);
+    f.write(h.data(), std::streamsize(h.size()));
+    f.write(std::string(data_bytes, '\0').data(), std::streamsize(data_bytes));
+  };
+  const std::string a = R"("a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]})";
+  write_raw("{" + a + R"(,"b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4);
+  CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("tensors 'a' and 'b' overlap"), Error);
+  write_raw("{" + a + R"(,"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", 12);
+  CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("bytes 4 to 8 of the data section"), Error);
+  write_raw("{" + a + "}", 8);
+  CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("4 bytes after the last tensor ('a')"), Error);
+  write_raw("{" + a + "," + a + "}", 4);
+  CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("duplicate key \"a\""), Error);
+  write_raw("{" + a + R"(,"z":{"dtype":"U8","shape":[0],"data_offsets":[4,4]}})", 4);  // empty tensors are fine
+  CHECK(load_safetensors(path).tensors.size() == 2);
+  std::remove(path.c_str());
   // A directory opens as a stream but reads nothing: it used to be reported as a bad JSON header.
   CHECK_THROWS_WITH_AS(load_safetensors("/tmp"), doctest::Contains("'/tmp' is not a regular file"), Error);
 }
