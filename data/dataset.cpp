@@ -81,14 +81,11 @@ void set_normalization(Splits& s, const std::string& dataset, const std::string&
   if (resolve_normalization(dataset, mode) == "data") return;
   MINIMA_CHECK(s.train.channels() == 3, "--normalize paper: expected 3 channels, ", s.train.name, " has ",
                s.train.channels());
-  const std::vector<double> mean = {0.4914, 0.4822, 0.4465}, stdv = {0.2023, 0.1994, 0.2010};
-  for (Dataset* d : {&s.train, &s.test}) {
-    d->mean = mean;
-    d->std = stdv;
-  }
-  if (s.valid) {
-    s.valid->mean = mean;
-    s.valid->std = stdv;
+  std::vector<Dataset*> splits = {&s.train, &s.test};
+  if (s.valid) splits.push_back(&*s.valid);
+  for (Dataset* d : splits) {
+    d->mean = {0.4914, 0.4822, 0.4465};
+    d->std = {0.2023, 0.1994, 0.2010};
   }
 }
 
