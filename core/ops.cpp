@@ -462,7 +462,9 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
                " does not match weight of shape ", w.shape(), " (expected last dim ", w.size(1), ")");
   Shape out_shape = x.shape();
   out_shape.back() = w.size(0);
-  Tensor y = matmul(x.reshape({-1, w.size(1)}), w.t());
+  // Rows counted, not inferred: with no input features, reshape could not infer a -1.
+  const int64_t rows = numel_of(Shape(x.shape().begin(), x.shape().end() - 1));
+  Tensor y = matmul(x.reshape({rows, w.size(1)}), w.t());
   if (b.defined()) {
     MINIMA_CHECK(b.dim() == 1 && b.size(0) == w.size(0), "linear: bias of shape ", b.shape(),
                  " does not match weight of shape ", w.shape());

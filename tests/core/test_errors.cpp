@@ -334,4 +334,8 @@ TEST_CASE("errors: reductions of empty tensors follow PyTorch") {
   CHECK(index_select(zeros({3, 0}), 0, from_vector<int64_t>({2, 0}, {2})).shape() == Shape{2, 0});
   check_error([&] { arange(0, 1e30, 1e12); }, {"arange", "too many"});
   check_error([&] { arange(0, INFINITY, 1); }, {"arange"});
+  // No input features: the output is the bias (an empty sum is 0), as PyTorch's.
+  Tensor w = empty({4, 0}, f64()), b = from_vector<double>({1, 2, 3, 4}, {4}, f64());
+  CHECK(values(linear(zeros({2, 0}, f64()), w, b)) == std::vector<double>{1, 2, 3, 4, 1, 2, 3, 4});
+  CHECK(values(matmul(zeros({3, 0}, f64()), zeros({0, 2}, f64()))) == std::vector<double>(6, 0.0));
 }
