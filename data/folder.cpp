@@ -91,9 +91,33 @@ std::string cache_dir_for(const std::string& data_dir, const LoadOptions& opt) {
 
 void warn(const std::string& msg) { std::fprintf(stderr, "warning: %s\n", msg.c_str()); }
 
+// A checksum of a cache's pixels and labels: four interleaved lanes over 8-byte words, each step
+// (xor a word, multiply by an odd constant, xor-shift) a bijection of the lane's state, so that
+// any changed word changes the result. About 2 GB/s on one core: 0.4 s for CINIC-10's 830 MB of
+// training pixels, against minutes to decode them.
+uint64_t checksum(const uint8_t* p, size_t n) {
+  uint64_t h[4] = {1469598103934665603ull, 0x9e3779b97f4a7c15ull, 0xbf58476d1ce4e5b9ull, 0x94d049bb133111ebull};
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    for (int l = 0; l < 4; ++l) {
+      uint64_t w;
+      std::memcpy(&w, p + i + 8 * size_t(l), 8);
+      h[l] = (h[l] ^ w) * 0x100000001b3ull;
+      h[l] ^= h[l] >> 29;
+    }
+  uint64_t r = h[0] ^ (h[1] << 16 | h[1] >> 48) ^ (h[2] << 32 | h[2] >> 32) ^ (h[3] << 48 | h[3] >> 16);
+  for (; i < n; ++i) r = (r ^ p[i]) * 1099511628211ull;
+  return r ^ n;
+}
+uint64_t checksum(const Tensor& images, const std::vector<uint8_t>& labels) {
+  const uint64_t a = checksum(static_cast<const uint8_t*>(images.data_ptr()), size_t(images.numel()));
+  return a ^ (checksum(labels.data(), labels.size()) * 0x9e3779b97f4a7c15ull);
+}
+
 // ---- the decoded-pixel cache: "MINIMA-PIXELS 1 <json>\n", images (u8), labels (u8) ----
 // The cache must hold the listing's labels too (the fingerprint covers paths and file sizes, not
-// which class folder a file was listed under by this code's version).
+// which class folder a file was listed under by this code's version), and its checksum: bytes
+// damaged in place, the file's size unchanged, send the loader back to the images.
 bool read_pixel_cache(const std::string& path, uint64_t fingerprint, const std::vector<int64_t>& labels, int64_t size,
                       Dataset& ds) {
   const auto n = int64_t(labels.size());
@@ -103,11 +127,13 @@ bool read_pixel_cache(const std::string& path, uint64_t fingerprint, const std::
   std::unique_ptr<FILE, int (*)(FILE*)> keep(f, std::fclose);
   char line[512];
   if (!std::fgets(line, sizeof line, f) || std::strncmp(line, "MINIMA-PIXELS 1 ", 16) != 0) return false;
+  std::string sum;
   try {
     Json h = Json::parse(std::string(line + 16));
     if (h.at("fingerprint").as_string() != hex(fingerprint) || h.at("count").as_int() != n ||
         h.at("size").as_int() != size)
       return false;
+    sum = h.at("checksum").as_string();  // caches written before it had one are rebuilt
   } catch (const Error&) {
     return false;
   }
@@ -123,6 +149,10 @@ bool read_pixel_cache(const std::string& path, uint64_t fingerprint, const std::
   if (std::fread(ds.images.data_ptr(), 1, img_bytes, f) != img_bytes ||
       std::fread(y.data(), 1, y.size(), f) != y.size()) {
     warn(str(path, ": short read from the cache file; decoding the images again"));
+    return false;
+  }
+  if (hex(checksum(ds.images, y)) != sum) {
+    warn(str(path, ": cache file does not match its checksum (damaged?); decoding the images again"));
     return false;
   }
   for (size_t i = 0; i < y.size(); ++i)
@@ -142,9 +172,10 @@ void write_pixel_cache(const std::string& path, uint64_t fingerprint, const Data
   h["count"] = ds.size();
   h["size"] = size;
   h["name"] = ds.name;
-  std::string header = "MINIMA-PIXELS 1 " + h.dump(-1) + "\n";
   std::vector<uint8_t> y(static_cast<size_t>(ds.size()));
   for (int64_t i = 0; i < ds.size(); ++i) y[size_t(i)] = uint8_t(ds.labels.data<int64_t>()[i]);
+  h["checksum"] = hex(checksum(ds.images, y));
+  std::string header = "MINIMA-PIXELS 1 " + h.dump(-1) + "\n";
   try {
     AtomicFile f(path);
     f.write(header.data(), header.size());

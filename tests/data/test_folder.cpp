@@ -189,6 +189,14 @@ TEST_CASE("cinic10: damaged caches are rebuilt, never trusted") {
   Splits s = load_dataset("cinic10", t.dir, t.options());
   check_matches(s.train, t.written["train"]);
   CHECK(read_bytes(pixels).back() == uint8_t(t.written["train"].back().first));  // rewritten
+  // One pixel changed in place, the file's size unchanged: the checksum sends it back too.
+  bytes = read_bytes(pixels);
+  const size_t header = size_t(std::find(bytes.begin(), bytes.end(), uint8_t('\n')) - bytes.begin()) + 1;
+  bytes[header + 1234] ^= 0x40;
+  testdata::write_file(pixels, bytes);
+  s = load_dataset("cinic10", t.dir, t.options());
+  check_matches(s.train, t.written["train"]);
+  CHECK(read_bytes(pixels)[header + 1234] == uint8_t(bytes[header + 1234] ^ 0x40));  // rewritten
 }
 
 TEST_CASE("cinic10: a read-only data directory puts the caches in the user cache directory") {
