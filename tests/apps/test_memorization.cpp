@@ -16,6 +16,10 @@ TEST_CASE("toy2d: all three runs fit the training set and the adversarial init t
   INFO(r.output);
   REQUIRE(r.rc == 0);
   Json s = apptest::summary(dir);
+  // (c) regularizes with the official toy code's weight decay of 0.1 by default (it was 5e-4).
+  const Json flags = Json::parse(minima::read_file(dir + "/config.json")).at("flags");
+  CHECK(flags.at("weight-decay").as_double() == 0.1);
+  CHECK(flags.at("momentum").as_double() == 0.9);
   const char* runs[3] = {"a_random_init", "b_adversarial_init", "c_adversarial_init_regularized"};
   REQUIRE(s.at("per_seed").size() == 3);
   for (const auto& seed : s.at("per_seed").elements()) {
