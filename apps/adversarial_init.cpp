@@ -545,7 +545,7 @@ int run_adversarial_init(cli::Args& a) {
     MINIMA_CHECK(i == "random" || i == "adversarial", "unknown init '", i, "' (expected random or adversarial)");
     need_adv |= i == "adversarial";
   }
-  data::resolve_normalization(c.dataset, normalize);
+  normalize = data::resolve_normalization(c.dataset, normalize);  // "data" or "paper" from here on
   set_threads(threads);
   c.device = device_from_flag(device_s);
 
@@ -581,7 +581,7 @@ int run_adversarial_init(cli::Args& a) {
   extra["test_images"] = c.test.size();
   extra["device"] = c.device.str();
   extra["phase2_milestones"] = Json(optim::paper_milestones(c.epochs));
-  extra["normalization"] = data::resolve_normalization(c.dataset, normalize);
+  extra["normalization"] = normalize;
   extra["input_mean"] = Json(c.train.mean);
   extra["input_std"] = Json(c.train.std);
   dir.write_config(a, extra);

@@ -65,7 +65,7 @@ int run_train(cli::Args& a) {
   MINIMA_CHECK(lr > 0, "--lr must be positive, got ", lr);
   MINIMA_CHECK(subset >= 0, "--subset must be >= 0, got ", subset);
   MINIMA_CHECK(halt_after >= 0, "--halt-after must be >= 0, got ", halt_after);
-  data::resolve_normalization(dataset, normalize);
+  normalize = data::resolve_normalization(dataset, normalize);  // "data" or "paper" from here on
   set_threads(threads);
   Device device = device_from_flag(device_s);
 
@@ -113,7 +113,7 @@ int run_train(cli::Args& a) {
   extra["test_images"] = splits.test.size();
   extra["device"] = device.str();
   extra["schedule"] = sched->describe();
-  extra["normalization"] = data::resolve_normalization(dataset, normalize);
+  extra["normalization"] = normalize;
   extra["input_mean"] = Json(train.mean);
   extra["input_std"] = Json(train.std);
   dir.write_config(a, extra);

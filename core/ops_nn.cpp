@@ -14,12 +14,14 @@ void check_nchw(const char* op, const Tensor& x) {
   MINIMA_CHECK(x.dim() == 4, op, ": expected an NCHW input with 4 dims, got shape ", x.shape());
   MINIMA_CHECK(is_floating(x.dtype()), op, ": expected a floating input, got ", x.dtype());
 }
-// Pooling: a window must hold at least one pixel, so planes may not be empty (N = 0 is fine), and
-// the stride is -1 (the kernel size) or positive.
-int64_t check_pool(const char* op, const Tensor& x, int64_t k, int64_t stride) {
+// Pooling: a window must hold at least one pixel, so planes may not be empty (N = 0 is fine).
+void check_pool_input(const char* op, const Tensor& x) {
   check_nchw(op, x);
   MINIMA_CHECK(x.size(1) > 0 && x.size(2) > 0 && x.size(3) > 0, op, ": expected non-empty channels and planes, got ",
                "shape ", x.shape());
+}
+// A window's stride: -1 means the kernel size; otherwise positive.
+int64_t pool_stride(const char* op, int64_t k, int64_t stride) {
   MINIMA_CHECK(stride == -1 || stride >= 1, op, ": stride must be positive (or -1: the kernel size), got ", stride);
   return stride == -1 ? k : stride;
 }
@@ -83,7 +85,8 @@ Tensor conv2d(const Tensor& x0, const Tensor& w0, const Tensor& bias, const Conv
 }
 
 Tensor max_pool2d(const Tensor& x0, int64_t k, int64_t stride, int64_t padding) {
-  stride = check_pool("max_pool2d", x0, k, stride);
+  check_pool_input("max_pool2d", x0);
+  stride = pool_stride("max_pool2d", k, stride);
   MINIMA_CHECK(k >= 1 && padding >= 0 && 2 * padding <= k, "max_pool2d: invalid kernel ", k, " / padding ", padding,
                " (padding must be at most half the kernel)");
   Pool2dParams p{k, k, stride, stride, padding, padding, true};
@@ -107,7 +110,8 @@ Tensor max_pool2d(const Tensor& x0, int64_t k, int64_t stride, int64_t padding) 
 }
 
 Tensor avg_pool2d(const Tensor& x0, int64_t k, int64_t stride, int64_t padding, bool count_include_pad) {
-  stride = check_pool("avg_pool2d", x0, k, stride);
+  check_pool_input("avg_pool2d", x0);
+  stride = pool_stride("avg_pool2d", k, stride);
   MINIMA_CHECK(k >= 1 && padding >= 0 && 2 * padding <= k, "avg_pool2d: invalid kernel ", k, " / padding ", padding);
   Pool2dParams p{k, k, stride, stride, padding, padding, count_include_pad};
   int64_t OH = out_size(x0.size(2), k, stride, padding, 1), OW = out_size(x0.size(3), k, stride, padding, 1);
@@ -127,7 +131,7 @@ Tensor avg_pool2d(const Tensor& x0, int64_t k, int64_t stride, int64_t padding, 
 }
 
 Tensor adaptive_avg_pool2d(const Tensor& x0, int64_t oh, int64_t ow) {
-  check_pool("adaptive_avg_pool2d", x0, 1, -1);
+  check_pool_input("adaptive_avg_pool2d", x0);
   MINIMA_CHECK(oh >= 1 && ow >= 1, "adaptive_avg_pool2d: output size must be positive, got ", oh, "x", ow);
   Tensor x = x0.contiguous().detach();
   Tensor y = empty({x.size(0), x.size(1), oh, ow}, TensorOptions(x.dtype(), x.device()));

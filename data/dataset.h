@@ -64,11 +64,10 @@ Splits load_restricted_imagenet(const std::string& dir, const LoadOptions& opt);
 
 // The normalization constants the Loader uses (--normalize). "data": those the loader computed from
 // the training images. "paper": Liu et al.'s official code's CIFAR-10 constants, mean (0.4914,
-// 0.4822, 0.4465) and std (0.2023, 0.1994, 0.2010): the mean is the training images', the std is not
-// the std over all pixels (that is 0.2470, 0.2435, 0.2616), so its inputs are about 1.2x larger; cifar10
-// only. "auto": "paper" on cifar10, "data" elsewhere. resolve_normalization checks the pair and
-// returns "data" or "paper" (call it before loading, to fail early); set_normalization applies it
-// to every split.
+// 0.4822, 0.4465) and std (0.2023, 0.1994, 0.2010), whose std is not the std over all pixels;
+// cifar10 only. "auto": "paper" on cifar10, "data" elsewhere. resolve_normalization checks the pair
+// and returns "data" or "paper" (call it before loading, to fail early); set_normalization applies
+// it to every split.
 std::string resolve_normalization(const std::string& dataset, const std::string& mode);
 void set_normalization(Splits& s, const std::string& dataset, const std::string& mode);
 
