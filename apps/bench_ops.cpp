@@ -227,10 +227,11 @@ void memory_ops(Bench& b, bool quick, const std::function<bool(const char*)>& wa
   }
 }
 
-// `impl`: "passes" (with the eval forward) or "persistent". The persistent kernel is timed in a
-// family of its own, last: it has not yet run on a GPU, and a kernel that faults or traps (its
-// wait gives up after 20 s) loses the CUDA context, so it must not take the other rows with it.
-void batchnorm_ops(Bench& b, bool quick, const std::string& impl) {
+// `impl`: "passes" (with the eval forward) or "persistent", with `stages` stages (cuda_config.h's
+// bn_stages). The persistent kernel is timed in families of its own, last: it has not yet run on
+// a GPU, and a kernel that faults or traps (its wait gives up after 20 s) loses the CUDA context,
+// so it must not take the other rows with it.
+void batchnorm_ops(Bench& b, bool quick, const std::string& impl, int stages = 3) {
   // ResNet18's first stage (128x64x32x32, 33.5 MB: it fits in an H100/H200's 50 MB L2, so it is
   // shown but carries no target) and a DRAM-sized tensor (268 MB) that carries the 70% target.
   std::vector<Shape> shapes =
@@ -257,8 +258,10 @@ void batchnorm_ops(Bench& b, bool quick, const std::string& impl) {
     // under the persistent label.
     cuda::ConfigGuard guard;
     cuda::set_bn_impl(impl);
+    cuda::set_bn_stages(stages);
     const bool persistent = impl == "persistent";
-    const std::string suffix = str(" (", impl, ")");
+    const std::string suffix =
+        persistent && stages != 3 ? str(" (", impl, ", ", stages, " stages)") : str(" (", impl, ")");
     auto timed = [&](const std::string& op, double bytes, bool forward, const std::function<void()>& f) {
       const cuda::BnPersistentStats before = cuda::batch_norm_persistent_stats();
       double ms = b.time(f);
@@ -271,9 +274,11 @@ void batchnorm_ops(Bench& b, bool quick, const std::string& impl) {
       }
       if (persistent && ms > 0) {
         const cuda::BnPlan& p = forward ? after.forward : after.backward;
-        std::fprintf(stderr, "  %s %s: %lld blocks (%d per SM), %lld chunks of %lld values per channel, %lld rounds\n",
-                     op.c_str(), shape_s(s).c_str(), (long long)p.B, after.per_sm, (long long)p.P, (long long)p.chunk,
-                     (long long)p.rounds);
+        std::fprintf(stderr,
+                     "  %s%s %s: %lld blocks (%d per SM), %lld chunks of %lld values per channel, %lld rounds, %d "
+                     "stages\n",
+                     op.c_str(), suffix.c_str(), shape_s(s).c_str(), (long long)p.B, after.per_sm, (long long)p.P,
+                     (long long)p.chunk, (long long)p.rounds, after.stages);
       }
       add(op, ms, bytes);
     };
@@ -556,7 +561,10 @@ int bench_ops(cli::Args& a) {
   if (want("gemm")) b.family("gemm", [&] { gemm_ops(b, quick); });
   if (want("conv")) b.family("conv", [&] { conv_ops(b, quick); });
   b.family("copy ceiling (again)", [&] { measure_copy_ceiling(b, quick); });
-  if (want("batchnorm")) b.family("batchnorm (persistent)", [&] { batchnorm_ops(b, quick, "persistent"); });
+  if (want("batchnorm")) {
+    b.family("batchnorm (persistent)", [&] { batchnorm_ops(b, quick, "persistent", 3); });
+    b.family("batchnorm (persistent, 2 stages)", [&] { batchnorm_ops(b, quick, "persistent", 2); });
+  }
   print_table(b, csv_out);
   // Missed targets are results; figures that could not be measured make the run fail.
   return b.failures.empty() ? 0 : 1;

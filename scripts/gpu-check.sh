@@ -276,14 +276,23 @@ for c, hw in ((64, 32), (128, 16), (256, 8), (512, 4)):
     tdw = ms(lambda: torch.nn.grad.conv2d_weight(x, w.shape, g, padding=1))
     for nm, t in (("forward", tf), ("input grad", tdx), ("weight grad", tdw)):
         print(f"torch conv2d fp32 N128 {c}->{c} {hw}^2 {nm:11s} {t:9.4f} ms {fl/t/1e9:8.2f} TFLOP/s")
-x = torch.randn(128, 64, 32, 32, device="cuda")
+# Batch norm in training, forward and backward, on bench ops' two shapes: the compulsory bytes per
+# element are 8 forward (read x, write y) and 12 backward (read x and gy, write gx), as there.
 bn = torch.nn.BatchNorm2d(64).cuda().train()
-t = ms(lambda: bn(x))
-print(f"torch batch_norm train fwd 128x64x32x32  {t:9.4f} ms")
+for shape in ((128, 64, 32, 32), (256, 64, 64, 64)):
+    x = torch.randn(*shape, device="cuda", requires_grad=True)
+    y = bn(x)
+    g = torch.randn_like(y)
+    n = x.numel()
+    tf = ms(lambda: bn(x))
+    tb = ms(lambda: torch.autograd.grad(y, (x, bn.weight, bn.bias), g, retain_graph=True))
+    name = "x".join(map(str, shape))
+    print(f"torch batch_norm train fwd {name:14s} {tf:9.4f} ms {8*n/tf/1e6:8.1f} GB/s")
+    print(f"torch batch_norm backward  {name:14s} {tb:9.4f} ms {12*n/tb/1e6:8.1f} GB/s")
 EOF
 echo "peer exit status $? (not counted as a failure)" >> "$BENCH"
 fi
-sed -n '/^--- torch peer/,$p' "$BENCH" | tail -16
+sed -n '/^--- torch peer/,$p' "$BENCH" | tail -22
 fi
 
 echo

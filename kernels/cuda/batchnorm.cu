@@ -15,7 +15,8 @@
 // per-channel finalize that writes gweight = sum(gy * xhat) and gbias = sum(gy), and one fused
 // pass for the closed form gx = w * invstd * (gy - sum(gy)/M - xhat * sum(gy*xhat)/M).
 // With --bn persistent, training forward and backward each run as one cooperative kernel instead,
-// which reads x (and gy) once; see "The persistent path" below.
+// which reads x (and gy) once, streaming it through shared memory with cp.async; see "The
+// persistent path" below.
 // Per-channel vectors (weight, bias, running stats, saved stats) may be f32, f64 or bf16: they
 // are read and written through their run-time dtype.
 #include <cstdio>
@@ -436,32 +437,37 @@ void check_bn(const Tensor& x, const char* what) {
 // which reads its input once. The passes above read x (and gy) twice, because the normalize pass
 // needs the statistics of a whole channel, and a DRAM-sized tensor is gone from L2 by then.
 //
-// Every block is resident for the whole kernel, with two stages of shared memory. Each channel's
-// N*S values are split into P chunks, and the B blocks take the C*P chunks in rounds, B at a time
-// in channel order (bn_plan.h), so a channel's chunks lie in one round or in two consecutive ones.
-// Round r of a block:
-//   1. (done in round r - 1) load its chunk of round r into shared memory, summing as it goes;
-//      write the block's partial sums and count itself in as arrived for its channel;
-//   2. load its chunk of round r + 1 into the other stage, the same way;
+// Every block is resident for the whole kernel, with NS stages of shared memory (NS = 3 by
+// default, bn_stages). Each channel's N*S values are split into P chunks, and the B blocks take
+// the C*P chunks in rounds, B at a time in channel order (bn_plan.h), so a channel's chunks lie in
+// one round or in two consecutive ones. A block copies its chunks from global into shared memory
+// with cp.async, which needs no registers and lets the copies of a whole chunk (and, with three
+// stages, of the chunk after it) be in flight while the block does other work. Round r of a block:
+//   1. start the copies of its chunk of round r + NS - 1, into the stage round r - 1 used;
+//   2. wait for the copies of round r + 1 (started in round r + 2 - NS), sum that chunk from
+//      shared memory, write the block's partial sums and count itself in as arrived for its
+//      channel;
 //   3. wait until all P chunks of the channel of its round-r chunk have arrived;
 //   4. add the channel's P partial sums in a fixed order (each block of the channel the same way,
 //      so they all get the same statistics; deterministic), and normalize its chunk of round r
 //      from shared memory. The block holding the channel's first chunk writes the per-channel
 //      outputs.
-// Loads are not in flight during a wait: step 2 ends with its sums, so its loads have landed. What
-// overlaps a wait is other blocks' loads and this block's stores still draining. The waits cannot
-// deadlock: every block loads and counts in its chunk of round r + 1 before it waits in round r,
-// and a wait in round r needs only chunks of rounds r - 1 to r + 1 (a channel spans at most two
-// rounds); so by induction on r every wait ends, and a cooperative launch keeps every block
-// resident meanwhile (should that ever fail, a wait gives up after 20 s: see bn_gather). In place (y = x, gx = gy) is
-// safe: a chunk is written only after every chunk of its channel has been loaded (and the forward's shift read). It
-// needs planes of whole 16-byte packs (a pack never straddles two channels) and 16-byte aligned tensors; each pack of a
-// chunk is one load and one store.
+// With three stages, round r + 2's copies stream in during steps 2 to 4, so the device's memory
+// stays busy while blocks wait for one another; with two, step 2 waits for copies started in
+// step 1. The waits cannot deadlock: every block sums and counts in its chunk of round r + 1
+// before it waits in round r, and a wait in round r needs only chunks of rounds r - 1 to r + 1 (a
+// channel spans at most two rounds); so by induction on r every wait ends, and a cooperative
+// launch keeps every block resident meanwhile (should that ever fail, a wait gives up after 20 s:
+// see bn_gather). In place (y = x, gx = gy) is safe: a chunk is written only after every chunk of
+// its channel has landed in shared memory (and the forward's shift was read), and the copies in
+// flight then are of rounds two ahead, other channels. It needs planes of whole 16-byte packs (a
+// pack never straddles two channels) and 16-byte aligned tensors. Pack q of a chunk is copied,
+// summed and normalized by thread q % kPThreads alone, so a stage needs no barrier between its
+// uses: each thread waits for its own copies.
 // ---------------------------------------------------------------------------------------------
 
 constexpr int kPThreads = 512;    // threads of a persistent block
 constexpr int kPBlocksPerSm = 2;  // blocks per SM it is laid out for
-constexpr int kPUnroll = 4;       // loads a thread issues before it stores any to shared memory
 
 // This block's chunk of round r (see bn_plan.h).
 __device__ __forceinline__ BnChunk bn_chunk(const BnGeom& g, const BnPlan& p, int64_t r) {
@@ -475,7 +481,39 @@ __device__ __forceinline__ int64_t bn_pack_offset(const BnGeom& g, const BnChunk
   return (n * g.C + k.c) * g.S + (int64_t(j) - n * g.S);
 }
 
-// Step 1's end: thread 0 publishes the block's partial sums, then counts the block in.
+// Asynchronous copies of 16 bytes from global to shared memory (cp.async, sm_80 and later): a
+// thread's copies since its last commit form a group, and cp_async_wait<N> returns once at most
+// the N latest groups of the thread are still in flight, with the others' bytes visible to the
+// thread. Before sm_80 the copy is a plain load and store, and the wait does nothing.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  const unsigned s = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem) : "memory");
+#else
+  *static_cast<uint4*>(smem) = *static_cast<const uint4*>(gmem);
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+// Step 1 for one input: this thread's packs of chunk k (none when the block holds no chunk).
+template <class T>
+__device__ __forceinline__ void bn_copy_chunk(const T* in, const BnGeom& g, const BnChunk& k, Pack<T>* stage) {
+  if (k.c < 0) return;
+  for (int64_t q = threadIdx.x; q < k.len / Pack<T>::V; q += kPThreads)
+    cp_async16(stage + q, in + bn_pack_offset(g, k, q, Pack<T>::V));
+}
+
+// Step 2's end: thread 0 publishes the block's partial sums, then counts the block in.
 __device__ __forceinline__ void bn_arrive(double* partial, unsigned* arrived, const BnPlan& p, const BnChunk& k,
                                           double a, double b) {
   if (threadIdx.x != 0) return;
@@ -498,7 +536,9 @@ __device__ __forceinline__ uint64_t bn_global_ns() {
 // fails, starting with the next one on the stream), but the process ends instead of hanging.
 constexpr uint64_t kBnWaitLimitNs = 20'000'000'000ull;
 
-// Step 3 and 4's sums: waits for the P blocks of channel c, then adds their partial sums in order.
+// Steps 3 and 4's sums: waits for the P blocks of channel c, then adds their partial sums in
+// order. Thread 0's acquire load synchronizes with every block's release of the count, and the
+// barrier carries that to the other threads, so no further fence is needed.
 __device__ __forceinline__ void bn_gather(const double* partial, unsigned* arrived, const BnPlan& p, int64_t c,
                                           double& a, double& b) {
   if (threadIdx.x == 0) {
@@ -515,7 +555,6 @@ __device__ __forceinline__ void bn_gather(const double* partial, unsigned* arriv
         __trap();
       }
     }
-    __threadfence();
   }
   __syncthreads();
   a = b = 0;
@@ -526,59 +565,59 @@ __device__ __forceinline__ void bn_gather(const double* partial, unsigned* arriv
   block_sum2(a, b);
 }
 
-// Forward, step 1 or 2 for one round: x's chunk into `stage`, and the sums of d = x - shift, d^2
-// (shift = the channel's first value, as in bn_stats_kernel). Returns the shift.
+// The forward's shift of chunk k's channel: its first value, as bn_stats_kernel (0 for no chunk).
 template <class T>
-__device__ double bn_persistent_load(const T* x, const BnGeom& g, const BnPlan& p, const BnChunk& k, Pack<T>* stage,
-                                     double* partial, unsigned* arrived) {
-  using A = Acc<T>;
-  using P = Pack<T>;
-  const double shift = double(A(x[k.c * g.S]));
-  const int64_t packs = k.len / P::V;  // M and the chunk are whole packs
-  double s1 = 0, s2 = 0;
-  for (int64_t q0 = threadIdx.x; q0 < packs; q0 += kPUnroll * kPThreads) {
-    P v[kPUnroll];
-#pragma unroll
-    for (int u = 0; u < kPUnroll; ++u) {
-      const int64_t q = q0 + int64_t(u) * kPThreads;
-      if (q < packs) v[u] = *reinterpret_cast<const P*>(x + bn_pack_offset(g, k, q, P::V));
-    }
-#pragma unroll
-    for (int u = 0; u < kPUnroll; ++u) {
-      const int64_t q = q0 + int64_t(u) * kPThreads;
-      if (q >= packs) continue;
-      stage[q] = v[u];  // pack q is read back by this same thread only
-      add_pack_moments<T>(v[u], shift, s1, s2);
-    }
-  }
-  block_sum2(s1, s2);
-  bn_arrive(partial, arrived, p, k, s1, s2);
-  return shift;
+__device__ __forceinline__ double bn_shift(const T* x, const BnGeom& g, const BnChunk& k) {
+  return k.c >= 0 ? double(Acc<T>(x[k.c * g.S])) : 0.0;
 }
 
-template <class T>
+template <class T, int NS>
 __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
     bn_persistent_forward_kernel(const T* x, T* y, BnGeom g, BnPlan p, double* partial, unsigned* arrived,
                                  BnForwardArgs a) {
+  static_assert(NS == 2 || NS == 3, "two or three stages");
   using A = Acc<T>;
   using P = Pack<T>;
   extern __shared__ __align__(16) unsigned char bn_smem[];
-  P* stages = reinterpret_cast<P*>(bn_smem);  // [2][p.stage / V]
+  P* const stages = reinterpret_cast<P*>(bn_smem);  // [NS][p.stage / V]
   const int64_t stage_packs = p.stage / P::V;
+  auto stage = [&](int64_t r) { return stages + (r % NS) * stage_packs; };
+  // Step 2 for chunk k in `st`: the sums of d = x - shift and d^2, published.
+  auto sum_and_arrive = [&](const BnChunk& k, const P* st, double shift) {
+    if (k.c < 0) return;
+    double s1 = 0, s2 = 0;
+    for (int64_t q = threadIdx.x; q < k.len / P::V; q += kPThreads) add_pack_moments<T>(st[q], shift, s1, s2);
+    block_sum2(s1, s2);
+    bn_arrive(partial, arrived, p, k, s1, s2);
+  };
+  // Before round 0: the copies of rounds 0 to NS - 2 started, round 0's sums published. The
+  // shifts are read as the copies start, so their latency hides behind the copies'.
+  for (int64_t r = 0; r + 1 < NS; ++r) {
+    bn_copy_chunk(x, g, bn_chunk(g, p, r), stage(r));
+    cp_async_commit();
+  }
   BnChunk cur = bn_chunk(g, p, 0);
-  double shift = cur.c >= 0 ? bn_persistent_load(x, g, p, cur, stages, partial, arrived) : 0.0;
+  double shift = bn_shift(x, g, cur);
+  double next_shift = NS == 3 ? bn_shift(x, g, bn_chunk(g, p, 1)) : 0.0;
+  cp_async_wait<NS - 2>();
+  sum_and_arrive(cur, stage(0), shift);
   for (int64_t r = 0; r < p.rounds; ++r) {
-    P* stage = stages + (r & 1) * stage_packs;
-    const BnChunk next = bn_chunk(g, p, r + 1);
-    const double next_shift =
-        next.c >= 0 ? bn_persistent_load(x, g, p, next, stages + ((r + 1) & 1) * stage_packs, partial, arrived) : 0.0;
-    if (cur.c >= 0) {
+    const BnChunk ahead = bn_chunk(g, p, r + NS - 1);  // step 1
+    bn_copy_chunk(x, g, ahead, stage(r + NS - 1));
+    cp_async_commit();
+    const double ahead_shift = bn_shift(x, g, ahead);
+    if constexpr (NS == 2) next_shift = ahead_shift;
+    const BnChunk next = bn_chunk(g, p, r + 1);  // step 2
+    cp_async_wait<NS - 2>();
+    sum_and_arrive(next, stage(r + 1), next_shift);
+    if (cur.c >= 0) {  // steps 3 and 4
       double s1, s2, scale, offset;
       bn_gather(partial, arrived, p, cur.c, s1, s2);
       bn_finalize_channel(a, cur.c, g.M, shift, s1, s2, cur.part == 0 && threadIdx.x == 0, scale, offset);
       const A sa = A(scale), oa = A(offset);
+      const P* st = stage(r);
       for (int64_t q = threadIdx.x; q < cur.len / P::V; q += kPThreads) {
-        P v = stage[q];
+        P v = st[q];
 #pragma unroll
         for (int e = 0; e < P::V; ++e) v.v[e] = to_storage<T>(A(v.v[e]) * sa + oa);
         *reinterpret_cast<P*>(y + bn_pack_offset(g, cur, q, P::V)) = v;
@@ -586,62 +625,54 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
     }
     cur = next;
     shift = next_shift;
+    if constexpr (NS == 3) next_shift = ahead_shift;
   }
 }
 
-// Backward, step 1 or 2: the chunks of x and gy into their stages, and the sums of gy and
-// gy * (x - mean) (as bn_backward_stats_kernel).
-template <class T>
-__device__ void bn_persistent_backward_load(const T* x, const T* gy, const BnGeom& g, const BnPlan& p, const BnChunk& k,
-                                            Pack<T>* xs, Pack<T>* gs, ChanVec save_mean, double* partial,
-                                            unsigned* arrived) {
-  using A = Acc<T>;
-  using P = Pack<T>;
-  constexpr int U = kPUnroll / 2;  // two loads per pack: x and gy
-  const double mean = double(A(save_mean.get(k.c, 0.0)));
-  const int64_t packs = k.len / P::V;
-  double s1 = 0, s2 = 0;
-  for (int64_t q0 = threadIdx.x; q0 < packs; q0 += U * kPThreads) {
-    P xv[U], gv[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int64_t q = q0 + int64_t(u) * kPThreads;
-      if (q >= packs) continue;
-      const int64_t o = bn_pack_offset(g, k, q, P::V);
-      xv[u] = *reinterpret_cast<const P*>(x + o);
-      gv[u] = *reinterpret_cast<const P*>(gy + o);
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int64_t q = q0 + int64_t(u) * kPThreads;
-      if (q >= packs) continue;
-      xs[q] = xv[u];
-      gs[q] = gv[u];
-      add_pack_grad_sums<T>(xv[u], gv[u], mean, s1, s2);
-    }
-  }
-  block_sum2(s1, s2);
-  bn_arrive(partial, arrived, p, k, s1, s2);
-}
-
-template <class T>
+// The backward's stages hold x and gy: stage s of input i (0: x, 1: gy) at [s][i][p.stage / V].
+template <class T, int NS>
 __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
     bn_persistent_backward_kernel(const T* x, const T* gy, T* gx, BnGeom g, BnPlan p, double* partial,
                                   unsigned* arrived, BnBackwardArgs a) {
+  static_assert(NS == 2 || NS == 3, "two or three stages");
   using A = Acc<T>;
   using P = Pack<T>;
   extern __shared__ __align__(16) unsigned char bn_smem[];
-  P* stages = reinterpret_cast<P*>(bn_smem);  // [2][x, gy][p.stage / V]
+  P* const stages = reinterpret_cast<P*>(bn_smem);
   const int64_t stage_packs = p.stage / P::V;
-  auto xs = [&](int64_t r) { return stages + (r & 1) * 2 * stage_packs; };
-  auto gs = [&](int64_t r) { return stages + ((r & 1) * 2 + 1) * stage_packs; };
+  auto xs = [&](int64_t r) { return stages + (r % NS) * 2 * stage_packs; };
+  auto gs = [&](int64_t r) { return stages + ((r % NS) * 2 + 1) * stage_packs; };
+  auto copy = [&](int64_t r, const BnChunk& k) {
+    bn_copy_chunk(x, g, k, xs(r));
+    bn_copy_chunk(gy, g, k, gs(r));
+    cp_async_commit();
+  };
+  // The mean of chunk k's channel (saved by the forward), read as its copies start.
+  auto mean_of = [&](const BnChunk& k) { return k.c >= 0 ? double(A(a.save_mean.get(k.c, 0.0))) : 0.0; };
+  // Step 2 for the chunk of round r: the sums of gy and gy * (x - mean), published.
+  auto sum_and_arrive = [&](int64_t r, const BnChunk& k, double mean) {
+    if (k.c < 0) return;
+    const P* xr = xs(r);
+    const P* gr = gs(r);
+    double s1 = 0, s2 = 0;
+    for (int64_t q = threadIdx.x; q < k.len / P::V; q += kPThreads) add_pack_grad_sums<T>(xr[q], gr[q], mean, s1, s2);
+    block_sum2(s1, s2);
+    bn_arrive(partial, arrived, p, k, s1, s2);
+  };
+  for (int64_t r = 0; r + 1 < NS; ++r) copy(r, bn_chunk(g, p, r));
   BnChunk cur = bn_chunk(g, p, 0);
-  if (cur.c >= 0) bn_persistent_backward_load(x, gy, g, p, cur, xs(0), gs(0), a.save_mean, partial, arrived);
+  double next_mean = NS == 3 ? mean_of(bn_chunk(g, p, 1)) : 0.0;
+  cp_async_wait<NS - 2>();
+  sum_and_arrive(0, cur, mean_of(cur));
   for (int64_t r = 0; r < p.rounds; ++r) {
-    const BnChunk next = bn_chunk(g, p, r + 1);
-    if (next.c >= 0)
-      bn_persistent_backward_load(x, gy, g, p, next, xs(r + 1), gs(r + 1), a.save_mean, partial, arrived);
-    if (cur.c >= 0) {
+    const BnChunk ahead = bn_chunk(g, p, r + NS - 1);  // step 1
+    copy(r + NS - 1, ahead);
+    const double ahead_mean = mean_of(ahead);
+    if constexpr (NS == 2) next_mean = ahead_mean;
+    const BnChunk next = bn_chunk(g, p, r + 1);  // step 2
+    cp_async_wait<NS - 2>();
+    sum_and_arrive(r + 1, next, next_mean);
+    if (cur.c >= 0) {  // steps 3 and 4
       double sg, sgd, k[4];
       bn_gather(partial, arrived, p, cur.c, sg, sgd);
       bn_backward_channel(a, cur.c, g.M, sg, sgd, cur.part == 0 && threadIdx.x == 0, k);
@@ -657,18 +688,20 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
       }
     }
     cur = next;
+    if constexpr (NS == 3) next_mean = ahead_mean;
   }
 }
 
-// What a persistent kernel gets on a device: its dynamic shared memory (two stages of `inputs`
-// arrays), the values one stage holds per input, and how many of its blocks are resident at once
-// per SM and in all (blocks 0: the persistent path does not run there). Worked out once per device
-// and kernel.
+// What a persistent kernel gets on a device: its dynamic shared memory (`stages` stages of
+// `inputs` arrays), the values one stage holds per input, and how many of its blocks are resident
+// at once per SM and in all (blocks 0: the persistent path does not run there). Worked out once
+// per device and kernel.
 struct PersistentFit {
   size_t smem = 0;
   int64_t stage = 0;
   int per_sm = 0;
   int64_t blocks = 0;
+  int stages = 0;
 };
 
 std::mutex g_persistent_mu;  // guards the two below
@@ -676,11 +709,12 @@ std::map<std::pair<int, const void*>, PersistentFit> g_persistent_fits;
 BnPersistentStats g_persistent_stats;
 
 template <class... KArgs>
-PersistentFit persistent_fit(int dev, void (*kernel)(KArgs...), int inputs, size_t elem_size) {
+PersistentFit persistent_fit(int dev, void (*kernel)(KArgs...), int inputs, int stages, size_t elem_size) {
   std::lock_guard<std::mutex> lock(g_persistent_mu);
   const auto key = std::make_pair(dev, reinterpret_cast<const void*>(kernel));
   if (auto it = g_persistent_fits.find(key); it != g_persistent_fits.end()) return it->second;
   PersistentFit f;
+  f.stages = stages;
   int coop = 0, per_sm = 0, reserved = 0, optin = 0;
   MINIMA_CUDA_CHECK(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev));
   MINIMA_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
@@ -689,8 +723,8 @@ PersistentFit persistent_fit(int dev, void (*kernel)(KArgs...), int inputs, size
   cudaFuncAttributes attr{};
   MINIMA_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
   // Shared memory per block: the SM's share for kPBlocksPerSm blocks, less what each block
-  // reserves and its static arrays, in whole units of two stages of 16-byte packs.
-  const int64_t unit = 2 * int64_t(inputs) * 16;
+  // reserves and its static arrays, in whole units of `stages` stages of 16-byte packs.
+  const int64_t unit = int64_t(stages) * inputs * 16;
   int64_t bytes = std::min<int64_t>(optin, per_sm / kPBlocksPerSm - reserved) - int64_t(attr.sharedSizeBytes);
   bytes = bytes / unit * unit;
   if (coop && bytes >= unit) {
@@ -701,7 +735,7 @@ PersistentFit persistent_fit(int dev, void (*kernel)(KArgs...), int inputs, size
     int occupancy = 0;
     MINIMA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occupancy, kernel, kPThreads, size_t(bytes)));
     f.smem = size_t(bytes);
-    f.stage = bytes / (2 * int64_t(inputs) * int64_t(elem_size));
+    f.stage = bytes / (int64_t(stages) * inputs * int64_t(elem_size));
     f.per_sm = occupancy;  // kPBlocksPerSm by design; fewer still runs, with half the blocks
     f.blocks = int64_t(occupancy) * sm_count(dev);
   }
@@ -723,6 +757,17 @@ void persistent_ran(bool forward, const BnPlan& plan, const PersistentFit& fit) 
   ++(forward ? s.forward_calls : s.backward_calls);
   (forward ? s.forward : s.backward) = plan;
   s.per_sm = fit.per_sm;
+  s.stages = fit.stages;
+}
+
+// The kernels of the configured depth (bn_stages).
+template <class T>
+auto persistent_forward_kernel() {
+  return bn_stages() == 2 ? bn_persistent_forward_kernel<T, 2> : bn_persistent_forward_kernel<T, 3>;
+}
+template <class T>
+auto persistent_backward_kernel() {
+  return bn_stages() == 2 ? bn_persistent_backward_kernel<T, 2> : bn_persistent_backward_kernel<T, 3>;
 }
 
 // Whether the persistent path takes this call: chosen, not while a graph is captured (the
@@ -731,7 +776,7 @@ template <class T, class... KArgs>
 bool use_persistent(const Ctx& ctx, const BnGeom& g, std::initializer_list<const Tensor*> ts, void (*kernel)(KArgs...),
                     int inputs, BnPlan& p, PersistentFit& f) {
   if (bn_impl() != BnImpl::Persistent || !bn_vec<T>(g, ts) || stream_capturing(ctx.dev)) return false;
-  f = persistent_fit(ctx.dev, kernel, inputs, sizeof(T));
+  f = persistent_fit(ctx.dev, kernel, inputs, bn_stages(), sizeof(T));
   return f.blocks > 0 && plan_bn_persistent(g.M, g.C, f.blocks, kPThreads, f.stage, Pack<T>::V, p);
 }
 
@@ -759,17 +804,18 @@ void CudaBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_m
                              chan(running_mean), chan(running_var), momentum,     eps};
     BnPlan plan;
     PersistentFit fit;
-    if (use_persistent<T>(ctx, g, {&x, &y}, bn_persistent_forward_kernel<T>, 1, plan, fit)) {
+    const auto kernel = persistent_forward_kernel<T>();
+    if (use_persistent<T>(ctx, g, {&x, &y}, kernel, 1, plan, fit)) {
       DeviceBuffer partial(size_t(g.C * plan.P * 2) * sizeof(double), ctx.dev);
       DeviceBuffer arrived(size_t(g.C) * sizeof(unsigned), ctx.dev);
       MINIMA_CUDA_CHECK(cudaMemsetAsync(arrived.data(), 0, arrived.size(), ctx.stream));
-      if (MINIMA_TRY_LAUNCH_COOPERATIVE(bn_persistent_forward_kernel<T>, dim3(unsigned(plan.B)), dim3(kPThreads),
-                                        fit.smem, ctx.stream, xp, static_cast<T*>(y.data_ptr()), g, plan,
-                                        partial.as<double>(), arrived.as<unsigned>(), args)) {
+      if (MINIMA_TRY_LAUNCH_COOPERATIVE(kernel, dim3(unsigned(plan.B)), dim3(kPThreads), fit.smem, ctx.stream, xp,
+                                        static_cast<T*>(y.data_ptr()), g, plan, partial.as<double>(),
+                                        arrived.as<unsigned>(), args)) {
         persistent_ran(true, plan, fit);
         return;
       }
-      persistent_refused(ctx.dev, bn_persistent_forward_kernel<T>);
+      persistent_refused(ctx.dev, kernel);
     }
     DeviceBuffer partial(size_t(g.C * g.splits * 2) * sizeof(double), ctx.dev);
     DeviceBuffer coef(size_t(g.C * 2) * sizeof(double), ctx.dev);
@@ -815,17 +861,17 @@ void CudaBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, c
     const BnBackwardArgs args{chan(weight), chan(save_mean), chan(save_invstd), chan(gweight), chan(gbias)};
     BnPlan plan;
     PersistentFit fit;
-    if (g.M > 0 && use_persistent<T>(ctx, g, {&x, &gy, &gx}, bn_persistent_backward_kernel<T>, 2, plan, fit)) {
+    const auto kernel = persistent_backward_kernel<T>();
+    if (g.M > 0 && use_persistent<T>(ctx, g, {&x, &gy, &gx}, kernel, 2, plan, fit)) {
       DeviceBuffer partial(size_t(g.C * plan.P * 2) * sizeof(double), ctx.dev);
       DeviceBuffer arrived(size_t(g.C) * sizeof(unsigned), ctx.dev);
       MINIMA_CUDA_CHECK(cudaMemsetAsync(arrived.data(), 0, arrived.size(), ctx.stream));
-      if (MINIMA_TRY_LAUNCH_COOPERATIVE(bn_persistent_backward_kernel<T>, dim3(unsigned(plan.B)), dim3(kPThreads),
-                                        fit.smem, ctx.stream, xp, gp, gxp, g, plan, partial.as<double>(),
-                                        arrived.as<unsigned>(), args)) {
+      if (MINIMA_TRY_LAUNCH_COOPERATIVE(kernel, dim3(unsigned(plan.B)), dim3(kPThreads), fit.smem, ctx.stream, xp, gp,
+                                        gxp, g, plan, partial.as<double>(), arrived.as<unsigned>(), args)) {
         persistent_ran(false, plan, fit);
         return;
       }
-      persistent_refused(ctx.dev, bn_persistent_backward_kernel<T>);
+      persistent_refused(ctx.dev, kernel);
     }
     DeviceBuffer partial(size_t(g.C * g.splits * 2) * sizeof(double), ctx.dev);
     DeviceBuffer coef(size_t(g.C * 4) * sizeof(double), ctx.dev);

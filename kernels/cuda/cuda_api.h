@@ -67,6 +67,7 @@ struct BnPersistentStats {
   int64_t forward_calls = 0, backward_calls = 0;
   BnPlan forward, backward;
   int per_sm = 0;
+  int stages = 0;  // of the latest call (bn_stages)
 };
 BnPersistentStats batch_norm_persistent_stats();
 

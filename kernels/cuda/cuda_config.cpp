@@ -10,6 +10,7 @@ namespace minima::cuda {
 
 namespace {
 std::atomic<int> g_gemm{int(Impl::Auto)}, g_conv{int(Impl::Auto)}, g_bn{int(BnImpl::Passes)};
+std::atomic<int> g_bn_stages{3};
 std::atomic<bool> g_tf32{false}, g_det{false};
 
 Impl parse(const std::string& name, const char* what, const char* vendor) {
@@ -50,6 +51,11 @@ void set_bn_impl(const std::string& name) {
 }
 BnImpl bn_impl() { return BnImpl(g_bn.load()); }
 std::string bn_impl_name() { return bn_impl() == BnImpl::Passes ? "passes" : "persistent"; }
+void set_bn_stages(int stages) {
+  MINIMA_CHECK(stages == 2 || stages == 3, "batch_norm: the persistent kernel has 2 or 3 stages, not ", stages);
+  g_bn_stages = stages;
+}
+int bn_stages() { return g_bn_stages.load(); }
 
 void set_allow_tf32(bool on) { g_tf32 = on; }
 bool allow_tf32() { return g_tf32; }
@@ -65,11 +71,17 @@ bool have_cudnn() {
 }
 
 ConfigGuard::ConfigGuard()
-    : gemm_(gemm_impl()), conv_(conv_impl()), bn_(bn_impl()), tf32_(allow_tf32()), det_(deterministic()) {}
+    : gemm_(gemm_impl()),
+      conv_(conv_impl()),
+      bn_(bn_impl()),
+      bn_stages_(bn_stages()),
+      tf32_(allow_tf32()),
+      det_(deterministic()) {}
 ConfigGuard::~ConfigGuard() {
   g_gemm = int(gemm_);
   g_conv = int(conv_);
   g_bn = int(bn_);
+  g_bn_stages = bn_stages_;
   g_tf32 = tf32_;
   g_det = det_;
 }

@@ -15,7 +15,9 @@
 //    as one cooperative kernel that keeps a round of channels in shared memory between its
 //    statistics and its normalize, so the input is read once (batchnorm.cu). Shapes it cannot
 //    hold (planes that are not whole 16-byte packs, channels too large for the device's shared
-//    memory) take the passes either way.
+//    memory) take the passes either way. bn_stages is the persistent kernel's pipeline depth: 3
+//    (the default) keeps a chunk's copies in flight while the block waits for its channel; 2 waits
+//    for each chunk's copies before it goes on, and is kept for `bench ops` to compare.
 //  * deterministic: two runs with the same seed give bitwise-equal results. What pays for it:
 //    index_add and scatter_add (and so the backward of index_select and gather) run one thread
 //    per output column over the indices in order instead of float atomics; max_pool2d's backward
@@ -40,6 +42,8 @@ std::string conv_impl_name();
 void set_bn_impl(const std::string& name);  // "passes" | "persistent"
 BnImpl bn_impl();
 std::string bn_impl_name();
+void set_bn_stages(int stages);  // 2 | 3
+int bn_stages();
 
 void set_allow_tf32(bool on);
 bool allow_tf32();
@@ -63,6 +67,7 @@ class ConfigGuard {
  private:
   Impl gemm_, conv_;
   BnImpl bn_;
+  int bn_stages_;
   bool tf32_, det_;
 };
 

@@ -183,48 +183,73 @@ CUDA_TEST_CASE("cuda batch_norm: training (running stats) and evaluation, with g
 CUDA_TEST_CASE("cuda batch_norm, persistent kernel (--bn persistent): matches the CPU in one or several rounds") {
   cuda::ConfigGuard guard;
   cuda::set_bn_impl("persistent");
-  // Both the forward and the backward must have run persistent (or neither, where they cannot).
-  auto check = [](const Shape& s, DType t) {
+  // Both the forward and the backward must have run persistent (or neither, where they cannot),
+  // with the pipeline depth asked for.
+  auto check = [](const Shape& s, DType t, int stages) {
     const int64_t pack = 16 / int64_t(dtype_size(t));
     const cuda::BnPersistentStats before = cuda::batch_norm_persistent_stats();
     check_batch_norm(s, t);
     const cuda::BnPersistentStats after = cuda::batch_norm_persistent_stats();
     const bool whole_packs = (s[2] * s[3]) % pack == 0;
-    INFO(dtype_name(t), " ", s, ": persistent expected ", whole_packs);
+    INFO(dtype_name(t), " ", s, ", ", stages, " stages: persistent expected ", whole_packs);
     CHECK((after.forward_calls > before.forward_calls) == whole_packs);
     CHECK((after.backward_calls > before.backward_calls) == whole_packs);
+    if (whole_packs) CHECK(after.stages == stages);
     return after;
   };
-  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
-    // One round with one chunk per channel (8x6x8x8); one channel (16x1x32x32); more channels than
-    // resident blocks, so several rounds of one chunk each (2x300x4x4); channels of several chunks
-    // each, in several rounds, with channels across two rounds, a short last round and a short last
-    // chunk (64x64x32x32); planes that do not hold whole packs fall back to the passes (planes of
-    // 35; planes of 4 in bfloat16).
-    for (const Shape& s : {Shape{8, 6, 8, 8}, Shape{16, 1, 32, 32}, Shape{2, 300, 4, 4}, Shape{64, 64, 32, 32},
-                           Shape{4, 3, 5, 7}, Shape{5, 4, 2, 2}})
-      check(s, t);
+  for (int stages : {3, 2}) {
+    cuda::set_bn_stages(stages);
+    for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+      // One round with one chunk per channel (8x6x8x8); one channel (16x1x32x32); more channels
+      // than resident blocks, so several rounds of one chunk each (2x300x4x4); channels of several
+      // chunks each, in several rounds, with channels across two rounds, a short last round and a
+      // short last chunk (64x64x32x32; in bfloat16 the backward only, so 128x64x32x32 adds a
+      // forward across rounds); planes that do not hold whole packs fall back to the passes
+      // (planes of 35; planes of 4 in bfloat16).
+      for (const Shape& s : {Shape{8, 6, 8, 8}, Shape{16, 1, 32, 32}, Shape{2, 300, 4, 4}, Shape{64, 64, 32, 32},
+                             Shape{4, 3, 5, 7}, Shape{5, 4, 2, 2}})
+        check(s, t, stages);
+    }
+    check(Shape{128, 64, 32, 32}, DType::bf16, stages);
+    // The benchmark's channel size (256x64x64). On an H200 (264 blocks), with two stages the
+    // forward of 3 channels is one round and of 4 channels two, with the last channel across them,
+    // and the backward of 3 channels two rounds with the middle channel across them; with three
+    // stages (smaller chunks) the forwards take two rounds and the backwards three and four.
+    for (const Shape& s : {Shape{256, 3, 64, 64}, Shape{256, 4, 64, 64}}) {
+      const cuda::BnPersistentStats st = check(s, DType::f32, stages);
+      MESSAGE(s, ", ", stages, " stages: forward ", st.forward.P, " chunks per channel in ", st.forward.rounds,
+              " round(s) of ", st.forward.B, " blocks; backward ", st.backward.P, " in ", st.backward.rounds, " of ",
+              st.backward.B, "; ", st.per_sm, " blocks per SM");
+    }
+    // Deterministic: the same chunks, summed in the same order, every run.
+    Tensor x = rnd({32, 16, 16, 16}, 118), gy = rnd({32, 16, 16, 16}, 119);
+    Tensor w = rnd({16}, 120).to(kGpu), b = rnd({16}, 121).to(kGpu);
+    std::vector<Tensor> runs[2];
+    for (auto& out : runs) {
+      Tensor xg = x.to(kGpu).requires_grad_(true), wg = w.detach().requires_grad_(true);
+      Tensor y = batch_norm(xg, wg, b, Tensor(), Tensor(), true);
+      y.backward(gy.to(kGpu));
+      out = {y.detach().cpu(), xg.grad().cpu(), wg.grad().cpu()};
+    }
+    for (size_t i = 0; i < runs[0].size(); ++i)
+      expect_equal(runs[1][i], runs[0][i], str("persistent run ", i, ", ", stages, " stages"));
+    // In place (y = x, then gx = gy), which batchnorm.cu's comment calls safe: bitwise the values
+    // of the out-of-place calls, over several rounds with channels across two of them.
+    Backend& be = backend_for(kGpu);
+    const Shape s{64, 64, 32, 32};
+    const TensorOptions o(DType::f32, kGpu);
+    const Tensor xs = rnd(s, 132).to(kGpu), gys = rnd(s, 133).to(kGpu);
+    Tensor y = empty(s, o), mean = empty({64}, o), invstd = empty({64}, o);
+    be.batch_norm_forward_train(y, mean, invstd, xs, Tensor(), Tensor(), Tensor(), Tensor(), 0.1, 1e-5);
+    Tensor in_place = xs.clone(), mean2 = empty({64}, o), invstd2 = empty({64}, o);
+    be.batch_norm_forward_train(in_place, mean2, invstd2, in_place, Tensor(), Tensor(), Tensor(), Tensor(), 0.1, 1e-5);
+    expect_equal(in_place.cpu(), y.cpu(), str("in-place forward, ", stages, " stages"));
+    expect_equal(mean2.cpu(), mean.cpu(), str("in-place forward's mean, ", stages, " stages"));
+    Tensor gx = empty(s, o), gy_in_place = gys.clone();
+    be.batch_norm_backward(gx, Tensor(), Tensor(), gys, xs, Tensor(), mean, invstd);
+    be.batch_norm_backward(gy_in_place, Tensor(), Tensor(), gy_in_place, xs, Tensor(), mean, invstd);
+    expect_equal(gy_in_place.cpu(), gx.cpu(), str("in-place backward, ", stages, " stages"));
   }
-  // The benchmark's channel size (256x64x64): on an H200 (264 blocks) the forward of 3 channels is
-  // one round and of 4 channels two, with the last channel across them; the backward of 3 channels
-  // takes two rounds with the middle channel across them.
-  for (const Shape& s : {Shape{256, 3, 64, 64}, Shape{256, 4, 64, 64}}) {
-    const cuda::BnPersistentStats st = check(s, DType::f32);
-    MESSAGE(s, ": forward ", st.forward.P, " chunks per channel in ", st.forward.rounds, " round(s) of ", st.forward.B,
-            " blocks; backward ", st.backward.P, " in ", st.backward.rounds, " of ", st.backward.B, "; ", st.per_sm,
-            " blocks per SM");
-  }
-  // Deterministic: the same chunks, summed in the same order, every run.
-  Tensor x = rnd({32, 16, 16, 16}, 118), gy = rnd({32, 16, 16, 16}, 119);
-  Tensor w = rnd({16}, 120).to(kGpu), b = rnd({16}, 121).to(kGpu);
-  std::vector<Tensor> runs[2];
-  for (auto& out : runs) {
-    Tensor xg = x.to(kGpu).requires_grad_(true), wg = w.detach().requires_grad_(true);
-    Tensor y = batch_norm(xg, wg, b, Tensor(), Tensor(), true);
-    y.backward(gy.to(kGpu));
-    out = {y.detach().cpu(), xg.grad().cpu(), wg.grad().cpu()};
-  }
-  for (size_t i = 0; i < runs[0].size(); ++i) expect_equal(runs[1][i], runs[0][i], str("persistent run ", i));
 }
 
 CUDA_TEST_CASE("cuda log_softmax, softmax, cross_entropy and nll_loss, with gradients") {
