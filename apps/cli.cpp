@@ -1,12 +1,16 @@
 // apps/cli.cpp: flag parsing, run directories and progress lines for the `minima` commands.
 #include "apps/cli.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <iostream>
 #include <sstream>
@@ -188,9 +192,40 @@ bool file_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
+// Locks dir/.lock for this process (see RunDir), and writes the process id into it for the
+// message another process shows. A file system without flock (some network mounts) runs unlocked,
+// with a warning.
+static std::shared_ptr<const int> lock_run_dir(const std::string& dir) {
+  const std::string path = dir + "/.lock";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  MINIMA_CHECK(fd >= 0, "cannot open ", path, ": ", std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char buf[64] = {};
+    const ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    ::close(fd);
+    std::string holder = n > 0 ? std::string(buf, size_t(n)) : std::string();
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    MINIMA_CHECK(err != EWOULDBLOCK, dir, " is in use by another minima process",
+                 holder.empty() ? std::string() : " (" + holder + ")", "; wait for it to end or choose another --out");
+    std::fprintf(stderr, "warning: cannot lock %s (%s); nothing stops another run from using %s at the same time\n",
+                 path.c_str(), std::strerror(err), dir.c_str());
+    return nullptr;
+  }
+  const std::string who = str("pid ", ::getpid(), "\n");
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, who.data(), who.size(), 0) != ssize_t(who.size())) {
+    // The lock holds without the note; only the message of a refused process loses the pid.
+  }
+  return std::shared_ptr<const int>(new int(fd), [](const int* p) {
+    ::close(*p);
+    delete p;
+  });
+}
+
 RunDir::RunDir(const std::string& dir, bool resumable) : dir_(dir) {
   MINIMA_CHECK(!dir.empty(), "--out must name a directory");
   make_dirs(dir);
+  lock_ = lock_run_dir(dir);
   MINIMA_CHECK(resumable || !file_exists(file("config.json")), dir,
                " already holds a run (its config.json); choose another --out or remove the old run");
 }

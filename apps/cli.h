@@ -15,6 +15,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -70,8 +71,12 @@ struct RegisterBench {
 class RunDir {
  public:
   RunDir() = default;
-  // Creates it (and parents). A directory that already holds a run (a config.json) is refused, so
-  // that no run overwrites another, unless `resumable`: commands with --resume check it themselves.
+  // Creates it (and parents) and locks it: while this RunDir or a copy of it lives, the process
+  // holds an exclusive flock on the directory's .lock file (which the system releases when the
+  // process ends, however it ends), so a second minima process given the same --out, such as a
+  // --resume while the first still runs, is refused instead of racing it for the same files. A
+  // directory that already holds a run (a config.json) is refused, so that no run overwrites
+  // another, unless `resumable`: commands with --resume check it themselves.
   explicit RunDir(const std::string& dir, bool resumable = false);
   const std::string& path() const { return dir_; }
   // --resume: throws, naming each one, unless every flag config.json recorded when the run started
@@ -88,6 +93,7 @@ class RunDir {
 
  private:
   std::string dir_;
+  std::shared_ptr<const int> lock_;  // the .lock file's descriptor; the last copy closes it
 };
 
 // metrics.csv: a header and one row per epoch/step; rewritten atomically on every append so a

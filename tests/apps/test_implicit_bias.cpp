@@ -1,7 +1,12 @@
 // tests/apps/test_implicit_bias.cpp: `minima min-norm`, `minima max-margin` and
 // `minima matrix-factorization` on small configurations, each asserting the claim it demonstrates,
 // plus their rejection of bad flags. Figures are checked when python3 with matplotlib is present.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 
 #include "app_test_util.h"
@@ -73,6 +78,36 @@ TEST_CASE("a finished run is never overwritten: --out must be a new directory, n
   }
   apptest::check_rejects("min-norm --n 5 --d 10 --iters 3 --sgd-batches 1 --no-plot --out " + tmp.path() + "/file",
                          "a file of that name exists and is not a directory");
+}
+
+TEST_CASE("a run directory in use by another process is refused, and free again once that process ends") {
+  apptest::TempDir tmp("run_dir_lock");
+  const std::string run = tmp.path() + "/run";
+  const std::string cfg = "min-norm --n 5 --d 10 --iters 3 --sgd-batches 1 --no-plot --out " + run;
+  REQUIRE(std::filesystem::create_directories(run));
+  // This test's process stands in for a minima still running there: it holds the lock a run
+  // holds, with its process id in the file as minima writes it.
+  const int fd = ::open((run + "/.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  REQUIRE(fd >= 0);
+  REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+  const std::string pid = std::to_string(::getpid());
+  REQUIRE(::pwrite(fd, ("pid " + pid + "\n").data(), pid.size() + 5, 0) == ssize_t(pid.size() + 5));
+  apptest::check_rejects(cfg, run + " is in use by another minima process (pid " + pid +
+                                  "); wait for it to end or choose another --out");
+  CHECK(!std::filesystem::exists(run + "/config.json"));  // refused before writing anything
+  // A resumable command is refused the same way, even with --resume.
+  apptest::check_rejects("train --arch mlp --subset 64 --epochs 1 --resume --out " + run,
+                         run + " is in use by another minima process (pid " + pid + ")");
+  CHECK(!std::filesystem::exists(run + "/config.json"));
+  ::close(fd);  // as when that process ends, however it ends
+  auto r = apptest::run_minima(cfg);
+  INFO(r.output);
+  CHECK(r.rc == 0);
+  CHECK(std::filesystem::exists(run + "/summary.json"));
+  // The run held the lock with its own process id, which is not this one.
+  const std::string note = read_file(run + "/.lock");
+  CHECK(note.rfind("pid ", 0) == 0);
+  CHECK(note != "pid " + pid + "\n");
 }
 
 TEST_CASE("max-margin: the SVM finds (0.5, 0.5) and GD converges in direction where Adam does not on stretched data") {
