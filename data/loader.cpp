@@ -175,6 +175,9 @@ void Loader::start_epoch(int64_t epoch) {
 }
 
 // Reuses `t` as the output when nobody else holds it (same shape, dtype and device), else allocates.
+// The batch is then written through raw pointers, which does not count as an in-place write
+// (Tensor::mark_modified): that is sound only because a reused storage has no other holder, so no
+// autograd node can have saved the previous batch, nor can a caller still read it.
 static void output(Tensor& t, const Shape& shape, DType dt, Device dev) {
   if (t.defined() && t.impl_ptr().use_count() == 1 && t.storage().use_count() == 1 && t.shape() == shape &&
       t.dtype() == dt && t.device() == dev && t.is_contiguous() && t.offset() == 0 && !t.requires_grad())
