@@ -49,8 +49,9 @@ int run_eval(cli::Args& a) {
 
   // The metadata's shapes are checked against the file and the data before the network is built
   // from them: a corrupt input shape or class count could otherwise ask for gigabytes.
-  int64_t stored = 0;  // every network ends in a layer with a weight row per class
-  for (const auto& [name, t] : file.tensors) stored += t.numel();
+  int64_t stored = 0;  // the model's values (a checkpoint also holds the optimizer's state)
+  for (const auto& [name, t] : file.tensors)
+    if (name.rfind("optimizer.", 0) != 0) stored += t.numel();
   MINIMA_CHECK(info.classes <= stored, "eval: ", weights, " claims ", info.classes, " classes but stores only ", stored,
                " values");
   data::Splits splits = data::load_dataset(dataset, dir);
@@ -61,7 +62,19 @@ int run_eval(cli::Args& a) {
   MINIMA_CHECK(ds.num_classes <= info.classes, "eval: ", dataset, " has ", ds.num_classes,
                " classes but the model outputs ", info.classes);
 
+  // The size of the network for the claimed class count, from the same network with one and with
+  // two classes (a network's size is affine in its class count), must be the file's, before it is
+  // built.
   Generator g(0);  // the initial weights are overwritten by the file
+  auto values_for = [&](int64_t classes) {
+    int64_t n = 0;
+    for (const auto& [name, t] : nn::make_model(info.arch, info.in_chw, classes, g)->state_dict()) n += t.numel();
+    return n;
+  };
+  const int64_t one = values_for(1), per_class = values_for(2) - one;
+  MINIMA_CHECK(one + (info.classes - 1) * per_class == stored, "eval: ", weights, " stores ", stored, " values, but a ",
+               info.arch, " for ", shape_str(info.in_chw), " inputs with ", info.classes, " classes has ",
+               one + (info.classes - 1) * per_class);
   auto model = nn::make_model(info.arch, info.in_chw, info.classes, g);
   try {
     nn::load_state_dict(*model, file.tensors, {"optimizer."});

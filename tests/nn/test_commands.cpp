@@ -161,6 +161,21 @@ TEST_CASE("minima models and eval refuse class counts and shapes too large to bu
     INFO(out);
     CHECK(rc != 0);
     CHECK(out.find("images are 1x28x28 but " + path + " was trained on [1, 20000, 20000]") != std::string::npos);
+    // A class count within the bound above but not the file's is refused before the network is
+    // built: 100,000 classes would make the last layer 205 MB for a file of 2.7 MB.
+    for (const auto& [classes, values] :
+         {std::pair<std::string, std::string>{"100000", "51964576"}, {"11", "670219"}}) {
+      for (auto& kv : f.metadata) {
+        if (kv.first == "classes") kv.second = classes;
+        if (kv.first == "in_shape") kv.second = "1x28x28";
+      }
+      nn::save_safetensors(path, f.tensors, f.metadata);
+      out = run("eval --device cpu --weights " + path, rc);
+      INFO(out);
+      CHECK(rc != 0);
+      CHECK(out.find("error: eval: " + path + " stores 669706 values, but a mlp for [1, 28, 28] inputs with " +
+                     classes + " classes has " + values) != std::string::npos);
+    }
   }
   std::remove(path.c_str());
 }
