@@ -96,11 +96,21 @@ __device__ __forceinline__ int64_t bn_offset(const BnGeom& g, int64_t c, int64_t
   return (n * g.C + c) * g.S + s;
 }
 
-// Block-wide sum of two doubles (a block of whole warps, up to 1024 threads; every thread gets the sums).
+// Block-wide sum of two doubles (a block of whole warps, up to 1024 threads; every thread gets the
+// sums): block_sum's tree for both at once, so two barriers instead of four and the same sums.
 __device__ __forceinline__ void block_sum2(double& a, double& b) {
   __shared__ double sa[32], sb[32];
-  a = block_sum(a, sa);
-  b = block_sum(b, sb);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  a = warp_sum(a);
+  b = warp_sum(b);
+  __syncthreads();  // the scratch of the previous call has been read
+  if (lane == 0) {
+    sa[warp] = a;
+    sb[warp] = b;
+  }
+  __syncthreads();
+  a = warp_sum(lane < nw ? sa[lane] : 0.0);
+  b = warp_sum(lane < nw ? sb[lane] : 0.0);
 }
 
 // grid (C, splits): partial[(c * splits + split) * 2 + {0, 1}] = sums of d and d^2, d = x - x[c, 0].
@@ -458,9 +468,10 @@ void check_bn(const Tensor& x, const char* what) {
 // before it waits in round r, and a wait in round r needs only chunks of rounds r - 1 to r + 1 (a
 // channel spans at most two rounds); so by induction on r every wait ends, and a cooperative
 // launch keeps every block resident meanwhile (should that ever fail, a wait gives up after 20 s:
-// see bn_gather). In place (y = x, gx = gy) is safe: a chunk is written only after every chunk of
-// its channel has landed in shared memory (and the forward's shift was read), and the copies in
-// flight then are of rounds two ahead, other channels. It needs planes of whole 16-byte packs (a
+// see bn_gather). In place (y = x, gx = gy) is safe: chunks are disjoint, each is read only by the
+// block that holds it, and before that block writes it back; the one value read across blocks,
+// the forward's shift (a channel's first value), is read by each block of the channel before it
+// counts itself in, and so before the channel is written. It needs planes of whole 16-byte packs (a
 // pack never straddles two channels) and 16-byte aligned tensors. Pack q of a chunk is copied,
 // summed and normalized by thread q % kPThreads alone, so a stage needs no barrier between its
 // uses: each thread waits for its own copies.
@@ -722,22 +733,31 @@ PersistentFit persistent_fit(int dev, void (*kernel)(KArgs...), int inputs, int 
   MINIMA_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
   cudaFuncAttributes attr{};
   MINIMA_CUDA_CHECK(cudaFuncGetAttributes(&attr, kernel));
-  // Shared memory per block: the SM's share for kPBlocksPerSm blocks, less what each block
-  // reserves and its static arrays, in whole units of `stages` stages of 16-byte packs.
+  // Shared memory per block: the SM's share for `per` blocks, less what each block reserves and
+  // its static arrays, in whole units of `stages` stages of 16-byte packs.
   const int64_t unit = int64_t(stages) * inputs * 16;
-  int64_t bytes = std::min<int64_t>(optin, per_sm / kPBlocksPerSm - reserved) - int64_t(attr.sharedSizeBytes);
-  bytes = bytes / unit * unit;
-  if (coop && bytes >= unit) {
+  auto bytes_for = [&](int per) {
+    const int64_t b = std::min<int64_t>(optin, per_sm / per - reserved) - int64_t(attr.sharedSizeBytes);
+    return b / unit * unit;
+  };
+  // Laid out for kPBlocksPerSm blocks per SM. Should an SM hold fewer of them (a device with fewer
+  // registers, or a carveout not granted), one block per SM takes the whole shared memory
+  // instead, so no stage space sits idle.
+  for (int per : {kPBlocksPerSm, 1}) {
+    const int64_t bytes = bytes_for(per);
+    if (!coop || bytes < unit) continue;
     MINIMA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
     // The stages take the SM's whole shared memory: ask for the largest carveout, not L1.
     MINIMA_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
     int occupancy = 0;
     MINIMA_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occupancy, kernel, kPThreads, size_t(bytes)));
+    if (occupancy < per && per > 1) continue;
     f.smem = size_t(bytes);
     f.stage = bytes / (int64_t(stages) * inputs * int64_t(elem_size));
-    f.per_sm = occupancy;  // kPBlocksPerSm by design; fewer still runs, with half the blocks
+    f.per_sm = occupancy;
     f.blocks = int64_t(occupancy) * sm_count(dev);
+    break;
   }
   g_persistent_fits[key] = f;
   return f;
@@ -760,23 +780,23 @@ void persistent_ran(bool forward, const BnPlan& plan, const PersistentFit& fit) 
   s.stages = fit.stages;
 }
 
-// The kernels of the configured depth (bn_stages).
+// The kernels with `stages` stages (bn_stages() read once per call, so the kernel and its fit agree).
 template <class T>
-auto persistent_forward_kernel() {
-  return bn_stages() == 2 ? bn_persistent_forward_kernel<T, 2> : bn_persistent_forward_kernel<T, 3>;
+auto persistent_forward_kernel(int stages) {
+  return stages == 2 ? bn_persistent_forward_kernel<T, 2> : bn_persistent_forward_kernel<T, 3>;
 }
 template <class T>
-auto persistent_backward_kernel() {
-  return bn_stages() == 2 ? bn_persistent_backward_kernel<T, 2> : bn_persistent_backward_kernel<T, 3>;
+auto persistent_backward_kernel(int stages) {
+  return stages == 2 ? bn_persistent_backward_kernel<T, 2> : bn_persistent_backward_kernel<T, 3>;
 }
 
 // Whether the persistent path takes this call: chosen, not while a graph is captured (the
 // cooperative launch is kept out of graphs), whole packs per plane, aligned, and a fitting plan.
 template <class T, class... KArgs>
 bool use_persistent(const Ctx& ctx, const BnGeom& g, std::initializer_list<const Tensor*> ts, void (*kernel)(KArgs...),
-                    int inputs, BnPlan& p, PersistentFit& f) {
+                    int inputs, int stages, BnPlan& p, PersistentFit& f) {
   if (bn_impl() != BnImpl::Persistent || !bn_vec<T>(g, ts) || stream_capturing(ctx.dev)) return false;
-  f = persistent_fit(ctx.dev, kernel, inputs, bn_stages(), sizeof(T));
+  f = persistent_fit(ctx.dev, kernel, inputs, stages, sizeof(T));
   return f.blocks > 0 && plan_bn_persistent(g.M, g.C, f.blocks, kPThreads, f.stage, Pack<T>::V, p);
 }
 
@@ -804,8 +824,9 @@ void CudaBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_m
                              chan(running_mean), chan(running_var), momentum,     eps};
     BnPlan plan;
     PersistentFit fit;
-    const auto kernel = persistent_forward_kernel<T>();
-    if (use_persistent<T>(ctx, g, {&x, &y}, kernel, 1, plan, fit)) {
+    const int stages = bn_stages();
+    const auto kernel = persistent_forward_kernel<T>(stages);
+    if (use_persistent<T>(ctx, g, {&x, &y}, kernel, 1, stages, plan, fit)) {
       DeviceBuffer partial(size_t(g.C * plan.P * 2) * sizeof(double), ctx.dev);
       DeviceBuffer arrived(size_t(g.C) * sizeof(unsigned), ctx.dev);
       MINIMA_CUDA_CHECK(cudaMemsetAsync(arrived.data(), 0, arrived.size(), ctx.stream));
@@ -861,8 +882,9 @@ void CudaBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, c
     const BnBackwardArgs args{chan(weight), chan(save_mean), chan(save_invstd), chan(gweight), chan(gbias)};
     BnPlan plan;
     PersistentFit fit;
-    const auto kernel = persistent_backward_kernel<T>();
-    if (g.M > 0 && use_persistent<T>(ctx, g, {&x, &gy, &gx}, kernel, 2, plan, fit)) {
+    const int stages = bn_stages();
+    const auto kernel = persistent_backward_kernel<T>(stages);
+    if (g.M > 0 && use_persistent<T>(ctx, g, {&x, &gy, &gx}, kernel, 2, stages, plan, fit)) {
       DeviceBuffer partial(size_t(g.C * plan.P * 2) * sizeof(double), ctx.dev);
       DeviceBuffer arrived(size_t(g.C) * sizeof(unsigned), ctx.dev);
       MINIMA_CUDA_CHECK(cudaMemsetAsync(arrived.data(), 0, arrived.size(), ctx.stream));
