@@ -149,7 +149,7 @@ step "2. CUDA tests (test_cuda, test_data's GPU pipeline)"
 # The persistent batch-norm kernel runs in a process of its own: it has not yet run on a GPU, and
 # if it faulted or its 20 s wait gave up, the lost CUDA context would fail every test after it.
 run_step "test_cuda" 180 "$TESTS" "$BUILD/test_cuda" --no-intro --duration=true -tce="*persistent kernel*"
-run_step "test_cuda: persistent batch norm" 60 "$TESTS" "$BUILD/test_cuda" --no-intro --duration=true \
+run_step "test_cuda: persistent batch norm" 90 "$TESTS" "$BUILD/test_cuda" --no-intro --duration=true \
   -tc="*persistent kernel*"
 run_step "test_data: GPU batches == CPU" 60 "$TESTS" "$BUILD/test_data" --no-intro --duration=true -tc="loader cuda*"
 # Every CUDA test skips when it sees no device, and doctest calls that a pass.
@@ -174,7 +174,7 @@ else
   echo "--- memcheck" >> "$TESTS"
   MINIMA_CUDA_ALLOCATOR=direct run_step "memcheck (subset)" 90 "$TESTS" "$SAN" --tool memcheck \
     --error-exitcode 99 --print-limit 20 "$BUILD/test_cuda" --no-intro -tc="$SUBSET" -tce="*persistent kernel*"
-  MINIMA_CUDA_ALLOCATOR=direct run_step "memcheck (persistent batch norm)" 60 "$TESTS" "$SAN" --tool memcheck \
+  MINIMA_CUDA_ALLOCATOR=direct run_step "memcheck (persistent batch norm)" 90 "$TESTS" "$SAN" --tool memcheck \
     --error-exitcode 99 --print-limit 20 "$BUILD/test_cuda" --no-intro -tc="*persistent kernel*"
   sed -n '/^--- memcheck/,$p' "$TESTS" | grep -E "ERROR SUMMARY|^\[doctest\] (test cases|assertions)|Invalid|out of bounds" | head -20
 fi
