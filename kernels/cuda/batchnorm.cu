@@ -44,6 +44,25 @@ struct ChanVec {
   __device__ __forceinline__ void set(int64_t c, double v) const {
     if (p) store_from_double(p, t, c * stride, v);
   }
+  // get() in two halves: raw() loads the stored bits and as_double() converts them. A load is
+  // waited for only where its value is first used, so raw() can be issued well before the value
+  // is needed, and its latency hides behind the work in between.
+  __device__ __forceinline__ uint64_t raw(int64_t c) const {
+    if (!p) return 0;
+    switch (t) {
+      case DType::f32: return static_cast<const uint32_t*>(p)[c * stride];
+      case DType::bf16: return static_cast<const uint16_t*>(p)[c * stride];
+      default: return static_cast<const uint64_t*>(p)[c * stride];  // f64 (i64 and u8 never hold statistics)
+    }
+  }
+  __device__ __forceinline__ double as_double(uint64_t bits, double dflt) const {
+    if (!p) return dflt;
+    switch (t) {
+      case DType::f32: return double(__uint_as_float(uint32_t(bits)));
+      case DType::bf16: return double(__uint_as_float(uint32_t(bits) << 16));
+      default: return __longlong_as_double(static_cast<long long>(bits));
+    }
+  }
 };
 ChanVec chan(const Tensor& t) {
   ChanVec v;
@@ -576,10 +595,16 @@ __device__ __forceinline__ void bn_gather(const double* partial, unsigned* arriv
   block_sum2(a, b);
 }
 
-// The forward's shift of chunk k's channel: its first value, as bn_stats_kernel (0 for no chunk).
+// The forward's shift of chunk k's channel: its first value, as bn_stats_kernel. Loaded as it is
+// stored and converted where it is used (bn_shift_value), so the load is not waited for when it
+// is issued; a block with no chunk loads x[0], which it never uses.
 template <class T>
-__device__ __forceinline__ double bn_shift(const T* x, const BnGeom& g, const BnChunk& k) {
-  return k.c >= 0 ? double(Acc<T>(x[k.c * g.S])) : 0.0;
+__device__ __forceinline__ T bn_shift(const T* x, const BnGeom& g, const BnChunk& k) {
+  return x[(k.c >= 0 ? k.c : 0) * g.S];
+}
+template <class T>
+__device__ __forceinline__ double bn_shift_value(T stored) {
+  return double(Acc<T>(stored));
 }
 
 template <class T, int NS>
@@ -594,8 +619,9 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
   const int64_t stage_packs = p.stage / P::V;
   auto stage = [&](int64_t r) { return stages + (r % NS) * stage_packs; };
   // Step 2 for chunk k in `st`: the sums of d = x - shift and d^2, published.
-  auto sum_and_arrive = [&](const BnChunk& k, const P* st, double shift) {
+  auto sum_and_arrive = [&](const BnChunk& k, const P* st, T stored_shift) {
     if (k.c < 0) return;
+    const double shift = bn_shift_value(stored_shift);
     double s1 = 0, s2 = 0;
     for (int64_t q = threadIdx.x; q < k.len / P::V; q += kPThreads) add_pack_moments<T>(st[q], shift, s1, s2);
     block_sum2(s1, s2);
@@ -608,15 +634,15 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
     cp_async_commit();
   }
   BnChunk cur = bn_chunk(g, p, 0);
-  double shift = bn_shift(x, g, cur);
-  double next_shift = NS == 3 ? bn_shift(x, g, bn_chunk(g, p, 1)) : 0.0;
+  T shift = bn_shift(x, g, cur);
+  T next_shift = NS == 3 ? bn_shift(x, g, bn_chunk(g, p, 1)) : shift;
   cp_async_wait<NS - 2>();
   sum_and_arrive(cur, stage(0), shift);
   for (int64_t r = 0; r < p.rounds; ++r) {
     const BnChunk ahead = bn_chunk(g, p, r + NS - 1);  // step 1
     bn_copy_chunk(x, g, ahead, stage(r + NS - 1));
     cp_async_commit();
-    const double ahead_shift = bn_shift(x, g, ahead);
+    const T ahead_shift = bn_shift(x, g, ahead);
     if constexpr (NS == 2) next_shift = ahead_shift;
     const BnChunk next = bn_chunk(g, p, r + 1);  // step 2
     cp_async_wait<NS - 2>();
@@ -624,7 +650,8 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
     if (cur.c >= 0) {  // steps 3 and 4
       double s1, s2, scale, offset;
       bn_gather(partial, arrived, p, cur.c, s1, s2);
-      bn_finalize_channel(a, cur.c, g.M, shift, s1, s2, cur.part == 0 && threadIdx.x == 0, scale, offset);
+      bn_finalize_channel(a, cur.c, g.M, bn_shift_value(shift), s1, s2, cur.part == 0 && threadIdx.x == 0, scale,
+                          offset);
       const A sa = A(scale), oa = A(offset);
       const P* st = stage(r);
       for (int64_t q = threadIdx.x; q < cur.len / P::V; q += kPThreads) {
@@ -658,11 +685,13 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
     bn_copy_chunk(gy, g, k, gs(r));
     cp_async_commit();
   };
-  // The mean of chunk k's channel (saved by the forward), read as its copies start.
-  auto mean_of = [&](const BnChunk& k) { return k.c >= 0 ? double(A(a.save_mean.get(k.c, 0.0))) : 0.0; };
+  // The mean of chunk k's channel (saved by the forward), loaded as its copies start and converted
+  // where it is used (see ChanVec::raw); a block with no chunk loads channel 0's, which it never uses.
+  auto mean_of = [&](const BnChunk& k) { return a.save_mean.raw(k.c >= 0 ? k.c : 0); };
   // Step 2 for the chunk of round r: the sums of gy and gy * (x - mean), published.
-  auto sum_and_arrive = [&](int64_t r, const BnChunk& k, double mean) {
+  auto sum_and_arrive = [&](int64_t r, const BnChunk& k, uint64_t stored_mean) {
     if (k.c < 0) return;
+    const double mean = double(A(a.save_mean.as_double(stored_mean, 0.0)));
     const P* xr = xs(r);
     const P* gr = gs(r);
     double s1 = 0, s2 = 0;
@@ -672,13 +701,14 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
   };
   for (int64_t r = 0; r + 1 < NS; ++r) copy(r, bn_chunk(g, p, r));
   BnChunk cur = bn_chunk(g, p, 0);
-  double next_mean = NS == 3 ? mean_of(bn_chunk(g, p, 1)) : 0.0;
+  const uint64_t first_mean = mean_of(cur);
+  uint64_t next_mean = NS == 3 ? mean_of(bn_chunk(g, p, 1)) : first_mean;
   cp_async_wait<NS - 2>();
-  sum_and_arrive(0, cur, mean_of(cur));
+  sum_and_arrive(0, cur, first_mean);
   for (int64_t r = 0; r < p.rounds; ++r) {
     const BnChunk ahead = bn_chunk(g, p, r + NS - 1);  // step 1
     copy(r + NS - 1, ahead);
-    const double ahead_mean = mean_of(ahead);
+    const uint64_t ahead_mean = mean_of(ahead);
     if constexpr (NS == 2) next_mean = ahead_mean;
     const BnChunk next = bn_chunk(g, p, r + 1);  // step 2
     cp_async_wait<NS - 2>();
