@@ -216,11 +216,21 @@ struct BnForwardArgs {
   double momentum, eps;
 };
 
+// The per-channel parameters a finalize reads, as stored (ChanVec::raw): the persistent kernels
+// load them before they wait for a channel's sums, so the wait hides the loads' latency.
+struct BnForwardParams {
+  uint64_t weight, bias;
+};
+__device__ __forceinline__ BnForwardParams bn_forward_params(const BnForwardArgs& a, int64_t c) {
+  return {a.weight.raw(c), a.bias.raw(c)};
+}
+
 // Channel c from the sums s1, s2 of d = x - shift and d^2 over its M values: the fused
 // scale/offset of the normalize (y = x * scale + offset), and, when `write`, the saved statistics
 // and the running stats (PyTorch's momentum rule, unbiased variance). Shared by both paths.
-__device__ __forceinline__ void bn_finalize_channel(const BnForwardArgs& a, int64_t c, int64_t M, double shift,
-                                                    double s1, double s2, bool write, double& scale, double& offset) {
+__device__ __forceinline__ void bn_finalize_channel(const BnForwardArgs& a, const BnForwardParams& in, int64_t c,
+                                                    int64_t M, double shift, double s1, double s2, bool write,
+                                                    double& scale, double& offset) {
   const double m = double(M), dm = s1 / m;
   double var = s2 / m - dm * dm;
   if (var < 0) var = 0;  // rounding; a NaN stays NaN
@@ -232,8 +242,8 @@ __device__ __forceinline__ void bn_finalize_channel(const BnForwardArgs& a, int6
     const double unbiased = M > 1 ? var * m / (m - 1) : var;
     a.running_var.set(c, (1.0 - a.momentum) * a.running_var.get(c, 1.0) + a.momentum * unbiased);
   }
-  scale = a.weight.get(c, 1.0) * invstd;
-  offset = a.bias.get(c, 0.0) - mean * scale;
+  scale = a.weight.as_double(in.weight, 1.0) * invstd;
+  offset = a.bias.as_double(in.bias, 0.0) - mean * scale;
 }
 
 // One thread per channel: adds the splits' partial sums in order, then bn_finalize_channel into
@@ -246,7 +256,8 @@ __global__ void bn_finalize_kernel(const T* x, BnGeom g, const double* partial, 
       s1 += partial[(c * g.splits + k) * 2];
       s2 += partial[(c * g.splits + k) * 2 + 1];
     }
-    bn_finalize_channel(a, c, g.M, double(Acc<T>(x[c * g.S])), s1, s2, true, coef[2 * c], coef[2 * c + 1]);
+    bn_finalize_channel(a, bn_forward_params(a, c), c, g.M, double(Acc<T>(x[c * g.S])), s1, s2, true, coef[2 * c],
+                        coef[2 * c + 1]);
   }
 }
 
@@ -347,22 +358,30 @@ struct BnBackwardArgs {
   ChanVec weight, save_mean, save_invstd, gweight, gbias;
 };
 
+// As BnForwardParams, for the backward's finalize.
+struct BnBackwardParams {
+  uint64_t invstd, weight, mean;
+};
+__device__ __forceinline__ BnBackwardParams bn_backward_params(const BnBackwardArgs& a, int64_t c) {
+  return {a.save_invstd.raw(c), a.weight.raw(c), a.save_mean.raw(c)};
+}
+
 // Channel c from sg = sum(gy) and sgd = sum(gy * (x - mean)) over its M values: the coefficients
 // of gx = k[0] * gy + k[1] * (x - k[2]) + k[3], i.e. {w*invstd, -w*invstd^2*sum(gy*xhat)/M, mean,
 // -w*invstd*sum(gy)/M}, and, when `write`, gweight = sum(gy * xhat) and gbias = sum(gy). Shared
 // by both paths.
-__device__ __forceinline__ void bn_backward_channel(const BnBackwardArgs& a, int64_t c, int64_t M, double sg,
-                                                    double sgd, bool write, double* k) {
-  const double invstd = a.save_invstd.get(c, 1.0), m = double(M);
+__device__ __forceinline__ void bn_backward_channel(const BnBackwardArgs& a, const BnBackwardParams& in, int64_t c,
+                                                    int64_t M, double sg, double sgd, bool write, double* k) {
+  const double invstd = a.save_invstd.as_double(in.invstd, 1.0), m = double(M);
   const double sgx = sgd * invstd;  // sum(gy * xhat)
   if (write) {
     a.gweight.set(c, sgx);
     a.gbias.set(c, sg);
   }
-  const double w = a.weight.get(c, 1.0) * invstd;
+  const double w = a.weight.as_double(in.weight, 1.0) * invstd;
   k[0] = w;
   k[1] = -w * invstd * sgx / m;
-  k[2] = a.save_mean.get(c, 0.0);
+  k[2] = a.save_mean.as_double(in.mean, 0.0);
   k[3] = -w * sg / m;
 }
 
@@ -375,7 +394,7 @@ __global__ void bn_backward_finalize_kernel(BnGeom g, const double* partial, BnB
       sg += partial[(c * g.splits + k) * 2];
       sgd += partial[(c * g.splits + k) * 2 + 1];
     }
-    bn_backward_channel(a, c, g.M, sg, sgd, true, coef + 4 * c);
+    bn_backward_channel(a, bn_backward_params(a, c), c, g.M, sg, sgd, true, coef + 4 * c);
   }
 }
 
@@ -649,8 +668,9 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
     sum_and_arrive(next, stage(r + 1), next_shift);
     if (cur.c >= 0) {  // steps 3 and 4
       double s1, s2, scale, offset;
+      const BnForwardParams in = bn_forward_params(a, cur.c);  // lands during the wait
       bn_gather(partial, arrived, p, cur.c, s1, s2);
-      bn_finalize_channel(a, cur.c, g.M, bn_shift_value(shift), s1, s2, cur.part == 0 && threadIdx.x == 0, scale,
+      bn_finalize_channel(a, in, cur.c, g.M, bn_shift_value(shift), s1, s2, cur.part == 0 && threadIdx.x == 0, scale,
                           offset);
       const A sa = A(scale), oa = A(offset);
       const P* st = stage(r);
@@ -715,8 +735,9 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
     sum_and_arrive(r + 1, next, next_mean);
     if (cur.c >= 0) {  // steps 3 and 4
       double sg, sgd, k[4];
+      const BnBackwardParams in = bn_backward_params(a, cur.c);  // lands during the wait
       bn_gather(partial, arrived, p, cur.c, sg, sgd);
-      bn_backward_channel(a, cur.c, g.M, sg, sgd, cur.part == 0 && threadIdx.x == 0, k);
+      bn_backward_channel(a, in, cur.c, g.M, sg, sgd, cur.part == 0 && threadIdx.x == 0, k);
       const A k0 = A(k[0]), k1 = A(k[1]), mean = A(k[2]), k3 = A(k[3]);
       const P* xr = xs(r);
       const P* gr = gs(r);
