@@ -68,6 +68,46 @@ struct AlignedBuf {
   ~AlignedBuf() { std::free(p); }
 };
 
+// Square tiles of one vector per row transposed in registers (GCC's __builtin_shuffle; clang
+// builds, which only lint, take the scalar loops instead). Used by packing and by the gemv of a
+// row-major matrix.
+#if defined(__GNUC__) && !defined(__clang__)
+#define MINIMA_REG_TRANSPOSE 1
+// Lane indices for transpose_tile: at block size s = VL/2, VL/4, ..., 1, rows r and r + s swap
+// their off-diagonal s-lane blocks; lo takes [a's lower half of each pair, b's lower half], hi
+// [a's upper half, b's upper half].
+template <class Cf>
+struct TransposeMasks {
+  static constexpr int kStages = Cf::VL == 4 ? 2 : Cf::VL == 8 ? 3 : 4;
+  typename Cf::I lo[kStages], hi[kStages];
+  TransposeMasks() {
+    for (int st = 0, s = Cf::VL / 2; s >= 1; ++st, s /= 2)
+      for (int j = 0; j < Cf::VL; ++j) {
+        const bool upper = (j & s) != 0;
+        lo[st][j] = upper ? Cf::VL + j - s : j;
+        hi[st][j] = upper ? Cf::VL + j : j + s;
+      }
+  }
+};
+// In place, m[r][j] -> m[j][r].
+template <class Cf>
+__attribute__((always_inline)) inline void transpose_tile(typename Cf::V (&m)[Cf::VL], const TransposeMasks<Cf>& t) {
+  using V = typename Cf::V;
+  // Fully unrolled, so that m stays in registers (an indexed m would live in memory).
+#pragma GCC unroll 4
+  for (int st = 0, s = Cf::VL / 2; s >= 1; ++st, s /= 2)
+#pragma GCC unroll 16
+    for (int r = 0; r < Cf::VL; ++r)
+      if ((r & s) == 0) {
+        const V a = m[r], b = m[r + s];
+        m[r] = __builtin_shuffle(a, b, t.lo[st]);
+        m[r + s] = __builtin_shuffle(a, b, t.hi[st]);
+      }
+}
+#else
+#define MINIMA_REG_TRANSPOSE 0
+#endif
+
 // Packs one strip of R "lines" (rows of A, or columns of B) of kc elements, k-major: out[k*R + i]
 // = P[i * ls + k * ks] for the first n lines, zeros for the rest (a ragged last strip). The copy
 // order follows memory: whole k-rows at once when the lines are adjacent (row-major B, transposed
@@ -80,7 +120,31 @@ void pack_strip(int64_t n, int64_t kc, const T* P, int64_t ls, int64_t ks, T* ou
     return;
   }
   if (ks == 1) {
-    for (int64_t i = 0; i < n; ++i) {
+    int64_t i = 0;
+#if MINIMA_REG_TRANSPOSE
+    // Contiguous lines: VL x VL tiles (VL lines, VL consecutive k) are loaded line by line,
+    // transposed in registers and stored as VL k-rows of VL lines each, instead of one scalar
+    // store per value. Lines left over (fewer than VL) and k past the last whole tile are copied
+    // one value at a time.
+    using Cf = Avx2<T>;
+    using V = typename Cf::V;
+    constexpr int VL = Cf::VL;
+    static const TransposeMasks<Cf> masks;
+    const int64_t k_tiles = kc / VL * VL;
+    for (; i + VL <= n; i += VL) {
+      for (int64_t k = 0; k < k_tiles; k += VL) {
+        V m[VL];
+#pragma GCC unroll 16
+        for (int r = 0; r < VL; ++r) std::memcpy(&m[r], P + (i + r) * ls + k, sizeof(V));
+        transpose_tile<Cf>(m, masks);
+#pragma GCC unroll 16
+        for (int j = 0; j < VL; ++j) std::memcpy(out + (k + j) * R + i, &m[j], sizeof(V));
+      }
+      for (int64_t r = 0; r < VL; ++r)
+        for (int64_t k = k_tiles; k < kc; ++k) out[k * R + i + r] = P[(i + r) * ls + k];
+    }
+#endif
+    for (; i < n; ++i) {
       const T* line = P + i * ls;
       for (int64_t k = 0; k < kc; ++k) out[k * R + i] = line[k];
     }
@@ -88,15 +152,8 @@ void pack_strip(int64_t n, int64_t kc, const T* P, int64_t ls, int64_t ks, T* ou
     for (int64_t k = 0; k < kc; ++k)
       for (int64_t i = 0; i < n; ++i) out[k * R + i] = P[i * ls + k * ks];
   }
-  for (int64_t i = n; i < R; ++i)
-    for (int64_t k = 0; k < kc; ++k) out[k * R + i] = T(0);
-}
-
-// Packs A[ic:ic+mc, pc:pc+kc] into MR-row strips.
-template <class T, int MR>
-void pack_a(int64_t mc, int64_t kc, const T* A, int64_t rs, int64_t cs, T* out) {
-  for (int64_t i0 = 0; i0 < mc; i0 += MR, out += kc * MR)
-    pack_strip<T, MR>(std::min<int64_t>(MR, mc - i0), kc, A + i0 * rs, rs, cs, out);
+  if (n < R)  // k-rows are contiguous: R - n zeros after each one's n values
+    for (int64_t k = 0; k < kc; ++k) std::memset(out + k * R + n, 0, sizeof(T) * size_t(R - n));
 }
 
 // acc (MR x NR) = Ap strip @ Bp strip over kc; then C = alpha*acc + beta*C on the mr x nr corner.
@@ -147,40 +204,61 @@ __attribute__((target("avx512f,avx512vl,fma,avx2"))) void micro_kernel_avx512(in
 }
 #endif
 
+// Whether an M x N product does at least a quarter less padded micro-kernel work transposed
+// (C^T = B^T A^T, N x M), as when N is far below NR and M is not: a classifier layer's [128, 512]
+// x [512, 10] fills 10 of every 32 columns of its tiles, while transposed its 10 rows fill one
+// 12-row strip. Each element of C still sums the same products in the same k order, and a fused
+// multiply-add does not care which factor comes first, so the result is bitwise the same.
+template <class Cf>
+bool transposed_pays(int64_t M, int64_t N) {
+  auto padded = [](int64_t n, int64_t to) { return double((n + to - 1) / to * to); };
+  return 4.0 * padded(N, Cf::MR) * padded(M, Cf::NR) < 3.0 * padded(M, Cf::MR) * padded(N, Cf::NR);
+}
+
 // The Goto loops around one instruction set's micro-kernel.
 template <class T, class Cf, void (*Micro)(int64_t, const T*, const T*, T, T, T*, int64_t, int64_t, int64_t, int64_t)>
 void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B,
                   int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel) {
   constexpr int MR = Cf::MR, NR = Cf::NR;
-  thread_local AlignedBuf<T> bbuf;
+  if (transposed_pays<Cf>(M, N)) {  // never true again for the transposed shape
+    gemm_blocked<T, Cf, Micro>(N, M, K, alpha, B, b_cs, b_rs, A, a_cs, a_rs, beta, C, c_cs, c_rs, parallel);
+    return;
+  }
+  thread_local AlignedBuf<T> bbuf, abuf;
   bbuf.reserve(size_t(Cf::KC) * size_t(((std::min<int64_t>(Cf::NC, N) + NR - 1) / NR) * NR));
-  T* Bp = bbuf.p;
+  abuf.reserve(size_t((Cf::MC + MR - 1) / MR * MR) * size_t(Cf::KC));  // whole strips
+  T* const Bp = bbuf.p;
+  T* const Ap = abuf.p;
+  // One parallel region for the whole product: its threads share the packed blocks, and take
+  // their turns at packing B strips, packing A strips and multiplying (B strip, A strip) pairs;
+  // the barrier at the end of each of these loops keeps a block from being repacked while read.
+#pragma omp parallel if (parallel)
   for (int64_t jc = 0; jc < N; jc += Cf::NC) {
-    int64_t nc = std::min<int64_t>(Cf::NC, N - jc);
-    int64_t n_strips = (nc + NR - 1) / NR;
+    const int64_t nc = std::min<int64_t>(Cf::NC, N - jc);
+    const int64_t n_strips = (nc + NR - 1) / NR;
     for (int64_t pc = 0; pc < K; pc += Cf::KC) {
-      int64_t kc = std::min<int64_t>(Cf::KC, K - pc);
-      T beta_eff = pc == 0 ? beta : T(1);
-#pragma omp parallel for schedule(static) if (parallel && n_strips > 1)
+      const int64_t kc = std::min<int64_t>(Cf::KC, K - pc);
+      const T beta_eff = pc == 0 ? beta : T(1);
+#pragma omp for schedule(static)
       for (int64_t s = 0; s < n_strips; ++s) {
-        int64_t j0 = s * NR;
+        const int64_t j0 = s * NR;
         // B[pc:pc+kc, jc+j0:...] as NR columns (lines b_cs apart) of kc elements (b_rs apart).
         pack_strip<T, NR>(std::min<int64_t>(NR, nc - j0), kc, B + pc * b_rs + (jc + j0) * b_cs, b_cs, b_rs,
                           Bp + s * kc * NR);
       }
       for (int64_t ic = 0; ic < M; ic += Cf::MC) {
-        int64_t mc = std::min<int64_t>(Cf::MC, M - ic);
-        int64_t m_strips = (mc + MR - 1) / MR;
-        thread_local AlignedBuf<T> abuf;
-        abuf.reserve(size_t((Cf::MC + MR - 1) / MR * MR) * size_t(Cf::KC));  // whole strips
-        T* Ap = abuf.p;
-        pack_a<T, MR>(mc, kc, A + ic * a_rs + pc * a_cs, a_rs, a_cs, Ap);
-        // Work items: (B strip, A strip) pairs; threads share the packed A and B blocks.
-        int64_t items = n_strips * m_strips;
-#pragma omp parallel for schedule(static) if (parallel && items > 1)
+        const int64_t mc = std::min<int64_t>(Cf::MC, M - ic);
+        const int64_t m_strips = (mc + MR - 1) / MR;
+        // A[ic:ic+mc, pc:pc+kc] as MR-row strips.
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < m_strips; ++r)
+          pack_strip<T, MR>(std::min<int64_t>(MR, mc - r * MR), kc, A + (ic + r * MR) * a_rs + pc * a_cs, a_rs, a_cs,
+                            Ap + r * kc * MR);
+        const int64_t items = n_strips * m_strips;
+#pragma omp for schedule(static)
         for (int64_t it = 0; it < items; ++it) {
-          int64_t s = it / m_strips, r = it % m_strips;
-          int64_t j0 = s * NR, i0 = r * MR;
+          const int64_t s = it / m_strips, r = it % m_strips;
+          const int64_t j0 = s * NR, i0 = r * MR;
           Micro(kc, Ap + r * kc * MR, Bp + s * kc * NR, alpha, beta_eff, C + (ic + i0) * c_rs + (jc + j0) * c_cs, c_rs,
                 c_cs, std::min<int64_t>(MR, mc - i0), std::min<int64_t>(NR, nc - j0));
         }
@@ -232,43 +310,6 @@ void gemv_rows(int64_t rows, int64_t K, T alpha, const T* A, int64_t a_rs, int64
     }
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#define MINIMA_GEMV_TRANSPOSE 1
-// Lane indices for transpose_tile: at block size s = VL/2, VL/4, ..., 1, rows r and r + s swap
-// their off-diagonal s-lane blocks; lo takes [a's lower half of each pair, b's lower half], hi
-// [a's upper half, b's upper half].
-template <class Cf>
-struct TransposeMasks {
-  static constexpr int kStages = Cf::VL == 4 ? 2 : Cf::VL == 8 ? 3 : 4;
-  typename Cf::I lo[kStages], hi[kStages];
-  TransposeMasks() {
-    for (int st = 0, s = Cf::VL / 2; s >= 1; ++st, s /= 2)
-      for (int j = 0; j < Cf::VL; ++j) {
-        const bool upper = (j & s) != 0;
-        lo[st][j] = upper ? Cf::VL + j - s : j;
-        hi[st][j] = upper ? Cf::VL + j : j + s;
-      }
-  }
-};
-// In place, m[r][j] -> m[j][r].
-template <class Cf>
-__attribute__((always_inline)) inline void transpose_tile(typename Cf::V (&m)[Cf::VL], const TransposeMasks<Cf>& t) {
-  using V = typename Cf::V;
-  // Fully unrolled, so that m stays in registers (an indexed m would live in memory).
-#pragma GCC unroll 4
-  for (int st = 0, s = Cf::VL / 2; s >= 1; ++st, s /= 2)
-#pragma GCC unroll 16
-    for (int r = 0; r < Cf::VL; ++r)
-      if ((r & s) == 0) {
-        const V a = m[r], b = m[r + s];
-        m[r] = __builtin_shuffle(a, b, t.lo[st]);
-        m[r + s] = __builtin_shuffle(a, b, t.hi[st]);
-      }
-}
-#else
-#define MINIMA_GEMV_TRANSPOSE 0
-#endif
-
 // One tile of NV * Cf::VL rows (A, C point at its first row): NV independent vector accumulators,
 // so consecutive fused multiply-adds do not wait for one another.
 template <class T, class Cf, int NV>
@@ -276,7 +317,7 @@ __attribute__((always_inline)) inline void gemv_tile_body(int64_t K, T alpha, co
                                                           const T* B, int64_t b_s, T beta, T* C, int64_t c_s) {
   using V = typename Cf::V;
   constexpr int VL = Cf::VL, R = NV * VL;
-#if MINIMA_GEMV_TRANSPOSE
+#if MINIMA_REG_TRANSPOSE
   static const TransposeMasks<Cf> masks;
 #endif
   for (int64_t pc = 0; pc < K; pc += Cf::KC) {
@@ -295,7 +336,7 @@ __attribute__((always_inline)) inline void gemv_tile_body(int64_t K, T alpha, co
         }
       }
     }
-#if MINIMA_GEMV_TRANSPOSE
+#if MINIMA_REG_TRANSPOSE
     else if (a_cs == 1) {  // row-major: VL x VL blocks, transposed so that m[j] is column k + j
       k = pc + (end - pc) / VL * VL;
       for (int v = 0; v < NV; ++v)  // VL rows at a time: VL memory streams, not NV * VL

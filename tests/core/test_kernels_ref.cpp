@@ -191,6 +191,42 @@ TEST_CASE("kernels: matrix-vector products are bitwise the columns and rows of t
   }
 }
 
+TEST_CASE("kernels: a product with few columns, run transposed, is bitwise those columns of a wider one") {
+  // [M, K] x [K, N] with N far below the micro-kernel's column tile runs as C^T = B^T A^T (a
+  // classifier layer's product); with 64 columns it does not. The first N columns must agree
+  // bitwise: the same products, summed in the same k order. Row-major and transposed operands,
+  // alpha and beta into an output that already holds values, K tails and blocks, each
+  // instruction set.
+  using cpu::GemmIsa;
+  struct Restore {
+    GemmIsa was = cpu::gemm_isa();
+    ~Restore() { cpu::set_gemm_isa(was); }
+  } restore;
+  Generator g(404);
+  for (GemmIsa isa : {GemmIsa::avx2, GemmIsa::avx512}) {
+    if (!cpu::gemm_isa_supported(isa)) continue;
+    cpu::set_gemm_isa(isa);
+    for (DType t : {DType::f32, DType::f64})
+      for (int64_t M : {128, 301})
+        for (int64_t N : {2, 10, 17})
+          for (int64_t K : {255, 513}) {
+            INFO(cpu::gemm_isa_name(isa) << " " << dtype_name(t) << " M=" << M << " N=" << N << " K=" << K);
+            Tensor a = urand({M, K}, g, -1, 1, t), b = urand({K, 64}, g, -1, 1, t), c0 = urand({M, 64}, g, -1, 1, t);
+            for (bool transposed_views : {false, true}) {
+              Tensor aa = transposed_views ? a.t().contiguous().t() : a;
+              Tensor bb = transposed_views ? b.t().contiguous().t() : b;
+              Tensor wide = c0.clone(), narrow = c0.slice(1, 0, N, 1).clone();
+              cpu_backend().gemm(wide.unsqueeze(0), aa.unsqueeze(0), bb.unsqueeze(0), 0.5, -2.0);
+              cpu_backend().gemm(narrow.unsqueeze(0), aa.unsqueeze(0), bb.slice(1, 0, N, 1).unsqueeze(0), 0.5, -2.0);
+              CHECK(values(narrow) == values(wide.slice(1, 0, N, 1)));
+            }
+            std::vector<double> want, bound;
+            naive_matmul(a, b.slice(1, 0, N, 1), want, bound, unit_roundoff(t));
+            check_within(values(matmul(a, b.slice(1, 0, N, 1))), want, bound);
+          }
+  }
+}
+
 TEST_CASE("kernels: batched matmul with broadcasting against per-matrix products") {
   Generator g(402);
   for (DType t : {DType::f32, DType::f64}) {
