@@ -2,8 +2,11 @@
 // blocks: a KC x NC panel of B is packed into NR-wide column strips (fits L2/L3), an MC x KC
 // block of A into MR-tall row strips (fits L2), and a register-blocked MR x NR micro-kernel
 // multiplies one A strip by one B strip with all MR*NR accumulators in vector registers.
-// Packing also absorbs any strides, so transposed views cost nothing extra. OpenMP splits the
-// B strips of each block across threads. The micro-kernel uses GCC vector extensions: one copy
+// Packing also absorbs any strides, so transposed views cost nothing extra (contiguous lines are
+// transposed into the packed layout in registers). One OpenMP region per product: its threads
+// share the packing of each B panel and A block and the (B strip, A strip) multiplications. A
+// product with far fewer columns than the tile runs transposed (C^T = B^T A^T), with bitwise the
+// same result. The micro-kernel uses GCC vector extensions: one copy
 // compiles to AVX2 FMA at -march=x86-64-v3 (or whatever the target has), a second one to AVX-512
 // and is taken at run time when the CPU has it (MINIMA_CPU_GEMM=avx2 forces the first).
 // Matrix-vector products (one row or one column of C) skip the packing: see gemv.
