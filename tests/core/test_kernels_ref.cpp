@@ -41,6 +41,12 @@ void naive_matmul(const Tensor& a, const Tensor& b, std::vector<double>& c, std:
   for (auto& e : bound) e = 2.0 * double(K + 2) * u * e + 1e-300;
 }
 
+// Puts back the GEMM instruction set a test case started with.
+struct RestoreGemmIsa {
+  cpu::GemmIsa was = cpu::gemm_isa();
+  ~RestoreGemmIsa() { cpu::set_gemm_isa(was); }
+};
+
 void check_within(const std::vector<double>& got, const std::vector<double>& want, const std::vector<double>& bound) {
   REQUIRE(got.size() == want.size());
   size_t bad = 0, first = 0;
@@ -116,10 +122,7 @@ TEST_CASE("kernels: the AVX2 and AVX-512 GEMM micro-kernels agree bitwise") {
     MESSAGE("skipped: this CPU has no AVX-512, only the AVX2 micro-kernel can run (the tests above cover it)");
     return;
   }
-  struct Restore {
-    GemmIsa was = cpu::gemm_isa();
-    ~Restore() { cpu::set_gemm_isa(was); }
-  } restore;
+  const RestoreGemmIsa restore;
   Generator g(402);
   struct S {
     int64_t M, K, N;
@@ -156,10 +159,7 @@ TEST_CASE("kernels: matrix-vector products are bitwise the columns and rows of t
   // k tails of every length; A row-major (its tiles transposed in registers) and column-major, a
   // strided vector, alpha and beta into an output that already holds values; each instruction set.
   using cpu::GemmIsa;
-  struct Restore {
-    GemmIsa was = cpu::gemm_isa();
-    ~Restore() { cpu::set_gemm_isa(was); }
-  } restore;
+  const RestoreGemmIsa restore;
   Generator g(403);
   auto check = [&](GemmIsa isa, DType t, int64_t M, int64_t K) {
     INFO(cpu::gemm_isa_name(isa) << " " << dtype_name(t) << " M=" << M << " K=" << K);
@@ -198,10 +198,7 @@ TEST_CASE("kernels: a product with few columns, run transposed, is bitwise those
   // alpha and beta into an output that already holds values, K tails and blocks, each
   // instruction set.
   using cpu::GemmIsa;
-  struct Restore {
-    GemmIsa was = cpu::gemm_isa();
-    ~Restore() { cpu::set_gemm_isa(was); }
-  } restore;
+  const RestoreGemmIsa restore;
   Generator g(404);
   for (GemmIsa isa : {GemmIsa::avx2, GemmIsa::avx512}) {
     if (!cpu::gemm_isa_supported(isa)) continue;
