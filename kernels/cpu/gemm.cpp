@@ -214,7 +214,10 @@ __attribute__((target("avx512f,avx512vl,fma,avx2"))) void micro_kernel_avx512(in
 // multiply-add does not care which factor comes first, so the result is bitwise the same.
 template <class Cf>
 bool transposed_pays(int64_t M, int64_t N) {
-  auto padded = [](int64_t n, int64_t to) { return double((n + to - 1) / to * to); };
+  auto padded = [](int64_t n, int64_t to) {
+    const int64_t whole_tiles = (n + to - 1) / to;
+    return double(whole_tiles) * double(to);
+  };
   return 4.0 * padded(N, Cf::MR) * padded(M, Cf::NR) < 3.0 * padded(M, Cf::MR) * padded(N, Cf::NR);
 }
 
