@@ -590,6 +590,22 @@ Tensor flip(const Tensor& x, const std::vector<int64_t>& dims0) {
   return out;
 }
 
+// The backward of an op that reads x at the positions idx along dim d (index_select, gather):
+// the gradient is added back at those positions into zeros of x's shape, by `scatter` (the
+// backend's index_add or scatter_add, which sum repeated positions).
+static void record_scatter_backward(Tensor& out, const char* name, const Tensor& x, int64_t d, const Tensor& idx,
+                                    void (Backend::*scatter)(const Tensor&, int64_t, const Tensor&, const Tensor&)) {
+  if (!needs_graph({&x})) return;
+  const Shape xs = x.shape();
+  record(out, name, {x},
+         [=](const Tensor& g) {
+           Tensor gx = zeros(xs, TensorOptions(g.dtype(), g.device()));
+           (backend_for(g.device()).*scatter)(gx, d, idx, g.contiguous());
+           return std::vector<Tensor>{gx};
+         },
+         {idx});
+}
+
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   check_device("index_select", x, index);
   MINIMA_CHECK(index.dtype() == DType::i64 && index.dim() <= 1,
@@ -603,16 +619,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   Tensor idx = index.reshape({index.numel()}).contiguous();
   Tensor out = empty(s, TensorOptions(x.dtype(), x.device()));
   backend_for(x.device()).index_select(out, x.detach(), d, idx);
-  if (needs_graph({&x})) {
-    Shape xs = x.shape();
-    record(out, "index_select", {x},
-           [=](const Tensor& g) {
-             Tensor gx = zeros(xs, TensorOptions(g.dtype(), g.device()));
-             backend_for(g.device()).index_add(gx, d, idx, g.contiguous());
-             return std::vector<Tensor>{gx};
-           },
-           {idx});
-  }
+  record_scatter_backward(out, "index_select", x, d, idx, &Backend::index_add);
   return out;
 }
 
@@ -629,16 +636,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   Tensor idx = index.contiguous();
   Tensor out = empty(index.shape(), TensorOptions(x.dtype(), x.device()));
   backend_for(x.device()).gather(out, x.detach(), d, idx);
-  if (needs_graph({&x})) {
-    Shape xs = x.shape();
-    record(out, "gather", {x},
-           [=](const Tensor& g) {
-             Tensor gx = zeros(xs, TensorOptions(g.dtype(), g.device()));
-             backend_for(g.device()).scatter_add(gx, d, idx, g.contiguous());
-             return std::vector<Tensor>{gx};
-           },
-           {idx});
-  }
+  record_scatter_backward(out, "gather", x, d, idx, &Backend::scatter_add);
   return out;
 }
 
