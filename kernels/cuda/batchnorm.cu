@@ -33,26 +33,20 @@ namespace minima::cuda {
 
 namespace {
 
-// An optional per-channel vector (null data: absent).
+// An optional per-channel vector (null data: absent) of float32, bfloat16 or float64 values.
+// A read comes in two halves: raw() loads the stored bits and as_double() converts them. A load
+// is waited for only where its value is first used, so raw() can be issued well before the value
+// is needed and its latency hides behind the work in between; get() does both at once.
 struct ChanVec {
   void* p = nullptr;
   DType t = DType::f32;
   int64_t stride = 1;
-  __device__ __forceinline__ double get(int64_t c, double dflt) const {
-    return p ? load_as_double(p, t, c * stride) : dflt;
-  }
-  __device__ __forceinline__ void set(int64_t c, double v) const {
-    if (p) store_from_double(p, t, c * stride, v);
-  }
-  // get() in two halves: raw() loads the stored bits and as_double() converts them. A load is
-  // waited for only where its value is first used, so raw() can be issued well before the value
-  // is needed, and its latency hides behind the work in between.
   __device__ __forceinline__ uint64_t raw(int64_t c) const {
     if (!p) return 0;
     switch (t) {
       case DType::f32: return static_cast<const uint32_t*>(p)[c * stride];
       case DType::bf16: return static_cast<const uint16_t*>(p)[c * stride];
-      default: return static_cast<const uint64_t*>(p)[c * stride];  // f64 (i64 and u8 never hold statistics)
+      default: return static_cast<const uint64_t*>(p)[c * stride];  // f64 (chan() admits no other dtype)
     }
   }
   __device__ __forceinline__ double as_double(uint64_t bits, double dflt) const {
@@ -63,10 +57,16 @@ struct ChanVec {
       default: return __longlong_as_double(static_cast<long long>(bits));
     }
   }
+  __device__ __forceinline__ double get(int64_t c, double dflt) const { return as_double(raw(c), dflt); }
+  __device__ __forceinline__ void set(int64_t c, double v) const {
+    if (p) store_from_double(p, t, c * stride, v);
+  }
 };
 ChanVec chan(const Tensor& t) {
   ChanVec v;
   if (t.defined()) {
+    MINIMA_CHECK(t.dtype() == DType::f32 || t.dtype() == DType::bf16 || t.dtype() == DType::f64,
+                 "batch_norm: per-channel values must be float32, bfloat16 or float64, got ", t.dtype());
     v.p = t.data_ptr();
     v.t = t.dtype();
     v.stride = t.dim() ? t.stride(0) : 1;
