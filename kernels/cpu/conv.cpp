@@ -1,13 +1,16 @@
-// kernels/cpu/conv.cpp: conv2d forward and both backward passes as im2col + GEMM. For each image
-// and group, the receptive fields are unrolled into a [C/g*KH*KW, OH*OW] matrix ("col"), so
+// kernels/cpu/conv.cpp: conv2d forward and both backward passes as GEMMs over im2col. For each
+// image and group, the receptive fields unrolled form a [C/g*KH*KW, OH*OW] matrix ("col"), so
 // forward is W @ col, the input gradient is col2im(W^T @ gy) and the weight gradient is
-// gy @ col^T summed over the batch. 1x1/stride-1/unpadded convs skip the unrolling. Small feature
-// maps batch several images into one GEMM (see images_per_chunk). Chunks of images are spread
-// over threads (each with its own buffers); with fewer chunks than threads the GEMM itself runs
-// in parallel instead.
+// gy @ col^T summed over the batch. col is never stored: the GEMMs unroll it piece by piece into
+// their packed operands (see Unrolled). Only the input gradient's col (a GEMM output) is stored,
+// then scattered back by col2im. 1x1/stride-1/unpadded convs of one image read x as col. Small
+// feature maps batch several images into one GEMM (see images_per_chunk). Chunks of images are
+// spread over threads (each with its own buffers); with fewer chunks than threads the GEMM itself
+// runs in parallel instead.
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -53,35 +56,108 @@ inline void valid_columns(int64_t off, int64_t stride, int64_t W, int64_t OW, in
   hi = std::max(hi, lo);
 }
 
-// x: one image's group slice [Cg, H, W] -> its columns of col [Cg*KH*KW, OH*OW], whose rows are
-// ld apart (ld = OH*OW for one image; wider when images of a chunk sit side by side).
+// dst[i] = src[i * stride] for i < n, n up to a strip's width (32). Stride 1 moves whole 32-byte
+// vectors (the last one overlapping) instead of making a library call per run; they go through a
+// vector variable because a plain 32-byte memcpy compiles to two 16-byte halves.
 template <class T>
-void im2col(const T* x, const Geom& g, const Conv2dParams& p, T* col, int64_t ld) {
-  const int64_t sw = p.stride_w;
-  for (int64_t c = 0; c < g.Cg; ++c)
-    for (int64_t kh = 0; kh < g.KH; ++kh)
-      for (int64_t kw = 0; kw < g.KW; ++kw) {
-        T* row = col + ((c * g.KH + kh) * g.KW + kw) * ld;
-        const int64_t off = kw * p.dil_w - p.pad_w;
-        int64_t lo, hi;
-        valid_columns(off, sw, g.W, g.OW, lo, hi);
-        for (int64_t oh = 0; oh < g.OH; ++oh) {
-          int64_t ih = oh * p.stride_h - p.pad_h + kh * p.dil_h;
-          T* r = row + oh * g.OW;
-          if (ih < 0 || ih >= g.H) {
-            std::fill(r, r + g.OW, T(0));
-            continue;
-          }
-          const T* xr = x + (c * g.H + ih) * g.W;
-          std::fill(r, r + lo, T(0));
-          if (sw == 1)
-            std::copy(xr + lo + off, xr + hi + off, r + lo);
-          else
-            for (int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * sw + off];
-          std::fill(r + hi, r + g.OW, T(0));
-        }
-      }
+inline void copy_run(const T* src, int64_t stride, T* dst, int64_t n) {
+  typedef T V __attribute__((vector_size(32)));
+  constexpr int64_t L = 32 / int64_t(sizeof(T));
+  if (stride != 1 || n < L) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i * stride];
+    return;
+  }
+  auto move = [&](int64_t i) {
+    V v;
+    std::memcpy(&v, src + i, sizeof(V));
+    std::memcpy(dst + i, &v, sizeof(V));
+  };
+  int64_t i = 0;
+  for (; i + L <= n; i += L) move(i);
+  if (i < n) move(n - L);
 }
+
+// A conv2d's "col" matrix [Cg*KH*KW, nbc*OH*OW] for one group and a chunk of images, read piece by
+// piece without being stored: the GEMMs' packers unroll the receptive fields of a few columns
+// straight into a packed strip (forward) or into a small tile that is then packed (weight
+// gradient). This saves writing col out and reading it back, two passes over a matrix KH*KW times
+// the input's size that rarely fits in cache. Values and their order are those of im2col.
+// The images are first copied with their zero padding around them (when there is padding), so
+// that every element of col is a read of the padded input: col[k, j] = src[row_off[k] + col_off[j]],
+// the row offset selecting channel and tap, the column offset image and output pixel, and a run
+// of output pixels along a row reads the input stride_w apart.
+template <class T>
+class Unrolled {
+ public:
+  // x0: the first of nbc images at group gi's first channel; images are C*H*W apart. padded:
+  // scratch for the padded copy, grown as needed and valid while this object is used.
+  Unrolled(const T* x0, int64_t nbc, const Geom& g, const Conv2dParams& p, std::vector<T>& padded)
+      : g_(g), p_(p), Hp_(g.H + 2 * p.pad_h), Wp_(g.W + 2 * p.pad_w), row_off_(size_t(g.ck)) {
+    if (p.pad_h == 0 && p.pad_w == 0) {
+      src_ = x0;
+      image_stride_ = g.C * g.H * g.W;
+    } else {
+      image_stride_ = g.Cg * Hp_ * Wp_;
+      if (padded.size() < size_t(nbc * image_stride_)) padded.resize(size_t(nbc * image_stride_));
+      for (int64_t b = 0; b < nbc; ++b) pad_image(x0 + b * g.C * g.H * g.W, padded.data() + b * image_stride_);
+      src_ = padded.data();
+    }
+    for (int64_t c = 0, k = 0; c < g.Cg; ++c)
+      for (int64_t kh = 0; kh < g.KH; ++kh)
+        for (int64_t kw = 0; kw < g.KW; ++kw) row_off_[size_t(k++)] = (c * Hp_ + kh * p.dil_h) * Wp_ + kw * p.dil_w;
+  }
+
+  // Rows [k0, k0 + rows) of col restricted to columns [c0, c0 + cols): row k0 + i goes to
+  // out + i * row_ld, its columns at unit stride.
+  void block(int64_t k0, int64_t rows, int64_t c0, int64_t cols, T* out, int64_t row_ld) const {
+    thread_local std::vector<Run> runs;
+    split_columns(c0, cols, runs);
+    const int64_t sw = p_.stride_w;
+    for (int64_t i = 0; i < rows; ++i) {
+      const T* xk = src_ + row_off_[size_t(k0 + i)];
+      T* o = out + i * row_ld;
+      for (const Run& r : runs) copy_run(xk + r.off, sw, o + r.at, r.len);
+    }
+  }
+
+ private:
+  // A stretch of columns within one output row: its column offset (see above), its length and
+  // where it starts among the requested columns.
+  struct Run {
+    int64_t off, len, at;
+  };
+  void split_columns(int64_t c0, int64_t cols, std::vector<Run>& runs) const {
+    runs.clear();
+    for (int64_t at = 0; at < cols;) {
+      const int64_t col = c0 + at, image = col / g_.ohw, pix = col % g_.ohw, oh = pix / g_.OW, ow = pix % g_.OW;
+      const int64_t len = std::min(g_.OW - ow, cols - at);
+      runs.push_back(Run{image * image_stride_ + oh * p_.stride_h * Wp_ + ow * p_.stride_w, len, at});
+      at += len;
+    }
+  }
+  // x [Cg, H, W] (channels H*W apart) -> out [Cg, Hp, Wp] with zeros around.
+  void pad_image(const T* x, T* out) const {
+    const int64_t ph = p_.pad_h, pw = p_.pad_w;
+    for (int64_t c = 0; c < g_.Cg; ++c) {
+      T* oc = out + c * Hp_ * Wp_;
+      std::fill(oc, oc + ph * Wp_, T(0));
+      for (int64_t h = 0; h < g_.H; ++h) {
+        T* row = oc + (ph + h) * Wp_;
+        std::fill(row, row + pw, T(0));
+        std::copy_n(x + (c * g_.H + h) * g_.W, g_.W, row + pw);
+        std::fill(row + pw + g_.W, row + Wp_, T(0));
+      }
+      std::fill(oc + (ph + g_.H) * Wp_, oc + Hp_ * Wp_, T(0));
+    }
+  }
+
+  const Geom& g_;
+  const Conv2dParams& p_;
+  const int64_t Hp_, Wp_;  // the padded input's height and width
+  const T* src_;           // the padded images (or x itself when there is no padding)
+  int64_t image_stride_;
+  std::vector<int64_t> row_off_;
+};
 
 // Accumulates one image's columns of col (rows ld apart) back into gx [Cg, H, W] (which the
 // caller zeroed).
@@ -122,12 +198,13 @@ int64_t images_per_chunk(const Geom& g, int threads) {
   return std::min(nb, per_thread);
 }
 
-// Per-thread scratch: col [ck, nb*ohw] for unrolled receptive fields and mat [Og, nb*ohw] for a
-// chunk's outputs or output gradients. Kept per thread and only ever grown: buffers of megabytes
-// freed after every call would come back from the OS as fresh pages, a page fault per 4 KiB.
+// Per-thread scratch: col [ck, nb*ohw] for the input gradient's receptive fields, mat [Og, nb*ohw]
+// for a chunk's outputs or output gradients, padded for a chunk's padded images (Unrolled). Kept per thread and only
+// ever grown: buffers of megabytes freed after every call would come back from the OS as fresh pages, a page fault per
+// 4 KiB.
 template <class T>
 struct Scratch {
-  std::vector<T> col, mat;
+  std::vector<T> col, mat, padded;
 };
 template <class T>
 Scratch<T>& thread_scratch(size_t col_size, size_t mat_size) {
@@ -162,18 +239,6 @@ void for_each_chunk(const Geom& g, int64_t nb, bool need_col, bool need_mat, F&&
   }
 }
 
-// The GEMM operand [ck, nbc*ohw] holding the receptive fields of images [n0, n0+nbc), group gi:
-// x itself for one pointwise image, else unrolled into col side by side.
-template <class T>
-const T* chunk_columns(const T* xp, const Geom& g, const Conv2dParams& p, bool pointwise, int64_t n0, int64_t nbc,
-                       int64_t gi, T* col) {
-  const T* x0 = xp + (n0 * g.C + gi * g.Cg) * g.H * g.W;
-  if (pointwise && nbc == 1) return x0;
-  for (int64_t b = 0; b < nbc; ++b)
-    im2col(xp + ((n0 + b) * g.C + gi * g.Cg) * g.H * g.W, g, p, col + b * g.ohw, nbc * g.ohw);
-  return col;
-}
-
 // The GEMM operand [Og, nbc*ohw] holding the output gradients of images [n0, n0+nbc), group gi:
 // gy itself for one image, else copied into mat side by side.
 template <class T>
@@ -196,13 +261,24 @@ void conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tenso
   T* yp = y.data<T>();
   bool pw = is_pointwise(g, p);
   int64_t nb = images_per_chunk(g, omp_get_max_threads());
-  for_each_chunk<T>(g, nb, !pw || nb > 1, nb > 1, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
+  for_each_chunk<T>(g, nb, false, nb > 1, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
     int64_t ld = nbc * g.ohw;  // columns of this chunk's GEMM
     for (int64_t gi = 0; gi < g.G; ++gi) {
-      const T* src = chunk_columns(xp, g, p, pw, n0, nbc, gi, s.col.data());
       // One image writes straight into y; a chunk goes through mat [Og, ld] and is scattered.
       T* dst = nbc > 1 ? s.mat.data() : yp + (n0 * g.O + gi * g.Og) * g.ohw;
-      gemm_strided<T>(g.Og, ld, g.ck, T(1), wp + gi * g.Og * g.ck, g.ck, 1, src, ld, 1, T(0), dst, ld, 1, par);
+      const T* wg = wp + gi * g.Og * g.ck;
+      const T* x0 = xp + (n0 * g.C + gi * g.Cg) * g.H * g.W;
+      if (pw && nbc == 1) {  // col is x itself
+        gemm_strided<T>(g.Og, ld, g.ck, T(1), wg, g.ck, 1, x0, ld, 1, T(0), dst, ld, 1, par);
+      } else {  // col unrolled straight into the GEMM's packed strips of B
+        const Unrolled<T> col(x0, nbc, g, p, s.padded);
+        auto pack = [&](int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) {
+          col.block(pc, kc, j0, n, out, R);
+          if (n < R)
+            for (int64_t k = 0; k < kc; ++k) std::fill(out + k * R + n, out + (k + 1) * R, T(0));
+        };
+        gemm_packed_b<T>(g.Og, ld, g.ck, T(1), wg, g.ck, 1, BPacker<T>(pack), T(0), dst, ld, 1, par);
+      }
       for (int64_t b = 0; b < nbc; ++b)
         for (int64_t o = 0; o < g.Og; ++o) {
           T* r = yp + ((n0 + b) * g.O + gi * g.Og + o) * g.ohw;
@@ -264,14 +340,26 @@ void conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, c
   // The worker threads must reach the calling thread's pool, and a lambda does not capture a
   // thread_local (each thread would see its own, empty one): they go through this reference.
   auto& partial = pool;
-  for_each_chunk<T>(g, nb, !pw || nb > 1, nb > 1, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
+  for_each_chunk<T>(g, nb, false, nb > 1, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
     T* acc = partial[by_chunk ? size_t(omp_get_thread_num()) : 0].data();
     int64_t ld = nbc * g.ohw;
     for (int64_t gi = 0; gi < g.G; ++gi) {
-      const T* src = chunk_columns(xp, g, p, pw, n0, nbc, gi, s.col.data());
       const T* gyg = chunk_rows(gyp, g, n0, nbc, gi, s.mat.data());
+      const T* x0 = xp + (n0 * g.C + gi * g.Cg) * g.H * g.W;
+      T* gwg = acc + gi * g.Og * g.ck;
       // gw_g [Og, ck] += gy_g [Og, ld] @ col^T [ld, ck]
-      gemm_strided<T>(g.Og, g.ck, ld, T(1), gyg, ld, 1, src, 1, ld, T(1), acc + gi * g.Og * g.ck, g.ck, 1, par);
+      if (pw && nbc == 1) {  // col is x itself
+        gemm_strided<T>(g.Og, g.ck, ld, T(1), gyg, ld, 1, x0, 1, ld, T(1), gwg, g.ck, 1, par);
+      } else {  // a strip of col^T's columns is n rows of col: unrolled into a tile, then packed
+        const Unrolled<T> col(x0, nbc, g, p, s.padded);
+        auto pack = [&](int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) {
+          thread_local std::vector<T> tile;
+          if (tile.size() < size_t(n * kc)) tile.resize(size_t(n * kc));
+          col.block(j0, n, pc, kc, tile.data(), kc);
+          pack_lines<T>(R, n, kc, tile.data(), kc, 1, out);
+        };
+        gemm_packed_b<T>(g.Og, g.ck, ld, T(1), gyg, ld, 1, BPacker<T>(pack), T(1), gwg, g.ck, 1, par);
+      }
     }
   });
   for (int64_t i = 0; i < wsize; ++i) {

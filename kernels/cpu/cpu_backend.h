@@ -17,6 +17,38 @@ template <class T>
 void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B,
                   int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel = true);
 
+// A B operand that is never stored whole but written strip by strip straight into the GEMM's
+// packed layout (conv2d's unrolled receptive fields: see kernels/cpu/conv.cpp). Called as
+// B(j0, n, pc, kc, R, out), it must set out[k * R + j] = B[pc + k, j0 + j] for k < kc, j < n,
+// and to zero for n <= j < R. A non-owning reference to a callable, valid while that lives.
+template <class T>
+class BPacker {
+ public:
+  template <class F>
+  explicit BPacker(const F& f)
+      : fn_(&f), call_([](const void* fn, int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) {
+          (*static_cast<const F*>(fn))(j0, n, pc, kc, R, out);
+        }) {}
+  void operator()(int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) const {
+    call_(fn_, j0, n, pc, kc, R, out);
+  }
+
+ private:
+  const void* fn_;
+  void (*call_)(const void*, int64_t, int64_t, int64_t, int64_t, int, T*);
+};
+
+// C[M,N] = alpha * A @ B + beta * C with B given by a packer (K > 0, alpha != 0). Each element of
+// C is summed exactly as gemm_strided sums it, so the result is bitwise that of a stored B.
+template <class T>
+void gemm_packed_b(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
+                   const BPacker<T>& B, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel = true);
+
+// What a packer can finish with: R-wide strip of n lines (ls apart) of kc elements (ks apart),
+// k-major, zeros after the n-th line (R is 8, 16 or 32: the GEMM's strip widths).
+template <class T>
+void pack_lines(int R, int64_t n, int64_t kc, const T* P, int64_t ls, int64_t ks, T* out);
+
 // The instruction set of the GEMM micro-kernel (which conv2d and matmul run on). The default is
 // the widest the CPU has, or MINIMA_CPU_GEMM=avx2|avx512|auto from the environment. Both give
 // bitwise the same results (same blocking along K); only the speed differs.

@@ -221,13 +221,59 @@ bool transposed_pays(int64_t M, int64_t N) {
   return 4.0 * padded(N, Cf::MR) * padded(M, Cf::NR) < 3.0 * padded(M, Cf::MR) * padded(N, Cf::NR);
 }
 
-// The Goto loops around one instruction set's micro-kernel.
-template <class T, class Cf, void (*Micro)(int64_t, const T*, const T*, T, T, T*, int64_t, int64_t, int64_t, int64_t)>
-void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B,
-                  int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel) {
+template <class T>
+using MicroKernel = void (*)(int64_t, const T*, const T*, T, T, T*, int64_t, int64_t, int64_t, int64_t);
+
+// A product with few rows (M <= MC) whose packed A fits in this many bytes takes gemm_short_m.
+constexpr int64_t kShortMBytes = int64_t(1) << 20;
+
+// Few rows (conv2d layers with few output channels): all of A is packed once, then each B strip,
+// packed one KC block at a time, is multiplied by every A strip at once, while it is in L1. The
+// general schedule would pack whole KC x NC panels of B (a megabyte) for only M / MR micro-kernel
+// calls each, and read them back from L2. Each element of C is summed over the same KC blocks in
+// the same order with the same epilogues, so the result is bitwise that of gemm_blocked's loops.
+template <class T, class Cf, MicroKernel<T> Micro, class PackB>
+void gemm_short_m(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const PackB& pack_b,
+                  T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel) {
   constexpr int MR = Cf::MR, NR = Cf::NR;
-  if (transposed_pays<Cf>(M, N)) {  // never true again for the transposed shape
-    gemm_blocked<T, Cf, Micro>(N, M, K, alpha, B, b_cs, b_rs, A, a_cs, a_rs, beta, C, c_cs, c_rs, parallel);
+  const int64_t m_strips = (M + MR - 1) / MR, k_blocks = (K + Cf::KC - 1) / Cf::KC, n_strips = (N + NR - 1) / NR;
+  thread_local AlignedBuf<T> abuf;
+  abuf.reserve(size_t(m_strips * MR * K));
+  T* const Ap = abuf.p;  // strip r's KC block b at Ap + (r * K + b * KC) * MR
+#pragma omp parallel if (parallel)
+  {
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < m_strips * k_blocks; ++it) {
+      const int64_t r = it / k_blocks, pc = it % k_blocks * Cf::KC;
+      pack_strip<T, MR>(std::min<int64_t>(MR, M - r * MR), std::min<int64_t>(Cf::KC, K - pc),
+                        A + r * MR * a_rs + pc * a_cs, a_rs, a_cs, Ap + (r * K + pc) * MR);
+    }
+    thread_local AlignedBuf<T> strip;
+    strip.reserve(size_t(Cf::KC * NR));
+#pragma omp for schedule(static)
+    for (int64_t s = 0; s < n_strips; ++s) {
+      const int64_t j0 = s * NR, nr = std::min<int64_t>(NR, N - j0);
+      for (int64_t pc = 0; pc < K; pc += Cf::KC) {
+        const int64_t kc = std::min<int64_t>(Cf::KC, K - pc);
+        pack_b(j0, nr, pc, kc, strip.p);
+        for (int64_t r = 0; r < m_strips; ++r)
+          Micro(kc, Ap + (r * K + pc) * MR, strip.p, alpha, pc == 0 ? beta : T(1), C + r * MR * c_rs + j0 * c_cs, c_rs,
+                c_cs, std::min<int64_t>(MR, M - r * MR), nr);
+      }
+    }
+  }
+}
+
+// The Goto loops around one instruction set's micro-kernel. B comes through pack_b(j0, n, pc, kc,
+// out), which writes the NR-wide strip of B[pc:pc+kc, j0:j0+n] as pack_strip lays it out: a
+// strided matrix, or a conv2d's receptive fields unrolled straight into the strip.
+template <class T, class Cf, MicroKernel<T> Micro, class PackB>
+void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const PackB& pack_b,
+                  T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel) {
+  constexpr int MR = Cf::MR, NR = Cf::NR;
+  const int64_t m_pad = (M + MR - 1) / MR * MR;
+  if (M <= Cf::MC && double(m_pad) * double(K) * sizeof(T) <= double(kShortMBytes)) {
+    gemm_short_m<T, Cf, Micro>(M, N, K, alpha, A, a_rs, a_cs, pack_b, beta, C, c_rs, c_cs, parallel);
     return;
   }
   thread_local AlignedBuf<T> bbuf, abuf;
@@ -248,9 +294,7 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
 #pragma omp for schedule(static)
       for (int64_t s = 0; s < n_strips; ++s) {
         const int64_t j0 = s * NR;
-        // B[pc:pc+kc, jc+j0:...] as NR columns (lines b_cs apart) of kc elements (b_rs apart).
-        pack_strip<T, NR>(std::min<int64_t>(NR, nc - j0), kc, B + pc * b_rs + (jc + j0) * b_cs, b_cs, b_rs,
-                          Bp + s * kc * NR);
+        pack_b(jc + j0, std::min<int64_t>(NR, nc - j0), pc, kc, Bp + s * kc * NR);
       }
       for (int64_t ic = 0; ic < M; ic += Cf::MC) {
         const int64_t mc = std::min<int64_t>(Cf::MC, M - ic);
@@ -271,6 +315,21 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
       }
     }
   }
+}
+
+// A product with a strided B: its strips are packed from memory as NR columns (lines b_cs apart)
+// of kc elements (b_rs apart).
+template <class T, class Cf, MicroKernel<T> Micro>
+void gemm_blocked_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B,
+                          int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel) {
+  if (transposed_pays<Cf>(M, N)) {  // never true again for the transposed shape
+    gemm_blocked_strided<T, Cf, Micro>(N, M, K, alpha, B, b_cs, b_rs, A, a_cs, a_rs, beta, C, c_cs, c_rs, parallel);
+    return;
+  }
+  auto pack_b = [&](int64_t j0, int64_t n, int64_t pc, int64_t kc, T* out) {
+    pack_strip<T, Cf::NR>(n, kc, B + pc * b_rs + j0 * b_cs, b_cs, b_rs, out);
+  };
+  gemm_blocked<T, Cf, Micro>(M, N, K, alpha, A, a_rs, a_cs, pack_b, beta, C, c_rs, c_cs, parallel);
 }
 
 #if defined(__FMA__)
@@ -466,19 +525,55 @@ void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
 #endif
 #if MINIMA_GEMM_AVX512
   if (gemm_isa() == GemmIsa::avx512) {
-    gemm_blocked<T, Avx512<T>, micro_kernel_avx512<T>>(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs,
-                                                       c_cs, parallel);
+    gemm_blocked_strided<T, Avx512<T>, micro_kernel_avx512<T>>(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C,
+                                                               c_rs, c_cs, parallel);
     return;
   }
 #endif
-  gemm_blocked<T, Avx2<T>, micro_kernel_avx2<T>>(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs, c_cs,
-                                                 parallel);
+  gemm_blocked_strided<T, Avx2<T>, micro_kernel_avx2<T>>(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs,
+                                                         c_cs, parallel);
+}
+
+template <class T>
+void gemm_packed_b(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
+                   const BPacker<T>& B, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel) {
+  if (M == 0 || N == 0) return;
+  MINIMA_CHECK(K > 0 && alpha != T(0), "gemm_packed_b: needs K > 0 and a non-zero alpha");
+  if (double(M) * double(N) * double(K) < 262144.0) parallel = false;  // as in gemm_strided
+  auto run = [&](auto cf, auto micro) {
+    using Cf = decltype(cf);
+    auto pack_b = [&](int64_t j0, int64_t n, int64_t pc, int64_t kc, T* out) { B(j0, n, pc, kc, Cf::NR, out); };
+    gemm_blocked<T, Cf, decltype(micro)::value>(M, N, K, alpha, A, a_rs, a_cs, pack_b, beta, C, c_rs, c_cs, parallel);
+  };
+#if MINIMA_GEMM_AVX512
+  if (gemm_isa() == GemmIsa::avx512) {
+    run(Avx512<T>{}, std::integral_constant<MicroKernel<T>, micro_kernel_avx512<T>>{});
+    return;
+  }
+#endif
+  run(Avx2<T>{}, std::integral_constant<MicroKernel<T>, micro_kernel_avx2<T>>{});
+}
+
+template <class T>
+void pack_lines(int R, int64_t n, int64_t kc, const T* P, int64_t ls, int64_t ks, T* out) {
+  switch (R) {
+    case 8: return pack_strip<T, 8>(n, kc, P, ls, ks, out);
+    case 16: return pack_strip<T, 16>(n, kc, P, ls, ks, out);
+    case 32: return pack_strip<T, 32>(n, kc, P, ls, ks, out);
+    default: MINIMA_CHECK(false, "pack_lines: no strip width ", R);
+  }
 }
 
 template void gemm_strided<float>(int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t, const float*,
                                   int64_t, int64_t, float, float*, int64_t, int64_t, bool);
 template void gemm_strided<double>(int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t, const double*,
                                    int64_t, int64_t, double, double*, int64_t, int64_t, bool);
+template void gemm_packed_b<float>(int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t,
+                                   const BPacker<float>&, float, float*, int64_t, int64_t, bool);
+template void gemm_packed_b<double>(int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t,
+                                    const BPacker<double>&, double, double*, int64_t, int64_t, bool);
+template void pack_lines<float>(int, int64_t, int64_t, const float*, int64_t, int64_t, float*);
+template void pack_lines<double>(int, int64_t, int64_t, const double*, int64_t, int64_t, double*);
 
 void CpuBackend::gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha, double beta) {
   MINIMA_CHECK(a.dim() == 3 && b.dim() == 3 && c.dim() == 3, "gemm: expected rank-3 operands");

@@ -224,6 +224,39 @@ TEST_CASE("kernels: a product with few columns, run transposed, is bitwise those
   }
 }
 
+TEST_CASE("kernels: a product with few rows is bitwise those rows of a taller one") {
+  // Up to 144 rows (the A block), a product packs all of A once and runs each B strip against
+  // every A strip while it is in L1; a taller one takes the general blocked loops. Rows [0, M)
+  // must agree bitwise: the same K blocks summed in the same order with the same epilogue.
+  // Row tails of the 6/12-row tile, K tails and blocks, more than one N block (1024), strided
+  // operands, alpha and beta into an output that already holds values, each instruction set.
+  using cpu::GemmIsa;
+  const RestoreGemmIsa restore;
+  Generator g(405);
+  for (GemmIsa isa : {GemmIsa::avx2, GemmIsa::avx512}) {
+    if (!cpu::gemm_isa_supported(isa)) continue;
+    cpu::set_gemm_isa(isa);
+    for (DType t : {DType::f32, DType::f64})
+      for (int64_t M : {5, 12, 37, 144})
+        for (int64_t K : {255, 700})
+          for (int64_t N : {33, 1100}) {
+            INFO(cpu::gemm_isa_name(isa) << " " << dtype_name(t) << " M=" << M << " K=" << K << " N=" << N);
+            Tensor a = urand({300, K}, g, -1, 1, t), b = urand({K, N}, g, -1, 1, t), c0 = urand({300, N}, g, -1, 1, t);
+            for (bool transposed_views : {false, true}) {
+              Tensor aa = transposed_views ? a.t().contiguous().t() : a;
+              Tensor bb = transposed_views ? b.t().contiguous().t() : b;
+              Tensor tall = c0.clone(), few = c0.slice(0, 0, M, 1).clone();
+              cpu_backend().gemm(tall.unsqueeze(0), aa.unsqueeze(0), bb.unsqueeze(0), 0.5, -2.0);
+              cpu_backend().gemm(few.unsqueeze(0), aa.slice(0, 0, M, 1).unsqueeze(0), bb.unsqueeze(0), 0.5, -2.0);
+              CHECK(values(few) == values(tall.slice(0, 0, M, 1)));
+            }
+            std::vector<double> want, bound;
+            naive_matmul(a.slice(0, 0, M, 1), b, want, bound, unit_roundoff(t));
+            check_within(values(matmul(a.slice(0, 0, M, 1), b)), want, bound);
+          }
+  }
+}
+
 TEST_CASE("kernels: batched matmul with broadcasting against per-matrix products") {
   Generator g(402);
   for (DType t : {DType::f32, DType::f64}) {
@@ -355,6 +388,75 @@ TEST_CASE("kernels: conv2d forward and backward against naive loops") {
       check_within(values(gx), gx_want, gx_b);
       check_within(values(gw), gw_want, gw_b);
     }
+}
+
+TEST_CASE("kernels: conv2d forward and weight gradient are bitwise GEMMs over a stored im2col") {
+  // The CPU conv2d never stores its unrolled receptive fields ("col"): the GEMMs' packers read
+  // them from the (padded) input. The result must be bitwise that of gemm_strided over a col
+  // unrolled here: per group, y = W @ col, and for one image gw = gy @ col^T. Cases cover
+  // padding, stride, dilation, groups, a padded 1x1, runs of output pixels that wrap across output
+  // rows within a packed strip, col with more than one K block (256 rows), few output channels
+  // (one A block) and more than 144 (the general loops), each dtype and instruction set.
+  using cpu::GemmIsa;
+  const RestoreGemmIsa restore;
+  Generator gen(406);
+  struct C {
+    const char* name;
+    Shape x, w;
+    Conv2dParams p;
+  };
+  const std::vector<C> cases = {
+      {"3x3 pad 1, 13x11 map, two K blocks", {3, 40, 13, 11}, {20, 40, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"stride 2, 150 outputs", {2, 12, 17, 15}, {150, 12, 3, 3}, Conv2dParams::of(2, 2, 1, 1, 1, 1, 1)},
+      {"dilation 2, asymmetric", {2, 5, 12, 14}, {7, 5, 3, 5}, Conv2dParams::of(1, 2, 2, 1, 2, 2, 1)},
+      {"groups 3, 5x5 map", {9, 9, 5, 5}, {6, 3, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 3)},
+      {"1x1 stride 2 padded", {4, 7, 9, 9}, {5, 7, 1, 1}, Conv2dParams::of(2, 2, 1, 1, 1, 1, 1)},
+      {"1x1, 4x4 map, batched images", {12, 33, 4, 4}, {9, 33, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
+  };
+  auto check = [&](GemmIsa isa, DType t, const C& c, auto tag) {
+    using T = decltype(tag);
+    INFO(cpu::gemm_isa_name(isa) << " " << dtype_name(t) << " " << c.name);
+    const ConvGeom g = conv_geom(c.x, c.w, c.p);
+    const int64_t Cg = g.C / g.G, Og = g.O / g.G, ck = Cg * g.KH * g.KW, ohw = g.OH * g.OW;
+    Tensor x = urand(c.x, gen, -1, 1, t), w = urand(c.w, gen, -1, 1, t);
+    Tensor y = full({g.N, g.O, g.OH, g.OW}, 1e30, TensorOptions(t));
+    cpu_backend().conv2d_forward(y, x, w, Tensor(), c.p);
+    const Tensor x1 = x.slice(0, 0, 1, 1).contiguous();
+    Tensor gy1 = urand({1, g.O, g.OH, g.OW}, gen, -1, 1, t), gw = full(w.shape(), 1e30, TensorOptions(t));
+    cpu_backend().conv2d_backward_weight(gw, gy1, x1, c.p);
+    const T* xp = x.data<T>();
+    const T* wp = w.data<T>();
+    std::vector<T> col(size_t(ck * ohw)), want_y(size_t(y.numel())), want_gw(size_t(w.numel()));
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t gi = 0; gi < g.G; ++gi) {
+        for (int64_t cg = 0, k = 0; cg < Cg; ++cg)
+          for (int64_t kh = 0; kh < g.KH; ++kh)
+            for (int64_t kw = 0; kw < g.KW; ++kw, ++k)
+              for (int64_t oh = 0; oh < g.OH; ++oh)
+                for (int64_t ow = 0; ow < g.OW; ++ow) {
+                  const int64_t ih = oh * c.p.stride_h - c.p.pad_h + kh * c.p.dil_h;
+                  const int64_t iw = ow * c.p.stride_w - c.p.pad_w + kw * c.p.dil_w;
+                  const bool in = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
+                  col[size_t(k * ohw + oh * g.OW + ow)] =
+                      in ? xp[((n * g.C + gi * Cg + cg) * g.H + ih) * g.W + iw] : T(0);
+                }
+        cpu::gemm_strided<T>(Og, ohw, ck, T(1), wp + gi * Og * ck, ck, 1, col.data(), ohw, 1, T(0),
+                             want_y.data() + (n * g.O + gi * Og) * ohw, ohw, 1);
+        if (n == 0)
+          cpu::gemm_strided<T>(Og, ck, ohw, T(1), gy1.data<T>() + gi * Og * ohw, ohw, 1, col.data(), 1, ohw, T(0),
+                               want_gw.data() + gi * Og * ck, ck, 1);
+      }
+    CHECK(values(y) == std::vector<double>(want_y.begin(), want_y.end()));
+    CHECK(values(gw) == std::vector<double>(want_gw.begin(), want_gw.end()));
+  };
+  for (GemmIsa isa : {GemmIsa::avx2, GemmIsa::avx512}) {
+    if (!cpu::gemm_isa_supported(isa)) continue;
+    cpu::set_gemm_isa(isa);
+    for (const C& c : cases) {
+      check(isa, DType::f32, c, float{});
+      check(isa, DType::f64, c, double{});
+    }
+  }
 }
 
 TEST_CASE("kernels: conv2d on non-contiguous inputs and bfloat16") {
