@@ -159,6 +159,75 @@ class Unrolled {
   std::vector<int64_t> row_off_;
 };
 
+// The weight gradient's B operand, col^T [nbc*OH*OW, Cg*KH*KW], with its columns in tap-major
+// order (kh, kw, c) rather than col's (c, kh, kw). A strip of col^T holds, for each output pixel
+// (a k of the GEMM), 32 or so columns; read from col's layout, that is a transpose per strip. So
+// the images are first copied channels-last with their zero padding, [nbc, Hp, Wp, Cg]: then a
+// run of columns with one tap and consecutive channels is contiguous, and each pixel's row of a
+// strip is one or two vector copies. Each element of the product still sums over the same pixels
+// in the same order, so the gradient, put back in (c, kh, kw) order, is bitwise that of col^T.
+template <class T>
+class UnrolledChannelsLast {
+ public:
+  UnrolledChannelsLast(const T* x0, int64_t nbc, const Geom& g, const Conv2dParams& p, std::vector<T>& buf)
+      : g_(g), p_(p), Wp_(g.W + 2 * p.pad_w), image_stride_((g.H + 2 * p.pad_h) * Wp_ * g.Cg) {
+    if (buf.size() < size_t(nbc * image_stride_)) buf.resize(size_t(nbc * image_stride_));
+    const int64_t pixel_row = Wp_ * g.Cg, border = p.pad_w * g.Cg;  // one padded row; its left/right pad
+    for (int64_t b = 0; b < nbc; ++b) {
+      T* image = buf.data() + b * image_stride_;
+      std::fill(image, image + p.pad_h * pixel_row, T(0));
+      for (int64_t h = 0; h < g.H; ++h) {
+        T* row = image + (h + p.pad_h) * pixel_row;
+        std::fill(row, row + border, T(0));
+        // [Cg, W] (channels H*W apart) -> [W, Cg]
+        transpose_lines<T>(g.Cg, g.W, x0 + (b * g.C * g.H + h) * g.W, g.H * g.W, row + border, g.Cg);
+        std::fill(row + border + g.W * g.Cg, row + pixel_row, T(0));
+      }
+      std::fill(image + (g.H + p.pad_h) * pixel_row, image + image_stride_, T(0));
+    }
+    src_ = buf.data();
+  }
+
+  // The strip of col^T (tap-major columns [j0, j0 + n), pixels [pc, pc + kc)) in the GEMM's packed
+  // layout: out[kk * R + j], zeros for n <= j < R.
+  void pack(int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) const {
+    struct Run {
+      int64_t off, len, at;  // source offset from the pixel's corner, length, first column in the strip
+    };
+    Run runs[32];
+    int n_runs = 0;
+    for (int64_t at = 0; at < n;) {
+      const int64_t q = j0 + at, tap = q / g_.Cg, c = q % g_.Cg, len = std::min(g_.Cg - c, n - at);
+      const int64_t kh = tap / g_.KW, kw = tap % g_.KW;
+      runs[n_runs++] = Run{(kh * p_.dil_h * Wp_ + kw * p_.dil_w) * g_.Cg + c, len, at};
+      at += len;
+    }
+    int64_t image = pc / g_.ohw, oh = pc % g_.ohw / g_.OW, ow = pc % g_.OW;
+    for (int64_t kk = 0; kk < kc; ++kk) {
+      const T* corner = src_ + image * image_stride_ + (oh * p_.stride_h * Wp_ + ow * p_.stride_w) * g_.Cg;
+      T* o = out + kk * R;
+      for (int r = 0; r < n_runs; ++r) copy_run(corner + runs[r].off, 1, o + runs[r].at, runs[r].len);
+      std::fill(o + n, o + R, T(0));
+      if (++ow == g_.OW) {
+        ow = 0;
+        if (++oh == g_.OH) oh = 0, ++image;
+      }
+    }
+  }
+
+  // Column j of the tap-major order is column q = to_col_order(j) of col's (c, kh, kw) order.
+  static int64_t to_col_order(int64_t j, const Geom& g) {
+    const int64_t taps = g.KH * g.KW;
+    return j % g.Cg * taps + j / g.Cg;
+  }
+
+ private:
+  const Geom& g_;
+  const Conv2dParams& p_;
+  const int64_t Wp_, image_stride_;
+  const T* src_;
+};
+
 // Accumulates one image's columns of col (rows ld apart) back into gx [Cg, H, W] (which the
 // caller zeroed).
 template <class T>
@@ -350,23 +419,23 @@ void conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, c
       // gw_g [Og, ck] += gy_g [Og, ld] @ col^T [ld, ck]
       if (pw && nbc == 1) {  // col is x itself
         gemm_strided<T>(g.Og, g.ck, ld, T(1), gyg, ld, 1, x0, 1, ld, T(1), gwg, g.ck, 1, par);
-      } else {  // a strip of col^T's columns is n rows of col: unrolled into a tile, then packed
-        const Unrolled<T> col(x0, nbc, g, p, s.padded);
+      } else {  // tap-major columns (put back in order below), read from a channels-last copy
+        const UnrolledChannelsLast<T> colt(x0, nbc, g, p, s.padded);
         auto pack = [&](int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) {
-          thread_local std::vector<T> tile;
-          if (tile.size() < size_t(n * kc)) tile.resize(size_t(n * kc));
-          col.block(j0, n, pc, kc, tile.data(), kc);
-          pack_lines<T>(R, n, kc, tile.data(), kc, 1, out);
+          colt.pack(j0, n, pc, kc, R, out);
         };
         gemm_packed_b<T>(g.Og, g.ck, ld, T(1), gyg, ld, 1, BPacker<T>(pack), T(1), gwg, g.ck, 1, par);
       }
     }
   });
-  for (int64_t i = 0; i < wsize; ++i) {
-    T sum = T(0);
-    for (size_t t = 0; t < parts; ++t) sum += partial[t][size_t(i)];
-    gwp[i] = sum;
-  }
+  // The partial sums are in tap-major column order, except a pointwise conv's direct product,
+  // whose one tap makes both orders the same.
+  for (int64_t o = 0; o < g.O; ++o)
+    for (int64_t j = 0; j < g.ck; ++j) {
+      T sum = T(0);
+      for (size_t t = 0; t < parts; ++t) sum += partial[t][size_t(o * g.ck + j)];
+      gwp[o * g.ck + UnrolledChannelsLast<T>::to_col_order(j, g)] = sum;
+    }
 }
 
 }  // namespace

@@ -49,6 +49,11 @@ void gemm_packed_b(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t
 template <class T>
 void pack_lines(int R, int64_t n, int64_t kc, const T* P, int64_t ls, int64_t ks, T* out);
 
+// dst[j * dst_ls + i] = src[i * src_ls + j] for i < rows, j < cols: lines of src (contiguous)
+// become columns of dst, through the same register transposes as the packing.
+template <class T>
+void transpose_lines(int64_t rows, int64_t cols, const T* src, int64_t src_ls, T* dst, int64_t dst_ls);
+
 // The instruction set of the GEMM micro-kernel (which conv2d and matmul run on). The default is
 // the widest the CPU has, or MINIMA_CPU_GEMM=avx2|avx512|auto from the environment. Both give
 // bitwise the same results (same blocking along K); only the speed differs.

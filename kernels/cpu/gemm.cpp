@@ -555,6 +555,32 @@ void gemm_packed_b(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t
 }
 
 template <class T>
+void transpose_lines(int64_t rows, int64_t cols, const T* src, int64_t src_ls, T* dst, int64_t dst_ls) {
+  int64_t i = 0;
+#if MINIMA_REG_TRANSPOSE
+  using Cf = Avx2<T>;
+  using V = typename Cf::V;
+  constexpr int VL = Cf::VL;
+  static const TransposeMasks<Cf> masks;
+  const int64_t col_tiles = cols / VL * VL;
+  for (; i + VL <= rows; i += VL) {
+    for (int64_t j = 0; j < col_tiles; j += VL) {
+      V m[VL];
+#pragma GCC unroll 16
+      for (int r = 0; r < VL; ++r) std::memcpy(&m[r], src + (i + r) * src_ls + j, sizeof(V));
+      transpose_tile<Cf>(m, masks);
+#pragma GCC unroll 16
+      for (int r = 0; r < VL; ++r) std::memcpy(dst + (j + r) * dst_ls + i, &m[r], sizeof(V));
+    }
+    for (int64_t j = col_tiles; j < cols; ++j)
+      for (int64_t r = 0; r < VL; ++r) dst[j * dst_ls + i + r] = src[(i + r) * src_ls + j];
+  }
+#endif
+  for (; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) dst[j * dst_ls + i] = src[i * src_ls + j];
+}
+
+template <class T>
 void pack_lines(int R, int64_t n, int64_t kc, const T* P, int64_t ls, int64_t ks, T* out) {
   switch (R) {
     case 8: return pack_strip<T, 8>(n, kc, P, ls, ks, out);
@@ -572,6 +598,8 @@ template void gemm_packed_b<float>(int64_t, int64_t, int64_t, float, const float
                                    const BPacker<float>&, float, float*, int64_t, int64_t, bool);
 template void gemm_packed_b<double>(int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t,
                                     const BPacker<double>&, double, double*, int64_t, int64_t, bool);
+template void transpose_lines<float>(int64_t, int64_t, const float*, int64_t, float*, int64_t);
+template void transpose_lines<double>(int64_t, int64_t, const double*, int64_t, double*, int64_t);
 template void pack_lines<float>(int, int64_t, int64_t, const float*, int64_t, int64_t, float*);
 template void pack_lines<double>(int, int64_t, int64_t, const double*, int64_t, int64_t, double*);
 
