@@ -78,9 +78,9 @@ inline void copy_run(const T* src, int64_t stride, T* dst, int64_t n) {
 }
 
 // A conv2d's "col" matrix [Cg*KH*KW, nbc*OH*OW] for one group and a chunk of images, read piece by
-// piece without being stored: the GEMMs' packers unroll the receptive fields of a few columns
-// straight into a packed strip (forward) or into a small tile that is then packed (weight
-// gradient). This saves writing col out and reading it back, two passes over a matrix KH*KW times
+// piece without being stored: the forward GEMM's packer unrolls the receptive fields of a few
+// columns straight into a packed strip (the weight gradient has its own: UnrolledChannelsLast).
+// This saves writing col out and reading it back, two passes over a matrix KH*KW times
 // the input's size that rarely fits in cache. Values and their order are those of im2col.
 // The images are first copied with their zero padding around them (when there is padding), so
 // that every element of col is a read of the padded input: col[k, j] = src[row_off[k] + col_off[j]],
@@ -107,16 +107,17 @@ class Unrolled {
         for (int64_t kw = 0; kw < g.KW; ++kw) row_off_[size_t(k++)] = (c * Hp_ + kh * p.dil_h) * Wp_ + kw * p.dil_w;
   }
 
-  // Rows [k0, k0 + rows) of col restricted to columns [c0, c0 + cols): row k0 + i goes to
-  // out + i * row_ld, its columns at unit stride.
-  void block(int64_t k0, int64_t rows, int64_t c0, int64_t cols, T* out, int64_t row_ld) const {
-    thread_local std::vector<Run> runs;
-    split_columns(c0, cols, runs);
+  // The strip of col (rows [pc, pc + kc), columns [j0, j0 + n)) in the GEMM's packed layout:
+  // out[k * R + j], zeros for n <= j < R.
+  void pack(int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) const {
+    Run runs[32];  // n <= R <= 32 columns
+    const int n_runs = split_columns(j0, n, runs);
     const int64_t sw = p_.stride_w;
-    for (int64_t i = 0; i < rows; ++i) {
-      const T* xk = src_ + row_off_[size_t(k0 + i)];
-      T* o = out + i * row_ld;
-      for (const Run& r : runs) copy_run(xk + r.off, sw, o + r.at, r.len);
+    for (int64_t k = 0; k < kc; ++k) {
+      const T* xk = src_ + row_off_[size_t(pc + k)];
+      T* o = out + k * R;
+      for (int r = 0; r < n_runs; ++r) copy_run(xk + runs[r].off, sw, o + runs[r].at, runs[r].len);
+      std::fill(o + n, o + R, T(0));
     }
   }
 
@@ -126,14 +127,15 @@ class Unrolled {
   struct Run {
     int64_t off, len, at;
   };
-  void split_columns(int64_t c0, int64_t cols, std::vector<Run>& runs) const {
-    runs.clear();
+  int split_columns(int64_t c0, int64_t cols, Run* runs) const {
+    int n_runs = 0;
     for (int64_t at = 0; at < cols;) {
       const int64_t col = c0 + at, image = col / g_.ohw, pix = col % g_.ohw, oh = pix / g_.OW, ow = pix % g_.OW;
       const int64_t len = std::min(g_.OW - ow, cols - at);
-      runs.push_back(Run{image * image_stride_ + oh * p_.stride_h * Wp_ + ow * p_.stride_w, len, at});
+      runs[n_runs++] = Run{image * image_stride_ + oh * p_.stride_h * Wp_ + ow * p_.stride_w, len, at};
       at += len;
     }
+    return n_runs;
   }
   // x [Cg, H, W] (channels H*W apart) -> out [Cg, Hp, Wp] with zeros around.
   void pad_image(const T* x, T* out) const {
@@ -342,9 +344,7 @@ void conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tenso
       } else {  // col unrolled straight into the GEMM's packed strips of B
         const Unrolled<T> col(x0, nbc, g, p, s.padded);
         auto pack = [&](int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) {
-          col.block(pc, kc, j0, n, out, R);
-          if (n < R)
-            for (int64_t k = 0; k < kc; ++k) std::fill(out + k * R + n, out + (k + 1) * R, T(0));
+          col.pack(j0, n, pc, kc, R, out);
         };
         gemm_packed_b<T>(g.Og, ld, g.ck, T(1), wg, g.ck, 1, BPacker<T>(pack), T(0), dst, ld, 1, par);
       }

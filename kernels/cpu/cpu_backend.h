@@ -38,16 +38,11 @@ class BPacker {
   void (*call_)(const void*, int64_t, int64_t, int64_t, int64_t, int, T*);
 };
 
-// C[M,N] = alpha * A @ B + beta * C with B given by a packer (K > 0, alpha != 0). Each element of
+// C[M,N] = alpha * A @ B + beta * C with B given by a packer. Each element of
 // C is summed exactly as gemm_strided sums it, so the result is bitwise that of a stored B.
 template <class T>
 void gemm_packed_b(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
                    const BPacker<T>& B, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel = true);
-
-// What a packer can finish with: R-wide strip of n lines (ls apart) of kc elements (ks apart),
-// k-major, zeros after the n-th line (R is 8, 16 or 32: the GEMM's strip widths).
-template <class T>
-void pack_lines(int R, int64_t n, int64_t kc, const T* P, int64_t ls, int64_t ks, T* out);
 
 // dst[j * dst_ls + i] = src[i * src_ls + j] for i < rows, j < cols: lines of src (contiguous)
 // become columns of dst, through the same register transposes as the packing.

@@ -538,7 +538,10 @@ template <class T>
 void gemm_packed_b(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
                    const BPacker<T>& B, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel) {
   if (M == 0 || N == 0) return;
-  MINIMA_CHECK(K > 0 && alpha != T(0), "gemm_packed_b: needs K > 0 and a non-zero alpha");
+  if (K == 0 || alpha == T(0)) {  // no product: B is never read, as gemm_strided
+    gemm_strided<T>(M, N, 0, alpha, A, a_rs, a_cs, nullptr, 0, 0, beta, C, c_rs, c_cs, false);
+    return;
+  }
   if (double(M) * double(N) * double(K) < 262144.0) parallel = false;  // as in gemm_strided
   auto run = [&](auto cf, auto micro) {
     using Cf = decltype(cf);
@@ -580,16 +583,6 @@ void transpose_lines(int64_t rows, int64_t cols, const T* src, int64_t src_ls, T
     for (int64_t j = 0; j < cols; ++j) dst[j * dst_ls + i] = src[i * src_ls + j];
 }
 
-template <class T>
-void pack_lines(int R, int64_t n, int64_t kc, const T* P, int64_t ls, int64_t ks, T* out) {
-  switch (R) {
-    case 8: return pack_strip<T, 8>(n, kc, P, ls, ks, out);
-    case 16: return pack_strip<T, 16>(n, kc, P, ls, ks, out);
-    case 32: return pack_strip<T, 32>(n, kc, P, ls, ks, out);
-    default: MINIMA_CHECK(false, "pack_lines: no strip width ", R);
-  }
-}
-
 template void gemm_strided<float>(int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t, const float*,
                                   int64_t, int64_t, float, float*, int64_t, int64_t, bool);
 template void gemm_strided<double>(int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t, const double*,
@@ -600,8 +593,6 @@ template void gemm_packed_b<double>(int64_t, int64_t, int64_t, double, const dou
                                     const BPacker<double>&, double, double*, int64_t, int64_t, bool);
 template void transpose_lines<float>(int64_t, int64_t, const float*, int64_t, float*, int64_t);
 template void transpose_lines<double>(int64_t, int64_t, const double*, int64_t, double*, int64_t);
-template void pack_lines<float>(int, int64_t, int64_t, const float*, int64_t, int64_t, float*);
-template void pack_lines<double>(int, int64_t, int64_t, const double*, int64_t, int64_t, double*);
 
 void CpuBackend::gemm(const Tensor& c, const Tensor& a, const Tensor& b, double alpha, double beta) {
   MINIMA_CHECK(a.dim() == 3 && b.dim() == 3 && c.dim() == 3, "gemm: expected rank-3 operands");
