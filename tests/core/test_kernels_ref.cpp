@@ -346,6 +346,8 @@ TEST_CASE("kernels: conv2d forward and backward against naive loops") {
       {"1x1 batch of 9", {9, 8, 5, 5}, {4, 8, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
       {"groups 2 batch of 11", {11, 4, 6, 6}, {6, 2, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 2)},
       {"1x1 grouped stride 2 batch of 7", {7, 6, 7, 7}, {9, 2, 1, 1}, Conv2dParams::of(2, 2, 0, 0, 1, 1, 3)},
+      // No input channels: y is the bias, gx and gw are empty (the GEMMs have K = 0 or N = 0).
+      {"no input channels", {2, 0, 5, 5}, {3, 0, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
   };
   for (DType t : {DType::f32, DType::f64})
     for (const auto& c : cases) {
