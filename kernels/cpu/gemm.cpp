@@ -178,6 +178,27 @@ __attribute__((always_inline)) inline void micro_kernel_body(int64_t kc, const T
       for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
     }
   }
+  // A whole-width tile into unit-stride rows with alpha 1 and beta 0 or 1 (every product of
+  // matmul and conv2d, and every K block after the first) is stored a vector at a time: 1 * acc
+  // and 1 * acc + 1 * c round exactly as acc and acc + c, so the result is bitwise that of the
+  // general epilogue below. Products with a small K (conv2d's input gradient, K = output
+  // channels) spend much of their time here.
+  if (c_cs == 1 && nr == NR && alpha == T(1) && (beta == T(0) || beta == T(1))) {
+    for (int i = 0; i < MR; ++i) {
+      if (i >= mr) break;
+      T* c = C + i * c_rs;
+      for (int v = 0; v < NV; ++v) {
+        V out = acc[i][v];
+        if (beta == T(1)) {
+          V old;
+          std::memcpy(&old, c + v * VL, sizeof(V));
+          out += old;
+        }
+        std::memcpy(c + v * VL, &out, sizeof(V));
+      }
+    }
+    return;
+  }
   alignas(64) T tile[MR * NR];
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) std::memcpy(tile + i * NR + v * VL, &acc[i][v], sizeof(V));

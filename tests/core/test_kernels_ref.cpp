@@ -257,6 +257,45 @@ TEST_CASE("kernels: a product with few rows is bitwise those rows of a taller on
   }
 }
 
+TEST_CASE("kernels: the GEMM's vector stores are bitwise its general epilogue") {
+  // Whole-width tiles into unit-stride rows with alpha 1 and beta 0 or 1 are stored a vector at
+  // a time; any other stride, alpha or beta goes through the general epilogue. C as a row-major
+  // matrix and as the transpose of a column-major one (the same product, other strides) must
+  // agree bitwise, with one K block and several (beta 1 after the first), row and column tails,
+  // few rows and many, each instruction set.
+  using cpu::GemmIsa;
+  const RestoreGemmIsa restore;
+  Generator g(407);
+  for (GemmIsa isa : {GemmIsa::avx2, GemmIsa::avx512}) {
+    if (!cpu::gemm_isa_supported(isa)) continue;
+    cpu::set_gemm_isa(isa);
+    for (DType t : {DType::f32, DType::f64})
+      for (int64_t M : {30, 301})
+        for (int64_t K : {40, 600})
+          for (int64_t N : {64, 75})
+            for (double beta : {0.0, 1.0}) {
+              INFO(cpu::gemm_isa_name(isa)
+                   << " " << dtype_name(t) << " M=" << M << " K=" << K << " N=" << N << " beta=" << beta);
+              Tensor a = urand({M, K}, g, -1, 1, t), b = urand({K, N}, g, -1, 1, t), c0 = urand({M, N}, g, -1, 1, t);
+              Tensor rows = c0.clone(), cols = c0.t().contiguous().t();  // same values, column-major
+              REQUIRE(cols.stride(1) != 1);
+              cpu_backend().gemm(rows.unsqueeze(0), a.unsqueeze(0), b.unsqueeze(0), 1.0, beta);
+              cpu_backend().gemm(cols.unsqueeze(0), a.unsqueeze(0), b.unsqueeze(0), 1.0, beta);
+              CHECK(values(rows) == values(cols));
+              std::vector<double> want, bound;
+              naive_matmul(a, b, want, bound, unit_roundoff(t));
+              if (beta == 1.0) {
+                const std::vector<double> c0v = values(c0);
+                for (size_t i = 0; i < want.size(); ++i) {
+                  want[i] += c0v[i];
+                  bound[i] += 2.0 * unit_roundoff(t) * std::abs(want[i]);
+                }
+              }
+              check_within(values(rows), want, bound);
+            }
+  }
+}
+
 TEST_CASE("kernels: batched matmul with broadcasting against per-matrix products") {
   Generator g(402);
   for (DType t : {DType::f32, DType::f64}) {
