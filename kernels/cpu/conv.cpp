@@ -1,12 +1,13 @@
 // kernels/cpu/conv.cpp: conv2d forward and both backward passes as GEMMs over im2col. For each
 // image and group, the receptive fields unrolled form a [C/g*KH*KW, OH*OW] matrix ("col"), so
 // forward is W @ col, the input gradient is col2im(W^T @ gy) and the weight gradient is
-// gy @ col^T summed over the batch. col is never stored: the GEMMs unroll it piece by piece into
-// their packed operands (see Unrolled). Only the input gradient's col (a GEMM output) is stored,
-// then scattered back by col2im. 1x1/stride-1/unpadded convs of one image read x as col. Small
-// feature maps batch several images into one GEMM (see images_per_chunk). Chunks of images are
-// spread over threads (each with its own buffers); with fewer chunks than threads the GEMM itself
-// runs in parallel instead.
+// gy @ col^T summed over the batch. The forward and weight-gradient GEMMs never store col: they
+// unroll it piece by piece into their packed operands (Unrolled, UnrolledChannelsLast). With
+// stride 1 the input gradient is a forward conv too (of gy, with the kernel flipped), so it does
+// not store col either; otherwise col is a GEMM output, scattered back by col2im.
+// 1x1/stride-1/unpadded convs of one image read x as col. Small feature maps batch several images
+// into one GEMM (see images_per_chunk). Chunks of images are spread over threads (each with its
+// own buffers); with fewer chunks than threads the GEMM itself runs in parallel instead.
 #include <omp.h>
 
 #include <algorithm>
@@ -324,12 +325,7 @@ const T* chunk_rows(const T* gyp, const Geom& g, int64_t n0, int64_t nbc, int64_
 }
 
 template <class T>
-void conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) {
-  Geom g = geom(x, w, y, p);
-  const T* xp = x.data<T>();
-  const T* wp = w.data<T>();
-  const T* bp = bias.defined() ? bias.data<T>() : nullptr;
-  T* yp = y.data<T>();
+void conv_forward(const Geom& g, const Conv2dParams& p, const T* xp, const T* wp, const T* bp, T* yp) {
   bool pw = is_pointwise(g, p);
   int64_t nb = images_per_chunk(g, omp_get_max_threads());
   for_each_chunk<T>(g, nb, false, nb > 1, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
@@ -362,11 +358,56 @@ void conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tenso
 }
 
 template <class T>
+void conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) {
+  conv_forward<T>(geom(x, w, y, p), p, x.data<T>(), w.data<T>(), bias.defined() ? bias.data<T>() : nullptr,
+                  y.data<T>());
+}
+
+// With stride 1, the input gradient is itself a convolution: of gy, padded by dil*(K-1) - pad,
+// with the kernel flipped in both spatial directions and its in/out channels swapped (per group):
+// gx[c, ih, iw] = sum over o, kh, kw of W[o, c, kh, kw] * gy[o, ih + pad - dil*kh, iw + ...].
+// Run as conv_forward, it never stores col (a forward GEMM over W^T @ gy would write col, KH*KW
+// times gx, and col2im read it back). Needs the padding within dil*(K-1), and enough input
+// channels per group: they are the rows of that forward's GEMM, and an RGB layer's 3 would fill
+// a quarter of the micro-kernel's 12-row tile (four times slower than through col).
+bool input_grad_as_forward(const Geom& g, const Conv2dParams& p) {
+  constexpr int64_t kMinRows = 32;
+  return p.stride_h == 1 && p.stride_w == 1 && !is_pointwise(g, p) && g.Cg >= kMinRows &&
+         p.pad_h <= p.dil_h * (g.KH - 1) && p.pad_w <= p.dil_w * (g.KW - 1);
+}
+
+template <class T>
+void conv_backward_input_as_forward(const Geom& g, const Conv2dParams& p, const T* gyp, const T* wp, T* gxp) {
+  Geom f = g;  // the forward conv gy -> gx
+  f.C = g.O, f.H = g.OH, f.W = g.OW, f.O = g.C, f.OH = g.H, f.OW = g.W;
+  f.Cg = g.Og, f.Og = g.Cg, f.ck = g.Og * g.KH * g.KW, f.ohw = g.H * g.W;
+  Conv2dParams fp = p;
+  fp.pad_h = p.dil_h * (g.KH - 1) - p.pad_h;
+  fp.pad_w = p.dil_w * (g.KW - 1) - p.pad_w;
+  // flipped[gi*Cg + c, o, kh, kw] = W[gi*Og + o, c, KH-1-kh, KW-1-kw]
+  thread_local std::vector<T> flipped;
+  const int64_t taps = g.KH * g.KW;
+  if (flipped.size() < size_t(g.O * g.ck)) flipped.resize(size_t(g.O * g.ck));
+  for (int64_t gi = 0; gi < g.G; ++gi)
+    for (int64_t o = 0; o < g.Og; ++o)
+      for (int64_t c = 0; c < g.Cg; ++c) {
+        const T* src = wp + ((gi * g.Og + o) * g.Cg + c) * taps;
+        T* dst = flipped.data() + ((gi * g.Cg + c) * g.Og + o) * taps;
+        for (int64_t t = 0; t < taps; ++t) dst[t] = src[taps - 1 - t];
+      }
+  conv_forward<T>(f, fp, gyp, flipped.data(), nullptr, gxp);
+}
+
+template <class T>
 void conv_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, const Conv2dParams& p) {
   Geom g = geom(gx, w, gy, p);
   const T* gyp = gy.data<T>();
   const T* wp = w.data<T>();
   T* gxp = gx.data<T>();
+  if (input_grad_as_forward(g, p)) {
+    conv_backward_input_as_forward<T>(g, p, gyp, wp, gxp);
+    return;
+  }
   bool pw = is_pointwise(g, p);
   int64_t nb = images_per_chunk(g, omp_get_max_threads());
   for_each_chunk<T>(g, nb, !pw || nb > 1, nb > 1, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {

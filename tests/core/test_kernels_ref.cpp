@@ -385,6 +385,13 @@ TEST_CASE("kernels: conv2d forward and backward against naive loops") {
       {"1x1 batch of 9", {9, 8, 5, 5}, {4, 8, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
       {"groups 2 batch of 11", {11, 4, 6, 6}, {6, 2, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 2)},
       {"1x1 grouped stride 2 batch of 7", {7, 6, 7, 7}, {9, 2, 1, 1}, Conv2dParams::of(2, 2, 0, 0, 1, 1, 3)},
+      // Stride 1 with at least 32 input channels per group: the input gradient runs as a forward
+      // conv of gy with the flipped kernel, padded by dil*(K-1) - pad (here 1, 2, 3 and (2, 2)).
+      {"input grad as forward: 3x3 pad 1", {3, 40, 7, 6}, {5, 40, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"input grad as forward: unpadded", {2, 32, 6, 5}, {3, 32, 3, 3}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
+      {"input grad as forward: dilation 2", {2, 33, 9, 8}, {4, 33, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 2, 2, 1)},
+      {"input grad as forward: groups 2, 5x3", {2, 64, 6, 7}, {6, 32, 5, 3}, Conv2dParams::of(1, 1, 2, 0, 1, 1, 2)},
+      {"input grad as forward: batch of 17", {17, 32, 4, 4}, {3, 32, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
       // No input channels: y is the bias, gx and gw are empty (the GEMMs have K = 0 or N = 0).
       {"no input channels", {2, 0, 5, 5}, {3, 0, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
   };
