@@ -20,7 +20,8 @@ void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
 // A B operand that is never stored whole but written strip by strip straight into the GEMM's
 // packed layout (conv2d's unrolled receptive fields: see kernels/cpu/conv.cpp). Called as
 // B(j0, n, pc, kc, R, out), it must set out[k * R + j] = B[pc + k, j0 + j] for k < kc, j < n,
-// and to zero for n <= j < R. A non-owning reference to a callable, valid while that lives.
+// and to zero for n <= j < R, where R is the micro-kernel's strip width (8, 16 or 32). A
+// non-owning reference to a callable, valid while that lives.
 template <class T>
 class BPacker {
  public:
