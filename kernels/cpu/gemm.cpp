@@ -111,6 +111,36 @@ __attribute__((always_inline)) inline void transpose_tile(typename Cf::V (&m)[Cf
 #define MINIMA_REG_TRANSPOSE 0
 #endif
 
+// dst[j * dst_ls + i] = src[i * src_ls + j] for i < rows, j < cols, with rows of src contiguous:
+// VL x VL tiles (VL rows, VL consecutive columns) are loaded row by row, transposed in registers
+// and stored as VL rows of dst, instead of one scalar store per value. Rows left over (fewer
+// than VL) and columns past the last whole tile are copied one value at a time.
+template <class T>
+void transpose_into(int64_t rows, int64_t cols, const T* src, int64_t src_ls, T* dst, int64_t dst_ls) {
+  int64_t i = 0;
+#if MINIMA_REG_TRANSPOSE
+  using Cf = Avx2<T>;
+  using V = typename Cf::V;
+  constexpr int VL = Cf::VL;
+  static const TransposeMasks<Cf> masks;
+  const int64_t col_tiles = cols / VL * VL;
+  for (; i + VL <= rows; i += VL) {
+    for (int64_t j = 0; j < col_tiles; j += VL) {
+      V m[VL];
+#pragma GCC unroll 16
+      for (int r = 0; r < VL; ++r) std::memcpy(&m[r], src + (i + r) * src_ls + j, sizeof(V));
+      transpose_tile<Cf>(m, masks);
+#pragma GCC unroll 16
+      for (int r = 0; r < VL; ++r) std::memcpy(dst + (j + r) * dst_ls + i, &m[r], sizeof(V));
+    }
+    for (int64_t j = col_tiles; j < cols; ++j)
+      for (int64_t r = 0; r < VL; ++r) dst[j * dst_ls + i + r] = src[(i + r) * src_ls + j];
+  }
+#endif
+  for (; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) dst[j * dst_ls + i] = src[i * src_ls + j];
+}
+
 // Packs one strip of R "lines" (rows of A, or columns of B) of kc elements, k-major: out[k*R + i]
 // = P[i * ls + k * ks] for the first n lines, zeros for the rest (a ragged last strip). The copy
 // order follows memory: whole k-rows at once when the lines are adjacent (row-major B, transposed
@@ -122,35 +152,8 @@ void pack_strip(int64_t n, int64_t kc, const T* P, int64_t ls, int64_t ks, T* ou
     for (int64_t k = 0; k < kc; ++k) std::memcpy(out + k * R, P + k * ks, sizeof(T) * R);
     return;
   }
-  if (ks == 1) {
-    int64_t i = 0;
-#if MINIMA_REG_TRANSPOSE
-    // Contiguous lines: VL x VL tiles (VL lines, VL consecutive k) are loaded line by line,
-    // transposed in registers and stored as VL k-rows of VL lines each, instead of one scalar
-    // store per value. Lines left over (fewer than VL) and k past the last whole tile are copied
-    // one value at a time.
-    using Cf = Avx2<T>;
-    using V = typename Cf::V;
-    constexpr int VL = Cf::VL;
-    static const TransposeMasks<Cf> masks;
-    const int64_t k_tiles = kc / VL * VL;
-    for (; i + VL <= n; i += VL) {
-      for (int64_t k = 0; k < k_tiles; k += VL) {
-        V m[VL];
-#pragma GCC unroll 16
-        for (int r = 0; r < VL; ++r) std::memcpy(&m[r], P + (i + r) * ls + k, sizeof(V));
-        transpose_tile<Cf>(m, masks);
-#pragma GCC unroll 16
-        for (int j = 0; j < VL; ++j) std::memcpy(out + (k + j) * R + i, &m[j], sizeof(V));
-      }
-      for (int64_t r = 0; r < VL; ++r)
-        for (int64_t k = k_tiles; k < kc; ++k) out[k * R + i + r] = P[(i + r) * ls + k];
-    }
-#endif
-    for (; i < n; ++i) {
-      const T* line = P + i * ls;
-      for (int64_t k = 0; k < kc; ++k) out[k * R + i] = line[k];
-    }
+  if (ks == 1) {  // contiguous lines: transposed into k-rows of R
+    transpose_into(n, kc, P, ls, out, R);
   } else {
     for (int64_t k = 0; k < kc; ++k)
       for (int64_t i = 0; i < n; ++i) out[k * R + i] = P[i * ls + k * ks];
@@ -580,28 +583,7 @@ void gemm_packed_b(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t
 
 template <class T>
 void transpose_lines(int64_t rows, int64_t cols, const T* src, int64_t src_ls, T* dst, int64_t dst_ls) {
-  int64_t i = 0;
-#if MINIMA_REG_TRANSPOSE
-  using Cf = Avx2<T>;
-  using V = typename Cf::V;
-  constexpr int VL = Cf::VL;
-  static const TransposeMasks<Cf> masks;
-  const int64_t col_tiles = cols / VL * VL;
-  for (; i + VL <= rows; i += VL) {
-    for (int64_t j = 0; j < col_tiles; j += VL) {
-      V m[VL];
-#pragma GCC unroll 16
-      for (int r = 0; r < VL; ++r) std::memcpy(&m[r], src + (i + r) * src_ls + j, sizeof(V));
-      transpose_tile<Cf>(m, masks);
-#pragma GCC unroll 16
-      for (int r = 0; r < VL; ++r) std::memcpy(dst + (j + r) * dst_ls + i, &m[r], sizeof(V));
-    }
-    for (int64_t j = col_tiles; j < cols; ++j)
-      for (int64_t r = 0; r < VL; ++r) dst[j * dst_ls + i + r] = src[(i + r) * src_ls + j];
-  }
-#endif
-  for (; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j) dst[j * dst_ls + i] = src[i * src_ls + j];
+  transpose_into(rows, cols, src, src_ls, dst, dst_ls);
 }
 
 template void gemm_strided<float>(int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t, const float*,
