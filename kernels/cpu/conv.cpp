@@ -218,12 +218,6 @@ class UnrolledChannelsLast {
     }
   }
 
-  // Column j of the tap-major order is column q = to_col_order(j) of col's (c, kh, kw) order.
-  static int64_t to_col_order(int64_t j, const Geom& g) {
-    const int64_t taps = g.KH * g.KW;
-    return j % g.Cg * taps + j / g.Cg;
-  }
-
  private:
   const Geom& g_;
   const Conv2dParams& p_;
@@ -469,14 +463,17 @@ void conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, c
       }
     }
   });
-  // The partial sums are in tap-major column order, except a pointwise conv's direct product,
-  // whose one tap makes both orders the same.
+  // The partial sums are in tap-major column order (tap * Cg + c), put back in the weight's
+  // (c * taps + tap); a pointwise conv's direct product has one tap, where both orders agree.
+  const int64_t taps = g.KH * g.KW;
   for (int64_t o = 0; o < g.O; ++o)
-    for (int64_t j = 0; j < g.ck; ++j) {
-      T sum = T(0);
-      for (size_t t = 0; t < parts; ++t) sum += partial[t][size_t(o * g.ck + j)];
-      gwp[o * g.ck + UnrolledChannelsLast<T>::to_col_order(j, g)] = sum;
-    }
+    for (int64_t tap = 0; tap < taps; ++tap)
+      for (int64_t c = 0; c < g.Cg; ++c) {
+        const size_t j = size_t(o * g.ck + tap * g.Cg + c);
+        T sum = T(0);
+        for (size_t t = 0; t < parts; ++t) sum += partial[t][j];
+        gwp[o * g.ck + c * taps + tap] = sum;
+      }
 }
 
 }  // namespace
