@@ -512,21 +512,43 @@ void set_gemm_isa(GemmIsa isa) {
   isa_in_use().store(isa, std::memory_order_relaxed);
 }
 
+namespace {
+
+// With no product to add (K = 0 or alpha = 0), C = beta * C, B never read: returns true.
+template <class T>
+bool scaled_only(int64_t M, int64_t N, int64_t K, T alpha, T beta, T* C, int64_t c_rs, int64_t c_cs) {
+  if (K != 0 && alpha != T(0)) return false;
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      T& c = C[i * c_rs + j * c_cs];
+      c = beta == T(0) ? T(0) : beta * c;
+    }
+  return true;
+}
+
+// Below ~64^3 multiply-adds a parallel region costs more than it saves (and on a busy machine a
+// descheduled thread stalls every barrier), so small products run on the calling thread.
+bool worth_parallel(int64_t M, int64_t N, int64_t K) { return double(M) * double(N) * double(K) >= 262144.0; }
+
+// f(Cf{}, micro) for the instruction set in use: Cf its blocking, micro::value its micro-kernel.
+template <class T, class F>
+void with_isa(F&& f) {
+#if MINIMA_GEMM_AVX512
+  if (gemm_isa() == GemmIsa::avx512) {
+    f(Avx512<T>{}, std::integral_constant<MicroKernel<T>, micro_kernel_avx512<T>>{});
+    return;
+  }
+#endif
+  f(Avx2<T>{}, std::integral_constant<MicroKernel<T>, micro_kernel_avx2<T>>{});
+}
+
+}  // namespace
+
 template <class T>
 void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B,
                   int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel) {
-  if (M == 0 || N == 0) return;
-  if (K == 0 || alpha == T(0)) {
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t j = 0; j < N; ++j) {
-        T& c = C[i * c_rs + j * c_cs];
-        c = beta == T(0) ? T(0) : beta * c;
-      }
-    return;
-  }
-  // Below ~64^3 multiply-adds a parallel region costs more than it saves (and on a busy machine
-  // a descheduled thread stalls every barrier), so small products run on the calling thread.
-  if (double(M) * double(N) * double(K) < 262144.0) parallel = false;
+  if (M == 0 || N == 0 || scaled_only(M, N, K, alpha, beta, C, c_rs, c_cs)) return;
+  parallel = parallel && worth_parallel(M, N, K);
 #if defined(__FMA__)
   // One column (or one row: C^T = B^T A^T, and a fused multiply-add does not care which factor
   // comes first) is a matrix-vector product. KC is the same for every instruction set.
@@ -547,38 +569,22 @@ void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
     return;
   }
 #endif
-#if MINIMA_GEMM_AVX512
-  if (gemm_isa() == GemmIsa::avx512) {
-    gemm_blocked_strided<T, Avx512<T>, micro_kernel_avx512<T>>(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C,
-                                                               c_rs, c_cs, parallel);
-    return;
-  }
-#endif
-  gemm_blocked_strided<T, Avx2<T>, micro_kernel_avx2<T>>(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C, c_rs,
-                                                         c_cs, parallel);
+  with_isa<T>([&](auto cf, auto micro) {
+    gemm_blocked_strided<T, decltype(cf), decltype(micro)::value>(M, N, K, alpha, A, a_rs, a_cs, B, b_rs, b_cs, beta, C,
+                                                                  c_rs, c_cs, parallel);
+  });
 }
 
 template <class T>
 void gemm_packed_b(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
                    const BPacker<T>& B, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel) {
-  if (M == 0 || N == 0) return;
-  if (K == 0 || alpha == T(0)) {  // no product: B is never read, as gemm_strided
-    gemm_strided<T>(M, N, 0, alpha, A, a_rs, a_cs, nullptr, 0, 0, beta, C, c_rs, c_cs, false);
-    return;
-  }
-  if (double(M) * double(N) * double(K) < 262144.0) parallel = false;  // as in gemm_strided
-  auto run = [&](auto cf, auto micro) {
+  if (M == 0 || N == 0 || scaled_only(M, N, K, alpha, beta, C, c_rs, c_cs)) return;
+  parallel = parallel && worth_parallel(M, N, K);
+  with_isa<T>([&](auto cf, auto micro) {
     using Cf = decltype(cf);
     auto pack_b = [&](int64_t j0, int64_t n, int64_t pc, int64_t kc, T* out) { B(j0, n, pc, kc, Cf::NR, out); };
     gemm_blocked<T, Cf, decltype(micro)::value>(M, N, K, alpha, A, a_rs, a_cs, pack_b, beta, C, c_rs, c_cs, parallel);
-  };
-#if MINIMA_GEMM_AVX512
-  if (gemm_isa() == GemmIsa::avx512) {
-    run(Avx512<T>{}, std::integral_constant<MicroKernel<T>, micro_kernel_avx512<T>>{});
-    return;
-  }
-#endif
-  run(Avx2<T>{}, std::integral_constant<MicroKernel<T>, micro_kernel_avx2<T>>{});
+  });
 }
 
 template <class T>
