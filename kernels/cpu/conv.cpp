@@ -78,13 +78,21 @@ inline void copy_run(const T* src, int64_t stride, T* dst, int64_t n) {
   if (i < n) move(n - L);
 }
 
+// A stretch of a packed strip's columns that reads the (padded) input contiguously, or
+// stride_w apart: its offset in the input, its length and its first column in the strip. A strip
+// has at most R <= 32 columns, so at most 32 runs.
+struct Run {
+  int64_t off, len, at;
+};
+constexpr int kMaxRuns = 32;
+
 // A conv2d's "col" matrix [Cg*KH*KW, nbc*OH*OW] for one group and a chunk of images, read piece by
 // piece without being stored: the forward GEMM's packer unrolls the receptive fields of a few
 // columns straight into a packed strip (the weight gradient has its own: UnrolledChannelsLast).
 // This saves writing col out and reading it back, two passes over a matrix KH*KW times
 // the input's size that rarely fits in cache. Values and their order are those of im2col.
 // The images are first copied with their zero padding around them (when there is padding), so
-// that every element of col is a read of the padded input: col[k, j] = src[row_off[k] + col_off[j]],
+// that every element of col is a read of the padded input: col[k, j] = src[row_off(k) + col_off(j)],
 // the row offset selecting channel and tap, the column offset image and output pixel, and a run
 // of output pixels along a row reads the input stride_w apart.
 template <class T>
@@ -93,7 +101,7 @@ class Unrolled {
   // x0: the first of nbc images at group gi's first channel; images are C*H*W apart. padded:
   // scratch for the padded copy, grown as needed and valid while this object is used.
   Unrolled(const T* x0, int64_t nbc, const Geom& g, const Conv2dParams& p, std::vector<T>& padded)
-      : g_(g), p_(p), Hp_(g.H + 2 * p.pad_h), Wp_(g.W + 2 * p.pad_w), row_off_(size_t(g.ck)) {
+      : g_(g), p_(p), Hp_(g.H + 2 * p.pad_h), Wp_(g.W + 2 * p.pad_w) {
     if (p.pad_h == 0 && p.pad_w == 0) {
       src_ = x0;
       image_stride_ = g.C * g.H * g.W;
@@ -103,31 +111,29 @@ class Unrolled {
       for (int64_t b = 0; b < nbc; ++b) pad_image(x0 + b * g.C * g.H * g.W, padded.data() + b * image_stride_);
       src_ = padded.data();
     }
-    for (int64_t c = 0, k = 0; c < g.Cg; ++c)
-      for (int64_t kh = 0; kh < g.KH; ++kh)
-        for (int64_t kw = 0; kw < g.KW; ++kw) row_off_[size_t(k++)] = (c * Hp_ + kh * p.dil_h) * Wp_ + kw * p.dil_w;
   }
 
   // The strip of col (rows [pc, pc + kc), columns [j0, j0 + n)) in the GEMM's packed layout:
   // out[k * R + j], zeros for n <= j < R.
-  void pack(int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) const {
-    Run runs[32];  // n <= R <= 32 columns
+  void operator()(int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) const {
+    Run runs[kMaxRuns];  // one per output row the columns touch
     const int n_runs = split_columns(j0, n, runs);
-    const int64_t sw = p_.stride_w;
+    const int64_t sw = p_.stride_w, taps = g_.KH * g_.KW;
+    int64_t c = pc / taps, kh = pc % taps / g_.KW, kw = pc % g_.KW;  // row pc + k of col
     for (int64_t k = 0; k < kc; ++k) {
-      const T* xk = src_ + row_off_[size_t(pc + k)];
+      const T* xk = src_ + (c * Hp_ + kh * p_.dil_h) * Wp_ + kw * p_.dil_w;
       T* o = out + k * R;
       for (int r = 0; r < n_runs; ++r) copy_run(xk + runs[r].off, sw, o + runs[r].at, runs[r].len);
       std::fill(o + n, o + R, T(0));
+      if (++kw == g_.KW) {
+        kw = 0;
+        if (++kh == g_.KH) kh = 0, ++c;
+      }
     }
   }
 
  private:
-  // A stretch of columns within one output row: its column offset (see above), its length and
-  // where it starts among the requested columns.
-  struct Run {
-    int64_t off, len, at;
-  };
+  // Runs of columns within one output row: the column offset (see above) of their first pixel.
   int split_columns(int64_t c0, int64_t cols, Run* runs) const {
     int n_runs = 0;
     for (int64_t at = 0; at < cols;) {
@@ -159,7 +165,6 @@ class Unrolled {
   const int64_t Hp_, Wp_;  // the padded input's height and width
   const T* src_;           // the padded images (or x itself when there is no padding)
   int64_t image_stride_;
-  std::vector<int64_t> row_off_;
 };
 
 // The weight gradient's B operand, col^T [nbc*OH*OW, Cg*KH*KW], with its columns in tap-major
@@ -193,11 +198,8 @@ class UnrolledChannelsLast {
 
   // The strip of col^T (tap-major columns [j0, j0 + n), pixels [pc, pc + kc)) in the GEMM's packed
   // layout: out[kk * R + j], zeros for n <= j < R.
-  void pack(int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) const {
-    struct Run {
-      int64_t off, len, at;  // source offset from the pixel's corner, length, first column in the strip
-    };
-    Run runs[32];
+  void operator()(int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) const {
+    Run runs[kMaxRuns];  // one per tap the columns touch; offsets from the pixel's corner
     int n_runs = 0;
     for (int64_t at = 0; at < n;) {
       const int64_t q = j0 + at, tap = q / g_.Cg, c = q % g_.Cg, len = std::min(g_.Cg - c, n - at);
@@ -333,10 +335,7 @@ void conv_forward(const Geom& g, const Conv2dParams& p, const T* xp, const T* wp
         gemm_strided<T>(g.Og, ld, g.ck, T(1), wg, g.ck, 1, x0, ld, 1, T(0), dst, ld, 1, par);
       } else {  // col unrolled straight into the GEMM's packed strips of B
         const Unrolled<T> col(x0, nbc, g, p, s.padded);
-        auto pack = [&](int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) {
-          col.pack(j0, n, pc, kc, R, out);
-        };
-        gemm_packed_b<T>(g.Og, ld, g.ck, T(1), wg, g.ck, 1, BPacker<T>(pack), T(0), dst, ld, 1, par);
+        gemm_packed_b<T>(g.Og, ld, g.ck, T(1), wg, g.ck, 1, BPacker<T>(col), T(0), dst, ld, 1, par);
       }
       for (int64_t b = 0; b < nbc; ++b)
         for (int64_t o = 0; o < g.Og; ++o) {
@@ -456,10 +455,7 @@ void conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, c
         gemm_strided<T>(g.Og, g.ck, ld, T(1), gyg, ld, 1, x0, 1, ld, T(1), gwg, g.ck, 1, par);
       } else {  // tap-major columns (put back in order below), read from a channels-last copy
         const UnrolledChannelsLast<T> colt(x0, nbc, g, p, s.padded);
-        auto pack = [&](int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) {
-          colt.pack(j0, n, pc, kc, R, out);
-        };
-        gemm_packed_b<T>(g.Og, g.ck, ld, T(1), gyg, ld, 1, BPacker<T>(pack), T(1), gwg, g.ck, 1, par);
+        gemm_packed_b<T>(g.Og, g.ck, ld, T(1), gyg, ld, 1, BPacker<T>(colt), T(1), gwg, g.ck, 1, par);
       }
     }
   });

@@ -245,6 +245,9 @@ bool transposed_pays(int64_t M, int64_t N) {
   return 4.0 * padded(N, Cf::MR) * padded(M, Cf::NR) < 3.0 * padded(M, Cf::MR) * padded(N, Cf::NR);
 }
 
+// conv2d's packers (kernels/cpu/conv.cpp) size their per-strip tables for strips of up to 32.
+static_assert(Avx512<float>::NR <= 32 && Avx2<float>::NR <= 32, "packers assume strips of at most 32 columns");
+
 template <class T>
 using MicroKernel = void (*)(int64_t, const T*, const T*, T, T, T*, int64_t, int64_t, int64_t, int64_t);
 
@@ -261,9 +264,14 @@ void gemm_short_m(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
                   T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel) {
   constexpr int MR = Cf::MR, NR = Cf::NR;
   const int64_t m_strips = (M + MR - 1) / MR, k_blocks = (K + Cf::KC - 1) / Cf::KC, n_strips = (N + NR - 1) / NR;
-  thread_local AlignedBuf<T> abuf;
+  // Allocated here, not in the parallel region (where a failure could not be reported): all of
+  // A, and one B strip per thread.
+  thread_local AlignedBuf<T> abuf, bbuf;
   abuf.reserve(size_t(m_strips * MR * K));
+  bbuf.reserve(size_t(omp_get_max_threads()) * size_t(Cf::KC * NR));
+  // Through pointers: inside the region, abuf and bbuf would name each worker's own (empty) ones.
   T* const Ap = abuf.p;  // strip r's KC block b at Ap + (r * K + b * KC) * MR
+  T* const Bs = bbuf.p;  // thread t's B strip at Bs + t * KC * NR
 #pragma omp parallel if (parallel)
   {
 #pragma omp for schedule(static)
@@ -272,16 +280,15 @@ void gemm_short_m(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
       pack_strip<T, MR>(std::min<int64_t>(MR, M - r * MR), std::min<int64_t>(Cf::KC, K - pc),
                         A + r * MR * a_rs + pc * a_cs, a_rs, a_cs, Ap + (r * K + pc) * MR);
     }
-    thread_local AlignedBuf<T> strip;
-    strip.reserve(size_t(Cf::KC * NR));
+    T* const strip = Bs + size_t(omp_get_thread_num()) * size_t(Cf::KC * NR);
 #pragma omp for schedule(static)
     for (int64_t s = 0; s < n_strips; ++s) {
       const int64_t j0 = s * NR, nr = std::min<int64_t>(NR, N - j0);
       for (int64_t pc = 0; pc < K; pc += Cf::KC) {
         const int64_t kc = std::min<int64_t>(Cf::KC, K - pc);
-        pack_b(j0, nr, pc, kc, strip.p);
+        pack_b(j0, nr, pc, kc, strip);
         for (int64_t r = 0; r < m_strips; ++r)
-          Micro(kc, Ap + (r * K + pc) * MR, strip.p, alpha, pc == 0 ? beta : T(1), C + r * MR * c_rs + j0 * c_cs, c_rs,
+          Micro(kc, Ap + (r * K + pc) * MR, strip, alpha, pc == 0 ? beta : T(1), C + r * MR * c_rs + j0 * c_cs, c_rs,
                 c_cs, std::min<int64_t>(MR, M - r * MR), nr);
       }
     }
@@ -296,7 +303,9 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
                   T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel) {
   constexpr int MR = Cf::MR, NR = Cf::NR;
   const int64_t m_pad = (M + MR - 1) / MR * MR;
-  if (M <= Cf::MC && double(m_pad) * double(K) * sizeof(T) <= double(kShortMBytes)) {
+  // (It shares out B strips only: in parallel, it needs one per thread at least.)
+  const bool strips_for_all = !parallel || (N + NR - 1) / NR >= omp_get_max_threads();
+  if (M <= Cf::MC && double(m_pad) * double(K) * sizeof(T) <= double(kShortMBytes) && strips_for_all) {
     gemm_short_m<T, Cf, Micro>(M, N, K, alpha, A, a_rs, a_cs, pack_b, beta, C, c_rs, c_cs, parallel);
     return;
   }
