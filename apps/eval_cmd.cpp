@@ -51,7 +51,7 @@ int run_eval(cli::Args& a) {
   // from them: a corrupt input shape or class count could otherwise ask for gigabytes.
   int64_t stored = 0;  // the model's values (a checkpoint also holds the optimizer's state)
   for (const auto& [name, t] : file.tensors)
-    if (name.rfind("optimizer.", 0) != 0) stored += t.numel();
+    if (name.rfind(nn::kOptPrefix, 0) != 0) stored += t.numel();
   MINIMA_CHECK(info.classes <= stored, "eval: ", weights, " claims ", info.classes, " classes but stores only ", stored,
                " values");
   data::Splits splits = data::load_dataset(dataset, dir);
@@ -77,7 +77,7 @@ int run_eval(cli::Args& a) {
                one + (info.classes - 1) * per_class);
   auto model = nn::make_model(info.arch, info.in_chw, info.classes, g);
   try {
-    nn::load_state_dict(*model, file.tensors, {"optimizer."});
+    nn::load_state_dict(*model, file.tensors, {nn::kOptPrefix});
   } catch (const Error& e) {
     throw Error(str("eval: '", weights, "' does not fit ", info.arch, ": ", e.what()));
   }

@@ -10,7 +10,6 @@
 namespace minima::nn {
 
 namespace {
-const char* kOptPrefix = "optimizer.";
 
 std::string join_doubles(const std::vector<double>& v) {
   std::ostringstream s;

@@ -24,6 +24,9 @@
 
 namespace minima::nn {
 
+// The prefix of a checkpoint's optimizer-state tensors.
+inline constexpr const char* kOptPrefix = "optimizer.";
+
 struct ModelInfo {
   std::string arch;
   Shape in_chw;  // {C, H, W}
