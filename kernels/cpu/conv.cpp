@@ -4,7 +4,9 @@
 // gy @ col^T summed over the batch. The forward and weight-gradient GEMMs never store col: they
 // unroll it piece by piece into their packed operands (Unrolled, UnrolledChannelsLast). With
 // stride 1 the input gradient is a forward conv too (of gy, with the kernel flipped), so it does
-// not store col either; otherwise col is a GEMM output, scattered back by col2im.
+// not store col either; otherwise col is a GEMM output, scattered back by col2im. The weights
+// (flipped, for that input gradient) are packed for the GEMM once per call and shared by every
+// chunk of images.
 // 1x1/stride-1/unpadded convs of one image read x as col. Small feature maps batch several images
 // into one GEMM (see images_per_chunk). Chunks of images are spread over threads (each with its
 // own buffers); with fewer chunks than threads the GEMM itself runs in parallel instead.
@@ -320,8 +322,18 @@ const T* chunk_rows(const T* gyp, const Geom& g, int64_t n0, int64_t nbc, int64_
   return mat;
 }
 
+// Each group's weights [Og, ck] packed for the GEMM once per call, rather than once per chunk of
+// images and thread (a megabyte or more for the deep layers). Kept per thread and only ever grown.
 template <class T>
-void conv_forward(const Geom& g, const Conv2dParams& p, const T* xp, const T* wp, const T* bp, T* yp) {
+PackedA<T>* weight_packs(int64_t groups) {
+  thread_local std::vector<PackedA<T>> packs;
+  if (packs.size() < size_t(groups)) packs.resize(size_t(groups));
+  return packs.data();
+}
+
+// The forward conv over weights packed by group (wpk[gi]: rows Og, depth ck).
+template <class T>
+void conv_forward(const Geom& g, const Conv2dParams& p, const T* xp, const PackedA<T>* wpk, const T* bp, T* yp) {
   bool pw = is_pointwise(g, p);
   int64_t nb = images_per_chunk(g, omp_get_max_threads());
   for_each_chunk<T>(g, nb, false, nb > 1, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
@@ -329,13 +341,12 @@ void conv_forward(const Geom& g, const Conv2dParams& p, const T* xp, const T* wp
     for (int64_t gi = 0; gi < g.G; ++gi) {
       // One image writes straight into y; a chunk goes through mat [Og, ld] and is scattered.
       T* dst = nbc > 1 ? s.mat.data() : yp + (n0 * g.O + gi * g.Og) * g.ohw;
-      const T* wg = wp + gi * g.Og * g.ck;
       const T* x0 = xp + (n0 * g.C + gi * g.Cg) * g.H * g.W;
       if (pw && nbc == 1) {  // col is x itself
-        gemm_strided<T>(g.Og, ld, g.ck, T(1), wg, g.ck, 1, x0, ld, 1, T(0), dst, ld, 1, par);
+        gemm_prepacked<T>(ld, T(1), wpk[gi], x0, ld, 1, T(0), dst, ld, 1, par);
       } else {  // col unrolled straight into the GEMM's packed strips of B
         const Unrolled<T> col(x0, nbc, g, p, s.padded);
-        gemm_packed_b<T>(g.Og, ld, g.ck, T(1), wg, g.ck, 1, BPacker<T>(col), T(0), dst, ld, 1, par);
+        gemm_prepacked<T>(ld, T(1), wpk[gi], StripPacker<T>(col), T(0), dst, ld, 1, par);
       }
       for (int64_t b = 0; b < nbc; ++b)
         for (int64_t o = 0; o < g.Og; ++o) {
@@ -352,8 +363,11 @@ void conv_forward(const Geom& g, const Conv2dParams& p, const T* xp, const T* wp
 
 template <class T>
 void conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) {
-  conv_forward<T>(geom(x, w, y, p), p, x.data<T>(), w.data<T>(), bias.defined() ? bias.data<T>() : nullptr,
-                  y.data<T>());
+  const Geom g = geom(x, w, y, p);
+  const T* wp = w.data<T>();
+  PackedA<T>* packs = weight_packs<T>(g.G);
+  for (int64_t gi = 0; gi < g.G; ++gi) pack_a<T>(packs[gi], g.Og, g.ck, wp + gi * g.Og * g.ck, g.ck, 1);
+  conv_forward<T>(g, p, x.data<T>(), packs, bias.defined() ? bias.data<T>() : nullptr, y.data<T>());
 }
 
 // With stride 1, the input gradient is itself a convolution: of gy, padded by dil*(K-1) - pad,
@@ -377,18 +391,24 @@ void conv_backward_input_as_forward(const Geom& g, const Conv2dParams& p, const 
   Conv2dParams fp = p;
   fp.pad_h = p.dil_h * (g.KH - 1) - p.pad_h;
   fp.pad_w = p.dil_w * (g.KW - 1) - p.pad_w;
-  // flipped[gi*Cg + c, o, kh, kw] = W[gi*Og + o, c, KH-1-kh, KW-1-kw]
-  thread_local std::vector<T> flipped;
+  // The flipped kernel is packed straight from W, never stored: row c of group gi's, column
+  // (o, kh, kw), is W[gi*Og + o, c, KH-1-kh, KW-1-kw].
   const int64_t taps = g.KH * g.KW;
-  if (flipped.size() < size_t(g.O * g.ck)) flipped.resize(size_t(g.O * g.ck));
-  for (int64_t gi = 0; gi < g.G; ++gi)
-    for (int64_t o = 0; o < g.Og; ++o)
-      for (int64_t c = 0; c < g.Cg; ++c) {
-        const T* src = wp + ((gi * g.Og + o) * g.Cg + c) * taps;
-        T* dst = flipped.data() + ((gi * g.Cg + c) * g.Og + o) * taps;
-        for (int64_t t = 0; t < taps; ++t) dst[t] = src[taps - 1 - t];
+  PackedA<T>* packs = weight_packs<T>(g.G);
+  for (int64_t gi = 0; gi < g.G; ++gi) {
+    const T* wg = wp + gi * g.Og * g.ck;
+    auto flipped = [&](int64_t c0, int64_t n, int64_t pc, int64_t kc, int R, T* out) {
+      for (int64_t k = 0; k < kc; ++k) {
+        const int64_t o = (pc + k) / taps, tap = (pc + k) % taps;
+        const T* src = wg + (o * g.Cg + c0) * taps + (taps - 1 - tap);
+        T* dst = out + k * R;
+        for (int64_t i = 0; i < n; ++i) dst[i] = src[i * taps];
+        std::fill(dst + n, dst + R, T(0));
       }
-  conv_forward<T>(f, fp, gyp, flipped.data(), nullptr, gxp);
+    };
+    pack_a<T>(packs[gi], f.Og, f.ck, StripPacker<T>(flipped));
+  }
+  conv_forward<T>(f, fp, gyp, packs, nullptr, gxp);
 }
 
 template <class T>
@@ -455,7 +475,7 @@ void conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, c
         gemm_strided<T>(g.Og, g.ck, ld, T(1), gyg, ld, 1, x0, 1, ld, T(1), gwg, g.ck, 1, par);
       } else {  // tap-major columns (put back in order below), read from a channels-last copy
         const UnrolledChannelsLast<T> colt(x0, nbc, g, p, s.padded);
-        gemm_packed_b<T>(g.Og, g.ck, ld, T(1), gyg, ld, 1, BPacker<T>(colt), T(1), gwg, g.ck, 1, par);
+        gemm_packed_b<T>(g.Og, g.ck, ld, T(1), gyg, ld, 1, StripPacker<T>(colt), T(1), gwg, g.ck, 1, par);
       }
     }
   });

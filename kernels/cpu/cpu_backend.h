@@ -1,6 +1,8 @@
 // kernels/cpu/cpu_backend.h: the CPU reference backend. Plain loops, OpenMP across rows or
 // channels, and a cache-blocked GEMM that conv2d also runs on (im2col). Each family is one .cpp.
 #pragma once
+#include <vector>
+
 #include "core/backend.h"
 
 namespace minima::cpu {
@@ -17,21 +19,24 @@ template <class T>
 void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const T* B,
                   int64_t b_rs, int64_t b_cs, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel = true);
 
-// A B operand that is never stored whole but written strip by strip straight into the GEMM's
-// packed layout (conv2d's unrolled receptive fields: see kernels/cpu/conv.cpp). Called as
-// B(j0, n, pc, kc, R, out), it must set out[k * R + j] = B[pc + k, j0 + j] for k < kc, j < n,
-// and to zero for n <= j < R, where R is the micro-kernel's strip width (8, 16 or 32). A
-// non-owning reference to a callable, valid while that lives.
+// One operand of a GEMM that is never stored as a matrix but written strip by strip straight into
+// the GEMM's packed layout: conv2d's unrolled receptive fields as B, or its weights flipped for
+// the input gradient as A (see kernels/cpu/conv.cpp). Its "lines" are the columns of B or the rows
+// of A. Called as P(l0, n, pc, kc, R, out), it must set out[k * R + l] to element pc + k of line
+// l0 + l (B[pc + k, l0 + l], or A[l0 + l, pc + k]) for k < kc, l < n, and to zero for n <= l < R,
+// where R is the micro-kernel's strip width (6 or 12 rows of A; 8, 16 or 32 columns of B). It
+// may be called from several threads at once. A non-owning reference to a callable, valid while
+// that lives.
 template <class T>
-class BPacker {
+class StripPacker {
  public:
   template <class F>
-  explicit BPacker(const F& f)
-      : fn_(&f), call_([](const void* fn, int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) {
-          (*static_cast<const F*>(fn))(j0, n, pc, kc, R, out);
+  explicit StripPacker(const F& f)
+      : fn_(&f), call_([](const void* fn, int64_t l0, int64_t n, int64_t pc, int64_t kc, int R, T* out) {
+          (*static_cast<const F*>(fn))(l0, n, pc, kc, R, out);
         }) {}
-  void operator()(int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) const {
-    call_(fn_, j0, n, pc, kc, R, out);
+  void operator()(int64_t l0, int64_t n, int64_t pc, int64_t kc, int R, T* out) const {
+    call_(fn_, l0, n, pc, kc, R, out);
   }
 
  private:
@@ -43,7 +48,34 @@ class BPacker {
 // C is summed exactly as gemm_strided sums it, so the result is bitwise that of a stored B.
 template <class T>
 void gemm_packed_b(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
-                   const BPacker<T>& B, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel = true);
+                   const StripPacker<T>& B, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel = true);
+
+// All of an A operand [rows, depth] in the micro-kernel's packed layout, for a matrix that
+// multiplies many B's: conv2d's weights, the same for every chunk of images, are packed once per
+// call instead of once per chunk and thread. The layout (strips of `mr` rows, each strip's K
+// blocks k-major) belongs to the GEMM instruction set in use when it was packed; the storage is
+// kept and reused by the next pack_a into the same PackedA.
+template <class T>
+struct PackedA {
+  std::vector<T> data;
+  int64_t rows = 0, depth = 0;
+  int mr = 0;
+};
+// Packs A [M, K], its rows given by a packer, or element (i, k) at A[i * a_rs + k * a_cs].
+template <class T>
+void pack_a(PackedA<T>& a, int64_t M, int64_t K, const StripPacker<T>& A, bool parallel = true);
+template <class T>
+void pack_a(PackedA<T>& a, int64_t M, int64_t K, const T* A, int64_t a_rs, int64_t a_cs, bool parallel = true);
+
+// C[A.rows, N] = alpha * A @ B + beta * C with A packed by pack_a and B given by a packer or
+// strided (element (k, j) at B[k * b_rs + j * b_cs]). Bitwise gemm_strided's result on the
+// unpacked A. An A packed for another instruction set than the one now in use is an error.
+template <class T>
+void gemm_prepacked(int64_t N, T alpha, const PackedA<T>& A, const StripPacker<T>& B, T beta, T* C, int64_t c_rs,
+                    int64_t c_cs, bool parallel = true);
+template <class T>
+void gemm_prepacked(int64_t N, T alpha, const PackedA<T>& A, const T* B, int64_t b_rs, int64_t b_cs, T beta, T* C,
+                    int64_t c_rs, int64_t c_cs, bool parallel = true);
 
 // dst[j * dst_ls + i] = src[i * src_ls + j] for i < rows, j < cols: lines of src (contiguous)
 // become columns of dst, through the same register transposes as the packing.

@@ -251,6 +251,21 @@ static_assert(Avx512<float>::NR <= 32 && Avx2<float>::NR <= 32, "packers assume 
 template <class T>
 using MicroKernel = void (*)(int64_t, const T*, const T*, T, T, T*, int64_t, int64_t, int64_t, int64_t);
 
+// Where the Goto loops take A's strips from: a strided matrix, packed an MC x KC block at a time
+// (StridedA), or one packed whole beforehand by pack_a (WholeA), strip r's K block pc at
+// p + (r * K + pc) * MR. Both layouts hold the same values, so the products are bitwise the same.
+template <class T>
+struct StridedA {
+  static constexpr bool kWhole = false;
+  const T* p;
+  int64_t rs, cs;
+};
+template <class T>
+struct WholeA {
+  static constexpr bool kWhole = true;
+  const T* p;
+};
+
 // A product with few rows (M <= MC) whose packed A fits in this many bytes takes gemm_short_m.
 constexpr int64_t kShortMBytes = int64_t(1) << 20;
 
@@ -259,26 +274,29 @@ constexpr int64_t kShortMBytes = int64_t(1) << 20;
 // general schedule would pack whole KC x NC panels of B (a megabyte) for only M / MR micro-kernel
 // calls each, and read them back from L2. Each element of C is summed over the same KC blocks in
 // the same order with the same epilogues, so the result is bitwise that of gemm_blocked's loops.
-template <class T, class Cf, MicroKernel<T> Micro, class PackB>
-void gemm_short_m(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const PackB& pack_b,
-                  T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel) {
+template <class T, class Cf, MicroKernel<T> Micro, class ASrc, class PackB>
+void gemm_short_m(int64_t M, int64_t N, int64_t K, T alpha, const ASrc& a, const PackB& pack_b, T beta, T* C,
+                  int64_t c_rs, int64_t c_cs, bool parallel) {
   constexpr int MR = Cf::MR, NR = Cf::NR;
   const int64_t m_strips = (M + MR - 1) / MR, k_blocks = (K + Cf::KC - 1) / Cf::KC, n_strips = (N + NR - 1) / NR;
   // Allocated here, not in the parallel region (where a failure could not be reported): all of
-  // A, and one B strip per thread.
+  // A (unless packed already), and one B strip per thread.
   thread_local AlignedBuf<T> abuf, bbuf;
-  abuf.reserve(size_t(m_strips * MR * K));
+  if constexpr (!ASrc::kWhole) abuf.reserve(size_t(m_strips * MR * K));
   bbuf.reserve(size_t(omp_get_max_threads()) * size_t(Cf::KC * NR));
   // Through pointers: inside the region, abuf and bbuf would name each worker's own (empty) ones.
-  T* const Ap = abuf.p;  // strip r's KC block b at Ap + (r * K + b * KC) * MR
+  T* const Ap = !ASrc::kWhole ? abuf.p : nullptr;  // packed here in WholeA's layout
+  const T* const Aw = !ASrc::kWhole ? Ap : a.p;
   T* const Bs = bbuf.p;  // thread t's B strip at Bs + t * KC * NR
 #pragma omp parallel if (parallel)
   {
+    if constexpr (!ASrc::kWhole) {
 #pragma omp for schedule(static)
-    for (int64_t it = 0; it < m_strips * k_blocks; ++it) {
-      const int64_t r = it / k_blocks, pc = it % k_blocks * Cf::KC;
-      pack_strip<T, MR>(std::min<int64_t>(MR, M - r * MR), std::min<int64_t>(Cf::KC, K - pc),
-                        A + r * MR * a_rs + pc * a_cs, a_rs, a_cs, Ap + (r * K + pc) * MR);
+      for (int64_t it = 0; it < m_strips * k_blocks; ++it) {
+        const int64_t r = it / k_blocks, pc = it % k_blocks * Cf::KC;
+        pack_strip<T, MR>(std::min<int64_t>(MR, M - r * MR), std::min<int64_t>(Cf::KC, K - pc),
+                          a.p + r * MR * a.rs + pc * a.cs, a.rs, a.cs, Ap + (r * K + pc) * MR);
+      }
     }
     T* const strip = Bs + size_t(omp_get_thread_num()) * size_t(Cf::KC * NR);
 #pragma omp for schedule(static)
@@ -288,7 +306,7 @@ void gemm_short_m(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
         const int64_t kc = std::min<int64_t>(Cf::KC, K - pc);
         pack_b(j0, nr, pc, kc, strip);
         for (int64_t r = 0; r < m_strips; ++r)
-          Micro(kc, Ap + (r * K + pc) * MR, strip, alpha, pc == 0 ? beta : T(1), C + r * MR * c_rs + j0 * c_cs, c_rs,
+          Micro(kc, Aw + (r * K + pc) * MR, strip, alpha, pc == 0 ? beta : T(1), C + r * MR * c_rs + j0 * c_cs, c_rs,
                 c_cs, std::min<int64_t>(MR, M - r * MR), nr);
       }
     }
@@ -298,20 +316,20 @@ void gemm_short_m(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
 // The Goto loops around one instruction set's micro-kernel. B comes through pack_b(j0, n, pc, kc,
 // out), which writes the NR-wide strip of B[pc:pc+kc, j0:j0+n] as pack_strip lays it out: a
 // strided matrix, or a conv2d's receptive fields unrolled straight into the strip.
-template <class T, class Cf, MicroKernel<T> Micro, class PackB>
-void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs, const PackB& pack_b,
-                  T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel) {
+template <class T, class Cf, MicroKernel<T> Micro, class ASrc, class PackB>
+void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const ASrc& a, const PackB& pack_b, T beta, T* C,
+                  int64_t c_rs, int64_t c_cs, bool parallel) {
   constexpr int MR = Cf::MR, NR = Cf::NR;
   const int64_t m_pad = (M + MR - 1) / MR * MR;
   // (It shares out B strips only: in parallel, it needs one per thread at least.)
   const bool strips_for_all = !parallel || (N + NR - 1) / NR >= omp_get_max_threads();
   if (M <= Cf::MC && double(m_pad) * double(K) * sizeof(T) <= double(kShortMBytes) && strips_for_all) {
-    gemm_short_m<T, Cf, Micro>(M, N, K, alpha, A, a_rs, a_cs, pack_b, beta, C, c_rs, c_cs, parallel);
+    gemm_short_m<T, Cf, Micro>(M, N, K, alpha, a, pack_b, beta, C, c_rs, c_cs, parallel);
     return;
   }
   thread_local AlignedBuf<T> bbuf, abuf;
   bbuf.reserve(size_t(Cf::KC) * size_t(((std::min<int64_t>(Cf::NC, N) + NR - 1) / NR) * NR));
-  abuf.reserve(size_t((Cf::MC + MR - 1) / MR * MR) * size_t(Cf::KC));  // whole strips
+  if constexpr (!ASrc::kWhole) abuf.reserve(size_t((Cf::MC + MR - 1) / MR * MR) * size_t(Cf::KC));  // whole strips
   T* const Bp = bbuf.p;
   T* const Ap = abuf.p;
   // One parallel region for the whole product: its threads share the packed blocks, and take
@@ -332,18 +350,25 @@ void gemm_blocked(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
       for (int64_t ic = 0; ic < M; ic += Cf::MC) {
         const int64_t mc = std::min<int64_t>(Cf::MC, M - ic);
         const int64_t m_strips = (mc + MR - 1) / MR;
-        // A[ic:ic+mc, pc:pc+kc] as MR-row strips.
+        // A[ic:ic+mc, pc:pc+kc] as MR-row strips, strip r at a_block + r * a_step.
+        const T* a_block = Ap;
+        int64_t a_step = kc * MR;
+        if constexpr (!ASrc::kWhole) {
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < m_strips; ++r)
-          pack_strip<T, MR>(std::min<int64_t>(MR, mc - r * MR), kc, A + (ic + r * MR) * a_rs + pc * a_cs, a_rs, a_cs,
-                            Ap + r * kc * MR);
+          for (int64_t r = 0; r < m_strips; ++r)
+            pack_strip<T, MR>(std::min<int64_t>(MR, mc - r * MR), kc, a.p + (ic + r * MR) * a.rs + pc * a.cs, a.rs,
+                              a.cs, Ap + r * kc * MR);
+        } else {
+          a_block = a.p + (ic / MR * K + pc) * MR;
+          a_step = K * MR;
+        }
         const int64_t items = n_strips * m_strips;
 #pragma omp for schedule(static)
         for (int64_t it = 0; it < items; ++it) {
           const int64_t s = it / m_strips, r = it % m_strips;
           const int64_t j0 = s * NR, i0 = r * MR;
-          Micro(kc, Ap + r * kc * MR, Bp + s * kc * NR, alpha, beta_eff, C + (ic + i0) * c_rs + (jc + j0) * c_cs, c_rs,
-                c_cs, std::min<int64_t>(MR, mc - i0), std::min<int64_t>(NR, nc - j0));
+          Micro(kc, a_block + r * a_step, Bp + s * kc * NR, alpha, beta_eff, C + (ic + i0) * c_rs + (jc + j0) * c_cs,
+                c_rs, c_cs, std::min<int64_t>(MR, mc - i0), std::min<int64_t>(NR, nc - j0));
         }
       }
     }
@@ -362,7 +387,7 @@ void gemm_blocked_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, 
   auto pack_b = [&](int64_t j0, int64_t n, int64_t pc, int64_t kc, T* out) {
     pack_strip<T, Cf::NR>(n, kc, B + pc * b_rs + j0 * b_cs, b_cs, b_rs, out);
   };
-  gemm_blocked<T, Cf, Micro>(M, N, K, alpha, A, a_rs, a_cs, pack_b, beta, C, c_rs, c_cs, parallel);
+  gemm_blocked<T, Cf, Micro>(M, N, K, alpha, StridedA<T>{A, a_rs, a_cs}, pack_b, beta, C, c_rs, c_cs, parallel);
 }
 
 #if defined(__FMA__)
@@ -586,13 +611,87 @@ void gemm_strided(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t 
 
 template <class T>
 void gemm_packed_b(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t a_rs, int64_t a_cs,
-                   const BPacker<T>& B, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel) {
+                   const StripPacker<T>& B, T beta, T* C, int64_t c_rs, int64_t c_cs, bool parallel) {
   if (M == 0 || N == 0 || scaled_only(M, N, K, alpha, beta, C, c_rs, c_cs)) return;
   parallel = parallel && worth_parallel(M, N, K);
   with_isa<T>([&](auto cf, auto micro) {
     using Cf = decltype(cf);
     auto pack_b = [&](int64_t j0, int64_t n, int64_t pc, int64_t kc, T* out) { B(j0, n, pc, kc, Cf::NR, out); };
-    gemm_blocked<T, Cf, decltype(micro)::value>(M, N, K, alpha, A, a_rs, a_cs, pack_b, beta, C, c_rs, c_cs, parallel);
+    gemm_blocked<T, Cf, decltype(micro)::value>(M, N, K, alpha, StridedA<T>{A, a_rs, a_cs}, pack_b, beta, C, c_rs, c_cs,
+                                                parallel);
+  });
+}
+
+namespace {
+
+// Packs all of A [M, K] in WholeA's layout for the instruction set in use: fill(cf, i0, n, pc, kc,
+// out) writes rows [i0, i0 + n) of K block pc as one strip.
+template <class T, class Fill>
+void pack_a_with(PackedA<T>& a, int64_t M, int64_t K, bool parallel, const Fill& fill) {
+  with_isa<T>([&](auto cf, auto) {
+    using Cf = decltype(cf);
+    constexpr int MR = Cf::MR;
+    const int64_t m_strips = (M + MR - 1) / MR, k_blocks = (K + Cf::KC - 1) / Cf::KC;
+    a.data.resize(size_t(m_strips * MR * K));
+    a.rows = M, a.depth = K, a.mr = MR;
+    T* const out = a.data.data();
+    // Packing moves memory: worth a second thread from a few hundred thousand values.
+#pragma omp parallel for schedule(static) if (parallel && M * K >= (int64_t(1) << 16))
+    for (int64_t it = 0; it < m_strips * k_blocks; ++it) {
+      const int64_t r = it / k_blocks, pc = it % k_blocks * Cf::KC;
+      fill(cf, r * MR, std::min<int64_t>(MR, M - r * MR), pc, std::min<int64_t>(Cf::KC, K - pc),
+           out + (r * K + pc) * MR);
+    }
+  });
+}
+
+// gemm_prepacked for B packed by pack_b_for(cf)'s packer.
+template <class T, class MakePackB>
+void gemm_prepacked_with(int64_t N, T alpha, const PackedA<T>& A, T beta, T* C, int64_t c_rs, int64_t c_cs,
+                         bool parallel, const MakePackB& pack_b_for) {
+  const int64_t M = A.rows, K = A.depth;
+  if (M == 0 || N == 0 || scaled_only(M, N, K, alpha, beta, C, c_rs, c_cs)) return;
+  parallel = parallel && worth_parallel(M, N, K);
+  with_isa<T>([&](auto cf, auto micro) {
+    using Cf = decltype(cf);
+    MINIMA_CHECK(A.mr == Cf::MR, "gemm: A was packed in strips of ", A.mr, " rows, but the ", gemm_isa_name(gemm_isa()),
+                 " micro-kernel takes ", Cf::MR, " (the instruction set changed since pack_a)");
+    gemm_blocked<T, Cf, decltype(micro)::value>(M, N, K, alpha, WholeA<T>{A.data.data()}, pack_b_for(cf), beta, C, c_rs,
+                                                c_cs, parallel);
+  });
+}
+
+}  // namespace
+
+template <class T>
+void pack_a(PackedA<T>& a, int64_t M, int64_t K, const StripPacker<T>& A, bool parallel) {
+  pack_a_with(a, M, K, parallel, [&](auto cf, int64_t i0, int64_t n, int64_t pc, int64_t kc, T* out) {
+    A(i0, n, pc, kc, decltype(cf)::MR, out);
+  });
+}
+
+template <class T>
+void pack_a(PackedA<T>& a, int64_t M, int64_t K, const T* A, int64_t a_rs, int64_t a_cs, bool parallel) {
+  pack_a_with(a, M, K, parallel, [&](auto cf, int64_t i0, int64_t n, int64_t pc, int64_t kc, T* out) {
+    pack_strip<T, decltype(cf)::MR>(n, kc, A + i0 * a_rs + pc * a_cs, a_rs, a_cs, out);
+  });
+}
+
+template <class T>
+void gemm_prepacked(int64_t N, T alpha, const PackedA<T>& A, const StripPacker<T>& B, T beta, T* C, int64_t c_rs,
+                    int64_t c_cs, bool parallel) {
+  gemm_prepacked_with(N, alpha, A, beta, C, c_rs, c_cs, parallel, [&](auto cf) {
+    return [&](int64_t j0, int64_t n, int64_t pc, int64_t kc, T* out) { B(j0, n, pc, kc, decltype(cf)::NR, out); };
+  });
+}
+
+template <class T>
+void gemm_prepacked(int64_t N, T alpha, const PackedA<T>& A, const T* B, int64_t b_rs, int64_t b_cs, T beta, T* C,
+                    int64_t c_rs, int64_t c_cs, bool parallel) {
+  gemm_prepacked_with(N, alpha, A, beta, C, c_rs, c_cs, parallel, [&](auto cf) {
+    return [&, B](int64_t j0, int64_t n, int64_t pc, int64_t kc, T* out) {
+      pack_strip<T, decltype(cf)::NR>(n, kc, B + pc * b_rs + j0 * b_cs, b_cs, b_rs, out);
+    };
   });
 }
 
@@ -606,9 +705,21 @@ template void gemm_strided<float>(int64_t, int64_t, int64_t, float, const float*
 template void gemm_strided<double>(int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t, const double*,
                                    int64_t, int64_t, double, double*, int64_t, int64_t, bool);
 template void gemm_packed_b<float>(int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t,
-                                   const BPacker<float>&, float, float*, int64_t, int64_t, bool);
+                                   const StripPacker<float>&, float, float*, int64_t, int64_t, bool);
 template void gemm_packed_b<double>(int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t,
-                                    const BPacker<double>&, double, double*, int64_t, int64_t, bool);
+                                    const StripPacker<double>&, double, double*, int64_t, int64_t, bool);
+template void pack_a<float>(PackedA<float>&, int64_t, int64_t, const StripPacker<float>&, bool);
+template void pack_a<double>(PackedA<double>&, int64_t, int64_t, const StripPacker<double>&, bool);
+template void pack_a<float>(PackedA<float>&, int64_t, int64_t, const float*, int64_t, int64_t, bool);
+template void pack_a<double>(PackedA<double>&, int64_t, int64_t, const double*, int64_t, int64_t, bool);
+template void gemm_prepacked<float>(int64_t, float, const PackedA<float>&, const StripPacker<float>&, float, float*,
+                                    int64_t, int64_t, bool);
+template void gemm_prepacked<double>(int64_t, double, const PackedA<double>&, const StripPacker<double>&, double,
+                                     double*, int64_t, int64_t, bool);
+template void gemm_prepacked<float>(int64_t, float, const PackedA<float>&, const float*, int64_t, int64_t, float,
+                                    float*, int64_t, int64_t, bool);
+template void gemm_prepacked<double>(int64_t, double, const PackedA<double>&, const double*, int64_t, int64_t, double,
+                                     double*, int64_t, int64_t, bool);
 template void transpose_lines<float>(int64_t, int64_t, const float*, int64_t, float*, int64_t);
 template void transpose_lines<double>(int64_t, int64_t, const double*, int64_t, double*, int64_t);
 

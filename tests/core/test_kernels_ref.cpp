@@ -296,6 +296,68 @@ TEST_CASE("kernels: the GEMM's vector stores are bitwise its general epilogue") 
   }
 }
 
+TEST_CASE("kernels: a GEMM over an A packed beforehand is bitwise the GEMM over A") {
+  // conv2d packs its weights once per call (pack_a) and multiplies every chunk of images by them
+  // (gemm_prepacked). That must be bitwise gemm_strided over the unpacked A, with B strided or
+  // given by a packer: few rows (A packed whole either way) and more than one 144-row A block,
+  // row tails of the 6/12-row strip, K tails and blocks, more than one N block, a transposed A,
+  // alpha and beta into an output that already holds values, K = 0, each dtype and instruction
+  // set. An A packed by a row packer must equal the strided packing of the same values.
+  using cpu::GemmIsa;
+  const RestoreGemmIsa restore;
+  Generator g(408);
+  auto run = [&](GemmIsa isa, DType t, int64_t M, int64_t K, int64_t N, auto tag) {
+    using T = decltype(tag);
+    INFO(cpu::gemm_isa_name(isa) << " " << dtype_name(t) << " M=" << M << " K=" << K << " N=" << N);
+    Tensor a = urand({M, K}, g, -1, 1, t), b = urand({K, N}, g, -1, 1, t), c0 = urand({M, N}, g, -1, 1, t);
+    const Tensor at = a.t().contiguous();  // A as the transpose of a row-major [K, M]
+    const T alpha = T(0.5), beta = T(-2);
+    Tensor want = c0.clone(), got_strided_b = c0.clone(), got_packer_b = c0.clone();
+    cpu::gemm_strided<T>(M, N, K, alpha, a.data<T>(), K, 1, b.data<T>(), N, 1, beta, want.data<T>(), N, 1);
+    cpu::PackedA<T> pa, pa_t, pa_rows;
+    cpu::pack_a<T>(pa, M, K, a.data<T>(), K, 1);
+    cpu::pack_a<T>(pa_t, M, K, at.data<T>(), 1, M);
+    const T* ap = a.data<T>();
+    auto rows = [&](int64_t i0, int64_t n, int64_t pc, int64_t kc, int R, T* out) {
+      for (int64_t k = 0; k < kc; ++k)
+        for (int64_t i = 0; i < R; ++i) out[k * R + i] = i < n ? ap[(i0 + i) * K + pc + k] : T(0);
+    };
+    cpu::pack_a<T>(pa_rows, M, K, cpu::StripPacker<T>(rows));
+    CHECK(pa_t.data == pa.data);
+    CHECK(pa_rows.data == pa.data);
+    CHECK(pa.mr == (isa == GemmIsa::avx512 ? 12 : 6));
+    const T* bp = b.data<T>();
+    auto cols = [&](int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) {
+      for (int64_t k = 0; k < kc; ++k)
+        for (int64_t j = 0; j < R; ++j) out[k * R + j] = j < n ? bp[(pc + k) * N + j0 + j] : T(0);
+    };
+    cpu::gemm_prepacked<T>(N, alpha, pa_t, bp, N, 1, beta, got_strided_b.data<T>(), N, 1);
+    cpu::gemm_prepacked<T>(N, alpha, pa_rows, cpu::StripPacker<T>(cols), beta, got_packer_b.data<T>(), N, 1);
+    CHECK(values(got_strided_b) == values(want));
+    CHECK(values(got_packer_b) == values(want));
+  };
+  for (GemmIsa isa : {GemmIsa::avx2, GemmIsa::avx512}) {
+    if (!cpu::gemm_isa_supported(isa)) continue;
+    cpu::set_gemm_isa(isa);
+    for (int64_t M : {5, 37, 144, 301})
+      for (int64_t K : {0, 255, 700})
+        for (int64_t N : {33, 1100}) {
+          run(isa, DType::f32, M, K, N, float{});
+          run(isa, DType::f64, M, K, N, double{});
+        }
+  }
+  if (cpu::gemm_isa_supported(GemmIsa::avx512)) {  // packed for 12-row strips, run with 6
+    cpu::set_gemm_isa(GemmIsa::avx512);
+    Tensor a = urand({20, 30}, g, -1, 1, DType::f32), b = urand({30, 40}, g, -1, 1, DType::f32);
+    Tensor c = zeros({20, 40}, TensorOptions(DType::f32));
+    cpu::PackedA<float> pa;
+    cpu::pack_a<float>(pa, 20, 30, a.data<float>(), 30, 1);
+    cpu::set_gemm_isa(GemmIsa::avx2);
+    CHECK_THROWS_WITH_AS(cpu::gemm_prepacked<float>(40, 1.f, pa, b.data<float>(), 40, 1, 0.f, c.data<float>(), 40, 1),
+                         doctest::Contains("instruction set changed"), Error);
+  }
+}
+
 TEST_CASE("kernels: batched matmul with broadcasting against per-matrix products") {
   Generator g(402);
   for (DType t : {DType::f32, DType::f64}) {
@@ -496,6 +558,61 @@ TEST_CASE("kernels: conv2d forward and weight gradient are bitwise GEMMs over a 
       }
     CHECK(values(y) == std::vector<double>(want_y.begin(), want_y.end()));
     CHECK(values(gw) == std::vector<double>(want_gw.begin(), want_gw.end()));
+  };
+  for (GemmIsa isa : {GemmIsa::avx2, GemmIsa::avx512}) {
+    if (!cpu::gemm_isa_supported(isa)) continue;
+    cpu::set_gemm_isa(isa);
+    for (const C& c : cases) {
+      check(isa, DType::f32, c, float{});
+      check(isa, DType::f64, c, double{});
+    }
+  }
+}
+
+TEST_CASE("kernels: conv2d's stride-1 input gradient is bitwise the forward conv of gy with the flipped kernel") {
+  // With stride 1 (and 32 or more input channels per group) the input gradient runs as a forward
+  // conv of gy, its weights packed straight from W, flipped and with in/out channels swapped. It
+  // must be bitwise conv2d_forward with that kernel stored (built here), padded by
+  // dil*(K-1) - pad: asymmetric kernels and padding, dilation, groups, more than one K block
+  // (Og*KH*KW > 256) and more than one 144-row A block, each dtype and instruction set.
+  using cpu::GemmIsa;
+  const RestoreGemmIsa restore;
+  Generator gen(409);
+  struct C {
+    const char* name;
+    Shape x, w;
+    Conv2dParams p;
+  };
+  const std::vector<C> cases = {
+      {"3x3 pad 1, two K blocks", {3, 40, 9, 7}, {30, 40, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"3x5, pad 0 and 2, dilation 2", {2, 33, 12, 14}, {7, 33, 3, 5}, Conv2dParams::of(1, 1, 0, 2, 2, 2, 1)},
+      {"groups 2", {2, 64, 6, 6}, {10, 32, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 2)},
+      {"150 input channels, 4x4 maps", {9, 150, 4, 4}, {20, 150, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+  };
+  auto check = [&](GemmIsa isa, DType t, const C& c, auto tag) {
+    using T = decltype(tag);
+    INFO(cpu::gemm_isa_name(isa) << " " << dtype_name(t) << " " << c.name);
+    const ConvGeom g = conv_geom(c.x, c.w, c.p);
+    const int64_t Cg = g.C / g.G, Og = g.O / g.G;
+    Tensor w = urand(c.w, gen, -1, 1, t), gy = urand({g.N, g.O, g.OH, g.OW}, gen, -1, 1, t);
+    Tensor gx = full(c.x, 1e30, TensorOptions(t));
+    cpu_backend().conv2d_backward_input(gx, gy, w, c.p);
+    Tensor flipped = empty({g.C, Og, g.KH, g.KW}, TensorOptions(t));
+    const T* wp = w.data<T>();
+    T* fp = flipped.data<T>();
+    for (int64_t gi = 0; gi < g.G; ++gi)
+      for (int64_t o = 0; o < Og; ++o)
+        for (int64_t ci = 0; ci < Cg; ++ci)
+          for (int64_t kh = 0; kh < g.KH; ++kh)
+            for (int64_t kw = 0; kw < g.KW; ++kw)
+              fp[(((gi * Cg + ci) * Og + o) * g.KH + kh) * g.KW + kw] =
+                  wp[(((gi * Og + o) * Cg + ci) * g.KH + g.KH - 1 - kh) * g.KW + g.KW - 1 - kw];
+    Conv2dParams fwd = c.p;
+    fwd.pad_h = c.p.dil_h * (g.KH - 1) - c.p.pad_h;
+    fwd.pad_w = c.p.dil_w * (g.KW - 1) - c.p.pad_w;
+    Tensor want = full(c.x, -1e30, TensorOptions(t));
+    cpu_backend().conv2d_forward(want, gy, flipped, Tensor(), fwd);
+    CHECK(values(gx) == values(want));
   };
   for (GemmIsa isa : {GemmIsa::avx2, GemmIsa::avx512}) {
     if (!cpu::gemm_isa_supported(isa)) continue;
