@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <limits>
+#include <random>
 
 #include "core/backend.h"
 #include "core/ops.h"
@@ -457,9 +458,24 @@ TEST_CASE("kernels: conv2d forward and backward against naive loops") {
       // No input channels: y is the bias, gx and gw are empty (the GEMMs have K = 0 or N = 0).
       {"no input channels", {2, 0, 5, 5}, {3, 0, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
   };
+  // Random geometries (fixed seed) mixing all of the above: kernels of 1 to 4 taps a side,
+  // strides 1 to 3, padding 0 to 3 (beyond the kernel too), dilation 1 or 2, 1 to 3 groups, few
+  // input channels per group or 32 and more, batches of 1 to 9.
+  std::mt19937 rng(4031);
+  auto pick = [&](int lo, int hi) { return int64_t(std::uniform_int_distribution<int>(lo, hi)(rng)); };
+  for (int i = 0; i < 60; ++i) {
+    const int64_t G = pick(1, 3), Cg = pick(0, 3) == 0 ? pick(32, 40) : pick(1, 6), Og = pick(1, 12);
+    const int64_t KH = pick(1, 4), KW = pick(1, 4), sh = pick(1, 3), sw = pick(1, 3), dh = pick(1, 2), dw = pick(1, 2);
+    const int64_t ph = pick(0, 3), pw = pick(0, 3), N = pick(1, 9);
+    const int64_t H = std::max<int64_t>(1, dh * (KH - 1) + 1 - 2 * ph) + pick(0, 9);
+    const int64_t W = std::max<int64_t>(1, dw * (KW - 1) + 1 - 2 * pw) + pick(0, 9);
+    cases.push_back({"random", {N, G * Cg, H, W}, {G * Og, Cg, KH, KW}, Conv2dParams::of(sh, sw, ph, pw, dh, dw, G)});
+  }
   for (DType t : {DType::f32, DType::f64})
     for (const auto& c : cases) {
-      INFO(std::string(dtype_name(t)) << " conv2d " << std::string(c.name));
+      INFO(std::string(dtype_name(t)) << " conv2d " << std::string(c.name) << " x " << c.x << " w " << c.w << " stride "
+                                      << c.p.stride_h << "," << c.p.stride_w << " pad " << c.p.pad_h << "," << c.p.pad_w
+                                      << " dilation " << c.p.dil_h << "," << c.p.dil_w << " groups " << c.p.groups);
       ConvGeom g = conv_geom(c.x, c.w, c.p);
       Tensor x = urand(c.x, gen, -1, 1, t), w = urand(c.w, gen, -1, 1, t), b = urand({c.w[0]}, gen, -1, 1, t);
       std::vector<double> xv = values(x), wv = values(w), bv = values(b);
