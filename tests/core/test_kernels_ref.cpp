@@ -404,6 +404,25 @@ ConvGeom conv_geom(const Shape& x, const Shape& w, const Conv2dParams& p) {
   g.OW = (g.W + 2 * p.pad_w - p.dil_w * (g.KW - 1) - 1) / p.stride_w + 1;
   return g;
 }
+// A named conv2d geometry: input and weight shapes, parameters.
+struct ConvCase {
+  const char* name;
+  Shape x, w;
+  Conv2dParams p;
+};
+// check(isa, dtype, case, T{}) for every case, in both float dtypes, with each GEMM instruction set
+// the CPU has (the caller restores the one in use).
+template <class F>
+void for_each_isa_and_dtype(const std::vector<ConvCase>& cases, const F& check) {
+  for (cpu::GemmIsa isa : {cpu::GemmIsa::avx2, cpu::GemmIsa::avx512}) {
+    if (!cpu::gemm_isa_supported(isa)) continue;
+    cpu::set_gemm_isa(isa);
+    for (const ConvCase& c : cases) {
+      check(isa, DType::f32, c, float{});
+      check(isa, DType::f64, c, double{});
+    }
+  }
+}
 // Visits every (n, o, oh, ow, c, kh, kw) term of the convolution sum that hits the input.
 template <class F>
 void conv_terms(const ConvGeom& g, F&& f) {
@@ -427,12 +446,7 @@ void conv_terms(const ConvGeom& g, F&& f) {
 
 TEST_CASE("kernels: conv2d forward and backward against naive loops") {
   Generator gen(403);
-  struct C {
-    const char* name;
-    Shape x, w;
-    Conv2dParams p;
-  };
-  std::vector<C> cases = {
+  std::vector<ConvCase> cases = {
       {"3x3 pad 1", {2, 3, 8, 7}, {5, 3, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
       {"stride 2", {3, 4, 9, 9}, {6, 4, 3, 3}, Conv2dParams::of(2, 2, 1, 1, 1, 1, 1)},
       {"dilation 2", {2, 2, 9, 8}, {3, 2, 3, 3}, Conv2dParams::of(1, 1, 2, 2, 2, 2, 1)},
@@ -526,12 +540,7 @@ TEST_CASE("kernels: conv2d forward and weight gradient are bitwise GEMMs over a 
   using cpu::GemmIsa;
   const RestoreGemmIsa restore;
   Generator gen(406);
-  struct C {
-    const char* name;
-    Shape x, w;
-    Conv2dParams p;
-  };
-  const std::vector<C> cases = {
+  const std::vector<ConvCase> cases = {
       {"3x3 pad 1, 13x11 map, two K blocks", {3, 40, 13, 11}, {20, 40, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
       {"stride 2, 150 outputs", {2, 12, 17, 15}, {150, 12, 3, 3}, Conv2dParams::of(2, 2, 1, 1, 1, 1, 1)},
       {"dilation 2, asymmetric", {2, 5, 12, 14}, {7, 5, 3, 5}, Conv2dParams::of(1, 2, 2, 1, 2, 2, 1)},
@@ -539,7 +548,7 @@ TEST_CASE("kernels: conv2d forward and weight gradient are bitwise GEMMs over a 
       {"1x1 stride 2 padded", {4, 7, 9, 9}, {5, 7, 1, 1}, Conv2dParams::of(2, 2, 1, 1, 1, 1, 1)},
       {"1x1, 4x4 map, batched images", {12, 33, 4, 4}, {9, 33, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
   };
-  auto check = [&](GemmIsa isa, DType t, const C& c, auto tag) {
+  auto check = [&](GemmIsa isa, DType t, const ConvCase& c, auto tag) {
     using T = decltype(tag);
     INFO(cpu::gemm_isa_name(isa) << " " << dtype_name(t) << " " << c.name);
     const ConvGeom g = conv_geom(c.x, c.w, c.p);
@@ -575,14 +584,7 @@ TEST_CASE("kernels: conv2d forward and weight gradient are bitwise GEMMs over a 
     CHECK(values(y) == std::vector<double>(want_y.begin(), want_y.end()));
     CHECK(values(gw) == std::vector<double>(want_gw.begin(), want_gw.end()));
   };
-  for (GemmIsa isa : {GemmIsa::avx2, GemmIsa::avx512}) {
-    if (!cpu::gemm_isa_supported(isa)) continue;
-    cpu::set_gemm_isa(isa);
-    for (const C& c : cases) {
-      check(isa, DType::f32, c, float{});
-      check(isa, DType::f64, c, double{});
-    }
-  }
+  for_each_isa_and_dtype(cases, check);
 }
 
 TEST_CASE("kernels: conv2d's stride-1 input gradient is bitwise the forward conv of gy with the flipped kernel") {
@@ -594,18 +596,13 @@ TEST_CASE("kernels: conv2d's stride-1 input gradient is bitwise the forward conv
   using cpu::GemmIsa;
   const RestoreGemmIsa restore;
   Generator gen(409);
-  struct C {
-    const char* name;
-    Shape x, w;
-    Conv2dParams p;
-  };
-  const std::vector<C> cases = {
+  const std::vector<ConvCase> cases = {
       {"3x3 pad 1, two K blocks", {3, 40, 9, 7}, {30, 40, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
       {"3x5, pad 0 and 2, dilation 2", {2, 33, 12, 14}, {7, 33, 3, 5}, Conv2dParams::of(1, 1, 0, 2, 2, 2, 1)},
       {"groups 2", {2, 64, 6, 6}, {10, 32, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 2)},
       {"150 input channels, 4x4 maps", {9, 150, 4, 4}, {20, 150, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
   };
-  auto check = [&](GemmIsa isa, DType t, const C& c, auto tag) {
+  auto check = [&](GemmIsa isa, DType t, const ConvCase& c, auto tag) {
     using T = decltype(tag);
     INFO(cpu::gemm_isa_name(isa) << " " << dtype_name(t) << " " << c.name);
     const ConvGeom g = conv_geom(c.x, c.w, c.p);
@@ -630,14 +627,7 @@ TEST_CASE("kernels: conv2d's stride-1 input gradient is bitwise the forward conv
     cpu_backend().conv2d_forward(want, gy, flipped, Tensor(), fwd);
     CHECK(values(gx) == values(want));
   };
-  for (GemmIsa isa : {GemmIsa::avx2, GemmIsa::avx512}) {
-    if (!cpu::gemm_isa_supported(isa)) continue;
-    cpu::set_gemm_isa(isa);
-    for (const C& c : cases) {
-      check(isa, DType::f32, c, float{});
-      check(isa, DType::f64, c, double{});
-    }
-  }
+  for_each_isa_and_dtype(cases, check);
 }
 
 TEST_CASE("kernels: conv2d on non-contiguous inputs and bfloat16") {
