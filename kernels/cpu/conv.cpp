@@ -331,9 +331,19 @@ PackedA<T>* weight_packs(int64_t groups) {
   return packs.data();
 }
 
-// The forward conv over weights packed by group (wpk[gi]: rows Og, depth ck).
+// Pointwise convs whose products all have fewer columns than this (one image per chunk, maps
+// under 32 pixels) multiply the weights as stored: gemm_strided runs such thin products as
+// matrix-vector or transposed products, which an A packed beforehand cannot take part in.
+constexpr int64_t kThinColumns = 32;
+bool thin_pointwise(const Geom& g, const Conv2dParams& p) {
+  return is_pointwise(g, p) && images_per_chunk(g, omp_get_max_threads()) == 1 && g.ohw < kThinColumns;
+}
+
+// The forward conv over weights packed by group (wpk[gi]: rows Og, depth ck), or, for a thin
+// pointwise conv (wpk null), over the weights as stored (wp).
 template <class T>
-void conv_forward(const Geom& g, const Conv2dParams& p, const T* xp, const PackedA<T>* wpk, const T* bp, T* yp) {
+void conv_forward(const Geom& g, const Conv2dParams& p, const T* xp, const T* wp, const PackedA<T>* wpk, const T* bp,
+                  T* yp) {
   bool pw = is_pointwise(g, p);
   int64_t nb = images_per_chunk(g, omp_get_max_threads());
   for_each_chunk<T>(g, nb, false, nb > 1, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
@@ -342,7 +352,9 @@ void conv_forward(const Geom& g, const Conv2dParams& p, const T* xp, const Packe
       // One image writes straight into y; a chunk goes through mat [Og, ld] and is scattered.
       T* dst = nbc > 1 ? s.mat.data() : yp + (n0 * g.O + gi * g.Og) * g.ohw;
       const T* x0 = xp + (n0 * g.C + gi * g.Cg) * g.H * g.W;
-      if (pw && nbc == 1) {  // col is x itself
+      if (pw && nbc == 1 && !wpk) {  // col is x itself
+        gemm_strided<T>(g.Og, ld, g.ck, T(1), wp + gi * g.Og * g.ck, g.ck, 1, x0, ld, 1, T(0), dst, ld, 1, par);
+      } else if (pw && nbc == 1) {
         gemm_prepacked<T>(ld, T(1), wpk[gi], x0, ld, 1, T(0), dst, ld, 1, par);
       } else {  // col unrolled straight into the GEMM's packed strips of B
         const Unrolled<T> col(x0, nbc, g, p, s.padded);
@@ -365,9 +377,12 @@ template <class T>
 void conv_forward(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p) {
   const Geom g = geom(x, w, y, p);
   const T* wp = w.data<T>();
-  PackedA<T>* packs = weight_packs<T>(g.G);
-  for (int64_t gi = 0; gi < g.G; ++gi) pack_a<T>(packs[gi], g.Og, g.ck, wp + gi * g.Og * g.ck, g.ck, 1);
-  conv_forward<T>(g, p, x.data<T>(), packs, bias.defined() ? bias.data<T>() : nullptr, y.data<T>());
+  PackedA<T>* packs = nullptr;
+  if (!thin_pointwise(g, p)) {
+    packs = weight_packs<T>(g.G);
+    for (int64_t gi = 0; gi < g.G; ++gi) pack_a<T>(packs[gi], g.Og, g.ck, wp + gi * g.Og * g.ck, g.ck, 1);
+  }
+  conv_forward<T>(g, p, x.data<T>(), wp, packs, bias.defined() ? bias.data<T>() : nullptr, y.data<T>());
 }
 
 // With stride 1, the input gradient is itself a convolution: of gy, padded by dil*(K-1) - pad,
@@ -408,7 +423,7 @@ void conv_backward_input_as_forward(const Geom& g, const Conv2dParams& p, const 
     };
     pack_a<T>(packs[gi], f.Og, f.ck, StripPacker<T>(flipped));
   }
-  conv_forward<T>(f, fp, gyp, packs, nullptr, gxp);
+  conv_forward<T>(f, fp, gyp, nullptr, packs, nullptr, gxp);  // not pointwise: never thin
 }
 
 template <class T>

@@ -536,7 +536,8 @@ TEST_CASE("kernels: conv2d forward and weight gradient are bitwise GEMMs over a 
   // unrolled here: per group, y = W @ col, and for one image gw = gy @ col^T. Cases cover
   // padding, stride, dilation, groups, a padded 1x1, runs of output pixels that wrap across output
   // rows within a packed strip, col with more than one K block (256 rows), few output channels
-  // (one A block) and more than 144 (the general loops), each dtype and instruction set.
+  // (one A block) and more than 144 (the general loops), pointwise products too thin to pack the
+  // weights for, each dtype and instruction set.
   using cpu::GemmIsa;
   const RestoreGemmIsa restore;
   Generator gen(406);
@@ -547,6 +548,9 @@ TEST_CASE("kernels: conv2d forward and weight gradient are bitwise GEMMs over a 
       {"groups 3, 5x5 map", {9, 9, 5, 5}, {6, 3, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 3)},
       {"1x1 stride 2 padded", {4, 7, 9, 9}, {5, 7, 1, 1}, Conv2dParams::of(2, 2, 1, 1, 1, 1, 1)},
       {"1x1, 4x4 map, batched images", {12, 33, 4, 4}, {9, 33, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
+      // Thin pointwise products (one image per chunk, under 32 pixels): weights as stored.
+      {"1x1, 3x3 map, two images", {2, 40, 3, 3}, {150, 40, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
+      {"1x1, 1x1 map, one image", {1, 300, 1, 1}, {20, 300, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
   };
   auto check = [&](GemmIsa isa, DType t, const ConvCase& c, auto tag) {
     using T = decltype(tag);
