@@ -4,9 +4,9 @@
 // gy @ col^T summed over the batch. The forward and weight-gradient GEMMs never store col: they
 // unroll it piece by piece into their packed operands (Unrolled, UnrolledChannelsLast). With
 // stride 1 the input gradient is a forward conv too (of gy, with the kernel flipped), so it does
-// not store col either; otherwise col is a GEMM output, scattered back by col2im. The weights
-// (flipped, for that input gradient) are packed for the GEMM once per call and shared by every
-// chunk of images.
+// not store col either; otherwise col is a GEMM output, scattered back by col2im. The forward's
+// weights (flipped, for that input gradient) are packed for the GEMM once per call and shared by
+// every chunk of images, unless its products are too thin for it (see thin_pointwise).
 // 1x1/stride-1/unpadded convs of one image read x as col. Small feature maps batch several images
 // into one GEMM (see images_per_chunk). Chunks of images are spread over threads (each with its
 // own buffers); with fewer chunks than threads the GEMM itself runs in parallel instead.
@@ -480,7 +480,7 @@ void conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, c
   auto& partial = pool;
   // Zeroed by the threads that will add into them, and summed below by all threads, a row of
   // the weight at a time: for the deep layers (2.4 million weights) each is a pass over
-  // megabytes that one thread alone took a tenth of the call for.
+  // megabytes, which on one thread took up to a quarter of the call.
   const bool par_rows = nt > 1 && wsize >= (int64_t(1) << 16);
 #pragma omp parallel for schedule(static) if (par_rows)
   for (size_t i = 0; i < parts; ++i) std::fill(partial[i].begin(), partial[i].end(), T(0));
