@@ -266,6 +266,21 @@ struct WholeA {
   const T* p;
 };
 
+// Packs all of A [M, K] into WholeA's layout at out; fill(i0, n, pc, kc, strip) writes rows
+// [i0, i0 + n) of K block pc as one MR-row strip. Its loop is an orphaned `omp for`: inside a
+// parallel region the region's threads share the strips (and meet at its end), outside one the
+// calling thread packs them all.
+template <class T, class Cf, class Fill>
+void pack_whole_a(int64_t M, int64_t K, const Fill& fill, T* out) {
+  constexpr int MR = Cf::MR;
+  const int64_t m_strips = (M + MR - 1) / MR, k_blocks = (K + Cf::KC - 1) / Cf::KC;
+#pragma omp for schedule(static)
+  for (int64_t it = 0; it < m_strips * k_blocks; ++it) {
+    const int64_t r = it / k_blocks, pc = it % k_blocks * Cf::KC;
+    fill(r * MR, std::min<int64_t>(MR, M - r * MR), pc, std::min<int64_t>(Cf::KC, K - pc), out + (r * K + pc) * MR);
+  }
+}
+
 // A product with few rows (M <= MC) whose packed A fits in this many bytes takes gemm_short_m.
 constexpr int64_t kShortMBytes = int64_t(1) << 20;
 
@@ -278,7 +293,7 @@ template <class T, class Cf, MicroKernel<T> Micro, class ASrc, class PackB>
 void gemm_short_m(int64_t M, int64_t N, int64_t K, T alpha, const ASrc& a, const PackB& pack_b, T beta, T* C,
                   int64_t c_rs, int64_t c_cs, bool parallel) {
   constexpr int MR = Cf::MR, NR = Cf::NR;
-  const int64_t m_strips = (M + MR - 1) / MR, k_blocks = (K + Cf::KC - 1) / Cf::KC, n_strips = (N + NR - 1) / NR;
+  const int64_t m_strips = (M + MR - 1) / MR, n_strips = (N + NR - 1) / NR;
   // Allocated here, not in the parallel region (where a failure could not be reported): all of
   // A (unless packed already), and one B strip per thread.
   thread_local AlignedBuf<T> abuf, bbuf;
@@ -291,12 +306,10 @@ void gemm_short_m(int64_t M, int64_t N, int64_t K, T alpha, const ASrc& a, const
 #pragma omp parallel if (parallel)
   {
     if constexpr (!ASrc::kWhole) {
-#pragma omp for schedule(static)
-      for (int64_t it = 0; it < m_strips * k_blocks; ++it) {
-        const int64_t r = it / k_blocks, pc = it % k_blocks * Cf::KC;
-        pack_strip<T, MR>(std::min<int64_t>(MR, M - r * MR), std::min<int64_t>(Cf::KC, K - pc),
-                          a.p + r * MR * a.rs + pc * a.cs, a.rs, a.cs, Ap + (r * K + pc) * MR);
-      }
+      auto strided = [&](int64_t i0, int64_t n, int64_t pc, int64_t kc, T* out) {
+        pack_strip<T, MR>(n, kc, a.p + i0 * a.rs + pc * a.cs, a.rs, a.cs, out);
+      };
+      pack_whole_a<T, Cf>(M, K, strided, Ap);
     }
     T* const strip = Bs + size_t(omp_get_thread_num()) * size_t(Cf::KC * NR);
 #pragma omp for schedule(static)
@@ -624,24 +637,19 @@ void gemm_packed_b(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t
 
 namespace {
 
-// Packs all of A [M, K] in WholeA's layout for the instruction set in use: fill(cf, i0, n, pc, kc,
-// out) writes rows [i0, i0 + n) of K block pc as one strip.
-template <class T, class Fill>
-void pack_a_with(PackedA<T>& a, int64_t M, int64_t K, bool parallel, const Fill& fill) {
+// Packs all of A [M, K] in WholeA's layout for the instruction set in use, on the threads when it
+// is worth it: fill_for(cf) is pack_whole_a's fill for that set's blocking.
+template <class T, class MakeFill>
+void pack_a_with(PackedA<T>& a, int64_t M, int64_t K, bool parallel, const MakeFill& fill_for) {
   with_isa<T>([&](auto cf, auto) {
     using Cf = decltype(cf);
-    constexpr int MR = Cf::MR;
-    const int64_t m_strips = (M + MR - 1) / MR, k_blocks = (K + Cf::KC - 1) / Cf::KC;
-    a.data.resize(size_t(m_strips * MR * K));
-    a.rows = M, a.depth = K, a.mr = MR;
+    a.data.resize(size_t((M + Cf::MR - 1) / Cf::MR * Cf::MR * K));
+    a.rows = M, a.depth = K, a.mr = Cf::MR;
     T* const out = a.data.data();
+    const auto fill = fill_for(cf);
     // Packing moves memory: worth a second thread from a few hundred thousand values.
-#pragma omp parallel for schedule(static) if (parallel && M * K >= (int64_t(1) << 16))
-    for (int64_t it = 0; it < m_strips * k_blocks; ++it) {
-      const int64_t r = it / k_blocks, pc = it % k_blocks * Cf::KC;
-      fill(cf, r * MR, std::min<int64_t>(MR, M - r * MR), pc, std::min<int64_t>(Cf::KC, K - pc),
-           out + (r * K + pc) * MR);
-    }
+#pragma omp parallel if (parallel && M * K >= (int64_t(1) << 16))
+    pack_whole_a<T, Cf>(M, K, fill, out);
   });
 }
 
@@ -665,15 +673,17 @@ void gemm_prepacked_with(int64_t N, T alpha, const PackedA<T>& A, T beta, T* C, 
 
 template <class T>
 void pack_a(PackedA<T>& a, int64_t M, int64_t K, const StripPacker<T>& A, bool parallel) {
-  pack_a_with(a, M, K, parallel, [&](auto cf, int64_t i0, int64_t n, int64_t pc, int64_t kc, T* out) {
-    A(i0, n, pc, kc, decltype(cf)::MR, out);
+  pack_a_with(a, M, K, parallel, [&](auto cf) {
+    return [&](int64_t i0, int64_t n, int64_t pc, int64_t kc, T* out) { A(i0, n, pc, kc, decltype(cf)::MR, out); };
   });
 }
 
 template <class T>
 void pack_a(PackedA<T>& a, int64_t M, int64_t K, const T* A, int64_t a_rs, int64_t a_cs, bool parallel) {
-  pack_a_with(a, M, K, parallel, [&](auto cf, int64_t i0, int64_t n, int64_t pc, int64_t kc, T* out) {
-    pack_strip<T, decltype(cf)::MR>(n, kc, A + i0 * a_rs + pc * a_cs, a_rs, a_cs, out);
+  pack_a_with(a, M, K, parallel, [&](auto cf) {
+    return [&, A](int64_t i0, int64_t n, int64_t pc, int64_t kc, T* out) {
+      pack_strip<T, decltype(cf)::MR>(n, kc, A + i0 * a_rs + pc * a_cs, a_rs, a_cs, out);
+    };
   });
 }
 
