@@ -410,16 +410,18 @@ struct ConvCase {
   Shape x, w;
   Conv2dParams p;
 };
-// check(isa, dtype, case, T{}) for every case, in both float dtypes, with each GEMM instruction set
-// the CPU has (the caller restores the one in use).
+// check(case, geometry, dtype, T{}) for every case, in both float dtypes, with each GEMM
+// instruction set the CPU has (the caller restores the one in use); failures name all three.
 template <class F>
 void for_each_isa_and_dtype(const std::vector<ConvCase>& cases, const F& check) {
   for (cpu::GemmIsa isa : {cpu::GemmIsa::avx2, cpu::GemmIsa::avx512}) {
     if (!cpu::gemm_isa_supported(isa)) continue;
     cpu::set_gemm_isa(isa);
     for (const ConvCase& c : cases) {
-      check(isa, DType::f32, c, float{});
-      check(isa, DType::f64, c, double{});
+      const ConvGeom g = conv_geom(c.x, c.w, c.p);
+      INFO(cpu::gemm_isa_name(isa) << " " << c.name);
+      check(c, g, DType::f32, float{});
+      check(c, g, DType::f64, double{});
     }
   }
 }
@@ -538,7 +540,6 @@ TEST_CASE("kernels: conv2d forward and weight gradient are bitwise GEMMs over a 
   // rows within a packed strip, col with more than one K block (256 rows), few output channels
   // (one A block) and more than 144 (the general loops), pointwise products too thin to pack the
   // weights for, each dtype and instruction set.
-  using cpu::GemmIsa;
   const RestoreGemmIsa restore;
   Generator gen(406);
   const std::vector<ConvCase> cases = {
@@ -552,10 +553,9 @@ TEST_CASE("kernels: conv2d forward and weight gradient are bitwise GEMMs over a 
       {"1x1, 3x3 map, two images", {2, 40, 3, 3}, {150, 40, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
       {"1x1, 1x1 map, one image", {1, 300, 1, 1}, {20, 300, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
   };
-  auto check = [&](GemmIsa isa, DType t, const ConvCase& c, auto tag) {
+  auto check = [&](const ConvCase& c, const ConvGeom& g, DType t, auto tag) {
     using T = decltype(tag);
-    INFO(cpu::gemm_isa_name(isa) << " " << dtype_name(t) << " " << c.name);
-    const ConvGeom g = conv_geom(c.x, c.w, c.p);
+    INFO(dtype_name(t));
     const int64_t Cg = g.C / g.G, Og = g.O / g.G, ck = Cg * g.KH * g.KW, ohw = g.OH * g.OW;
     Tensor x = urand(c.x, gen, -1, 1, t), w = urand(c.w, gen, -1, 1, t);
     Tensor y = full({g.N, g.O, g.OH, g.OW}, 1e30, TensorOptions(t));
@@ -597,7 +597,6 @@ TEST_CASE("kernels: conv2d's stride-1 input gradient is bitwise the forward conv
   // must be bitwise conv2d_forward with that kernel stored (built here), padded by
   // dil*(K-1) - pad: asymmetric kernels and padding, dilation, groups, more than one K block
   // (Og*KH*KW > 256) and more than one 144-row A block, each dtype and instruction set.
-  using cpu::GemmIsa;
   const RestoreGemmIsa restore;
   Generator gen(409);
   const std::vector<ConvCase> cases = {
@@ -606,10 +605,9 @@ TEST_CASE("kernels: conv2d's stride-1 input gradient is bitwise the forward conv
       {"groups 2", {2, 64, 6, 6}, {10, 32, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 2)},
       {"150 input channels, 4x4 maps", {9, 150, 4, 4}, {20, 150, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
   };
-  auto check = [&](GemmIsa isa, DType t, const ConvCase& c, auto tag) {
+  auto check = [&](const ConvCase& c, const ConvGeom& g, DType t, auto tag) {
     using T = decltype(tag);
-    INFO(cpu::gemm_isa_name(isa) << " " << dtype_name(t) << " " << c.name);
-    const ConvGeom g = conv_geom(c.x, c.w, c.p);
+    INFO(dtype_name(t));
     const int64_t Cg = g.C / g.G, Og = g.O / g.G;
     Tensor w = urand(c.w, gen, -1, 1, t), gy = urand({g.N, g.O, g.OH, g.OW}, gen, -1, 1, t);
     Tensor gx = full(c.x, 1e30, TensorOptions(t));
