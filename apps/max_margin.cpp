@@ -42,6 +42,10 @@ struct Data {
   }
 };
 
+// More random points per class than any figure needs; every iteration of every optimizer is a
+// pass over them.
+constexpr int64_t kMaxExtra = 100000;
+
 // Soudry et al.'s data: support vectors (0.5, 1.5), (1.5, 0.5) labelled +1, their negatives -1,
 // and `extra` more points per class with margin >= 1.25 under w = (0.5, 0.5), i.e. strictly
 // beyond the margin, so the max-margin solution stays w = (0.5, 0.5).
@@ -59,13 +63,30 @@ Data soudry_data(int64_t extra, double range, double min_margin, double x2_scale
   add(1.5, 0.5, 1);
   add(-0.5, -1.5, -1);
   add(-1.5, -0.5, -1);
+  // A uniform point of [0, R]^2 with a + b >= 2m. While 2m <= R that is at least half the square,
+  // so rejection takes at most two draws on average. Beyond, the region is the corner triangle
+  // with legs L = 2R - 2m at (R, R), which can be almost nothing (R barely above m): a point of it
+  // is drawn directly, by folding a uniform point of the L x L square onto the triangle.
   Generator g(seed);
+  const double L = 2.0 * range - 2.0 * min_margin;
+  auto draw = [&](double& a, double& b) {
+    if (2.0 * min_margin <= range) {
+      do {
+        a = range * g.uniform();
+        b = range * g.uniform();
+      } while (a + b < 2.0 * min_margin);
+      return;
+    }
+    double s = L * g.uniform(), t = L * g.uniform();
+    if (s + t > L) s = L - s, t = L - t;
+    a = range - s;  // >= 2m - R > 0
+    b = range - t;
+  };
   for (double label : {1.0, -1.0}) {
-    for (int64_t k = 0; k < extra;) {
-      double a = range * g.uniform(), b = range * g.uniform();
-      if (a + b < 2.0 * min_margin) continue;  // rejection: keep only points well beyond the margin
+    for (int64_t k = 0; k < extra; ++k) {
+      double a, b;
+      draw(a, b);
       add(label * a, label * b, label);
-      ++k;
     }
   }
   for (int64_t i = 0; i < D.N; ++i) D.x[i * 2 + 1] *= x2_scale;
@@ -379,7 +400,7 @@ int run_max_margin(cli::Args& a) {
   if (a.finish()) return 0;
   MINIMA_CHECK(st.iters >= 1, "--iters must be positive, got ", st.iters);
   MINIMA_CHECK(st.per_decade >= 1, "--log-per-decade must be positive, got ", st.per_decade);
-  MINIMA_CHECK(extra >= 0, "--extra-per-class must be >= 0, got ", extra);
+  MINIMA_CHECK(extra >= 0 && extra <= kMaxExtra, "--extra-per-class must be in [0, ", kMaxExtra, "], got ", extra);
   MINIMA_CHECK(range > 0 && 2.0 * min_margin < 2.0 * range,
                "--extra-range must be positive and exceed --extra-min-margin");
   MINIMA_CHECK(min_margin > 1.0, "--extra-min-margin must exceed 1 (points strictly beyond the margin), got ",

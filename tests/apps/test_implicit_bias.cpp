@@ -5,6 +5,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -176,6 +177,52 @@ TEST_CASE("max-margin runs a CSV data set and refuses non-separable data") {
                          "label must be -1 or 1");
   apptest::check_rejects("max-margin --momentum 1.5", "--momentum must be in (0, 1)");
   apptest::check_rejects("max-margin --data /nonexistent.csv --out " + dir + "/bad", "cannot open");
+}
+
+TEST_CASE("max-margin draws its extra points from the whole region beyond the margin, however thin") {
+  apptest::TempDir tmp("max_margin_extra");
+  const std::string& dir = tmp.path();
+  // Points of [0, R]^2 with a + b >= 2m, class -1 negated. With 2m > R that region is the corner
+  // triangle with legs L = 2R - 2m; rejection sampling spun for ever when it was almost nothing
+  // (R = 1.2500001, m = 1.25: about one draw in 1e14 accepted).
+  auto points = [&](const std::string& name, const std::string& R_flag, const std::string& m_flag, int64_t per_class) {
+    auto r = apptest::run_minima("max-margin --no-plot --iters 10 --extra-per-class " + std::to_string(per_class) +
+                                 " --extra-range " + R_flag + " --extra-min-margin " + m_flag + " --out " + dir + "/" +
+                                 name);
+    const double R = std::stod(R_flag), m = std::stod(m_flag);
+    INFO(r.output);
+    REQUIRE(r.rc == 0);
+    std::vector<std::array<double, 2>> z;  // label * x of the extra points
+    int64_t row = 0;
+    for (const auto& p : apptest::read_csv(dir + "/" + name + "/data.csv")) {
+      if (p.at("dataset") != "soudry" || row++ < 4) continue;  // the four support vectors come first
+      const double y = std::stod(p.at("label"));
+      z.push_back({y * std::stod(p.at("x1")), y * std::stod(p.at("x2"))});
+    }
+    REQUIRE(int64_t(z.size()) == 2 * per_class);
+    for (const auto& q : z) {
+      CHECK(q[0] + q[1] >= 2 * m - 1e-12);
+      CHECK(q[0] <= R);
+      CHECK(q[1] <= R);
+    }
+    CHECK(apptest::summary(dir + "/" + name).at("svm_w")[0].as_double() == doctest::Approx(0.5).epsilon(1e-10));
+    return z;
+  };
+  points("thin", "1.2500001", "1.25", 50);
+  // Uniform over the triangle: each coordinate's mean lies L/3 inside R (here 2 - 0.5), and the
+  // points spread over all of it (standard deviation L/sqrt(18) = 0.354 per coordinate).
+  auto z = points("triangle", "2", "1.25", 2000);
+  double mean[2] = {0, 0}, var[2] = {0, 0};
+  for (const auto& q : z)
+    for (int k = 0; k < 2; ++k) mean[k] += q[k] / double(z.size());
+  for (const auto& q : z)
+    for (int k = 0; k < 2; ++k) var[k] += (q[k] - mean[k]) * (q[k] - mean[k]) / double(z.size());
+  for (int k = 0; k < 2; ++k) {
+    CHECK(mean[k] == doctest::Approx(1.5).epsilon(0.03));
+    CHECK(std::sqrt(var[k]) == doctest::Approx(1.5 / std::sqrt(18.0)).epsilon(0.08));
+  }
+  apptest::check_rejects("max-margin --extra-per-class 4611686018427387904",
+                         "--extra-per-class must be in [0, 100000]");
 }
 
 TEST_CASE("max-margin reads each CSV cell whole and refuses values that are not finite numbers") {
