@@ -171,7 +171,11 @@ Json run_phase1(const Ctx& c, int64_t seed, int64_t R) {
       // A Loader per check: on a GPU, one kept for the whole phase would hold a second copy of C
       // (1.5 GB at R = 10 on CIFAR-10) beside the training Loader's; uploading it once per check
       // costs little next to the epochs between checks.
-      acc = evaluate(*model, C, c.eval_batch, c.device).acc;
+      const EpochResult on_c = evaluate(*model, C, c.eval_batch, c.device);
+      // The training loss is summed before each update; this one after the epoch's last.
+      MINIMA_CHECK(std::isfinite(on_c.loss), "phase 1 diverged at epoch ", e + 1, " (loss on C ", on_c.loss,
+                   "); try a smaller --adv-lr");
+      acc = on_c.acc;
       acc_c = acc;
     }
     csv.row({double(e + 1), opt.lr(), tr.loss, tr.acc, acc, tr.seconds});
@@ -272,6 +276,12 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
     bool last = e + 1 == c.epochs;
     bool test_now = (e + 1) % c.eval_every == 0 || last;
     if (test_now) te = evaluate(*model, test_loader);
+    if (test_now && !std::isfinite(te.loss)) {  // the epoch's last update left the weights not finite
+      diverged_at = e + 1;
+      std::printf("warning: %s diverged at epoch %lld (test loss %g); recorded as diverged\n", name.c_str(),
+                  (long long)diverged_at, te.loss);
+      break;
+    }
     bool measure = (e + 1) % c.complexity_every == 0 || last;
     if (measure) {
       cx = nn::complexity_measures(*model, factory, c.in_chw);

@@ -190,9 +190,10 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
     // the rate hundreds of times faster than in the paper.
     opt.set_lr(c.lr * std::pow(c.decay, double(e * steps_per_epoch) / double(c.decay_steps)));
     EpochResult tr = train_epoch(*model, opt, loader, e);
-    MINIMA_CHECK(std::isfinite(tr.loss), v.label(), ": training diverged at epoch ", e + 1, " (loss ", tr.loss,
-                 "); try a smaller --lr");
     EpochResult fit = evaluate(*model, fit_loader);
+    // The training loss is summed before each update, the fit's loss after the epoch's last.
+    MINIMA_CHECK(std::isfinite(tr.loss) && std::isfinite(fit.loss), v.label(), ": training diverged at epoch ", e + 1,
+                 " (training loss ", tr.loss, ", loss on the training set ", fit.loss, "); try a smaller --lr");
     res.epochs = e + 1;
     res.steps = (e + 1) * steps_per_epoch;
     res.train_acc = fit.acc;

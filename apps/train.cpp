@@ -5,6 +5,7 @@
 // phase 1 of adversarial-init saved), writes final.safetensors for `minima eval`, and saves a
 // checkpoint on a clock (--checkpoint-every) so that --resume continues a killed run to the same
 // results.
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 
@@ -82,7 +83,16 @@ int run_train(cli::Args& a) {
   Generator g(static_cast<uint64_t>(seed));
   auto model = nn::make_model(arch, in_chw, train.num_classes, g);
   check_one_sample_batches(arch, in_chw, train.num_classes, train.size(), batch, "--subset or --batch");
-  if (!init.empty()) nn::load_weights(init, *model);
+  if (!init.empty()) {
+    nn::load_weights(init, *model);
+    // Not finite weights would only show up as "training diverged" after an epoch.
+    for (const auto& [name, t] : model->named_parameters()) {
+      const Tensor v = t.cpu().to(DType::f64).contiguous();
+      const double* p = v.data<double>();
+      MINIMA_CHECK(std::all_of(p, p + v.numel(), [](double x) { return std::isfinite(x); }), "--init ", init, ": ",
+                   name, " holds values that are not finite");
+    }
+  }
   model->to(device);
   optim::SGD opt(model->parameters(), {lr, momentum, 0.0, wd, nesterov});
   auto sched = optim::make_schedule(schedule, lr, epochs);
@@ -132,8 +142,10 @@ int run_train(cli::Args& a) {
     tr = train_epoch(*model, opt, loader, e, "train", epochs);
     te = evaluate(*model, test_loader);
     total_s += tr.seconds + te.seconds;
-    MINIMA_CHECK(std::isfinite(tr.loss), "training diverged at epoch ", e + 1, " (loss ", tr.loss,
-                 "); try a smaller --lr");
+    // The training loss is summed over the epoch's batches before each update; the test loss is
+    // measured after the last one, and is not finite when that update left the weights so.
+    MINIMA_CHECK(std::isfinite(tr.loss) && std::isfinite(te.loss), "training diverged at epoch ", e + 1,
+                 " (training loss ", tr.loss, ", test loss ", te.loss, "); try a smaller --lr");
     csv.row({double(e + 1), opt.lr(), tr.loss, tr.acc, te.loss, te.acc, tr.seconds + te.seconds});
     prog.update(e + 1,
                 "| loss " + cli::fmt(tr.loss, 4) + " acc " + cli::fmt(tr.acc, 4) + "% | test loss " +

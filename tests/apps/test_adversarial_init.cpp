@@ -138,6 +138,31 @@ TEST_CASE("adversarial-init: a run that diverges is recorded as diverged and the
     CHECK(run.at("test_acc").as_double() >= 0.0);
   }
   CHECK(minima::read_file(out.path() + "/results.md").find("1 of 1 runs diverged") != std::string::npos);
+
+  // One batch per epoch and lr 1e308: the training loss, summed before the update, stays finite,
+  // and only the test loss after it shows the weights gone. Such a run used to count as finished.
+  TempDir one("advinit-div1");
+  r = run_minima(
+      "adversarial-init --arch mlp --subset 16 --replication 2 --seeds 0 --epochs 1 --adv-epochs 1 --lr 1e308 "
+      "--setups vanilla --inits random --threads 1 --no-plot --batch 16 --out " +
+      one.path());
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  CHECK(r.output.find("diverged at epoch 1 (test loss nan); recorded as diverged") != std::string::npos);
+  s = summary(one.path());
+  REQUIRE(s.at("runs").size() == 1);
+  CHECK(s.at("runs")[0].at("diverged_at_epoch").as_int() == 1);
+
+  // Phase 1 has nothing to record instead: its weights are the experiment's input, so it fails.
+  TempDir p1("advinit-div-p1");
+  r = run_minima(
+      "adversarial-init --arch mlp --subset 8 --replication 2 --seeds 0 --epochs 1 --adv-epochs 3 "
+      "--adv-check-every 1 --adv-lr 1e308 --setups vanilla --threads 1 --no-plot --batch 16 --out " +
+      p1.path());
+  INFO(r.output);
+  CHECK(r.rc != 0);
+  CHECK(r.output.find("error: phase 1 diverged at epoch 1 (loss on C nan); try a smaller --adv-lr") !=
+        std::string::npos);
 }
 
 TEST_CASE("adversarial-init: the paper's command line (ResNet18, CIFAR-10 files, official schedule) runs end to end") {

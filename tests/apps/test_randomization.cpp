@@ -322,4 +322,10 @@ TEST_CASE("randomization: a damaged run file, a bad --arch or a one-sample batch
           tmp.path() + "/bn",
       "101 training samples in batches of 100 make a batch of one sample");
   CHECK(!apptest::file_exists(tmp.path() + "/bn/config.json"));
+  // One batch per epoch at lr 1e308: the training loss, summed before the update, is finite; the
+  // loss on the training set after it is not, and the run stops there.
+  apptest::check_rejects(cfg + " --lr 1e308 --out " + tmp.path() + "/diverged",
+                         "training diverged at epoch 1 (training loss 2.");
+  apptest::check_rejects(cfg + " --lr 1e308 --out " + tmp.path() + "/diverged2",
+                         ", loss on the training set nan); try a smaller --lr");
 }

@@ -229,6 +229,36 @@ TEST_CASE("minima train refuses a batch of one sample for batch norm, and an --o
   CHECK(std::system(("rm -rf " + dir).c_str()) == 0);
 }
 
+TEST_CASE("minima train refuses --init weights that are not finite, and stops when an update leaves them so") {
+  if (!testutil::fashion_mnist_or_skip()) return;
+  testutil::TempDir tmp("train_diverge");
+  const std::string& dir = tmp.path();
+  int rc = 0;
+  // One step of lr 1e308 gives infinite weights: the training loss, summed before each update, is
+  // finite, and only the test loss after the epoch shows it. The run used to end with exit 0.
+  std::string out = run("train --arch mlp --subset 64 --epochs 1 --lr 1e308 --out " + dir + "/huge", rc);
+  INFO(out);
+  CHECK(rc != 0);
+  CHECK(out.find("error: training diverged at epoch 1 (training loss 2.") != std::string::npos);
+  CHECK(out.find(", test loss nan); try a smaller --lr") != std::string::npos);
+  CHECK(access((dir + "/huge/final.safetensors").c_str(), F_OK) != 0);
+
+  Generator g(5);
+  auto model = nn::make_model("mlp", {1, 28, 28}, 10, g);
+  {
+    NoGradGuard ng;
+    model->named_parameters()[2].second.fill_(NAN);
+  }
+  const std::string path = dir + "/nan.safetensors";
+  nn::save_weights(path, *model, {"mlp", {1, 28, 28}, 10, "fashion-mnist", {0.3}, {0.35}, 5});
+  out = run("train --arch mlp --subset 64 --epochs 1 --init " + path + " --out " + dir + "/nan", rc);
+  INFO(out);
+  CHECK(rc != 0);
+  CHECK(out.find("error: --init " + path + ": " + model->named_parameters()[2].first +
+                 " holds values that are not finite") != std::string::npos);
+  CHECK(access((dir + "/nan/config.json").c_str(), F_OK) != 0);  // refused before --out was claimed
+}
+
 TEST_CASE("minima train saves its weights, resumes a killed run to the same weights, and starts from --init") {
   if (!testutil::fashion_mnist_or_skip()) return;
   testutil::TempDir tmp("train-resume");
