@@ -301,7 +301,7 @@ int run_memorize(cli::Args& a) {
       j["train_acc"] = r.train_acc;
       j["train_loss"] = r.train_loss;
       j["epochs"] = r.epochs_run;
-      j["first_100_percent_epoch"] = r.first_perfect_epoch;
+      j["first_100_percent_epoch"] = r.first_perfect_epoch >= 0 ? Json(r.first_perfect_epoch) : Json();  // null: never
       j["seconds"] = r.seconds;
       sj.push_back(j);
       if (r.first_perfect_epoch > 0 && min_width < 0) min_width = w;

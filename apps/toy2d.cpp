@@ -25,6 +25,7 @@
 //    reports the same thing without the test set's sampling noise.
 #include <cmath>
 #include <iostream>
+#include <limits>
 
 #include "apps/cli.h"
 #include "apps/experiment.h"
@@ -233,6 +234,12 @@ int run_toy2d(cli::Args& a) {
   MINIMA_CHECK(eval_per_class >= 1, "--eval-per-class must be positive");
   MINIMA_CHECK(per_class >= 1 && hidden >= 1 && batch >= 1 && pre_batch >= 1,
                "--per-class, --hidden, --batch and --pre-batch must be positive");
+  // Far beyond a toy in the plane, and small enough that no size computed from them overflows.
+  MINIMA_CHECK(per_class <= 1000000 && eval_per_class <= 1000000,
+               "--per-class and --eval-per-class must be at most 1000000, got ", per_class, " and ", eval_per_class);
+  MINIMA_CHECK(hidden <= 4096, "--hidden must be at most 4096, got ", hidden);
+  MINIMA_CHECK(seed <= std::numeric_limits<int64_t>::max() - (repeats - 1), "--seed ", seed, " with --repeats ",
+               repeats, " runs seeds past the largest 64-bit integer");
   MINIMA_CHECK(spread > 0 && sep >= 0, "--std must be positive and --separation non-negative");
   MINIMA_CHECK(lr > 0 && ft_lr > 0 && pre_lr > 0, "--lr, --finetune-lr and --pre-lr must be positive");
   MINIMA_CHECK(pre_loss > 0, "--pre-loss must be positive (a cross-entropy below it ends the random-label phase), got ",
@@ -336,7 +343,8 @@ int run_toy2d(cli::Args& a) {
       jv["expected_acc"] = var.expected_acc;
       jv["train_loss"] = var.train_loss;
       jv["boundary_length"] = var.boundary;
-      jv["first_100_percent_epoch"] = var.first_perfect_epoch;
+      jv["first_100_percent_epoch"] =
+          var.first_perfect_epoch >= 0 ? Json(var.first_perfect_epoch) : Json();  // null: never
       js[names[k]] = jv;
       mean_train[k] += var.train_acc / double(repeats);
       mean_test[k] += var.test_acc / double(repeats);
@@ -349,8 +357,11 @@ int run_toy2d(cli::Args& a) {
     for (int k = 0; k < 3; ++k)
       std::cout << "  " << names[k] << ": train " << cli::fmt(100 * v[k].train_acc, 4) << "%, test "
                 << cli::fmt(100 * v[k].test_acc, 4) << "% (expected " << cli::fmt(100 * v[k].expected_acc, 4)
-                << "%), boundary length " << cli::fmt(v[k].boundary, 4) << " (100% train from epoch "
-                << v[k].first_perfect_epoch << ")\n";
+                << "%), boundary length " << cli::fmt(v[k].boundary, 4)
+                << (v[k].first_perfect_epoch >= 0
+                        ? " (100% train from epoch " + std::to_string(v[k].first_perfect_epoch) + ")"
+                        : " (never 100% train)")
+                << "\n";
     if (rep == 0) {
       first_variants = v;
       for (int64_t i = 0; i < train_set.size(); ++i) {

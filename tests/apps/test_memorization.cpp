@@ -53,6 +53,14 @@ TEST_CASE("toy2d rejects bad flags") {
   // Sizes that used to run for hours (or forever) instead of failing.
   apptest::check_rejects("toy2d --grid 100000000", "--grid must be in [10, 1000], got 100000000");
   apptest::check_rejects("toy2d --aug-copies 4611686018427387904", "--aug-copies must be at most 100");
+  apptest::check_rejects("toy2d --per-class 4611686018427387904",
+                         "--per-class and --eval-per-class must be at most 1000000, got 4611686018427387904 and 5000");
+  apptest::check_rejects("toy2d --eval-per-class 4611686018427387904",
+                         "--per-class and --eval-per-class must be at most 1000000, got 50 and 4611686018427387904");
+  apptest::check_rejects("toy2d --hidden 100000000", "--hidden must be at most 4096, got 100000000");
+  // seed + 1 used to overflow (undefined behaviour) for the second repeat.
+  apptest::check_rejects("toy2d --seed 9223372036854775807 --repeats 2",
+                         "--seed 9223372036854775807 with --repeats 2 runs seeds past the largest 64-bit integer");
 }
 
 TEST_CASE("memorize: the 2n+d-weight construction fits random labels exactly") {
@@ -84,6 +92,7 @@ TEST_CASE("memorize: the 2n+d-weight construction fits random labels exactly") {
 TEST_CASE("memorize rejects bad flags") {
   apptest::check_rejects("memorize --n 100 --sgd-n 200", "--sgd-n must be in [0, n]");
   apptest::check_rejects("memorize --widths 8,0", "--widths must be positive");
+  apptest::check_rejects("memorize --widths 2,4,2", "--widths: 2 is listed twice");
   apptest::check_rejects("memorize --n 0", "--n must be positive");
   // An empty list used to train nothing and draw an empty figure.
   apptest::check_rejects("memorize --widths ,", "--widths needs at least one width");
