@@ -66,7 +66,9 @@ int bench_cpu(cli::Args& a) {
       a.get_string("python", "/usr/bin/python3", "python with torch for the peer numbers ('' to skip)");
   bool skip_conv = a.get_flag("no-conv", "skip the conv2d layers");
   if (a.finish()) return 0;
-  MINIMA_CHECK(threads >= 1 && reps >= 1, "--threads and --reps must be positive");
+  MINIMA_CHECK(threads >= 1 && threads <= cli::kMaxThreads, "--threads must be in [1, ", cli::kMaxThreads, "], got ",
+               threads);
+  MINIMA_CHECK(reps >= 1, "--reps must be positive, got ", reps);
   omp_set_num_threads(int(threads));
   Generator g(0);
 

@@ -125,6 +125,10 @@ class Progress {
   std::chrono::steady_clock::time_point start_, last_;
 };
 
+// The largest --threads a command takes: more is a typo (OpenMP would try to allocate a stack
+// for each thread, and an int would wrap).
+constexpr int64_t kMaxThreads = 1024;
+
 std::string fmt(double v, int prec = 4);
 std::string format_duration(double seconds);
 void make_dirs(const std::string& path);

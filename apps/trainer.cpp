@@ -142,7 +142,7 @@ Device device_from_flag(const std::string& s) {
 }
 
 void set_threads(int64_t n) {
-  MINIMA_CHECK(n >= 0, "--threads must be >= 0, got ", n);
+  MINIMA_CHECK(n >= 0 && n <= cli::kMaxThreads, "--threads must be in [0, ", cli::kMaxThreads, "], got ", n);
   if (n > 0) omp_set_num_threads(int(n));
 }
 

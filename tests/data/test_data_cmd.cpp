@@ -53,7 +53,23 @@ TEST_CASE("minima data: prints splits, shape, classes and the training statistic
 
   rc = run(std::string(MINIMA_BINARY) + " data --dataset mnist --threads -1 --data-dir " + t.path(), out);
   CHECK(rc == 1);
-  CHECK(contains(out, "error: --threads must be >= 0, got -1"));
+  CHECK(contains(out, "error: --threads must be in [0, 1024], got -1"));
+  // Used to be cast to an int (1 thread) and run.
+  rc = run(std::string(MINIMA_BINARY) + " data --dataset mnist --threads 4294967297 --data-dir " + t.path(), out);
+  CHECK(rc == 1);
+  CHECK(contains(out, "error: --threads must be in [0, 1024], got 4294967297"));
+  // Flags of other datasets used to be accepted and ignored.
+  auto only_for = [&](const std::string& flag, const std::string& expected) {
+    rc = run(std::string(MINIMA_BINARY) + " data --dataset mnist " + flag + " --data-dir " + t.path(), out);
+    INFO(flag, ": ", out);
+    CHECK(rc == 1);
+    CHECK(contains(out, "error: " + expected + ", not to mnist"));
+  };
+  only_for("--image-size -5", "--image-size applies to restricted-imagenet only");
+  only_for("--coarse-labels", "--coarse-labels applies to cifar100 only");
+  only_for("--merge-valid", "--merge-valid applies to cinic10 only");
+  only_for("--cache-dir " + t.path(), "--cache-dir applies to the folder datasets (cinic10, restricted-imagenet) only");
+  only_for("--threads 2", "--threads applies to the folder datasets (cinic10, restricted-imagenet) only");
 }
 
 TEST_CASE("minima data on cifar10 prints the official normalization constants beside the computed ones") {

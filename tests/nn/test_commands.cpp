@@ -257,6 +257,10 @@ TEST_CASE("minima train refuses --init weights that are not finite, and stops wh
   CHECK(out.find("error: --init " + path + ": " + model->named_parameters()[2].first +
                  " holds values that are not finite") != std::string::npos);
   CHECK(access((dir + "/nan/config.json").c_str(), F_OK) != 0);  // refused before --out was claimed
+  // Used to be cast to an int (4294967297 -> 1 thread) and run, or to exhaust OpenMP's memory.
+  out = run("train --arch mlp --subset 64 --epochs 1 --threads 4294967297 --out " + dir + "/threads", rc);
+  CHECK(rc != 0);
+  CHECK(out.find("error: --threads must be in [0, 1024], got 4294967297") != std::string::npos);
 }
 
 TEST_CASE("minima train saves its weights, resumes a killed run to the same weights, and starts from --init") {
