@@ -531,24 +531,19 @@ int run_adversarial_init(cli::Args& a) {
   MINIMA_CHECK(c.wd >= 0, "--weight-decay must be >= 0, got ", c.wd);
   MINIMA_CHECK(c.adv_target > 0 && c.adv_target <= 100, "--adv-target must be in (0, 100] percent, got ", c.adv_target);
   MINIMA_CHECK(c.halt_after >= 0, "--halt-after must be >= 0, got ", c.halt_after);
-  // Each value names runs and their directories: a repeat would find its own first run finished.
-  auto no_repeats = [](const auto& list, const char* flag) {
-    for (size_t i = 0; i < list.size(); ++i)
-      for (size_t j = 0; j < i; ++j) MINIMA_CHECK(list[i] != list[j], flag, ": ", list[i], " is listed twice");
-  };
-  no_repeats(reps, "--replication");
-  no_repeats(seeds, "--seeds");
-  no_repeats(inits, "--inits");
   MINIMA_CHECK(c.batch >= 1, "--batch must be >= 1");
   MINIMA_CHECK(subset >= 0, "--subset must be >= 0");
+  MINIMA_CHECK(!balanced || subset > 0,
+               "--balanced chooses which images a --subset takes; with --subset 0 (all) "
+               "it has nothing to choose");
   MINIMA_CHECK(c.adv_schedule == "constant" || c.adv_schedule == "multistep",
                "--adv-schedule must be constant or multistep, got '", c.adv_schedule, "'");
   std::vector<Setup> setups;
   for (const auto& s : setup_names) {
     Setup p = parse_setup(s);
-    bool dup = false;
-    for (const auto& q : setups) dup |= q.name == p.name;
-    if (!dup) setups.push_back(p);
+    for (const auto& q : setups)
+      MINIMA_CHECK(q.name != p.name, "--setups: ", s, " is ", p.name, ", which is listed already");
+    setups.push_back(p);
   }
   bool need_adv = false;
   for (const auto& i : inits) {
@@ -561,6 +556,8 @@ int run_adversarial_init(cli::Args& a) {
 
   data::Splits sp = data::load_dataset(c.dataset, data_dir);
   data::set_normalization(sp, c.dataset, normalize);
+  MINIMA_CHECK(subset <= sp.train.size(), "--subset ", subset, " is larger than the ", sp.train.size(),
+               " training images of ", c.dataset);
   c.train = subset > 0 ? data::subset(sp.train, subset, balanced) : sp.train;
   c.test = sp.test;
   c.classes = c.train.num_classes;

@@ -88,9 +88,12 @@ int run_bench_train(cli::Args& a) {
   }
   MINIMA_CHECK(!list.empty(), "bench train: --arch needs at least one architecture (or all)");
   const auto names = nn::model_names();
-  for (const auto& arch : list)
-    MINIMA_CHECK(std::find(names.begin(), names.end(), arch) != names.end(), "bench train: unknown architecture '",
-                 arch, "' (minima models lists them)");
+  for (size_t i = 0; i < list.size(); ++i) {
+    MINIMA_CHECK(std::find(names.begin(), names.end(), list[i]) != names.end(), "bench train: unknown architecture '",
+                 list[i], "' (minima models lists them)");
+    MINIMA_CHECK(std::find(list.begin(), list.begin() + i, list[i]) == list.begin() + i,
+                 "bench train: --arch: ", list[i], " is listed twice");
+  }
   MINIMA_CHECK(torch_mode == "auto" || torch_mode == "on" || torch_mode == "off",
                "bench train: --torch must be auto, on or off, got '", torch_mode, "'");
   bool use_torch = false;

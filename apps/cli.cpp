@@ -110,9 +110,18 @@ static std::vector<std::string> split_commas(const std::string& s) {
   return out;
 }
 
+// Every list flag names a set of runs or settings to sweep: a value given twice would run twice
+// (or find its own first run finished), so a repeat is refused.
+template <class T>
+void no_repeats(const std::string& name, const std::vector<T>& v) {
+  for (size_t i = 0; i < v.size(); ++i)
+    for (size_t j = 0; j < i; ++j) MINIMA_CHECK(!(v[i] == v[j]), "--", name, ": ", v[i], " is listed twice");
+}
+
 std::vector<std::string> Args::get_string_list(const std::string& name, const std::string& dflt,
                                                const std::string& help) {
   auto v = split_commas(raw(name, dflt, help, "A,B,.."));
+  no_repeats(name, v);
   config_[name] = Json(v);
   return v;
 }
@@ -124,6 +133,7 @@ std::vector<int64_t> Args::get_int_list(const std::string& name, const std::stri
     MINIMA_CHECK(r.has_value(), "--", name, " expects comma-separated integers, got '", s, "'");
     out.push_back(*r);
   }
+  no_repeats(name, out);
   config_[name] = Json(out);
   return out;
 }
@@ -135,6 +145,7 @@ std::vector<double> Args::get_double_list(const std::string& name, const std::st
     MINIMA_CHECK(r.has_value(), "--", name, " expects comma-separated finite numbers, got '", s, "'");
     out.push_back(*r);
   }
+  no_repeats(name, out);
   config_[name] = Json(out);
   return out;
 }

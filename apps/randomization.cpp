@@ -368,8 +368,6 @@ int run_randomization(cli::Args& a) {
   MINIMA_CHECK(c.fit_acc > 0 && c.fit_acc <= 100, "--fit-accuracy must be in (0, 100], got ", c.fit_acc);
   MINIMA_CHECK(subset >= 0, "--subset must be >= 0, got ", subset);
   MINIMA_CHECK(!seeds.empty(), "--seeds: give at least one seed");
-  for (size_t i = 0; i < seeds.size(); ++i)
-    for (size_t j = 0; j < i; ++j) MINIMA_CHECK(seeds[i] != seeds[j], "--seeds: seed ", seeds[i], " is listed twice");
   std::vector<Variant> runs = plan(variants, corruption);
   set_threads(threads);
   c.device = device_from_flag(device_s);

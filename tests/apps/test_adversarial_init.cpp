@@ -12,6 +12,7 @@
 #include "nn/checkpoint.h"
 #include "nn/safetensors.h"
 #include "tests/apps/app_test_util.h"
+#include "tests/fashion_mnist.h"
 
 using namespace apptest;
 
@@ -234,6 +235,17 @@ TEST_CASE("adversarial-init: bad flags give clear errors") {
   check_rejects("adversarial-init --adv-target 0 --out /tmp/x", "--adv-target must be in (0, 100] percent, got 0");
   check_rejects("adversarial-init --adv-target 100.5 --out /tmp/x", "--adv-target must be in (0, 100]");
   check_rejects("adversarial-init --halt-after -1 --out /tmp/x", "--halt-after must be >= 0, got -1");
+  // These were accepted and changed silently: a repeated setup was dropped, a --subset beyond the
+  // data ran on all of it, and --balanced without a --subset did nothing.
+  check_rejects("adversarial-init --setups vanilla,DA+M,M+DA --out /tmp/x",
+                "--setups: M+DA is DA+M, which is listed already");
+  check_rejects("adversarial-init --subset 0 --balanced --out /tmp/x", "--balanced chooses which images a --subset");
+  if (testutil::fashion_mnist_or_skip()) {
+    TempDir big("advinit-big-subset");
+    check_rejects("adversarial-init --subset 70000 --out " + big.path() + "/run",
+                  "--subset 70000 is larger than the 60000 training images of fashion-mnist");
+    CHECK(!file_exists(big.path() + "/run/config.json"));
+  }
 }
 
 // tests/crosscheck/adversarial_init.py runs the same protocol in PyTorch (its own random draws for

@@ -53,6 +53,7 @@ TEST_CASE("min-norm rejects bad flags") {
   apptest::check_rejects("min-norm --n 50 --d 40 --no-plot --out /tmp/minima_unused", "--d (40) must exceed --n (50)");
   apptest::check_rejects("min-norm --iters ten", "--iters expects an integer");
   apptest::check_rejects("min-norm --sgd-batches 0", "--sgd-batches");
+  apptest::check_rejects("min-norm --sgd-batches 1,10,1", "--sgd-batches: 1 is listed twice");
   apptest::check_rejects("min-norm --bogus 1", "unknown flag --bogus");
   // Sizes whose product wraps around in 64 bits used to allocate a tiny buffer and crash.
   apptest::TempDir tmp("min_norm_huge");
@@ -283,6 +284,7 @@ TEST_CASE("matrix-factorization rejects bad flags") {
   apptest::check_rejects("matrix-factorization --rank 0", "--rank must be in [1, n]");
   apptest::check_rejects("matrix-factorization --alphas 0.1,-1", "--alphas must be positive");
   apptest::check_rejects("matrix-factorization --alphas 0.1,x", "--alphas expects comma-separated finite numbers");
+  apptest::check_rejects("matrix-factorization --alphas 1e-1,0.1", "--alphas: 0.1 is listed twice");
   // n x n matrices of n = 2^32 used to overflow their element count and crash.
   apptest::check_rejects("matrix-factorization --n 4294967296 --rank 1", "--n must be in [2, 1000]");
   // 3 n r = 12 measurements of the 10 unknowns of a 4 x 4 symmetric matrix used to fail inside

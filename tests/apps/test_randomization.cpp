@@ -133,7 +133,8 @@ TEST_CASE("randomization: seeds are independent and aggregated, and a killed exp
   CHECK(other.rc != 0);
   CHECK(other.output.find("was started with other settings: --lr 0.01 (now 0.02)") != std::string::npos);
   CHECK(read_file(killed.path() + "/config.json") == config);
-  apptest::check_rejects("randomization --seeds 1,1", "--seeds: seed 1 is listed twice");
+  apptest::check_rejects("randomization --seeds 1,1", "--seeds: 1 is listed twice");
+  apptest::check_rejects("randomization --corruption 0.2,0.20", "--corruption: 0.2 is listed twice");
 }
 
 TEST_CASE("randomization: a run killed part-way continues from its checkpoint to the same results") {
