@@ -10,6 +10,14 @@
 
 #include "core/error.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+// AddressSanitizer aborts on an allocation it cannot serve (e.g. a --in of 100000x100000 asks for
+// 20 TB); a release build gets a null pointer there, and reports "out of host memory" through the
+// check below. Under the sanitizer too, so that a sanitizer build tests the same error paths.
+// (ASAN_OPTIONS in the environment still overrides this.)
+extern "C" const char* __asan_default_options() { return "allocator_may_return_null=1"; }
+#endif
+
 namespace minima {
 
 namespace {
