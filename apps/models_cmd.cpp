@@ -27,7 +27,9 @@ Shape parse_chw(const std::string& s) {
 }
 
 int run_models(cli::Args& a) {
-  a.set_description("Lists every architecture (--arch values) with its parameter count.");
+  a.set_description(
+      "Lists every architecture (--arch values) with its parameter count; one that cannot take --in\n"
+      "(too small for its pooling and strided layers) is named on stderr instead.");
   std::string in = a.get_string("in", "3x32x32", "input shape CxHxW");
   int64_t classes = a.get_int("classes", 10, "number of classes");
   std::string only = a.get_string("arch", "", "only this architecture (default: all)");
@@ -40,12 +42,23 @@ int run_models(cli::Args& a) {
     nn::make_model(only, chw, classes, g);  // throws, listing the known names, for an unknown one
     names = {only};
   }
+  int64_t listed = 0;
   for (const auto& name : names) {
     Generator g(0);
-    auto m = nn::make_model(name, chw, classes, g);
+    std::shared_ptr<nn::Module> m;
+    try {
+      m = nn::make_model(name, chw, classes, g);
+    } catch (const nn::InputShapeError& e) {
+      if (!only.empty()) throw;
+      // The listing goes on: other architectures may take this shape.
+      std::cerr << "note: " << e.what() << "\n";
+      continue;
+    }
     std::cout << name << " " << m->num_parameters() << "\n";
     if (tree) std::cout << m->tree() << "\n";
+    ++listed;
   }
+  MINIMA_CHECK(listed > 0, "no architecture takes inputs of shape ", shape_str(chw));
   return 0;
 }
 

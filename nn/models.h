@@ -117,9 +117,19 @@ class AlexNetSmall : public Module {
   std::shared_ptr<Sequential> features, classifier;
 };
 
+// What make_model throws when an architecture cannot take inputs of the given {C, H, W}: its
+// pooling and strided layers would shrink them to nothing.
+class InputShapeError : public Error {
+ public:
+  using Error::Error;
+};
+
 // arch: mlp, mlp-bn, mlp1x512, mlp3x512, smallcnn, vgg16, resnet18, resnet50, densenet40,
 // inception-small, alexnet-small.
-// in_chw is {C, H, W}. Throws naming the known architectures for an unknown one.
+// in_chw is {C, H, W}. Throws naming the known architectures for an unknown one, and an
+// InputShapeError for inputs too small for the architecture: the first time an architecture is
+// built for a shape in a process, one image of zeros goes through it (eval mode, no autograd), so
+// that a command fails before it claims its --out rather than at its first training step.
 std::shared_ptr<Module> make_model(const std::string& arch, const Shape& in_chw, int64_t classes, Generator& g);
 std::vector<std::string> model_names();
 

@@ -37,7 +37,8 @@ SmallCNN::SmallCNN(const Shape& in, int64_t classes, Generator& g) {
   features->add(std::make_shared<ReLU>());
   features->add(std::make_shared<MaxPool2d>(2));
   int64_t h = in[1] / 2 / 2, w = in[2] / 2 / 2;
-  MINIMA_CHECK(h > 0 && w > 0, "smallcnn: input ", shape_str(in), " is too small (needs H, W >= 4)");
+  if (h <= 0 || w <= 0)
+    throw InputShapeError(str("smallcnn: input ", shape_str(in), " is too small (needs H, W >= 4)"));
   classifier = register_module("classifier", std::make_shared<Sequential>());
   classifier->add(std::make_shared<Flatten>());
   classifier->add(std::make_shared<Linear>(64 * h * w, 256, g));

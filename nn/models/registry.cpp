@@ -1,6 +1,8 @@
 // nn/models/registry.cpp: --arch names to constructors.
 #include <functional>
 #include <map>
+#include <mutex>
+#include <set>
 
 #include "nn/models.h"
 
@@ -59,6 +61,29 @@ const std::vector<std::pair<std::string, Factory>>& factories() {
   };
   return f;
 }
+// One image of zeros through a freshly built network, once per architecture and shape: pooling
+// and strided layers that shrink the input to nothing fail here rather than at a first training
+// step. Eval mode, so batch norm uses its (initial) running statistics and nothing changes.
+void check_input_fits(Module& m, const std::string& arch, const Shape& in) {
+  static std::mutex mu;
+  static std::set<std::pair<std::string, Shape>> fits;
+  const auto key = std::make_pair(arch, in);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (fits.count(key)) return;
+  }
+  NoGradGuard no_grad;
+  m.eval();
+  try {
+    m.forward(zeros({1, in[0], in[1], in[2]}));
+  } catch (const Error& e) {
+    throw InputShapeError(str(arch, " cannot take inputs of shape ", shape_str(in), ": ", e.what()));
+  }
+  m.train();
+  std::lock_guard<std::mutex> lock(mu);
+  fits.insert(key);
+}
+
 }  // namespace
 
 std::shared_ptr<Module> make_model(const std::string& arch, const Shape& in_chw, int64_t classes, Generator& g) {
@@ -66,7 +91,11 @@ std::shared_ptr<Module> make_model(const std::string& arch, const Shape& in_chw,
                classes);
   numel_chw(in_chw);
   for (const auto& [name, make] : factories())
-    if (name == arch) return make(in_chw, classes, g);
+    if (name == arch) {
+      std::shared_ptr<Module> m = make(in_chw, classes, g);
+      check_input_fits(*m, arch, in_chw);
+      return m;
+    }
   std::string known;
   for (const auto& n : model_names()) known += (known.empty() ? "" : ", ") + n;
   throw Error(str("unknown architecture '", arch, "' (known: ", known, ")"));

@@ -54,6 +54,25 @@ TEST_CASE("minima models prints one 'name params' line per architecture") {
   std::string bad = run("models --arch alexnet", rc);
   CHECK(rc != 0);
   CHECK(bad.find("unknown architecture 'alexnet'") != std::string::npos);
+
+  // 1x1 images are too small for densenet40's pooling: it used to be listed, and to fail only at
+  // the first training step, after `train` had claimed its --out. The listing names it and goes on.
+  out = run("models --in 1x1x1", rc);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(out.find("note: densenet40 cannot take inputs of shape [1, 1, 1]: avg_pool2d: input of shape [1, 48, 1, 1] "
+                 "is too small for kernel 2") != std::string::npos);
+  CHECK(out.find("note: smallcnn: input [1, 1, 1] is too small") != std::string::npos);
+  Generator g1(0);
+  const int64_t mlp_params = nn::make_model("mlp", {1, 1, 1}, 10, g1)->num_parameters();
+  CHECK(out.rfind("mlp " + std::to_string(mlp_params) + "\n", 0) == 0);  // the others are still listed
+  CHECK(out.find("densenet40 1") == std::string::npos);
+  out = run("models --in 1x1x1 --arch densenet40", rc);
+  CHECK(rc != 0);
+  CHECK(out.find("error: densenet40 cannot take inputs of shape [1, 1, 1]") != std::string::npos);
+  out = run("models --in 1x1x1 --arch smallcnn", rc);
+  CHECK(rc != 0);
+  CHECK(out.find("error: smallcnn: input [1, 1, 1] is too small") != std::string::npos);
 }
 
 TEST_CASE("minima eval reports the loss and accuracy the library computes") {

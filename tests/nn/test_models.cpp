@@ -72,6 +72,30 @@ TEST_CASE("output shapes: inception-small, alexnet-small") {
     check_shapes(a);
   }
 }
+TEST_CASE("make_model refuses inputs too small for an architecture, and its check changes nothing") {
+  Generator g(2);
+  CHECK_THROWS_WITH_AS(make_model("densenet40", {1, 1, 1}, 10, g),
+                       "densenet40 cannot take inputs of shape [1, 1, 1]: avg_pool2d: input of shape [1, 48, 1, 1] is "
+                       "too small for kernel 2",
+                       InputShapeError);
+  CHECK_THROWS_AS(make_model("smallcnn", {1, 3, 3}, 10, g), InputShapeError);
+  CHECK_NOTHROW(make_model("smallcnn", {1, 4, 4}, 10, g));
+  // The check runs one image through the new network in eval mode: a network built directly, from
+  // the same seed, has bitwise the same parameters and batch-norm statistics, and both train.
+  Generator g1(7), g2(7);
+  const Shape in{3, 20, 20};  // a shape no other test builds, so the check runs here
+  auto checked = make_model("resnet18", in, 10, g1);
+  ResNet direct(ResNet::Block::Basic, {2, 2, 2, 2}, in, 10, g2);
+  CHECK(checked->is_training());
+  const NamedTensors a = checked->state_dict(), b = direct.state_dict();
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    CAPTURE(a[i].first);
+    CHECK(a[i].first == b[i].first);
+    CHECK(a[i].second.to(DType::f64).to_vector<double>() == b[i].second.to(DType::f64).to_vector<double>());
+  }
+}
+
 TEST_CASE("model_names lists the issue's architectures") {
   CHECK(model_names() == std::vector<std::string>{"mlp", "mlp-bn", "mlp1x512", "mlp3x512", "smallcnn", "vgg16",
                                                   "resnet18", "resnet50", "densenet40", "inception-small",
