@@ -109,9 +109,11 @@ int run_bench_train(cli::Args& a) {
         break;
       }
     }
-    MINIMA_CHECK(use_torch || torch_mode != "on", "bench train: --torch on but python3 cannot import torch or ", script,
-                 " is missing");
-    if (!use_torch) std::cout << "(PyTorch comparison skipped: python3 with torch or " << script << " not found)\n";
+    const std::string tried = python.empty() ? "python3 and /usr/bin/python3" : python;
+    MINIMA_CHECK(use_torch || torch_mode != "on", "bench train: --torch on but ", tried, " cannot import torch or ",
+                 script, " is missing");
+    if (!use_torch)
+      std::cout << "(PyTorch comparison skipped: " << tried << " with torch or " << script << " not found)\n";
   }
   std::cout << "training step (forward + backward + SGD), batch " << batch << ", input " << in << ", device "
             << dev.str() << ", " << precision_s;

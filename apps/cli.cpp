@@ -275,6 +275,8 @@ void RunDir::write_config(const Args& a, const Json& extra) const {
   // A resumed run keeps when and at which revision it started, and adds this resume to the list.
   if (file_exists(file("config.json"))) {
     Json old = Json::parse(read_file(file("config.json")));
+    MINIMA_CHECK(old.is_object() && (!old.contains("resumes") || old.at("resumes").is_array()), file("config.json"),
+                 " is damaged: expected an object whose \"resumes\" is a list");
     Json resumes = old.contains("resumes") ? old.at("resumes") : Json::array();
     Json now = Json::object();
     now["at"] = j.at("started");

@@ -15,6 +15,7 @@
 // than launching tensor ops of 16 elements.
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -97,6 +98,7 @@ Data soudry_data(int64_t extra, double range, double min_margin, double x2_scale
 Data csv_data(const std::string& path) {
   std::ifstream f(path);
   MINIMA_CHECK(f.good(), "--data: cannot open '", path, "'");
+  MINIMA_CHECK(std::filesystem::is_regular_file(path), "--data: '", path, "' is not a file");
   Data D;
   std::string line;
   int64_t lineno = 0;

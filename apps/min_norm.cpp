@@ -111,7 +111,8 @@ int run_min_norm(cli::Args& a) {
   MINIMA_CHECK(n >= 1 && d > n, "--d (", d, ") must exceed --n (", n, ") for an under-determined problem");
   MINIMA_CHECK(passes >= 1, "--iters must be positive, got ", passes);
   MINIMA_CHECK(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got ", momentum);
-  MINIMA_CHECK(w0_scale > 0, "--w0-scale must be positive, got ", w0_scale);
+  // Squared norms of w0 are summed: beyond 1e100 they overflow to inf and every figure turns NaN.
+  MINIMA_CHECK(w0_scale > 0 && w0_scale <= 1e100, "--w0-scale must be in (0, 1e100], got ", w0_scale);
   for (int64_t b : batches) MINIMA_CHECK(b >= 1 && b < n, "--sgd-batches: each batch size must be in [1, n), got ", b);
 
   apps::prefer_single_thread();

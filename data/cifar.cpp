@@ -96,7 +96,7 @@ Splits load_cifar10(const std::string& dir_in) {
   const std::string layout =
       "expected data_batch_1.bin .. data_batch_5.bin and test_batch.bin (3073-byte records), as in the "
       "folder cifar-10-batches-bin of https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
-  MINIMA_CHECK(is_dir(dir_in), "cifar10: data directory ", dir_in, " does not exist; ", layout);
+  require_data_dir("cifar10", dir_in, layout);
   std::string dir = resolve(dir_in, "cifar-10-batches-bin", "data_batch_1.bin");
   const int64_t rs = 1 + kPixels;
   std::vector<RecordFile> train, test;
@@ -129,7 +129,7 @@ Splits load_cifar100(const std::string& dir_in, bool coarse) {
   const std::string layout =
       "expected train.bin and test.bin (3074-byte records: coarse label, fine label, 3072 pixels), as in the "
       "folder cifar-100-binary of https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz";
-  MINIMA_CHECK(is_dir(dir_in), "cifar100: data directory ", dir_in, " does not exist; ", layout);
+  require_data_dir("cifar100", dir_in, layout);
   std::string dir = resolve(dir_in, "cifar-100-binary", "train.bin");
   for (const char* n : {"train.bin", "test.bin"})
     MINIMA_CHECK(is_file(join_path(dir, n)), "cifar100: missing ", join_path(dir, n), "; ", layout);

@@ -289,7 +289,7 @@ Splits load_cinic10(const std::string& dir, const LoadOptions& opt) {
       "expected the CINIC-10 folder tree DIR/{train,valid,test}/<class>/*.png with the 10 class folders "
       "airplane automobile bird cat deer dog frog horse ship truck and 32x32 PNG images, as extracted from "
       "CINIC-10.tar.gz (https://datashare.ed.ac.uk/handle/10283/3192)";
-  MINIMA_CHECK(is_dir(dir), "cinic10: data directory ", dir, " does not exist; ", layout);
+  require_data_dir("cinic10", dir, layout);
   std::vector<std::string> classes;
   std::map<std::string, FileList> lists;
   uint64_t all = 1469598103934665603ull;
@@ -389,7 +389,7 @@ Splits load_restricted_imagenet(const std::string& dir, const LoadOptions& opt) 
       "the validation images sorted into synset folders); the class index of a synset is its line in "
       "DIR/LOC_synset_mapping.txt (or DIR/synsets.txt) when present, else its position among all 1000 sorted "
       "synset folders of DIR/train";
-  MINIMA_CHECK(is_dir(dir), "restricted-imagenet: data directory ", dir, " does not exist; ", layout);
+  require_data_dir("restricted-imagenet", dir, layout);
   MINIMA_CHECK(opt.image_size >= 8 && opt.image_size <= 512, "restricted-imagenet: image size must be in 8..512, got ",
                opt.image_size);
   for (const char* split : {"train", "val"})

@@ -120,7 +120,7 @@ Dataset load_idx_split(const std::string& name, const std::string& dir, const st
 }  // namespace
 
 Splits load_idx_dataset(const std::string& name, const std::string& dir) {
-  MINIMA_CHECK(is_dir(dir), name, ": data directory ", dir, " does not exist; ", idx_layout(name));
+  require_data_dir(name, dir, idx_layout(name));
   Splits s;
   s.train = load_idx_split(name, dir, "train");
   s.test = load_idx_split(name, dir, "t10k");

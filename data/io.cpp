@@ -27,6 +27,13 @@ bool is_file(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
+void require_data_dir(const std::string& dataset, const std::string& dir, const std::string& layout) {
+  if (is_dir(dir)) return;
+  struct stat st;
+  const bool exists = ::stat(dir.c_str(), &st) == 0;
+  throw Error(str(dataset, ": data directory ", dir, exists ? " is not a directory; " : " does not exist; ", layout));
+}
+
 bool dir_writable(const std::string& path) { return ::access(path.c_str(), W_OK | X_OK) == 0; }
 
 std::string join_path(const std::string& a, const std::string& b) {

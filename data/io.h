@@ -11,6 +11,9 @@ namespace minima::data {
 bool is_dir(const std::string& path);
 bool is_file(const std::string& path);
 bool dir_writable(const std::string& path);
+// Throws "<dataset>: data directory <dir> does not exist; <layout>" (or "is not a directory", for
+// a file or anything else there) unless `dir` is a directory.
+void require_data_dir(const std::string& dataset, const std::string& dir, const std::string& layout);
 std::string join_path(const std::string& a, const std::string& b);
 // Entry names (not paths) of a directory, sorted bytewise; `dirs_only` keeps sub-directories only.
 std::vector<std::string> list_dir(const std::string& path, bool dirs_only = false);

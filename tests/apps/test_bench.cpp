@@ -109,7 +109,8 @@ TEST_CASE("bench train: images/s per network on the CPU, without the PyTorch pee
   auto no_torch =
       run_minima("bench train --device cpu --arch mlp --torch on --iters 1 --warmup 0 --python /nonexistent/python3");
   CHECK(no_torch.rc != 0);
-  CHECK(no_torch.output.find("--torch on but python3 cannot import torch") != std::string::npos);
+  // The interpreter named is the one tried (it used to say "python3" whatever --python was).
+  CHECK(no_torch.output.find("--torch on but /nonexistent/python3 cannot import torch") != std::string::npos);
 }
 
 TEST_CASE("bench cpu: GEMM, matrix-vector products and both conv2d layers, each row with its figures") {

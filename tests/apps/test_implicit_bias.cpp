@@ -54,6 +54,7 @@ TEST_CASE("min-norm rejects bad flags") {
   apptest::check_rejects("min-norm --iters ten", "--iters expects an integer");
   apptest::check_rejects("min-norm --sgd-batches 0", "--sgd-batches");
   apptest::check_rejects("min-norm --sgd-batches 1,10,1", "--sgd-batches: 1 is listed twice");
+  apptest::check_rejects("min-norm --w0-scale 1e300", "--w0-scale must be in (0, 1e100], got 1e+300");
   apptest::check_rejects("min-norm --bogus 1", "unknown flag --bogus");
   // Sizes whose product wraps around in 64 bits used to allocate a tiny buffer and crash.
   apptest::TempDir tmp("min_norm_huge");
@@ -178,6 +179,7 @@ TEST_CASE("max-margin runs a CSV data set and refuses non-separable data") {
                          "label must be -1 or 1");
   apptest::check_rejects("max-margin --momentum 1.5", "--momentum must be in (0, 1)");
   apptest::check_rejects("max-margin --data /nonexistent.csv --out " + dir + "/bad", "cannot open");
+  apptest::check_rejects("max-margin --data " + dir + " --out " + dir + "/bad", "--data: '" + dir + "' is not a file");
 }
 
 TEST_CASE("max-margin draws its extra points from the whole region beyond the margin, however thin") {

@@ -84,6 +84,15 @@ TEST_CASE("idx: a missing directory names the expected layout and the source") {
   e = error_of([] { load_dataset("mnist", "/nonexistent/minima/mnist"); });
   CHECK(contains(e, "t10k-labels-idx1-ubyte"));
   CHECK(contains(e, "mnist"));
+  // A file where the directory should be is named as such, not as missing (every loader shares
+  // the check).
+  testdata::TempDir t;
+  testdata::write_file(t / "afile", std::vector<uint8_t>{1});
+  for (const char* name : {"mnist", "cifar10", "cifar100", "cinic10", "restricted-imagenet"}) {
+    CAPTURE(name);
+    e = error_of([&] { load_dataset(name, t / "afile"); });
+    CHECK(contains(e, std::string(name) + ": data directory " + (t / "afile") + " is not a directory; "));
+  }
 }
 
 TEST_CASE("idx: a missing file is named") {

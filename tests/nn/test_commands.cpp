@@ -276,6 +276,16 @@ TEST_CASE("minima train refuses --init weights that are not finite, and stops wh
   CHECK(out.find("error: --init " + path + ": " + model->named_parameters()[2].first +
                  " holds values that are not finite") != std::string::npos);
   CHECK(access((dir + "/nan/config.json").c_str(), F_OK) != 0);  // refused before --out was claimed
+  // A resume adds itself to config.json's "resumes": a damaged list is named, not a bare JSON error.
+  out = run("train --arch mlp --subset 64 --epochs 2 --halt-after 1 --checkpoint-every 0 --out " + dir + "/halted", rc);
+  REQUIRE(rc != 0);
+  Json cfg = Json::parse(read_file(dir + "/halted/config.json"));
+  cfg["resumes"] = Json(5);
+  write_file_atomic(dir + "/halted/config.json", cfg.dump());
+  out = run("train --arch mlp --subset 64 --epochs 2 --checkpoint-every 0 --resume --out " + dir + "/halted", rc);
+  CHECK(rc != 0);
+  CHECK(out.find("error: " + dir + "/halted/config.json is damaged: expected an object whose \"resumes\" is a list") !=
+        std::string::npos);
   // Used to be cast to an int (4294967297 -> 1 thread) and run, or to exhaust OpenMP's memory.
   out = run("train --arch mlp --subset 64 --epochs 1 --threads 4294967297 --out " + dir + "/threads", rc);
   CHECK(rc != 0);
