@@ -197,8 +197,7 @@ TEST_CASE("randomization: corruption 0 and 1 are the true- and random-label runs
   if (testutil::fashion_mnist_or_skip("only the bad flags checked")) {
     apptest::TempDir tmp("randomization-plan");
     auto r = apptest::run_minima(
-        "randomization --subset 200 --variants true-labels --corruption 0,1,0 --epochs 1 --no-plot --out " +
-        tmp.path());
+        "randomization --subset 200 --variants true-labels --corruption 0,1 --epochs 1 --no-plot --out " + tmp.path());
     INFO(r.output);
     REQUIRE(r.rc == 0);
     Json s = apptest::summary(tmp.path());
@@ -210,6 +209,8 @@ TEST_CASE("randomization: corruption 0 and 1 are the true- and random-label runs
   apptest::check_rejects("randomization --variants corrupt-labels", "unknown randomization 'corrupt-labels'");
   apptest::check_rejects("randomization --variants noise", "unknown randomization 'noise'");
   apptest::check_rejects("randomization --corruption 0.5,1.5", "--corruption: probabilities must be in [0, 1]");
+  // Corruption 0 is the true-labels run (merged above); the same level twice is a typo.
+  apptest::check_rejects("randomization --corruption 0,1,0", "--corruption: 0 is listed twice");
   apptest::check_rejects("randomization --variants '' --corruption ''", "nothing to run");
   apptest::check_rejects("randomization --lr-decay 0", "--lr-decay must be in (0, 1]");
   apptest::check_rejects("randomization --fit-accuracy 0", "--fit-accuracy must be in (0, 100]");
