@@ -109,6 +109,23 @@ struct acc_type<uint8_t> {
   using type = int64_t;
 };
 
+// A double as an int64, the way x86's conversion instruction (and so PyTorch on it) gives one:
+// truncated toward zero, and INT64_MIN for NaN and for values outside int64's range, where a
+// plain C++ conversion is undefined behaviour (and CUDA's saturates). Narrower integer types
+// take the low bits of this int64, on both backends.
+MINIMA_HD int64_t double_to_int64(double v) { return (v >= -0x1p63 && v < 0x1p63) ? int64_t(v) : INT64_MIN; }
+
+// Integer arithmetic modulo 2^64, as every integer op here promises (PyTorch's integer tensors
+// wrap the same way): computed in uint64_t, where overflow is defined, not in int64_t, where it
+// is undefined behaviour.
+MINIMA_HD int64_t wrap_add(int64_t a, int64_t b) { return int64_t(uint64_t(a) + uint64_t(b)); }
+MINIMA_HD int64_t wrap_sub(int64_t a, int64_t b) { return int64_t(uint64_t(a) - uint64_t(b)); }
+MINIMA_HD int64_t wrap_mul(int64_t a, int64_t b) { return int64_t(uint64_t(a) * uint64_t(b)); }
+MINIMA_HD int64_t wrap_neg(int64_t a) { return int64_t(uint64_t(0) - uint64_t(a)); }
+// x / y rounded toward zero; 0 for y = 0 and INT64_MIN for INT64_MIN / -1 (which wraps), where
+// the CPU's division instruction would trap.
+MINIMA_HD int64_t wrap_div(int64_t x, int64_t y) { return y == 0 ? 0 : y == -1 ? wrap_neg(x) : x / y; }
+
 // base^exp on integers, as PyTorch computes pow on integer tensors: exact modulo 2^64 (products
 // wrap, as every integer op here does; an integer result never goes through a double, whose
 // conversion back is undefined once out of range and exact only up to 2^53), by squaring. A

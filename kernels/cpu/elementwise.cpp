@@ -39,6 +39,8 @@ void CpuBackend::copy(const Tensor& dst, const Tensor& src) {
           double v = double(static_cast<Acc<S>>(s));
           if constexpr (std::is_same_v<D, bf16>)
             return bf16(float(v));
+          else if constexpr (std::is_integral_v<D>)
+            return static_cast<D>(double_to_int64(v));
           else
             return static_cast<D>(v);
         });
@@ -78,7 +80,7 @@ void unary_float(UnaryOp op, const Tensor& out, const Tensor& x, double p0d, dou
     case UnaryOp::Log: MINIMA_U(std::log(v))
     case UnaryOp::Sqrt: MINIMA_U(std::sqrt(v))
     case UnaryOp::Abs: MINIMA_U(std::abs(v))
-    case UnaryOp::Relu: MINIMA_U(v > A(0) ? v : A(0))
+    case UnaryOp::Relu: MINIMA_U((v > A(0) || v != v) ? v : A(0))  // NaN stays NaN, as in PyTorch
     case UnaryOp::Sigmoid: MINIMA_U(sigmoid_f(v))
     case UnaryOp::Tanh: MINIMA_U(std::tanh(v))
     case UnaryOp::Softplus: MINIMA_U(softplus_f(v))
@@ -104,14 +106,14 @@ void unary_int(UnaryOp op, const Tensor& out, const Tensor& x, double p0d, doubl
   using A = int64_t;
   A p0 = A(p0d), p1 = A(p1d);
   switch (op) {
-    case UnaryOp::Neg: MINIMA_U(-v)
-    case UnaryOp::Abs: MINIMA_U(v < 0 ? -v : v)
+    case UnaryOp::Neg: MINIMA_U(wrap_neg(v))
+    case UnaryOp::Abs: MINIMA_U(v < 0 ? wrap_neg(v) : v)
     case UnaryOp::Relu: MINIMA_U(v > 0 ? v : 0)
-    case UnaryOp::Square: MINIMA_U(v * v)
+    case UnaryOp::Square: MINIMA_U(wrap_mul(v, v))
     case UnaryOp::Sign: MINIMA_U(v > 0 ? 1 : (v < 0 ? -1 : 0))
     case UnaryOp::Clamp: MINIMA_U(std::min(std::max(v, p0), p1))
-    case UnaryOp::AddScalar: MINIMA_U(v + p0)
-    case UnaryOp::MulScalar: MINIMA_U(v * p0)
+    case UnaryOp::AddScalar: MINIMA_U(wrap_add(v, p0))
+    case UnaryOp::MulScalar: MINIMA_U(wrap_mul(v, p0))
     default: throw Error(str("unary op ", int(op), " is not defined for ", x.dtype()));
   }
 #undef MINIMA_U
@@ -189,17 +191,29 @@ void binary_typed(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor&
     return uint8_t((expr) ? 1 : 0);                              \
   });                                                            \
   break;
+  constexpr bool integral = std::is_integral_v<A>;  // A is int64_t then: arithmetic wraps (core/dtype.h)
   switch (op) {
-    case BinaryOp::Add: MINIMA_B(x + y)
-    case BinaryOp::Sub: MINIMA_B(x - y)
-    case BinaryOp::Mul: MINIMA_B(x * y)
+    case BinaryOp::Add:
+      if constexpr (integral) {
+        MINIMA_B(wrap_add(x, y))
+      } else {
+        MINIMA_B(x + y)
+      }
+    case BinaryOp::Sub:
+      if constexpr (integral) {
+        MINIMA_B(wrap_sub(x, y))
+      } else {
+        MINIMA_B(x - y)
+      }
+    case BinaryOp::Mul:
+      if constexpr (integral) {
+        MINIMA_B(wrap_mul(x, y))
+      } else {
+        MINIMA_B(x * y)
+      }
     case BinaryOp::Div:
-      if constexpr (std::is_integral_v<A>) {
-        map_elements<T, T, T>(out, {out, a, b}, [](T ai, T bi) {
-          A x = A(ai), y = A(bi);
-          return y == 0 ? T(0) : T(x / y);  // integer division by zero gives 0, never a trap
-        });
-        break;
+      if constexpr (integral) {
+        MINIMA_B(wrap_div(x, y))  // never a trap: x / 0 gives 0
       } else {
         MINIMA_B(x / y)
       }

@@ -113,7 +113,7 @@ void reduce_typed(ReduceOp op, const Tensor& out, const Tensor& x, const std::ve
           int64_t acc = 0;  // integers: exact (modulo 2^64) in any order
           for_each_run(s, [&](int64_t off, int64_t n, int64_t st) {
             const T* p = base + off;
-            for (int64_t i = 0; i < n; ++i) acc += int64_t(static_cast<Acc>(p[i * st]));
+            for (int64_t i = 0; i < n; ++i) acc = wrap_add(acc, int64_t(static_cast<Acc>(p[i * st])));
           });
           op_[o] = T(static_cast<Acc>(acc));
         }

@@ -292,8 +292,8 @@ __device__ __forceinline__ void store_from_double(void* p, DType t, int64_t i, d
     case DType::f64: static_cast<double*>(p)[i] = v; break;
     case DType::bf16: static_cast<bf16*>(p)[i] = bf16(float(v)); break;
     // Through int64 like the CPU's conversion on x86 (negative values wrap for u8).
-    case DType::i64: static_cast<int64_t*>(p)[i] = int64_t(v); break;
-    case DType::u8: static_cast<uint8_t*>(p)[i] = uint8_t(int64_t(v)); break;
+    case DType::i64: static_cast<int64_t*>(p)[i] = double_to_int64(v); break;
+    case DType::u8: static_cast<uint8_t*>(p)[i] = uint8_t(double_to_int64(v)); break;
   }
 }
 

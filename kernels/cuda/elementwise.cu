@@ -35,7 +35,7 @@ __device__ __forceinline__ A unary_float(UnaryOp op, A v, A p0, A p1) {
     case UnaryOp::Log: return d_log(v);
     case UnaryOp::Sqrt: return d_sqrt(v);
     case UnaryOp::Abs: return d_abs(v);
-    case UnaryOp::Relu: return v > A(0) ? v : A(0);
+    case UnaryOp::Relu: return (v > A(0) || v != v) ? v : A(0);  // NaN stays NaN, as in PyTorch
     case UnaryOp::Sigmoid: return sigmoid_f(v);
     case UnaryOp::Tanh: return d_tanh(v);
     case UnaryOp::Softplus: return std_max(v, A(0)) + d_log1p(d_exp(-d_abs(v)));
@@ -54,14 +54,14 @@ __device__ __forceinline__ A unary_float(UnaryOp op, A v, A p0, A p1) {
 
 __device__ __forceinline__ int64_t unary_int(UnaryOp op, int64_t v, int64_t p0, int64_t p1) {
   switch (op) {
-    case UnaryOp::Neg: return -v;
-    case UnaryOp::Abs: return v < 0 ? -v : v;
+    case UnaryOp::Neg: return wrap_neg(v);
+    case UnaryOp::Abs: return v < 0 ? wrap_neg(v) : v;
     case UnaryOp::Relu: return v > 0 ? v : 0;
-    case UnaryOp::Square: return v * v;
+    case UnaryOp::Square: return wrap_mul(v, v);
     case UnaryOp::Sign: return v > 0 ? 1 : (v < 0 ? -1 : 0);
     case UnaryOp::Clamp: return std_min(std_max(v, p0), p1);
-    case UnaryOp::AddScalar: return v + p0;
-    case UnaryOp::MulScalar: return v * p0;
+    case UnaryOp::AddScalar: return wrap_add(v, p0);
+    case UnaryOp::MulScalar: return wrap_mul(v, p0);
     default: return v;  // rejected on the host
   }
 }
@@ -143,13 +143,26 @@ struct UnaryBackwardF {
 // The arithmetic binary ops (comparisons write uint8 and are handled by BinaryF itself).
 template <class A>
 __device__ __forceinline__ A binary_arith(BinaryOp op, A x, A y) {
+  constexpr bool integral = std::is_integral_v<A>;  // A is int64_t then: arithmetic wraps (core/dtype.h)
   switch (op) {
-    case BinaryOp::Add: return x + y;
-    case BinaryOp::Sub: return x - y;
-    case BinaryOp::Mul: return x * y;
+    case BinaryOp::Add:
+      if constexpr (integral)
+        return wrap_add(x, y);
+      else
+        return x + y;
+    case BinaryOp::Sub:
+      if constexpr (integral)
+        return wrap_sub(x, y);
+      else
+        return x - y;
+    case BinaryOp::Mul:
+      if constexpr (integral)
+        return wrap_mul(x, y);
+      else
+        return x * y;
     case BinaryOp::Div:
-      if constexpr (std::is_integral_v<A>)
-        return y == 0 ? A(0) : A(x / y);  // never a trap
+      if constexpr (integral)
+        return wrap_div(x, y);  // never a trap: x / 0 gives 0
       else
         return x / y;
     case BinaryOp::Pow:
