@@ -38,6 +38,8 @@ class CpuAllocator final : public Allocator {
 
   void* allocate(size_t nbytes) override {
     if (nbytes == 0) return nullptr;
+    // Rounding up to a size class would wrap a request near 2^64 around to a few bytes.
+    MINIMA_CHECK(nbytes <= kMaxAllocationBytes, "out of host memory allocating ", nbytes, " bytes");
     size_t cls = size_class(nbytes);
     void* p = nullptr;
     if (cls >= kCacheFrom) {

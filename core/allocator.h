@@ -9,6 +9,10 @@
 
 namespace minima {
 
+// No allocator serves more than this (4 EiB, far beyond any machine): larger requests fail as out
+// of memory before any size arithmetic could wrap around.
+constexpr size_t kMaxAllocationBytes = size_t(1) << 62;
+
 class Allocator {
  public:
   virtual ~Allocator() = default;

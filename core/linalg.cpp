@@ -170,6 +170,7 @@ Eigh eigh(const Tensor& A0) {
 Tensor pinv(const Tensor& A, double rtol) {
   SVD d = svd(A);
   int64_t m = A.size(0), n = A.size(1), k = d.S.size(0);
+  MINIMA_CHECK(!std::isnan(rtol), "pinv: rtol is NaN");
   if (rtol < 0) rtol = default_rtol(m, n);
   auto U = d.U.to_vector<double>(), S = d.S.to_vector<double>(), V = d.V.to_vector<double>();
   std::vector<double> P(size_t(n * m), 0.0);  // V diag(1/S) U^T
@@ -195,6 +196,7 @@ Tensor lstsq_min_norm(const Tensor& A, const Tensor& b, double rtol) {
 
 int64_t matrix_rank(const Tensor& A, double rtol) {
   auto S = svd(A).S.to_vector<double>();
+  MINIMA_CHECK(!std::isnan(rtol), "matrix_rank: rtol is NaN");
   if (rtol < 0) rtol = default_rtol(A.size(0), A.size(1));
   int64_t r = 0;
   for (double s : S) r += s > rtol * S[0] ? 1 : 0;

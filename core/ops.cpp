@@ -222,6 +222,7 @@ Tensor square(const Tensor& a) { return unary(UnaryOp::Square, a); }
 Tensor sign(const Tensor& a) { return unary(UnaryOp::Sign, a); }
 Tensor reciprocal(const Tensor& a) { return unary(UnaryOp::Reciprocal, a); }
 Tensor clamp(const Tensor& a, double lo, double hi) {
+  MINIMA_CHECK(!std::isnan(lo) && !std::isnan(hi), "clamp: a NaN bound (min ", lo, ", max ", hi, ")");
   MINIMA_CHECK(!(lo > hi), "clamp: min ", lo, " is greater than max ", hi);
   if (a.defined() && !is_floating(a.dtype())) {             // an infinite bound is no bound; others must be integers
     constexpr double kMin = -0x1p63, kMax = 0x1p63 - 1024;  // the int64 range, as doubles
@@ -335,9 +336,9 @@ Tensor sum(const Tensor& x, std::vector<int64_t> dims0, bool keepdim) {
 Tensor mean(const Tensor& x, std::vector<int64_t> dims0, bool keepdim) {
   MINIMA_CHECK(is_floating(x.dtype()), "mean: expected a floating tensor, got ", x.dtype());
   auto dims = norm_dims(std::move(dims0), x.dim(), "mean");
-  int64_t n = 1;
-  for (int64_t d : dims) n *= x.dim() ? x.shape()[d] : 1;
-  return mul(sum(x, dims, keepdim), 1.0 / double(n));  // n = 0: NaN (0/0), as PyTorch's
+  double n = 1;  // a count past 2^53 only rounds; as an int64 it could overflow (an expanded empty tensor)
+  for (int64_t d : dims) n *= double(x.dim() ? x.shape()[d] : 1);
+  return mul(sum(x, dims, keepdim), 1.0 / n);  // n = 0: NaN (0/0), as PyTorch's
 }
 
 static Tensor minmax(const Tensor& x, std::vector<int64_t> dims0, bool keepdim, bool is_max) {
@@ -367,11 +368,11 @@ Tensor min(const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
 
 Tensor var(const Tensor& x, std::vector<int64_t> dims0, bool keepdim, int64_t correction) {
   auto dims = norm_dims(std::move(dims0), x.dim(), "var");
-  int64_t n = 1;
-  for (int64_t d : dims) n *= x.dim() ? x.shape()[d] : 1;
-  MINIMA_CHECK(n - correction > 0, "var: ", n, " elements are too few for correction ", correction);
+  double n = 1;  // as in mean
+  for (int64_t d : dims) n *= double(x.dim() ? x.shape()[d] : 1);
+  MINIMA_CHECK(n - double(correction) > 0, "var: ", n, " elements are too few for correction ", correction);
   Tensor d = sub(x, mean(x, dims, true));
-  return mul(sum(square(d), dims, keepdim), 1.0 / double(n - correction));
+  return mul(sum(square(d), dims, keepdim), 1.0 / (n - double(correction)));
 }
 
 static Tensor arg_extreme(const Tensor& x, int64_t dim, bool keepdim, bool is_max) {
@@ -492,7 +493,8 @@ Tensor cat(const std::vector<Tensor>& xs, int64_t dim) {
     for (int64_t j = 0; j < x.dim(); ++j)
       MINIMA_CHECK(j == d || x.shape()[j] == f.shape()[j], "cat: tensor ", i, " has shape ", x.shape(),
                    " which does not match ", f.shape(), " outside dim ", d);
-    s[d] += x.shape()[d];
+    MINIMA_CHECK(!__builtin_add_overflow(s[d], x.shape()[d], &s[d]), "cat: the result's size along dim ", d,
+                 " does not fit in 64 bits");
   }
   Tensor out = empty(s, TensorOptions(t, f.device()));
   {
@@ -540,7 +542,9 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value) {
     int64_t d = x.dim() - 1 - int64_t(i);
     MINIMA_CHECK(pads[2 * i] >= 0 && pads[2 * i + 1] >= 0, "pad: negative padding ", pads);
     before[d] = pads[2 * i];
-    s[d] += pads[2 * i] + pads[2 * i + 1];
+    MINIMA_CHECK(!__builtin_add_overflow(s[d], pads[2 * i], &s[d]) &&
+                     !__builtin_add_overflow(s[d], pads[2 * i + 1], &s[d]),
+                 "pad: padding ", pads, " makes dim ", d, " of shape ", x.shape(), " too large for 64 bits");
   }
   Tensor out = full(s, value, TensorOptions(x.dtype(), x.device()));
   auto inner = [&](Tensor t) {

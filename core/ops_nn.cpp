@@ -1,6 +1,8 @@
 // core/ops_nn.cpp: the neural-network ops of the front-end (convolution, pooling, batch norm,
 // softmax and the losses, dropout), each checking its arguments and wiring its backward kernels.
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "core/autograd.h"
 #include "core/ops.h"
@@ -28,8 +30,12 @@ int64_t pool_stride(const char* op, int64_t k, int64_t stride) {
 // Output length of a sliding window; 0 when even one window does not fit (integer division
 // would truncate a negative span toward zero and report 1).
 int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) {
-  int64_t span = in + 2 * p - d * (k - 1) - 1;
-  return span < 0 ? 0 : span / s + 1;
+  // In 128 bits: a padding or dilation near 2^63 must not wrap around.
+  const __int128 span = __int128(in) + 2 * __int128(p) - __int128(d) * (k - 1) - 1;
+  if (span < 0) return 0;
+  const __int128 n = span / s + 1;
+  MINIMA_CHECK(n <= std::numeric_limits<int64_t>::max(), "an output size of padding ", p, " does not fit in 64 bits");
+  return int64_t(n);
 }
 }  // namespace
 
@@ -44,8 +50,9 @@ Tensor conv2d(const Tensor& x0, const Tensor& w0, const Tensor& bias, const Conv
                "conv2d: invalid stride/padding/dilation/groups");
   int64_t N = x0.size(0), C = x0.size(1), H = x0.size(2), W = x0.size(3);
   int64_t O = w0.size(0), KH = w0.size(2), KW = w0.size(3);
-  MINIMA_CHECK(C % p.groups == 0 && O % p.groups == 0 && w0.size(1) * p.groups == C, "conv2d: input of shape ",
-               x0.shape(), " (", C, " channels) does not match weight of shape ", w0.shape(),
+  MINIMA_CHECK(p.groups <= std::max<int64_t>(C, 1) && C % p.groups == 0 && O % p.groups == 0 &&
+                   w0.size(1) == C / p.groups,
+               "conv2d: input of shape ", x0.shape(), " (", C, " channels) does not match weight of shape ", w0.shape(),
                " with groups=", p.groups);
   int64_t OH = out_size(H, KH, p.stride_h, p.pad_h, p.dil_h);
   int64_t OW = out_size(W, KW, p.stride_w, p.pad_w, p.dil_w);
@@ -87,7 +94,7 @@ Tensor conv2d(const Tensor& x0, const Tensor& w0, const Tensor& bias, const Conv
 Tensor max_pool2d(const Tensor& x0, int64_t k, int64_t stride, int64_t padding) {
   check_pool_input("max_pool2d", x0);
   stride = pool_stride("max_pool2d", k, stride);
-  MINIMA_CHECK(k >= 1 && padding >= 0 && 2 * padding <= k, "max_pool2d: invalid kernel ", k, " / padding ", padding,
+  MINIMA_CHECK(k >= 1 && padding >= 0 && padding <= k / 2, "max_pool2d: invalid kernel ", k, " / padding ", padding,
                " (padding must be at most half the kernel)");
   Pool2dParams p{k, k, stride, stride, padding, padding, true};
   int64_t OH = out_size(x0.size(2), k, stride, padding, 1), OW = out_size(x0.size(3), k, stride, padding, 1);
@@ -112,7 +119,7 @@ Tensor max_pool2d(const Tensor& x0, int64_t k, int64_t stride, int64_t padding) 
 Tensor avg_pool2d(const Tensor& x0, int64_t k, int64_t stride, int64_t padding, bool count_include_pad) {
   check_pool_input("avg_pool2d", x0);
   stride = pool_stride("avg_pool2d", k, stride);
-  MINIMA_CHECK(k >= 1 && padding >= 0 && 2 * padding <= k, "avg_pool2d: invalid kernel ", k, " / padding ", padding);
+  MINIMA_CHECK(k >= 1 && padding >= 0 && padding <= k / 2, "avg_pool2d: invalid kernel ", k, " / padding ", padding);
   Pool2dParams p{k, k, stride, stride, padding, padding, count_include_pad};
   int64_t OH = out_size(x0.size(2), k, stride, padding, 1), OW = out_size(x0.size(3), k, stride, padding, 1);
   MINIMA_CHECK(OH > 0 && OW > 0, "avg_pool2d: input of shape ", x0.shape(), " is too small for kernel ", k);
@@ -298,6 +305,9 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& g) {
 }
 
 int64_t count_correct(const Tensor& logits, const Tensor& target) {
+  MINIMA_CHECK(logits.dim() == 2 && target.dim() == 1 && target.size(0) == logits.size(0), "count_correct: expected ",
+               "logits [N, classes] and targets [N], got ", logits.shape(), " and ", target.shape());
+  MINIMA_CHECK(!is_floating(target.dtype()), "count_correct: targets must be class indices, got ", target.dtype());
   NoGradGuard ng;
   Tensor pred = argmax(logits, 1);
   return int64_t(sum(eq(pred, target.to(DType::i64))).item());

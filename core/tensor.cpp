@@ -39,10 +39,13 @@ static size_t nbytes_of(const Shape& s, DType t) {
 Shape contiguous_strides(const Shape& s) {
   Shape st(s.size());
   int64_t acc = 1;
+  bool overflow = false;
   for (int64_t i = int64_t(s.size()) - 1; i >= 0; --i) {
     st[i] = acc;
-    acc *= std::max<int64_t>(s[i], 1);
+    // An empty tensor may have huge other dims ([0, 2^32, 2^32]): its strides must fit too.
+    if (i > 0) overflow |= __builtin_mul_overflow(acc, std::max<int64_t>(s[i], 1), &acc);
   }
+  MINIMA_CHECK(!overflow, "shape ", s, " is too large: its strides do not fit in 64 bits");
   return st;
 }
 
@@ -103,7 +106,8 @@ Shape infer_shape(const Shape& s, int64_t numel, const Shape& from) {
       infer = int64_t(i);
     } else {
       MINIMA_CHECK(out[i] >= 0, "view: invalid size ", out[i], " in ", s);
-      known *= out[i];
+      MINIMA_CHECK(!__builtin_mul_overflow(known, out[i], &known), "view: shape ", s,
+                   " is too large: its element count does not fit in 64 bits");
     }
   }
   if (infer >= 0) {
@@ -218,8 +222,8 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
   start = std::clamp<int64_t>(start, 0, n);
   end = std::clamp<int64_t>(end, start, n);
   Shape ns = shape(), st = strides();
-  ns[d] = (end - start + step - 1) / step;
-  st[d] = strides()[d] * step;
+  ns[d] = (end - start) / step + ((end - start) % step != 0);  // ceil, without overflow for a huge step
+  st[d] = ns[d] > 1 ? strides()[d] * step : strides()[d];      // > 1 element: step < n, so the product fits
   Tensor out = make_view(*this, ns, st, offset() + start * strides()[d]);
   if (needs_graph({this})) {
     Shape in_shape = shape();
@@ -235,8 +239,8 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
   check_has_dims(*this, "narrow", d);
   d = wrap_dim(d, dim(), "narrow");
-  MINIMA_CHECK(start >= 0 && length >= 0 && start + length <= shape()[d], "narrow: range [", start, ", ",
-               start + length, ") is out of bounds for dim ", d, " of shape ", shape());
+  MINIMA_CHECK(start >= 0 && length >= 0 && start <= shape()[d] && length <= shape()[d] - start, "narrow: start ",
+               start, " and length ", length, " are out of bounds for dim ", d, " of shape ", shape());
   return slice(d, start, start + length, 1);
 }
 
@@ -415,6 +419,7 @@ bool partial_overlap(const Tensor& dst, const Tensor& src) {
 
 Tensor& Tensor::fill_(double v) {
   check_inplace(*this, "fill_", /*order_matters=*/false);
+  check_integral_scalar("fill_", *this, v);
   backend_for(device()).fill(*this, v);
   mark_modified();
   return *this;
@@ -424,7 +429,14 @@ Tensor& Tensor::copy_(const Tensor& src_in) {
   check_inplace(*this, "copy_");
   MINIMA_CHECK(src_in.defined(), "copy_: undefined source");
   Tensor src = src_in.detach();
-  if (src.shape() != shape()) src = src.expand(shape());
+  if (src.shape() != shape()) {
+    try {
+      src = src.expand(shape());
+    } catch (const Error& e) {
+      throw Error(minima::str("copy_: a source of shape ", src.shape(), " does not broadcast to the destination's ",
+                              shape(), " (", e.what(), ")"));
+    }
+  }
   if (partial_overlap(*this, src)) src = src.clone();
   mark_modified();
   if (src.device() == device()) {
@@ -449,6 +461,10 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
   NoGradGuard ng;
   Tensor o = alpha == 1.0 ? other : mul(other, alpha);
   MINIMA_CHECK(o.device() == device(), "add_: tensors on ", device(), " and ", o.device());
+  // As PyTorch: the sum's dtype must be one this tensor can hold (a float added to an integer
+  // tensor would be truncated).
+  MINIMA_CHECK(is_floating(dtype()) || !is_floating(o.dtype()), "add_: adding a ", o.dtype(), " tensor (or a ",
+               "non-integer alpha) to a ", dtype(), " tensor would truncate the sum");
   Tensor b = (o.dtype() == dtype() ? o : o.to(dtype())).expand(shape());
   if (partial_overlap(*this, b)) b = b.clone();
   backend_for(device()).binary(BinaryOp::Add, *this, *this, b);
@@ -473,6 +489,13 @@ Tensor& Tensor::requires_grad_(bool r) {
 
 void Tensor::backward(const Tensor& grad, bool retain_graph) const { run_backward(*this, grad, retain_graph); }
 
+void Tensor::set_grad(const Tensor& g) {
+  if (g.defined())
+    MINIMA_CHECK(g.shape() == shape() && g.dtype() == dtype() && g.device() == device(), "set_grad: a gradient ",
+                 g.str(), " for a tensor ", str(), " (shape, dtype and device must match)");
+  d()->grad = g.impl_;
+}
+
 double Tensor::item() const {
   MINIMA_CHECK(numel() == 1, "item: expected a tensor with one element, got shape ", shape());
   return to_vector<double>()[0];
@@ -487,7 +510,10 @@ std::vector<T> Tensor::to_vector() const {
     const scalar_t* p = c.data<scalar_t>();
     for (size_t i = 0; i < out.size(); ++i) {
       using A = typename acc_type<scalar_t>::type;
-      out[i] = static_cast<T>(static_cast<A>(p[i]));
+      if constexpr (std::is_integral_v<T> && !std::is_integral_v<A>)
+        out[i] = static_cast<T>(double_to_int64(double(static_cast<A>(p[i]))));
+      else
+        out[i] = static_cast<T>(static_cast<A>(p[i]));
     }
   });
   return out;
@@ -517,6 +543,7 @@ Tensor full(const Shape& s, double v, TensorOptions o) {
   bool rg = o.requires_grad;
   o.requires_grad = false;
   Tensor t = empty(s, o);
+  check_integral_scalar("full", t, v);
   backend_for(o.device).fill(t, v);
   if (rg) t.requires_grad_(true);
   return t;
@@ -534,9 +561,14 @@ Tensor arange(double start, double end, double step, TensorOptions o) {
   MINIMA_CHECK(std::isfinite(count) && count < 0x1p40, "arange(", start, ", ", end, ", ", step, "): ", count,
                " elements are too many");
   int64_t n = std::max<int64_t>(0, int64_t(count));
-  std::vector<double> v(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) v[i] = start + double(i) * step;
-  return from_vector(v, {n}, o);
+  // The values in doubles on the host first (through the allocator, which reports running out
+  // of memory as an error), then converted to o's dtype and device.
+  Tensor v = empty({n}, TensorOptions(DType::f64, Device::cpu()));
+  double* p = v.data<double>();
+  for (int64_t i = 0; i < n; ++i) p[i] = start + double(i) * step;
+  Tensor t = v.to(o.dtype).to(o.device);
+  if (o.requires_grad) t.requires_grad_(true);
+  return t;
 }
 Tensor arange(int64_t n, TensorOptions o) { return arange(0.0, double(n), 1.0, o); }
 
@@ -549,7 +581,10 @@ Tensor from_vector(const std::vector<T>& values, const Shape& s, TensorOptions o
     scalar_t* p = host.data<scalar_t>();
     for (size_t i = 0; i < values.size(); ++i) {
       using A = typename acc_type<scalar_t>::type;
-      p[i] = scalar_t(static_cast<A>(values[i]));
+      if constexpr (std::is_integral_v<A> && !std::is_integral_v<T>)
+        p[i] = scalar_t(double_to_int64(double(values[i])));
+      else
+        p[i] = scalar_t(static_cast<A>(values[i]));
     }
   });
   Tensor t = o.device.is_cpu() ? host : host.to(o.device);
@@ -573,8 +608,10 @@ template Tensor from_vector<int>(const std::vector<int>&, const Shape&, TensorOp
 template Tensor from_vector<uint8_t>(const std::vector<uint8_t>&, const Shape&, TensorOptions);
 
 Tensor from_blob(void* data, const Shape& s, DType t, Device d, std::shared_ptr<void> owner) {
+  for (int64_t n : s) MINIMA_CHECK(n >= 0, "from_blob: negative size in shape ", s);
   auto impl = std::make_shared<TensorImpl>();
   size_t nbytes = nbytes_of(s, t);
+  MINIMA_CHECK(data != nullptr || nbytes == 0, "from_blob: a null pointer for ", nbytes, " bytes of shape ", s);
   impl->storage = std::make_shared<Storage>(data, nbytes, d, std::move(owner));
   impl->shape = s;
   impl->strides = contiguous_strides(s);
@@ -587,6 +624,8 @@ Tensor uniform(const Shape& s, double lo, double hi, Generator& g, TensorOptions
   o.requires_grad = false;
   Tensor t = empty(s, o);
   MINIMA_CHECK(is_floating(o.dtype), "uniform: needs a floating dtype, got ", o.dtype);
+  MINIMA_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, "uniform: needs finite bounds lo <= hi, got [", lo,
+               ", ", hi, ")");
   uint64_t off = g.advance((uint64_t(t.numel()) + 1) / 2);
   backend_for(o.device).random_uniform(t, g.seed(), off, lo, hi);
   if (rg) t.requires_grad_(true);
@@ -597,6 +636,8 @@ Tensor normal(const Shape& s, double mean, double std, Generator& g, TensorOptio
   o.requires_grad = false;
   Tensor t = empty(s, o);
   MINIMA_CHECK(is_floating(o.dtype), "normal: needs a floating dtype, got ", o.dtype);
+  MINIMA_CHECK(std::isfinite(mean) && std::isfinite(std) && std >= 0,
+               "normal: needs a finite mean and std >= 0, got mean ", mean, ", std ", std);
   uint64_t off = g.advance(uint64_t(t.numel()));
   backend_for(o.device).random_normal(t, g.seed(), off, mean, std);
   if (rg) t.requires_grad_(true);
@@ -607,6 +648,7 @@ Tensor randn(const Shape& s, Generator& g, TensorOptions o) { return normal(s, 0
 
 Tensor randint(const Shape& s, int64_t high, Generator& g, TensorOptions o) {
   MINIMA_CHECK(high > 0, "randint: high must be positive, got ", high);
+  for (int64_t n : s) MINIMA_CHECK(n >= 0, "randint: negative size in shape ", s);
   std::vector<int64_t> v(static_cast<size_t>(numel_of(s)));
   uint64_t off = g.advance((v.size() + 1) / 2);
   for (size_t i = 0; i < v.size(); ++i)
@@ -615,6 +657,7 @@ Tensor randint(const Shape& s, int64_t high, Generator& g, TensorOptions o) {
 }
 
 Tensor randperm(int64_t n, Generator& g) {
+  MINIMA_CHECK(n >= 0, "randperm: n must be >= 0, got ", n);
   std::vector<int64_t> p(static_cast<size_t>(n));
   std::iota(p.begin(), p.end(), 0);
   for (int64_t i = n - 1; i > 0; --i) std::swap(p[i], p[g.below(uint64_t(i + 1))]);

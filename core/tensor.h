@@ -122,7 +122,8 @@ class Tensor {
   bool is_leaf() const { return d()->grad_fn == nullptr; }
   const std::shared_ptr<Node>& grad_fn() const { return d()->grad_fn; }
   Tensor grad() const { return Tensor(d()->grad); }
-  void set_grad(const Tensor& g) { d()->grad = g.impl_; }
+  // g must match this tensor's shape, dtype and device (or be undefined, to clear the gradient).
+  void set_grad(const Tensor& g);
   // Reverse-mode pass from this tensor. Without `grad` the tensor must hold one element.
   void backward(const Tensor& grad = Tensor(), bool retain_graph = false) const;
   Tensor detach() const;  // same storage, no history

@@ -52,6 +52,8 @@ std::string Conv2d::describe() const {
 BatchNorm2d::BatchNorm2d(int64_t c, double eps, double momentum, bool affine)
     : num_features(c), eps(eps), momentum(momentum) {
   MINIMA_CHECK(c > 0, "BatchNorm2d: channel count must be positive, got ", c);
+  MINIMA_CHECK(std::isfinite(eps) && eps >= 0, "BatchNorm2d: eps must be finite and >= 0, got ", eps);
+  MINIMA_CHECK(momentum >= 0 && momentum <= 1, "BatchNorm2d: momentum must be in [0, 1], got ", momentum);
   if (affine) {
     weight = register_parameter("weight", ones({c}));
     bias = register_parameter("bias", zeros({c}));

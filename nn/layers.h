@@ -152,7 +152,10 @@ class Sequential : public Module {
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "Sequential"; }
   size_t size() const { return mods_.size(); }
-  const std::shared_ptr<Module>& operator[](size_t i) const { return mods_.at(i); }
+  const std::shared_ptr<Module>& operator[](size_t i) const {
+    MINIMA_CHECK(i < mods_.size(), "Sequential: index ", i, " is out of range for ", mods_.size(), " modules");
+    return mods_[i];
+  }
 
  private:
   std::vector<std::shared_ptr<Module>> mods_;

@@ -40,8 +40,19 @@ Tensor Module::register_buffer(const std::string& name, Tensor t) {
   return t;
 }
 
+bool Module::contains(const Module* m) const {
+  if (this == m) return true;
+  for (const auto& c : children_)
+    if (c.second->contains(m)) return true;
+  return false;
+}
+
 void Module::add_child(const std::string& name, std::shared_ptr<Module> m) {
   MINIMA_CHECK(m != nullptr, "register_module: child '", name, "' is null");
+  // A module inside itself would make every walk over the tree (parameters, to(), train()) recurse
+  // for ever.
+  MINIMA_CHECK(!m->contains(this), "register_module: child '", name,
+               "' contains this module: a module cannot hold itself");
   for (const auto& c : children_)
     MINIMA_CHECK(c.first != name, "register_module: a child named '", name, "' already exists");
   children_.emplace_back(name, std::move(m));

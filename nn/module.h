@@ -66,6 +66,8 @@ class Module {
     return m;
   }
   void add_child(const std::string& name, std::shared_ptr<Module> m);
+  // Whether m is this module or lies anywhere below it.
+  bool contains(const Module* m) const;
 
  private:
   void collect(const std::string& prefix, bool params, bool buffers, NamedTensors& out) const;

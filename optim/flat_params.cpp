@@ -8,6 +8,9 @@ FlatParams::FlatParams(std::vector<Tensor> params) : params_(std::move(params)) 
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
     MINIMA_CHECK(p.defined(), "optimizer: parameter ", i, " is undefined");
+    // A computed tensor would be stepped in a copy that nothing reads (PyTorch: "can't optimize a
+    // non-leaf Tensor").
+    MINIMA_CHECK(p.is_leaf(), "optimizer: parameter ", i, " is not a leaf (it was computed from other tensors)");
     MINIMA_CHECK(is_floating(p.dtype()), "optimizer: parameter ", i, " has dtype ", p.dtype(),
                  " (expected a floating dtype)");
     for (size_t j = 0; j < i; ++j)

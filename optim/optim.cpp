@@ -2,6 +2,7 @@
 #include "optim/optim.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/backend.h"
 
@@ -18,10 +19,16 @@ std::vector<Optimizer::StateEntry> Optimizer::state() const {
   return out;
 }
 
+double Optimizer::checked_lr(double lr) {
+  MINIMA_CHECK(std::isfinite(lr) && lr >= 0, "optimizer: the learning rate must be finite and >= 0, got ", lr);
+  return lr;
+}
+
 SGD::SGD(std::vector<Tensor> params, SGDOptions o) : Optimizer(std::move(params)), opt_(o) {
-  MINIMA_CHECK(o.lr >= 0, "SGD: invalid learning rate ", o.lr);
-  MINIMA_CHECK(o.momentum >= 0, "SGD: invalid momentum ", o.momentum);
-  MINIMA_CHECK(o.weight_decay >= 0, "SGD: invalid weight_decay ", o.weight_decay);
+  checked_lr(o.lr);
+  MINIMA_CHECK(std::isfinite(o.momentum) && o.momentum >= 0, "SGD: invalid momentum ", o.momentum);
+  MINIMA_CHECK(std::isfinite(o.dampening) && o.dampening >= 0, "SGD: invalid dampening ", o.dampening);
+  MINIMA_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "SGD: invalid weight_decay ", o.weight_decay);
   MINIMA_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
                "SGD: Nesterov momentum requires a momentum and zero dampening");
   if (o.momentum != 0) {
@@ -47,10 +54,11 @@ void SGD::step() {
 }
 
 Adam::Adam(std::vector<Tensor> params, AdamOptions o) : Optimizer(std::move(params)), opt_(o) {
-  MINIMA_CHECK(o.lr >= 0, "Adam: invalid learning rate ", o.lr);
+  checked_lr(o.lr);
   MINIMA_CHECK(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, "Adam: betas must be in [0, 1), got ",
                o.beta1, ", ", o.beta2);
-  MINIMA_CHECK(o.eps >= 0, "Adam: invalid eps ", o.eps);
+  MINIMA_CHECK(std::isfinite(o.eps) && o.eps >= 0, "Adam: invalid eps ", o.eps);
+  MINIMA_CHECK(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "Adam: invalid weight_decay ", o.weight_decay);
   std::vector<Tensor> m, v;
   for (size_t g = 0; g < flat_.groups().size(); ++g) {
     m.push_back(flat_.zeros_like_group(g));

@@ -39,6 +39,8 @@ class Optimizer {
   FlatParams& flat() { return flat_; }
 
  protected:
+  // lr, refused unless finite and >= 0 (a NaN rate turns every parameter NaN at the next step).
+  static double checked_lr(double lr);
   // Slots: name and one flat buffer per group.
   std::vector<std::pair<std::string, std::vector<Tensor>>> slots_;
   FlatParams flat_;
@@ -54,7 +56,7 @@ class SGD : public Optimizer {
  public:
   SGD(std::vector<Tensor> params, SGDOptions o);
   void step() override;
-  void set_lr(double lr) override { opt_.lr = lr; }
+  void set_lr(double lr) override { opt_.lr = checked_lr(lr); }
   double lr() const override { return opt_.lr; }
   std::string type_name() const override { return "sgd"; }
   const SGDOptions& options() const { return opt_; }
@@ -71,7 +73,7 @@ class Adam : public Optimizer {
  public:
   Adam(std::vector<Tensor> params, AdamOptions o);
   void step() override;
-  void set_lr(double lr) override { opt_.lr = lr; }
+  void set_lr(double lr) override { opt_.lr = checked_lr(lr); }
   double lr() const override { return opt_.lr; }
   std::string type_name() const override { return "adam"; }
   const AdamOptions& options() const { return opt_; }

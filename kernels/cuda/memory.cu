@@ -36,6 +36,8 @@ class CachingAllocator final : public Allocator {
 
   void* allocate(size_t nbytes) override {
     if (nbytes == 0) return nullptr;
+    // Rounding up to 512 bytes would wrap a request near 2^64 around to a few bytes.
+    MINIMA_CHECK(nbytes <= kMaxAllocationBytes, "out of device memory allocating ", nbytes, " bytes");
     size_t size = direct_ ? nbytes : (nbytes + 511) / 512 * 512;
     void* p = nullptr;
     {

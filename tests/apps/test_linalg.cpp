@@ -142,4 +142,7 @@ TEST_CASE("linalg rejects what it cannot handle, saying why") {
   CHECK_THROWS_WITH_AS(linalg::svd(randn({4}, g, DType::f64)), doctest::Contains("expected a matrix"), Error);
   CHECK_THROWS_WITH_AS(linalg::lstsq_min_norm(randn({3, 4}, g, DType::f64), randn({4}, g, DType::f64)),
                        doctest::Contains("lstsq_min_norm"), Error);
+  // A NaN tolerance used to count every singular value as zero (pinv gave zeros).
+  CHECK_THROWS_WITH_AS(linalg::pinv(randn({3, 3}, g, DType::f64), NAN), doctest::Contains("rtol is NaN"), Error);
+  CHECK_THROWS_WITH_AS(linalg::matrix_rank(randn({3, 3}, g, DType::f64), NAN), doctest::Contains("rtol is NaN"), Error);
 }

@@ -339,3 +339,110 @@ TEST_CASE("errors: reductions of empty tensors follow PyTorch") {
   CHECK(values(linear(zeros({2, 0}, f64()), w, b)) == std::vector<double>{1, 2, 3, 4, 1, 2, 3, 4});
   CHECK(values(matmul(zeros({3, 0}, f64()), zeros({0, 2}, f64()))) == std::vector<double>(6, 0.0));
 }
+
+TEST_CASE("errors: sizes near 2^63 are refused, never wrapped around into small buffers or wrong views") {
+  // 2^61 - 1 doubles pass the element and byte counts but used to wrap to a 0-byte block when the
+  // allocator rounded the request up, which the fill then overran.
+  check_error([&] { zeros({1}, DType::f64).expand({(int64_t(1) << 61) - 1}).contiguous(); },
+              {"out of host memory allocating"});
+  check_error([&] { empty({0, int64_t(1) << 32, int64_t(1) << 32}); }, {"strides do not fit in 64 bits"});
+  check_error(
+      [&] {
+        zeros({0, 4}).view({0, int64_t(1) << 40, int64_t(1) << 40});
+      },
+      {"[0, 1099511627776, 1099511627776] is too large"});
+  const Tensor x = arange(int64_t(6));
+  check_error([&] { x.narrow(0, 2, std::numeric_limits<int64_t>::max()); }, {"narrow", "out of bounds"});
+  CHECK(values(x.slice(0, 1, 5, std::numeric_limits<int64_t>::max())) == std::vector<double>{1});
+  check_error([&] { pad(x, {std::numeric_limits<int64_t>::max(), 1}); }, {"pad", "too large for 64 bits"});
+  const Tensor big = zeros({1}).expand({std::numeric_limits<int64_t>::max()});
+  check_error([&] { cat({big, big}, 0); }, {"cat", "does not fit in 64 bits"});
+  Conv2dParams huge = Conv2dParams::of(1, 1, std::numeric_limits<int64_t>::max() / 2, 0);
+  check_error([&] { conv2d(zeros({1, 1, 3, 3}), zeros({1, 1, 1, 1}), Tensor(), huge); }, {"does not fit in 64 bits"});
+  check_error([&] { max_pool2d(zeros({1, 1, 4, 4}), 3, 1, std::numeric_limits<int64_t>::max()); }, {"max_pool2d"});
+  Conv2dParams groups;
+  groups.groups = int64_t(1) << 62;
+  check_error([&] { conv2d(zeros({1, 0, 3, 3}), zeros({0, 0, 1, 1}), Tensor(), groups); }, {"conv2d", "groups"});
+  // Counts of expanded empty tensors: a mean over 2^80 elements is 0 / 0 (NaN), not an overflow.
+  const Tensor e = zeros({0, 1, 1}).expand({0, int64_t(1) << 40, int64_t(1) << 40});
+  CHECK(std::isnan(mean(e).item()));
+  // A negative correction is allowed, as in PyTorch (n - correction divides); INT64_MIN overflowed.
+  CHECK(var(ones({3}), {}, false, std::numeric_limits<int64_t>::min()).item() == 0.0);
+}
+
+TEST_CASE("errors: from_blob checks its pointer and shape") {
+  check_error([&] { from_blob(nullptr, {4}, DType::f32); }, {"from_blob", "null pointer", "16 bytes"});
+  float buf[6] = {};
+  check_error([&] { from_blob(buf, {-2, -3}, DType::f32); }, {"from_blob", "negative size"});
+  CHECK(from_blob(nullptr, {0, 3}, DType::f32).numel() == 0);  // nothing to point at
+  CHECK(from_blob(buf, {2, 3}, DType::f32).numel() == 6);
+}
+
+TEST_CASE("integer arithmetic wraps modulo 2^64, and INT64_MIN / -1 does not trap") {
+  const int64_t mn = std::numeric_limits<int64_t>::min(), mx = std::numeric_limits<int64_t>::max();
+  auto i64 = [](std::vector<int64_t> v) { return from_vector<int64_t>(v, {int64_t(v.size())}); };
+  CHECK(div(i64({mn, 7, -7, 5}), i64({-1, -1, 2, 0})).to_vector<int64_t>() == std::vector<int64_t>{mn, -7, -3, 0});
+  CHECK(add(i64({mx, mn}), i64({1, -1})).to_vector<int64_t>() == std::vector<int64_t>{mn, mx});
+  CHECK(sub(i64({mn}), i64({1})).to_vector<int64_t>() == std::vector<int64_t>{mx});
+  CHECK(mul(i64({mx, int64_t(1) << 62}), i64({2, 4})).to_vector<int64_t>() == std::vector<int64_t>{-2, 0});
+  CHECK(neg(i64({mn, 3})).to_vector<int64_t>() == std::vector<int64_t>{mn, -3});
+  CHECK(abs(i64({mn, -3})).to_vector<int64_t>() == std::vector<int64_t>{mn, 3});
+  CHECK(square(i64({int64_t(1) << 32, -3})).to_vector<int64_t>() == std::vector<int64_t>{0, 9});
+  CHECK(mul(i64({mx}), 2.0).to_vector<int64_t>() == std::vector<int64_t>{-2});
+  CHECK(add(i64({mx}), 1.0).to_vector<int64_t>() == std::vector<int64_t>{mn});
+  CHECK(sum(i64({mx, 1, 5})).to_vector<int64_t>() == std::vector<int64_t>{mn + 5});
+}
+
+TEST_CASE("conversions to integers are defined for NaN and out-of-range values, as x86 and PyTorch give them") {
+  const int64_t mn = std::numeric_limits<int64_t>::min();
+  const Tensor f = from_vector<double>({NAN, INFINITY, -INFINITY, 1e30, -2.7, 2.7, 300.0}, {7});
+  CHECK(f.to(DType::i64).to_vector<int64_t>() == std::vector<int64_t>{mn, mn, mn, mn, -2, 2, 300});
+  CHECK(f.to_vector<int64_t>() == std::vector<int64_t>{mn, mn, mn, mn, -2, 2, 300});
+  // uint8 takes the int64's low bits: 300 -> 44, -2 -> 254.
+  CHECK(f.to(DType::u8).to_vector<int64_t>() == std::vector<int64_t>{0, 0, 0, 0, 254, 2, 44});
+  CHECK(from_vector<double>({NAN, 1e30, 3.9}, {3}, DType::i64).to_vector<int64_t>() == std::vector<int64_t>{mn, mn, 3});
+}
+
+TEST_CASE("errors: integer tensors refuse values they cannot hold, in fill, full and add_") {
+  check_error([&] { full({2}, 2.5, DType::i64); }, {"full", "2.5 is not an integer"});
+  check_error([&] { full({2}, NAN, DType::i64); }, {"full", "nan is not an integer"});
+  check_error([&] { full({2}, 1e30, DType::i64); }, {"full", "is not an integer"});
+  check_error([&] { zeros({2}, DType::i64).fill_(2.5); }, {"fill_", "2.5"});
+  check_error([&] { zeros({3}, DType::i64).add_(full({3}, 0.7)); }, {"add_", "truncate"});
+  CHECK(values(full({2}, 3.0, DType::i64)) == std::vector<double>{3, 3});
+  Tensor i = zeros({3}, DType::i64);
+  i.add_(from_vector<int64_t>({1, 2, 3}, {3}), 2.0);
+  CHECK(values(i) == std::vector<double>{2, 4, 6});
+}
+
+TEST_CASE("errors: arguments that would silently give garbage are refused") {
+  Generator g(1);
+  check_error([&] { uniform({3}, 2.0, 1.0, g); }, {"uniform", "lo <= hi"});
+  check_error([&] { normal({3}, 0.0, -1.0, g); }, {"normal", "std >= 0"});
+  check_error([&] { clamp(zeros({3}), NAN, 1.0); }, {"clamp", "NaN bound"});
+  check_error([&] { randperm(-1, g); }, {"randperm", "-1"});
+  check_error([&] { randint({-1}, 5, g); }, {"randint", "negative size"});
+  check_error([&] { arange(0.0, 1e13, 1.0); }, {"arange", "too many"});
+  // Below the cap, a size no machine has fails through the allocator (it was a std::bad_alloc).
+  check_error([&] { arange(0.0, 1e12, 1.0); }, {"out of host memory allocating 8000000000000 bytes"});
+  check_error([&] { zeros({2, 3}).copy_(ones({3, 2})); }, {"copy_", "[3, 2]", "[2, 3]"});
+  Tensor x = ones({3}).requires_grad_();
+  check_error([&] { x.set_grad(zeros({2, 3})); }, {"set_grad", "[2, 3]", "[3]"});
+  check_error([&] { x.set_grad(zeros({3}, DType::f64)); }, {"set_grad", "float64"});
+  x.set_grad(full({3}, 2.0));
+  CHECK(values(x.grad()) == std::vector<double>{2, 2, 2});
+  check_error([&] { count_correct(zeros({3, 4}), zeros({3, 1}, DType::i64)); }, {"count_correct", "[3, 1]"});
+  check_error([&] { count_correct(zeros({3, 4}), zeros({3})); }, {"count_correct", "class indices"});
+  CHECK(count_correct(from_vector<float>({0, 1, 1, 0}, {2, 2}), from_vector<int64_t>({1, 1}, {2})) == 1);
+}
+
+TEST_CASE("relu keeps NaN, as PyTorch does: a diverged network is not hidden behind zeros") {
+  const Tensor x = from_vector<float>({NAN, -1, 0, 2}, {4});
+  const auto y = relu(x).to_vector<float>();
+  CHECK(std::isnan(y[0]));
+  CHECK(y[1] == 0.0f);
+  CHECK(!std::signbit(y[1]));  // +0, as before, for every number
+  CHECK(y[2] == 0.0f);
+  CHECK(y[3] == 2.0f);
+  CHECK(values(relu(from_vector<int64_t>({-3, 4}, {2}))) == std::vector<double>{0, 4});
+}

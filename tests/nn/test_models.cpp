@@ -72,6 +72,21 @@ TEST_CASE("output shapes: inception-small, alexnet-small") {
     check_shapes(a);
   }
 }
+TEST_CASE("modules refuse to hold themselves, indices past their end and batch-norm settings out of range") {
+  auto s = std::make_shared<Sequential>();
+  s->add(std::make_shared<ReLU>());
+  // A module inside itself made every walk over the tree recurse until the stack overflowed.
+  CHECK_THROWS_WITH_AS(s->add(s), doctest::Contains("a module cannot hold itself"), Error);
+  auto outer = std::make_shared<Sequential>();
+  outer->add(s);
+  CHECK_THROWS_WITH_AS(s->add(outer), doctest::Contains("a module cannot hold itself"), Error);
+  CHECK(s->named_parameters().empty());  // the failed adds left the tree as it was
+  CHECK_THROWS_WITH_AS((*s)[3], doctest::Contains("index 3 is out of range for 1 modules"), Error);
+  CHECK_THROWS_WITH_AS(BatchNorm2d(4, -1e-5), doctest::Contains("eps must be finite and >= 0"), Error);
+  CHECK_THROWS_WITH_AS(BatchNorm2d(4, 1e-5, NAN), doctest::Contains("momentum must be in [0, 1]"), Error);
+  CHECK_THROWS_WITH_AS(BatchNorm1d(4, 1e-5, 1.5), doctest::Contains("momentum must be in [0, 1]"), Error);
+}
+
 TEST_CASE("make_model refuses inputs too small for an architecture, and its check changes nothing") {
   Generator g(2);
   CHECK_THROWS_WITH_AS(make_model("densenet40", {1, 1, 1}, 10, g),

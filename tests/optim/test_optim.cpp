@@ -176,6 +176,28 @@ TEST_CASE("optimizer rejects bad options and moved parameters") {
   CHECK_THROWS_WITH_AS(opt.step(), doctest::Contains("moved"), Error);
 }
 
+TEST_CASE("optimizers refuse computed tensors and rates or decays that are not finite") {
+  Tensor w = zeros({3}).requires_grad_();
+  // A computed tensor would be stepped in a copy nothing reads (PyTorch: "can't optimize a non-leaf").
+  CHECK_THROWS_WITH_AS(SGD({mul(w, 2.0)}, SGDOptions{}), doctest::Contains("not a leaf"), Error);
+  SGD sgd({w}, SGDOptions{});
+  for (double lr : {-1.0, double(NAN), double(INFINITY)})
+    CHECK_THROWS_WITH_AS(sgd.set_lr(lr), doctest::Contains("learning rate must be finite and >= 0"), Error);
+  CHECK(sgd.lr() == 0.1);  // unchanged
+  sgd.set_lr(0.01);
+  CHECK(sgd.lr() == 0.01);
+  SGDOptions damp;
+  damp.dampening = NAN;
+  CHECK_THROWS_WITH_AS(SGD({w}, damp), doctest::Contains("dampening"), Error);
+  AdamOptions wd;
+  wd.weight_decay = NAN;
+  CHECK_THROWS_WITH_AS(Adam({w}, wd), doctest::Contains("weight_decay"), Error);
+  wd.weight_decay = -1;
+  CHECK_THROWS_WITH_AS(Adam({w}, wd), doctest::Contains("weight_decay"), Error);
+  Adam adam({w}, AdamOptions{});
+  CHECK_THROWS_AS(adam.set_lr(NAN), Error);
+}
+
 TEST_CASE("schedules at their boundaries") {
   MultiStepLR ms(0.1, {150, 250}, 0.1);
   CHECK(ms.lr_at(0) == doctest::Approx(0.1));
