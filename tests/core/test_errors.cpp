@@ -380,7 +380,7 @@ TEST_CASE("errors: from_blob checks its pointer and shape") {
 
 TEST_CASE("integer arithmetic wraps modulo 2^64, and INT64_MIN / -1 does not trap") {
   const int64_t mn = std::numeric_limits<int64_t>::min(), mx = std::numeric_limits<int64_t>::max();
-  auto i64 = [](std::vector<int64_t> v) { return from_vector<int64_t>(v, {int64_t(v.size())}); };
+  auto i64 = [](const std::vector<int64_t>& v) { return from_vector<int64_t>(v, {int64_t(v.size())}); };
   CHECK(div(i64({mn, 7, -7, 5}), i64({-1, -1, 2, 0})).to_vector<int64_t>() == std::vector<int64_t>{mn, -7, -3, 0});
   CHECK(add(i64({mx, mn}), i64({1, -1})).to_vector<int64_t>() == std::vector<int64_t>{mn, mx});
   CHECK(sub(i64({mn}), i64({1})).to_vector<int64_t>() == std::vector<int64_t>{mx});
