@@ -43,7 +43,7 @@ std::string capture(const std::string& cmd, int& rc) {
 
 int run_bench_train(cli::Args& a) {
   a.set_description("Images/s of a full training step, minima and (when available) PyTorch eager.");
-  std::string archs = a.get_string("arch", "all", "architecture, comma-separated list, or all");
+  std::vector<std::string> list = a.get_string_list("arch", "all", "architecture, comma-separated list, or all");
   int64_t batch = a.get_int("batch", 128, "batch size");
   std::string dev_s = a.get_string("device", "auto", "cpu, cuda, cuda:N or auto");
   cli::CudaFlags cuda_flags = cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
@@ -79,21 +79,12 @@ int run_bench_train(cli::Args& a) {
     }
     MINIMA_CHECK(chw.size() == 3, "--in expects CxHxW, got '", in, "'");
   }
-  std::vector<std::string> list;
-  if (archs == "all") {
-    list = nn::model_names();
-  } else {
-    std::stringstream ss(archs);
-    for (std::string s; std::getline(ss, s, ',');) list.push_back(s);
-  }
+  if (list == std::vector<std::string>{"all"}) list = nn::model_names();
   MINIMA_CHECK(!list.empty(), "bench train: --arch needs at least one architecture (or all)");
   const auto names = nn::model_names();
-  for (size_t i = 0; i < list.size(); ++i) {
-    MINIMA_CHECK(std::find(names.begin(), names.end(), list[i]) != names.end(), "bench train: unknown architecture '",
-                 list[i], "' (minima models lists them)");
-    MINIMA_CHECK(std::find(list.begin(), list.begin() + i, list[i]) == list.begin() + i,
-                 "bench train: --arch: ", list[i], " is listed twice");
-  }
+  for (const auto& arch : list)
+    MINIMA_CHECK(std::find(names.begin(), names.end(), arch) != names.end(), "bench train: unknown architecture '",
+                 arch, "' (minima models lists them)");
   MINIMA_CHECK(torch_mode == "auto" || torch_mode == "on" || torch_mode == "off",
                "bench train: --torch must be auto, on or off, got '", torch_mode, "'");
   bool use_torch = false;

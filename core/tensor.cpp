@@ -42,7 +42,8 @@ Shape contiguous_strides(const Shape& s) {
   bool overflow = false;
   for (int64_t i = int64_t(s.size()) - 1; i >= 0; --i) {
     st[i] = acc;
-    // An empty tensor may have huge other dims ([0, 2^32, 2^32]): its strides must fit too.
+    // An empty tensor may have huge other dims ([0, 2^32, 2^32]): its strides must fit too. (The
+    // outermost size enters no stride.)
     if (i > 0) overflow |= __builtin_mul_overflow(acc, std::max<int64_t>(s[i], 1), &acc);
   }
   MINIMA_CHECK(!overflow, "shape ", s, " is too large: its strides do not fit in 64 bits");

@@ -80,7 +80,7 @@ void unary_float(UnaryOp op, const Tensor& out, const Tensor& x, double p0d, dou
     case UnaryOp::Log: MINIMA_U(std::log(v))
     case UnaryOp::Sqrt: MINIMA_U(std::sqrt(v))
     case UnaryOp::Abs: MINIMA_U(std::abs(v))
-    case UnaryOp::Relu: MINIMA_U((v > A(0) || v != v) ? v : A(0))  // NaN stays NaN, as in PyTorch
+    case UnaryOp::Relu: MINIMA_U(!(v <= A(0)) ? v : A(0))  // NaN stays NaN, as in PyTorch
     case UnaryOp::Sigmoid: MINIMA_U(sigmoid_f(v))
     case UnaryOp::Tanh: MINIMA_U(std::tanh(v))
     case UnaryOp::Softplus: MINIMA_U(softplus_f(v))

@@ -35,7 +35,7 @@ __device__ __forceinline__ A unary_float(UnaryOp op, A v, A p0, A p1) {
     case UnaryOp::Log: return d_log(v);
     case UnaryOp::Sqrt: return d_sqrt(v);
     case UnaryOp::Abs: return d_abs(v);
-    case UnaryOp::Relu: return (v > A(0) || v != v) ? v : A(0);  // NaN stays NaN, as in PyTorch
+    case UnaryOp::Relu: return !(v <= A(0)) ? v : A(0);  // NaN stays NaN, as in PyTorch
     case UnaryOp::Sigmoid: return sigmoid_f(v);
     case UnaryOp::Tanh: return d_tanh(v);
     case UnaryOp::Softplus: return std_max(v, A(0)) + d_log1p(d_exp(-d_abs(v)));
