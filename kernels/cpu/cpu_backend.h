@@ -77,6 +77,31 @@ template <class T>
 void gemm_prepacked(int64_t N, T alpha, const PackedA<T>& A, const T* B, int64_t b_rs, int64_t b_cs, T beta, T* C,
                     int64_t c_rs, int64_t c_cs, bool parallel = true);
 
+// All of a B operand [depth, cols] in the micro-kernel's packed layout, whole: strip s (columns
+// [s * nr, s * nr + nr), zeros past cols) holds its depth rows k-major, element (k, j) at
+// data[(s * depth + k) * nr + j - s * nr]. A window of rows [d, d + K) of every strip is then a
+// B operand of K rows at an offset of d rows, without repacking: see gemm_windows. Like PackedA,
+// the layout belongs to the instruction set in use when it was packed, and the storage is reused.
+template <class T>
+struct PackedB {
+  std::vector<T> data;
+  int64_t depth = 0, cols = 0;
+  int nr = 0;
+};
+// Packs B [K, N], its columns given by a packer (called once per strip, for all K rows).
+template <class T>
+void pack_b(PackedB<T>& b, int64_t K, int64_t N, const StripPacker<T>& B, bool parallel = true);
+
+// Sums of products whose B operands are row windows of one packed matrix: for each s < n_shifts,
+// C[:, s * c_shift + j] += A[:, k] @ B[shifts[s] + k, j] over k < A.depth, for j < B.cols (C's
+// rows c_rs apart, columns adjacent). conv2d's stride-1 weight gradient is one such sum per tap,
+// every tap reading the same packed input at another offset. Each window's product is bitwise
+// gemm_strided's with beta 1 over that window stored. Needs shifts[s] + A.depth <= B.depth, and
+// the column ranges of different shifts must not overlap (c_shift >= B.cols).
+template <class T>
+void gemm_windows(const PackedA<T>& A, const PackedB<T>& B, const int64_t* shifts, int64_t n_shifts, T* C, int64_t c_rs,
+                  int64_t c_shift, bool parallel = true);
+
 // dst[j * dst_ls + i] = src[i * src_ls + j] for i < rows, j < cols: lines of src (contiguous)
 // become columns of dst, through the same register transposes as the packing.
 template <class T>

@@ -706,6 +706,55 @@ void gemm_prepacked(int64_t N, T alpha, const PackedA<T>& A, const T* B, int64_t
 }
 
 template <class T>
+void pack_b(PackedB<T>& b, int64_t K, int64_t N, const StripPacker<T>& B, bool parallel) {
+  with_isa<T>([&](auto cf, auto) {
+    constexpr int NR = decltype(cf)::NR;
+    const int64_t strips = (N + NR - 1) / NR;
+    b.data.resize(size_t(strips * K * NR));
+    b.depth = K, b.cols = N, b.nr = NR;
+    T* const out = b.data.data();
+#pragma omp parallel for schedule(static) if (parallel && strips > 1 && K * N >= (int64_t(1) << 16))
+    for (int64_t s = 0; s < strips; ++s) B(s * NR, std::min<int64_t>(NR, N - s * NR), 0, K, NR, out + s * K * NR);
+  });
+}
+
+// Each (shift, B strip) pair writes its own columns of C, so the pairs are shared out between the
+// threads; each runs the K blocks of gemm_blocked (KC rows from the window's start, the first
+// one too with beta 1) over every A strip.
+template <class T>
+void gemm_windows(const PackedA<T>& A, const PackedB<T>& B, const int64_t* shifts, int64_t n_shifts, T* C, int64_t c_rs,
+                  int64_t c_shift, bool parallel) {
+  const int64_t M = A.rows, K = A.depth, N = B.cols;
+  if (M == 0 || N == 0 || K == 0 || n_shifts == 0) return;
+  for (int64_t s = 0; s < n_shifts; ++s)
+    MINIMA_CHECK(shifts[s] >= 0 && shifts[s] + K <= B.depth, "gemm_windows: rows [", shifts[s], ", ", shifts[s] + K,
+                 ") are not within B's ", B.depth);
+  MINIMA_CHECK(n_shifts == 1 || c_shift >= N, "gemm_windows: the windows' columns of C overlap");
+  parallel = parallel && worth_parallel(M, N * n_shifts, K);
+  with_isa<T>([&](auto cf, auto micro) {
+    using Cf = decltype(cf);
+    constexpr int MR = Cf::MR, NR = Cf::NR;
+    MINIMA_CHECK(A.mr == MR && B.nr == NR, "gemm_windows: operands packed for another instruction set than ",
+                 gemm_isa_name(gemm_isa()));
+    const int64_t m_strips = (M + MR - 1) / MR, n_strips = (N + NR - 1) / NR;
+    const T* const Ap = A.data.data();
+    const T* const Bp = B.data.data();
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t it = 0; it < n_shifts * n_strips; ++it) {
+      const int64_t s = it / n_strips, j0 = it % n_strips * NR, nr = std::min<int64_t>(NR, N - j0);
+      const T* window = Bp + (j0 / NR * B.depth + shifts[s]) * NR;
+      T* c = C + s * c_shift + j0;
+      for (int64_t pc = 0; pc < K; pc += Cf::KC) {
+        const int64_t kc = std::min<int64_t>(Cf::KC, K - pc);
+        for (int64_t r = 0; r < m_strips; ++r)
+          decltype(micro)::value(kc, Ap + (r * K + pc) * MR, window + pc * NR, T(1), T(1), c + r * MR * c_rs, c_rs, 1,
+                                 std::min<int64_t>(MR, M - r * MR), nr);
+      }
+    }
+  });
+}
+
+template <class T>
 void transpose_lines(int64_t rows, int64_t cols, const T* src, int64_t src_ls, T* dst, int64_t dst_ls) {
   transpose_into(rows, cols, src, src_ls, dst, dst_ls);
 }
@@ -730,6 +779,12 @@ template void gemm_prepacked<float>(int64_t, float, const PackedA<float>&, const
                                     float*, int64_t, int64_t, bool);
 template void gemm_prepacked<double>(int64_t, double, const PackedA<double>&, const double*, int64_t, int64_t, double,
                                      double*, int64_t, int64_t, bool);
+template void pack_b<float>(PackedB<float>&, int64_t, int64_t, const StripPacker<float>&, bool);
+template void pack_b<double>(PackedB<double>&, int64_t, int64_t, const StripPacker<double>&, bool);
+template void gemm_windows<float>(const PackedA<float>&, const PackedB<float>&, const int64_t*, int64_t, float*,
+                                  int64_t, int64_t, bool);
+template void gemm_windows<double>(const PackedA<double>&, const PackedB<double>&, const int64_t*, int64_t, double*,
+                                   int64_t, int64_t, bool);
 template void transpose_lines<float>(int64_t, int64_t, const float*, int64_t, float*, int64_t);
 template void transpose_lines<double>(int64_t, int64_t, const double*, int64_t, double*, int64_t);
 

@@ -153,6 +153,60 @@ TEST_CASE("kernels: the AVX2 and AVX-512 GEMM micro-kernels agree bitwise") {
     }
 }
 
+TEST_CASE("kernels: gemm_windows is bitwise gemm_strided over each window of B") {
+  // C[:, s * c_shift + j] += A @ B[shift_s : shift_s + K, j]: A and B packed once, each window a
+  // product with beta 1. Tails of both register tiles, A taller than one M block (144), more than
+  // one K block (256), windows reaching B's last row, each dtype and instruction set.
+  const RestoreGemmIsa restore;
+  Generator g(411);
+  struct S {
+    int64_t M, K, N, rows;
+    std::vector<int64_t> shifts;
+  };
+  for (cpu::GemmIsa isa : {cpu::GemmIsa::avx2, cpu::GemmIsa::avx512}) {
+    if (!cpu::gemm_isa_supported(isa)) continue;
+    cpu::set_gemm_isa(isa);
+    for (DType t : {DType::f32, DType::f64})
+      for (const S& s :
+           std::vector<S>{{13, 300, 40, 320, {0, 7, 19, 20}}, {150, 90, 5, 100, {3, 10}}, {1, 1, 1, 1, {0}}}) {
+        INFO(cpu::gemm_isa_name(isa) << " " << dtype_name(t) << " M=" << s.M << " K=" << s.K << " N=" << s.N);
+        const int64_t ns = int64_t(s.shifts.size()), c_shift = s.N + 3;  // 3 columns between windows
+        Tensor a = urand({s.M, s.K}, g, -1, 1, t), b = urand({s.rows, s.N}, g, -1, 1, t);
+        Tensor c0 = urand({s.M, ns * c_shift}, g, -1, 1, t);
+        auto run = [&](auto tag) {
+          using T = decltype(tag);
+          const T* ap = a.data<T>();
+          const T* bp = b.data<T>();
+          cpu::PackedA<T> pa;
+          cpu::PackedB<T> pb;
+          cpu::pack_a<T>(pa, s.M, s.K, ap, s.K, 1);
+          auto strips = [&](int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) {
+            for (int64_t k = 0; k < kc; ++k)
+              for (int j = 0; j < R; ++j) out[k * R + j] = j < n ? bp[(pc + k) * s.N + j0 + j] : T(0);
+          };
+          cpu::pack_b<T>(pb, s.rows, s.N, cpu::StripPacker<T>(strips));
+          Tensor got = c0.clone(), want = c0.clone();
+          cpu::gemm_windows<T>(pa, pb, s.shifts.data(), ns, got.data<T>(), ns * c_shift, c_shift);
+          for (int64_t w = 0; w < ns; ++w)
+            cpu::gemm_strided<T>(s.M, s.N, s.K, T(1), ap, s.K, 1, bp + s.shifts[size_t(w)] * s.N, s.N, 1, T(1),
+                                 want.data<T>() + w * c_shift, ns * c_shift, 1);
+          CHECK(values(got) == values(want));
+          // Out of B, or windows sharing columns: refused.
+          const int64_t past = s.rows - s.K + 1;
+          CHECK_THROWS_WITH(cpu::gemm_windows<T>(pa, pb, &past, 1, got.data<T>(), ns * c_shift, c_shift),
+                            doctest::Contains("are not within B's"));
+          if (ns > 1)
+            CHECK_THROWS_WITH(cpu::gemm_windows<T>(pa, pb, s.shifts.data(), 2, got.data<T>(), ns * c_shift, s.N - 1),
+                              doctest::Contains("columns of C overlap"));
+        };
+        if (t == DType::f32)
+          run(float{});
+        else
+          run(double{});
+      }
+  }
+}
+
 TEST_CASE("kernels: matrix-vector products are bitwise the columns and rows of the blocked GEMM") {
   // A product with one column (or one row) takes the unpacked matrix-vector path; with two it
   // takes the blocked one. Column 0 (row 0) must not depend on which: the same sums in the same
@@ -471,6 +525,15 @@ TEST_CASE("kernels: conv2d forward and backward against naive loops") {
       {"input grad as forward: dilation 2", {2, 33, 9, 8}, {4, 33, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 2, 2, 1)},
       {"input grad as forward: groups 2, 5x3", {2, 64, 6, 7}, {6, 32, 5, 3}, Conv2dParams::of(1, 1, 2, 0, 1, 1, 2)},
       {"input grad as forward: batch of 17", {17, 32, 4, 4}, {3, 32, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      // Stride 1 with few output channels: the weight gradient sums one product per tap over a
+      // window of the flattened input, image after image (here with a partial strip of 40
+      // channels, dilation, groups and batches spread over the threads).
+      {"weight grad by windows: 3x3 pad 1", {5, 40, 9, 10}, {8, 40, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"weight grad by windows: dilation 2, groups 2",
+       {7, 64, 11, 8},
+       {12, 32, 3, 3},
+       Conv2dParams::of(1, 1, 2, 1, 2, 1, 2)},
+      {"weight grad by windows: 5x5, batch of 9", {9, 33, 6, 7}, {5, 33, 5, 5}, Conv2dParams::of(1, 1, 2, 2, 1, 1, 1)},
       // No input channels: y is the bias, gx and gw are empty (the GEMMs have K = 0 or N = 0).
       {"no input channels", {2, 0, 5, 5}, {3, 0, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
   };
@@ -628,6 +691,61 @@ TEST_CASE("kernels: conv2d's stride-1 input gradient is bitwise the forward conv
     Tensor want = full(c.x, -1e30, TensorOptions(t));
     cpu_backend().conv2d_forward(want, gy, flipped, Tensor(), fwd);
     CHECK(values(gx) == values(want));
+  };
+  for_each_isa_and_dtype(cases, check);
+}
+
+TEST_CASE("kernels: conv2d's stride-1 weight gradient is bitwise one product per tap over a window of the input") {
+  // With stride 1 and few output channels, the weight gradient spreads gy over the padded width,
+  // gy_w [Og, OH * Wp] (zeros at columns ow >= OW), flattens the padded input channels last,
+  // xf [Hp * Wp + (KW - 1) * dil_w, Cg], and sums one product per tap, gy_w @ xf[d : d + OH * Wp]
+  // with d = dil_h * kh * Wp + dil_w * kw, each image in turn. For one image it must be bitwise
+  // gemm_strided over those stored windows: padding on one side or none, dilation, groups,
+  // channels that are not a whole number of strips (40, 3), rows past the micro-kernel's tiles
+  // (20, 13, 8 and 1 output channels) and windows of more than one K block (OH * Wp > 256), each
+  // dtype and instruction set.
+  const RestoreGemmIsa restore;
+  Generator gen(410);
+  const std::vector<ConvCase> cases = {
+      {"3x3 pad 1, 20x18 map", {1, 32, 20, 18}, {20, 32, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"5x3, pad 2 and 0, dilation 2 and 1", {1, 40, 25, 19}, {8, 40, 5, 3}, Conv2dParams::of(1, 1, 2, 0, 2, 1, 1)},
+      {"groups 2, unpadded", {1, 64, 20, 21}, {26, 32, 3, 3}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 2)},
+      {"2x2, 3 channels, one output channel", {1, 3, 9, 9}, {1, 3, 2, 2}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+  };
+  auto check = [&](const ConvCase& c, const ConvGeom& g, DType t, auto tag) {
+    using T = decltype(tag);
+    INFO(dtype_name(t));
+    const int64_t Cg = g.C / g.G, Og = g.O / g.G, taps = g.KH * g.KW;
+    const int64_t Hp = g.H + 2 * c.p.pad_h, Wp = g.W + 2 * c.p.pad_w, K = g.OH * Wp,
+                  rows = Hp * Wp + (g.KW - 1) * c.p.dil_w;
+    Tensor x = urand(c.x, gen, -1, 1, t), gy = urand({1, g.O, g.OH, g.OW}, gen, -1, 1, t);
+    Tensor gw = full(c.w, 1e30, TensorOptions(t));
+    cpu_backend().conv2d_backward_weight(gw, gy, x, c.p);
+    const T* xp = x.data<T>();
+    const T* gyp = gy.data<T>();
+    std::vector<T> want(size_t(g.O * Cg * taps));
+    for (int64_t gi = 0; gi < g.G; ++gi) {
+      std::vector<T> spread(size_t(Og * K), T(0)), flat(size_t(rows * Cg), T(0)), sum(size_t(Og * taps * Cg), T(0));
+      for (int64_t o = 0; o < Og; ++o)
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+          for (int64_t ow = 0; ow < g.OW; ++ow)
+            spread[size_t(o * K + oh * Wp + ow)] = gyp[((gi * Og + o) * g.OH + oh) * g.OW + ow];
+      for (int64_t h = 0; h < g.H; ++h)
+        for (int64_t w = 0; w < g.W; ++w)
+          for (int64_t ci = 0; ci < Cg; ++ci)
+            flat[size_t(((h + c.p.pad_h) * Wp + w + c.p.pad_w) * Cg + ci)] = xp[((gi * Cg + ci) * g.H + h) * g.W + w];
+      for (int64_t kh = 0; kh < g.KH; ++kh)
+        for (int64_t kw = 0; kw < g.KW; ++kw) {
+          const int64_t tap = kh * g.KW + kw, d = kh * c.p.dil_h * Wp + kw * c.p.dil_w;
+          cpu::gemm_strided<T>(Og, Cg, K, T(1), spread.data(), K, 1, flat.data() + d * Cg, Cg, 1, T(1),
+                               sum.data() + tap * Cg, taps * Cg, 1);
+        }
+      for (int64_t o = 0; o < Og; ++o)
+        for (int64_t tap = 0; tap < taps; ++tap)
+          for (int64_t ci = 0; ci < Cg; ++ci)
+            want[size_t(((gi * Og + o) * Cg + ci) * taps + tap)] = sum[size_t((o * taps + tap) * Cg + ci)];
+    }
+    CHECK(values(gw) == std::vector<double>(want.begin(), want.end()));
   };
   for_each_isa_and_dtype(cases, check);
 }
