@@ -375,6 +375,16 @@ void Tensor::throw_undefined() {
       "gradient that was never computed)");
 }
 
+void check_scalar_fits(const char* op, const Tensor& t, double s) {
+  if (is_floating(t.dtype())) return;
+  MINIMA_CHECK(s == std::trunc(s), op, ": the scalar ", s, " is not an integer, and the tensor of shape ", t.shape(),
+               " is ", t.dtype(), "; convert the tensor to a floating dtype first (.to(DType::f32))");
+  const bool u8 = t.dtype() == DType::u8;
+  const double lo = u8 ? 0.0 : -0x1p63, hi = u8 ? 255.0 : 0x1p63;  // [lo, hi], but int64 below 2^63
+  MINIMA_CHECK(s >= lo && (u8 ? s <= hi : s < hi), op, ": ", s, " is outside the range of ", t.dtype(), " (",
+               u8 ? "0 to 255" : "-2^63 to 2^63 - 1", "), the dtype of the tensor of shape ", t.shape());
+}
+
 void check_integral_scalar(const char* op, const Tensor& t, double s) {
   MINIMA_CHECK(is_floating(t.dtype()) || (s == std::trunc(s) && s >= -0x1p63 && s < 0x1p63), op, ": the scalar ", s,
                " is not an integer, and the tensor of shape ", t.shape(), " is ", t.dtype(),
@@ -420,7 +430,7 @@ bool partial_overlap(const Tensor& dst, const Tensor& src) {
 
 Tensor& Tensor::fill_(double v) {
   check_inplace(*this, "fill_", /*order_matters=*/false);
-  check_integral_scalar("fill_", *this, v);
+  check_scalar_fits("fill_", *this, v);
   backend_for(device()).fill(*this, v);
   mark_modified();
   return *this;
@@ -544,7 +554,7 @@ Tensor full(const Shape& s, double v, TensorOptions o) {
   bool rg = o.requires_grad;
   o.requires_grad = false;
   Tensor t = empty(s, o);
-  check_integral_scalar("full", t, v);
+  check_scalar_fits("full", t, v);
   backend_for(o.device).fill(t, v);
   if (rg) t.requires_grad_(true);
   return t;

@@ -142,6 +142,9 @@ class Tensor {
 // Integer tensors take integral scalars only: throws, naming `op`, for a fractional or non-finite
 // `s` with an integer `t` (its kernels compute in int64 and would truncate it: x * 2.5 == x * 2).
 void check_integral_scalar(const char* op, const Tensor& t, double s);
+// A value stored as it is (full, fill_) must also fit the integer dtype: 300 in uint8 would wrap
+// to 44. Throws, naming `op`, for a fractional or out-of-range `s` with an integer `t`.
+void check_scalar_fits(const char* op, const Tensor& t, double s);
 
 // ---- creation ----
 Tensor empty(const Shape& s, TensorOptions o = {});

@@ -406,7 +406,13 @@ TEST_CASE("conversions to integers are defined for NaN and out-of-range values, 
 TEST_CASE("errors: integer tensors refuse values they cannot hold, in fill, full and add_") {
   check_error([&] { full({2}, 2.5, DType::i64); }, {"full", "2.5 is not an integer"});
   check_error([&] { full({2}, NAN, DType::i64); }, {"full", "nan is not an integer"});
-  check_error([&] { full({2}, 1e30, DType::i64); }, {"full", "is not an integer"});
+  check_error([&] { full({2}, 1e30, DType::i64); }, {"full", "is outside the range of int64"});
+  check_error([&] { full({2}, 0x1p63, DType::i64); }, {"full", "is outside the range of int64"});
+  check_error([&] { full({2}, 300, DType::u8); }, {"full", "300 is outside the range of uint8 (0 to 255)"});
+  check_error([&] { full({2}, -1, DType::u8); }, {"full", "-1 is outside the range of uint8"});
+  check_error([&] { zeros({2}, DType::u8).fill_(256); }, {"fill_", "256 is outside the range of uint8", "[2]"});
+  CHECK(values(full({2}, 255, DType::u8)) == std::vector<double>{255, 255});
+  CHECK(values(full({1}, -0x1p63, DType::i64)) == std::vector<double>{-0x1p63});
   check_error([&] { zeros({2}, DType::i64).fill_(2.5); }, {"fill_", "2.5"});
   check_error([&] { zeros({3}, DType::i64).add_(full({3}, 0.7)); }, {"add_", "truncate"});
   CHECK(values(full({2}, 3.0, DType::i64)) == std::vector<double>{3, 3});
