@@ -4,9 +4,9 @@
 // gy @ col^T summed over the batch. The forward and weight-gradient GEMMs never store col: they
 // unroll it piece by piece into their packed operands (Unrolled, UnrolledChannelsLast). With
 // stride 1 the input gradient is a forward conv too (of gy, with the kernel flipped), so it does
-// not store col either; otherwise col is a GEMM output, scattered back by col2im. With stride 1
-// and few output channels the weight gradient does not unroll at all: each tap's share is a
-// product over a shifted window of one packed copy of the input (Windows). The forward's
+// not store col either; otherwise col is a GEMM output, scattered back by col2im. With few output
+// channels the weight gradient does not unroll at all: each tap's share is a product over rows
+// of one packed copy of the input, picked output row by output row and shifted (RowRuns). The forward's
 // weights (flipped, for that input gradient) are packed for the GEMM once per call and shared by
 // every chunk of images, unless its products are too thin for it (see thin_pointwise).
 // 1x1/stride-1/unpadded convs of one image read x as col. Small feature maps batch several images
@@ -459,95 +459,92 @@ void conv_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, co
   });
 }
 
-// Calls f(row, c0, c1, at) for the pieces of rows that positions [k0, k0 + count) of a grid
-// `width` wide, flattened row by row, cover: columns [c0, c1) of that row, the first of them
-// `at` positions after k0.
-template <class F>
-void for_each_row_piece(int64_t k0, int64_t count, int64_t width, F&& f) {
-  for (int64_t k = k0, end = k0 + count; k < end;) {
-    const int64_t row = k / width, c0 = k % width, c1 = std::min(width, c0 + (end - k));
-    f(row, c0, c1, k - k0);
-    k += c1 - c0;
-  }
-}
-
-// The stride-1 weight gradient as shifted windows. Flatten the padded input of one image,
-// channels last, into rows of Cg channels, one per padded pixel (hp, wp) at row hp * Wp + wp; and
-// spread the output gradient over the same width: gy's pixel (oh, ow) at column oh * Wp + ow of
-// an [Og, OH * Wp] matrix whose columns ow >= OW are zeros. Output pixel (oh, ow) reads, for tap
-// (kh, kw), input pixel (oh + dil_h * kh, ow + dil_w * kw), which is row oh * Wp + ow + d of the
-// flattened input, d = dil_h * kh * Wp + dil_w * kw. So each tap's gradient [Og, Cg] is one
-// product of that matrix with the OH * Wp rows of the input starting at row d: the taps share a
-// single packed copy of the input, where unrolling (UnrolledChannelsLast) packs KH*KW of them,
-// one value copied for every Og multiply-adds. The zero columns cost (Wp - OW) / OW more
-// multiply-adds; they meet the input pixels that a row's window runs past its end, which are
-// finite unless the input holds an infinity or NaN (then, as 0 * inf, they add NaN). Windows
-// reach (KW - 1) * dil_w rows past the last padded row: those are zeros too. Adding a zero
-// product leaves a sum unchanged, but the K blocks now cut the OH * Wp columns of each image
-// rather than the OH * OW pixels of a chunk of images: the gradient differs from the unrolled
-// path's at rounding level (bitwise the same when an image's OH * Wp fits one K block, 256).
+// The weight gradient without unrolling. Flatten a chunk's padded images channels last, one row
+// of Cg channels per padded pixel (image b, hp, wp) at row (b * Hp + hp) * Wp + wp. Output pixel
+// (oh, ow) of image b reads, for tap (kh, kw), the row of input pixel (oh * stride_h + dil_h * kh,
+// ow * stride_w + dil_w * kw), which is row(b, oh, ow) + d with row(b, oh, ow) = (b * Hp + oh *
+// stride_h) * Wp + ow * stride_w and d = dil_h * kh * Wp + dil_w * kw. So along an output row the
+// rows read are stride_w apart, and each tap's gradient [Og, Cg] is gy [Og, nbc * OH * OW] times
+// the rows that the output pixels pick, shifted by d: gemm_row_runs, with one run per output row,
+// over a single packed copy of the input that every tap shares. Unrolling (UnrolledChannelsLast)
+// packs KH * KW copies of it, one value copied for every Og multiply-adds. Each element of the
+// gradient sums the same products in the same K blocks as the unrolled product, so the result is
+// bitwise the same; only the channels are rounded up to whole strips (32 with AVX-512 floats)
+// where the unrolled columns ran on across taps.
 template <class T>
-class Windows {
+class RowRuns {
  public:
-  Windows(const Geom& g, const Conv2dParams& p)
-      : g_(g), p_(p), Wp_(g.W + 2 * p.pad_w), Hp_(g.H + 2 * p.pad_h), k_(g.OH * Wp_) {}
+  RowRuns(const Geom& g, const Conv2dParams& p) : g_(g), p_(p), Hp_(g.H + 2 * p.pad_h), Wp_(g.W + 2 * p.pad_w) {}
 
-  // Stride 1 and more than one tap, when the unrolling saved costs more than the multiply-adds
-  // added (see window_overhead). Unrolling copies each value once and then spends Og
-  // multiply-adds on it; a copy costs about as much as 13 of them (fitted to the weight
-  // gradients of ResNet18's and the small Inception's 3x3 layers at batch 32 on 4x4 to 32x32
-  // maps: with 32 output channels on 32x32 maps windows are 1.39x as fast, with 256 on 8x8 0.81x).
-  // The 5 % margin leaves the layers near break-even on the unrolled path.
+  // Stride 1 and more than one tap, when the unrolling saved costs more than the channels'
+  // padding to whole strips adds. Unrolling copies each value once and then spends Og
+  // multiply-adds on it; a copy costs about as much as 13 of them (fitted to the weight gradients
+  // of ResNet18's, the small Inception's, AlexNet's and smallcnn's layers at batch 32 and 128:
+  // 1.36x as fast with 32 outputs on 32x32 maps, 1.03x with 160 on 8x8, 0.96x with 512 on 4x4,
+  // which stays unrolled). The 5 % margin leaves layers near break-even unrolled. Strided layers
+  // pack input pixels that no output reads, and read every stride_w-th row: with stride 2 the
+  // runs measured no faster on the small Inception's and ResNet18's layers and up to 10 % slower,
+  // so those unroll.
   static bool pays(const Geom& g, const Conv2dParams& p) {
-    if (p.stride_h != 1 || p.stride_w != 1 || g.KH * g.KW <= 1 || g.KH * g.KW > kMaxTaps || g.ohw == 0 || g.Cg == 0)
+    if (p.stride_h != 1 || p.stride_w != 1 || g.KH * g.KW <= 1 || g.KH * g.KW > kMaxTaps || g.ohw == 0 || g.Cg == 0 ||
+        g.Og == 0)
       return false;
     constexpr double kCopyCost = 13.0, kMargin = 1.05;
-    return 1.0 + kCopyCost / double(g.Og) >= kMargin * window_overhead(g, p);
+    auto padded = [](int64_t n) {  // n columns rounded up to whole strips, over n
+      const int64_t strips = (n + kStrip - 1) / kStrip;
+      return double(strips * kStrip) / double(n);
+    };
+    return kMargin * padded(g.Cg) <= (1.0 + kCopyCost / double(g.Og)) * padded(g.ck);
   }
 
-  // gw [Og, KH*KW*Cg] (one group's, tap-major columns) += one image's gradient; gy0 and x0: the
-  // image's output gradients and input at the group's first channel.
-  void add_image(const T* gy0, const T* x0, T* gw, bool par) const {
+  // gw [Og, KH*KW*Cg] (one group's, tap-major columns) += the gradient of images [n0, n0 + nbc),
+  // group gi.
+  void add_chunk(const T* gyp, const T* xp, int64_t n0, int64_t nbc, int64_t gi, T* gw, bool par) const {
     thread_local PackedA<T> a;
     thread_local PackedB<T> b;
+    thread_local std::vector<RowRun> runs;
     const Geom& g = g_;
-    const int64_t Wp = Wp_, ohw = g.ohw, OW = g.OW;
-    auto spread_gy = [&](int64_t o0, int64_t n, int64_t pc, int64_t kc, int R, T* out) {
-      std::fill(out, out + kc * R, T(0));
-      for_each_row_piece(pc, kc, Wp, [&](int64_t oh, int64_t c0, int64_t c1, int64_t at) {
-        if (c0 < OW) transpose_lines<T>(n, std::min(c1, OW) - c0, gy0 + o0 * ohw + oh * OW + c0, ohw, out + at * R, R);
-      });
+    const int64_t ohw = g.ohw, image_rows = Hp_ * Wp_;
+    // gy's rows for the chunk: column k is pixel k % ohw of image k / ohw.
+    auto gy_rows = [&](int64_t o0, int64_t n, int64_t pc, int64_t kc, int R, T* out) {
+      for (int64_t k = pc; k < pc + kc;) {
+        const int64_t image = k / ohw, pix = k % ohw, len = std::min(ohw - pix, pc + kc - k);
+        transpose_lines<T>(n, len, gyp + ((n0 + image) * g.O + gi * g.Og + o0) * ohw + pix, ohw, out + (k - pc) * R, R);
+        if (n < R)
+          for (int64_t i = 0; i < len; ++i) std::fill(out + (k - pc + i) * R + n, out + (k - pc + i + 1) * R, T(0));
+        k += len;
+      }
     };
     const int64_t ph = p_.pad_h, pw = p_.pad_w, H = g.H, W = g.W;
-    auto flatten_x = [&](int64_t ch0, int64_t n, int64_t pc, int64_t kc, int R, T* out) {
+    auto flat_x = [&](int64_t c0, int64_t n, int64_t pc, int64_t kc, int R, T* out) {
       std::fill(out, out + kc * R, T(0));
-      for_each_row_piece(pc, kc, Wp, [&](int64_t hp, int64_t c0, int64_t c1, int64_t at) {
-        const int64_t lo = std::max(c0, pw), hi = std::min(c1, pw + W);
-        if (hp < ph || hp >= ph + H || lo >= hi) return;
-        transpose_lines<T>(n, hi - lo, x0 + (ch0 * H + hp - ph) * W + lo - pw, H * W, out + (at + lo - c0) * R, R);
-      });
+      for (int64_t r = pc; r < pc + kc;) {  // a piece of one padded row at a time
+        const int64_t image = r / image_rows, hp = r % image_rows / Wp_, w0 = r % Wp_;
+        const int64_t w1 = std::min(Wp_, w0 + (pc + kc - r)), lo = std::max(w0, pw), hi = std::min(w1, pw + W);
+        if (hp >= ph && hp < ph + H && lo < hi)
+          transpose_lines<T>(n, hi - lo, xp + (((n0 + image) * g.C + gi * g.Cg + c0) * H + hp - ph) * W + lo - pw,
+                             H * W, out + (r - pc + lo - w0) * R, R);
+        r += w1 - w0;
+      }
     };
-    pack_a<T>(a, g.Og, k_, StripPacker<T>(spread_gy), par);
-    pack_b<T>(b, Hp_ * Wp + (g.KW - 1) * p_.dil_w, g.Cg, StripPacker<T>(flatten_x), par);
+    pack_a<T>(a, g.Og, nbc * ohw, StripPacker<T>(gy_rows), par);
+    pack_b<T>(b, nbc * image_rows, g.Cg, StripPacker<T>(flat_x), par);
+    runs.clear();
+    for (int64_t image = 0; image < nbc; ++image)
+      for (int64_t oh = 0; oh < g.OH; ++oh)
+        runs.push_back(RowRun{image * ohw + oh * g.OW, g.OW, (image * Hp_ + oh * p_.stride_h) * Wp_});
     int64_t shifts[kMaxTaps];
     for (int64_t kh = 0, t = 0; kh < g.KH; ++kh)
-      for (int64_t kw = 0; kw < g.KW; ++kw) shifts[t++] = kh * p_.dil_h * Wp + kw * p_.dil_w;
-    gemm_windows<T>(a, b, shifts, g.KH * g.KW, gw, g.ck, g.Cg, par);
+      for (int64_t kw = 0; kw < g.KW; ++kw) shifts[t++] = kh * p_.dil_h * Wp_ + kw * p_.dil_w;
+    gemm_row_runs<T>(a, b, runs.data(), int64_t(runs.size()), p_.stride_w, shifts, g.KH * g.KW, gw, g.ck, g.Cg, par);
   }
 
  private:
   static constexpr int64_t kMaxTaps = 64;  // (a 7x7 kernel has 49)
-  // Multiply-adds done over those needed: the zero columns (Wp / OW), and the channels rounded
-  // up to whole strips of the widest micro-kernel (32 columns).
-  static double window_overhead(const Geom& g, const Conv2dParams& p) {
-    constexpr int64_t kStrip = 32;
-    const int64_t strips = (g.Cg + kStrip - 1) / kStrip;
-    const double wide = double(g.W + 2 * p.pad_w) / double(g.OW);
-    return wide * double(strips * kStrip) / double(g.Cg);
-  }
+  static constexpr int64_t kStrip = 32;    // the widest micro-kernel's strip of B columns
   const Geom& g_;
   const Conv2dParams& p_;
-  const int64_t Wp_, Hp_, k_;
+  const int64_t Hp_, Wp_;
 };
 
 template <class T>
@@ -577,15 +574,12 @@ void conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, c
   const bool par_rows = nt > 1 && wsize >= (int64_t(1) << 16);
 #pragma omp parallel for schedule(static) if (par_rows)
   for (size_t i = 0; i < parts; ++i) std::fill(partial[i].begin(), partial[i].end(), T(0));
-  const bool windows = Windows<T>::pays(g, p);
-  for_each_chunk<T>(g, nb, false, nb > 1 && !windows, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
+  const bool row_runs = RowRuns<T>::pays(g, p);
+  for_each_chunk<T>(g, nb, false, nb > 1 && !row_runs, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
     T* acc = partial[by_chunk ? size_t(omp_get_thread_num()) : 0].data();
-    if (windows) {
-      const Windows<T> win(g, p);
-      for (int64_t b = n0; b < n0 + nbc; ++b)
-        for (int64_t gi = 0; gi < g.G; ++gi)
-          win.add_image(gyp + (b * g.O + gi * g.Og) * g.ohw, xp + (b * g.C + gi * g.Cg) * g.H * g.W,
-                        acc + gi * g.Og * g.ck, par);
+    if (row_runs) {
+      const RowRuns<T> rr(g, p);
+      for (int64_t gi = 0; gi < g.G; ++gi) rr.add_chunk(gyp, xp, n0, nbc, gi, acc + gi * g.Og * g.ck, par);
       return;
     }
     int64_t ld = nbc * g.ohw;

@@ -80,7 +80,7 @@ void gemm_prepacked(int64_t N, T alpha, const PackedA<T>& A, const T* B, int64_t
 // All of a B operand [depth, cols] in the micro-kernel's packed layout, whole: strip s (columns
 // [s * nr, s * nr + nr), zeros past cols) holds its depth rows k-major, element (k, j) at
 // data[(s * depth + k) * nr + j - s * nr]. A window of rows [d, d + K) of every strip is then a
-// B operand of K rows at an offset of d rows, without repacking: see gemm_windows. Like PackedA,
+// B operand of K rows at an offset of d rows, without repacking: see gemm_row_runs. Like PackedA,
 // the layout belongs to the instruction set in use when it was packed, and the storage is reused.
 template <class T>
 struct PackedB {
@@ -92,15 +92,21 @@ struct PackedB {
 template <class T>
 void pack_b(PackedB<T>& b, int64_t K, int64_t N, const StripPacker<T>& B, bool parallel = true);
 
-// Sums of products whose B operands are row windows of one packed matrix: for each s < n_shifts,
-// C[:, s * c_shift + j] += A[:, k] @ B[shifts[s] + k, j] over k < A.depth, for j < B.cols (C's
-// rows c_rs apart, columns adjacent). conv2d's stride-1 weight gradient is one such sum per tap,
-// every tap reading the same packed input at another offset. Each window's product is bitwise
-// gemm_strided's with beta 1 over that window stored. Needs shifts[s] + A.depth <= B.depth, and
-// the column ranges of different shifts must not overlap (c_shift >= B.cols).
+// A run of A's columns [k, k + len) that meets len rows of B: row, row + step, row + 2 * step, ...
+struct RowRun {
+  int64_t k, len, row;
+};
+// Sums of products whose B rows are picked in runs from one packed matrix, and shifted: for each
+// s < n_shifts, C[:, s * c_shift + j] += sum over the runs and t < len of A[:, k + t] *
+// B[row + t * step + shifts[s], j], for j < B.cols (C's rows c_rs apart, columns adjacent). The
+// runs cover A's columns [0, A.depth) in order. conv2d's weight gradient is one such sum per tap:
+// the columns of A are output pixels, a run one output row, B the input flattened channels last,
+// and the shift a tap's offset in it, so every tap reads the same packed input. Each shift's
+// product is bitwise gemm_strided's with beta 1 over the B rows it picks, stored in order. Rows
+// outside B, runs that skip or repeat columns, and shifts whose columns of C overlap are errors.
 template <class T>
-void gemm_windows(const PackedA<T>& A, const PackedB<T>& B, const int64_t* shifts, int64_t n_shifts, T* C, int64_t c_rs,
-                  int64_t c_shift, bool parallel = true);
+void gemm_row_runs(const PackedA<T>& A, const PackedB<T>& B, const RowRun* runs, int64_t n_runs, int64_t step,
+                   const int64_t* shifts, int64_t n_shifts, T* C, int64_t c_rs, int64_t c_shift, bool parallel = true);
 
 // dst[j * dst_ls + i] = src[i * src_ls + j] for i < rows, j < cols: lines of src (contiguous)
 // become columns of dst, through the same register transposes as the packing.

@@ -231,6 +231,66 @@ __attribute__((target("avx512f,avx512vl,fma,avx2"))) void micro_kernel_avx512(in
 }
 #endif
 
+// The micro-kernel over runs of B rows (gemm_row_runs): acc (MR x NR) = the A strip's kc columns
+// (k-major, as packed) times, for each run in turn, its len rows of the B strip, `step` rows
+// apart from row `row`; then C += acc on the mr x nr corner (columns adjacent). The sums and the
+// epilogue are micro_kernel_body's with alpha 1 and beta 1.
+template <class T, class Cf>
+__attribute__((always_inline)) inline void runs_kernel_body(const RowRun* runs, int64_t n_runs, int64_t step,
+                                                            const T* __restrict__ Ap, const T* __restrict__ Bp, T* C,
+                                                            int64_t c_rs, int64_t mr, int64_t nr) {
+  using V = typename Cf::V;
+  constexpr int MR = Cf::MR, NR = Cf::NR, VL = Cf::VL, NV = NR / VL;
+  V acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = V{};
+  const T* a = Ap;
+  const int64_t b_step = step * NR;
+  for (int64_t r = 0; r < n_runs; ++r) {
+    const T* b = Bp + runs[r].row * NR;
+    for (int64_t k = 0; k < runs[r].len; ++k, a += MR, b += b_step) {
+      V bv[NV];
+      for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], b + v * VL, sizeof(V));
+      for (int i = 0; i < MR; ++i) {
+        const T x = a[i];
+        for (int v = 0; v < NV; ++v) acc[i][v] += x * bv[v];
+      }
+    }
+  }
+  if (nr == NR) {
+    for (int i = 0; i < MR; ++i) {
+      if (i >= mr) break;
+      for (int v = 0; v < NV; ++v) {
+        V old;
+        std::memcpy(&old, C + i * c_rs + v * VL, sizeof(V));
+        old = acc[i][v] + old;
+        std::memcpy(C + i * c_rs + v * VL, &old, sizeof(V));
+      }
+    }
+    return;
+  }
+  alignas(64) T tile[MR * NR];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) std::memcpy(tile + i * NR + v * VL, &acc[i][v], sizeof(V));
+  for (int64_t i = 0; i < mr; ++i)
+    for (int64_t j = 0; j < nr; ++j) C[i * c_rs + j] = tile[i * NR + j] + C[i * c_rs + j];
+}
+
+template <class T>
+void runs_kernel_avx2(const RowRun* runs, int64_t n_runs, int64_t step, const T* Ap, const T* Bp, T* C, int64_t c_rs,
+                      int64_t mr, int64_t nr) {
+  runs_kernel_body<T, Avx2<T>>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+}
+#if MINIMA_GEMM_AVX512
+template <class T>
+__attribute__((target("avx512f,avx512vl,fma,avx2"))) void runs_kernel_avx512(const RowRun* runs, int64_t n_runs,
+                                                                             int64_t step, const T* Ap, const T* Bp,
+                                                                             T* C, int64_t c_rs, int64_t mr,
+                                                                             int64_t nr) {
+  runs_kernel_body<T, Avx512<T>>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+}
+#endif
+
 // Whether an M x N product does at least a quarter less padded micro-kernel work transposed
 // (C^T = B^T A^T, N x M), as when N is far below NR and M is not: a classifier layer's [128, 512]
 // x [512, 10] fills 10 of every 32 columns of its tiles, while transposed its 10 rows fill one
@@ -718,37 +778,68 @@ void pack_b(PackedB<T>& b, int64_t K, int64_t N, const StripPacker<T>& B, bool p
   });
 }
 
-// Each (shift, B strip) pair writes its own columns of C, so the pairs are shared out between the
-// threads; each runs the K blocks of gemm_blocked (KC rows from the window's start, the first
-// one too with beta 1) over every A strip.
+// The runs are cut where K blocks of gemm_blocked (KC columns of A) begin, so that each block's
+// sum is started afresh and added to C as there. Each (shift, B strip) pair writes its own
+// columns of C, so the pairs are shared out between the threads; each runs every K block over
+// every A strip.
 template <class T>
-void gemm_windows(const PackedA<T>& A, const PackedB<T>& B, const int64_t* shifts, int64_t n_shifts, T* C, int64_t c_rs,
-                  int64_t c_shift, bool parallel) {
+void gemm_row_runs(const PackedA<T>& A, const PackedB<T>& B, const RowRun* runs, int64_t n_runs, int64_t step,
+                   const int64_t* shifts, int64_t n_shifts, T* C, int64_t c_rs, int64_t c_shift, bool parallel) {
   const int64_t M = A.rows, K = A.depth, N = B.cols;
   if (M == 0 || N == 0 || K == 0 || n_shifts == 0) return;
-  for (int64_t s = 0; s < n_shifts; ++s)
-    MINIMA_CHECK(shifts[s] >= 0 && shifts[s] + K <= B.depth, "gemm_windows: rows [", shifts[s], ", ", shifts[s] + K,
-                 ") are not within B's ", B.depth);
-  MINIMA_CHECK(n_shifts == 1 || c_shift >= N, "gemm_windows: the windows' columns of C overlap");
+  MINIMA_CHECK(step >= 1, "gemm_row_runs: step ", step, " must be at least 1");
+  MINIMA_CHECK(n_shifts == 1 || c_shift >= N, "gemm_row_runs: the shifts' columns of C overlap");
+  int64_t lo = 0, hi = 0;  // the lowest and highest shift
+  for (int64_t s = 0; s < n_shifts; ++s) lo = std::min(lo, shifts[s]), hi = std::max(hi, shifts[s]);
+  int64_t covered = 0;
+  for (int64_t r = 0; r < n_runs; ++r) {
+    const RowRun& run = runs[r];
+    MINIMA_CHECK(run.k == covered && run.len >= 1, "gemm_row_runs: run ", r, " covers A's columns [", run.k, ", ",
+                 run.k + run.len, "), but the runs so far end at ", covered);
+    MINIMA_CHECK(run.row + lo >= 0 && run.row + (run.len - 1) * step + hi < B.depth, "gemm_row_runs: run ", r,
+                 " reads rows outside B's ", B.depth);
+    covered += run.len;
+  }
+  MINIMA_CHECK(covered == K, "gemm_row_runs: the runs cover ", covered, " of A's ", K, " columns");
   parallel = parallel && worth_parallel(M, N * n_shifts, K);
-  with_isa<T>([&](auto cf, auto micro) {
+  with_isa<T>([&](auto cf, auto) {
     using Cf = decltype(cf);
     constexpr int MR = Cf::MR, NR = Cf::NR;
-    MINIMA_CHECK(A.mr == MR && B.nr == NR, "gemm_windows: operands packed for another instruction set than ",
+    MINIMA_CHECK(A.mr == MR && B.nr == NR, "gemm_row_runs: operands packed for another instruction set than ",
                  gemm_isa_name(gemm_isa()));
-    const int64_t m_strips = (M + MR - 1) / MR, n_strips = (N + NR - 1) / NR;
+    // The runs of each K block, cut at its edges: block b's are cut[first[b]] .. cut[first[b + 1]].
+    std::vector<RowRun> cut;
+    std::vector<int64_t> first;
+    for (int64_t r = 0; r < n_runs; ++r)
+      for (int64_t t = 0; t < runs[r].len;) {
+        const int64_t k = runs[r].k + t, len = std::min(runs[r].len - t, Cf::KC - k % Cf::KC);
+        if (k % Cf::KC == 0) first.push_back(int64_t(cut.size()));
+        cut.push_back(RowRun{k, len, runs[r].row + t * step});
+        t += len;
+      }
+    first.push_back(int64_t(cut.size()));
+    const int64_t m_strips = (M + MR - 1) / MR, n_strips = (N + NR - 1) / NR, blocks = int64_t(first.size()) - 1;
     const T* const Ap = A.data.data();
     const T* const Bp = B.data.data();
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t it = 0; it < n_shifts * n_strips; ++it) {
       const int64_t s = it / n_strips, j0 = it % n_strips * NR, nr = std::min<int64_t>(NR, N - j0);
-      const T* window = Bp + (j0 / NR * B.depth + shifts[s]) * NR;
+      const T* strip = Bp + (j0 / NR * B.depth + shifts[s]) * NR;
       T* c = C + s * c_shift + j0;
-      for (int64_t pc = 0; pc < K; pc += Cf::KC) {
-        const int64_t kc = std::min<int64_t>(Cf::KC, K - pc);
-        for (int64_t r = 0; r < m_strips; ++r)
-          decltype(micro)::value(kc, Ap + (r * K + pc) * MR, window + pc * NR, T(1), T(1), c + r * MR * c_rs, c_rs, 1,
-                                 std::min<int64_t>(MR, M - r * MR), nr);
+      for (int64_t b = 0; b < blocks; ++b) {
+        const RowRun* block = cut.data() + first[size_t(b)];
+        const int64_t n = first[size_t(b) + 1] - first[size_t(b)], pc = b * Cf::KC;
+        for (int64_t r = 0; r < m_strips; ++r) {
+#if MINIMA_GEMM_AVX512
+          if constexpr (std::is_same_v<Cf, Avx512<T>>) {
+            runs_kernel_avx512<T>(block, n, step, Ap + (r * K + pc) * MR, strip, c + r * MR * c_rs, c_rs,
+                                  std::min<int64_t>(MR, M - r * MR), nr);
+            continue;
+          }
+#endif
+          runs_kernel_avx2<T>(block, n, step, Ap + (r * K + pc) * MR, strip, c + r * MR * c_rs, c_rs,
+                              std::min<int64_t>(MR, M - r * MR), nr);
+        }
       }
     }
   });
@@ -781,10 +872,10 @@ template void gemm_prepacked<double>(int64_t, double, const PackedA<double>&, co
                                      double*, int64_t, int64_t, bool);
 template void pack_b<float>(PackedB<float>&, int64_t, int64_t, const StripPacker<float>&, bool);
 template void pack_b<double>(PackedB<double>&, int64_t, int64_t, const StripPacker<double>&, bool);
-template void gemm_windows<float>(const PackedA<float>&, const PackedB<float>&, const int64_t*, int64_t, float*,
-                                  int64_t, int64_t, bool);
-template void gemm_windows<double>(const PackedA<double>&, const PackedB<double>&, const int64_t*, int64_t, double*,
-                                   int64_t, int64_t, bool);
+template void gemm_row_runs<float>(const PackedA<float>&, const PackedB<float>&, const RowRun*, int64_t, int64_t,
+                                   const int64_t*, int64_t, float*, int64_t, int64_t, bool);
+template void gemm_row_runs<double>(const PackedA<double>&, const PackedB<double>&, const RowRun*, int64_t, int64_t,
+                                    const int64_t*, int64_t, double*, int64_t, int64_t, bool);
 template void transpose_lines<float>(int64_t, int64_t, const float*, int64_t, float*, int64_t);
 template void transpose_lines<double>(int64_t, int64_t, const double*, int64_t, double*, int64_t);
 

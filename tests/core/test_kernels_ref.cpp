@@ -5,6 +5,7 @@
 // reductions, the elementwise math, gather, and the fused optimizer updates.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -153,25 +154,37 @@ TEST_CASE("kernels: the AVX2 and AVX-512 GEMM micro-kernels agree bitwise") {
     }
 }
 
-TEST_CASE("kernels: gemm_windows is bitwise gemm_strided over each window of B") {
-  // C[:, s * c_shift + j] += A @ B[shift_s : shift_s + K, j]: A and B packed once, each window a
-  // product with beta 1. Tails of both register tiles, A taller than one M block (144), more than
-  // one K block (256), windows reaching B's last row, each dtype and instruction set.
+TEST_CASE("kernels: gemm_row_runs is bitwise gemm_strided over the rows its runs pick") {
+  // For each shift s, C[:, s * c_shift + j] += sum over runs of A[:, k + t] * B[row + t * step +
+  // shift, j]: A and B packed once. The reference stores the picked rows and multiplies them with
+  // beta 1. Runs of random lengths (crossing the 256-column K blocks), rows apart by 1 or 2, tails of
+  // both register tiles, A taller than one M block (144), each dtype and instruction set.
   const RestoreGemmIsa restore;
   Generator g(411);
+  std::mt19937 rng(4111);
   struct S {
-    int64_t M, K, N, rows;
+    int64_t M, K, N, step;
     std::vector<int64_t> shifts;
   };
   for (cpu::GemmIsa isa : {cpu::GemmIsa::avx2, cpu::GemmIsa::avx512}) {
     if (!cpu::gemm_isa_supported(isa)) continue;
     cpu::set_gemm_isa(isa);
     for (DType t : {DType::f32, DType::f64})
-      for (const S& s :
-           std::vector<S>{{13, 300, 40, 320, {0, 7, 19, 20}}, {150, 90, 5, 100, {3, 10}}, {1, 1, 1, 1, {0}}}) {
+      for (const S& s : std::vector<S>{{13, 600, 40, 1, {0, 7, 19, 20}}, {150, 90, 5, 2, {3, 10}}, {1, 1, 1, 1, {0}}}) {
         INFO(cpu::gemm_isa_name(isa) << " " << dtype_name(t) << " M=" << s.M << " K=" << s.K << " N=" << s.N);
-        const int64_t ns = int64_t(s.shifts.size()), c_shift = s.N + 3;  // 3 columns between windows
-        Tensor a = urand({s.M, s.K}, g, -1, 1, t), b = urand({s.rows, s.N}, g, -1, 1, t);
+        // Runs of 1 to 40 columns, each starting at a random row; B is tall enough for all of them.
+        std::vector<cpu::RowRun> runs;
+        int64_t rows = 0;
+        for (int64_t k = 0; k < s.K;) {
+          const int64_t len = std::min<int64_t>(s.K - k, std::uniform_int_distribution<int64_t>(1, 40)(rng));
+          const int64_t row = std::uniform_int_distribution<int64_t>(0, 50)(rng);
+          runs.push_back(cpu::RowRun{k, len, row});
+          rows = std::max(rows, row + (len - 1) * s.step + 1);
+          k += len;
+        }
+        rows += *std::max_element(s.shifts.begin(), s.shifts.end());
+        const int64_t ns = int64_t(s.shifts.size()), c_shift = s.N + 3;  // 3 columns between shifts
+        Tensor a = urand({s.M, s.K}, g, -1, 1, t), b = urand({rows, s.N}, g, -1, 1, t);
         Tensor c0 = urand({s.M, ns * c_shift}, g, -1, 1, t);
         auto run = [&](auto tag) {
           using T = decltype(tag);
@@ -184,19 +197,32 @@ TEST_CASE("kernels: gemm_windows is bitwise gemm_strided over each window of B")
             for (int64_t k = 0; k < kc; ++k)
               for (int j = 0; j < R; ++j) out[k * R + j] = j < n ? bp[(pc + k) * s.N + j0 + j] : T(0);
           };
-          cpu::pack_b<T>(pb, s.rows, s.N, cpu::StripPacker<T>(strips));
+          cpu::pack_b<T>(pb, rows, s.N, cpu::StripPacker<T>(strips));
           Tensor got = c0.clone(), want = c0.clone();
-          cpu::gemm_windows<T>(pa, pb, s.shifts.data(), ns, got.data<T>(), ns * c_shift, c_shift);
-          for (int64_t w = 0; w < ns; ++w)
-            cpu::gemm_strided<T>(s.M, s.N, s.K, T(1), ap, s.K, 1, bp + s.shifts[size_t(w)] * s.N, s.N, 1, T(1),
+          cpu::gemm_row_runs<T>(pa, pb, runs.data(), int64_t(runs.size()), s.step, s.shifts.data(), ns, got.data<T>(),
+                                ns * c_shift, c_shift);
+          std::vector<T> picked(size_t(s.K * s.N));
+          for (int64_t w = 0; w < ns; ++w) {
+            for (const cpu::RowRun& r : runs)
+              for (int64_t i = 0; i < r.len; ++i)
+                std::copy_n(bp + (r.row + i * s.step + s.shifts[size_t(w)]) * s.N, s.N,
+                            picked.data() + (r.k + i) * s.N);
+            cpu::gemm_strided<T>(s.M, s.N, s.K, T(1), ap, s.K, 1, picked.data(), s.N, 1, T(1),
                                  want.data<T>() + w * c_shift, ns * c_shift, 1);
+          }
           CHECK(values(got) == values(want));
-          // Out of B, or windows sharing columns: refused.
-          const int64_t past = s.rows - s.K + 1;
-          CHECK_THROWS_WITH(cpu::gemm_windows<T>(pa, pb, &past, 1, got.data<T>(), ns * c_shift, c_shift),
-                            doctest::Contains("are not within B's"));
+          // Rows past B, runs that do not cover A's columns in order, and shifts sharing columns: refused.
+          const int64_t past = rows;
+          CHECK_THROWS_WITH(cpu::gemm_row_runs<T>(pa, pb, runs.data(), int64_t(runs.size()), s.step, &past, 1,
+                                                  got.data<T>(), ns * c_shift, c_shift),
+                            doctest::Contains("reads rows outside B's"));
+          if (runs.size() > 1)
+            CHECK_THROWS_WITH(cpu::gemm_row_runs<T>(pa, pb, runs.data() + 1, int64_t(runs.size()) - 1, s.step,
+                                                    s.shifts.data(), 1, got.data<T>(), ns * c_shift, c_shift),
+                              doctest::Contains("covers A's columns"));
           if (ns > 1)
-            CHECK_THROWS_WITH(cpu::gemm_windows<T>(pa, pb, s.shifts.data(), 2, got.data<T>(), ns * c_shift, s.N - 1),
+            CHECK_THROWS_WITH(cpu::gemm_row_runs<T>(pa, pb, runs.data(), int64_t(runs.size()), s.step, s.shifts.data(),
+                                                    2, got.data<T>(), ns * c_shift, s.N - 1),
                               doctest::Contains("columns of C overlap"));
         };
         if (t == DType::f32)
@@ -525,15 +551,15 @@ TEST_CASE("kernels: conv2d forward and backward against naive loops") {
       {"input grad as forward: dilation 2", {2, 33, 9, 8}, {4, 33, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 2, 2, 1)},
       {"input grad as forward: groups 2, 5x3", {2, 64, 6, 7}, {6, 32, 5, 3}, Conv2dParams::of(1, 1, 2, 0, 1, 1, 2)},
       {"input grad as forward: batch of 17", {17, 32, 4, 4}, {3, 32, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
-      // Stride 1 with few output channels: the weight gradient sums one product per tap over a
-      // window of the flattened input, image after image (here with a partial strip of 40
-      // channels, dilation, groups and batches spread over the threads).
-      {"weight grad by windows: 3x3 pad 1", {5, 40, 9, 10}, {8, 40, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
-      {"weight grad by windows: dilation 2, groups 2",
+      // Few output channels: the weight gradient reads its input rows in place, a chunk of images
+      // at a time (here with a partial strip of 40 channels, dilation, groups and batches spread
+      // over the threads).
+      {"weight grad by row runs: 3x3 pad 1", {5, 40, 9, 10}, {8, 40, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"weight grad by row runs: dilation 2, groups 2",
        {7, 64, 11, 8},
        {12, 32, 3, 3},
        Conv2dParams::of(1, 1, 2, 1, 2, 1, 2)},
-      {"weight grad by windows: 5x5, batch of 9", {9, 33, 6, 7}, {5, 33, 5, 5}, Conv2dParams::of(1, 1, 2, 2, 1, 1, 1)},
+      {"weight grad by row runs: 5x5, batch of 9", {9, 33, 6, 7}, {5, 33, 5, 5}, Conv2dParams::of(1, 1, 2, 2, 1, 1, 1)},
       // No input channels: y is the bias, gx and gw are empty (the GEMMs have K = 0 or N = 0).
       {"no input channels", {2, 0, 5, 5}, {3, 0, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
   };
@@ -615,6 +641,24 @@ TEST_CASE("kernels: conv2d forward and weight gradient are bitwise GEMMs over a 
       // Thin pointwise products (one image per chunk, under 32 pixels): weights as stored.
       {"1x1, 3x3 map, two images", {2, 40, 3, 3}, {150, 40, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
       {"1x1, 1x1 map, one image", {1, 300, 1, 1}, {20, 300, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
+      // Few output channels: the weight gradient reads its input rows in place (no unrolling),
+      // with runs of output rows that cross K blocks, dilated taps, partial channel strips.
+      {"weight grad by row runs: 3x3 pad 1, 20x18 map",
+       {1, 32, 20, 18},
+       {20, 32, 3, 3},
+       Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"weight grad by row runs: dilation 2 and 1, 3x5, padding 1 and 2",
+       {1, 64, 25, 23},
+       {13, 64, 3, 5},
+       Conv2dParams::of(1, 1, 1, 2, 2, 1, 1)},
+      {"weight grad by row runs: 40 channels, groups 2",
+       {1, 80, 12, 21},
+       {16, 40, 3, 3},
+       Conv2dParams::of(1, 1, 0, 1, 1, 1, 2)},
+      {"weight grad by row runs: 3 channels, one output channel",
+       {1, 3, 9, 9},
+       {1, 3, 2, 2},
+       Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
   };
   auto check = [&](const ConvCase& c, const ConvGeom& g, DType t, auto tag) {
     using T = decltype(tag);
@@ -691,61 +735,6 @@ TEST_CASE("kernels: conv2d's stride-1 input gradient is bitwise the forward conv
     Tensor want = full(c.x, -1e30, TensorOptions(t));
     cpu_backend().conv2d_forward(want, gy, flipped, Tensor(), fwd);
     CHECK(values(gx) == values(want));
-  };
-  for_each_isa_and_dtype(cases, check);
-}
-
-TEST_CASE("kernels: conv2d's stride-1 weight gradient is bitwise one product per tap over a window of the input") {
-  // With stride 1 and few output channels, the weight gradient spreads gy over the padded width,
-  // gy_w [Og, OH * Wp] (zeros at columns ow >= OW), flattens the padded input channels last,
-  // xf [Hp * Wp + (KW - 1) * dil_w, Cg], and sums one product per tap, gy_w @ xf[d : d + OH * Wp]
-  // with d = dil_h * kh * Wp + dil_w * kw, each image in turn. For one image it must be bitwise
-  // gemm_strided over those stored windows: padding on one side or none, dilation, groups,
-  // channels that are not a whole number of strips (40, 3), rows past the micro-kernel's tiles
-  // (20, 13, 8 and 1 output channels) and windows of more than one K block (OH * Wp > 256), each
-  // dtype and instruction set.
-  const RestoreGemmIsa restore;
-  Generator gen(410);
-  const std::vector<ConvCase> cases = {
-      {"3x3 pad 1, 20x18 map", {1, 32, 20, 18}, {20, 32, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
-      {"5x3, pad 2 and 0, dilation 2 and 1", {1, 40, 25, 19}, {8, 40, 5, 3}, Conv2dParams::of(1, 1, 2, 0, 2, 1, 1)},
-      {"groups 2, unpadded", {1, 64, 20, 21}, {26, 32, 3, 3}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 2)},
-      {"2x2, 3 channels, one output channel", {1, 3, 9, 9}, {1, 3, 2, 2}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
-  };
-  auto check = [&](const ConvCase& c, const ConvGeom& g, DType t, auto tag) {
-    using T = decltype(tag);
-    INFO(dtype_name(t));
-    const int64_t Cg = g.C / g.G, Og = g.O / g.G, taps = g.KH * g.KW;
-    const int64_t Hp = g.H + 2 * c.p.pad_h, Wp = g.W + 2 * c.p.pad_w, K = g.OH * Wp,
-                  rows = Hp * Wp + (g.KW - 1) * c.p.dil_w;
-    Tensor x = urand(c.x, gen, -1, 1, t), gy = urand({1, g.O, g.OH, g.OW}, gen, -1, 1, t);
-    Tensor gw = full(c.w, 1e30, TensorOptions(t));
-    cpu_backend().conv2d_backward_weight(gw, gy, x, c.p);
-    const T* xp = x.data<T>();
-    const T* gyp = gy.data<T>();
-    std::vector<T> want(size_t(g.O * Cg * taps));
-    for (int64_t gi = 0; gi < g.G; ++gi) {
-      std::vector<T> spread(size_t(Og * K), T(0)), flat(size_t(rows * Cg), T(0)), sum(size_t(Og * taps * Cg), T(0));
-      for (int64_t o = 0; o < Og; ++o)
-        for (int64_t oh = 0; oh < g.OH; ++oh)
-          for (int64_t ow = 0; ow < g.OW; ++ow)
-            spread[size_t(o * K + oh * Wp + ow)] = gyp[((gi * Og + o) * g.OH + oh) * g.OW + ow];
-      for (int64_t h = 0; h < g.H; ++h)
-        for (int64_t w = 0; w < g.W; ++w)
-          for (int64_t ci = 0; ci < Cg; ++ci)
-            flat[size_t(((h + c.p.pad_h) * Wp + w + c.p.pad_w) * Cg + ci)] = xp[((gi * Cg + ci) * g.H + h) * g.W + w];
-      for (int64_t kh = 0; kh < g.KH; ++kh)
-        for (int64_t kw = 0; kw < g.KW; ++kw) {
-          const int64_t tap = kh * g.KW + kw, d = kh * c.p.dil_h * Wp + kw * c.p.dil_w;
-          cpu::gemm_strided<T>(Og, Cg, K, T(1), spread.data(), K, 1, flat.data() + d * Cg, Cg, 1, T(1),
-                               sum.data() + tap * Cg, taps * Cg, 1);
-        }
-      for (int64_t o = 0; o < Og; ++o)
-        for (int64_t tap = 0; tap < taps; ++tap)
-          for (int64_t ci = 0; ci < Cg; ++ci)
-            want[size_t(((gi * Og + o) * Cg + ci) * taps + tap)] = sum[size_t((o * taps + tap) * Cg + ci)];
-    }
-    CHECK(values(gw) == std::vector<double>(want.begin(), want.end()));
   };
   for_each_isa_and_dtype(cases, check);
 }
