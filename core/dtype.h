@@ -5,6 +5,7 @@
 #include <cstring>
 #include <ostream>
 #include <string>
+#include <type_traits>
 
 #include "core/error.h"
 
@@ -125,6 +126,37 @@ MINIMA_HD int64_t wrap_neg(int64_t a) { return int64_t(uint64_t(0) - uint64_t(a)
 // x / y rounded toward zero; 0 for y = 0 and INT64_MIN for INT64_MIN / -1 (which wraps), where
 // the CPU's division instruction would trap.
 MINIMA_HD int64_t wrap_div(int64_t x, int64_t y) { return y == 0 ? 0 : y == -1 ? wrap_neg(x) : x / y; }
+
+// One element of Add, Sub, Mul and Div as both backends compute it: on integers (A = int64_t)
+// with the wrapping helpers above, on floats as IEEE arithmetic.
+template <class A>
+MINIMA_HD A arith_add(A x, A y) {
+  if constexpr (std::is_integral_v<A>)
+    return wrap_add(x, y);
+  else
+    return x + y;
+}
+template <class A>
+MINIMA_HD A arith_sub(A x, A y) {
+  if constexpr (std::is_integral_v<A>)
+    return wrap_sub(x, y);
+  else
+    return x - y;
+}
+template <class A>
+MINIMA_HD A arith_mul(A x, A y) {
+  if constexpr (std::is_integral_v<A>)
+    return wrap_mul(x, y);
+  else
+    return x * y;
+}
+template <class A>
+MINIMA_HD A arith_div(A x, A y) {
+  if constexpr (std::is_integral_v<A>)
+    return wrap_div(x, y);  // never a trap: x / 0 gives 0
+  else
+    return x / y;
+}
 
 // base^exp on integers, as PyTorch computes pow on integer tensors: exact modulo 2^64 (products
 // wrap, as every integer op here does; an integer result never goes through a double, whose

@@ -375,20 +375,19 @@ void Tensor::throw_undefined() {
       "gradient that was never computed)");
 }
 
-void check_scalar_fits(const char* op, const Tensor& t, double s) {
+void check_integral_scalar(const char* op, const Tensor& t, double s) {
   if (is_floating(t.dtype())) return;
   MINIMA_CHECK(s == std::trunc(s), op, ": the scalar ", s, " is not an integer, and the tensor of shape ", t.shape(),
                " is ", t.dtype(), "; convert the tensor to a floating dtype first (.to(DType::f32))");
-  const bool u8 = t.dtype() == DType::u8;
-  const double lo = u8 ? 0.0 : -0x1p63, hi = u8 ? 255.0 : 0x1p63;  // [lo, hi], but int64 below 2^63
-  MINIMA_CHECK(s >= lo && (u8 ? s <= hi : s < hi), op, ": ", s, " is outside the range of ", t.dtype(), " (",
-               u8 ? "0 to 255" : "-2^63 to 2^63 - 1", "), the dtype of the tensor of shape ", t.shape());
+  MINIMA_CHECK(s >= -0x1p63 && s < 0x1p63, op, ": ", s,
+               " is outside the range of int64 (-2^63 to 2^63 - 1), in which integer tensors compute; the tensor ",
+               "of shape ", t.shape(), " is ", t.dtype());
 }
 
-void check_integral_scalar(const char* op, const Tensor& t, double s) {
-  MINIMA_CHECK(is_floating(t.dtype()) || (s == std::trunc(s) && s >= -0x1p63 && s < 0x1p63), op, ": the scalar ", s,
-               " is not an integer, and the tensor of shape ", t.shape(), " is ", t.dtype(),
-               "; convert the tensor to a floating dtype first (.to(DType::f32))");
+void check_scalar_fits(const char* op, const Tensor& t, double s) {
+  check_integral_scalar(op, t, s);
+  MINIMA_CHECK(t.dtype() != DType::u8 || (s >= 0 && s <= 255), op, ": ", s,
+               " is outside the range of uint8 (0 to 255), the dtype of the tensor of shape ", t.shape());
 }
 
 // The in-place writes. Each one counts itself in the storage's version (mark_modified), so that

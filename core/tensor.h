@@ -139,11 +139,12 @@ class Tensor {
   std::shared_ptr<TensorImpl> impl_;
 };
 
-// Integer tensors take integral scalars only: throws, naming `op`, for a fractional or non-finite
-// `s` with an integer `t` (its kernels compute in int64 and would truncate it: x * 2.5 == x * 2).
+// Integer tensors take integral scalars only: throws, naming `op`, for a fractional, NaN or
+// infinite `s`, or one outside int64, with an integer `t` (its kernels compute in int64 and would
+// truncate it: x * 2.5 == x * 2).
 void check_integral_scalar(const char* op, const Tensor& t, double s);
 // A value stored as it is (full, fill_) must also fit the integer dtype: 300 in uint8 would wrap
-// to 44. Throws, naming `op`, for a fractional or out-of-range `s` with an integer `t`.
+// to 44. check_integral_scalar, and for uint8 the range [0, 255].
 void check_scalar_fits(const char* op, const Tensor& t, double s);
 
 // ---- creation ----

@@ -191,32 +191,11 @@ void binary_typed(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor&
     return uint8_t((expr) ? 1 : 0);                              \
   });                                                            \
   break;
-  constexpr bool integral = std::is_integral_v<A>;  // A is int64_t then: arithmetic wraps (core/dtype.h)
-  switch (op) {
-    case BinaryOp::Add:
-      if constexpr (integral) {
-        MINIMA_B(wrap_add(x, y))
-      } else {
-        MINIMA_B(x + y)
-      }
-    case BinaryOp::Sub:
-      if constexpr (integral) {
-        MINIMA_B(wrap_sub(x, y))
-      } else {
-        MINIMA_B(x - y)
-      }
-    case BinaryOp::Mul:
-      if constexpr (integral) {
-        MINIMA_B(wrap_mul(x, y))
-      } else {
-        MINIMA_B(x * y)
-      }
-    case BinaryOp::Div:
-      if constexpr (integral) {
-        MINIMA_B(wrap_div(x, y))  // never a trap: x / 0 gives 0
-      } else {
-        MINIMA_B(x / y)
-      }
+  switch (op) {  // integers (A = int64_t) wrap and never trap: core/dtype.h
+    case BinaryOp::Add: MINIMA_B(arith_add(x, y))
+    case BinaryOp::Sub: MINIMA_B(arith_sub(x, y))
+    case BinaryOp::Mul: MINIMA_B(arith_mul(x, y))
+    case BinaryOp::Div: MINIMA_B(arith_div(x, y))
     case BinaryOp::Pow:
       if constexpr (std::is_integral_v<A>) {
         MINIMA_B(A(int_pow(int64_t(x), int64_t(y))))

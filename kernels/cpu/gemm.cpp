@@ -162,30 +162,17 @@ void pack_strip(int64_t n, int64_t kc, const T* P, int64_t ls, int64_t ks, T* ou
     for (int64_t k = 0; k < kc; ++k) std::memset(out + k * R + n, 0, sizeof(T) * size_t(R - n));
 }
 
-// acc (MR x NR) = Ap strip @ Bp strip over kc; then C = alpha*acc + beta*C on the mr x nr corner.
-// Always inlined into a wrapper compiled for the instruction set of Cf (see below).
+// C = alpha * acc + beta * C on the mr x nr corner of a register tile. A whole-width tile into
+// unit-stride rows with alpha 1 and beta 0 or 1 (every product of matmul and conv2d, and every K
+// block after the first) is stored a vector at a time: 1 * acc and 1 * acc + 1 * c round exactly
+// as acc and acc + c, so the result is bitwise that of the general path below. Products with a
+// small K (conv2d's input gradient, K = output channels) spend much of their time here.
 template <class T, class Cf>
-__attribute__((always_inline)) inline void micro_kernel_body(int64_t kc, const T* __restrict__ Ap,
-                                                             const T* __restrict__ Bp, T alpha, T beta, T* C,
-                                                             int64_t c_rs, int64_t c_cs, int64_t mr, int64_t nr) {
+__attribute__((always_inline)) inline void store_tile(const typename Cf::V (&acc)[Cf::MR][Cf::NR / Cf::VL], T alpha,
+                                                      T beta, T* C, int64_t c_rs, int64_t c_cs, int64_t mr,
+                                                      int64_t nr) {
   using V = typename Cf::V;
   constexpr int MR = Cf::MR, NR = Cf::NR, VL = Cf::VL, NV = NR / VL;
-  V acc[MR][NV];
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) acc[i][v] = V{};
-  for (int64_t k = 0; k < kc; ++k) {
-    V b[NV];
-    for (int v = 0; v < NV; ++v) std::memcpy(&b[v], Bp + k * NR + v * VL, sizeof(V));
-    for (int i = 0; i < MR; ++i) {
-      T a = Ap[k * MR + i];
-      for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
-    }
-  }
-  // A whole-width tile into unit-stride rows with alpha 1 and beta 0 or 1 (every product of
-  // matmul and conv2d, and every K block after the first) is stored a vector at a time: 1 * acc
-  // and 1 * acc + 1 * c round exactly as acc and acc + c, so the result is bitwise that of the
-  // general epilogue below. Products with a small K (conv2d's input gradient, K = output
-  // channels) spend much of their time here.
   if (c_cs == 1 && nr == NR && alpha == T(1) && (beta == T(0) || beta == T(1))) {
     for (int i = 0; i < MR; ++i) {
       if (i >= mr) break;
@@ -215,6 +202,28 @@ __attribute__((always_inline)) inline void micro_kernel_body(int64_t kc, const T
   }
 }
 
+// acc (MR x NR) = Ap strip @ Bp strip over kc; then C = alpha*acc + beta*C on the mr x nr corner.
+// Always inlined into a wrapper compiled for the instruction set of Cf (see below).
+template <class T, class Cf>
+__attribute__((always_inline)) inline void micro_kernel_body(int64_t kc, const T* __restrict__ Ap,
+                                                             const T* __restrict__ Bp, T alpha, T beta, T* C,
+                                                             int64_t c_rs, int64_t c_cs, int64_t mr, int64_t nr) {
+  using V = typename Cf::V;
+  constexpr int MR = Cf::MR, NR = Cf::NR, VL = Cf::VL, NV = NR / VL;
+  V acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = V{};
+  for (int64_t k = 0; k < kc; ++k) {
+    V b[NV];
+    for (int v = 0; v < NV; ++v) std::memcpy(&b[v], Bp + k * NR + v * VL, sizeof(V));
+    for (int i = 0; i < MR; ++i) {
+      T a = Ap[k * MR + i];
+      for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
+    }
+  }
+  store_tile<T, Cf>(acc, alpha, beta, C, c_rs, c_cs, mr, nr);
+}
+
 // One micro-kernel per instruction set. The AVX-512 one is compiled for AVX-512 whatever -march
 // says and only ever called after the CPU was seen to support it.
 template <class T>
@@ -233,8 +242,8 @@ __attribute__((target("avx512f,avx512vl,fma,avx2"))) void micro_kernel_avx512(in
 
 // The micro-kernel over runs of B rows (gemm_row_runs): acc (MR x NR) = the A strip's kc columns
 // (k-major, as packed) times, for each run in turn, its len rows of the B strip, `step` rows
-// apart from row `row`; then C += acc on the mr x nr corner (columns adjacent). The sums and the
-// epilogue are micro_kernel_body's with alpha 1 and beta 1.
+// apart from row `row`; then C += acc on the mr x nr corner (columns adjacent). The sums are
+// micro_kernel_body's, and so is the epilogue (store_tile with alpha 1 and beta 1).
 template <class T, class Cf>
 __attribute__((always_inline)) inline void runs_kernel_body(const RowRun* runs, int64_t n_runs, int64_t step,
                                                             const T* __restrict__ Ap, const T* __restrict__ Bp, T* C,
@@ -257,23 +266,7 @@ __attribute__((always_inline)) inline void runs_kernel_body(const RowRun* runs, 
       }
     }
   }
-  if (nr == NR) {
-    for (int i = 0; i < MR; ++i) {
-      if (i >= mr) break;
-      for (int v = 0; v < NV; ++v) {
-        V old;
-        std::memcpy(&old, C + i * c_rs + v * VL, sizeof(V));
-        old = acc[i][v] + old;
-        std::memcpy(C + i * c_rs + v * VL, &old, sizeof(V));
-      }
-    }
-    return;
-  }
-  alignas(64) T tile[MR * NR];
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) std::memcpy(tile + i * NR + v * VL, &acc[i][v], sizeof(V));
-  for (int64_t i = 0; i < mr; ++i)
-    for (int64_t j = 0; j < nr; ++j) C[i * c_rs + j] = tile[i * NR + j] + C[i * c_rs + j];
+  store_tile<T, Cf>(acc, T(1), T(1), C, c_rs, 1, mr, nr);
 }
 
 template <class T>
@@ -290,6 +283,19 @@ __attribute__((target("avx512f,avx512vl,fma,avx2"))) void runs_kernel_avx512(con
   runs_kernel_body<T, Avx512<T>>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
 }
 #endif
+
+// The runs kernel of the instruction set whose blocking is Cf.
+template <class T, class Cf>
+void runs_kernel(const RowRun* runs, int64_t n_runs, int64_t step, const T* Ap, const T* Bp, T* C, int64_t c_rs,
+                 int64_t mr, int64_t nr) {
+#if MINIMA_GEMM_AVX512
+  if constexpr (std::is_same_v<Cf, Avx512<T>>) {
+    runs_kernel_avx512<T>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+    return;
+  }
+#endif
+  runs_kernel_avx2<T>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+}
 
 // Whether an M x N product does at least a quarter less padded micro-kernel work transposed
 // (C^T = B^T A^T, N x M), as when N is far below NR and M is not: a classifier layer's [128, 512]
@@ -829,17 +835,9 @@ void gemm_row_runs(const PackedA<T>& A, const PackedB<T>& B, const RowRun* runs,
       for (int64_t b = 0; b < blocks; ++b) {
         const RowRun* block = cut.data() + first[size_t(b)];
         const int64_t n = first[size_t(b) + 1] - first[size_t(b)], pc = b * Cf::KC;
-        for (int64_t r = 0; r < m_strips; ++r) {
-#if MINIMA_GEMM_AVX512
-          if constexpr (std::is_same_v<Cf, Avx512<T>>) {
-            runs_kernel_avx512<T>(block, n, step, Ap + (r * K + pc) * MR, strip, c + r * MR * c_rs, c_rs,
-                                  std::min<int64_t>(MR, M - r * MR), nr);
-            continue;
-          }
-#endif
-          runs_kernel_avx2<T>(block, n, step, Ap + (r * K + pc) * MR, strip, c + r * MR * c_rs, c_rs,
-                              std::min<int64_t>(MR, M - r * MR), nr);
-        }
+        for (int64_t r = 0; r < m_strips; ++r)
+          runs_kernel<T, Cf>(block, n, step, Ap + (r * K + pc) * MR, strip, c + r * MR * c_rs, c_rs,
+                             std::min<int64_t>(MR, M - r * MR), nr);
       }
     }
   });

@@ -143,28 +143,11 @@ struct UnaryBackwardF {
 // The arithmetic binary ops (comparisons write uint8 and are handled by BinaryF itself).
 template <class A>
 __device__ __forceinline__ A binary_arith(BinaryOp op, A x, A y) {
-  constexpr bool integral = std::is_integral_v<A>;  // A is int64_t then: arithmetic wraps (core/dtype.h)
-  switch (op) {
-    case BinaryOp::Add:
-      if constexpr (integral)
-        return wrap_add(x, y);
-      else
-        return x + y;
-    case BinaryOp::Sub:
-      if constexpr (integral)
-        return wrap_sub(x, y);
-      else
-        return x - y;
-    case BinaryOp::Mul:
-      if constexpr (integral)
-        return wrap_mul(x, y);
-      else
-        return x * y;
-    case BinaryOp::Div:
-      if constexpr (integral)
-        return wrap_div(x, y);  // never a trap: x / 0 gives 0
-      else
-        return x / y;
+  switch (op) {  // integers (A = int64_t) wrap and never trap: core/dtype.h
+    case BinaryOp::Add: return arith_add(x, y);
+    case BinaryOp::Sub: return arith_sub(x, y);
+    case BinaryOp::Mul: return arith_mul(x, y);
+    case BinaryOp::Div: return arith_div(x, y);
     case BinaryOp::Pow:
       if constexpr (std::is_integral_v<A>)
         return A(int_pow(int64_t(x), int64_t(y)));  // exact, wrapping

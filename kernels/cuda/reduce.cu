@@ -46,12 +46,7 @@ struct ValueReducer {
   }
   __device__ State make(T v, int64_t) const { return A(v); }
   __device__ State combine(State a, State b) const {
-    if (op == ReduceOp::Sum) {
-      if constexpr (std::is_integral_v<A>)
-        return A(wrap_add(int64_t(a), int64_t(b)));  // modulo 2^64 (core/dtype.h)
-      else
-        return a + b;
-    }
+    if (op == ReduceOp::Sum) return arith_add(a, b);  // integers modulo 2^64 (core/dtype.h)
     if (d_isnan(a)) return a;
     if (d_isnan(b)) return b;
     if (op == ReduceOp::Max) return b > a ? b : a;
