@@ -637,6 +637,15 @@ TEST_CASE("kernels: conv2d forward and weight gradient are bitwise GEMMs over a 
       {"dilation 2, asymmetric", {2, 5, 12, 14}, {7, 5, 3, 5}, Conv2dParams::of(1, 2, 2, 1, 2, 2, 1)},
       {"groups 3, 5x5 map", {9, 9, 5, 5}, {6, 3, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 3)},
       {"1x1 stride 2 padded", {4, 7, 9, 9}, {5, 7, 1, 1}, Conv2dParams::of(2, 2, 1, 1, 1, 1, 1)},
+      // A row stride with taps along the row: the padded copy splits rows into column phases.
+      {"stride 3 (2 down), dilation 2, unpadded: 3 phases",
+       {5, 6, 14, 31},
+       {7, 6, 2, 4},
+       Conv2dParams::of(2, 3, 0, 0, 2, 2, 1)},
+      {"stride 2 along rows only, padding 2, odd width",
+       {3, 5, 9, 17},
+       {4, 5, 3, 3},
+       Conv2dParams::of(1, 2, 2, 2, 1, 1, 1)},
       {"1x1, 4x4 map, batched images", {12, 33, 4, 4}, {9, 33, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
       // Thin pointwise products (one image per chunk, under 32 pixels): weights as stored.
       {"1x1, 3x3 map, two images", {2, 40, 3, 3}, {150, 40, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
