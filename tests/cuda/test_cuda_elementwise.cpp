@@ -1,6 +1,9 @@
 // tests/cuda/test_cuda_elementwise.cpp: unary ops and their gradients, binary ops with
 // broadcasting and their gradients, comparisons, where, integer ops and in-place updates, each
 // against the CPU backend, for float32, bfloat16 and float64, on odd shapes and strided views.
+#include <limits>
+#include <utility>
+
 #include "tests/cuda/cuda_test_util.h"
 
 using namespace minima;
@@ -199,6 +202,57 @@ CUDA_TEST_CASE("cuda in-place add_ and mul_ on views") {
   h.t().add_(h.t());  // aliasing operands
   d.t().add_(d.t());
   expect_close(d.cpu(), h, tol(DType::f32), "in-place updates");
+}
+
+CUDA_TEST_CASE("cuda float-to-integer conversion, integer wrap-around and relu(NaN) match the CPU") {
+  // Conversions of NaN, infinities, values beyond int64 and negative or fractional values: both
+  // backends go through double_to_int64 (truncation; INT64_MIN outside int64's range) and then
+  // keep the low byte for uint8.
+  Tensor f = from_vector<double>({NAN, INFINITY, -INFINITY, 1e19, -1e19, 0x1p63, -0x1p63, -1.5, 255.7, 256.2, -0.5,
+                                  300.0, -129.0},
+                                 {13});
+  for (DType s : {DType::f64, DType::f32, DType::bf16})
+    for (DType d : {DType::i64, DType::u8}) {
+      INFO(dtype_name(s), " -> ", dtype_name(d));
+      Tensor h = f.to(s);
+      CHECK(h.to(kGpu).to(d).cpu().to_vector<int64_t>() == h.to(d).to_vector<int64_t>());
+    }
+  // Integer arithmetic wraps modulo 2^64 and never traps (x / 0 gives 0, INT64_MIN / -1 wraps).
+  // Compared as int64: a comparison through double would lose the low bits near 2^63.
+  const int64_t lo = std::numeric_limits<int64_t>::min(), hi = std::numeric_limits<int64_t>::max();
+  Tensor a = from_vector<int64_t>({hi, lo, lo, -7, 5, lo, hi}, {7});
+  Tensor b = from_vector<int64_t>({1, -1, 0, 2, -3, 1, hi}, {7});
+  Tensor da = a.to(kGpu), db = b.to(kGpu);
+  using Binary = std::function<Tensor(const Tensor&, const Tensor&)>;
+  const std::vector<std::pair<const char*, Binary>> binary = {
+      {"add", [](const Tensor& x, const Tensor& y) { return add(x, y); }},
+      {"sub", [](const Tensor& x, const Tensor& y) { return sub(x, y); }},
+      {"mul", [](const Tensor& x, const Tensor& y) { return mul(x, y); }},
+      {"div", [](const Tensor& x, const Tensor& y) { return div(x, y); }},
+  };
+  for (const auto& [name, op] : binary) {
+    INFO(name);
+    CHECK(op(da, db).cpu().to_vector<int64_t>() == op(a, b).to_vector<int64_t>());
+  }
+  using Unary = std::function<Tensor(const Tensor&)>;
+  const std::vector<std::pair<const char*, Unary>> unary = {
+      {"neg", [](const Tensor& x) { return neg(x); }},
+      {"abs", [](const Tensor& x) { return abs(x); }},
+      {"square", [](const Tensor& x) { return square(x); }},
+      {"sum", [](const Tensor& x) { return sum(x); }},
+  };
+  for (const auto& [name, op] : unary) {
+    INFO(name);
+    CHECK(op(da).cpu().to_vector<int64_t>() == op(a).to_vector<int64_t>());
+  }
+  // relu keeps NaN (as max(x, 0) would not) and sends -0 to +0, in every float dtype.
+  for (DType t : {DType::f32, DType::bf16, DType::f64}) {
+    Tensor x = from_vector<double>({NAN, -1.0, -0.0, 2.0, -INFINITY, INFINITY}, {6}).to(t);
+    Tensor got = relu(x.to(kGpu)).cpu(), want = relu(x);
+    expect_equal(got, want, str("relu ", dtype_name(t)));
+    CHECK(std::isnan(got.to_vector<double>()[0]));
+    CHECK(!std::signbit(got.to_vector<double>()[2]));
+  }
 }
 
 #endif  // MINIMA_HAS_CUDA

@@ -251,8 +251,16 @@ CUDA_TEST_CASE("cuda copy: dense casts between floating dtypes, with tails and m
 
 CUDA_TEST_CASE("cuda fill: every dtype, contiguous and strided") {
   for (DType t : {DType::f32, DType::f64, DType::bf16, DType::i64, DType::u8}) {
-    for (double v : {0.0, -1.25, 3.0, 1e-3}) {
+    for (double v : {0.0, -1.25, 3.0, 1e-3, -1.0, 255.0}) {
       INFO(dtype_name(t), " ", v);
+      // An integer tensor refuses a value it cannot hold, on the GPU as on the CPU.
+      const bool fits = is_floating(t) || (v == std::trunc(v) && (t != DType::u8 || (v >= 0 && v <= 255)));
+      if (!fits) {
+        const char* why = v != std::trunc(v) ? "is not an integer" : "is outside the range of uint8";
+        CHECK_THROWS_WITH_AS(full({3, 37}, v, TensorOptions(t, kGpu)), doctest::Contains(why), Error);
+        CHECK_THROWS_AS(zeros({5, 9}, TensorOptions(t, kGpu)).slice(1, 1, 9, 3).fill_(v), Error);
+        continue;
+      }
       expect_equal(full({3, 37}, v, TensorOptions(t, kGpu)).cpu(), full({3, 37}, v, TensorOptions(t)), "full");
       Tensor d = zeros({5, 9}, TensorOptions(t, kGpu)), h = zeros({5, 9}, TensorOptions(t));
       d.slice(1, 1, 9, 3).fill_(v);
