@@ -59,7 +59,7 @@ void CpuBackend::index_add(const Tensor& out, int64_t dim, const Tensor& index, 
         for (int64_t i = 0; i < n; ++i) {
           T* d = op + (o * D + ip[i]) * inner;
           const T* s = sp + (o * n + i) * inner;
-          for (int64_t k = 0; k < inner; ++k) d[k] = T(Acc<T>(d[k]) + Acc<T>(s[k]));
+          for (int64_t k = 0; k < inner; ++k) d[k] = T(arith_add(Acc<T>(d[k]), Acc<T>(s[k])));
         }
     });
   });
@@ -105,7 +105,7 @@ void CpuBackend::scatter_add(const Tensor& out, int64_t dim, const Tensor& index
         rem /= is[d];
         off += (d == dim ? ip[i] : c) * out.strides()[d];
       }
-      op[off] = T(Acc<T>(op[off]) + Acc<T>(sp[i]));
+      op[off] = T(arith_add(Acc<T>(op[off]), Acc<T>(sp[i])));
     }
   });
 }

@@ -107,7 +107,7 @@ __global__ void index_add_ordered_kernel(T* out, const T* src, const int64_t* id
         continue;
       }
       T* d = out + (o * D + v) * inner + k;
-      *d = to_storage<T>(Acc<T>(*d) + Acc<T>(src[(o * n + i) * inner + k]));
+      *d = to_storage<T>(arith_add(Acc<T>(*d), Acc<T>(src[(o * n + i) * inner + k])));
     }
   }
 }
@@ -196,7 +196,7 @@ __global__ void scatter_add_ordered_kernel(T* out, const T* src, const int64_t* 
         continue;
       }
       T* d = out + index_offset(g, i, v);
-      *d = to_storage<T>(Acc<T>(*d) + Acc<T>(src[i]));
+      *d = to_storage<T>(arith_add(Acc<T>(*d), Acc<T>(src[i])));
     }
   }
 }

@@ -391,6 +391,13 @@ TEST_CASE("integer arithmetic wraps modulo 2^64, and INT64_MIN / -1 does not tra
   CHECK(mul(i64({mx}), 2.0).to_vector<int64_t>() == std::vector<int64_t>{-2});
   CHECK(add(i64({mx}), 1.0).to_vector<int64_t>() == std::vector<int64_t>{mn});
   CHECK(sum(i64({mx, 1, 5})).to_vector<int64_t>() == std::vector<int64_t>{mn + 5});
+  // The accumulating index ops too: INT64_MAX + 1 at a repeated index.
+  Tensor acc = i64({mx, 0, mn});
+  cpu_backend().index_add(acc, 0, i64({0, 2, 0}), i64({1, -1, 2}));
+  CHECK(acc.to_vector<int64_t>() == std::vector<int64_t>{mn + 2, 0, mx});
+  acc = i64({mx, 0});
+  cpu_backend().scatter_add(acc, 0, i64({0, 0}), i64({1, 1}));
+  CHECK(acc.to_vector<int64_t>() == std::vector<int64_t>{mn + 1, 0});
 }
 
 TEST_CASE("conversions to integers are defined for NaN and out-of-range values, as x86 and PyTorch give them") {

@@ -376,6 +376,17 @@ CUDA_TEST_CASE("cuda index_select / gather and their accumulating gradients (ind
     cpu_backend().index_add(gi, 0, ii, src);
     backend_for(kGpu).index_add(gg, 0, ii.to(kGpu), src.to(kGpu));
     expect_equal(gg.cpu(), gi, "i64 index_add with repeats");
+    // Integer accumulation wraps modulo 2^64 on both backends (compared as int64, not double).
+    const int64_t mx = std::numeric_limits<int64_t>::max();
+    Tensor wi = from_vector<int64_t>({mx, 0, mx}, {3}), wg = wi.to(kGpu);
+    Tensor widx = from_vector<int64_t>({0, 2, 0}, {3}), wsrc = from_vector<int64_t>({1, 5, mx}, {3});
+    cpu_backend().index_add(wi, 0, widx, wsrc);
+    backend_for(kGpu).index_add(wg, 0, widx.to(kGpu), wsrc.to(kGpu));
+    CHECK(wg.cpu().to_vector<int64_t>() == wi.to_vector<int64_t>());
+    wi = from_vector<int64_t>({mx, 0, mx}, {3}), wg = wi.to(kGpu);
+    cpu_backend().scatter_add(wi, 0, widx, wsrc);
+    backend_for(kGpu).scatter_add(wg, 0, widx.to(kGpu), wsrc.to(kGpu));
+    CHECK(wg.cpu().to_vector<int64_t>() == wi.to_vector<int64_t>());
   }
 }
 
