@@ -17,7 +17,8 @@
 #      determinism; and test_data's GPU input pipeline against the CPU's, batch for batch;
 #   3. `minima bench ops`: native kernels against cuBLAS/cuDNN and the measured ceilings;
 #   4. compute-sanitizer memcheck over a representative subset of the CUDA tests, with the caching
-#      allocator off (MINIMA_CUDA_ALLOCATOR=direct) so every overrun hits an allocation's edge;
+#      allocator off (MINIMA_CUDA_ALLOCATOR=direct) so every overrun hits an allocation's edge, and
+#      racecheck and synccheck over the persistent batch norm's small shapes;
 #   5. `minima bench train --device cuda`: images/s of a training step of every paper network,
 #      with PyTorch eager on the same GPU in the same run;
 #   6. `minima bench data`: the input pipeline on CPU and GPU and its share of a ResNet18 step;
@@ -164,7 +165,7 @@ tail -3 "$LOGDIR/bench_ops.txt"
 
 fi
 if want 4; then
-step "4. compute-sanitizer memcheck (subset)"
+step "4. compute-sanitizer memcheck (subset), racecheck and synccheck (persistent batch norm)"
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer \
   /usr/local/cuda*/compute-sanitizer/compute-sanitizer /opt/nvidia/*/compute-sanitizer/compute-sanitizer 2>/dev/null | head -1)
 if [ -z "$SAN" ]; then
@@ -176,7 +177,13 @@ else
     --error-exitcode 99 --print-limit 20 "$BUILD/test_cuda" --no-intro -tc="$SUBSET" -tce="*persistent kernel*"
   MINIMA_CUDA_ALLOCATOR=direct run_step "memcheck (persistent batch norm)" 90 "$TESTS" "$SAN" --tool memcheck \
     --error-exitcode 99 --print-limit 20 "$BUILD/test_cuda" --no-intro -tc="*persistent kernel*"
-  sed -n '/^--- memcheck/,$p' "$TESTS" | grep -E "ERROR SUMMARY|^\[doctest\] (test cases|assertions)|Invalid|out of bounds" | head -20
+  # The persistent kernel's shared-memory pipeline (cp.async stages, no barrier between a thread's
+  # own copies and reads) and its barriers, on shapes where no block waits for another's sums.
+  for tool in racecheck synccheck; do
+    run_step "$tool (persistent batch norm)" 45 "$TESTS" "$SAN" --tool $tool --error-exitcode 99 --print-limit 20 \
+      "$BUILD/test_cuda" --no-intro -tc="*persistent kernel: whole channels*"
+  done
+  sed -n '/^--- memcheck/,$p' "$TESTS" | grep -E "ERROR SUMMARY|RACECHECK SUMMARY|^\[doctest\] (test cases|assertions)|Invalid|out of bounds|hazard" | head -24
 fi
 
 fi

@@ -616,10 +616,10 @@ __device__ __forceinline__ void bn_gather(const double* partial, unsigned* arriv
 
 // The forward's shift of chunk k's channel: its first value, as bn_stats_kernel. Loaded as it is
 // stored and converted where it is used (bn_shift_value), so the load is not waited for when it
-// is issued; a block with no chunk loads x[0], which it never uses.
+// is issued. A block with no chunk loads nothing: in place, x[0] may be being overwritten.
 template <class T>
 __device__ __forceinline__ T bn_shift(const T* x, const BnGeom& g, const BnChunk& k) {
-  return x[(k.c >= 0 ? k.c : 0) * g.S];
+  return k.c >= 0 ? x[k.c * g.S] : T();
 }
 template <class T>
 __device__ __forceinline__ double bn_shift_value(T stored) {
@@ -706,8 +706,8 @@ __global__ void __launch_bounds__(kPThreads, kPBlocksPerSm)
     cp_async_commit();
   };
   // The mean of chunk k's channel (saved by the forward), loaded as its copies start and converted
-  // where it is used (see ChanVec::raw); a block with no chunk loads channel 0's, which it never uses.
-  auto mean_of = [&](const BnChunk& k) { return a.save_mean.raw(k.c >= 0 ? k.c : 0); };
+  // where it is used (see ChanVec::raw); a block with no chunk loads nothing.
+  auto mean_of = [&](const BnChunk& k) { return k.c >= 0 ? a.save_mean.raw(k.c) : uint64_t(0); };
   // Step 2 for the chunk of round r: the sums of gy and gy * (x - mean), published.
   auto sum_and_arrive = [&](int64_t r, const BnChunk& k, uint64_t stored_mean) {
     if (k.c < 0) return;

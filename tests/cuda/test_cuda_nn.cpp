@@ -191,7 +191,7 @@ CUDA_TEST_CASE("cuda batch_norm, persistent kernel (--bn persistent): matches th
     check_batch_norm(s, t);
     const cuda::BnPersistentStats after = cuda::batch_norm_persistent_stats();
     const bool whole_packs = (s[2] * s[3]) % pack == 0;
-    INFO(dtype_name(t), " ", s, ", ", stages, " stages: persistent expected ", whole_packs);
+    INFO(str(dtype_name(t), " ", s, ", ", stages, " stages: persistent expected ", whole_packs));
     CHECK((after.forward_calls > before.forward_calls) == whole_packs);
     CHECK((after.backward_calls > before.backward_calls) == whole_packs);
     if (whole_packs) CHECK(after.stages == stages);
@@ -249,6 +249,27 @@ CUDA_TEST_CASE("cuda batch_norm, persistent kernel (--bn persistent): matches th
     be.batch_norm_backward(gx, Tensor(), Tensor(), gys, xs, Tensor(), mean, invstd);
     be.batch_norm_backward(gy_in_place, Tensor(), Tensor(), gy_in_place, xs, Tensor(), mean, invstd);
     expect_equal(gy_in_place.cpu(), gx.cpu(), str("in-place backward, ", stages, " stages"));
+  }
+}
+
+CUDA_TEST_CASE("cuda batch_norm, persistent kernel: whole channels per chunk, in one round and in several") {
+  // Small enough for compute-sanitizer's racecheck and synccheck (scripts/gpu-check.sh): each
+  // channel is one chunk, so no block waits for another's sums, and 2x300x4x4 (more channels than
+  // resident blocks) reuses every pipeline stage over several rounds.
+  cuda::ConfigGuard guard;
+  cuda::set_bn_impl("persistent");
+  for (int stages : {3, 2}) {
+    cuda::set_bn_stages(stages);
+    for (const Shape& s : {Shape{8, 6, 8, 8}, Shape{2, 300, 4, 4}}) {
+      INFO(str(s, ", ", stages, " stages"));
+      const cuda::BnPersistentStats before = cuda::batch_norm_persistent_stats();
+      check_batch_norm(s, DType::f32);
+      const cuda::BnPersistentStats after = cuda::batch_norm_persistent_stats();
+      CHECK(after.forward_calls > before.forward_calls);
+      CHECK(after.backward_calls > before.backward_calls);
+      CHECK(after.forward.P == 1);
+      CHECK(after.backward.P == 1);
+    }
   }
 }
 
