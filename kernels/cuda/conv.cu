@@ -410,6 +410,11 @@ void CudaBackend::conv2d_forward(const Tensor& y, const Tensor& x, const Tensor&
     device_copy(y, yf, ctx);
     return;
   }
+  if (x.numel() == 0 || w.numel() == 0) {  // no input channels (or nothing but padding): y is the bias
+    fill(y, 0.0);
+    if (bias.defined()) add_channel_bias(y, bias, ctx);
+    return;
+  }
   auto native = [&] { native_conv_forward(y, x, w, p, ctx); };
   auto vendor = [&] { cudnn_conv_forward(y, x, w, p, ctx); };
   run_conv(conv_use_vendor("fwd", x, w, y, p, ctx, native, vendor), "forward", y, native, vendor);
@@ -420,6 +425,10 @@ void CudaBackend::conv2d_backward_input(const Tensor& gx, const Tensor& gy, cons
   Ctx ctx(gx);
   check_conv_args("conv2d_backward_input", {&gx, &gy, &w});
   if (gx.numel() == 0) return;
+  if (gy.numel() == 0 || w.numel() == 0) {  // no output channels or pixels: nothing flows back
+    fill(gx, 0.0);
+    return;
+  }
   auto native = [&] { native_conv_backward_input(gx, gy, w, p, ctx); };
   auto vendor = [&] { cudnn_conv_backward_input(gx, gy, w, p, ctx); };
   run_conv(conv_use_vendor("dgrad", gy, w, gx, p, ctx, native, vendor), "input gradient", gx, native, vendor);
@@ -429,7 +438,7 @@ void CudaBackend::conv2d_backward_weight(const Tensor& gw, const Tensor& gy, con
   Ctx ctx(gw);
   check_conv_args("conv2d_backward_weight", {&gw, &gy, &x});
   if (gw.numel() == 0) return;
-  if (gy.numel() == 0) {
+  if (gy.numel() == 0 || x.numel() == 0) {
     fill(gw, 0.0);
     return;
   }

@@ -97,6 +97,32 @@ CUDA_TEST_CASE("cuda conv2d through cuDNN and auto match the CPU, with gradients
   }
 }
 
+CUDA_TEST_CASE("cuda conv2d with no input channels gives its bias, as on the CPU, in every mode") {
+  // The implicit GEMM's K and cuDNN's channel count are 0 here: neither is asked to run.
+  cuda::ConfigGuard guard;
+  Backend& gpu = backend_for(kGpu);
+  const Conv2dParams p = Conv2dParams::of(1, 1, 1, 1);
+  Tensor x = zeros({2, 0, 5, 5}), w = zeros({3, 0, 3, 3}), b = rnd({3}, 141), gy = rnd({2, 3, 5, 5}, 142);
+  std::vector<const char*> impls = {"native"};
+  if (cuda::have_cudnn()) impls = {"native", "cudnn", "auto"};
+  for (const char* impl : impls) {
+    INFO(impl);
+    cuda::set_conv_impl(impl);
+    expect_equal(conv2d(x.to(kGpu), w.to(kGpu), b.to(kGpu), p).cpu(), conv2d(x, w, b, p), "forward: the bias");
+    Tensor gx = empty(x.shape(), TensorOptions(DType::f32, kGpu)),
+           gw = empty(w.shape(), TensorOptions(DType::f32, kGpu));
+    gpu.conv2d_backward_input(gx, gy.to(kGpu), w.to(kGpu), p);
+    gpu.conv2d_backward_weight(gw, gy.to(kGpu), x.to(kGpu), p);
+    CHECK(gx.numel() == 0);
+    CHECK(gw.numel() == 0);
+    // No output channels: the input gradient is all zeros (poisoned first, so it must be written).
+    Tensor w0 = zeros({0, 4, 3, 3}), x4 = rnd({2, 4, 5, 5}, 143), gy0 = zeros({2, 0, 5, 5});
+    Tensor gx4 = full(x4.shape(), 1e30, TensorOptions(DType::f32, kGpu));
+    gpu.conv2d_backward_input(gx4, gy0.to(kGpu), w0.to(kGpu), p);
+    expect_equal(gx4.cpu(), zeros(x4.shape()), "input gradient with no output channels");
+  }
+}
+
 CUDA_TEST_CASE("cuda conv2d in bfloat16, float64 and TF32") {
   cuda::ConfigGuard guard;
   std::vector<const char*> impls = {"native"};
