@@ -129,10 +129,12 @@ class Unrolled {
   // x0: the first of nbc images at group gi's first channel; images are C*H*W apart. padded:
   // scratch for the padded copy, grown as needed and valid while this object is used.
   Unrolled(const T* x0, int64_t nbc, const Geom& g, const Conv2dParams& p, std::vector<T>& padded)
-      : g_(g), p_(p), phases_(splits_rows(g, p) ? p.stride_w : 1), Hp_(g.H + 2 * p.pad_h) {
-    const int64_t Wp = g.W + 2 * p.pad_w;
-    Wq_ = (Wp + phases_ - 1) / phases_;
-    col_step_ = p.stride_w / phases_;
+      : g_(g),
+        p_(p),
+        phases_(splits_rows(g, p) ? p.stride_w : 1),
+        Hp_(g.H + 2 * p.pad_h),
+        Wq_((g.W + 2 * p.pad_w + phases_ - 1) / phases_),
+        col_step_(p.stride_w / phases_) {
     if (p.pad_h == 0 && p.pad_w == 0 && phases_ == 1) {
       src_ = x0;
       image_stride_ = g.C * g.H * g.W;
@@ -199,11 +201,11 @@ class Unrolled {
 
   const Geom& g_;
   const Conv2dParams& p_;
-  const int64_t phases_;  // column phases of the copy: stride_w when it is split (see above), else 1
-  const int64_t Hp_;      // the padded input's height
-  int64_t Wq_;            // a phase's width: the padded width / phases, rounded up
-  int64_t col_step_;      // how far apart a run's reads are: stride_w, or 1 in a split copy
-  const T* src_;          // the padded images (or x itself when there is no padding)
+  const int64_t phases_;    // column phases of the copy: stride_w when it is split (see above), else 1
+  const int64_t Hp_;        // the padded input's height
+  const int64_t Wq_;        // a phase's width: the padded width / phases, rounded up
+  const int64_t col_step_;  // how far apart a run's reads are: stride_w, or 1 in a split copy
+  const T* src_;            // the padded (and split) images, or x itself when there is neither
   int64_t image_stride_;
 };
 
