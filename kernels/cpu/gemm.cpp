@@ -162,19 +162,20 @@ void pack_strip(int64_t n, int64_t kc, const T* P, int64_t ls, int64_t ks, T* ou
     for (int64_t k = 0; k < kc; ++k) std::memset(out + k * R + n, 0, sizeof(T) * size_t(R - n));
 }
 
-// C = alpha * acc + beta * C on the mr x nr corner of a register tile. A whole-width tile into
-// unit-stride rows with alpha 1 and beta 0 or 1 (every product of matmul and conv2d, and every K
-// block after the first) is stored a vector at a time: 1 * acc and 1 * acc + 1 * c round exactly
-// as acc and acc + c, so the result is bitwise that of the general path below. Products with a
-// small K (conv2d's input gradient, K = output channels) spend much of their time here.
-template <class T, class Cf>
-__attribute__((always_inline)) inline void store_tile(const typename Cf::V (&acc)[Cf::MR][Cf::NR / Cf::VL], T alpha,
+// C = alpha * acc + beta * C on the mr x nr corner of a ROWS x NR register tile. A whole-width
+// tile into unit-stride rows with alpha 1 and beta 0 or 1 (every product of matmul and conv2d,
+// and every K block after the first) is stored a vector at a time: 1 * acc and 1 * acc + 1 * c
+// round exactly as acc and acc + c, so the result is bitwise that of the general path below.
+// Products with a small K (conv2d's input gradient, K = output channels) spend much of their time
+// here.
+template <class T, class Cf, int ROWS>
+__attribute__((always_inline)) inline void store_tile(const typename Cf::V (&acc)[ROWS][Cf::NR / Cf::VL], T alpha,
                                                       T beta, T* C, int64_t c_rs, int64_t c_cs, int64_t mr,
                                                       int64_t nr) {
   using V = typename Cf::V;
-  constexpr int MR = Cf::MR, NR = Cf::NR, VL = Cf::VL, NV = NR / VL;
+  constexpr int NR = Cf::NR, VL = Cf::VL, NV = NR / VL;
   if (c_cs == 1 && nr == NR && alpha == T(1) && (beta == T(0) || beta == T(1))) {
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < ROWS; ++i) {
       if (i >= mr) break;
       T* c = C + i * c_rs;
       for (int v = 0; v < NV; ++v) {
@@ -189,8 +190,8 @@ __attribute__((always_inline)) inline void store_tile(const typename Cf::V (&acc
     }
     return;
   }
-  alignas(64) T tile[MR * NR];
-  for (int i = 0; i < MR; ++i)
+  alignas(64) T tile[ROWS * NR];
+  for (int i = 0; i < ROWS; ++i)
     for (int v = 0; v < NV; ++v) std::memcpy(tile + i * NR + v * VL, &acc[i][v], sizeof(V));
   for (int64_t i = 0; i < mr; ++i) {
     T* c = C + i * c_rs;
@@ -202,26 +203,36 @@ __attribute__((always_inline)) inline void store_tile(const typename Cf::V (&acc
   }
 }
 
-// acc (MR x NR) = Ap strip @ Bp strip over kc; then C = alpha*acc + beta*C on the mr x nr corner.
-// Always inlined into a wrapper compiled for the instruction set of Cf (see below).
-template <class T, class Cf>
+// acc (ROWS x NR) = the first ROWS rows of the Ap strip (MR values per k, as packed) @ Bp strip
+// over kc; then C = alpha*acc + beta*C on the mr x nr corner (mr <= ROWS). Always inlined into a
+// wrapper compiled for the instruction set of Cf (see below).
+template <class T, class Cf, int ROWS>
 __attribute__((always_inline)) inline void micro_kernel_body(int64_t kc, const T* __restrict__ Ap,
                                                              const T* __restrict__ Bp, T alpha, T beta, T* C,
                                                              int64_t c_rs, int64_t c_cs, int64_t mr, int64_t nr) {
   using V = typename Cf::V;
   constexpr int MR = Cf::MR, NR = Cf::NR, VL = Cf::VL, NV = NR / VL;
-  V acc[MR][NV];
-  for (int i = 0; i < MR; ++i)
+  V acc[ROWS][NV];
+  for (int i = 0; i < ROWS; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = V{};
   for (int64_t k = 0; k < kc; ++k) {
     V b[NV];
     for (int v = 0; v < NV; ++v) std::memcpy(&b[v], Bp + k * NR + v * VL, sizeof(V));
-    for (int i = 0; i < MR; ++i) {
+    for (int i = 0; i < ROWS; ++i) {
       T a = Ap[k * MR + i];
       for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
     }
   }
-  store_tile<T, Cf>(acc, alpha, beta, C, c_rs, c_cs, mr, nr);
+  store_tile<T, Cf, ROWS>(acc, alpha, beta, C, c_rs, c_cs, mr, nr);
+}
+
+// A strip's last rows are often padding: 64 rows are five strips of 12 and one of 4. The
+// micro-kernels therefore run the fewest of MR/3, 2*MR/3 or MR rows that hold the strip's mr
+// (4, 8 or 12 with AVX-512; 2, 4 or 6 with AVX2), so a 4-row strip costs a third of a whole
+// one. Each row's sum is the same sequence of multiply-adds whichever runs: bitwise the same.
+template <class Cf>
+constexpr int tile_rows(int64_t mr) {
+  return mr <= Cf::MR / 3 ? Cf::MR / 3 : mr <= 2 * Cf::MR / 3 ? 2 * Cf::MR / 3 : Cf::MR;
 }
 
 // One micro-kernel per instruction set. The AVX-512 one is compiled for AVX-512 whatever -march
@@ -229,14 +240,26 @@ __attribute__((always_inline)) inline void micro_kernel_body(int64_t kc, const T
 template <class T>
 void micro_kernel_avx2(int64_t kc, const T* Ap, const T* Bp, T alpha, T beta, T* C, int64_t c_rs, int64_t c_cs,
                        int64_t mr, int64_t nr) {
-  micro_kernel_body<T, Avx2<T>>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+  using Cf = Avx2<T>;
+  switch (tile_rows<Cf>(mr)) {
+    case Cf::MR / 3: return micro_kernel_body<T, Cf, Cf::MR / 3>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+    case 2 * Cf::MR / 3:
+      return micro_kernel_body<T, Cf, 2 * Cf::MR / 3>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+    default: return micro_kernel_body<T, Cf, Cf::MR>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+  }
 }
 #if MINIMA_GEMM_AVX512
 template <class T>
 __attribute__((target("avx512f,avx512vl,fma,avx2"))) void micro_kernel_avx512(int64_t kc, const T* Ap, const T* Bp,
                                                                               T alpha, T beta, T* C, int64_t c_rs,
                                                                               int64_t c_cs, int64_t mr, int64_t nr) {
-  micro_kernel_body<T, Avx512<T>>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+  using Cf = Avx512<T>;
+  switch (tile_rows<Cf>(mr)) {
+    case Cf::MR / 3: return micro_kernel_body<T, Cf, Cf::MR / 3>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+    case 2 * Cf::MR / 3:
+      return micro_kernel_body<T, Cf, 2 * Cf::MR / 3>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+    default: return micro_kernel_body<T, Cf, Cf::MR>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+  }
 }
 #endif
 
@@ -244,14 +267,14 @@ __attribute__((target("avx512f,avx512vl,fma,avx2"))) void micro_kernel_avx512(in
 // (k-major, as packed) times, for each run in turn, its len rows of the B strip, `step` rows
 // apart from row `row`; then C += acc on the mr x nr corner (columns adjacent). The sums are
 // micro_kernel_body's, and so is the epilogue (store_tile with alpha 1 and beta 1).
-template <class T, class Cf>
+template <class T, class Cf, int ROWS>
 __attribute__((always_inline)) inline void runs_kernel_body(const RowRun* runs, int64_t n_runs, int64_t step,
                                                             const T* __restrict__ Ap, const T* __restrict__ Bp, T* C,
                                                             int64_t c_rs, int64_t mr, int64_t nr) {
   using V = typename Cf::V;
   constexpr int MR = Cf::MR, NR = Cf::NR, VL = Cf::VL, NV = NR / VL;
-  V acc[MR][NV];
-  for (int i = 0; i < MR; ++i)
+  V acc[ROWS][NV];
+  for (int i = 0; i < ROWS; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = V{};
   const T* a = Ap;
   const int64_t b_step = step * NR;
@@ -260,19 +283,24 @@ __attribute__((always_inline)) inline void runs_kernel_body(const RowRun* runs, 
     for (int64_t k = 0; k < runs[r].len; ++k, a += MR, b += b_step) {
       V bv[NV];
       for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], b + v * VL, sizeof(V));
-      for (int i = 0; i < MR; ++i) {
+      for (int i = 0; i < ROWS; ++i) {
         const T x = a[i];
         for (int v = 0; v < NV; ++v) acc[i][v] += x * bv[v];
       }
     }
   }
-  store_tile<T, Cf>(acc, T(1), T(1), C, c_rs, 1, mr, nr);
+  store_tile<T, Cf, ROWS>(acc, T(1), T(1), C, c_rs, 1, mr, nr);
 }
 
 template <class T>
 void runs_kernel_avx2(const RowRun* runs, int64_t n_runs, int64_t step, const T* Ap, const T* Bp, T* C, int64_t c_rs,
                       int64_t mr, int64_t nr) {
-  runs_kernel_body<T, Avx2<T>>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+  using Cf = Avx2<T>;
+  switch (tile_rows<Cf>(mr)) {
+    case Cf::MR / 3: return runs_kernel_body<T, Cf, Cf::MR / 3>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+    case 2 * Cf::MR / 3: return runs_kernel_body<T, Cf, 2 * Cf::MR / 3>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+    default: return runs_kernel_body<T, Cf, Cf::MR>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+  }
 }
 #if MINIMA_GEMM_AVX512
 template <class T>
@@ -280,7 +308,12 @@ __attribute__((target("avx512f,avx512vl,fma,avx2"))) void runs_kernel_avx512(con
                                                                              int64_t step, const T* Ap, const T* Bp,
                                                                              T* C, int64_t c_rs, int64_t mr,
                                                                              int64_t nr) {
-  runs_kernel_body<T, Avx512<T>>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+  using Cf = Avx512<T>;
+  switch (tile_rows<Cf>(mr)) {
+    case Cf::MR / 3: return runs_kernel_body<T, Cf, Cf::MR / 3>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+    case 2 * Cf::MR / 3: return runs_kernel_body<T, Cf, 2 * Cf::MR / 3>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+    default: return runs_kernel_body<T, Cf, Cf::MR>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+  }
 }
 #endif
 
