@@ -232,7 +232,20 @@ __attribute__((always_inline)) inline void micro_kernel_body(int64_t kc, const T
 // one. Each row's sum is the same sequence of multiply-adds whichever runs: bitwise the same.
 template <class Cf>
 constexpr int tile_rows(int64_t mr) {
+  static_assert(Cf::MR % 3 == 0, "tiles of a third, two thirds and all of MR rows");
   return mr <= Cf::MR / 3 ? Cf::MR / 3 : mr <= 2 * Cf::MR / 3 ? 2 * Cf::MR / 3 : Cf::MR;
+}
+
+// The micro-kernel on the smallest tile that holds a strip of mr rows (tile_rows).
+template <class T, class Cf>
+__attribute__((always_inline)) inline void micro_kernel_rows(int64_t kc, const T* Ap, const T* Bp, T alpha, T beta,
+                                                             T* C, int64_t c_rs, int64_t c_cs, int64_t mr, int64_t nr) {
+  constexpr int R = Cf::MR / 3;
+  switch (tile_rows<Cf>(mr)) {
+    case R: return micro_kernel_body<T, Cf, R>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+    case 2 * R: return micro_kernel_body<T, Cf, 2 * R>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+    default: return micro_kernel_body<T, Cf, 3 * R>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+  }
 }
 
 // One micro-kernel per instruction set. The AVX-512 one is compiled for AVX-512 whatever -march
@@ -240,26 +253,14 @@ constexpr int tile_rows(int64_t mr) {
 template <class T>
 void micro_kernel_avx2(int64_t kc, const T* Ap, const T* Bp, T alpha, T beta, T* C, int64_t c_rs, int64_t c_cs,
                        int64_t mr, int64_t nr) {
-  using Cf = Avx2<T>;
-  switch (tile_rows<Cf>(mr)) {
-    case Cf::MR / 3: return micro_kernel_body<T, Cf, Cf::MR / 3>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
-    case 2 * Cf::MR / 3:
-      return micro_kernel_body<T, Cf, 2 * Cf::MR / 3>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
-    default: return micro_kernel_body<T, Cf, Cf::MR>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
-  }
+  micro_kernel_rows<T, Avx2<T>>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
 }
 #if MINIMA_GEMM_AVX512
 template <class T>
 __attribute__((target("avx512f,avx512vl,fma,avx2"))) void micro_kernel_avx512(int64_t kc, const T* Ap, const T* Bp,
                                                                               T alpha, T beta, T* C, int64_t c_rs,
                                                                               int64_t c_cs, int64_t mr, int64_t nr) {
-  using Cf = Avx512<T>;
-  switch (tile_rows<Cf>(mr)) {
-    case Cf::MR / 3: return micro_kernel_body<T, Cf, Cf::MR / 3>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
-    case 2 * Cf::MR / 3:
-      return micro_kernel_body<T, Cf, 2 * Cf::MR / 3>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
-    default: return micro_kernel_body<T, Cf, Cf::MR>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
-  }
+  micro_kernel_rows<T, Avx512<T>>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
 }
 #endif
 
@@ -292,15 +293,23 @@ __attribute__((always_inline)) inline void runs_kernel_body(const RowRun* runs, 
   store_tile<T, Cf, ROWS>(acc, T(1), T(1), C, c_rs, 1, mr, nr);
 }
 
+// The runs kernel on the smallest tile that holds a strip of mr rows (tile_rows).
+template <class T, class Cf>
+__attribute__((always_inline)) inline void runs_kernel_rows(const RowRun* runs, int64_t n_runs, int64_t step,
+                                                            const T* Ap, const T* Bp, T* C, int64_t c_rs, int64_t mr,
+                                                            int64_t nr) {
+  constexpr int R = Cf::MR / 3;
+  switch (tile_rows<Cf>(mr)) {
+    case R: return runs_kernel_body<T, Cf, R>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+    case 2 * R: return runs_kernel_body<T, Cf, 2 * R>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+    default: return runs_kernel_body<T, Cf, 3 * R>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+  }
+}
+
 template <class T>
 void runs_kernel_avx2(const RowRun* runs, int64_t n_runs, int64_t step, const T* Ap, const T* Bp, T* C, int64_t c_rs,
                       int64_t mr, int64_t nr) {
-  using Cf = Avx2<T>;
-  switch (tile_rows<Cf>(mr)) {
-    case Cf::MR / 3: return runs_kernel_body<T, Cf, Cf::MR / 3>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
-    case 2 * Cf::MR / 3: return runs_kernel_body<T, Cf, 2 * Cf::MR / 3>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
-    default: return runs_kernel_body<T, Cf, Cf::MR>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
-  }
+  runs_kernel_rows<T, Avx2<T>>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
 }
 #if MINIMA_GEMM_AVX512
 template <class T>
@@ -308,12 +317,7 @@ __attribute__((target("avx512f,avx512vl,fma,avx2"))) void runs_kernel_avx512(con
                                                                              int64_t step, const T* Ap, const T* Bp,
                                                                              T* C, int64_t c_rs, int64_t mr,
                                                                              int64_t nr) {
-  using Cf = Avx512<T>;
-  switch (tile_rows<Cf>(mr)) {
-    case Cf::MR / 3: return runs_kernel_body<T, Cf, Cf::MR / 3>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
-    case 2 * Cf::MR / 3: return runs_kernel_body<T, Cf, 2 * Cf::MR / 3>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
-    default: return runs_kernel_body<T, Cf, Cf::MR>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
-  }
+  runs_kernel_rows<T, Avx512<T>>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
 }
 #endif
 
