@@ -308,6 +308,28 @@ int64_t images_per_chunk(const Geom& g, int threads) {
   return std::min(nb, per_thread);
 }
 
+// Images per GEMM for the products with a column per output pixel: the forward and the input
+// gradient. Their columns run in strips of 32 (or 16, or 8), and a chunk whose column count is
+// not a multiple of the strip pays for the rest of its last strip: one 14x14 image is 196
+// columns in seven strips, 12.5 % of them padding. So from images_per_chunk's count up to four
+// times it (still a chunk per thread), take the count that leaves each thread the fewest strips
+// to run: four 14x14 images are 784 columns in 25 strips. The columns of a product are
+// independent of each other, so the results do not depend on the count. (The weight gradient
+// keeps images_per_chunk's: its chunks are its K blocks, which set the order of its sums.)
+int64_t images_per_product(const Geom& g, int threads) {
+  constexpr int64_t kStrip = 32;
+  const int64_t nb0 = images_per_chunk(g, threads);
+  const int64_t most = std::min(4 * nb0, std::max<int64_t>(1, g.N / threads));
+  auto strips_per_thread = [&](int64_t nb) {
+    const int64_t chunks = (g.N + nb - 1) / nb;
+    return (chunks + threads - 1) / threads * ((nb * g.ohw + kStrip - 1) / kStrip);
+  };
+  int64_t best = nb0;
+  for (int64_t nb = nb0 + 1; nb <= most; ++nb)
+    if (strips_per_thread(nb) < strips_per_thread(best)) best = nb;
+  return best;
+}
+
 // Per-thread scratch: col [ck, nb*ohw] for the input gradient's receptive fields, mat [Og, nb*ohw]
 // for a chunk's outputs or output gradients, padded for a chunk's padded images (Unrolled). Kept per thread and only
 // ever grown: buffers of megabytes freed after every call would come back from the OS as fresh pages, a page fault per
@@ -385,7 +407,7 @@ template <class T>
 void conv_forward(const Geom& g, const Conv2dParams& p, const T* xp, const T* wp, const PackedA<T>* wpk, const T* bp,
                   T* yp) {
   bool pw = is_pointwise(g, p);
-  int64_t nb = images_per_chunk(g, omp_get_max_threads());
+  int64_t nb = images_per_product(g, omp_get_max_threads());
   for_each_chunk<T>(g, nb, false, nb > 1, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
     int64_t ld = nbc * g.ohw;  // columns of this chunk's GEMM
     for (int64_t gi = 0; gi < g.G; ++gi) {
@@ -477,7 +499,7 @@ void conv_backward_input(const Tensor& gx, const Tensor& gy, const Tensor& w, co
     return;
   }
   bool pw = is_pointwise(g, p);
-  int64_t nb = images_per_chunk(g, omp_get_max_threads());
+  int64_t nb = images_per_product(g, omp_get_max_threads());
   for_each_chunk<T>(g, nb, !pw || nb > 1, nb > 1, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
     int64_t ld = nbc * g.ohw;
     for (int64_t gi = 0; gi < g.G; ++gi) {

@@ -647,6 +647,16 @@ TEST_CASE("kernels: conv2d forward and weight gradient are bitwise GEMMs over a 
        {4, 5, 3, 3},
        Conv2dParams::of(1, 2, 2, 2, 1, 1, 1)},
       {"1x1, 4x4 map, batched images", {12, 33, 4, 4}, {9, 33, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
+      // Maps whose pixels do not fill whole strips: more images per product than
+      // images_per_chunk gives (14x14: one image is 196 columns, four are 784 = 24.5 strips).
+      {"14x14 map, images batched to fuller strips",
+       {8, 6, 14, 14},
+       {10, 6, 3, 3},
+       Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"1x1, 7x7 map, images batched to fuller strips",
+       {12, 20, 7, 7},
+       {12, 20, 1, 1},
+       Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
       // Thin pointwise products (one image per chunk, under 32 pixels): weights as stored.
       {"1x1, 3x3 map, two images", {2, 40, 3, 3}, {150, 40, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
       {"1x1, 1x1 map, one image", {1, 300, 1, 1}, {20, 300, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
