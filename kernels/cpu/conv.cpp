@@ -10,8 +10,9 @@
 // weights (flipped, for that input gradient) are packed for the GEMM once per call and shared by
 // every chunk of images, unless its products are too thin for it (see thin_pointwise).
 // 1x1/stride-1/unpadded convs of one image read x as col. Small feature maps batch several images
-// into one GEMM (see images_per_chunk). Chunks of images are spread over threads (each with its
-// own buffers); with fewer chunks than threads the GEMM itself runs in parallel instead.
+// into one GEMM (see images_per_chunk, and images_per_product for maps that would leave a
+// strip of columns mostly padding). Chunks of images are spread over threads (each with its own
+// buffers); with fewer chunks than threads the GEMM itself runs in parallel instead.
 #include <omp.h>
 
 #include <algorithm>
