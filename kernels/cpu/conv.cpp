@@ -135,7 +135,14 @@ class Unrolled {
         phases_(splits_rows(g, p) ? p.stride_w : 1),
         Hp_(g.H + 2 * p.pad_h),
         Wq_((g.W + 2 * p.pad_w + phases_ - 1) / phases_),
-        col_step_(p.stride_w / phases_) {
+        col_step_(p.stride_w / phases_),
+        kw_off_(size_t(g.KW)) {
+    // Tap column kw reads padded column ow * stride_w + d, d = kw * dil_w: column ow + d / phases
+    // of phase d % phases (with one phase, column ow * stride_w + d of the row).
+    for (int64_t kw = 0; kw < g.KW; ++kw) {
+      const int64_t d = kw * p.dil_w;
+      kw_off_[size_t(kw)] = d % phases_ * Hp_ * Wq_ + d / phases_;
+    }
     if (p.pad_h == 0 && p.pad_w == 0 && phases_ == 1) {
       src_ = x0;
       image_stride_ = g.C * g.H * g.W;
@@ -155,8 +162,7 @@ class Unrolled {
     const int64_t taps = g_.KH * g_.KW;
     int64_t c = pc / taps, kh = pc % taps / g_.KW, kw = pc % g_.KW;  // row pc + k of col
     for (int64_t k = 0; k < kc; ++k) {
-      const int64_t d = kw * p_.dil_w;  // the tap's column offset in the padded row
-      const T* xk = src_ + ((c * phases_ + d % phases_) * Hp_ + kh * p_.dil_h) * Wq_ + d / phases_;
+      const T* xk = src_ + (c * phases_ * Hp_ + kh * p_.dil_h) * Wq_ + kw_off_[size_t(kw)];
       T* o = out + k * R;
       for (int r = 0; r < n_runs; ++r) copy_run(xk + runs[r].off, col_step_, o + runs[r].at, runs[r].len);
       std::fill(o + n, o + R, T(0));
@@ -202,11 +208,12 @@ class Unrolled {
 
   const Geom& g_;
   const Conv2dParams& p_;
-  const int64_t phases_;    // column phases of the copy: stride_w when it is split (see above), else 1
-  const int64_t Hp_;        // the padded input's height
-  const int64_t Wq_;        // a phase's width: the padded width / phases, rounded up
-  const int64_t col_step_;  // how far apart a run's reads are: stride_w, or 1 in a split copy
-  const T* src_;            // the padded (and split) images, or x itself when there is neither
+  const int64_t phases_;         // column phases of the copy: stride_w when it is split (see above), else 1
+  const int64_t Hp_;             // the padded input's height
+  const int64_t Wq_;             // a phase's width: the padded width / phases, rounded up
+  const int64_t col_step_;       // how far apart a run's reads are: stride_w, or 1 in a split copy
+  std::vector<int64_t> kw_off_;  // per tap column kw: its offset from its channel's first row
+  const T* src_;                 // the padded (and split) images, or x itself when there is neither
   int64_t image_stride_;
 };
 

@@ -264,7 +264,7 @@ __attribute__((target("avx512f,avx512vl,fma,avx2"))) void micro_kernel_avx512(in
 }
 #endif
 
-// The micro-kernel over runs of B rows (gemm_row_runs): acc (MR x NR) = the A strip's kc columns
+// The micro-kernel over runs of B rows (gemm_row_runs): acc (ROWS x NR) = the A strip's columns
 // (k-major, as packed) times, for each run in turn, its len rows of the B strip, `step` rows
 // apart from row `row`; then C += acc on the mr x nr corner (columns adjacent). The sums are
 // micro_kernel_body's, and so is the epilogue (store_tile with alpha 1 and beta 1).
