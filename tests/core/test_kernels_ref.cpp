@@ -156,9 +156,11 @@ TEST_CASE("kernels: the AVX2 and AVX-512 GEMM micro-kernels agree bitwise") {
 
 TEST_CASE("kernels: gemm_row_runs is bitwise gemm_strided over the rows its runs pick") {
   // For each shift s, C[:, s * c_shift + j] += sum over runs of A[:, k + t] * B[row + t * step +
-  // shift, j]: A and B packed once. The reference stores the picked rows and multiplies them with
-  // beta 1. Runs of random lengths (crossing the 256-column K blocks), rows apart by 1 or 2, tails of
-  // both register tiles, A taller than one M block (144), each dtype and instruction set.
+  // shift, j]: A and B packed once. The reference stores the picked rows, padded with columns up to
+  // a multiple of 32 so that it runs on whole-width tiles only, and multiplies them with beta 1.
+  // Runs of random lengths (crossing the 256-column K blocks), rows apart by 1 or 2, row and column
+  // tails of both register tiles (the runs kernel's one-vector tile included), A taller than one M
+  // block (144), each dtype and instruction set.
   const RestoreGemmIsa restore;
   Generator g(411);
   std::mt19937 rng(4111);
@@ -170,7 +172,10 @@ TEST_CASE("kernels: gemm_row_runs is bitwise gemm_strided over the rows its runs
     if (!cpu::gemm_isa_supported(isa)) continue;
     cpu::set_gemm_isa(isa);
     for (DType t : {DType::f32, DType::f64})
-      for (const S& s : std::vector<S>{{13, 600, 40, 1, {0, 7, 19, 20}}, {150, 90, 5, 2, {3, 10}}, {1, 1, 1, 1, {0}}}) {
+      for (const S& s : std::vector<S>{{13, 600, 40, 1, {0, 7, 19, 20}},
+                                       {150, 90, 5, 2, {3, 10}},
+                                       {20, 300, 57, 1, {0, 5}},
+                                       {1, 1, 1, 1, {0}}}) {
         INFO(cpu::gemm_isa_name(isa) << " " << dtype_name(t) << " M=" << s.M << " K=" << s.K << " N=" << s.N);
         // Runs of 1 to 40 columns, each starting at a random row; B is tall enough for all of them.
         std::vector<cpu::RowRun> runs;
@@ -198,19 +203,24 @@ TEST_CASE("kernels: gemm_row_runs is bitwise gemm_strided over the rows its runs
               for (int j = 0; j < R; ++j) out[k * R + j] = j < n ? bp[(pc + k) * s.N + j0 + j] : T(0);
           };
           cpu::pack_b<T>(pb, rows, s.N, cpu::StripPacker<T>(strips));
-          Tensor got = c0.clone(), want = c0.clone();
+          Tensor got = c0.clone();
           cpu::gemm_row_runs<T>(pa, pb, runs.data(), int64_t(runs.size()), s.step, s.shifts.data(), ns, got.data<T>(),
                                 ns * c_shift, c_shift);
-          std::vector<T> picked(size_t(s.K * s.N));
+          const int64_t nw = (s.N + 31) / 32 * 32;  // the reference's width: whole tiles
+          std::vector<T> picked(size_t(s.K * nw), T(0));
           for (int64_t w = 0; w < ns; ++w) {
             for (const cpu::RowRun& r : runs)
               for (int64_t i = 0; i < r.len; ++i)
-                std::copy_n(bp + (r.row + i * s.step + s.shifts[size_t(w)]) * s.N, s.N,
-                            picked.data() + (r.k + i) * s.N);
-            cpu::gemm_strided<T>(s.M, s.N, s.K, T(1), ap, s.K, 1, picked.data(), s.N, 1, T(1),
-                                 want.data<T>() + w * c_shift, ns * c_shift, 1);
+                std::copy_n(bp + (r.row + i * s.step + s.shifts[size_t(w)]) * s.N, s.N, picked.data() + (r.k + i) * nw);
+            Tensor want = full({s.M, nw}, 0.0, TensorOptions(t));
+            want.slice(1, 0, s.N, 1).copy_(c0.slice(1, w * c_shift, w * c_shift + s.N, 1));
+            cpu::gemm_strided<T>(s.M, nw, s.K, T(1), ap, s.K, 1, picked.data(), nw, 1, T(1), want.data<T>(), nw, 1);
+            CHECK(values(got.slice(1, w * c_shift, w * c_shift + s.N, 1)) == values(want.slice(1, 0, s.N, 1)));
+            // The columns between shifts are not C's: left as they were.
+            const int64_t gap_end = std::min<int64_t>((w + 1) * c_shift, ns * c_shift);
+            CHECK(values(got.slice(1, w * c_shift + s.N, gap_end, 1)) ==
+                  values(c0.slice(1, w * c_shift + s.N, gap_end, 1)));
           }
-          CHECK(values(got) == values(want));
           // Rows past B, runs that do not cover A's columns in order, and shifts sharing columns: refused.
           const int64_t past = rows;
           CHECK_THROWS_WITH(cpu::gemm_row_runs<T>(pa, pb, runs.data(), int64_t(runs.size()), s.step, &past, 1,
@@ -334,6 +344,44 @@ TEST_CASE("kernels: a product with few rows is bitwise those rows of a taller on
             std::vector<double> want, bound;
             naive_matmul(a.slice(0, 0, M, 1), b, want, bound, unit_roundoff(t));
             check_within(values(matmul(a.slice(0, 0, M, 1), b)), want, bound);
+          }
+  }
+}
+
+TEST_CASE("kernels: a product's last columns on the one-vector tile are bitwise those of a wider one") {
+  // A strip with at most one vector of columns left (16 floats with AVX-512, 8 with AVX2) runs a
+  // tile of one vector instead of two. Its columns must agree bitwise with the same columns of a
+  // product whose strips are all whole. Tails of one vector and of more, K tails and blocks,
+  // row-major and transposed operands, alpha and beta into an output that already holds values,
+  // each instruction set.
+  using cpu::GemmIsa;
+  const RestoreGemmIsa restore;
+  Generator g(406);
+  for (GemmIsa isa : {GemmIsa::avx2, GemmIsa::avx512}) {
+    if (!cpu::gemm_isa_supported(isa)) continue;
+    cpu::set_gemm_isa(isa);
+    for (DType t : {DType::f32, DType::f64})
+      for (int64_t M : {37, 150})
+        for (int64_t K : {255, 513})
+          for (int64_t N : {20, 40, 47, 56, 70}) {
+            INFO(cpu::gemm_isa_name(isa) << " " << dtype_name(t) << " M=" << M << " N=" << N << " K=" << K);
+            Tensor a = urand({M, K}, g, -1, 1, t), b = urand({K, 96}, g, -1, 1, t), c0 = urand({M, 96}, g, -1, 1, t);
+            for (bool transposed_views : {false, true}) {
+              Tensor aa = transposed_views ? a.t().contiguous().t() : a;
+              Tensor bb = transposed_views ? b.t().contiguous().t() : b;
+              Tensor wide = c0.clone(), narrow = c0.slice(1, 0, N, 1).clone();
+              cpu_backend().gemm(wide.unsqueeze(0), aa.unsqueeze(0), bb.unsqueeze(0), 0.5, -2.0);
+              cpu_backend().gemm(narrow.unsqueeze(0), aa.unsqueeze(0), bb.slice(1, 0, N, 1).unsqueeze(0), 0.5, -2.0);
+              CHECK(values(narrow) == values(wide.slice(1, 0, N, 1)));
+              // alpha 1 and beta 0: the vector stores of a whole one-vector tile.
+              Tensor wide1 = c0.clone(), narrow1 = c0.slice(1, 0, N, 1).clone();
+              cpu_backend().gemm(wide1.unsqueeze(0), aa.unsqueeze(0), bb.unsqueeze(0), 1.0, 0.0);
+              cpu_backend().gemm(narrow1.unsqueeze(0), aa.unsqueeze(0), bb.slice(1, 0, N, 1).unsqueeze(0), 1.0, 0.0);
+              CHECK(values(narrow1) == values(wide1.slice(1, 0, N, 1)));
+            }
+            std::vector<double> want, bound;
+            naive_matmul(a, b.slice(1, 0, N, 1), want, bound, unit_roundoff(t));
+            check_within(values(matmul(a, b.slice(1, 0, N, 1))), want, bound);
           }
   }
 }
