@@ -95,18 +95,24 @@ bool Args::get_flag(const std::string& name, const std::string& help) {
   return r;
 }
 
-static std::vector<std::string> split_commas(const std::string& s) {
+// The items of a list flag's value, blanks removed. An empty value is an empty list, which the
+// command may accept or refuse; an empty item ("0,,1", "1,") is a typo, and dropping it would
+// quietly run something else than what was written, so it is refused.
+static std::vector<std::string> split_commas(const std::string& name, const std::string& s) {
   std::vector<std::string> out;
+  if (s.find_first_not_of(' ') == std::string::npos) return out;
   std::string cur;
   for (char c : s) {
     if (c == ',') {
-      if (!cur.empty()) out.push_back(cur);
+      MINIMA_CHECK(!cur.empty(), "--", name, " has an empty item in '", s, "'");
+      out.push_back(cur);
       cur.clear();
     } else if (c != ' ') {
       cur += c;
     }
   }
-  if (!cur.empty()) out.push_back(cur);
+  MINIMA_CHECK(!cur.empty(), "--", name, " has an empty item in '", s, "'");
+  out.push_back(cur);
   return out;
 }
 
@@ -120,7 +126,7 @@ void no_repeats(const std::string& name, const std::vector<T>& v) {
 
 std::vector<std::string> Args::get_string_list(const std::string& name, const std::string& dflt,
                                                const std::string& help) {
-  auto v = split_commas(raw(name, dflt, help, "A,B,.."));
+  auto v = split_commas(name, raw(name, dflt, help, "A,B,.."));
   no_repeats(name, v);
   config_[name] = Json(v);
   return v;
@@ -128,7 +134,7 @@ std::vector<std::string> Args::get_string_list(const std::string& name, const st
 
 std::vector<int64_t> Args::get_int_list(const std::string& name, const std::string& dflt, const std::string& help) {
   std::vector<int64_t> out;
-  for (const auto& s : split_commas(raw(name, dflt, help, "N,N,.."))) {
+  for (const auto& s : split_commas(name, raw(name, dflt, help, "N,N,.."))) {
     std::optional<int64_t> r = parse_int64(s);
     MINIMA_CHECK(r.has_value(), "--", name, " expects comma-separated integers, got '", s, "'");
     out.push_back(*r);
@@ -140,7 +146,7 @@ std::vector<int64_t> Args::get_int_list(const std::string& name, const std::stri
 
 std::vector<double> Args::get_double_list(const std::string& name, const std::string& dflt, const std::string& help) {
   std::vector<double> out;
-  for (const auto& s : split_commas(raw(name, dflt, help, "X,X,.."))) {
+  for (const auto& s : split_commas(name, raw(name, dflt, help, "X,X,.."))) {
     std::optional<double> r = parse_double(s);
     MINIMA_CHECK(r.has_value(), "--", name, " expects comma-separated finite numbers, got '", s, "'");
     out.push_back(*r);

@@ -30,7 +30,7 @@ class Args {
   int64_t get_int(const std::string& name, int64_t dflt, const std::string& help);
   double get_double(const std::string& name, double dflt, const std::string& help);
   bool get_flag(const std::string& name, const std::string& help);  // present = true
-  // Comma-separated lists: --seeds 0,1,2
+  // Comma-separated lists: --seeds 0,1,2 (an empty value is an empty list; an empty item is refused)
   std::vector<int64_t> get_int_list(const std::string& name, const std::string& dflt, const std::string& help);
   std::vector<double> get_double_list(const std::string& name, const std::string& dflt, const std::string& help);
   std::vector<std::string> get_string_list(const std::string& name, const std::string& dflt, const std::string& help);

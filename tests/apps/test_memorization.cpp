@@ -95,7 +95,8 @@ TEST_CASE("memorize rejects bad flags") {
   apptest::check_rejects("memorize --widths 2,4,2", "--widths: 2 is listed twice");
   apptest::check_rejects("memorize --n 0", "--n must be positive");
   // An empty list used to train nothing and draw an empty figure.
-  apptest::check_rejects("memorize --widths ,", "--widths needs at least one width");
+  apptest::check_rejects("memorize --widths ''", "--widths needs at least one width");
+  apptest::check_rejects("memorize --widths ,", "--widths has an empty item in ','");
   // A width whose weight matrix has more than 2^64 elements used to wrap around and crash.
   if (!testutil::fashion_mnist_or_skip("huge width not checked")) return;
   apptest::TempDir tmp("memorize_huge");
