@@ -2,7 +2,6 @@
 #include "core/parse.h"
 
 #include <cctype>
-#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -32,9 +31,11 @@ std::optional<double> parse_double(const std::string& s) {
       return std::nullopt;
   if (s.empty()) return std::nullopt;
   char* end = nullptr;
-  errno = 0;
   const double v = std::strtod(s.c_str(), &end);
-  if (end != s.c_str() + s.size() || errno == ERANGE || !std::isfinite(v)) return std::nullopt;
+  // strtod reports ERANGE both for an exponent too large (the result is +-inf) and for a number
+  // below the normal range ("1e-310"), which it rounds to the nearest subnormal or to 0: only the
+  // first is refused.
+  if (end != s.c_str() + s.size() || !std::isfinite(v)) return std::nullopt;
   return v;
 }
 

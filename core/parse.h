@@ -13,8 +13,9 @@ namespace minima {
 // out of range.
 std::optional<int64_t> parse_int64(const std::string& s);
 std::optional<uint64_t> parse_uint64(const std::string& s);
-// A finite decimal number ("1", "-2.5", "1e-3"; not "inf", "nan", hex floats or an out-of-range
-// exponent).
+// A finite decimal number ("1", "-2.5", "1e-3"; not "inf", "nan", hex floats or an exponent too
+// large for a double). A number too small for the normal range ("1e-310") reads as the nearest
+// double, a subnormal or 0, as JSON readers and strtod do.
 std::optional<double> parse_double(const std::string& s);
 
 }  // namespace minima

@@ -20,3 +20,15 @@ TEST_CASE("list flags refuse an empty item instead of dropping it") {
   // An empty value is an empty list, which each command accepts or refuses by itself.
   apptest::check_rejects("memorize --widths ''", "--widths needs at least one width");
 }
+
+TEST_CASE("a number below the normal range of a double is read; one beyond its range is refused") {
+  apptest::TempDir tmp("cli_subnormal");
+  // strtod flags 1e-310 as out of range (it is subnormal), and it used to be refused as "not a
+  // finite number".
+  auto r = apptest::run_minima("max-margin --iters 10 --lr 1e-310 --no-plot --out " + tmp.path() + "/run");
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  CHECK(Json::parse(read_file(tmp.path() + "/run/config.json")).at("flags").at("lr").as_double() == 1e-310);
+  apptest::check_rejects("max-margin --lr 1e309", "--lr expects a finite number, got '1e309'");
+  apptest::check_rejects("max-margin --lr inf", "--lr expects a finite number, got 'inf'");
+}

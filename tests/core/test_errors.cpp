@@ -249,6 +249,11 @@ TEST_CASE("errors: numbers are parsed from the whole string or not at all") {
   CHECK(parse_double("0.1") == 0.1);
   CHECK(parse_double("-2.5e-3") == -2.5e-3);
   CHECK(parse_double("7") == 7.0);
+  // Below the normal range strtod sets ERANGE too, but the number is finite: it used to be refused
+  // as if it were not ("--lr expects a finite number, got '1e-310'").
+  CHECK(parse_double("1e-310") == 1e-310);
+  CHECK(parse_double("-4.9e-324") == -4.9e-324);
+  CHECK(parse_double("1e-400") == 0.0);
   for (const char* bad : {"", "1x", " 1", "1,5", "inf", "nan", "-inf", "0x1p3", "1e999", "e5", ".", "--1"}) {
     INFO(bad);
     CHECK_FALSE(parse_double(bad).has_value());
