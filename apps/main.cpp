@@ -1,7 +1,10 @@
 // apps/main.cpp: the `minima` command line. Each experiment registers itself (apps/*.cpp with a
 // static cli::Register); main finds the command, runs it, and turns any minima::Error (or other
-// exception) into "error: ..." on stderr with exit status 1.
+// exception) into "error: ..." on stderr with exit status 1. Output that could not be written to
+// stdout (a full disk) fails the command as well.
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 
@@ -69,7 +72,19 @@ static int run_bench(int argc, char** argv) {
   return 2;
 }
 
-int main(int argc, char** argv) {
+// Some commands' results are all on stdout (eval's JSON, models, data): when stdout could not take
+// them (a full disk, a file system error), the command failed, whatever it returned.
+static int check_output(int rc) {
+  errno = 0;
+  std::cout.flush();
+  const bool flushed = std::fflush(stdout) == 0;
+  const int err = errno;
+  if (flushed && std::cout.good() && !std::ferror(stdout)) return rc;
+  std::cerr << "\nerror: could not write the output (" << (err != 0 ? std::strerror(err) : "stdout failed") << ")\n";
+  return rc != 0 ? rc : 1;
+}
+
+static int dispatch(int argc, char** argv) {
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     usage();
     if (argc >= 2) return 0;
@@ -93,3 +108,5 @@ int main(int argc, char** argv) {
   std::cerr << "error: unknown command '" << name << "' (run minima --help for the list)\n";
   return 2;
 }
+
+int main(int argc, char** argv) { return check_output(dispatch(argc, argv)); }

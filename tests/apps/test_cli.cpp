@@ -1,6 +1,10 @@
 // tests/apps/test_cli.cpp: what every `minima` command shares (apps/cli.h, apps/main.cpp): how
 // flag values are read, and how the command line reports its own failures.
 #include "app_test_util.h"
+#include "core/random.h"
+#include "fashion_mnist.h"
+#include "nn/checkpoint.h"
+#include "nn/models.h"
 
 using namespace minima;
 
@@ -31,4 +35,26 @@ TEST_CASE("a number below the normal range of a double is read; one beyond its r
   CHECK(Json::parse(read_file(tmp.path() + "/run/config.json")).at("flags").at("lr").as_double() == 1e-310);
   apptest::check_rejects("max-margin --lr 1e309", "--lr expects a finite number, got '1e309'");
   apptest::check_rejects("max-margin --lr inf", "--lr expects a finite number, got 'inf'");
+}
+
+TEST_CASE("a command whose output cannot be written to stdout fails, saying so") {
+  // /dev/full refuses every write (ENOSPC). For these commands stdout is the result, and they used
+  // to exit 0 having lost it.
+  auto to_full = [](const std::string& args) {
+    apptest::Run r = apptest::run_command("(" + std::string(MINIMA_BINARY) + " " + args + " >/dev/full)");
+    INFO("minima ", args, " >/dev/full\n", r.output);
+    CHECK(r.rc != 0);
+    CHECK(r.output.find("error: could not write the output (No space left on device)") != std::string::npos);
+  };
+  to_full("models --in 1x28x28");
+  to_full("--help");
+  const data::Splits* s = testutil::fashion_mnist_or_skip("eval and data not checked");
+  if (!s) return;
+  to_full("data --dataset fashion-mnist");
+  apptest::TempDir tmp("cli_full");
+  Generator g(1);
+  auto model = nn::make_model("mlp", {1, 28, 28}, 10, g);
+  nn::save_weights(tmp.path() + "/w.safetensors", *model,
+                   {"mlp", {1, 28, 28}, 10, "fashion-mnist", s->train.mean, s->train.std, 1});
+  to_full("eval --weights " + tmp.path() + "/w.safetensors --device cpu");
 }
