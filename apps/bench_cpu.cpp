@@ -23,11 +23,14 @@
 namespace minima {
 namespace {
 
+// More timed repetitions than a best-of needs; a typo beyond (and an int would wrap).
+constexpr int64_t kMaxReps = 1000;
+
 template <class F>
-double best_seconds(int reps, F&& f) {
+double best_seconds(int64_t reps, F&& f) {
   f();  // warm-up
   double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
+  for (int64_t r = 0; r < reps; ++r) {
     auto t0 = std::chrono::steady_clock::now();
     f();
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -61,14 +64,15 @@ int bench_cpu(cli::Args& a) {
   a.set_description(
       "GEMM, matrix-vector and conv2d throughput of the CPU backend, side by side with PyTorch's CPU kernels.");
   int64_t threads = a.get_int("threads", omp_get_max_threads(), "OpenMP threads (and torch.set_num_threads)");
-  int64_t reps = a.get_int("reps", 5, "timed repetitions (the best is reported)");
+  int64_t reps =
+      a.get_int("reps", 5, "timed repetitions (the best is reported; at most " + std::to_string(kMaxReps) + ")");
   std::string python =
       a.get_string("python", "/usr/bin/python3", "python with torch for the peer numbers ('' to skip)");
   bool skip_conv = a.get_flag("no-conv", "skip the conv2d layers");
   if (a.finish()) return 0;
   MINIMA_CHECK(threads >= 1 && threads <= cli::kMaxThreads, "--threads must be in [1, ", cli::kMaxThreads, "], got ",
                threads);
-  MINIMA_CHECK(reps >= 1, "--reps must be positive, got ", reps);
+  MINIMA_CHECK(reps >= 1 && reps <= kMaxReps, "--reps must be in [1, ", kMaxReps, "], got ", reps);
   omp_set_num_threads(int(threads));
   Generator g(0);
 
@@ -105,7 +109,7 @@ int bench_cpu(cli::Args& a) {
   std::printf("%-34s %12s %12s %8s\n", "benchmark", "minima", "pytorch", "ratio");
   for (int64_t n : {256, 512, 1024}) {
     Tensor A = randn({n, n}, g), B = randn({n, n}, g);
-    double t = best_seconds(int(reps), [&] { matmul(A, B); });
+    double t = best_seconds(reps, [&] { matmul(A, B); });
     double flops = 2.0 * double(n) * double(n) * double(n);
     std::string k = "gemm" + std::to_string(n);
     std::string ratio = torch.count(k) ? cli::fmt(torch[k] / t, 3) : "n/a";
@@ -117,7 +121,7 @@ int bench_cpu(cli::Args& a) {
     const double flops = 2.0 * double(kGemvN) * double(kGemvN);
     for (bool t : {false, true}) {
       const Tensor M = t ? A.t() : A;
-      double sec = best_seconds(int(reps), [&] { matmul(M, v); });
+      double sec = best_seconds(reps, [&] { matmul(M, v); });
       std::string k = t ? "gemvt" : "gemv";
       std::string ratio = torch.count(k) ? cli::fmt(torch[k] / sec, 3) : "n/a";
       std::string name = std::string("sgemv ") + (t ? "A^T" : "A") + " x, " + std::to_string(kGemvN) + "^2 (GFLOP/s)";
@@ -137,11 +141,11 @@ int bench_cpu(cli::Args& a) {
       w.requires_grad_();
       Conv2dParams p;
       p.pad_h = p.pad_w = 1;
-      double tf = best_seconds(int(reps), [&] {
+      double tf = best_seconds(reps, [&] {
         NoGradGuard ng;
         conv2d(x, w, Tensor(), p);
       });
-      double tfb = best_seconds(int(reps), [&] {
+      double tfb = best_seconds(reps, [&] {
         Tensor y = conv2d(x, w, Tensor(), p);
         y.backward(ones_like(y));
       });

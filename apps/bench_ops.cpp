@@ -33,6 +33,9 @@
 namespace minima {
 namespace {
 
+// More timed runs than a mean needs; a typo beyond (and an int would wrap).
+constexpr int64_t kMaxReps = 1000;
+
 #ifdef MINIMA_HAS_CUDA
 
 enum class Unit { GBs, TFLOPs };
@@ -511,7 +514,9 @@ int print_table(const Bench& b, std::ofstream& csv) {
 
 int bench_ops(cli::Args& a) {
   a.set_description("CUDA kernels: native vs cuBLAS/cuDNN, against the copy bandwidth and GEMM peak of the device.");
-  int64_t reps = a.get_int("reps", 10, "timed runs per figure (their mean, after one warm-up run)");
+  int64_t reps =
+      a.get_int("reps", 10,
+                "timed runs per figure (their mean, after one warm-up run; at most " + std::to_string(kMaxReps) + ")");
   int64_t device = a.get_int("device", 0, "CUDA device index");
   bool quick = a.get_flag("quick", "smaller sizes (a smoke run)");
   std::string only = a.get_string("only", "",
@@ -519,6 +524,7 @@ int bench_ops(cli::Args& a) {
                                   "pool, optim, random, gemm, conv (default: all)");
   std::string csv = a.get_string("csv", "", "also write the table as CSV to this file");
   if (a.finish()) return 0;
+  MINIMA_CHECK(reps >= 1 && reps <= kMaxReps, "--reps must be in [1, ", kMaxReps, "], got ", reps);
 #ifndef MINIMA_HAS_CUDA
   (void)reps, (void)device, (void)quick, (void)only, (void)csv;
   throw Error("no CUDA device: this minima was built without CUDA, so there is nothing to benchmark");
@@ -538,7 +544,6 @@ int bench_ops(cli::Args& a) {
   MINIMA_CHECK(cuda_available(), "no CUDA device: cudaGetDeviceCount found no usable GPU");
   MINIMA_CHECK(device >= 0 && device < cuda_device_count(), "--device ", device, ": only ", cuda_device_count(),
                " CUDA device(s)");
-  MINIMA_CHECK(reps >= 1, "--reps must be positive");
   auto want = [&](const char* f) {
     return fams.empty() || std::find(fams.begin(), fams.end(), std::string(f)) != fams.end();
   };
@@ -549,7 +554,7 @@ int bench_ops(cli::Args& a) {
   }
   NoGradGuard ng;
   Bench b;
-  b.reps = int(reps);
+  b.reps = int(reps);  // at most kMaxReps
   b.dev = int(device);
   b.d = Device::cuda(int(device));
   b.be = &backend_for(b.d);

@@ -110,13 +110,13 @@ void prefer_single_thread() {
   if (!std::getenv("OMP_NUM_THREADS")) omp_set_num_threads(1);
 }
 
-std::vector<int64_t> log_spaced_steps(int64_t total, int per_decade) {
+std::vector<int64_t> log_spaced_steps(int64_t total, int64_t per_decade) {
   std::set<int64_t> s{0, total};
   if (total > 0) {
     double decades = std::log10(double(total));
-    int64_t count = int64_t(std::ceil(decades * per_decade));
+    int64_t count = int64_t(std::ceil(decades * double(per_decade)));
     for (int64_t k = 0; k <= count; ++k) {
-      int64_t t = int64_t(std::llround(std::pow(10.0, double(k) / per_decade)));
+      int64_t t = int64_t(std::llround(std::pow(10.0, double(k) / double(per_decade))));
       if (t <= total) s.insert(t);
     }
   }

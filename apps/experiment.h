@@ -55,6 +55,6 @@ class Stopwatch {
 
 // Steps 0, 1, ..., up to `total` at about `per_decade` points per decade (always includes
 // `total`), sorted and without repeats: the logging schedule of long runs.
-std::vector<int64_t> log_spaced_steps(int64_t total, int per_decade);
+std::vector<int64_t> log_spaced_steps(int64_t total, int64_t per_decade);
 
 }  // namespace minima::apps

@@ -46,6 +46,9 @@ struct Data {
 // More random points per class than any figure needs; every iteration of every optimizer is a
 // pass over them.
 constexpr int64_t kMaxExtra = 100000;
+// Logged iterations per decade: far more than a figure can show (the default is 20). Each decade
+// costs per_decade powers of 10 to schedule and rows to write.
+constexpr int64_t kMaxPerDecade = 1000;
 
 // Soudry et al.'s data: support vectors (0.5, 1.5), (1.5, 0.5) labelled +1, their negatives -1,
 // and `extra` more points per class with margin >= 1.25 under w = (0.5, 0.5), i.e. strictly
@@ -337,7 +340,7 @@ Json run_dataset(const std::string& name, const Data& D, const Settings& st, app
   opts[2].beta2 = st.beta2;
   opts[2].eps = st.adam_eps;
 
-  std::vector<int64_t> log_at = apps::log_spaced_steps(st.iters, int(st.per_decade));
+  std::vector<int64_t> log_at = apps::log_spaced_steps(st.iters, st.per_decade);
   Json final = Json::object(), gaps = Json::object();
   for (const auto& c : opts) {
     apps::Stopwatch sw;
@@ -391,7 +394,8 @@ int run_max_margin(cli::Args& a) {
   double stretch = a.get_double("stretch", 20.0, "second-coordinate factor of the soudry-stretched data");
   Settings st;
   st.iters = a.get_int("iters", 1000000, "iterations of each optimizer");
-  st.per_decade = a.get_int("log-per-decade", 20, "logged iterations per decade (log-spaced)");
+  st.per_decade = a.get_int("log-per-decade", 20,
+                            "logged iterations per decade (log-spaced; at most " + std::to_string(kMaxPerDecade) + ")");
   st.lr = a.get_double("lr", 0.0, "step of GD and momentum (0: 1/sigma_max(X) of each data set)");
   st.momentum = a.get_double("momentum", 0.9, "momentum of the momentum run");
   st.adam_lr = a.get_double("adam-lr", 0.0, "Adam's step (0: the same as GD's)");
@@ -401,7 +405,8 @@ int run_max_margin(cli::Args& a) {
   bool no_plot = a.get_flag("no-plot", "do not render the figure");
   if (a.finish()) return 0;
   MINIMA_CHECK(st.iters >= 1, "--iters must be positive, got ", st.iters);
-  MINIMA_CHECK(st.per_decade >= 1, "--log-per-decade must be positive, got ", st.per_decade);
+  MINIMA_CHECK(st.per_decade >= 1 && st.per_decade <= kMaxPerDecade, "--log-per-decade must be in [1, ", kMaxPerDecade,
+               "], got ", st.per_decade);
   MINIMA_CHECK(extra >= 0 && extra <= kMaxExtra, "--extra-per-class must be in [0, ", kMaxExtra, "], got ", extra);
   MINIMA_CHECK(range > 0 && 2.0 * min_margin < 2.0 * range,
                "--extra-range must be positive and exceed --extra-min-margin");

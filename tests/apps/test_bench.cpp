@@ -129,7 +129,7 @@ TEST_CASE("bench cpu: GEMM, matrix-vector products and both conv2d layers, each 
     CHECK(std::isfinite(v[0]));
     CHECK(v[0] > 0);
   }
-  apptest::check_rejects("bench cpu --reps 0", "--reps must be positive, got 0");
+  apptest::check_rejects("bench cpu --reps 0", "--reps must be in [1, 1000], got 0");
   apptest::check_rejects("bench cpu --threads 99999999999", "--threads must be in [1, 1024], got 99999999999");
   // MINIMA_CPU_GEMM picks the micro-kernel; a value it does not know is named in a warning.
   auto forced = apptest::run_command(std::string("MINIMA_CPU_GEMM=avx2 ") + MINIMA_BINARY +
@@ -148,6 +148,10 @@ TEST_CASE("bench and the bare command line: a missing or bad name is an error, -
                          "unknown architecture 'nosuchnet'");
   apptest::check_rejects("bench train --device cpu --arch mlp,smallcnn,mlp --torch off", "--arch: mlp is listed twice");
   apptest::check_rejects("bench train --device cpu --arch mlp --torch maybe", "--torch must be auto, on or off");
+  // 2^32 repetitions used to be cut to an int of 0: no timed run, and a best time of 1e30 s.
+  apptest::check_rejects("bench cpu --reps 4294967296 --python '' --no-conv",
+                         "--reps must be in [1, 1000], got 4294967296");
+  apptest::check_rejects("bench ops --reps 4294967296", "--reps must be in [1, 1000], got 4294967296");
   apptest::check_rejects("bench train --device cpu --arch mlp --torch off --in 1xax28", "--in expects CxHxW");
   apptest::check_rejects("", "no command given");
   apptest::check_rejects("bench", "no benchmark named");

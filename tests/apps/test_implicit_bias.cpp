@@ -178,6 +178,10 @@ TEST_CASE("max-margin runs a CSV data set and refuses non-separable data") {
   apptest::check_rejects("max-margin --data " + dir + "/labels.csv --no-plot --out " + dir + "/bad",
                          "label must be -1 or 1");
   apptest::check_rejects("max-margin --momentum 1.5", "--momentum must be in (0, 1)");
+  // 2^32 + 1 used to be cut to an int of 1, and 10^9 took minutes to schedule the logged steps.
+  apptest::check_rejects("max-margin --iters 100 --no-plot --log-per-decade 4294967297 --out " + dir + "/per-decade",
+                         "--log-per-decade must be in [1, 1000], got 4294967297");
+  CHECK(!apptest::file_exists(dir + "/per-decade/config.json"));
   apptest::check_rejects("max-margin --data /nonexistent.csv --out " + dir + "/bad", "cannot open");
   apptest::check_rejects("max-margin --data " + dir + " --out " + dir + "/bad", "--data: '" + dir + "' is not a file");
 }
