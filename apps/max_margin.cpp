@@ -270,6 +270,12 @@ OptResult optimize(const std::string& dataset, const OptConfig& c, const Tracker
   };
   for (int64_t t = 0;; ++t) {
     double loss = T.loss_grad(w, g);  // loss of the current iterate w(t)
+    // ||w|| grows like log t; a step too large for the data overflows w or the loss instead, and
+    // every figure from there on would be inf or nan.
+    const double norm_sq = dot(w.data(), w.data(), d);
+    MINIMA_CHECK(std::isfinite(loss) && std::isfinite(norm_sq), "max-margin: ", c.name, " diverged on ", dataset,
+                 " at iteration ", t, " (||w||^2 ", norm_sq, ", loss ", loss, "); try a smaller ",
+                 c.adam ? "--adam-lr" : "--lr");
     if (next < log_at.size() && log_at[next] == t) {
       log(t, loss);
       ++next;

@@ -184,6 +184,9 @@ SgdRun train_width(const Tensor& X, const Tensor& labels, int64_t width, int64_t
     }
     r.train_acc = double(correct) / double(n);
     r.train_loss = loss_sum / double(n);
+    // A step too large overflows the weights: the loss turns inf or nan, and so would every figure.
+    MINIMA_CHECK(std::isfinite(r.train_loss), "memorize: SGD on width ", width, " diverged at epoch ", epoch,
+                 " (training loss ", r.train_loss, "); try a smaller --lr");
     r.epochs_run = epoch;
     log.row(
         {std::to_string(width), std::to_string(epoch), apps::Table::num(r.train_loss), apps::Table::num(r.train_acc)});

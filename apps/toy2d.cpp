@@ -35,6 +35,9 @@
 namespace minima {
 namespace {
 
+// The largest --separation, --std and --aug-std: a thousand times the plane's scale of order 1.
+constexpr double kMaxScale = 1000;
+
 struct Points {
   Tensor x;  // f64 [N, 2]
   Tensor y;  // f64 [N, 1], 0 or 1
@@ -97,6 +100,7 @@ struct SgdConfig {
   double lr = 0.01, momentum = 0, weight_decay = 0;
   int64_t batch = 10;
   bool adam = false;
+  const char* lr_flag = "--lr";  // the flag that sets lr, for the message when training diverges
 };
 
 struct PhaseResult {
@@ -151,6 +155,10 @@ PhaseResult train(Mlp& m, const Points& train, const Points& check, const SgdCon
     r.epochs = epoch;
     if (acc == 1.0 && r.first_perfect_epoch < 0) r.first_perfect_epoch = epoch;
     double loss = m.loss(check);
+    // A step too large overflows the weights: the loss turns inf or nan, and so would every figure.
+    MINIMA_CHECK(std::isfinite(loss), "toy2d: ", run == "pretrain" ? "the random-label phase" : "run (" + run + ")",
+                 " of seed ", repeat_seed, " diverged at epoch ", epoch, " (loss ", loss, "); try a smaller ",
+                 c.lr_flag);
     bool stop = stop_at_perfect && acc == 1.0 && loss < stop_loss;
     if (epoch % 10 == 0 || epoch == 1 || epoch == epochs || stop)
       log.row({std::to_string(repeat_seed), run, std::to_string(epoch), apps::Table::num(loss), apps::Table::num(acc)});
@@ -241,6 +249,11 @@ int run_toy2d(cli::Args& a) {
   MINIMA_CHECK(seed <= std::numeric_limits<int64_t>::max() - (repeats - 1), "--seed ", seed, " with --repeats ",
                repeats, " runs seeds past the largest 64-bit integer");
   MINIMA_CHECK(spread > 0 && sep >= 0, "--std must be positive and --separation non-negative");
+  // A toy in the plane: the classes lie within a few units of the origin (separation 1.3, std
+  // 0.25). Far larger values overflowed the network's first layer to inf, and every figure was nan.
+  MINIMA_CHECK(sep <= kMaxScale && spread <= kMaxScale && aug_std <= kMaxScale,
+               "--separation, --std and --aug-std must be at most ", kMaxScale, ", got ", sep, ", ", spread, " and ",
+               aug_std);
   MINIMA_CHECK(lr > 0 && ft_lr > 0 && pre_lr > 0, "--lr, --finetune-lr and --pre-lr must be positive");
   MINIMA_CHECK(pre_loss > 0, "--pre-loss must be positive (a cross-entropy below it ends the random-label phase), got ",
                pre_loss);
@@ -297,22 +310,22 @@ int run_toy2d(cli::Args& a) {
     }
     Mlp init(hidden, g);
     std::vector<Variant> v(3);
-    SgdConfig vanilla{lr, 0.0, 0.0, batch};
+    SgdConfig vanilla{lr, 0.0, 0.0, batch, false, "--lr"};
     // (a) random init, vanilla SGD.
     Mlp ma = init.clone();
     PhaseResult ra = train(ma, train_set, train_set, vanilla, epochs, until100, Generator::mix(s, 1), s, "a", log);
     // (b) adversarial init: fit random labels, then vanilla SGD on the true labels.
     Mlp adv = init.clone();
-    SgdConfig pre{pre_lr, pre_momentum, 0.0, pre_batch, pre_opt == "adam"};
+    SgdConfig pre{pre_lr, pre_momentum, 0.0, pre_batch, pre_opt == "adam", "--pre-lr"};
     PhaseResult rp = train(adv, random_labels, random_labels, pre, pre_epochs, true, Generator::mix(s, 2), s,
                            "pretrain", log, pre_loss);
     double pre_acc = adv.accuracy(random_labels);
     Mlp mb = adv.clone();
-    SgdConfig vanilla_ft{ft_lr, 0.0, 0.0, batch};
+    SgdConfig vanilla_ft{ft_lr, 0.0, 0.0, batch, false, "--finetune-lr"};
     PhaseResult rb = train(mb, train_set, train_set, vanilla_ft, epochs, until100, Generator::mix(s, 3), s, "b", log);
     // (c) adversarial init, augmentation + momentum + weight decay.
     Mlp mc = adv.clone();
-    SgdConfig reg{ft_lr, momentum, wd, batch};
+    SgdConfig reg{ft_lr, momentum, wd, batch, false, "--finetune-lr"};
     PhaseResult rc = train(mc, augmented, until100 ? augmented : train_set, reg, epochs, until100, Generator::mix(s, 4),
                            s, "c", log);
 

@@ -186,6 +186,17 @@ TEST_CASE("max-margin runs a CSV data set and refuses non-separable data") {
   apptest::check_rejects("max-margin --data " + dir + " --out " + dir + "/bad", "--data: '" + dir + "' is not a file");
 }
 
+TEST_CASE("max-margin stops with an error when a step overflows w") {
+  apptest::TempDir tmp("max_margin_diverged");
+  // Steps of 1e308 overflow w in the first iteration: the runs used to finish with ||w|| inf, a
+  // nan angle gap and nulls in summary.json, and exit 0.
+  apptest::check_rejects("max-margin --iters 100 --no-plot --lr 1e308 --out " + tmp.path() + "/gd",
+                         "max-margin: gd diverged on soudry at iteration 1 (||w||^2 inf, loss 0); try a smaller --lr");
+  apptest::check_rejects("max-margin --iters 100 --no-plot --adam-lr 1e308 --out " + tmp.path() + "/adam",
+                         "max-margin: adam diverged on soudry at iteration 1 (||w||^2 inf");
+  CHECK(!apptest::file_exists(tmp.path() + "/gd/summary.json"));
+}
+
 TEST_CASE("max-margin draws its extra points from the whole region beyond the margin, however thin") {
   apptest::TempDir tmp("max_margin_extra");
   const std::string& dir = tmp.path();

@@ -63,6 +63,24 @@ TEST_CASE("toy2d rejects bad flags") {
                          "--seed 9223372036854775807 with --repeats 2 runs seeds past the largest 64-bit integer");
 }
 
+TEST_CASE("toy2d stops with an error when training diverges, and refuses data far off the plane's scale") {
+  apptest::TempDir tmp("toy2d_diverged");
+  const std::string cfg =
+      "toy2d --repeats 1 --per-class 5 --eval-per-class 10 --hidden 4 --epochs 5 --pre-epochs 5 "
+      "--grid 10 --no-plot --out " +
+      tmp.path();
+  // These used to finish with nan losses and exit 0.
+  apptest::check_rejects(cfg + "/a --lr 1e308", "toy2d: run (a) of seed 0 diverged at epoch 1 (loss ");
+  apptest::check_rejects(cfg + "/a2 --lr 1e308", "); try a smaller --lr");
+  apptest::check_rejects(cfg + "/pre --pre-lr 1e308",
+                         "toy2d: the random-label phase of seed 0 diverged at epoch 1 (loss ");
+  apptest::check_rejects(cfg + "/b --finetune-lr 1e308", "toy2d: run (b) of seed 0 diverged at epoch 1");
+  apptest::check_rejects(cfg + "/sep --separation 1e308",
+                         "--separation, --std and --aug-std must be at most 1000, got 1e+308, 0.25 and 0.1");
+  CHECK(!apptest::file_exists(tmp.path() + "/sep/config.json"));
+  apptest::check_rejects(cfg + "/std --std 1e308", "--separation, --std and --aug-std must be at most 1000");
+}
+
 TEST_CASE("memorize: the 2n+d-weight construction fits random labels exactly") {
   if (!testutil::fashion_mnist_or_skip()) return;
   apptest::TempDir tmp("memorize");
@@ -97,8 +115,14 @@ TEST_CASE("memorize rejects bad flags") {
   // An empty list used to train nothing and draw an empty figure.
   apptest::check_rejects("memorize --widths ''", "--widths needs at least one width");
   apptest::check_rejects("memorize --widths ,", "--widths has an empty item in ','");
+  if (!testutil::fashion_mnist_or_skip("divergence and huge width not checked")) return;
+  // An SGD run whose loss turned nan used to be reported as a width that never fits.
+  {
+    apptest::TempDir tmp("memorize_diverged");
+    apptest::check_rejects("memorize --n 20 --sgd-n 10 --widths 2 --epochs 1 --no-plot --lr 1e308 --out " + tmp.path(),
+                           "memorize: SGD on width 2 diverged at epoch 1 (training loss nan); try a smaller --lr");
+  }
   // A width whose weight matrix has more than 2^64 elements used to wrap around and crash.
-  if (!testutil::fashion_mnist_or_skip("huge width not checked")) return;
   apptest::TempDir tmp("memorize_huge");
   apptest::check_rejects("memorize --widths 4611686018427387904 --n 100 --sgd-n 10 --epochs 1 --no-plot --out " +
                              tmp.path() + "/run",
