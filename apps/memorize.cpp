@@ -125,6 +125,10 @@ double fit_accuracy(const Construction& c, const Tensor& X, const std::vector<do
 }
 
 // ---- SGD on two-layer ReLU networks ----
+// The widest network trained: wider than the construction's width n can be (Fashion-MNIST has
+// 60,000 training images), and its first layer alone is 300 MB of float32.
+constexpr int64_t kMaxWidth = 100000;
+
 struct TwoLayer {
   std::vector<Tensor> params;  // W1 [h, d], b1 [h], W2 [10, h], b2 [10]
   TwoLayer(int64_t d, int64_t h, int64_t classes, Generator& g, Device dev) {
@@ -210,7 +214,8 @@ int run_memorize(cli::Args& a) {
   std::string data_dir = a.get_string("data-dir", "", "Fashion-MNIST directory (default: the system's copy)");
   int64_t n = a.get_int("n", 10000, "training images with random labels for the construction (distinct)");
   int64_t sgd_n = a.get_int("sgd-n", 1000, "the first this many of them for the SGD comparison (0: skip SGD)");
-  std::vector<int64_t> widths = a.get_int_list("widths", "2,4,8,16,32,64,128", "hidden widths for SGD");
+  std::vector<int64_t> widths = a.get_int_list("widths", "2,4,8,16,32,64,128",
+                                               "hidden widths for SGD (at most " + std::to_string(kMaxWidth) + ")");
   int64_t epochs = a.get_int("epochs", 200, "SGD epoch budget per width (stops at 100% training accuracy)");
   int64_t batch = a.get_int("batch", 32, "SGD batch size");
   double lr = a.get_double("lr", 0.01, "SGD learning rate (Zhang et al.'s for MLPs)");
@@ -224,7 +229,7 @@ int run_memorize(cli::Args& a) {
   MINIMA_CHECK(epochs >= 1 && batch >= 1 && lr > 0 && momentum >= 0 && momentum < 1,
                "--epochs, --batch, --lr must be positive and --momentum in [0, 1)");
   MINIMA_CHECK(sgd_n == 0 || !widths.empty(), "--widths needs at least one width (or --sgd-n 0 to skip SGD)");
-  for (int64_t w : widths) MINIMA_CHECK(w >= 1, "--widths must be positive, got ", w);
+  for (int64_t w : widths) MINIMA_CHECK(w >= 1 && w <= kMaxWidth, "--widths must be in [1, ", kMaxWidth, "], got ", w);
   std::sort(widths.begin(), widths.end());
   Device dev = app::device_from_flag(device);
   // Batches of 32 make the CPU products small: a second thread gains little and, on a busy machine,
@@ -232,10 +237,11 @@ int run_memorize(cli::Args& a) {
   apps::prefer_single_thread();
 
   apps::Stopwatch clock;
-  cli::RunDir dir(out);
-  dir.write_config(a);
+  // The data and --n are checked before --out is claimed: a failure here leaves no run behind.
   data::Splits splits = data::load_dataset("fashion-mnist", data_dir);
   Subset sub = distinct_subset(splits.train, n);
+  cli::RunDir dir(out);
+  dir.write_config(a);
   int64_t d = sub.x.size(1);
   Generator g(static_cast<uint64_t>(seed));
   Tensor labels = randint({n}, 10, g);

@@ -109,22 +109,30 @@ TEST_CASE("memorize: the 2n+d-weight construction fits random labels exactly") {
 
 TEST_CASE("memorize rejects bad flags") {
   apptest::check_rejects("memorize --n 100 --sgd-n 200", "--sgd-n must be in [0, n]");
-  apptest::check_rejects("memorize --widths 8,0", "--widths must be positive");
+  apptest::check_rejects("memorize --widths 8,0", "--widths must be in [1, 100000], got 0");
   apptest::check_rejects("memorize --widths 2,4,2", "--widths: 2 is listed twice");
   apptest::check_rejects("memorize --n 0", "--n must be positive");
   // An empty list used to train nothing and draw an empty figure.
   apptest::check_rejects("memorize --widths ''", "--widths needs at least one width");
   apptest::check_rejects("memorize --widths ,", "--widths has an empty item in ','");
-  if (!testutil::fashion_mnist_or_skip("divergence and huge width not checked")) return;
+  // A width whose weight matrix has more than 2^64 elements used to wrap around and crash.
+  apptest::check_rejects("memorize --widths 4611686018427387904",
+                         "--widths must be in [1, 100000], got 4611686018427387904");
+  // The data is read, and --n checked against it, before --out is claimed: a run that failed
+  // there used to leave a config.json behind, and the rerun was refused as "already holds a run".
+  apptest::TempDir claimed("memorize_claimed");
+  const std::string cfg = "memorize --n 20 --sgd-n 10 --widths 2 --epochs 1 --no-plot --out " + claimed.path() + "/run";
+  apptest::check_rejects(cfg + " --data-dir /nonexistent", "data directory /nonexistent does not exist");
+  CHECK(!apptest::file_exists(claimed.path() + "/run/config.json"));
+  if (!testutil::fashion_mnist_or_skip("divergence and --n against the data not checked")) return;
   // An SGD run whose loss turned nan used to be reported as a width that never fits.
   {
     apptest::TempDir tmp("memorize_diverged");
     apptest::check_rejects("memorize --n 20 --sgd-n 10 --widths 2 --epochs 1 --no-plot --lr 1e308 --out " + tmp.path(),
                            "memorize: SGD on width 2 diverged at epoch 1 (training loss nan); try a smaller --lr");
   }
-  // A width whose weight matrix has more than 2^64 elements used to wrap around and crash.
-  apptest::TempDir tmp("memorize_huge");
-  apptest::check_rejects("memorize --widths 4611686018427387904 --n 100 --sgd-n 10 --epochs 1 --no-plot --out " +
-                             tmp.path() + "/run",
-                         "shape [4611686018427387904, 784] is too large");
+  apptest::check_rejects("memorize --n 70000 --sgd-n 10 --widths 2 --epochs 1 --no-plot --out " + claimed.path() +
+                             "/run",
+                         "--n 70000 exceeds the 60000 images of fashion-mnist/train");
+  CHECK(!apptest::file_exists(claimed.path() + "/run/config.json"));
 }
