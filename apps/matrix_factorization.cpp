@@ -30,6 +30,9 @@
 namespace minima {
 namespace {
 
+// The most numbers the measurement matrices may hold (m n^2; 800 MB of float64).
+constexpr int64_t kMaxMeasurementNumbers = 100000000;
+
 // Packing of symmetric n x n matrices into their upper triangle (row by row).
 struct Packing {
   int64_t n = 0, P = 0;
@@ -111,6 +114,11 @@ int run_matrix_factorization(cli::Args& a) {
                  " matrix (the problem would not be under-determined); raise --n, lower --rank or set --measurements");
   }
   MINIMA_CHECK(m >= 1 && m <= unknowns, "--measurements must be in [1, n(n+1)/2 = ", unknowns, "], got ", m);
+  // They are drawn as m dense n x n float64 matrices and symmetrized through two more of that size;
+  // beyond kMaxMeasurementNumbers the run failed out of memory after claiming --out.
+  MINIMA_CHECK(m * n * n <= kMaxMeasurementNumbers, "the ", m, " measurements of ", n, " x ", n,
+               " matrices hold m n^2 = ", m * n * n, " numbers, more than ", kMaxMeasurementNumbers,
+               "; lower --n, --rank or --measurements");
   MINIMA_CHECK(!alphas.empty(), "--alphas needs at least one value");
   for (double al : alphas) MINIMA_CHECK(al > 0, "--alphas must be positive, got ", al);
   MINIMA_CHECK(lr > 0 && max_iters >= 1 && tol > 0 && rank_tol > 0 && rank_tol < 1,

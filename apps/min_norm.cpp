@@ -32,6 +32,10 @@ struct RunResult {
   double rel_dist_min_norm = 0, rel_dist_prediction = 0, mse = 0;
 };
 
+// The largest n x d: X, its SVD and its pseudo-inverse are several n x d float64 matrices (80 MB
+// each at this size), and the SVD's time grows like n^2 d (about half a minute at n = 500, d = 5000).
+constexpr int64_t kMaxEntries = 10000000;
+
 double rel_dist(const Tensor& w, const Tensor& ref) { return linalg::norm(w - ref) / linalg::norm(ref); }
 
 // One optimizer from one start; logs one row per pass over the data.
@@ -101,7 +105,9 @@ int run_min_norm(cli::Args& a) {
   std::string out = a.get_string("out", "runs/min-norm", "output directory");
   int64_t seed = a.get_int("seed", 0, "random seed (data, w0, SGD order)");
   int64_t n = a.get_int("n", 50, "number of samples (rows of X)");
-  int64_t d = a.get_int("d", 200, "number of features (columns of X); must exceed n");
+  int64_t d =
+      a.get_int("d", 200,
+                "number of features (columns of X); must exceed n, with n x d at most " + std::to_string(kMaxEntries));
   int64_t passes = a.get_int("iters", 500, "GD iterations = passes over the data for every method");
   double momentum = a.get_double("momentum", 0.9, "heavy-ball momentum of the momentum run");
   std::vector<int64_t> batches = a.get_int_list("sgd-batches", "1,10", "SGD batch sizes");
@@ -109,10 +115,13 @@ int run_min_norm(cli::Args& a) {
   bool no_plot = a.get_flag("no-plot", "do not render the figure");
   if (a.finish()) return 0;
   MINIMA_CHECK(n >= 1 && d > n, "--d (", d, ") must exceed --n (", n, ") for an under-determined problem");
+  MINIMA_CHECK(d <= kMaxEntries / n, "--n x --d must be at most ", kMaxEntries, " (X is an n x d float64 matrix), got ",
+               n, " x ", d);
   MINIMA_CHECK(passes >= 1, "--iters must be positive, got ", passes);
   MINIMA_CHECK(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got ", momentum);
   // Squared norms of w0 are summed: beyond 1e100 they overflow to inf and every figure turns NaN.
   MINIMA_CHECK(w0_scale > 0 && w0_scale <= 1e100, "--w0-scale must be in (0, 1e100], got ", w0_scale);
+  MINIMA_CHECK(!batches.empty(), "--sgd-batches needs at least one batch size");
   for (int64_t b : batches) MINIMA_CHECK(b >= 1 && b < n, "--sgd-batches: each batch size must be in [1, n), got ", b);
 
   apps::prefer_single_thread();

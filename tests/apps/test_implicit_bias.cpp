@@ -56,11 +56,18 @@ TEST_CASE("min-norm rejects bad flags") {
   apptest::check_rejects("min-norm --sgd-batches 1,10,1", "--sgd-batches: 1 is listed twice");
   apptest::check_rejects("min-norm --w0-scale 1e300", "--w0-scale must be in (0, 1e100], got 1e+300");
   apptest::check_rejects("min-norm --bogus 1", "unknown flag --bogus");
-  // Sizes whose product wraps around in 64 bits used to allocate a tiny buffer and crash.
   apptest::TempDir tmp("min_norm_huge");
-  apptest::check_rejects("min-norm --n 2 --d 4611686018427387904 --sgd-batches 1 --iters 1 --no-plot --out " +
-                             tmp.path() + "/run",
-                         "shape [2, 4611686018427387904] is too large");
+  // Sizes whose product wraps around in 64 bits used to allocate a tiny buffer and crash; sizes
+  // merely too large ran out of memory after claiming --out.
+  apptest::check_rejects(
+      "min-norm --n 2 --d 4611686018427387904 --sgd-batches 1 --iters 1 --no-plot --out " + tmp.path() + "/run",
+      "--n x --d must be at most 10000000 (X is an n x d float64 matrix), got 2 x 4611686018427387904");
+  apptest::check_rejects("min-norm --d 2147483648 --no-plot --out " + tmp.path() + "/run",
+                         "--n x --d must be at most 10000000 (X is an n x d float64 matrix), got 50 x 2147483648");
+  // An empty list used to run no SGD at all, silently.
+  apptest::check_rejects("min-norm --n 5 --d 10 --iters 5 --sgd-batches '' --no-plot --out " + tmp.path() + "/run",
+                         "--sgd-batches needs at least one batch size");
+  CHECK(!apptest::file_exists(tmp.path() + "/run/config.json"));
 }
 
 TEST_CASE("a finished run is never overwritten: --out must be a new directory, not a file") {
@@ -310,4 +317,10 @@ TEST_CASE("matrix-factorization rejects bad flags") {
                          "the default --measurements 3 n r = 12 exceeds the n(n+1)/2 = 10 unknowns");
   apptest::check_rejects("matrix-factorization --n 4 --rank 1 --measurements 11",
                          "--measurements must be in [1, n(n+1)/2 = 10], got 11");
+  // 3000 measurements of 1000 x 1000 matrices (24 GB) used to fail out of memory after claiming --out.
+  apptest::TempDir tmp("matrix_factorization_huge");
+  apptest::check_rejects("matrix-factorization --n 1000 --rank 1 --no-plot --out " + tmp.path() + "/run",
+                         "the 3000 measurements of 1000 x 1000 matrices hold m n^2 = 3000000000 numbers, more than "
+                         "100000000; lower --n, --rank or --measurements");
+  CHECK(!apptest::file_exists(tmp.path() + "/run/config.json"));
 }
