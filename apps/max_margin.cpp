@@ -46,6 +46,9 @@ struct Data {
 // More random points per class than any figure needs; every iteration of every optimizer is a
 // pass over them.
 constexpr int64_t kMaxExtra = 100000;
+// The most values (points x dimensions) a --data file may hold: the optimizers pass over all of
+// them at every one of their --iters iterations, and the SVM solver's sweeps do as well.
+constexpr int64_t kMaxDataValues = 1000000;
 // Logged iterations per decade: far more than a figure can show (the default is 20). Each decade
 // costs per_decade powers of 10 to schedule and rows to write.
 constexpr int64_t kMaxPerDecade = 1000;
@@ -120,6 +123,9 @@ Data csv_data(const std::string& path) {
       MINIMA_CHECK(x && std::fabs(*x) <= 1e100, "--data ", path, " line ", lineno, ": '", cell,
                    "' is not a number of magnitude at most 1e100");
       v.push_back(*x);
+      MINIMA_CHECK(D.N * D.d + int64_t(v.size()) <= kMaxDataValues + 1, "--data ", path, ": more than ", kMaxDataValues,
+                   " values (points x dimensions) by line ", lineno,
+                   "; max-margin passes over all of them at every iteration");
     }
     MINIMA_CHECK(v.size() >= 2, "--data ", path, " line ", lineno, ": expected x_1,...,x_d,label");
     int64_t d = int64_t(v.size()) - 1;
@@ -149,8 +155,13 @@ struct SvmResult {
   double kkt_violation = 0;
 };
 
-// Hard-margin SVM through the origin: min ||w|| s.t. z_i . w >= 1.
-SvmResult hard_margin_svm(const std::vector<double>& Z, int64_t N, int64_t d) {
+// The work of one sweep of the SVM solver over N points in d dimensions, in the unit of --svm-work:
+// two loops over each point's d values, plus the point itself, worth about 16 of their steps.
+double svm_sweep_work(int64_t N, int64_t d) { return double(N) * double(d + 16); }
+
+// Hard-margin SVM through the origin: min ||w|| s.t. z_i . w >= 1. At most 200,000 sweeps, and
+// at most `work` (svm_sweep_work units) over all of them: large data gets fewer sweeps.
+SvmResult hard_margin_svm(const std::vector<double>& Z, int64_t N, int64_t d, double work) {
   std::vector<double> alpha(N, 0.0), w(d, 0.0), zz(N);
   for (int64_t i = 0; i < N; ++i) {
     zz[i] = dot(&Z[i * d], &Z[i * d], d);
@@ -160,7 +171,8 @@ SvmResult hard_margin_svm(const std::vector<double>& Z, int64_t N, int64_t d) {
   SvmResult r;
   // Without a separating direction the dual is unbounded: the iterates never settle (and w may
   // grow without bound), so running out of sweeps means "not separable" (or a tiny margin).
-  const int64_t max_sweeps = 200000;
+  const int64_t max_by_work = int64_t(std::min(1e18, work / svm_sweep_work(N, d)));
+  const int64_t max_sweeps = std::max<int64_t>(1, std::min<int64_t>(200000, max_by_work));
   for (r.sweeps = 1; r.sweeps <= max_sweeps; ++r.sweeps) {
     double violation = 0;
     for (int64_t i = 0; i < N; ++i) {
@@ -173,8 +185,12 @@ SvmResult hard_margin_svm(const std::vector<double>& Z, int64_t N, int64_t d) {
     r.kkt_violation = violation;
     if (violation < 1e-13 || !(dot(w.data(), w.data(), d) < 1e16)) break;
   }
-  MINIMA_CHECK(r.kkt_violation < 1e-8, "max-margin: the SVM solver did not converge (KKT violation ", r.kkt_violation,
-               "): the data is not linearly separable by a hyperplane through the origin (or its margin is tiny)");
+  MINIMA_CHECK(r.kkt_violation < 1e-8, "max-margin: the hard-margin SVM did not converge within ",
+               std::min(r.sweeps, max_sweeps), " sweeps over the ", N, " points (KKT violation ", r.kkt_violation,
+               "): the data is not linearly separable by a hyperplane through the origin (or its margin is tiny)",
+               max_sweeps < 200000 ? str("; --svm-work ", work,
+                                         " allows no more sweeps of this data (raise it to let the solver run longer)")
+                                   : "");
   double amax = *std::max_element(alpha.begin(), alpha.end());
   for (int64_t i = 0; i < N; ++i)
     if (alpha[i] > 1e-9 * amax) r.support.push_back(i);
@@ -305,12 +321,11 @@ struct Settings {
   double lr = 0, momentum = 0, adam_lr = 0, beta1 = 0, beta2 = 0, adam_eps = 0;
 };
 
-// SVM, then GD, momentum and Adam on one data set; rows go to the shared tables, figures to the
-// returned summary block.
-Json run_dataset(const std::string& name, const Data& D, const Settings& st, apps::Table& metrics,
+// GD, momentum and Adam on one data set, given its SVM solution; rows go to the shared tables,
+// figures to the returned summary block.
+Json run_dataset(const std::string& name, const Data& D, const SvmResult& svm, const Settings& st, apps::Table& metrics,
                  apps::Table& points) {
   std::vector<double> Z = D.z();
-  SvmResult svm = hard_margin_svm(Z, D.N, D.d);
   double wnorm = std::sqrt(dot(svm.w.data(), svm.w.data(), D.d));
   std::vector<int64_t> on_margin;  // every point whose constraint is active, duplicates included
   for (int64_t i = 0; i < D.N; ++i)
@@ -389,7 +404,8 @@ int run_max_margin(cli::Args& a) {
       "points beyond the margin; max margin w = (0.5, 0.5)) and 'soudry-stretched' (Figure 2: the same\n"
       "points with the second coordinate times --stretch). On the first, the L2 and L-infinity max-margin\n"
       "directions coincide ((1,1)), so Adam converges there too; on the stretched data Adam's direction\n"
-      "stays away from the L2 max-margin one. --data FILE runs one CSV data set instead.\n"
+      "stays away from the L2 max-margin one. --data FILE runs one CSV data set instead (at most\n"
+      "10^6 values, points x dimensions).\n"
       "Figure: apps/plot/max_margin.py.");
   std::string out = a.get_string("out", "runs/max-margin", "output directory");
   int64_t seed = a.get_int("seed", 0, "random seed (the extra points)");
@@ -408,6 +424,10 @@ int run_max_margin(cli::Args& a) {
   st.beta1 = a.get_double("adam-beta1", 0.9, "Adam beta1");
   st.beta2 = a.get_double("adam-beta2", 0.999, "Adam beta2");
   st.adam_eps = a.get_double("adam-eps", 1e-8, "Adam epsilon");
+  const double svm_work =
+      a.get_double("svm-work", 1e10,
+                   "the SVM solver stops with an error after this much work: sweeps x points x (dimensions + 16), "
+                   "about 1e9 a second");
   bool no_plot = a.get_flag("no-plot", "do not render the figure");
   if (a.finish()) return 0;
   MINIMA_CHECK(st.iters >= 1, "--iters must be positive, got ", st.iters);
@@ -423,6 +443,7 @@ int run_max_margin(cli::Args& a) {
   MINIMA_CHECK(st.momentum > 0 && st.momentum < 1, "--momentum must be in (0, 1), got ", st.momentum);
   MINIMA_CHECK(st.beta1 >= 0 && st.beta1 < 1 && st.beta2 >= 0 && st.beta2 < 1 && st.adam_eps > 0,
                "Adam needs 0 <= beta < 1 and eps > 0");
+  MINIMA_CHECK(svm_work > 0, "--svm-work must be positive, got ", svm_work);
 
   apps::Stopwatch clock;
   std::vector<std::pair<std::string, Data>> sets;  // read first: a bad --data file claims no --out
@@ -432,6 +453,10 @@ int run_max_margin(cli::Args& a) {
   } else {
     sets.emplace_back("file", csv_data(data_path));
   }
+  // The SVM too: data it cannot separate claims no --out either.
+  std::vector<SvmResult> svms;
+  svms.reserve(sets.size());
+  for (const auto& s : sets) svms.push_back(hard_margin_svm(s.second.z(), s.second.N, s.second.d, svm_work));
   cli::RunDir dir(out);
   dir.write_config(a);
   apps::Table metrics({"dataset", "method", "iter", "loss", "norm", "angle_gap", "margin_gap", "w1", "w2"});
@@ -439,7 +464,8 @@ int run_max_margin(cli::Args& a) {
   Json sm = Json::object();
   sm["iters"] = st.iters;
   Json per = Json::object();
-  for (const auto& s : sets) per[s.first] = run_dataset(s.first, s.second, st, metrics, points);
+  for (size_t i = 0; i < sets.size(); ++i)
+    per[sets[i].first] = run_dataset(sets[i].first, sets[i].second, svms[i], st, metrics, points);
   metrics.write(dir.file("metrics.csv"));
   points.write(dir.file("data.csv"));
   // Headline figures: the SVM solution and the final angle gaps (radians) per data set.

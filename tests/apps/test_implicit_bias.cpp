@@ -178,6 +178,7 @@ TEST_CASE("max-margin runs a CSV data set and refuses non-separable data") {
   }
   apptest::check_rejects("max-margin --data " + dir + "/bad.csv --no-plot --out " + dir + "/bad",
                          "not linearly separable");
+  CHECK(!apptest::file_exists(dir + "/bad/config.json"));  // the SVM runs before --out is claimed
   {
     std::ofstream f(dir + "/labels.csv");
     f << "1,0,1\n2,0,0\n";
@@ -202,6 +203,36 @@ TEST_CASE("max-margin stops with an error when a step overflows w") {
   apptest::check_rejects("max-margin --iters 100 --no-plot --adam-lr 1e308 --out " + tmp.path() + "/adam",
                          "max-margin: adam diverged on soudry at iteration 1 (||w||^2 inf");
   CHECK(!apptest::file_exists(tmp.path() + "/gd/summary.json"));
+}
+
+TEST_CASE("max-margin bounds the size of a CSV data set and the work of its SVM solver") {
+  apptest::TempDir tmp("max_margin_bounds");
+  const std::string& dir = tmp.path();
+  // Two points 1000-D, separable through the origin with a tiny margin: x and a slightly moved x,
+  // with opposite labels. The solver's sweeps are bounded by --svm-work; two such points in
+  // 100,000 dimensions used to take 40 s to give up (200,000 sweeps), and 50,000 points in 2-D
+  // with margins near 1e-4 ran for minutes.
+  {
+    std::ofstream f(dir + "/close.csv");
+    for (int label : {1, -1}) {
+      for (int k = 0; k < 1000; ++k) f << (k % 7) * 0.25 + (label < 0 && k == 3 ? 1e-3 : 0.0) << ",";
+      f << label << "\n";
+    }
+  }
+  apptest::check_rejects("max-margin --data " + dir + "/close.csv --svm-work 1e6 --no-plot --out " + dir + "/close",
+                         "max-margin: the hard-margin SVM did not converge within 492 sweeps over the 2 points");
+  apptest::check_rejects("max-margin --data " + dir + "/close.csv --svm-work 1e6 --no-plot --out " + dir + "/close",
+                         "--svm-work 1e+06 allows no more sweeps of this data (raise it to let the solver run longer)");
+  CHECK(!apptest::file_exists(dir + "/close/config.json"));
+  apptest::check_rejects("max-margin --svm-work 0", "--svm-work must be positive, got 0");
+  {
+    std::ofstream f(dir + "/wide.csv");
+    for (int k = 0; k < 1000001; ++k) f << "0,";
+    f << "1\n";
+  }
+  apptest::check_rejects("max-margin --data " + dir + "/wide.csv --no-plot --out " + dir + "/wide",
+                         "more than 1000000 values (points x dimensions) by line 1");
+  CHECK(!apptest::file_exists(dir + "/wide/config.json"));
 }
 
 TEST_CASE("max-margin draws its extra points from the whole region beyond the margin, however thin") {
