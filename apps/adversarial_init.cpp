@@ -122,6 +122,47 @@ void claim_dir(const Ctx& c, const std::string& dir) {
   cli::make_dirs(dir);
 }
 
+// The figures of a phase-2 run that the aggregation averages (null for a diverged run's norms).
+const char* const kRunFigures[] = {"train_acc",    "test_acc",     "frobenius_sq",  "log10_spectral_product",
+                                   "l2_path_norm", "l1_path_norm", "dist_from_init"};
+
+// The summary.json of a phase 1 or a run finished earlier, which --resume reuses. The fields the
+// aggregation reads are checked here, so that a damaged file is named, with what to do about it,
+// instead of failing later with a bare JSON error.
+Json read_finished(const std::string& file, bool phase1) {
+  try {
+    Json j = Json::parse(read_file(file));
+    MINIMA_CHECK(j.is_object(), "expected an object");
+    // j[key] read as the aggregation reads it; null where it may be null.
+    auto field = [&](const char* key, bool nullable, auto read) {
+      MINIMA_CHECK(j.contains(key), "missing key '", key, "'");
+      if (nullable && j.at(key).is_null()) return;
+      try {
+        read(j.at(key));
+      } catch (const Error& e) {
+        throw Error(str("key '", key, "': ", e.what()));
+      }
+    };
+    auto integer = [](const Json& v) { v.as_int(); };
+    auto number = [](const Json& v) { v.as_double(); };
+    auto text = [](const Json& v) { v.as_string(); };
+    if (phase1) {
+      for (const char* k : {"seed", "replication", "C_size", "epochs"}) field(k, false, integer);
+      field("acc_on_C", false, number);
+    } else {
+      field("init", false, text);
+      field("setup", false, text);
+      if (j.at("init").as_string() == "adversarial") field("replication", false, integer);
+      for (const char* f : kRunFigures) field(f, true, number);
+      if (j.contains("diverged_at_epoch")) field("diverged_at_epoch", true, integer);
+    }
+    return j;
+  } catch (const Error& e) {
+    throw Error(str("--resume: ", file, " is damaged (", e.what(), "); remove it to ",
+                    phase1 ? "run that phase 1 again" : "train that run again"));
+  }
+}
+
 std::string eta_text(double elapsed, double done, double total) {
   if (done <= 0) return "?";
   return cli::format_duration(elapsed / done * std::max(0.0, total - done));
@@ -134,7 +175,7 @@ Json run_phase1(const Ctx& c, int64_t seed, int64_t R) {
   if (cli::file_exists(dir + "/summary.json") && cli::file_exists(weights)) {
     MINIMA_CHECK(c.resume, dir, " already holds a finished phase 1; pass --resume to reuse it or choose another --out");
     std::printf("phase 1 seed %lld R %lld: done earlier, reusing %s\n", (long long)seed, (long long)R, weights.c_str());
-    return Json::parse(read_file(dir + "/summary.json"));
+    return read_finished(dir + "/summary.json", /*phase1=*/true);
   }
   claim_dir(c, dir);
   uint64_t cseed = set_seed(seed);
@@ -231,7 +272,7 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
   if (cli::file_exists(dir + "/summary.json")) {
     MINIMA_CHECK(c.resume, dir, " already holds a finished run; pass --resume to reuse it or choose another --out");
     std::printf("%s: done earlier, skipped\n", name.c_str());
-    return Json::parse(read_file(dir + "/summary.json"));
+    return read_finished(dir + "/summary.json", /*phase1=*/false);
   }
   claim_dir(c, dir);
   auto model = fresh_model(c, seed);
@@ -370,8 +411,7 @@ Json aggregate(const Ctx& c, const std::vector<Json>& runs, const std::vector<Js
     std::string init = r.at("init").as_string();
     int64_t R = init == "adversarial" ? r.at("replication").as_int() : 0;
     std::string key = init + "|" + r.at("setup").as_string() + "|" + std::to_string(R);
-    for (const char* f : {"train_acc", "test_acc", "frobenius_sq", "log10_spectral_product", "l2_path_norm",
-                          "l1_path_norm", "dist_from_init"})
+    for (const char* f : kRunFigures)
       if (!r.at(f).is_null()) by[key][f].v.push_back(r.at(f).as_double());  // null: a diverged run's norms
     bool diverged = r.contains("diverged_at_epoch") && !r.at("diverged_at_epoch").is_null();
     by[key]["diverged"].v.push_back(diverged ? 1.0 : 0.0);

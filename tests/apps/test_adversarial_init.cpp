@@ -376,3 +376,36 @@ TEST_CASE("adversarial-init: flags found bad late still fail before --out is cla
   refused("--arch mlp-bn --subset 41 --batch 20", "41 training samples in batches of 20 make a batch of one sample");
   refused("--arch mlp-bn --subset 40 --replication 2 --batch 79", "80 training samples in batches of 79");
 }
+
+TEST_CASE("adversarial-init: --resume names a damaged summary of a finished phase or run, and says what to do") {
+  if (!testutil::fashion_mnist_or_skip()) return;
+  TempDir dir("advinit-damaged");
+  const std::string out = dir.path();
+  const std::string cfg =
+      "adversarial-init --arch mlp --subset 40 --replication 2 --seeds 0 --epochs 1 --adv-epochs 1 --setups vanilla "
+      "--inits adversarial --threads 1 --no-plot --batch 16 --out " +
+      out;
+  Run r = run_minima(cfg);
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  const std::string run = out + "/runs/adversarial-vanilla-seed0-R2/summary.json";
+  const std::string phase1 = out + "/phase1/seed0-R2/summary.json";
+  const std::string good = minima::read_file(run);
+  // These used to fail with a bare "json: ..." that named no file.
+  auto damaged = [&](const std::string& file, const std::string& text, const std::string& why, const char* redo) {
+    minima::write_file_atomic(file, text);
+    check_rejects(cfg + " --resume", "--resume: " + file + " is damaged (" + why + "); remove it to " + redo);
+  };
+  damaged(run, "{\n", "json: expected a string at byte 2", "train that run again");
+  damaged(run, "{}", "missing key 'init'", "train that run again");
+  damaged(run, "{\"init\": \"adversarial\", \"setup\": \"vanilla\", \"replication\": 2, \"train_acc\": \"x\"}",
+          "key 'train_acc': json: expected a number", "train that run again");
+  minima::write_file_atomic(run, good);
+  damaged(phase1, "{}", "missing key 'seed'", "run that phase 1 again");
+  // Removed as the message says, the phase is run again and the experiment finishes.
+  std::remove(phase1.c_str());
+  Run again = run_minima(cfg + " --resume");
+  INFO(again.output);
+  CHECK(again.rc == 0);
+  CHECK(file_exists(phase1));
+}
