@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -36,6 +37,25 @@ namespace minima::data {
 
 bool have_image_decoder() { return true; }
 
+// The format a file's first bytes (its signature) say it is: "PNG", "JPEG", or "" for neither.
+static std::string image_format(const std::vector<uint8_t>& b) {
+  static const uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (b.size() >= 8 && std::memcmp(b.data(), png, 8) == 0) return "PNG";
+  if (b.size() >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) return "JPEG";
+  return "";
+}
+
+// The format a file's name says it is, as image_format.
+static std::string format_of_name(const std::string& path) {
+  const size_t dot = path.find_last_of('.'), slash = path.find_last_of('/');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
+  std::string ext = path.substr(dot + 1);
+  for (char& ch : ext) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  if (ext == "png") return "PNG";
+  if (ext == "jpg" || ext == "jpeg") return "JPEG";
+  return "";
+}
+
 void decode_image_file(const std::string& path, int64_t size, bool exact_size, uint8_t* out) {
   std::vector<uint8_t> bytes = read_bytes(path);
   MINIMA_CHECK(!bytes.empty(), path, ": empty image file");
@@ -43,9 +63,21 @@ void decode_image_file(const std::string& path, int64_t size, bool exact_size, u
   int w = 0, h = 0, n = 0;
   unsigned char* px = stbi_load_from_memory(bytes.data(), int(bytes.size()), &w, &h, &n, 3);
   if (!px) {
+    // stb tries its decoders in turn and keeps the last reason given: when the JPEG decoder gives
+    // none, what is left is the PNG test's "bad png sig", even for a file that is plainly a JPEG.
+    // So the message names the format the file's signature (or else its name) says, and keeps
+    // stb's reason only when it comes from that format's decoder.
+    const std::string by_bytes = image_format(bytes), format = by_bytes.empty() ? format_of_name(path) : by_bytes;
     const char* why = stbi_failure_reason();
-    throw Error(str(path, ": cannot decode image (", bytes.size(), " bytes): ", why && *why ? why : "no reason given",
-                    " (truncated or corrupt PNG/JPEG?)"));
+    std::string reason = why && *why ? why : "";
+    if (reason == "bad png sig" && format != "PNG") reason.clear();
+    if (format.empty())
+      throw Error(str(path, ": cannot decode image (", bytes.size(), " bytes): it is neither a PNG nor a JPEG"));
+    if (by_bytes.empty())
+      throw Error(str(path, ": cannot decode it as a ", format, " (", bytes.size(), " bytes): its name says ", format,
+                      ", but it does not start as one does: the file is truncated or corrupt"));
+    throw Error(str(path, ": cannot decode it as a ", format, " (", bytes.size(), " bytes",
+                    reason.empty() ? "" : ", " + reason, "): the file is truncated or corrupt"));
   }
   std::unique_ptr<unsigned char, void (*)(void*)> keep(px, stbi_image_free);
   const int64_t S = size;
