@@ -280,6 +280,7 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
     std::string w =
         c.out + "/phase1/seed" + std::to_string(seed) + "-R" + std::to_string(R) + "/adversarial_init.safetensors";
     nn::load_weights(w, *model);
+    check_finite(model->named_parameters(), w);
   }
   model->to(c.device);
   nn::NamedTensors w0 = nn::snapshot(model->named_parameters());

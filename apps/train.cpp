@@ -5,7 +5,6 @@
 // phase 1 of adversarial-init saved), writes final.safetensors for `minima eval`, and saves a
 // checkpoint on a clock (--checkpoint-every) so that --resume continues a killed run to the same
 // results.
-#include <algorithm>
 #include <cmath>
 #include <iostream>
 
@@ -85,13 +84,7 @@ int run_train(cli::Args& a) {
   check_one_sample_batches(arch, in_chw, train.num_classes, train.size(), batch, "--subset or --batch");
   if (!init.empty()) {
     nn::load_weights(init, *model);
-    // Not finite weights would only show up as "training diverged" after an epoch.
-    for (const auto& [name, t] : model->named_parameters()) {
-      const Tensor v = t.cpu().to(DType::f64).contiguous();
-      const double* p = v.data<double>();
-      MINIMA_CHECK(std::all_of(p, p + v.numel(), [](double x) { return std::isfinite(x); }), "--init ", init, ": ",
-                   name, " holds values that are not finite");
-    }
+    check_finite(model->named_parameters(), "--init " + init);
   }
   model->to(device);
   optim::SGD opt(model->parameters(), {lr, momentum, 0.0, wd, nesterov});

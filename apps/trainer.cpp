@@ -3,7 +3,9 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <optional>
 #include <sstream>
@@ -198,10 +200,27 @@ void truncate_metrics(const std::string& path, int64_t rows) {
   write_file_atomic(path, out);
 }
 
+void check_finite(const nn::NamedTensors& tensors, const std::string& what) {
+  for (const auto& [name, t] : tensors) {
+    const Tensor v = t.cpu().to(DType::f64).contiguous();
+    const double* p = v.data<double>();
+    MINIMA_CHECK(std::all_of(p, p + v.numel(), [](double x) { return std::isfinite(x); }), what, ": ", name,
+                 " holds values that are not finite");
+  }
+}
+
 bool RunCheckpoint::resume(nn::Module& m, optim::Optimizer& opt, nn::TrainState& st, int64_t last, int64_t epochs,
                            const char* flag) const {
   if (!cli::file_exists(path_)) return false;
   nn::load_checkpoint(path_, m, opt, st);
+  nn::NamedTensors loaded = m.state_dict();
+  for (const auto& e : opt.state())
+    loaded.emplace_back(str("the optimizer's ", e.slot, " of parameter ", e.param), e.tensor);
+  try {
+    check_finite(loaded, "--resume: " + path_);
+  } catch (const Error& e) {
+    throw Error(str(e.what(), "; remove the checkpoint to train that run from its start"));
+  }
   MINIMA_CHECK(st.epoch >= 0 && st.epoch <= last, "--resume: ", path_, " was saved after epoch ", st.epoch,
                ", which does not fit a run of ", flag, " ", epochs, " (expected 0 to ", last,
                "); resume with the flags the run started with");

@@ -58,6 +58,11 @@ StepTiming time_training_step(const std::string& arch, const Shape& chw, int64_t
 void check_one_sample_batches(const std::string& arch, const Shape& in_chw, int64_t classes, int64_t n, int64_t batch,
                               const std::string& flags);
 
+// Throws "<what>: <name> holds values that are not finite" for the first of `tensors` that does.
+// Weights read from a file are checked so: training from them would only fail an epoch later, as
+// "diverged".
+void check_finite(const nn::NamedTensors& tensors, const std::string& what);
+
 // A run's checkpoint file and when to write it (--checkpoint-every): after an epoch that ends
 // `every` seconds or more after the last save, or after the run's start (after every epoch when
 // `every` is 0). Saving after every epoch wrote gigabytes for runs whose epochs take
@@ -70,8 +75,8 @@ class RunCheckpoint {
   const std::string& path() const { return path_; }
   // --resume: when the file exists, loads it into the model, optimizer and train state, and checks
   // that its epoch lies in [0, last] of a run of `epochs` (set by `flag`): a later one would skip
-  // the training loop and record a model that was never evaluated as finished. False when there
-  // was no checkpoint.
+  // the training loop and record a model that was never evaluated as finished. Its weights,
+  // buffers and optimizer state must be finite (check_finite). False when there was no checkpoint.
   bool resume(nn::Module& m, optim::Optimizer& opt, nn::TrainState& st, int64_t last, int64_t epochs,
               const char* flag) const;
   bool due() const {

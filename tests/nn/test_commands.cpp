@@ -17,6 +17,7 @@
 #include "fashion_mnist.h"
 #include "nn/checkpoint.h"
 #include "nn/models.h"
+#include "nn/safetensors.h"
 #include "temp_dir.h"
 
 using namespace minima;
@@ -290,6 +291,32 @@ TEST_CASE("minima train refuses --init weights that are not finite, and stops wh
   out = run("train --arch mlp --subset 64 --epochs 1 --threads 4294967297 --out " + dir + "/threads", rc);
   CHECK(rc != 0);
   CHECK(out.find("error: --threads must be in [0, 1024], got 4294967297") != std::string::npos);
+}
+
+TEST_CASE("minima train --resume refuses a checkpoint whose weights are not finite, as --init does") {
+  if (!testutil::fashion_mnist_or_skip()) return;
+  testutil::TempDir tmp("train_resume_nan");
+  const std::string cfg = "train --arch mlp --subset 64 --epochs 2 --checkpoint-every 0 --out " + tmp.path() + "/run";
+  int rc = 0;
+  std::string out = run(cfg + " --halt-after 1", rc);
+  REQUIRE(rc != 0);
+  const std::string ckpt = tmp.path() + "/run/checkpoint.safetensors";
+  nn::SafeTensors f = nn::load_safetensors(ckpt);
+  REQUIRE(!f.tensors.empty());
+  {
+    NoGradGuard ng;
+    f.tensors[0].second = f.tensors[0].second.clone();
+    f.tensors[0].second.fill_(NAN);
+  }
+  nn::save_safetensors(ckpt, f.tensors, f.metadata);
+  // It used to be loaded, and the run to end "diverged" an epoch later.
+  out = run(cfg + " --resume", rc);
+  INFO(out);
+  CHECK(rc != 0);
+  CHECK(out.find("error: --resume: " + ckpt + ": " + f.tensors[0].first +
+                 " holds values that are not finite; remove the checkpoint to train that run from its start") !=
+        std::string::npos);
+  CHECK(access((tmp.path() + "/run/summary.json").c_str(), F_OK) != 0);
 }
 
 TEST_CASE("minima train saves its weights, resumes a killed run to the same weights, and starts from --init") {
