@@ -20,6 +20,8 @@
 // checkpoint, trains the epochs after it again and ends with the same numbers as an uninterrupted
 // run (training from a checkpoint is deterministic). Saving after every epoch instead wrote 2.9 GB
 // for one seed at R = 8 of the default experiment, whose epochs take milliseconds.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -608,11 +610,18 @@ int run_adversarial_init(cli::Args& a) {
     nn::make_model(c.arch, c.in_chw, c.classes, g);  // fail early on a bad --arch
   }
   check_one_sample_batches(c.arch, c.in_chw, c.classes, c.train.size(), c.batch, "--subset or --batch");
+  // Phase 1 holds its adversarial set in memory (the pixels and a label per image): one larger than
+  // the machine's memory used to fail only after --out was claimed.
+  const double memory = double(::sysconf(_SC_PHYS_PAGES)) * double(::sysconf(_SC_PAGE_SIZE));
   if (need_adv)
     for (int64_t R : reps) {
       int64_t size = 0;
       MINIMA_CHECK(!__builtin_mul_overflow(c.train.size(), R, &size) && size <= (int64_t(1) << 32), "--replication ", R,
                    " makes an adversarial set of more than 2^32 images from ", c.train.size(), " training images");
+      const double bytes = double(size) * double(c.train.sample_numel() + int64_t(sizeof(int64_t)));
+      MINIMA_CHECK(memory <= 0 || bytes <= memory, "--replication ", R, " makes an adversarial set of ", size,
+                   " images (", cli::fmt(bytes / 1e9, 3), " GB), more than the ", cli::fmt(memory / 1e9, 3),
+                   " GB of memory of this machine");
       check_one_sample_batches(c.arch, c.in_chw, c.classes, size, c.batch, "--replication, --subset or --batch");
     }
 

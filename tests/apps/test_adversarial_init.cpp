@@ -372,6 +372,10 @@ TEST_CASE("adversarial-init: flags found bad late still fail before --out is cla
   refused("--replication 1,1", "--replication: 1 is listed twice");
   // R copies of 512 images: more than 2^64 bytes used to wrap around and crash.
   refused("--subset 512 --replication 4503599627370496", "--replication 4503599627370496 makes an adversarial set");
+  // 4 x 10^9 images of 784 bytes: more than the machine's memory, which used to fail only after
+  // --out was claimed.
+  refused("--subset 500 --replication 8000000",
+          "--replication 8000000 makes an adversarial set of 4000000000 images (");
   // 41 images in batches of 20 (and 2 x 40 = 80 in batches of 79) leave a batch of one sample.
   refused("--arch mlp-bn --subset 41 --batch 20", "41 training samples in batches of 20 make a batch of one sample");
   refused("--arch mlp-bn --subset 40 --replication 2 --batch 79", "80 training samples in batches of 79");
