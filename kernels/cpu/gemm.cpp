@@ -162,17 +162,18 @@ void pack_strip(int64_t n, int64_t kc, const T* P, int64_t ls, int64_t ks, T* ou
     for (int64_t k = 0; k < kc; ++k) std::memset(out + k * R + n, 0, sizeof(T) * size_t(R - n));
 }
 
-// C = alpha * acc + beta * C on the mr x nr corner of a ROWS x (NV vectors) register tile. A
-// whole-width tile into unit-stride rows with alpha 1 and beta 0 or 1 (every product of matmul and
-// conv2d, and every K block after the first) is stored a vector at a time: 1 * acc and 1 * acc +
-// 1 * c round exactly as acc and acc + c, so the result is bitwise that of the general path below.
+// C = alpha * acc + beta * C on the mr x nr corner of a ROWS x NR register tile. A whole-width
+// tile into unit-stride rows with alpha 1 and beta 0 or 1 (every product of matmul and conv2d,
+// and every K block after the first) is stored a vector at a time: 1 * acc and 1 * acc + 1 * c
+// round exactly as acc and acc + c, so the result is bitwise that of the general path below.
 // Products with a small K (conv2d's input gradient, K = output channels) spend much of their time
 // here.
-template <class T, class Cf, int ROWS, int NV>
-__attribute__((always_inline)) inline void store_tile(const typename Cf::V (&acc)[ROWS][NV], T alpha, T beta, T* C,
-                                                      int64_t c_rs, int64_t c_cs, int64_t mr, int64_t nr) {
+template <class T, class Cf, int ROWS>
+__attribute__((always_inline)) inline void store_tile(const typename Cf::V (&acc)[ROWS][Cf::NR / Cf::VL], T alpha,
+                                                      T beta, T* C, int64_t c_rs, int64_t c_cs, int64_t mr,
+                                                      int64_t nr) {
   using V = typename Cf::V;
-  constexpr int VL = Cf::VL, NR = NV * VL;
+  constexpr int NR = Cf::NR, VL = Cf::VL, NV = NR / VL;
   if (c_cs == 1 && nr == NR && alpha == T(1) && (beta == T(0) || beta == T(1))) {
     for (int i = 0; i < ROWS; ++i) {
       if (i >= mr) break;
@@ -202,16 +203,15 @@ __attribute__((always_inline)) inline void store_tile(const typename Cf::V (&acc
   }
 }
 
-// acc (ROWS x NV vectors) = the first ROWS rows of the Ap strip (MR values per k, as packed) @
-// the first NV vectors of the Bp strip (NR values per k) over kc; then C = alpha*acc + beta*C on
-// the mr x nr corner (mr <= ROWS, nr <= NV * VL). Always inlined into a wrapper compiled for the
-// instruction set of Cf (see below).
-template <class T, class Cf, int ROWS, int NV>
+// acc (ROWS x NR) = the first ROWS rows of the Ap strip (MR values per k, as packed) @ Bp strip
+// over kc; then C = alpha*acc + beta*C on the mr x nr corner (mr <= ROWS). Always inlined into a
+// wrapper compiled for the instruction set of Cf (see below).
+template <class T, class Cf, int ROWS>
 __attribute__((always_inline)) inline void micro_kernel_body(int64_t kc, const T* __restrict__ Ap,
                                                              const T* __restrict__ Bp, T alpha, T beta, T* C,
                                                              int64_t c_rs, int64_t c_cs, int64_t mr, int64_t nr) {
   using V = typename Cf::V;
-  constexpr int MR = Cf::MR, NR = Cf::NR, VL = Cf::VL;
+  constexpr int MR = Cf::MR, NR = Cf::NR, VL = Cf::VL, NV = NR / VL;
   V acc[ROWS][NV];
   for (int i = 0; i < ROWS; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = V{};
@@ -223,49 +223,29 @@ __attribute__((always_inline)) inline void micro_kernel_body(int64_t kc, const T
       for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
     }
   }
-  store_tile<T, Cf, ROWS, NV>(acc, alpha, beta, C, c_rs, c_cs, mr, nr);
+  store_tile<T, Cf, ROWS>(acc, alpha, beta, C, c_rs, c_cs, mr, nr);
 }
 
-// A strip's last rows and columns are often padding: 64 rows are five strips of 12 and one of 4,
-// and 80 columns two strips of 32 and one of 16. The micro-kernels therefore run the fewest of
-// MR/3, 2*MR/3 or MR rows that hold the strip's mr (4, 8 or 12 with AVX-512; 2, 4 or 6 with
-// AVX2), so a 4-row strip costs a third of a whole one, and one vector of columns instead of two
-// when the strip's nr fit in one. Each element's sum is the same sequence of multiply-adds
-// whichever tile runs: bitwise the same.
+// A strip's last rows are often padding: 64 rows are five strips of 12 and one of 4. The
+// micro-kernels therefore run the fewest of MR/3, 2*MR/3 or MR rows that hold the strip's mr
+// (4, 8 or 12 with AVX-512; 2, 4 or 6 with AVX2), so a 4-row strip costs a third of a whole
+// one. Each row's sum is the same sequence of multiply-adds whichever runs: bitwise the same.
 template <class Cf>
 constexpr int tile_rows(int64_t mr) {
   static_assert(Cf::MR % 3 == 0, "tiles of a third, two thirds and all of MR rows");
   return mr <= Cf::MR / 3 ? Cf::MR / 3 : mr <= 2 * Cf::MR / 3 ? 2 * Cf::MR / 3 : Cf::MR;
 }
 
-// Calls body(rows, vectors), both std::integral_constant, for the smallest tile that holds an
-// mr x nr strip: tile_rows, and one vector of columns or two.
-template <class Cf, class Body>
-__attribute__((always_inline)) inline void on_tile(int64_t mr, int64_t nr, const Body& body) {
-  static_assert(Cf::NR == 2 * Cf::VL, "tiles of one and two vectors");
-  constexpr int R = Cf::MR / 3;
-  using One = std::integral_constant<int, 1>;
-  using Two = std::integral_constant<int, 2>;
-  const int rows = tile_rows<Cf>(mr);
-  if (nr <= Cf::VL) {
-    if (rows == R) return body(std::integral_constant<int, R>{}, One{});
-    if (rows == 2 * R) return body(std::integral_constant<int, 2 * R>{}, One{});
-    return body(std::integral_constant<int, 3 * R>{}, One{});
-  }
-  if (rows == R) return body(std::integral_constant<int, R>{}, Two{});
-  if (rows == 2 * R) return body(std::integral_constant<int, 2 * R>{}, Two{});
-  return body(std::integral_constant<int, 3 * R>{}, Two{});
-}
-
-// The micro-kernel on the smallest tile that holds an mr x nr strip (on_tile).
+// The micro-kernel on the smallest tile that holds a strip of mr rows (tile_rows).
 template <class T, class Cf>
 __attribute__((always_inline)) inline void micro_kernel_rows(int64_t kc, const T* Ap, const T* Bp, T alpha, T beta,
                                                              T* C, int64_t c_rs, int64_t c_cs, int64_t mr, int64_t nr) {
-  on_tile<Cf>(
-      mr, nr, [&](auto rows, auto vectors) __attribute__((always_inline)) {
-        micro_kernel_body<T, Cf, decltype(rows)::value, decltype(vectors)::value>(kc, Ap, Bp, alpha, beta, C, c_rs,
-                                                                                  c_cs, mr, nr);
-      });
+  constexpr int R = Cf::MR / 3;
+  switch (tile_rows<Cf>(mr)) {
+    case R: return micro_kernel_body<T, Cf, R>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+    case 2 * R: return micro_kernel_body<T, Cf, 2 * R>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+    default: return micro_kernel_body<T, Cf, 3 * R>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+  }
 }
 
 // One micro-kernel per instruction set. The AVX-512 one is compiled for AVX-512 whatever -march
@@ -284,17 +264,16 @@ __attribute__((target("avx512f,avx512vl,fma,avx2"))) void micro_kernel_avx512(in
 }
 #endif
 
-// The micro-kernel over runs of B rows (gemm_row_runs): acc (ROWS x NV vectors) = the A strip's
-// columns (k-major, as packed) times, for each run in turn, its len rows of the B strip (the first
-// NV vectors of each), `step` rows apart from row `row`; then C += acc on the mr x nr corner
-// (columns adjacent). The sums are micro_kernel_body's, and so is the epilogue (store_tile with
-// alpha 1 and beta 1).
-template <class T, class Cf, int ROWS, int NV>
+// The micro-kernel over runs of B rows (gemm_row_runs): acc (ROWS x NR) = the A strip's columns
+// (k-major, as packed) times, for each run in turn, its len rows of the B strip, `step` rows
+// apart from row `row`; then C += acc on the mr x nr corner (columns adjacent). The sums are
+// micro_kernel_body's, and so is the epilogue (store_tile with alpha 1 and beta 1).
+template <class T, class Cf, int ROWS>
 __attribute__((always_inline)) inline void runs_kernel_body(const RowRun* runs, int64_t n_runs, int64_t step,
                                                             const T* __restrict__ Ap, const T* __restrict__ Bp, T* C,
                                                             int64_t c_rs, int64_t mr, int64_t nr) {
   using V = typename Cf::V;
-  constexpr int MR = Cf::MR, NR = Cf::NR, VL = Cf::VL;
+  constexpr int MR = Cf::MR, NR = Cf::NR, VL = Cf::VL, NV = NR / VL;
   V acc[ROWS][NV];
   for (int i = 0; i < ROWS; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = V{};
@@ -311,19 +290,20 @@ __attribute__((always_inline)) inline void runs_kernel_body(const RowRun* runs, 
       }
     }
   }
-  store_tile<T, Cf, ROWS, NV>(acc, T(1), T(1), C, c_rs, 1, mr, nr);
+  store_tile<T, Cf, ROWS>(acc, T(1), T(1), C, c_rs, 1, mr, nr);
 }
 
-// The runs kernel on the smallest tile that holds an mr x nr strip (on_tile).
+// The runs kernel on the smallest tile that holds a strip of mr rows (tile_rows).
 template <class T, class Cf>
 __attribute__((always_inline)) inline void runs_kernel_rows(const RowRun* runs, int64_t n_runs, int64_t step,
                                                             const T* Ap, const T* Bp, T* C, int64_t c_rs, int64_t mr,
                                                             int64_t nr) {
-  on_tile<Cf>(
-      mr, nr, [&](auto rows, auto vectors) __attribute__((always_inline)) {
-        runs_kernel_body<T, Cf, decltype(rows)::value, decltype(vectors)::value>(runs, n_runs, step, Ap, Bp, C, c_rs,
-                                                                                 mr, nr);
-      });
+  constexpr int R = Cf::MR / 3;
+  switch (tile_rows<Cf>(mr)) {
+    case R: return runs_kernel_body<T, Cf, R>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+    case 2 * R: return runs_kernel_body<T, Cf, 2 * R>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+    default: return runs_kernel_body<T, Cf, 3 * R>(runs, n_runs, step, Ap, Bp, C, c_rs, mr, nr);
+  }
 }
 
 template <class T>
@@ -358,10 +338,7 @@ void runs_kernel(const RowRun* runs, int64_t n_runs, int64_t step, const T* Ap, 
 // (C^T = B^T A^T, N x M), as when N is far below NR and M is not: a classifier layer's [128, 512]
 // x [512, 10] fills 10 of every 32 columns of its tiles, while transposed its 10 rows fill one
 // 12-row strip. Each element of C still sums the same products in the same k order, and a fused
-// multiply-add does not care which factor comes first, so the result is bitwise the same. (The
-// count takes whole MR x NR tiles, not the smaller ones a strip's tail runs on: the classifier's
-// 11 one-vector tiles, 10 of 16 columns used, would still do a third more multiply-adds in
-// nearly three times as many micro-kernel calls as its 4 transposed ones.)
+// multiply-add does not care which factor comes first, so the result is bitwise the same.
 template <class Cf>
 bool transposed_pays(int64_t M, int64_t N) {
   auto padded = [](int64_t n, int64_t to) {

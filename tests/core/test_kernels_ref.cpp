@@ -159,8 +159,7 @@ TEST_CASE("kernels: gemm_row_runs is bitwise gemm_strided over the rows its runs
   // shift, j]: A and B packed once. The reference stores the picked rows, padded with columns up to
   // a multiple of 32 so that it runs on whole-width tiles only, and multiplies them with beta 1.
   // Runs of random lengths (crossing the 256-column K blocks), rows apart by 1 or 2, row and column
-  // tails of both register tiles (the runs kernel's one-vector tile included), A taller than one M
-  // block (144), each dtype and instruction set.
+  // tails of both register tiles, A taller than one M block (144), each dtype and instruction set.
   const RestoreGemmIsa restore;
   Generator g(411);
   std::mt19937 rng(4111);
@@ -344,44 +343,6 @@ TEST_CASE("kernels: a product with few rows is bitwise those rows of a taller on
             std::vector<double> want, bound;
             naive_matmul(a.slice(0, 0, M, 1), b, want, bound, unit_roundoff(t));
             check_within(values(matmul(a.slice(0, 0, M, 1), b)), want, bound);
-          }
-  }
-}
-
-TEST_CASE("kernels: a product's last columns on the one-vector tile are bitwise those of a wider one") {
-  // A strip with at most one vector of columns left (16 floats with AVX-512, 8 with AVX2) runs a
-  // tile of one vector instead of two. Its columns must agree bitwise with the same columns of a
-  // product whose strips are all whole. Tails of one vector and of more, K tails and blocks,
-  // row-major and transposed operands, alpha and beta into an output that already holds values,
-  // each instruction set.
-  using cpu::GemmIsa;
-  const RestoreGemmIsa restore;
-  Generator g(406);
-  for (GemmIsa isa : {GemmIsa::avx2, GemmIsa::avx512}) {
-    if (!cpu::gemm_isa_supported(isa)) continue;
-    cpu::set_gemm_isa(isa);
-    for (DType t : {DType::f32, DType::f64})
-      for (int64_t M : {37, 150})
-        for (int64_t K : {255, 513})
-          for (int64_t N : {20, 40, 47, 56, 70}) {
-            INFO(cpu::gemm_isa_name(isa) << " " << dtype_name(t) << " M=" << M << " N=" << N << " K=" << K);
-            Tensor a = urand({M, K}, g, -1, 1, t), b = urand({K, 96}, g, -1, 1, t), c0 = urand({M, 96}, g, -1, 1, t);
-            for (bool transposed_views : {false, true}) {
-              Tensor aa = transposed_views ? a.t().contiguous().t() : a;
-              Tensor bb = transposed_views ? b.t().contiguous().t() : b;
-              Tensor wide = c0.clone(), narrow = c0.slice(1, 0, N, 1).clone();
-              cpu_backend().gemm(wide.unsqueeze(0), aa.unsqueeze(0), bb.unsqueeze(0), 0.5, -2.0);
-              cpu_backend().gemm(narrow.unsqueeze(0), aa.unsqueeze(0), bb.slice(1, 0, N, 1).unsqueeze(0), 0.5, -2.0);
-              CHECK(values(narrow) == values(wide.slice(1, 0, N, 1)));
-              // alpha 1 and beta 0: the vector stores of a whole one-vector tile.
-              Tensor wide1 = c0.clone(), narrow1 = c0.slice(1, 0, N, 1).clone();
-              cpu_backend().gemm(wide1.unsqueeze(0), aa.unsqueeze(0), bb.unsqueeze(0), 1.0, 0.0);
-              cpu_backend().gemm(narrow1.unsqueeze(0), aa.unsqueeze(0), bb.slice(1, 0, N, 1).unsqueeze(0), 1.0, 0.0);
-              CHECK(values(narrow1) == values(wide1.slice(1, 0, N, 1)));
-            }
-            std::vector<double> want, bound;
-            naive_matmul(a, b.slice(1, 0, N, 1), want, bound, unit_roundoff(t));
-            check_within(values(matmul(a, b.slice(1, 0, N, 1))), want, bound);
           }
   }
 }
