@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -47,12 +46,9 @@ static std::string image_format(const std::vector<uint8_t>& b) {
 
 // The format a file's name says it is, as image_format.
 static std::string format_of_name(const std::string& path) {
-  const size_t dot = path.find_last_of('.'), slash = path.find_last_of('/');
-  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
-  std::string ext = path.substr(dot + 1);
-  for (char& ch : ext) ch = char(std::tolower(static_cast<unsigned char>(ch)));
-  if (ext == "png") return "PNG";
-  if (ext == "jpg" || ext == "jpeg") return "JPEG";
+  const std::string ext = file_extension(path);
+  if (ext == ".png") return "PNG";
+  if (ext == ".jpg" || ext == ".jpeg") return "JPEG";
   return "";
 }
 

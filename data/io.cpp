@@ -58,8 +58,9 @@ std::vector<std::string> list_dir(const std::string& path, bool dirs_only) {
 }
 
 std::string file_extension(const std::string& name) {
-  size_t dot = name.rfind('.');
-  if (dot == std::string::npos || dot == 0) return "";
+  const size_t dot = name.rfind('.'), slash = name.rfind('/');
+  const size_t base = slash == std::string::npos ? 0 : slash + 1;  // where the file's own name starts
+  if (dot == std::string::npos || dot <= base) return "";
   std::string e = name.substr(dot);
   for (char& c : e) c = char(std::tolower(static_cast<unsigned char>(c)));
   return e;

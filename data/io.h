@@ -17,7 +17,8 @@ void require_data_dir(const std::string& dataset, const std::string& dir, const 
 std::string join_path(const std::string& a, const std::string& b);
 // Entry names (not paths) of a directory, sorted bytewise; `dirs_only` keeps sub-directories only.
 std::vector<std::string> list_dir(const std::string& path, bool dirs_only = false);
-// Lower-cased extension with the dot (".png"), or "" when there is none.
+// Lower-cased extension with the dot (".png") of a file name or path, or "" when there is none (a
+// dot before the last '/' or leading the name, as in ".hidden", does not start one).
 std::string file_extension(const std::string& name);
 // $XDG_CACHE_HOME/minima, else $HOME/.cache/minima (created on demand by the caller).
 std::string user_cache_dir();

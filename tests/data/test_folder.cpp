@@ -12,6 +12,7 @@
 #include "core/json.h"
 #include "data/dataset.h"
 #include "data/image_io.h"
+#include "data/io.h"
 #include "helpers.h"
 
 #ifdef MINIMA_HAS_STB
@@ -445,3 +446,13 @@ TEST_CASE("an image that cannot be decoded is named, with the format its bytes o
 #else
 TEST_CASE("folder datasets need stb" * doctest::skip(true)) {}
 #endif
+
+TEST_CASE("file_extension: of a name or a path, lower-cased, never from a directory's name") {
+  CHECK(file_extension("n01440764_10026.JPEG") == ".jpeg");
+  CHECK(file_extension("train/cat/b.Png") == ".png");
+  CHECK(file_extension("/data/cinic.v2/train/cat/b") == "");  // the dot is a directory's
+  CHECK(file_extension(".hidden") == "");
+  CHECK(file_extension("dir/.hidden") == "");
+  CHECK(file_extension("archive.tar.gz") == ".gz");
+  CHECK(file_extension("noext") == "");
+}
