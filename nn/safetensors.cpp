@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "core/atomic_file.h"
+#include "core/checksum.h"
 #include "core/json.h"
 
 namespace minima::nn {
@@ -54,13 +55,31 @@ const std::string* SafeTensors::meta(const std::string& key) const {
   return nullptr;
 }
 
+// The header as its checksum covers it: everything but the checksum entry itself (and the
+// __metadata__ object when that entry was all it held), written compactly in file order.
+static std::string checksummed_header(const Json& header) {
+  Json h = Json::object();
+  for (const auto& [key, value] : header.items()) {
+    if (key != "__metadata__") {
+      h[key] = value;
+      continue;
+    }
+    Json meta = Json::object();
+    for (const auto& [k, v] : value.items())
+      if (k != kChecksumKey) meta[k] = v;
+    if (meta.size()) h[key] = meta;
+  }
+  return h.dump(-1);
+}
+
 void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata) {
   std::vector<Tensor> host;
-  Json header = Json::object();
-  if (!metadata.empty()) {
-    Json meta = Json::object();
-    for (const auto& [k, v] : metadata) meta[k] = v;
-    header["__metadata__"] = meta;
+  Json header = Json::object(), sums = Json::object();
+  header["__metadata__"] = Json::object();  // written first, before the tensor entries
+  for (const auto& [k, v] : metadata) {
+    MINIMA_CHECK(k != kChecksumKey, "save_safetensors: the metadata key '", k,
+                 "' is reserved for the checksum that saving writes");
+    header["__metadata__"][k] = v;
   }
   int64_t offset = 0;
   for (const auto& [name, t] : tensors) {
@@ -83,9 +102,15 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors, cons
     offs.push_back(Json(offset + bytes));
     e["data_offsets"] = offs;
     header[name] = e;
+    sums[name] = hex64(checksum64(c.data_ptr(), size_t(bytes)));
     offset += bytes;
     host.push_back(c);
   }
+  const std::string covered = checksummed_header(header);
+  Json sum = Json::object();
+  sum["header"] = hex64(checksum64(covered.data(), covered.size()));
+  sum["tensors"] = sums;
+  header["__metadata__"][kChecksumKey] = sum.dump(-1);
   std::string h = header.dump(-1);
   while (h.size() % 8) h += ' ';
   uint64_t n = h.size();
@@ -95,6 +120,47 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors, cons
   f.write(h.data(), h.size());
   for (const Tensor& c : host) f.write(c.data_ptr(), size_t(c.numel()) * c.element_size());
   f.commit();
+}
+
+// Checks a file's tensors and header against the checksum entry that saving wrote.
+static void verify_checksum(const std::string& path, const Json& header, const SafeTensors& st,
+                            const std::string& entry) {
+  const std::string where = str("load_safetensors: '", path, "': ");
+  const std::string edited =
+      str(" (a file changed on purpose loads once its '", kChecksumKey, "' metadata entry is removed)");
+  Json sum;
+  uint64_t want = 0;
+  try {
+    sum = Json::parse(entry);
+  } catch (const Error& e) {
+    throw Error(str(where, "the '", kChecksumKey, "' metadata entry is damaged: ", e.what()));
+  }
+  MINIMA_CHECK(sum.is_object() && sum.contains("header") && sum.at("header").is_string() &&
+                   parse_hex64(sum.at("header").as_string(), want) && sum.contains("tensors") &&
+                   sum.at("tensors").is_object(),
+               where, "the '", kChecksumKey, "' metadata entry is damaged: expected {\"header\": <16 hex digits>, ",
+               "\"tensors\": {name: <16 hex digits>}}");
+  const std::string covered = checksummed_header(header);
+  MINIMA_CHECK(checksum64(covered.data(), covered.size()) == want, where,
+               "its header (tensor names, dtypes, shapes, offsets, metadata) does not match the checksum written with "
+               "it: the file was damaged or changed after it was saved",
+               edited);
+  const Json& tensors = sum.at("tensors");
+  std::vector<std::string> bad;
+  for (const auto& [name, t] : st.tensors) {
+    uint64_t v = 0;
+    const bool ok = tensors.contains(name) && tensors.at(name).is_string() &&
+                    parse_hex64(tensors.at(name).as_string(), v) &&
+                    checksum64(t.data_ptr(), size_t(t.numel()) * t.element_size()) == v;
+    if (!ok) bad.push_back(name);
+  }
+  if (bad.empty()) return;
+  std::string names;
+  for (size_t i = 0; i < bad.size() && i < 5; ++i) names += str(i ? ", '" : "'", bad[i], "'");
+  if (bad.size() > 5) names += str(" and ", bad.size() - 5, " more");
+  throw Error(str(where, bad.size(), " of ", st.tensors.size(),
+                  " tensors do not match the checksums written with them (", names,
+                  "): the file was damaged or changed after it was saved", edited));
 }
 
 SafeTensors load_safetensors(const std::string& path) {
@@ -181,6 +247,13 @@ SafeTensors load_safetensors(const std::string& path) {
   }
   MINIMA_CHECK(at == data_size, "load_safetensors: '", path, "': the data section has ", data_size - at,
                " bytes after the last tensor ('", prev, "') that belong to no tensor");
+  // Files that minima wrote carry a checksum; files from elsewhere (or older ones) load without.
+  for (auto it = out.metadata.begin(); it != out.metadata.end(); ++it)
+    if (it->first == kChecksumKey) {
+      verify_checksum(path, header, out, it->second);
+      out.metadata.erase(it);
+      break;
+    }
   return out;
 }
 

@@ -5,6 +5,13 @@
 // to the end of the header. Supported dtypes: F32, F64, BF16, I64, U8.
 //
 // Saving writes "<path>.tmp.<pid>" and renames it over `path`, so a crash never leaves a torn file.
+//
+// Saving also writes a checksum into __metadata__ under kChecksumKey: JSON {"header": h,
+// "tensors": {name: t}}, each a checksum64 (core/checksum.h) in 16 hex digits; h covers the header
+// without that entry (compact JSON, file order), t a tensor's bytes. Loading verifies it, names the
+// tensors whose bytes changed, and leaves the entry out of the metadata it returns, so a file read,
+// edited and saved again gets a fresh one. Files without the entry (written by other tools, or by
+// minima before it wrote one) load unchecked. Other readers see one more metadata string.
 #pragma once
 #include <string>
 #include <utility>
@@ -16,6 +23,9 @@ namespace minima::nn {
 
 using Metadata = std::vector<std::pair<std::string, std::string>>;
 
+// The metadata key of the checksum that saving writes (reserved: save refuses it as an input).
+inline constexpr const char* kChecksumKey = "minima.checksum";
+
 struct SafeTensors {
   NamedTensors tensors;  // on the CPU, in file order
   Metadata metadata;
@@ -25,7 +35,8 @@ struct SafeTensors {
 
 // Tensors may live on any device and be non-contiguous; they are copied to the CPU to write.
 void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata = {});
-// Throws minima::Error naming the path and the problem (truncated file, bad header, bad offsets).
+// Throws minima::Error naming the path and the problem (truncated file, bad header, bad offsets,
+// bytes that do not match the checksum).
 SafeTensors load_safetensors(const std::string& path);
 
 // Copies `src` into the module's parameters and buffers in place (any device; handles stay valid).

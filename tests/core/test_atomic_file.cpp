@@ -1,15 +1,18 @@
 // tests/core/test_atomic_file.cpp: AtomicFile and write_file_atomic never leave a torn target or a
 // stray temporary file: the target changes only at commit, a writer that gives up (an exception)
 // leaves the old content, failures name the file, and two writers never share a temporary file.
+// Also the checksum that such files carry (core/checksum.h).
 #include <dirent.h>
 #include <doctest/doctest.h>
 #include <fcntl.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "core/atomic_file.h"
+#include "core/checksum.h"
 #include "core/error.h"
 #include "core/json.h"
 #include "temp_dir.h"
@@ -102,4 +105,46 @@ TEST_CASE("atomic files: a target that cannot be written is an error naming it, 
   ::close(::open((folder + "/inside").c_str(), O_WRONLY | O_CREAT, 0644));  // not empty: rename cannot replace it
   CHECK_THROWS_WITH_AS(write_file_atomic(folder, "x"), doctest::Contains("cannot rename"), Error);
   CHECK(entries(dir.path()) == std::vector<std::string>{"taken"});
+}
+
+TEST_CASE("checksum64: every bit of the input and its length count; hex64 round-trips") {
+  // A random buffer long enough for whole 32-byte blocks and a tail: flipping any one bit changes
+  // the checksum (the per-word steps are bijections, so this must hold for every position).
+  std::vector<uint8_t> buf(77);
+  uint64_t s = 0x2545f4914f6cdd1dull;
+  for (auto& b : buf) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    b = uint8_t(s);
+  }
+  const uint64_t base = checksum64(buf.data(), buf.size());
+  int unchanged = 0;
+  for (size_t i = 0; i < buf.size(); ++i)
+    for (int bit = 0; bit < 8; ++bit) {
+      buf[i] ^= uint8_t(1 << bit);
+      unchanged += checksum64(buf.data(), buf.size()) == base;
+      buf[i] ^= uint8_t(1 << bit);
+    }
+  CHECK(unchanged == 0);
+  CHECK(checksum64(buf.data(), buf.size()) == base);
+  // Two whole words swapped between blocks change it too.
+  std::vector<uint8_t> swapped = buf;
+  std::swap_ranges(swapped.begin(), swapped.begin() + 8, swapped.begin() + 32);
+  CHECK(checksum64(swapped.data(), swapped.size()) != base);
+  // Runs of zeros of different lengths all differ.
+  std::vector<uint8_t> zeros(80, 0);
+  std::vector<uint64_t> seen;
+  for (size_t n = 0; n <= zeros.size(); ++n) seen.push_back(checksum64(zeros.data(), n));
+  std::sort(seen.begin(), seen.end());
+  CHECK(std::adjacent_find(seen.begin(), seen.end()) == seen.end());
+  // Files store these values, so the function must never change: one pinned value guards that.
+  const std::string text = "minima checksum64, version 1";
+  CHECK(hex64(checksum64(text.data(), text.size())) == "de3f2d361031d1a5");
+
+  uint64_t v = 0;
+  CHECK(hex64(0x0123456789abcdefull) == "0123456789abcdef");
+  REQUIRE(parse_hex64(hex64(base), v));
+  CHECK(v == base);
+  for (const char* bad :
+       {"", "0123456789abcde", "0123456789abcdef0", "0123456789ABCDEF", "0123456789abcdeg", " 123456789abcdef"})
+    CHECK_FALSE(parse_hex64(bad, v));
 }

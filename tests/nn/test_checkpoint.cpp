@@ -380,3 +380,117 @@ TEST_CASE("checkpoint metadata that does not parse names the entry and what it s
   CHECK(back.epoch == 0);  // nothing was taken from the bad file
   std::remove(path.c_str());
 }
+
+namespace {
+std::string read_all(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+void write_all(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(bytes.data(), std::streamsize(bytes.size()));
+}
+// The file's header, parsed, and where its data section starts.
+Json header_of(const std::string& bytes, size_t& data_start) {
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  data_start = 8 + size_t(n);
+  return Json::parse(bytes.substr(8, size_t(n)));
+}
+}  // namespace
+
+TEST_CASE("safetensors: a checksum written with the file finds bytes changed after it, and names the tensors") {
+  Generator g(11);
+  NamedTensors ts{{"conv.weight", randn({4, 3, 3, 3}, g)},
+                  {"conv.bias", randn({4}, g)},
+                  {"bn.num_batches_tracked", full({}, 7.0, DType::i64)},
+                  {"fc.weight", randn({10, 4}, g).to(DType::bf16)}};
+  const std::string odd = "quotes \" \\ tab\t newline\n control\x01 utf-8 \xc3\xa9\xe2\x82\xac";
+  const Metadata meta{{"arch", "test"}, {"note", odd}, {"step", "1234"}};
+  const std::string path = tmp_path("checksum.safetensors");
+  save_safetensors(path, ts, meta);
+
+  // The entry is in the file, verified on load, and not handed back as metadata.
+  const std::string good = read_all(path);
+  size_t data_start = 0;
+  Json header = header_of(good, data_start);
+  REQUIRE(header.at("__metadata__").contains(kChecksumKey));
+  Json sum = Json::parse(header.at("__metadata__").at(kChecksumKey).as_string());
+  CHECK(sum.at("tensors").size() == ts.size());
+  SafeTensors back = load_safetensors(path);
+  CHECK(back.metadata == meta);
+  CHECK(back.meta(kChecksumKey) == nullptr);
+  // Saved again as read (the way the tests edit a file), it gets a fresh checksum and loads.
+  save_safetensors(path, back.tensors, back.metadata);
+  CHECK(read_all(path) == good);
+  CHECK_THROWS_WITH_AS(save_safetensors(path, ts, {{kChecksumKey, "0"}}), doctest::Contains("reserved"), Error);
+
+  // One bit flipped in each of two tensors, anywhere in them: both are named.
+  Generator pick(12);
+  for (int trial = 0; trial < 8; ++trial) {
+    std::string bad = good;
+    for (const char* name : {"conv.weight", "fc.weight"}) {
+      const Json& offs = header.at(name).at("data_offsets");
+      const int64_t b = offs[0].as_int(), len = offs[1].as_int() - b;
+      const auto at = int64_t(randint({}, len, pick).item());
+      const int bit = int(randint({}, 8, pick).item());
+      bad[data_start + size_t(b + at)] = char(bad[data_start + size_t(b + at)] ^ (1 << bit));
+    }
+    write_all(path, bad);
+    CAPTURE(trial);
+    CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("2 of 4 tensors do not match"), Error);
+    CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("'conv.weight', 'fc.weight'"), Error);
+    CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains(path.c_str()), Error);
+  }
+  // A metadata digit changed in place (the file's layout unchanged): the header no longer matches.
+  std::string bad = good;
+  const size_t digit = bad.find("1234");
+  REQUIRE(digit < data_start);
+  bad[digit] = '9';
+  write_all(path, bad);
+  CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("its header (tensor names"), Error);
+  CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("entry is removed"), Error);
+  // The checksum entry itself damaged.
+  bad = good;
+  const size_t entry = bad.find("\\\"header\\\"");
+  REQUIRE(entry < data_start);
+  bad[entry + 2] = 'H';
+  write_all(path, bad);
+  CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("metadata entry is damaged"), Error);
+  // With the entry removed by hand (as a user who edits the file on purpose would), the file loads.
+  Json edited = header;
+  Json plain = Json::object();
+  for (const auto& [k, v] : header.at("__metadata__").items())
+    if (k != kChecksumKey) plain[k] = v;
+  edited["__metadata__"] = plain;
+  std::string h = edited.dump(-1);
+  while (h.size() % 8) h += ' ';
+  const uint64_t n = h.size();
+  std::string unchecked(reinterpret_cast<const char*>(&n), 8);
+  unchecked += h + good.substr(data_start);
+  write_all(path, unchecked);
+  CHECK(load_safetensors(path).metadata == meta);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("a checkpoint whose weights were changed on disk is refused, naming the tensor") {
+  Generator g(13);
+  auto net = std::make_shared<Linear>(5, 3, g);
+  optim::SGD opt(net->parameters(), {0.1, 0.9, 0.0, 0.0, false});
+  TrainState st;
+  ModelInfo info{"mlp", {1, 1, 5}, 3, "synthetic", {0.0}, {1.0}, 13};
+  const std::string path = tmp_path("changed.safetensors");
+  save_checkpoint(path, *net, opt, st, info);
+  std::string bytes = read_all(path);
+  size_t data_start = 0;
+  Json header = header_of(bytes, data_start);
+  // The weight's first value made slightly larger: still finite, so only the checksum can tell.
+  const auto at = data_start + size_t(header.at("weight").at("data_offsets")[0].as_int());
+  bytes[at] = char(bytes[at] ^ 1);
+  write_all(path, bytes);
+  TrainState back;
+  CHECK_THROWS_WITH_AS(load_checkpoint(path, *net, opt, back), doctest::Contains("('weight')"), Error);
+  auto other = std::make_shared<Linear>(5, 3, g);
+  CHECK_THROWS_WITH_AS(load_weights(path, *other), doctest::Contains("damaged or changed"), Error);
+  std::remove(path.c_str());
+}
