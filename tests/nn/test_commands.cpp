@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <sstream>
 
 // The data headers come first: data/augment.h calls sqrt unqualified, which core/ops.h's
@@ -293,7 +294,8 @@ TEST_CASE("minima train refuses --init weights that are not finite, and stops wh
   CHECK(out.find("error: --threads must be in [0, 1024], got 4294967297") != std::string::npos);
 }
 
-TEST_CASE("minima train --resume refuses a checkpoint whose weights are not finite, as --init does") {
+TEST_CASE(
+    "minima train --resume refuses a checkpoint whose weights are not finite, as --init does, or changed on disk") {
   if (!testutil::fashion_mnist_or_skip()) return;
   testutil::TempDir tmp("train_resume_nan");
   const std::string cfg = "train --arch mlp --subset 64 --epochs 2 --checkpoint-every 0 --out " + tmp.path() + "/run";
@@ -317,6 +319,31 @@ TEST_CASE("minima train --resume refuses a checkpoint whose weights are not fini
                  " holds values that are not finite; remove the checkpoint to train that run from its start") !=
         std::string::npos);
   CHECK(access((tmp.path() + "/run/summary.json").c_str(), F_OK) != 0);
+
+  // Changed in place on the disk, the weights still finite: the checksum written with the file
+  // refuses it and names the tensor (it used to be resumed from).
+  const std::string cfg2 = "train --arch mlp --subset 64 --epochs 2 --checkpoint-every 0 --out " + tmp.path() + "/run2";
+  out = run(cfg2 + " --halt-after 1", rc);
+  REQUIRE(rc != 0);
+  const std::string ckpt2 = tmp.path() + "/run2/checkpoint.safetensors";
+  const std::string first = nn::load_safetensors(ckpt2).tensors.at(0).first;
+  {
+    std::fstream f(ckpt2, std::ios::in | std::ios::out | std::ios::binary);
+    uint64_t n = 0;
+    f.read(reinterpret_cast<char*>(&n), 8);
+    f.seekg(std::streamoff(8 + n));  // the first tensor's first byte
+    char c = 0;
+    f.read(&c, 1);
+    c = char(c ^ 1);  // the lowest mantissa bit of a float: finite before and after
+    f.seekp(std::streamoff(8 + n));
+    f.write(&c, 1);
+  }
+  out = run(cfg2 + " --resume", rc);
+  INFO(out);
+  CHECK(rc != 0);
+  CHECK(out.find("error: load_safetensors: '" + ckpt2 + "': 1 of ") != std::string::npos);
+  CHECK(out.find("do not match the checksums written with them ('" + first + "')") != std::string::npos);
+  CHECK(access((tmp.path() + "/run2/summary.json").c_str(), F_OK) != 0);
 }
 
 TEST_CASE("minima train saves its weights, resumes a killed run to the same weights, and starts from --init") {
