@@ -313,8 +313,8 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
       // A run that blows up is a result of its setup (e.g. momentum from a large-weight init), not
       // a failure of the experiment: it is recorded as diverged and the other runs go on.
       diverged_at = e + 1;
-      std::printf("warning: %s diverged at epoch %lld (training loss %g); recorded as diverged\n", name.c_str(),
-                  (long long)diverged_at, tr.loss);
+      std::printf("warning: %s diverged at epoch %lld (training loss %s); recorded as diverged\n", name.c_str(),
+                  (long long)diverged_at, cli::fmt(tr.loss, 6).c_str());
       break;
     }
     bool last = e + 1 == c.epochs;
@@ -322,8 +322,8 @@ Json run_phase2(const Ctx& c, const std::string& init, const Setup& setup, int64
     if (test_now) te = evaluate(*model, test_loader);
     if (test_now && !std::isfinite(te.loss)) {  // the epoch's last update left the weights not finite
       diverged_at = e + 1;
-      std::printf("warning: %s diverged at epoch %lld (test loss %g); recorded as diverged\n", name.c_str(),
-                  (long long)diverged_at, te.loss);
+      std::printf("warning: %s diverged at epoch %lld (test loss %s); recorded as diverged\n", name.c_str(),
+                  (long long)diverged_at, cli::fmt(te.loss, 6).c_str());
       break;
     }
     bool measure = (e + 1) % c.complexity_every == 0 || last;

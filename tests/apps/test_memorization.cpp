@@ -70,7 +70,8 @@ TEST_CASE("toy2d stops with an error when training diverges, and refuses data fa
       "--grid 10 --no-plot --out " +
       tmp.path();
   // These used to finish with nan losses and exit 0.
-  apptest::check_rejects(cfg + "/a --lr 1e308", "toy2d: run (a) of seed 0 diverged at epoch 1 (loss ");
+  apptest::check_rejects(cfg + "/a --lr 1e308",
+                         "toy2d: run (a) of seed 0 diverged at epoch 1 (loss nan); try a smaller --lr");
   apptest::check_rejects(cfg + "/a2 --lr 1e308", "); try a smaller --lr");
   apptest::check_rejects(cfg + "/pre --pre-lr 1e308",
                          "toy2d: the random-label phase of seed 0 diverged at epoch 1 (loss ");

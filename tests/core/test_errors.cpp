@@ -464,3 +464,12 @@ TEST_CASE("relu keeps NaN, as PyTorch does: a diverged network is not hidden beh
   CHECK(y[3] == 2.0f);
   CHECK(values(relu(from_vector<int64_t>({-3, 4}, {2}))) == std::vector<double>{0, 4});
 }
+
+TEST_CASE("errors: a NaN prints as nan whatever its sign bit, alone or in a list") {
+  const double neg = -std::numeric_limits<double>::quiet_NaN();
+  REQUIRE(std::signbit(neg));
+  CHECK(str("loss ", neg) == "loss nan");  // the stream alone prints "-nan"
+  CHECK(str(std::numeric_limits<double>::quiet_NaN(), " ", float(neg)) == "nan nan");
+  CHECK(str(std::vector<double>{1.5, neg, -INFINITY}) == "[1.5, nan, -inf]");
+  CHECK(str(-0.25, " ", 3) == "-0.25 3");
+}
