@@ -229,7 +229,10 @@ bool RunCheckpoint::resume(nn::Module& m, optim::Optimizer& opt, nn::TrainState&
 
 void RunCheckpoint::save(const nn::Module& m, const optim::Optimizer& opt, const nn::TrainState& st,
                          const nn::ModelInfo& info) {
-  nn::save_checkpoint(path_, m, opt, st, info);
+  // The runs count their steps in the optimizer; the file's train_state says so too (it read 0).
+  nn::TrainState at = st;
+  at.step = opt.steps();
+  nn::save_checkpoint(path_, m, opt, at, info);
   since_ = std::chrono::steady_clock::now();
 }
 

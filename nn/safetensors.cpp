@@ -252,6 +252,7 @@ SafeTensors load_safetensors(const std::string& path) {
     if (it->first == kChecksumKey) {
       verify_checksum(path, header, out, it->second);
       out.metadata.erase(it);
+      out.checksum_verified = true;
       break;
     }
   return out;

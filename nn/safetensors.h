@@ -27,8 +27,9 @@ using Metadata = std::vector<std::pair<std::string, std::string>>;
 inline constexpr const char* kChecksumKey = "minima.checksum";
 
 struct SafeTensors {
-  NamedTensors tensors;  // on the CPU, in file order
-  Metadata metadata;
+  NamedTensors tensors;            // on the CPU, in file order
+  Metadata metadata;               // without the checksum entry
+  bool checksum_verified = false;  // the file had a checksum entry, and it held
   const Tensor* find(const std::string& name) const;
   const std::string* meta(const std::string& key) const;
 };

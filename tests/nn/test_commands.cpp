@@ -1,4 +1,4 @@
-// tests/nn/test_commands.cpp: the `minima models` and `minima eval` commands, run as a user runs
+// tests/nn/test_commands.cpp: the `minima models`, `eval` and `inspect` commands, run as a user runs
 // them (the built binary), checked against the library computing the same figures in-process.
 #include <doctest/doctest.h>
 #include <unistd.h>
@@ -418,4 +418,118 @@ TEST_CASE("minima train saves its weights, resumes a killed run to the same weig
   CHECK(rc != 0);
   CHECK(out.find("error: loading '" + tmp / "mlp/final.safetensors" + "'") != std::string::npos);
   CHECK(access((tmp / "bad/config.json").c_str(), F_OK) != 0);
+}
+
+TEST_CASE("minima inspect prints a file's checksum state, metadata and each tensor's range; damage fails it") {
+  testutil::TempDir tmp("inspect");
+  Generator g(21);
+  // A checkpoint-like file: model tensors of three dtypes, one with non-finite values, and an
+  // optimizer slot.
+  Tensor w = randn({6, 5}, g), b = uniform({7}, -2.0, 3.0, g), counts = randint({4}, 1000, g);
+  Tensor half = randn({9}, g).to(DType::bf16), slot = randn({6, 5}, g);
+  {
+    NoGradGuard ng;
+    b.view({7}).narrow(0, 2, 1).fill_(NAN);
+    b.view({7}).narrow(0, 5, 1).fill_(-INFINITY);
+  }
+  const nn::NamedTensors ts{{"fc.weight", w},
+                            {"fc.bias", b},
+                            {"bn.num_batches_tracked", counts},
+                            {"head.weight", half},
+                            {std::string(nn::kOptPrefix) + "fc.weight.momentum_buffer", slot}};
+  const std::string path = tmp.path() + "/ckpt.safetensors";
+  nn::save_safetensors(path, ts, {{"arch", "mlp"}, {"note", "a = b"}});
+
+  // --json: every figure against the same figures computed here.
+  int rc = 0;
+  std::string out = run("inspect --json --file " + path, rc);
+  INFO(out);
+  REQUIRE(rc == 0);
+  const Json j = Json::parse(out);
+  CHECK(j.at("checksum").as_string() == "verified");
+  CHECK(j.at("metadata").at("note").as_string() == "a = b");
+  CHECK(!j.at("metadata").contains(nn::kChecksumKey));
+  CHECK(j.at("model_values").as_int() == 30 + 7 + 4 + 9);
+  CHECK(j.at("optimizer_values").as_int() == 30);
+  CHECK(j.at("nonfinite_values").as_int() == 2);
+  REQUIRE(j.at("tensors").size() == ts.size());
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const Json& e = j.at("tensors")[i];
+    const Tensor v = ts[i].second.to(DType::f64);
+    CAPTURE(ts[i].first);
+    CHECK(e.at("name").as_string() == ts[i].first);
+    CHECK(e.at("dtype").as_string() == nn::safetensors_dtype(ts[i].second.dtype()));
+    CHECK(e.at("numel").as_int() == v.numel());
+    double lo = INFINITY, hi = -INFINITY, sum = 0;
+    int64_t finite = 0;
+    for (double x : v.to_vector<double>())
+      if (std::isfinite(x)) lo = std::min(lo, x), hi = std::max(hi, x), sum += x, ++finite;
+    CHECK(e.at("nonfinite").as_int() == v.numel() - finite);
+    CHECK(e.at("min").as_double() == doctest::Approx(lo).epsilon(1e-9));
+    CHECK(e.at("max").as_double() == doctest::Approx(hi).epsilon(1e-9));
+    CHECK(e.at("mean").as_double() == doctest::Approx(sum / double(finite)).epsilon(1e-9));
+  }
+  CHECK(j.at("tensors")[2].at("shape").size() == 1);
+
+  // The table: the checksum line, the non-finite count, the metadata, a row per tensor.
+  out = run("inspect --file " + path, rc);
+  REQUIRE(rc == 0);
+  CHECK(out.find("checksum   verified") != std::string::npos);
+  CHECK(out.find("tensors    4 of the model (50 values), 1 of the optimizer (30 values)") != std::string::npos);
+  CHECK(out.find("non-finite 2 values in 1 tensor\n") != std::string::npos);
+  CHECK(out.find("metadata   note = a = b\n") != std::string::npos);
+  CHECK(out.find("\nfc.bias ") != std::string::npos);
+  CHECK(out.find("\nbn.num_batches_tracked ") != std::string::npos);
+
+  // One byte changed: the command fails and names the tensor.
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    uint64_t n = 0;
+    f.read(reinterpret_cast<char*>(&n), 8);
+    f.seekp(std::streamoff(8 + n + 4));  // fc.weight's second value
+    f.put('\x7f');
+  }
+  out = run("inspect --file " + path, rc);
+  CHECK(rc != 0);
+  CHECK(out.find("error: load_safetensors: '" + path + "': 1 of 5 tensors do not match") != std::string::npos);
+  CHECK(out.find("('fc.weight')") != std::string::npos);
+  // A file from another tool has no checksum: shown, not refused.
+  {
+    const std::string h = R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+    const uint64_t n = h.size();
+    const float x[2] = {1.5f, -0.5f};
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f.write(reinterpret_cast<const char*>(&n), 8);
+    f.write(h.data(), std::streamsize(n));
+    f.write(reinterpret_cast<const char*>(x), sizeof x);
+  }
+  out = run("inspect --file " + path, rc);
+  REQUIRE(rc == 0);
+  CHECK(out.find("checksum   absent") != std::string::npos);
+  CHECK(Json::parse(run("inspect --json --file " + path, rc)).at("tensors")[0].at("mean").as_double() == 0.5);
+  out = run("inspect", rc);
+  CHECK(rc != 0);
+  CHECK(out.find("error: inspect: --file is required") != std::string::npos);
+  out = run("inspect --file " + tmp.path() + "/none.safetensors", rc);
+  CHECK(rc != 0);
+  CHECK(out.find("cannot open") != std::string::npos);
+}
+
+TEST_CASE("a run's checkpoint records the optimizer steps it took in train_state") {
+  if (!testutil::fashion_mnist_or_skip()) return;
+  testutil::TempDir tmp("inspect_step");
+  int rc = 0;
+  // 600 images in batches of 128: 5 steps an epoch, 10 after the two epochs before the halt.
+  std::string out =
+      run("train --arch mlp --subset 600 --batch 128 --epochs 3 --checkpoint-every 0 --halt-after 2 --out " +
+              tmp.path() + "/run",
+          rc);
+  REQUIRE(rc != 0);
+  out = run("inspect --json --file " + tmp.path() + "/run/checkpoint.safetensors", rc);
+  INFO(out);
+  REQUIRE(rc == 0);
+  const Json ts = Json::parse(Json::parse(out).at("metadata").at("train_state").as_string());
+  CHECK(ts.at("epoch").as_int() == 2);
+  CHECK(ts.at("optimizer").at("steps").as_int() == 10);
+  CHECK(ts.at("step").as_int() == 10);  // it used to read 0 in every run's checkpoint
 }
