@@ -61,7 +61,7 @@ struct Register {
   Register(const std::string& name, const std::string& summary, std::function<int(Args&)> run);
 };
 
-// `minima bench <name>`: benchmarks register under the one `bench` command (apps/bench.cpp).
+// `minima bench <name>`: benchmarks register under the one `bench` command (run_bench in apps/main.cpp).
 std::vector<Command>& bench_registry();
 struct RegisterBench {
   RegisterBench(const std::string& name, const std::string& summary, std::function<int(Args&)> run);

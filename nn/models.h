@@ -11,8 +11,8 @@
 //   smallcnn   conv3x3(32)-BN-ReLU-maxpool2, conv3x3(64)-BN-ReLU-maxpool2, Linear(64*H/4*W/4, 256),
 //              ReLU, Linear(256, classes). Chosen for the CPU default of the bad-minima experiment:
 //              the wide fully connected head memorizes a few thousand randomly labelled
-//              Fashion-MNIST images within minutes on two cores, which global-pooling CNNs of the
-//              same cost do not (see the probes in PAPERS.md).
+//              Fashion-MNIST images within minutes on two cores, which the global-pooling CNNs of
+//              the same cost that were tried for it did not.
 //   vgg16      CIFAR VGG16, BN after every conv (convs with bias), Linear(512 * h * w, classes)
 //   resnet18   3x3 stem, no max-pool, BasicBlocks [2,2,2,2], global average pool, Linear(512, classes)
 //   resnet50   same stem, Bottlenecks [3,4,6,3], Linear(2048, classes)

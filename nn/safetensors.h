@@ -4,7 +4,8 @@
 // padded with spaces to a multiple of 8, then the raw little-endian tensor bytes, offsets relative
 // to the end of the header. Supported dtypes: F32, F64, BF16, I64, U8.
 //
-// Saving writes "<path>.tmp.<pid>" and renames it over `path`, so a crash never leaves a torn file.
+// Saving writes a temporary file beside `path` (core/atomic_file.h) and renames it over `path`, so a
+// crash never leaves a torn file.
 //
 // Saving also writes a checksum into __metadata__ under kChecksumKey: JSON {"header": h,
 // "tensors": {name: t}}, each a checksum64 (core/checksum.h) in 16 hex digits; h covers the header

@@ -1,6 +1,6 @@
-// kernels/cpu/batchnorm.cpp: batch norm over (N, H, W) per channel. Training: one pass for the
-// mean and variance (sum and sum of squared deviations in double, via a shifted two-pass over the
-// channel), normalize+affine fused, running stats updated with PyTorch's convention
+// kernels/cpu/batchnorm.cpp: batch norm over (N, H, W) per channel. Training: two passes for the
+// statistics (the mean, then the sum of squared deviations from it, both in double), a third for
+// normalize+affine fused, running stats updated with PyTorch's convention
 // (running = (1 - momentum) * running + momentum * batch, unbiased batch variance).
 // Backward is the fused closed form:
 //   gx = w * invstd / M * (M * gy - sum(gy) - xhat * sum(gy * xhat)).

@@ -1,5 +1,7 @@
 // kernels/cpu/cpu_backend.h: the CPU reference backend. Plain loops, OpenMP across rows or
-// channels, and a cache-blocked GEMM that conv2d also runs on (im2col). Each family is one .cpp.
+// channels, and a cache-blocked GEMM that conv2d also runs on (im2col: the forward and the weight
+// gradient pack the unrolled inputs straight into the GEMM's layout, never storing them whole).
+// Each family is one .cpp.
 #pragma once
 #include <vector>
 
