@@ -1,7 +1,7 @@
 // tests/apps/test_readme.cpp: the README stays true to the CLI. Every `build/minima ...` example in
 // the project's Markdown files names a command that exists and only flags that its --help lists;
 // every command of `minima --help` and every benchmark of `minima bench --help` has an example in
-// README.md's table; and every repository path that README.md or docs/performance.md names in
+// README.md's table; and every repository path that README.md or a guide in docs/ names in
 // backquotes exists.
 #include <doctest/doctest.h>
 
@@ -88,11 +88,11 @@ TEST_CASE("README: every command and benchmark has an example, and every example
     CHECK(readme.find("| `bench " + b + "` ") != std::string::npos);
   }
 
-  // Each example, in README.md, data/README.md and docs/performance.md: an existing command, and
+  // Each example, in README.md, data/README.md and the guides in docs/: an existing command, and
   // flags its --help lists.
   std::map<std::string, std::string> help;  // command -> its --help text
   int checked = 0;
-  for (const std::string doc : {"README.md", "data/README.md", "docs/performance.md"}) {
+  for (const std::string doc : {"README.md", "data/README.md", "docs/performance.md", "docs/internals.md"}) {
     for (const auto& ex : examples(source_file(doc))) {
       if (ex.empty()) continue;  // the binary itself
       std::string cmd = ex[0];
@@ -119,12 +119,13 @@ TEST_CASE("README: every command and benchmark has an example, and every example
 }
 
 TEST_CASE("README: the repository paths it names exist") {
-  const std::string text = source_file("README.md") + source_file("docs/performance.md");
+  const std::string text =
+      source_file("README.md") + source_file("docs/performance.md") + source_file("docs/internals.md");
   const std::regex path("`((?:apps|core|data|docs|kernels|nn|optim|scripts|tests)/[A-Za-z0-9_./-]+)");
   int seen = 0;
   for (auto it = std::sregex_iterator(text.begin(), text.end(), path); it != std::sregex_iterator(); ++it) {
     const std::string p = (*it)[1].str();
-    INFO("README.md or docs/performance.md names ", p);
+    INFO("README.md or a guide in docs/ names ", p);
     CHECK(std::filesystem::exists(std::string(MINIMA_SOURCE_DIR) + "/" + p));
     ++seen;
   }
