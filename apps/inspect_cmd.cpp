@@ -140,7 +140,7 @@ int run_inspect(cli::Args& a) {
 }
 
 cli::Register reg("inspect", "what a weights or checkpoint file holds: checksum, metadata, tensors and their ranges",
-                        run_inspect);
+                  run_inspect);
 
 }  // namespace
 }  // namespace minima::app
