@@ -212,7 +212,11 @@ void check_finite(const nn::NamedTensors& tensors, const std::string& what) {
 bool RunCheckpoint::resume(nn::Module& m, optim::Optimizer& opt, nn::TrainState& st, int64_t last, int64_t epochs,
                            const char* flag) const {
   if (!cli::file_exists(path_)) return false;
-  nn::load_checkpoint(path_, m, opt, st);
+  try {
+    nn::load_checkpoint(path_, m, opt, st);
+  } catch (const nn::ChecksumError& e) {  // damaged on the disk: the run can only start again
+    throw Error(str("--resume: ", e.what(), "; remove the checkpoint to train that run from its start"));
+  }
   nn::NamedTensors loaded = m.state_dict();
   for (const auto& e : opt.state())
     loaded.emplace_back(str("the optimizer's ", e.slot, " of parameter ", e.param), e.tensor);

@@ -133,18 +133,18 @@ static void verify_checksum(const std::string& path, const Json& header, const S
   try {
     sum = Json::parse(entry);
   } catch (const Error& e) {
-    throw Error(str(where, "the '", kChecksumKey, "' metadata entry is damaged: ", e.what()));
+    throw ChecksumError(str(where, "the '", kChecksumKey, "' metadata entry is damaged: ", e.what()));
   }
-  MINIMA_CHECK(sum.is_object() && sum.contains("header") && sum.at("header").is_string() &&
-                   parse_hex64(sum.at("header").as_string(), want) && sum.contains("tensors") &&
-                   sum.at("tensors").is_object(),
-               where, "the '", kChecksumKey, "' metadata entry is damaged: expected {\"header\": <16 hex digits>, ",
-               "\"tensors\": {name: <16 hex digits>}}");
+  if (!(sum.is_object() && sum.contains("header") && sum.at("header").is_string() &&
+        parse_hex64(sum.at("header").as_string(), want) && sum.contains("tensors") && sum.at("tensors").is_object()))
+    throw ChecksumError(str(where, "the '", kChecksumKey, "' metadata entry is damaged: expected {\"header\": <16 hex ",
+                            "digits>, \"tensors\": {name: <16 hex digits>}}"));
   const std::string covered = checksummed_header(header);
-  MINIMA_CHECK(checksum64(covered.data(), covered.size()) == want, where,
-               "its header (tensor names, dtypes, shapes, offsets, metadata) does not match the checksum written with "
-               "it: the file was damaged or changed after it was saved",
-               edited);
+  if (checksum64(covered.data(), covered.size()) != want)
+    throw ChecksumError(str(where,
+                            "its header (tensor names, dtypes, shapes, offsets, metadata) does not match the checksum "
+                            "written with it: the file was damaged or changed after it was saved",
+                            edited));
   const Json& tensors = sum.at("tensors");
   std::vector<std::string> bad;
   for (const auto& [name, t] : st.tensors) {
@@ -158,9 +158,9 @@ static void verify_checksum(const std::string& path, const Json& header, const S
   std::string names;
   for (size_t i = 0; i < bad.size() && i < 5; ++i) names += str(i ? ", '" : "'", bad[i], "'");
   if (bad.size() > 5) names += str(" and ", bad.size() - 5, " more");
-  throw Error(str(where, bad.size(), " of ", st.tensors.size(),
-                  " tensors do not match the checksums written with them (", names,
-                  "): the file was damaged or changed after it was saved", edited));
+  throw ChecksumError(str(where, bad.size(), " of ", st.tensors.size(),
+                          " tensors do not match the checksums written with them (", names,
+                          "): the file was damaged or changed after it was saved", edited));
 }
 
 SafeTensors load_safetensors(const std::string& path) {

@@ -27,6 +27,13 @@ using Metadata = std::vector<std::pair<std::string, std::string>>;
 // The metadata key of the checksum that saving writes (reserved: save refuses it as an input).
 inline constexpr const char* kChecksumKey = "minima.checksum";
 
+// What load_safetensors throws when a file's bytes do not match its checksum (or the checksum
+// entry is damaged), so that a caller can say what to do about a damaged file.
+class ChecksumError : public Error {
+ public:
+  using Error::Error;
+};
+
 struct SafeTensors {
   NamedTensors tensors;            // on the CPU, in file order
   Metadata metadata;               // without the checksum entry

@@ -438,7 +438,7 @@ TEST_CASE("safetensors: a checksum written with the file finds bytes changed aft
     }
     write_all(path, bad);
     CAPTURE(trial);
-    CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("2 of 4 tensors do not match"), Error);
+    CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("2 of 4 tensors do not match"), ChecksumError);
     CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("'conv.weight', 'fc.weight'"), Error);
     CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains(path.c_str()), Error);
   }
@@ -448,7 +448,7 @@ TEST_CASE("safetensors: a checksum written with the file finds bytes changed aft
   REQUIRE(digit < data_start);
   bad[digit] = '9';
   write_all(path, bad);
-  CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("its header (tensor names"), Error);
+  CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("its header (tensor names"), ChecksumError);
   CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("entry is removed"), Error);
   // The checksum entry itself damaged.
   bad = good;
@@ -456,7 +456,7 @@ TEST_CASE("safetensors: a checksum written with the file finds bytes changed aft
   REQUIRE(entry < data_start);
   bad[entry + 2] = 'H';
   write_all(path, bad);
-  CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("metadata entry is damaged"), Error);
+  CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("metadata entry is damaged"), ChecksumError);
   // With the entry removed by hand (as a user who edits the file on purpose would), the file loads.
   Json edited = header;
   Json plain = Json::object();

@@ -341,7 +341,8 @@ TEST_CASE(
   out = run(cfg2 + " --resume", rc);
   INFO(out);
   CHECK(rc != 0);
-  CHECK(out.find("error: load_safetensors: '" + ckpt2 + "': 1 of ") != std::string::npos);
+  CHECK(out.find("error: --resume: load_safetensors: '" + ckpt2 + "': 1 of ") != std::string::npos);
+  CHECK(out.find("; remove the checkpoint to train that run from its start") != std::string::npos);
   CHECK(out.find("do not match the checksums written with them ('" + first + "')") != std::string::npos);
   CHECK(access((tmp.path() + "/run2/summary.json").c_str(), F_OK) != 0);
 }
