@@ -1,8 +1,8 @@
 // tests/apps/test_readme.cpp: the README stays true to the CLI. Every `build/minima ...` example in
 // the project's Markdown files names a command that exists and only flags that its --help lists;
 // every command of `minima --help` and every benchmark of `minima bench --help` has an example in
-// README.md's table; and every repository path that README.md or a guide in docs/ names in
-// backquotes exists.
+// README.md's table; every repository path that README.md or a guide in docs/ names in
+// backquotes exists; and its PyTorch snippet runs.
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -15,6 +15,9 @@
 
 #include "app_test_util.h"
 #include "core/json.h"
+#include "core/random.h"
+#include "nn/checkpoint.h"
+#include "nn/models.h"
 
 namespace {
 
@@ -130,4 +133,34 @@ TEST_CASE("README: the repository paths it names exist") {
     ++seen;
   }
   CHECK(seen >= 10);
+}
+
+TEST_CASE("README: its PyTorch snippet loads a minima weights file into the reference network") {
+  if (std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") != 0) {
+    MESSAGE("skipped: /usr/bin/python3 cannot import torch");
+    return;
+  }
+  const std::string readme = source_file("README.md");
+  const size_t begin = readme.find("```python\n"), end = readme.find("```\n", begin + 10);
+  REQUIRE(begin != std::string::npos);
+  REQUIRE(end != std::string::npos);
+  std::string snippet = readme.substr(begin + 10, end - begin - 10);
+  // The snippet as written, pointed at this checkout and at fresh weights of a network minima built.
+  apptest::TempDir tmp("readme_python");
+  const std::string weights = tmp.path() + "/final.safetensors";
+  auto swap = [&](const std::string& from, const std::string& to) {
+    const size_t at = snippet.find(from);
+    REQUIRE(at != std::string::npos);
+    snippet.replace(at, from.size(), to);
+  };
+  swap("\"runs/mlp/final.safetensors\"", "\"" + weights + "\"");
+  swap("\"tests/crosscheck\"", "\"" + std::string(MINIMA_SOURCE_DIR) + "/tests/crosscheck\"");
+  minima::Generator g(31);
+  auto net = minima::nn::make_model("smallcnn", {1, 28, 28}, 10, g);
+  minima::nn::save_weights(weights, *net, {"smallcnn", {1, 28, 28}, 10, "fashion-mnist", {0.5}, {0.25}, 31});
+  minima::write_file_atomic(tmp.path() + "/snippet.py", snippet);
+  const auto r = apptest::run_command("/usr/bin/python3 " + tmp.path() + "/snippet.py");
+  INFO(r.output);
+  CHECK(r.rc == 0);
+  CHECK(r.output == "smallcnn " + std::to_string(net->num_parameters()) + " parameters\n");
 }
