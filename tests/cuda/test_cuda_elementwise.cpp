@@ -210,7 +210,7 @@ CUDA_TEST_CASE("cuda float-to-integer conversion, integer wrap-around and relu(N
   // keep the low byte for uint8.
   Tensor f = from_vector<double>({NAN, INFINITY, -INFINITY, 1e19, -1e19, 0x1p63, -0x1p63, -1.5, 255.7, 256.2, -0.5,
                                   300.0, -129.0},
-                                 {13});
+                                 {13}, TensorOptions(DType::f64));
   for (DType s : {DType::f64, DType::f32, DType::bf16})
     for (DType d : {DType::i64, DType::u8}) {
       INFO(dtype_name(s), " -> ", dtype_name(d));

@@ -249,6 +249,54 @@ CUDA_TEST_CASE("cuda batch_norm, persistent kernel (--bn persistent): matches th
     be.batch_norm_backward(gx, Tensor(), Tensor(), gys, xs, Tensor(), mean, invstd);
     be.batch_norm_backward(gy_in_place, Tensor(), Tensor(), gy_in_place, xs, Tensor(), mean, invstd);
     expect_equal(gy_in_place.cpu(), gx.cpu(), str("in-place backward, ", stages, " stages"));
+    // The saved statistics themselves against the CPU's (the graph checks see them only through
+    // the gradients).
+    const TensorOptions oc(DType::f32);
+    Tensor yc = empty(s, oc), mean_c = empty({64}, oc), invstd_c = empty({64}, oc);
+    cpu_backend().batch_norm_forward_train(yc, mean_c, invstd_c, xs.cpu(), Tensor(), Tensor(), Tensor(), Tensor(), 0.1,
+                                           1e-5);
+    expect_close(mean.cpu(), mean_c, 1e-5, str("saved mean, ", stages, " stages"));
+    expect_close(invstd.cpu(), invstd_c, 1e-5, str("saved invstd, ", stages, " stages"));
+    // A contiguous input 4 bytes past a 16-byte boundary (a view at an odd offset) cannot take the
+    // 16-byte copies: the passes' scalar kernels run it, with the CPU's values.
+    const int64_t n = numel_of(s);
+    const Tensor shifted = rnd({n + 1}, 134).to(kGpu).narrow(0, 1, n).view(s);
+    const cuda::BnPersistentStats before = cuda::batch_norm_persistent_stats();
+    Tensor ys = empty(s, o), mean_s = empty({64}, o), invstd_s = empty({64}, o), gxs = empty(s, o);
+    be.batch_norm_forward_train(ys, mean_s, invstd_s, shifted, Tensor(), Tensor(), Tensor(), Tensor(), 0.1, 1e-5);
+    be.batch_norm_backward(gxs, Tensor(), Tensor(), gys, shifted, Tensor(), mean_s, invstd_s);
+    const cuda::BnPersistentStats after = cuda::batch_norm_persistent_stats();
+    CHECK(after.forward_calls == before.forward_calls);
+    CHECK(after.backward_calls == before.backward_calls);
+    cpu_backend().batch_norm_forward_train(yc, mean_c, invstd_c, shifted.cpu(), Tensor(), Tensor(), Tensor(), Tensor(),
+                                           0.1, 1e-5);
+    Tensor gxc = empty(s, oc);
+    cpu_backend().batch_norm_backward(gxc, Tensor(), Tensor(), gys.cpu(), shifted.cpu(), Tensor(), mean_c, invstd_c);
+    expect_close(ys.cpu(), yc, 2e-5, "batch_norm forward of a view at an odd offset");
+    expect_close(gxs.cpu(), gxc, 1e-4, "batch_norm backward of a view at an odd offset");
+  }
+}
+
+CUDA_TEST_CASE(
+    "cuda batch_norm, persistent kernel (--bn persistent): channels too long for its blocks take the passes") {
+  cuda::ConfigGuard guard;
+  cuda::set_bn_impl("persistent");
+  // A channel too long for every resident block's stages together (8,388,608 values; an H200
+  // holds at most 264 x 14,400 float32 values at once) takes the passes both ways. Float64
+  // channels of 1,048,576 values fit forward but not backward on an H200 (the backward streams two
+  // inputs, so its chunks are half as long), and each direction then chooses for itself. The
+  // values match the CPU's either way.
+  for (const Shape& s : {Shape{2048, 1, 64, 64}, Shape{256, 2, 64, 64}}) {
+    const DType t = s[0] == 2048 ? DType::f32 : DType::f64;
+    const cuda::BnPersistentStats before = cuda::batch_norm_persistent_stats();
+    check_batch_norm(s, t);
+    const cuda::BnPersistentStats after = cuda::batch_norm_persistent_stats();
+    if (t == DType::f32) {
+      CHECK(after.forward_calls == before.forward_calls);
+      CHECK(after.backward_calls == before.backward_calls);
+    }
+    MESSAGE(dtype_name(t), " ", s, ": persistent forwards ", after.forward_calls - before.forward_calls, ", backwards ",
+            after.backward_calls - before.backward_calls);
   }
 }
 
