@@ -4,7 +4,7 @@
 #
 #   scripts/gpu-check.sh --pack [SRC] [DEST]   (development machine) copy the stripped binaries the
 #        check needs (minima, test_cuda, test_data) from the CUDA build folder SRC (default: build)
-#        into DEST (default: gpu-build, about 40 MB, small enough to carry), with the commit id.
+#        into DEST (default: gpu-build, about 45 MB, small enough to carry), with the commit id.
 #   scripts/gpu-check.sh [BUILD]                (GPU machine) run the steps below on the binaries in
 #        BUILD (default: gpu-build when it exists, else build).
 #
