@@ -1,4 +1,4 @@
-// tests/nn/test_commands.cpp: the `minima models`, `eval` and `inspect` commands, run as a user runs
+// tests/nn/test_commands.cpp: the `minima models`, `eval`, `inspect` and `compare` commands, run as a user runs
 // them (the built binary), checked against the library computing the same figures in-process.
 #include <doctest/doctest.h>
 #include <unistd.h>
@@ -533,4 +533,82 @@ TEST_CASE("a run's checkpoint records the optimizer steps it took in train_state
   CHECK(ts.at("epoch").as_int() == 2);
   CHECK(ts.at("optimizer").at("steps").as_int() == 10);
   CHECK(ts.at("step").as_int() == 10);  // it used to read 0 in every run's checkpoint
+}
+
+TEST_CASE("minima compare: bitwise equal, or the largest differences and the values outside the tolerance") {
+  testutil::TempDir tmp("compare");
+  Generator g(41);
+  const nn::NamedTensors base{{"w", randn({5, 7}, g)}, {"b", randn({7}, g).to(DType::f64)}, {"n", randint({3}, 9, g)}};
+  auto save = [&](const std::string& name, const nn::NamedTensors& ts) {
+    const std::string p = tmp.path() + "/" + name;
+    nn::save_safetensors(p, ts, {{"seed", name}});
+    return p;
+  };
+  auto copy_of = [&] {
+    nn::NamedTensors c;
+    for (const auto& [k, t] : base) c.emplace_back(k, t.clone());
+    return c;
+  };
+  const std::string a = save("a", base), same = save("same", copy_of());
+  int rc = 0;
+  std::string out = run("compare --a " + a + " --b " + same, rc);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(out.find("all 3 tensors bitwise equal\n") != std::string::npos);
+  CHECK(out.find("metadata 'seed': 'a' against 'same'") != std::string::npos);  // reported, not failed
+
+  // Two values of w changed: the largest differences are those of the changed values, exactly.
+  nn::NamedTensors changed = copy_of();
+  float* w = changed[0].second.data<float>();
+  const float w0 = w[3], w1 = w[20];
+  w[3] = w0 + 1e-3f;
+  w[20] = w1 * (1 + 4e-6f);
+  const double abs0 = std::fabs(double(w[3]) - double(w0)), abs1 = std::fabs(double(w[20]) - double(w1));
+  const double rel0 = abs0 / std::max(std::fabs(double(w[3])), std::fabs(double(w0)));
+  const double rel1 = abs1 / std::max(std::fabs(double(w[20])), std::fabs(double(w1)));
+  const std::string b = save("b", changed);
+  out = run("compare --json --a " + b + " --b " + a, rc);
+  CHECK(rc != 0);
+  CHECK(out.find("error: compare: 1 of 3 tensors differ beyond --atol 0 --rtol 0") != std::string::npos);
+  const Json j = Json::parse(out.substr(0, out.find("\nerror:")));
+  const Json& row = j.at("per_tensor")[0];
+  CHECK(row.at("name").as_string() == "w");
+  CHECK_FALSE(row.at("bitwise_equal").as_bool());
+  CHECK(row.at("outside").as_int() == 2);
+  CHECK(row.at("max_abs").as_double() == doctest::Approx(std::max(abs0, abs1)).epsilon(1e-12));
+  CHECK(row.at("max_rel").as_double() == doctest::Approx(std::max(rel0, rel1)).epsilon(1e-12));
+  CHECK(j.at("per_tensor")[1].at("bitwise_equal").as_bool());
+  CHECK(j.at("bitwise_equal").as_int() == 2);
+  // An absolute tolerance between the two differences leaves one value outside; a relative one
+  // above both leaves none.
+  const double mid = std::sqrt(abs0 * abs1);
+  out = run("compare --a " + b + " --b " + a + " --atol " + str(mid), rc);
+  CHECK(rc != 0);
+  CHECK(out.find("differs") != std::string::npos);
+  out = run("compare --json --a " + b + " --b " + a + " --atol " + str(mid), rc);
+  CHECK(Json::parse(out.substr(0, out.find("\nerror:"))).at("per_tensor")[0].at("outside").as_int() == 1);
+  out = run("compare --a " + b + " --b " + a + " --rtol 1e-2", rc);
+  CHECK(rc == 0);
+  CHECK(out.find("3 tensors: 2 bitwise equal, the other 1 within --atol 0 --rtol 0.01") != std::string::npos);
+
+  // A NaN meets a number: outside whatever the tolerance; a tensor missing, or of another shape.
+  nn::NamedTensors odd = copy_of();
+  odd[1].second.data<double>()[2] = NAN;
+  odd[2].second = randint({4}, 9, g);
+  odd.emplace_back("extra", randn({2}, g));
+  const std::string c = save("c", odd);
+  out = run("compare --a " + c + " --b " + a + " --rtol 1", rc);
+  CHECK(rc != 0);
+  CHECK(out.find("error: compare: 3 of 4 tensors differ beyond --atol 0 --rtol 1") != std::string::npos);
+  CHECK(out.find("I64 [4] against I64 [3]") != std::string::npos);
+  CHECK(out.find("only in --a") != std::string::npos);
+  out = run("compare --json --a " + c + " --b " + a + " --rtol 1", rc);
+  CHECK(Json::parse(out.substr(0, out.find("\nerror:"))).at("per_tensor")[1].at("outside").as_int() == 1);
+
+  out = run("compare --a " + a, rc);
+  CHECK(rc != 0);
+  CHECK(out.find("error: compare: --a and --b are both required") != std::string::npos);
+  out = run("compare --a " + a + " --b " + a + " --atol -1", rc);
+  CHECK(rc != 0);
+  CHECK(out.find("must be >= 0") != std::string::npos);
 }
