@@ -52,7 +52,7 @@ Difference compare_tensors(const std::string& name, const Tensor& a, const Tenso
       d.outside += std::isnan(x) != std::isnan(y);
       continue;
     }
-    if (x == y) continue;  // equal infinities, or zeros of either sign
+    if (x == y) continue;                  // equal infinities, or zeros of either sign
     const double diff = std::fabs(x - y);  // inf when an infinity meets a finite value
     d.max_abs = std::max(d.max_abs, diff);
     d.max_rel = std::max(d.max_rel, diff / std::max(std::fabs(x), std::fabs(y)));
@@ -74,7 +74,8 @@ int run_compare(cli::Args& a) {
       "outside the tolerance, missing from one file, or of another shape or dtype.");
   const std::string path_a = a.get_string("a", "", "the first .safetensors file (required)");
   const std::string path_b = a.get_string("b", "", "the second .safetensors file, the reference for rtol (required)");
-  const double atol = a.get_double("atol", 0.0, "absolute tolerance (default 0: bitwise, up to the sign of zero)");
+  const double atol =
+      a.get_double("atol", 0.0, "absolute tolerance (0 with --rtol 0: equal values, zeros of either sign alike)");
   const double rtol = a.get_double("rtol", 0.0, "relative tolerance, of |b|");
   const bool json = a.get_flag("json", "print one JSON object instead of the table");
   if (a.finish()) return 0;

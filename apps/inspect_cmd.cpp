@@ -64,7 +64,7 @@ int run_inspect(cli::Args& a) {
       "Prints what a safetensors file holds: whether its checksum holds, its metadata and each tensor's\n"
       "dtype, shape and range of values (non-finite values counted apart). Exits 1 when the file is\n"
       "damaged.");
-  const std::string path = a.get_string("file", "", "the .safetensors file (weights or a checkpoint)");
+  const std::string path = a.get_string("file", "", "the .safetensors file, weights or a checkpoint (required)");
   const bool json = a.get_flag("json", "print one JSON object instead of the table");
   if (a.finish()) return 0;
   MINIMA_CHECK(!path.empty(), "inspect: --file is required");
