@@ -25,7 +25,7 @@ TEST_CASE("list flags refuse an empty item instead of dropping it") {
   apptest::check_rejects("memorize --widths ''", "--widths needs at least one width");
 }
 
-TEST_CASE("a number below the normal range of a double is read; one beyond its range is refused") {
+TEST_CASE("a number below the normal range of a double is read, and one beyond its range is refused") {
   apptest::TempDir tmp("cli_subnormal");
   // strtod flags 1e-310 as out of range (it is subnormal), and it used to be refused as "not a
   // finite number".

@@ -107,7 +107,7 @@ TEST_CASE("atomic files: a target that cannot be written is an error naming it, 
   CHECK(entries(dir.path()) == std::vector<std::string>{"taken"});
 }
 
-TEST_CASE("checksum64: every bit of the input and its length count; hex64 round-trips") {
+TEST_CASE("checksum64: every bit of the input and its length count, and hex64 round-trips") {
   // A random buffer long enough for whole 32-byte blocks and a tail: flipping any one bit changes
   // the checksum (the per-word steps are bijections, so this must hold for every position).
   std::vector<uint8_t> buf(77);

@@ -67,7 +67,7 @@ TEST_CASE("profiler: every backend entry of a step is timed, named by entry, op 
   }
 }
 
-TEST_CASE("profiler: an entry's inner calls are part of its time; other threads run untimed") {
+TEST_CASE("profiler: an entry's inner calls are part of its time, and other threads run untimed") {
   Tensor t = zeros({4, 4}, testing::f32());
   Tensor h = zeros({3}, testing::f64());
   ProfileSession session;

@@ -307,7 +307,7 @@ void write_raw_safetensors(const std::string& path, std::string header, size_t d
 }
 }  // namespace
 
-TEST_CASE("safetensors: a malformed entry names the tensor and the file; sizes must be whole numbers") {
+TEST_CASE("safetensors: a malformed entry names the tensor and the file, and sizes must be whole numbers") {
   std::string path = tmp_path("entries.safetensors");
   auto rejects = [&](const std::string& entry, size_t data_bytes, const std::string& expected) {
     write_raw_safetensors(path, "{\"w\": " + entry + "}", data_bytes);

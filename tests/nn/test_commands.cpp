@@ -421,7 +421,7 @@ TEST_CASE("minima train saves its weights, resumes a killed run to the same weig
   CHECK(access((tmp / "bad/config.json").c_str(), F_OK) != 0);
 }
 
-TEST_CASE("minima inspect prints a file's checksum state, metadata and each tensor's range; damage fails it") {
+TEST_CASE("minima inspect prints a file's checksum state, metadata and each tensor's range, and fails on damage") {
   testutil::TempDir tmp("inspect");
   Generator g(21);
   // A checkpoint-like file: model tensors of three dtypes, one with non-finite values, and an
