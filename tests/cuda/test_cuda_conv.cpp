@@ -54,7 +54,7 @@ CUDA_TEST_CASE("cuda conv2d (native) matches the CPU: forward and both gradients
 
 CUDA_TEST_CASE("cuda conv2d: native against cuDNN, pass by pass") {
   if (!cuda::have_cudnn()) {
-    MESSAGE("built without cuDNN: nothing to compare against");
+    MESSAGE("skipped: built without cuDNN, nothing to compare against");
     return;
   }
   cuda::ConfigGuard guard;
@@ -84,7 +84,10 @@ CUDA_TEST_CASE("cuda conv2d: native against cuDNN, pass by pass") {
 }
 
 CUDA_TEST_CASE("cuda conv2d through cuDNN and auto match the CPU, with gradients") {
-  if (!cuda::have_cudnn()) return;
+  if (!cuda::have_cudnn()) {
+    MESSAGE("skipped: built without cuDNN");
+    return;
+  }
   cuda::ConfigGuard guard;
   cuda::set_allow_tf32(false);
   for (const char* impl : {"cudnn", "auto"}) {

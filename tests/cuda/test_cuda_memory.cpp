@@ -69,7 +69,7 @@ TEST_CASE("cuda config: implementation names, flags and ConfigGuard") {
 
 CUDA_TEST_CASE("cuda allocator: bytes in use, peak and reuse of freed blocks") {
   if (const char* mode = std::getenv("MINIMA_CUDA_ALLOCATOR"); mode && std::string(mode) == "direct") {
-    MESSAGE("MINIMA_CUDA_ALLOCATOR=direct: the caching allocator is off, so there is no reuse to test");
+    MESSAGE("skipped: MINIMA_CUDA_ALLOCATOR=direct turns the caching allocator off, so there is no reuse to test");
     return;
   }
   Allocator* a = allocator_for(kGpu);
