@@ -61,12 +61,6 @@ Difference compare_tensors(const std::string& name, const Tensor& a, const Tenso
   return d;
 }
 
-std::string num(double v) {
-  char b[32];
-  std::snprintf(b, sizeof b, "%.3g", v);
-  return b;
-}
-
 int run_compare(cli::Args& a) {
   a.set_description(
       "Compares two safetensors files tensor by tensor: bitwise equal, or the largest absolute and relative\n"
@@ -140,7 +134,7 @@ int run_compare(cli::Args& a) {
         std::printf("%-*s  %-14s\n", int(w), d.name.c_str(), "bitwise equal");
       else
         std::printf("%-*s  %-14s %10s %10s %12lld\n", int(w), d.name.c_str(), d.outside ? "differs" : "within tol",
-                    num(d.max_abs).c_str(), num(d.max_rel).c_str(), (long long)d.outside);
+                    cli::fmt(d.max_abs, 3).c_str(), cli::fmt(d.max_rel, 3).c_str(), (long long)d.outside);
     }
     for (const std::string& k : meta_differ)
       std::printf("metadata '%s': '%s' against '%s'\n", k.c_str(), meta[k].first.c_str(), meta[k].second.c_str());
@@ -149,7 +143,7 @@ int run_compare(cli::Args& a) {
     else if (differ == 0)
       std::printf("%lld tensors: %lld bitwise equal, the other %lld within --atol %s --rtol %s\n",
                   (long long)rows.size(), (long long)bitwise, (long long)(int64_t(rows.size()) - bitwise),
-                  num(atol).c_str(), num(rtol).c_str());
+                  cli::fmt(atol, 3).c_str(), cli::fmt(rtol, 3).c_str());
   }
   MINIMA_CHECK(differ == 0, "compare: ", differ, " of ", rows.size(), " tensors differ beyond --atol ", atol,
                " --rtol ", rtol);

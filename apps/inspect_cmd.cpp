@@ -41,12 +41,7 @@ TensorSummary summarize(const std::string& name, const Tensor& t) {
   return s;
 }
 
-std::string num(double v) {
-  if (std::isnan(v)) return "-";
-  char b[32];
-  std::snprintf(b, sizeof b, "%.4g", v);
-  return b;
-}
+std::string num(double v) { return std::isnan(v) ? "-" : cli::fmt(v, 4); }
 
 std::string grouped(int64_t v) {  // 1234567 -> 1,234,567
   std::string s = std::to_string(v), out;

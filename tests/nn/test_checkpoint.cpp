@@ -382,14 +382,6 @@ TEST_CASE("checkpoint metadata that does not parse names the entry and what it s
 }
 
 namespace {
-std::string read_all(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-void write_all(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(bytes.data(), std::streamsize(bytes.size()));
-}
 // The file's header, parsed, and where its data section starts.
 Json header_of(const std::string& bytes, size_t& data_start) {
   uint64_t n = 0;
@@ -411,7 +403,7 @@ TEST_CASE("safetensors: a checksum written with the file finds bytes changed aft
   save_safetensors(path, ts, meta);
 
   // The entry is in the file, verified on load, and not handed back as metadata.
-  const std::string good = read_all(path);
+  const std::string good = read_file(path);
   size_t data_start = 0;
   Json header = header_of(good, data_start);
   REQUIRE(header.at("__metadata__").contains(kChecksumKey));
@@ -422,7 +414,7 @@ TEST_CASE("safetensors: a checksum written with the file finds bytes changed aft
   CHECK(back.meta(kChecksumKey) == nullptr);
   // Saved again as read (the way the tests edit a file), it gets a fresh checksum and loads.
   save_safetensors(path, back.tensors, back.metadata);
-  CHECK(read_all(path) == good);
+  CHECK(read_file(path) == good);
   CHECK_THROWS_WITH_AS(save_safetensors(path, ts, {{kChecksumKey, "0"}}), doctest::Contains("reserved"), Error);
 
   // One bit flipped in each of two tensors, anywhere in them: both are named.
@@ -436,7 +428,7 @@ TEST_CASE("safetensors: a checksum written with the file finds bytes changed aft
       const int bit = int(randint({}, 8, pick).item());
       bad[data_start + size_t(b + at)] = char(bad[data_start + size_t(b + at)] ^ (1 << bit));
     }
-    write_all(path, bad);
+    write_file_atomic(path, bad);
     CAPTURE(trial);
     CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("2 of 4 tensors do not match"), ChecksumError);
     CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("'conv.weight', 'fc.weight'"), Error);
@@ -447,7 +439,7 @@ TEST_CASE("safetensors: a checksum written with the file finds bytes changed aft
   const size_t digit = bad.find("1234");
   REQUIRE(digit < data_start);
   bad[digit] = '9';
-  write_all(path, bad);
+  write_file_atomic(path, bad);
   CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("its header (tensor names"), ChecksumError);
   CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("entry is removed"), Error);
   // The checksum entry itself damaged.
@@ -455,7 +447,7 @@ TEST_CASE("safetensors: a checksum written with the file finds bytes changed aft
   const size_t entry = bad.find("\\\"header\\\"");
   REQUIRE(entry < data_start);
   bad[entry + 2] = 'H';
-  write_all(path, bad);
+  write_file_atomic(path, bad);
   CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("metadata entry is damaged"), ChecksumError);
   // With the entry removed by hand (as a user who edits the file on purpose would), the file loads.
   Json edited = header;
@@ -468,7 +460,7 @@ TEST_CASE("safetensors: a checksum written with the file finds bytes changed aft
   const uint64_t n = h.size();
   std::string unchecked(reinterpret_cast<const char*>(&n), 8);
   unchecked += h + good.substr(data_start);
-  write_all(path, unchecked);
+  write_file_atomic(path, unchecked);
   CHECK(load_safetensors(path).metadata == meta);
   std::remove(path.c_str());
 }
@@ -481,13 +473,13 @@ TEST_CASE("a checkpoint whose weights were changed on disk is refused, naming th
   ModelInfo info{"mlp", {1, 1, 5}, 3, "synthetic", {0.0}, {1.0}, 13};
   const std::string path = tmp_path("changed.safetensors");
   save_checkpoint(path, *net, opt, st, info);
-  std::string bytes = read_all(path);
+  std::string bytes = read_file(path);
   size_t data_start = 0;
   Json header = header_of(bytes, data_start);
   // The weight's first value made slightly larger: still finite, so only the checksum can tell.
   const auto at = data_start + size_t(header.at("weight").at("data_offsets")[0].as_int());
   bytes[at] = char(bytes[at] ^ 1);
-  write_all(path, bytes);
+  write_file_atomic(path, bytes);
   TrainState back;
   CHECK_THROWS_WITH_AS(load_checkpoint(path, *net, opt, back), doctest::Contains("('weight')"), Error);
   auto other = std::make_shared<Linear>(5, 3, g);
