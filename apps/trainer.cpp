@@ -212,11 +212,19 @@ void check_finite(const nn::NamedTensors& tensors, const std::string& what) {
 bool RunCheckpoint::resume(nn::Module& m, optim::Optimizer& opt, nn::TrainState& st, int64_t last, int64_t epochs,
                            const char* flag) const {
   if (!cli::file_exists(path_)) return false;
+  bool verified = false;
   try {
-    nn::load_checkpoint(path_, m, opt, st);
+    nn::load_checkpoint(path_, m, opt, st, &verified);
   } catch (const nn::ChecksumError& e) {  // damaged on the disk: the run can only start again
     throw Error(str("--resume: ", e.what(), "; remove the checkpoint to train that run from its start"));
   }
+  // Every checkpoint minima writes carries a checksum; one without came from an older minima or
+  // was edited by hand. It is resumed (the finiteness check below still runs), but not silently.
+  if (!verified)
+    std::fprintf(stderr,
+                 "warning: --resume: %s carries no checksum (written by an older minima, or edited); "
+                 "its bytes cannot be checked against damage on the disk\n",
+                 path_.c_str());
   nn::NamedTensors loaded = m.state_dict();
   for (const auto& e : opt.state())
     loaded.emplace_back(str("the optimizer's ", e.slot, " of parameter ", e.param), e.tensor);

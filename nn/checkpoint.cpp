@@ -141,8 +141,10 @@ void save_checkpoint(const std::string& path, const Module& m, const optim::Opti
   save_safetensors(path, tensors, meta);
 }
 
-Metadata load_checkpoint(const std::string& path, Module& m, optim::Optimizer& opt, TrainState& st) {
+Metadata load_checkpoint(const std::string& path, Module& m, optim::Optimizer& opt, TrainState& st,
+                         bool* checksum_verified) {
   SafeTensors f = load_safetensors(path);
+  if (checksum_verified) *checksum_verified = f.checksum_verified;
   auto where = [&] { return str("loading checkpoint '", path, "': "); };
   try {
     load_state_dict(m, f.tensors, {kOptPrefix});

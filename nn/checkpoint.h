@@ -56,7 +56,10 @@ void save_checkpoint(const std::string& path, const Module& m, const optim::Opti
                      const ModelInfo& info, const Metadata& extra = {});
 // Loads weights, optimizer state (the optimizer must be of the same type, built on m's parameters)
 // and the train state. Generators present in `st.rngs` before the call get their saved state; the
-// saved ones not listed are appended. Returns the metadata (use ModelInfo::from_metadata).
-Metadata load_checkpoint(const std::string& path, Module& m, optim::Optimizer& opt, TrainState& st);
+// saved ones not listed are appended. Returns the metadata (use ModelInfo::from_metadata). When
+// checksum_verified is given, it says whether the file carried a checksum (it held, or the load
+// threw): files minima wrote before it saved checksums, or other tools wrote, load unchecked.
+Metadata load_checkpoint(const std::string& path, Module& m, optim::Optimizer& opt, TrainState& st,
+                         bool* checksum_verified = nullptr);
 
 }  // namespace minima::nn

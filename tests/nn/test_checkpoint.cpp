@@ -13,6 +13,7 @@
 #include "core/ops.h"
 #include "nn/checkpoint.h"
 #include "nn/models.h"
+#include "safetensors_bytes.h"
 
 using namespace minima;
 using namespace minima::nn;
@@ -381,16 +382,6 @@ TEST_CASE("checkpoint metadata that does not parse names the entry and what it s
   std::remove(path.c_str());
 }
 
-namespace {
-// The file's header, parsed, and where its data section starts.
-Json header_of(const std::string& bytes, size_t& data_start) {
-  uint64_t n = 0;
-  std::memcpy(&n, bytes.data(), 8);
-  data_start = 8 + size_t(n);
-  return Json::parse(bytes.substr(8, size_t(n)));
-}
-}  // namespace
-
 TEST_CASE("safetensors: a checksum written with the file finds bytes changed after it, and names the tensors") {
   Generator g(11);
   NamedTensors ts{{"conv.weight", randn({4, 3, 3, 3}, g)},
@@ -405,7 +396,7 @@ TEST_CASE("safetensors: a checksum written with the file finds bytes changed aft
   // The entry is in the file, verified on load, and not handed back as metadata.
   const std::string good = read_file(path);
   size_t data_start = 0;
-  Json header = header_of(good, data_start);
+  Json header = testutil::safetensors_header(good, data_start);
   REQUIRE(header.at("__metadata__").contains(kChecksumKey));
   Json sum = Json::parse(header.at("__metadata__").at(kChecksumKey).as_string());
   CHECK(sum.at("tensors").size() == ts.size());
@@ -450,17 +441,7 @@ TEST_CASE("safetensors: a checksum written with the file finds bytes changed aft
   write_file_atomic(path, bad);
   CHECK_THROWS_WITH_AS(load_safetensors(path), doctest::Contains("metadata entry is damaged"), ChecksumError);
   // With the entry removed by hand (as a user who edits the file on purpose would), the file loads.
-  Json edited = header;
-  Json plain = Json::object();
-  for (const auto& [k, v] : header.at("__metadata__").items())
-    if (k != kChecksumKey) plain[k] = v;
-  edited["__metadata__"] = plain;
-  std::string h = edited.dump(-1);
-  while (h.size() % 8) h += ' ';
-  const uint64_t n = h.size();
-  std::string unchecked(reinterpret_cast<const char*>(&n), 8);
-  unchecked += h + good.substr(data_start);
-  write_file_atomic(path, unchecked);
+  write_file_atomic(path, testutil::without_checksum(good));
   CHECK(load_safetensors(path).metadata == meta);
   std::remove(path.c_str());
 }
@@ -475,7 +456,7 @@ TEST_CASE("a checkpoint whose weights were changed on disk is refused, naming th
   save_checkpoint(path, *net, opt, st, info);
   std::string bytes = read_file(path);
   size_t data_start = 0;
-  Json header = header_of(bytes, data_start);
+  Json header = testutil::safetensors_header(bytes, data_start);
   // The weight's first value made slightly larger: still finite, so only the checksum can tell.
   const auto at = data_start + size_t(header.at("weight").at("data_offsets")[0].as_int());
   bytes[at] = char(bytes[at] ^ 1);

@@ -19,6 +19,7 @@
 #include "nn/checkpoint.h"
 #include "nn/models.h"
 #include "nn/safetensors.h"
+#include "safetensors_bytes.h"
 #include "temp_dir.h"
 
 using namespace minima;
@@ -345,6 +346,31 @@ TEST_CASE(
   CHECK(out.find("; remove the checkpoint to train that run from its start") != std::string::npos);
   CHECK(out.find("do not match the checksums written with them ('" + first + "')") != std::string::npos);
   CHECK(access((tmp.path() + "/run2/summary.json").c_str(), F_OK) != 0);
+}
+
+TEST_CASE("minima train --resume warns about a checkpoint without a checksum, and resumes it to the same weights") {
+  if (!testutil::fashion_mnist_or_skip()) return;
+  testutil::TempDir tmp("train_resume_unchecked");
+  const std::string flags = "train --arch mlp --subset 64 --epochs 2 --checkpoint-every 0 --out ";
+  int rc = 0;
+  std::string out = run(flags + tmp.path() + "/whole", rc);
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK(out.find("warning") == std::string::npos);
+  out = run(flags + tmp.path() + "/killed --halt-after 1", rc);
+  REQUIRE(rc != 0);
+  // As a checkpoint written before minima saved checksums: its bytes cannot be checked, so the
+  // resume says so, and goes on (it used to go on without a word).
+  const std::string ckpt = tmp.path() + "/killed/checkpoint.safetensors";
+  write_file_atomic(ckpt, testutil::without_checksum(read_file(ckpt)));
+  REQUIRE(!nn::load_safetensors(ckpt).checksum_verified);
+  out = run(flags + tmp.path() + "/killed --resume", rc);
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK(out.find("warning: --resume: " + ckpt + " carries no checksum (written by an older minima, or edited)") !=
+        std::string::npos);
+  CHECK(out.find("resuming after epoch 1") != std::string::npos);
+  CHECK(read_file(tmp.path() + "/killed/final.safetensors") == read_file(tmp.path() + "/whole/final.safetensors"));
 }
 
 TEST_CASE("minima train saves its weights, resumes a killed run to the same weights, and starts from --init") {
