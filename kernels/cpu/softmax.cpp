@@ -38,8 +38,10 @@ void CpuBackend::log_softmax_forward(const Tensor& y, const Tensor& x, int64_t d
         for (int64_t d = 0; d < D; ++d) m = std::max(m, A(xs[d * inner]));
         A s = 0;
         for (int64_t d = 0; d < D; ++d) s += std::exp(A(xs[d * inner]) - m);
-        A lse = m + std::log(s);
-        for (int64_t d = 0; d < D; ++d) ys[d * inner] = T(A(xs[d * inner]) - lse);
+        // (x - m) - log(s), as PyTorch: m + log(s) first would round log(s) away against a large m
+        // (logits of 1e30, two of them tied, gave log-probabilities of 0 and probabilities of 1).
+        const A log_s = std::log(s);
+        for (int64_t d = 0; d < D; ++d) ys[d * inner] = T((A(xs[d * inner]) - m) - log_s);
       }
     });
   });

@@ -52,9 +52,9 @@ __global__ void __launch_bounds__(kThreads)
     for (int64_t d = lane; d < D; d += tpo) s += d_exp(A(xs[d]) - m);
   s = group_reduce<A, false>(s, tpo, scratch);
   if (!active) return;
-  const A lse = m + d_log(s);
+  const A log_s = d_log(s);  // (x - m) - log(s): see the CPU kernel
   T* ys = y + r * D;
-  for (int64_t d = lane; d < D; d += tpo) ys[d] = to_storage<T>(A(xs[d]) - lse);
+  for (int64_t d = lane; d < D; d += tpo) ys[d] = to_storage<T>((A(xs[d]) - m) - log_s);
 }
 
 template <class T>
@@ -71,8 +71,8 @@ __global__ void log_softmax_cols_kernel(const T* x, T* y, int64_t outer, int64_t
     }
     A s = 0;
     for (int64_t d = 0; d < D; ++d) s += d_exp(A(xs[d * inner]) - m);
-    const A lse = m + d_log(s);
-    for (int64_t d = 0; d < D; ++d) ys[d * inner] = to_storage<T>(A(xs[d * inner]) - lse);
+    const A log_s = d_log(s);
+    for (int64_t d = 0; d < D; ++d) ys[d * inner] = to_storage<T>((A(xs[d * inner]) - m) - log_s);
   }
 }
 

@@ -1110,6 +1110,23 @@ TEST_CASE("kernels: log_softmax against a naive log-sum-exp") {
       }
 }
 
+TEST_CASE("kernels: log_softmax keeps log(sum) against a maximum far larger than it") {
+  // x - (m + log s) rounds log s away once m is large: two tied logits of 1e30 gave
+  // log-probabilities 0 and probabilities 1, summing to 2. (x - m) - log s, as PyTorch computes it,
+  // gives -log 2 and 1/2 exactly; so do logits of 1e8, where float32's ulp is 8.
+  for (DType t : {DType::f32, DType::f64})
+    for (double big : {1e30, 1e8}) {
+      CAPTURE(dtype_name(t));
+      CAPTURE(big);
+      Tensor x = from_vector<double>({big, 1.0, -1.0, big, big - 1e-3 * big}, {1, 5}, TensorOptions(t));
+      const std::vector<double> y = values(log_softmax(x, 1)), p = values(softmax(x, 1));
+      CHECK(y[0] == doctest::Approx(-std::log(2.0)).epsilon(1e-6));
+      CHECK(y[3] == y[0]);
+      CHECK(p[0] == doctest::Approx(0.5).epsilon(1e-6));
+      CHECK(p[0] + p[1] + p[2] + p[3] + p[4] == doctest::Approx(1.0).epsilon(1e-6));
+    }
+}
+
 TEST_CASE("kernels: cross_entropy and nll_loss against naive formulas") {
   Generator g(412);
   for (DType t : {DType::f32, DType::f64}) {

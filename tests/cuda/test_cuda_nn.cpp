@@ -343,6 +343,21 @@ CUDA_TEST_CASE("cuda log_softmax, softmax, cross_entropy and nll_loss, with grad
                   [&](const std::vector<Tensor>& v) { return nll_loss(log_softmax(v[0], 1), v[1]); });
     }
   }
+  // Rows whose maximum dwarfs log(sum): both kernels (a row per group, and rows along a strided
+  // dim) must give -log 2 to the tied maxima, as the CPU does.
+  for (DType t : {DType::f32, DType::f64}) {
+    Tensor big = from_vector<double>({1e30, 1.0, -1.0, 1e30, 3.0, 1e8, 1e8, 2.0}, {2, 4}, TensorOptions(t));
+    for (int64_t d : {0, 1}) {
+      Tensor b = d == 0 ? big.t().contiguous() : big;
+      const std::vector<double> got = log_softmax(b.to(Device::cuda()), d).to(Device::cpu()).to_vector<double>();
+      const std::vector<double> want = log_softmax(b, d).to_vector<double>();
+      CAPTURE(dtype_name(t));
+      CAPTURE(d);
+      REQUIRE(got.size() == want.size());
+      for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-6));
+      CHECK(want[0] == doctest::Approx(-std::log(2.0)).epsilon(1e-6));
+    }
+  }
   Tensor x = rnd({20, 10}, 124), y = mul(abs(rnd({20, 10}, 125)), 0.3);
   check_graph("binary_cross_entropy_with_logits", {x, y}, tol(DType::f32),
               [](const std::vector<Tensor>& v) { return binary_cross_entropy_with_logits(v[0], v[1]); });
