@@ -18,6 +18,7 @@
 #include "core/random.h"
 #include "nn/checkpoint.h"
 #include "nn/models.h"
+#include "torch_peer.h"
 
 namespace {
 
@@ -136,7 +137,7 @@ TEST_CASE("README: the repository paths it names exist") {
 }
 
 TEST_CASE("README: its PyTorch snippet loads a minima weights file into the reference network") {
-  if (std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") != 0) {
+  if (!testutil::torch_available()) {
     MESSAGE("skipped: /usr/bin/python3 cannot import torch");
     return;
   }

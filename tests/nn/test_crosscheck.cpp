@@ -18,30 +18,12 @@
 #include "nn/models.h"
 #include "optim/optim.h"
 #include "temp_dir.h"
+#include "torch_peer.h"
 
 using namespace minima;
 using namespace minima::nn;
 
 namespace {
-
-bool torch_available() {
-  static int ok = -1;
-  if (ok < 0) ok = std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") == 0 ? 1 : 0;
-  return ok == 1;
-}
-
-std::string run_capture(const std::string& cmd) {
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int rc = pclose(p);
-  INFO("command: ", cmd, "\noutput: ", out);
-  REQUIRE(rc == 0);
-  return out;
-}
 
 // |minima - torch| for `key` must be within max(tol * max(1, |torch|), noise_factor * noise), where
 // noise is PyTorch float32's own distance from float64 for the same quantity (0 when not given).
@@ -115,7 +97,7 @@ void run_minima(const std::string& dir, const std::string& arch, const Shape& in
 // quantities and gradients, 1e-7 for the state after SGD (rounding at 1e-16 is amplified by the
 // steps even in float64: resnet50 reaches ~5e-10).
 void crosscheck(const std::string& arch, const Shape& in_chw, int64_t batch, bool assert_f32_backward = true) {
-  if (!torch_available()) {
+  if (!testutil::torch_available()) {
     MESSAGE("skipped: /usr/bin/python3 cannot import torch, so there is no PyTorch reference to compare with");
     return;
   }
@@ -124,8 +106,8 @@ void crosscheck(const std::string& arch, const Shape& in_chw, int64_t batch, boo
   int64_t n32 = 0, n64 = 0;
   run_minima(base + "_f32", arch, in_chw, batch, DType::f32, n32);
   run_minima(base + "_f64", arch, in_chw, batch, DType::f64, n64);
-  std::string res = run_capture("/usr/bin/python3 " + std::string(MINIMA_SOURCE_DIR) +
-                                "/tests/crosscheck/check_model.py " + base + "_f32 " + base + "_f64 2>&1");
+  std::string res = testutil::run_peer("/usr/bin/python3 " + std::string(MINIMA_SOURCE_DIR) +
+                                       "/tests/crosscheck/check_model.py " + base + "_f32 " + base + "_f64");
   std::vector<Json> results;  // one JSON line per directory
   std::istringstream lines(res);
   for (std::string line; std::getline(lines, line);)
