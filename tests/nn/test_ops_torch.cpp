@@ -239,11 +239,12 @@ void elementwise_cases(Cases& cs) {
     cs.add("mul_scalar", args, {a}, {mul(a, 3.0)});
   }
   // Unary: on normal values, on ties (the kinks of relu, abs and sign at 0) and on special values.
-  const char* unary_ops[] = {"neg",        "exp",     "log",  "log1p", "sqrt",    "abs",   "square",
+  const char* unary_ops[] = {"neg",        "exp",     "log",  "log1p", "sqrt",     "abs",  "square",
                              "reciprocal", "sigmoid", "tanh", "relu",  "softplus", "sign", "clamp"};
   using Unary = Tensor (*)(const Tensor&);
-  const Unary unary_fns[] = {neg,        exp,     log,  log1p, sqrt,     abs,  square,
-                             reciprocal, sigmoid, tanh, relu,  softplus, sign, [](const Tensor& t) { return clamp(t, -0.5, 1.25); }};
+  const Unary unary_fns[] =
+      {neg,        exp,     log,  log1p, sqrt,     abs,  square,
+       reciprocal, sigmoid, tanh, relu,  softplus, sign, [](const Tensor& t) { return clamp(t, -0.5, 1.25); }};
   for (size_t k = 0; k < std::size(unary_ops); ++k)
     for (Values v : {Values::normal, Values::ties, Values::special}) {
       const std::string op = unary_ops[k];
@@ -305,8 +306,10 @@ void reduction_cases(Cases& cs) {
         }
         y = var(x, dims, keepdim, correction);
       } else {
-        y = o == "sum" ? sum(x, dims, keepdim) : o == "mean" ? mean(x, dims, keepdim) : o == "max" ? max(x, dims, keepdim)
-                                                                                               : min(x, dims, keepdim);
+        y = o == "sum"    ? sum(x, dims, keepdim)
+            : o == "mean" ? mean(x, dims, keepdim)
+            : o == "max"  ? max(x, dims, keepdim)
+                          : min(x, dims, keepdim);
       }
       cs.add(op, args, {x}, {y});
     }
@@ -339,9 +342,16 @@ void reduction_cases(Cases& cs) {
 
 void linear_algebra_cases(Cases& cs) {
   // matmul: vector and matrix operands in every combination, and batches that broadcast.
-  const std::vector<std::pair<Shape, Shape>> shapes = {
-      {{5}, {5}},       {{5}, {5, 3}},          {{4, 5}, {5}},       {{4, 5}, {5, 3}},          {{2, 4, 5}, {5, 3}},
-      {{5}, {2, 5, 3}}, {{2, 1, 4, 5}, {3, 5, 2}}, {{1, 37}, {37, 33}}, {{3, 17, 70}, {3, 70, 19}}, {{2, 4, 5}, {5}}};
+  const std::vector<std::pair<Shape, Shape>> shapes = {{{5}, {5}},
+                                                       {{5}, {5, 3}},
+                                                       {{4, 5}, {5}},
+                                                       {{4, 5}, {5, 3}},
+                                                       {{2, 4, 5}, {5, 3}},
+                                                       {{5}, {2, 5, 3}},
+                                                       {{2, 1, 4, 5}, {3, 5, 2}},
+                                                       {{1, 37}, {37, 33}},
+                                                       {{3, 17, 70}, {3, 70, 19}},
+                                                       {{2, 4, 5}, {5}}};
   for (const auto& [sa, sb] : shapes) {
     const DType dt = float_dtype(cs);
     Tensor a = cs.input(sa, dt, true), b = cs.input(sb, dt, true);
@@ -399,7 +409,8 @@ void conv_pool_cases(Cases& cs) {
       cs.add("avg_pool2d", args, {x}, {avg_pool2d(x, p.k, p.stride, p.pad, include)});
     }
   }
-  for (const auto& [h, w, oh, ow] : std::vector<std::array<int64_t, 4>>{{7, 9, 3, 4}, {8, 8, 1, 1}, {5, 6, 5, 6}, {6, 7, 4, 3}}) {
+  for (const auto& [h, w, oh, ow] :
+       std::vector<std::array<int64_t, 4>>{{7, 9, 3, 4}, {8, 8, 1, 1}, {5, 6, 5, 6}, {6, 7, 4, 3}}) {
     Tensor x = cs.input({2, 3, h, w}, DType::f32, true);
     Json args = Json::object();
     args["out_h"] = oh;
@@ -410,7 +421,8 @@ void conv_pool_cases(Cases& cs) {
   for (const Shape& s : std::vector<Shape>{{8, 5}, {4, 3, 5, 6}, {2, 7, 1, 3}}) {
     for (bool training : {true, false}) {
       const int64_t c = s[1];
-      Tensor x = cs.input(s, DType::f32, true), w = cs.input({c}, DType::f32, true), b = cs.input({c}, DType::f32, true);
+      Tensor x = cs.input(s, DType::f32, true), w = cs.input({c}, DType::f32, true),
+             b = cs.input({c}, DType::f32, true);
       Tensor rm = randn({c}, cs.gen()), rv = uniform({c}, 0.5, 2.0, cs.gen());
       Json args = Json::object();
       args["training"] = training;
