@@ -3,9 +3,10 @@
 #pragma once
 #include <doctest/doctest.h>
 
-#include <cstdio>
 #include <cstdlib>
 #include <string>
+
+#include "run_command.h"
 
 namespace testutil {
 
@@ -17,15 +18,10 @@ inline bool torch_available() {
 // Runs cmd with its stderr joined to its stdout and returns what it printed; the test fails,
 // showing the command and its output, unless it exits 0.
 inline std::string run_peer(const std::string& cmd) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  char buf[4096];
-  for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int rc = pclose(p);
-  INFO("command: ", cmd, "\noutput: ", out);
-  REQUIRE(rc == 0);
-  return out;
+  const Run r = run_command(cmd);
+  INFO("command: ", cmd, "\noutput: ", r.output);
+  REQUIRE(r.rc == 0);
+  return r.output;
 }
 
 }  // namespace testutil

@@ -16,26 +16,13 @@
 #include <vector>
 
 #include "core/json.h"
+#include "run_command.h"
 #include "temp_dir.h"
 
 namespace apptest {
 
-struct Run {
-  int rc = 0;
-  std::string output;  // stdout and stderr together
-};
-
-// A shell command with stderr folded into stdout.
-inline Run run_command(const std::string& cmd) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  REQUIRE(p != nullptr);
-  Run r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  r.rc = pclose(p);
-  return r;
-}
+using testutil::Run;
+using testutil::run_command;  // tests/run_command.h
 
 // `minima <args>`.
 inline Run run_minima(const std::string& args) { return run_command(std::string(MINIMA_BINARY) + " " + args); }

@@ -8,12 +8,13 @@ measures minima's error, not PyTorch's float32 rounding; the result's dtype and 
 PyTorch run in the case's own dtype. Integer and boolean results must be equal. NaN must meet NaN
 and an infinity the same infinity."""
 import json
+import os
 import sys
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, __import__("os").path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(__file__))
 import models  # noqa: E402  (the safetensors reader)
 
 # |minima - reference| <= TOL * (|reference| + max |reference|): relative, with a floor at the

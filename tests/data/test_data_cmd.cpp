@@ -7,6 +7,7 @@
 
 #include "data/dataset.h"
 #include "helpers.h"
+#include "run_command.h"
 
 using testdata::contains;
 
@@ -14,14 +15,9 @@ namespace {
 
 // Runs a shell command; returns its exit status and stdout+stderr.
 int run(const std::string& cmd, std::string& out) {
-  out.clear();
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = ::pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  const testutil::Run r = testutil::run_command(cmd);
+  out = r.output;
+  return WIFEXITED(r.rc) ? WEXITSTATUS(r.rc) : -1;
 }
 
 }  // namespace

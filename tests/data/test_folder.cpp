@@ -17,6 +17,7 @@
 #include "data/image_io.h"
 #include "data/io.h"
 #include "helpers.h"
+#include "run_command.h"
 
 #ifdef MINIMA_HAS_STB
 #pragma GCC diagnostic push
@@ -233,18 +234,13 @@ TEST_CASE("cinic10: a read-only data directory puts the caches in the user cache
     ::chmod(xdg.c_str(), 0777);
     std::filesystem::copy_file(MINIMA_BINARY, bin);
     ::chmod(bin.c_str(), 0755);
-    const std::string cmd = "XDG_CACHE_HOME=" + xdg + " setpriv --reuid=65534 --regid=65534 --clear-groups " + bin +
-                            " data --dataset cinic10 --data-dir " + t.dir + " 2>&1";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::string out;
-    char buf[512];
-    for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    const int rc = ::pclose(p);
-    INFO(out);
-    CHECK(rc == 0);
-    CHECK(out.find("train") != std::string::npos);
-    CHECK(out.find("20") != std::string::npos);
+    const testutil::Run r =
+        testutil::run_command("XDG_CACHE_HOME=" + xdg + " setpriv --reuid=65534 --regid=65534 --clear-groups " + bin +
+                              " data --dataset cinic10 --data-dir " + t.dir);
+    INFO(r.output);
+    CHECK(r.rc == 0);
+    CHECK(r.output.find("train") != std::string::npos);
+    CHECK(r.output.find("20") != std::string::npos);
   }
   ::chmod(t.dir.c_str(), 0755);
   CHECK(!is_dir(t.dir + "/.minima-cache"));

@@ -19,6 +19,7 @@
 #include "nn/checkpoint.h"
 #include "nn/models.h"
 #include "nn/safetensors.h"
+#include "run_command.h"
 #include "safetensors_bytes.h"
 #include "temp_dir.h"
 
@@ -26,15 +27,9 @@ using namespace minima;
 
 namespace {
 std::string run(const std::string& args, int& rc) {
-  std::string cmd = std::string(MINIMA_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  rc = pclose(p);
-  return out;
+  const testutil::Run r = testutil::run_command(std::string(MINIMA_BINARY) + " " + args);
+  rc = r.rc;
+  return r.output;
 }
 }  // namespace
 
