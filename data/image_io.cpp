@@ -44,6 +44,62 @@ static std::string image_format(const std::vector<uint8_t>& b) {
   return "";
 }
 
+// Why a JPEG's Huffman tables cannot be handed to stb, or "" when they can. stb_image 2.27 (the
+// Debian package's) trusts a DHT table's 16 code counts: when they add up to more than 256, it
+// writes past the table's 257-entry arrays (found by decoding randomly damaged JPEG files under
+// UBSan; one flipped bit in a count is enough). No sound JPEG has such a table, so the file is
+// refused before stb reads it. The walk follows the layout stb reads: a marker is 0xFF, any number
+// of 0xFF fill bytes, then its code; all but SOI, EOI, TEM and the restarts RST0-7 carry a
+// 16-bit big-endian length that counts itself; a start of scan (SOS) is followed by entropy-coded
+// bytes, in which 0xFF is followed by 0x00 (a stuffed 0xFF) or a restart, up to the next marker.
+// A DHT segment holds tables of one class/index byte, 16 counts and their sum of symbols. The walk
+// stops without a verdict where the file is not a JPEG (stb's test for one also lets fill bytes
+// precede SOI), is cut short or stops making sense: stb then refuses it for that reason, which the
+// caller reports.
+static std::string jpeg_huffman_problem(const std::vector<uint8_t>& b) {
+  const size_t n = b.size();
+  for (size_t i = 0, markers = 0; i < n; ++markers) {
+    if (b[i] != 0xff) return "";
+    while (i < n && b[i] == 0xff) ++i;  // fill bytes
+    if (i >= n) return "";
+    const uint8_t m = b[i++];
+    if (markers == 0 && m != 0xd8) return "";                          // not a JPEG
+    if (m == 0xd9) return "";                                          // EOI
+    if (m == 0xd8 || m == 0x01 || (m >= 0xd0 && m <= 0xd7)) continue;  // SOI, TEM, RSTn: no length
+    if (i + 2 > n) return "";
+    const size_t len = size_t(b[i]) << 8 | b[i + 1];
+    if (m == 0xc4) {
+      // As stb reads it: a table while the segment has bytes left, reading past the segment's end
+      // (and as zeros past the file's) before it checks the length.
+      const auto at = [&](size_t k) { return k < n ? b[k] : uint8_t(0); };
+      size_t t = i + 2;
+      while (t < i + len) {
+        if (at(t) >> 4 > 1 || (at(t) & 15) > 3) return "";  // stb refuses the class or index itself
+        size_t codes = 0;
+        for (size_t k = 1; k <= 16; ++k) codes += at(t + k);
+        if (codes > 256)
+          return str("its Huffman table ", at(t) >> 4 ? "AC" : "DC", at(t) & 15, " defines ", codes,
+                     " codes, more than the 256 symbols there are");
+        t += 17 + codes;
+      }
+      if (t != i + len) return "";  // stb refuses a segment whose tables overrun its length
+    }
+    if (len < 2 || i + len > n) return "";
+    i += len;
+    if (m == 0xda) {  // the scan's entropy-coded bytes, up to the next marker
+      for (;;) {
+        while (i < n && b[i] != 0xff) ++i;
+        size_t j = i;
+        while (j < n && b[j] == 0xff) ++j;  // stb reads 0xFF 0xFF 0x00 as data too
+        if (j >= n) return "";
+        if (b[j] != 0x00 && !(b[j] >= 0xd0 && b[j] <= 0xd7)) break;  // a marker that ends the scan
+        i = j + 1;
+      }
+    }
+  }
+  return "";
+}
+
 // The format a file's name says it is, as image_format.
 static std::string format_of_name(const std::string& path) {
   const std::string ext = file_extension(path);
@@ -56,6 +112,9 @@ void decode_image_file(const std::string& path, int64_t size, bool exact_size, u
   std::vector<uint8_t> bytes = read_bytes(path);
   MINIMA_CHECK(!bytes.empty(), path, ": empty image file");
   MINIMA_CHECK(bytes.size() < (size_t(1) << 31), path, ": image file too large (", bytes.size(), " bytes)");
+  const std::string jpeg_problem = jpeg_huffman_problem(bytes);
+  MINIMA_CHECK(jpeg_problem.empty(), path, ": cannot decode it as a JPEG (", bytes.size(), " bytes): ", jpeg_problem,
+               ": the file is corrupt");
   int w = 0, h = 0, n = 0;
   unsigned char* px = stbi_load_from_memory(bytes.data(), int(bytes.size()), &w, &h, &n, 3);
   if (!px) {

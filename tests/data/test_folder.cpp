@@ -466,6 +466,74 @@ TEST_CASE("an image that cannot be decoded is named, with the format its bytes o
                  png + ": cannot decode it as a PNG (12 bytes): its name says PNG, but it does not start as one does"));
 }
 
+// A DHT segment with one table (class 0, index 0) that defines `codes` codes (at most 16 * 255),
+// the longest lengths first (up to 510 codes, lengths the table builder accepts), and as many
+// symbol bytes, so that the segment's length is right.
+std::vector<uint8_t> dht_segment(int codes) {
+  std::vector<uint8_t> seg = {0xff, 0xc4, 0, 0, 0x00}, counts(16);
+  for (int k = 15, left = codes; k >= 0; --k, left -= 255) counts[size_t(k)] = uint8_t(std::clamp(left, 0, 255));
+  seg.insert(seg.end(), counts.begin(), counts.end());
+  for (int s = 0; s < codes; ++s) seg.push_back(uint8_t(s));
+  const size_t len = seg.size() - 2;
+  seg[2] = uint8_t(len >> 8);
+  seg[3] = uint8_t(len & 0xff);
+  return seg;
+}
+
+TEST_CASE("a JPEG whose Huffman table defines more than 256 codes is refused before the decoder reads it") {
+  // stb_image 2.27 writes past its tables on such a file (UBSan reports it); the loader names the
+  // table instead, whether it comes before the image data or after it.
+  testdata::TempDir t;
+  const std::string jpg = t / "a.JPEG", bad = t / "bad.JPEG";
+  write_jpg(jpg, 24, 24, rgb(24, 24, 7));
+  const std::vector<uint8_t> bytes = read_bytes(jpg);
+  std::vector<uint8_t> out(3 * 16 * 16);
+  decode_image_file(jpg, 16, false, out.data());  // the file itself is sound
+  const uint8_t sof_marker[2] = {0xff, 0xc0};
+  const size_t sof = size_t(std::search(bytes.begin(), bytes.end(), sof_marker, sof_marker + 2) - bytes.begin());
+  REQUIRE(sof < bytes.size());
+  REQUIRE(bytes[bytes.size() - 2] == 0xff);
+  REQUIRE(bytes.back() == 0xd9);
+  for (size_t at : {sof, bytes.size() - 2}) {  // before the frame header, and between the scan and EOI
+    for (int codes : {256, 257, 300, 4080}) {
+      CAPTURE(at);
+      CAPTURE(codes);
+      std::vector<uint8_t> b = bytes;
+      const std::vector<uint8_t> seg = dht_segment(codes);
+      b.insert(b.begin() + std::ptrdiff_t(at), seg.begin(), seg.end());
+      testdata::write_file(bad, b);
+      const std::string e = error_of([&] { decode_image_file(bad, 16, false, out.data()); });
+      if (codes <= 256) {
+        // A full table is legal: after the scan it is never used, and before the frame the file's
+        // own tables replace it, so the image decodes as before.
+        CHECK(e.empty());
+      } else {
+        CHECK(contains(e, bad + ": cannot decode it as a JPEG (" + std::to_string(b.size()) + " bytes)"));
+        CHECK(contains(e, "its Huffman table DC0 defines " + std::to_string(codes) +
+                              " codes, more than the 256 symbols there are: the file is corrupt"));
+      }
+    }
+  }
+  // stb reads a table's counts and symbols before it compares them with the segment's length, so
+  // a segment that claims only the counts still overflows; and stb takes 0xFF fill bytes before
+  // SOI, so a file that starts 0xFF 0xFF 0xD8 is a JPEG to it (it decodes) and is checked too.
+  std::vector<uint8_t> filled = bytes;
+  filled.insert(filled.begin(), 0xff);
+  testdata::write_file(bad, filled);
+  CHECK(error_of([&] { decode_image_file(bad, 16, false, out.data()); }).empty());
+  for (bool fill : {false, true}) {
+    CAPTURE(fill);
+    std::vector<uint8_t> b = fill ? filled : bytes;
+    std::vector<uint8_t> seg = dht_segment(300);
+    seg[2] = 0;
+    seg[3] = 19;  // the length, the class byte and the counts
+    b.insert(b.begin() + std::ptrdiff_t(sof + (fill ? 1 : 0)), seg.begin(), seg.end());
+    testdata::write_file(bad, b);
+    const std::string e = error_of([&] { decode_image_file(bad, 16, false, out.data()); });
+    CHECK(contains(e, "its Huffman table DC0 defines 300 codes"));
+  }
+}
+
 #else
 TEST_CASE("folder datasets need stb" * doctest::skip(true)) {}
 #endif
