@@ -3,8 +3,11 @@
 // translation unit that also includes stb.
 #include "data/image_io.h"
 
+#include <zlib.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -100,6 +103,29 @@ static std::string jpeg_huffman_problem(const std::vector<uint8_t>& b) {
   return "";
 }
 
+// Why a PNG's chunks cannot be trusted, or "" when they can. stb checks neither the chunks' CRCs
+// nor zlib's Adler-32, so a bit flipped in the compressed pixels of a PNG decodes, without a word,
+// to other pixels (or fails later with a vaguer reason). Each chunk is 4 bytes of big-endian data
+// length, 4 of type, the data, then the CRC-32 of type and data; the walk ends at IEND, or where
+// the file is cut short, which stb reports.
+static std::string png_crc_problem(const std::vector<uint8_t>& b) {
+  const auto be32 = [&](size_t k) {
+    return uint32_t(b[k]) << 24 | uint32_t(b[k + 1]) << 16 | uint32_t(b[k + 2]) << 8 | uint32_t(b[k + 3]);
+  };
+  for (size_t i = 8; i + 12 <= b.size();) {  // past the signature
+    const size_t len = be32(i);
+    if (len > b.size() - i - 12) return "";
+    const std::string type(b.begin() + std::ptrdiff_t(i + 4), b.begin() + std::ptrdiff_t(i + 8));
+    const bool named = std::all_of(type.begin(), type.end(), [](char c) { return std::isalpha(uint8_t(c)); });
+    const uint32_t crc = uint32_t(crc32(crc32(0L, Z_NULL, 0), b.data() + i + 4, uInt(len + 4)));
+    if (crc != be32(i + 8 + len))
+      return str("its ", named ? type + " chunk" : "chunk", " at byte ", i, " does not match its CRC");
+    if (type == "IEND") return "";
+    i += 12 + len;
+  }
+  return "";
+}
+
 // The format a file's name says it is, as image_format.
 static std::string format_of_name(const std::string& path) {
   const std::string ext = file_extension(path);
@@ -115,6 +141,11 @@ void decode_image_file(const std::string& path, int64_t size, bool exact_size, u
   const std::string jpeg_problem = jpeg_huffman_problem(bytes);
   MINIMA_CHECK(jpeg_problem.empty(), path, ": cannot decode it as a JPEG (", bytes.size(), " bytes): ", jpeg_problem,
                ": the file is corrupt");
+  if (image_format(bytes) == "PNG") {
+    const std::string problem = png_crc_problem(bytes);
+    MINIMA_CHECK(problem.empty(), path, ": cannot decode it as a PNG (", bytes.size(), " bytes): ", problem,
+                 ": the file is corrupt");
+  }
   int w = 0, h = 0, n = 0;
   unsigned char* px = stbi_load_from_memory(bytes.data(), int(bytes.size()), &w, &h, &n, 3);
   if (!px) {

@@ -534,6 +534,43 @@ TEST_CASE("a JPEG whose Huffman table defines more than 256 codes is refused bef
   }
 }
 
+TEST_CASE("a PNG with a damaged chunk is refused by its CRC, not decoded to other pixels") {
+  // stb checks no CRC: every bit flipped in the compressed pixels used to decode without a word.
+  testdata::TempDir t;
+  const std::string png = t / "a.png", bad = t / "bad.png";
+  write_png(png, 24, 24, rgb(24, 24, 8));
+  const std::vector<uint8_t> bytes = read_bytes(png);
+  std::vector<uint8_t> out(3 * 16 * 16);
+  decode_image_file(png, 16, false, out.data());
+  // The chunks: IHDR at byte 8, then (stb_image_write) one IDAT, then IEND.
+  auto be32 = [&](size_t k) {
+    return size_t(bytes[k]) << 24 | size_t(bytes[k + 1]) << 16 | size_t(bytes[k + 2]) << 8 | size_t(bytes[k + 3]);
+  };
+  const size_t idat = 8 + 12 + be32(8);
+  REQUIRE(std::string(bytes.begin() + std::ptrdiff_t(idat + 4), bytes.begin() + std::ptrdiff_t(idat + 8)) == "IDAT");
+  const size_t idat_len = be32(idat);
+  int refused = 0;
+  // Every bit of the IDAT's compressed data, and a bit of IHDR's height and of each CRC.
+  std::vector<std::pair<size_t, std::string>> flips;
+  for (size_t k = idat + 8; k < idat + 8 + idat_len; ++k)
+    flips.push_back({k, "IDAT chunk at byte " + std::to_string(idat)});
+  flips.push_back({8 + 8 + 7, "IHDR chunk at byte 8"});
+  flips.push_back({8 + 8 + 13 + 2, "IHDR chunk at byte 8"});
+  flips.push_back({idat + 8 + idat_len + 1, "IDAT chunk at byte " + std::to_string(idat)});
+  for (const auto& [at, named] : flips) {
+    for (int bit : {0, 5}) {
+      std::vector<uint8_t> b = bytes;
+      b[at] ^= uint8_t(1u << bit);
+      testdata::write_file(bad, b);
+      const std::string e = error_of([&] { decode_image_file(bad, 16, false, out.data()); });
+      INFO("byte ", at, " bit ", bit, ": ", e);
+      refused += contains(e, bad + ": cannot decode it as a PNG (" + std::to_string(b.size()) + " bytes): its " +
+                                 named + " does not match its CRC: the file is corrupt");
+    }
+  }
+  CHECK(refused == int(2 * flips.size()));
+}
+
 #else
 TEST_CASE("folder datasets need stb" * doctest::skip(true)) {}
 #endif
