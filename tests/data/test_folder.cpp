@@ -435,26 +435,18 @@ TEST_CASE("an image that cannot be decoded is named, with the format its bytes o
   write_jpg(jpg, 24, 24, rgb(24, 24, 5));
   write_png(png, 24, 24, rgb(24, 24, 6));
   std::vector<uint8_t> out(3 * 16 * 16);
-  // Every truncation of a JPEG: stb tries the PNG decoder first, and when the JPEG decoder gave no
-  // reason of its own, the PNG test's "bad png sig" used to be the whole message.
+  // Every truncation of a JPEG is refused (as PIL, and so torchvision, refuses it), the EOI marker
+  // alone included. stb tries the PNG decoder first, and when the JPEG decoder gave no reason of
+  // its own, the PNG test's "bad png sig" used to be the whole message.
   const std::vector<uint8_t> bytes = read_bytes(jpg);
-  int failed = 0;
   for (size_t n = 1; n < bytes.size(); ++n) {
     testdata::write_file(cut, std::vector<uint8_t>(bytes.begin(), bytes.begin() + std::ptrdiff_t(n)));
-    std::string e;
-    try {
-      decode_image_file(cut, 16, false, out.data());
-      continue;  // stb fills a cut-off scan with gray; the file still decodes
-    } catch (const Error& err) {
-      e = err.what();
-    }
+    const std::string e = error_of([&] { decode_image_file(cut, 16, false, out.data()); });
     INFO(n, " bytes: ", e);
-    ++failed;
     CHECK(contains(e, cut + ": cannot decode it as a JPEG"));
     CHECK(contains(e, "truncated or corrupt"));
     CHECK(!contains(e, "png"));
   }
-  CHECK(failed > 100);
   auto b = read_bytes(png);
   b.resize(b.size() / 2);
   testdata::write_file(png, b);
