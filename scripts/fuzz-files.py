@@ -18,6 +18,9 @@ when anything was found.
   imagenet      Restricted ImageNet JPEG folders (baseline and progressive) and caches: minima data
   safetensors   a checkpoint and a weights file: inspect, inspect --json, compare, eval, train
                 --resume and train --init (needs dataset-fashion-mnist)
+  runs          a finished adversarial-init run and a halted train run, resumed after one of their
+                files (config.json, summary.json, metrics.csv, results.md, weights, checkpoint) is
+                damaged (needs dataset-fashion-mnist)
 
 Needs python3-numpy and python3-pil. A sanitized build takes about 1 s a run.
 """
@@ -223,6 +226,32 @@ class Fuzzer:
             shutil.rmtree(d)
             shutil.rmtree(d + "-cache", ignore_errors=True)
 
+    def run_dirs(self):
+        """A finished adversarial-init run and a halted train run, resumed after one of their files
+        (config, summaries, metrics, weights, checkpoint) is damaged."""
+        base = os.path.join(self.root, "runs")
+        adv = ["adversarial-init", "--subset", "50", "--replication", "1", "--seeds", "0", "--epochs", "2",
+               "--adv-epochs", "5", "--setups", "vanilla", "--no-plot", "--threads", "2"]
+        train = ["train", "--arch", "mlp", "--subset", "128", "--batch", "64", "--epochs", "2", "--checkpoint-every", "0",
+                 "--threads", "2"]
+        self.run(adv + ["--out", base + "/adv"], "runs/sound adversarial-init", timeout=600)
+        self.run(train + ["--halt-after", "1", "--out", base + "/train"], "runs/sound train", timeout=600)
+        for kind in ("adv", "train"):
+            if not os.path.isfile(f"{base}/{kind}/config.json"):
+                sys.exit(f"error: the sound {kind} run left no config.json (is dataset-fashion-mnist installed?)")
+        files = [f for f in self.files(base) if not f.endswith(".lock")]
+        for i in range(self.n):
+            victim = self.rng.choice(files)
+            kind = os.path.relpath(victim, base).split(os.sep)[0]
+            d = os.path.join(self.root, f"runs-{i}")
+            shutil.copytree(base, d)
+            with open(victim, "rb") as f:
+                data = f.read()
+            self.write(victim.replace(base, d), self.damage(data))
+            args = (adv if kind == "adv" else train) + ["--out", f"{d}/{kind}", "--resume"]
+            self.run(args, f"runs/{kind}/{os.path.relpath(victim, base + '/' + kind)}", timeout=600, keep=d)
+            shutil.rmtree(d)
+
     def safetensors(self):
         base = os.path.join(self.root, "st")
         common = ["--arch", "mlp-bn", "--subset", "256", "--batch", "64", "--momentum", "0.9", "--threads", "2"]
@@ -265,7 +294,7 @@ class Fuzzer:
 
 
 def main():
-    targets = ["idx", "cifar10", "cifar100", "cinic", "imagenet", "safetensors"]
+    targets = ["idx", "cifar10", "cifar100", "cinic", "imagenet", "safetensors", "runs"]
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("minima", help="the minima binary (best a -DMINIMA_SANITIZE=ON build)")
     ap.add_argument("--iterations", type=int, default=100, help="damaged inputs per target (default 100)")
@@ -290,7 +319,8 @@ def main():
             "cinic": lambda: f.dataset("cinic10", f.make_cinic, folder=True),
             "imagenet": lambda: f.dataset("restricted-imagenet", f.make_imagenet, folder=True,
                                           extra=["--image-size", "16"]),
-            "safetensors": f.safetensors}
+            "safetensors": f.safetensors,
+            "runs": f.run_dirs}
     try:
         for t in chosen:
             before = f.runs
