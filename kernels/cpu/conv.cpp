@@ -3,8 +3,9 @@
 // forward is W @ col, the input gradient is col2im(W^T @ gy) and the weight gradient is
 // gy @ col^T summed over the batch. The forward and weight-gradient GEMMs never store col: they
 // unroll it piece by piece into their packed operands (Unrolled, UnrolledChannelsLast). With
-// stride 1 the input gradient is a forward conv too (of gy, with the kernel flipped), so it does
-// not store col either; otherwise col is a GEMM output, scattered back by col2im. With few output
+// stride 1 and enough input channels (input_grad_as_forward) the input gradient is a forward conv
+// too (of gy, with the kernel flipped), so it does not store col either; otherwise col is a GEMM
+// output, scattered back by col2im. With few output
 // channels the weight gradient does not unroll at all: each tap's share is a product over rows
 // of one packed copy of the input, picked output row by output row and shifted (RowRuns). The forward's
 // weights (flipped, for that input gradient) are packed for the GEMM once per call and shared by
