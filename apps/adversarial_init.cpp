@@ -82,6 +82,7 @@ Setup parse_setup(const std::string& s) {
 // Everything the runs share.
 struct Ctx {
   std::string arch, dataset, out;
+  bool coarse_labels = false;  // cifar100 with --coarse-labels
   data::Dataset train, test;
   Shape in_chw;
   int64_t classes = 0, batch = 128, epochs = 0, adv_epochs = 0, adv_check_every = 25, complexity_every = 1;
@@ -114,6 +115,7 @@ nn::ModelInfo model_info(const Ctx& c, int64_t seed) {
   mi.mean = c.train.mean;
   mi.std = c.train.std;
   mi.seed = uint64_t(seed);
+  mi.coarse_labels = c.coarse_labels;
   return mi;
 }
 
@@ -555,6 +557,7 @@ int run_adversarial_init(cli::Args& a) {
       a.get_string("precision", "fp32",
                    "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics")));
   int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
+  const data::LoadOptions load = load_flags(a, threads);
   c.out = a.get_string("out", "runs/adversarial-init", "output directory");
   c.resume = a.get_flag("resume", "continue an interrupted experiment in --out (finished runs are skipped)");
   bool plot = !a.get_flag("no-plot", "do not render the figures");
@@ -593,11 +596,13 @@ int run_adversarial_init(cli::Args& a) {
     MINIMA_CHECK(i == "random" || i == "adversarial", "unknown init '", i, "' (expected random or adversarial)");
     need_adv |= i == "adversarial";
   }
+  check_load_flags(a, c.dataset);
   normalize = data::resolve_normalization(c.dataset, normalize);  // "data" or "paper" from here on
   set_threads(threads);
   c.device = device_from_flag(device_s);
 
-  data::Splits sp = data::load_dataset(c.dataset, data_dir);
+  data::Splits sp = data::load_dataset(c.dataset, data_dir, load);
+  c.coarse_labels = load.coarse_labels;
   data::set_normalization(sp, c.dataset, normalize);
   MINIMA_CHECK(subset <= sp.train.size(), "--subset ", subset, " is larger than the ", sp.train.size(),
                " training images of ", c.dataset);
@@ -631,8 +636,8 @@ int run_adversarial_init(cli::Args& a) {
   // The lists select runs (each in its own directory), so a resume may add seeds, setups or R.
   if (c.resume)
     dir.check_resume_flags(a, {"out", "resume", "threads", "no-plot", "halt-after", "checkpoint-every", "data-dir",
-                               "device", "gemm", "conv", "bn", "tf32", "deterministic", "seeds", "setups", "inits",
-                               "replication"});
+                               "cache-dir", "device", "gemm", "conv", "bn", "tf32", "deterministic", "seeds", "setups",
+                               "inits", "replication"});
   Json extra = Json::object();
   extra["train_images"] = c.train.size();
   extra["test_images"] = c.test.size();

@@ -258,7 +258,11 @@ void RunDir::check_resume_flags(const Args& a, const std::vector<std::string>& f
   std::string diff;
   for (const auto& kv : a.config().items()) {
     if (std::find(free.begin(), free.end(), kv.first) != free.end()) continue;
-    std::string was = old.is_object() && old.contains(kv.first) ? old.at(kv.first).dump() : "(not recorded)";
+    const bool recorded = old.is_object() && old.contains(kv.first);
+    // A flag the run did not record came after it started (an older minima): the run had the
+    // flag's default, which is what leaving it out now gives as well.
+    if (!recorded && old.is_object() && !a.has(kv.first)) continue;
+    std::string was = recorded ? old.at(kv.first).dump() : "(not recorded)";
     if (was != kv.second.dump())
       diff += str(diff.empty() ? "" : ", ", "--", kv.first, " ", was, " (now ", kv.second.dump(), ")");
   }

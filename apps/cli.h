@@ -81,7 +81,9 @@ class RunDir {
   const std::string& path() const { return dir_; }
   // --resume: throws, naming each one, unless every flag config.json recorded when the run started
   // has the value `a` has now. Flags in `free` may differ (those that do not change the results:
-  // threads, devices, --out, ...). Call it before writing anything.
+  // threads, devices, --out, ...), and a flag config.json does not record (one added to minima
+  // after the run started) may be left out, which gives it its default. Call it before writing
+  // anything.
   void check_resume_flags(const Args& a, const std::vector<std::string>& free) const;
   std::string file(const std::string& name) const { return dir_ + "/" + name; }
   // config.json: the command, every flag, the git revision and the time. On --resume it keeps the

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "apps/cli.h"
+#include "apps/trainer.h"
 #include "core/error.h"
 #include "data/dataset.h"
 
@@ -44,28 +45,14 @@ int run(cli::Args& a) {
   std::string name = a.get_string("dataset", "fashion-mnist",
                                   "fashion-mnist | mnist | cifar10 | cifar100 | cinic10 | restricted-imagenet");
   std::string dir = a.get_string("data-dir", "", "dataset directory (default: the dataset's default location)");
-  data::LoadOptions opt;
-  opt.image_size = a.get_int("image-size", 64, "restricted-imagenet: side of the resized images");
-  opt.coarse_labels = a.get_flag("coarse-labels", "cifar100: use the 20 coarse labels");
-  opt.merge_valid = a.get_flag("merge-valid", "cinic10: append valid/ to the training split");
   const int64_t threads = a.get_int("threads", 0, "decoding threads for folder datasets (0: all cores)");
-  opt.cache_dir = a.get_string("cache-dir", "",
-                               "where folder datasets keep their caches (default: next to "
-                               "the data, or the user cache directory)");
+  data::LoadOptions opt = app::load_flags(a, threads);
   if (a.finish()) return 0;
   MINIMA_CHECK(threads >= 0 && threads <= cli::kMaxThreads, "--threads must be in [0, ", cli::kMaxThreads, "], got ",
                threads);
-  opt.threads = int(threads);
-  // Each of these flags applies to some datasets only; on the others it would be ignored.
-  const bool folder = name == "cinic10" || name == "restricted-imagenet";
-  auto only_for = [&](const char* flag, bool applies, const char* which) {
-    MINIMA_CHECK(!a.has(flag) || applies, "--", flag, " applies to ", which, " only, not to ", name);
-  };
-  only_for("image-size", name == "restricted-imagenet", "restricted-imagenet");
-  only_for("coarse-labels", name == "cifar100", "cifar100");
-  only_for("merge-valid", name == "cinic10", "cinic10");
-  only_for("cache-dir", folder, "the folder datasets (cinic10, restricted-imagenet)");
-  only_for("threads", folder, "the folder datasets (cinic10, restricted-imagenet)");
+  app::check_load_flags(a, name);
+  MINIMA_CHECK(!a.has("threads") || name == "cinic10" || name == "restricted-imagenet",
+               "--threads applies to the folder datasets (cinic10, restricted-imagenet) only, not to ", name);
   opt.verbose = true;
   std::string where = dir.empty() ? data::default_data_dir(name) : dir;
   data::Splits s = data::load_dataset(name, dir, opt);

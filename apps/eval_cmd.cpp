@@ -28,6 +28,7 @@ int run_eval(cli::Args& a) {
   std::string split = a.get_string("split", "test", "test or train");
   int64_t batch = a.get_int("batch", 500, "evaluation batch size");
   std::string dev = a.get_string("device", "auto", "cpu, cuda, cuda:N or auto");
+  data::LoadOptions load = load_flags(a);
   cli::apply_cuda_flags(a);  // --gemm, --conv, --tf32, --deterministic
   nn::AutocastGuard precision(nn::precision_from_flag(
       a.get_string("precision", "fp32",
@@ -46,6 +47,11 @@ int run_eval(cli::Args& a) {
   }
   if (dataset.empty()) dataset = info.dataset;
   MINIMA_CHECK(!dataset.empty(), "eval: the file names no dataset; pass --dataset");
+  check_load_flags(a, dataset);
+  // Unless the flags say otherwise, the data is loaded as the network was trained on it: with the
+  // labels the file names, and Restricted ImageNet at the size of its input.
+  if (!a.has("coarse-labels")) load.coarse_labels = info.coarse_labels;
+  if (dataset == "restricted-imagenet" && !a.has("image-size")) load.image_size = info.in_chw[1];
 
   // The metadata's shapes are checked against the file and the data before the network is built
   // from them: a corrupt input shape or class count could otherwise ask for gigabytes.
@@ -54,7 +60,7 @@ int run_eval(cli::Args& a) {
     if (name.rfind(nn::kOptPrefix, 0) != 0) stored += t.numel();
   MINIMA_CHECK(info.classes <= stored, "eval: ", weights, " claims ", info.classes, " classes but stores only ", stored,
                " values");
-  data::Splits splits = data::load_dataset(dataset, dir);
+  data::Splits splits = data::load_dataset(dataset, dir, load);
   data::Dataset ds = split == "test" ? splits.test : splits.train;
   MINIMA_CHECK(ds.channels() == info.in_chw[0] && ds.height() == info.in_chw[1] && ds.width() == info.in_chw[2],
                "eval: ", dataset, " images are ", ds.channels(), "x", ds.height(), "x", ds.width(), " but ", weights,

@@ -102,7 +102,8 @@ struct RunResult {
 // Everything the runs share.
 struct Settings {
   std::string arch, dataset;
-  data::Splits base;  // after --subset and the optional crop
+  bool coarse_labels = false;  // cifar100 with --coarse-labels
+  data::Splits base;           // after --subset and the optional crop
   data::Normalize norm = data::Normalize::dataset;
   Shape in_chw;
   int64_t classes = 0, batch = 128, epochs = 300, decay_steps = 391;
@@ -181,7 +182,8 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
     res.steps = st.epoch * steps_per_epoch;
     std::printf("%s, seed %lld: resuming after epoch %lld\n", v.label().c_str(), (long long)seed, (long long)st.epoch);
   }
-  const nn::ModelInfo info{c.arch, c.in_chw, c.classes, c.dataset, s.train.mean, s.train.std, uint64_t(seed)};
+  const nn::ModelInfo info{c.arch,       c.in_chw,    c.classes,      c.dataset,
+                           s.train.mean, s.train.std, uint64_t(seed), c.coarse_labels};
   cli::Progress prog("[" + std::to_string(index + 1) + "/" + std::to_string(total) + "] " + v.label() + " seed " +
                          std::to_string(seed),
                      c.epochs);
@@ -344,6 +346,7 @@ int run_randomization(cli::Args& a) {
                    "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics");
   nn::AutocastGuard precision(nn::precision_from_flag(precision_s));
   int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
+  const data::LoadOptions load = load_flags(a, threads);
   std::string out = a.get_string("out", "runs/randomization", "output directory");
   bool no_plot = a.get_flag("no-plot", "do not render the figure");
   bool resume =
@@ -369,11 +372,13 @@ int run_randomization(cli::Args& a) {
   MINIMA_CHECK(subset >= 0, "--subset must be >= 0, got ", subset);
   MINIMA_CHECK(!seeds.empty(), "--seeds: give at least one seed");
   std::vector<Variant> runs = plan(variants, corruption);
+  check_load_flags(a, dataset);
   set_threads(threads);
   c.device = device_from_flag(device_s);
 
   apps::Stopwatch clock;
-  c.base = data::load_dataset(dataset, data_dir);
+  c.base = data::load_dataset(dataset, data_dir, load);
+  c.coarse_labels = load.coarse_labels;
   if (subset > 0) {
     MINIMA_CHECK(subset <= c.base.train.size(), "--subset ", subset, " is larger than the ", c.base.train.size(),
                  " training images of ", dataset);
@@ -405,8 +410,8 @@ int run_randomization(cli::Args& a) {
   // The lists select runs (each in its own file), so a resume may add seeds or variants.
   if (resume)
     dir.check_resume_flags(a, {"out", "resume", "threads", "no-plot", "halt-after-runs", "halt-after",
-                               "checkpoint-every", "data-dir", "device", "gemm", "conv", "bn", "tf32", "deterministic",
-                               "seeds", "variants", "corruption"});
+                               "checkpoint-every", "data-dir", "cache-dir", "device", "gemm", "conv", "bn", "tf32",
+                               "deterministic", "seeds", "variants", "corruption"});
   // What a finished run must have been trained with for --resume to reuse it.
   Json settings = Json::object();
   settings["arch"] = c.arch;

@@ -54,6 +54,7 @@ int run_train(cli::Args& a) {
       a.get_string("precision", "fp32",
                    "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics")));
   int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
+  data::LoadOptions load = load_flags(a, threads);
   std::string out = a.get_string("out", "runs/train", "output directory");
   bool resume = a.get_flag("resume", "continue the run in --out from its checkpoint (same flags)");
   double checkpoint_every = checkpoint_every_flag(a);
@@ -65,11 +66,12 @@ int run_train(cli::Args& a) {
   MINIMA_CHECK(lr > 0, "--lr must be positive, got ", lr);
   MINIMA_CHECK(subset >= 0, "--subset must be >= 0, got ", subset);
   MINIMA_CHECK(halt_after >= 0, "--halt-after must be >= 0, got ", halt_after);
+  check_load_flags(a, dataset);
   normalize = data::resolve_normalization(dataset, normalize);  // "data" or "paper" from here on
   set_threads(threads);
   Device device = device_from_flag(device_s);
 
-  data::Splits splits = data::load_dataset(dataset, data_dir);
+  data::Splits splits = data::load_dataset(dataset, data_dir, load);
   data::set_normalization(splits, dataset, normalize);
   data::Dataset train = splits.train;
   if (subset > 0) {
@@ -97,14 +99,15 @@ int run_train(cli::Args& a) {
   MINIMA_CHECK(resume || !cli::file_exists(dir.file("config.json")), out,
                " already holds a run (its config.json); pass --resume to continue it or choose another --out");
   if (resume) {
-    dir.check_resume_flags(a, {"out", "resume", "threads", "checkpoint-every", "halt-after", "data-dir", "device",
-                               "gemm", "conv", "bn", "tf32", "deterministic"});
+    dir.check_resume_flags(a, {"out", "resume", "threads", "checkpoint-every", "halt-after", "data-dir", "cache-dir",
+                               "device", "gemm", "conv", "bn", "tf32", "deterministic"});
     if (cli::file_exists(dir.file("summary.json")) && cli::file_exists(dir.file("final.safetensors"))) {
       std::printf("%s: finished earlier (summary.json, final.safetensors); nothing to do\n", out.c_str());
       return 0;
     }
   }
-  nn::ModelInfo info{arch, in_chw, train.num_classes, dataset, train.mean, train.std, uint64_t(seed)};
+  nn::ModelInfo info{arch,       in_chw,    train.num_classes, dataset,
+                     train.mean, train.std, uint64_t(seed),    load.coarse_labels};
   nn::TrainState st;
   RunCheckpoint ckpt(dir.file("checkpoint.safetensors"), checkpoint_every);
   if (resume && ckpt.resume(*model, opt, st, epochs - 1, epochs, "--epochs"))  // the last epoch saves none

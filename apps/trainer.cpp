@@ -263,6 +263,29 @@ std::string normalize_flag(cli::Args& a) {
                       "(paper on cifar10, data elsewhere)");
 }
 
+data::LoadOptions load_flags(cli::Args& a, int64_t threads) {
+  data::LoadOptions o;
+  o.image_size = a.get_int("image-size", 64, "restricted-imagenet: side of the resized images");
+  o.coarse_labels = a.get_flag("coarse-labels", "cifar100: use the 20 coarse labels");
+  o.merge_valid = a.get_flag("merge-valid", "cinic10: append valid/ to the training split");
+  o.cache_dir = a.get_string("cache-dir", "",
+                             "where folder datasets keep their caches (default: next to the data, or the user cache "
+                             "directory)");
+  o.threads = int(std::clamp<int64_t>(threads, 0, cli::kMaxThreads));
+  return o;
+}
+
+void check_load_flags(const cli::Args& a, const std::string& dataset) {
+  auto only_for = [&](const char* flag, bool applies, const char* which) {
+    MINIMA_CHECK(!a.has(flag) || applies, "--", flag, " applies to ", which, " only, not to ", dataset);
+  };
+  only_for("image-size", dataset == "restricted-imagenet", "restricted-imagenet");
+  only_for("coarse-labels", dataset == "cifar100", "cifar100");
+  only_for("merge-valid", dataset == "cinic10", "cinic10");
+  only_for("cache-dir", dataset == "cinic10" || dataset == "restricted-imagenet",
+           "the folder datasets (cinic10, restricted-imagenet)");
+}
+
 void RunCheckpoint::remove() const { std::remove(path_.c_str()); }
 
 }  // namespace minima::app

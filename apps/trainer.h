@@ -101,6 +101,15 @@ double checkpoint_every_flag(cli::Args& a);
 // data::set_normalization.
 std::string normalize_flag(cli::Args& a);
 
+// The flags that shape a named dataset as it loads (data::LoadOptions), declared alike by every
+// command that loads one: --image-size (restricted-imagenet), --coarse-labels (cifar100),
+// --merge-valid (cinic10) and --cache-dir (the folder datasets). Image decoding uses `threads`
+// host threads (the command's --threads; 0: all cores).
+data::LoadOptions load_flags(cli::Args& a, int64_t threads = 0);
+// After finish(): refuses each of those flags given for a dataset it does not apply to, where it
+// would be ignored.
+void check_load_flags(const cli::Args& a, const std::string& dataset);
+
 // After a resume from a checkpoint of `rows` epochs: keeps the header and the first `rows` data
 // rows of a metrics file (the epochs after the checkpoint are trained, and logged, again).
 void truncate_metrics(const std::string& path, int64_t rows);

@@ -64,14 +64,16 @@ Metadata ModelInfo::to_metadata() const {
   std::vector<double> shp(in_chw.begin(), in_chw.end());
   std::string in;
   for (size_t i = 0; i < in_chw.size(); ++i) in += (i ? "x" : "") + std::to_string(in_chw[i]);
-  return {{"arch", arch},
-          {"in_shape", in},
-          {"classes", std::to_string(classes)},
-          {"dataset", dataset},
-          {"mean", join_doubles(mean)},
-          {"std", join_doubles(std)},
-          {"seed", std::to_string(seed)},
-          {"format", "minima"}};
+  Metadata m = {{"arch", arch},
+                {"in_shape", in},
+                {"classes", std::to_string(classes)},
+                {"dataset", dataset},
+                {"mean", join_doubles(mean)},
+                {"std", join_doubles(std)},
+                {"seed", std::to_string(seed)},
+                {"format", "minima"}};
+  if (coarse_labels) m.emplace_back("labels", "coarse");
+  return m;
 }
 
 ModelInfo ModelInfo::from_metadata(const Metadata& m) {
@@ -87,6 +89,10 @@ ModelInfo ModelInfo::from_metadata(const Metadata& m) {
     if (k == "mean") info.mean = split_doubles(k, v);
     if (k == "std") info.std = split_doubles(k, v);
     if (k == "seed") info.seed = parse_uint(k, v);
+    if (k == "labels") {
+      MINIMA_CHECK(v == "coarse" || v == "fine", "checkpoint metadata: labels '", v, "' is not coarse or fine");
+      info.coarse_labels = v == "coarse";
+    }
   }
   return info;
 }

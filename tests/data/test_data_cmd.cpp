@@ -86,3 +86,45 @@ TEST_CASE("minima data on cifar10 prints the official normalization constants be
   CHECK(contains(out, "training std  (pixel/255): 0.5000, 0.5000, 0.5000"));
   CHECK(contains(out, "mean 0.4914, 0.4822, 0.4465, std 0.2023, 0.1994, 0.2010"));
 }
+
+TEST_CASE("train and eval take the loading flags: cifar100 --coarse-labels trains 20 classes, eval loads it so") {
+  testdata::TempDir t;
+  std::vector<uint8_t> train, test;
+  const auto px = testdata::pattern(size_t(36 * 3072), 11);
+  for (int r = 0; r < 36; ++r) {
+    std::vector<uint8_t>& b = r < 30 ? train : test;  // five training records per test record
+    b.push_back(uint8_t(r % 20));                     // coarse
+    b.push_back(uint8_t((r * 7) % 100));              // fine
+    b.insert(b.end(), px.begin() + r * 3072, px.begin() + (r + 1) * 3072);
+  }
+  testdata::write_file(t / "train.bin", train);
+  testdata::write_file(t / "test.bin", test);
+  const std::string bin = MINIMA_BINARY, data = " --dataset cifar100 --data-dir " + t.path();
+  std::string out;
+  int rc =
+      run(bin + " train --arch mlp --epochs 1 --batch 16 --threads 1 --coarse-labels" + data + " --out " + (t / "run"),
+          out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  const std::string weights = t / "run/final.safetensors";
+  rc = run(bin + " inspect --file " + weights, out);
+  CHECK(rc == 0);
+  CHECK(contains(out, "labels"));
+  CHECK(contains(out, "coarse"));
+  // eval takes the dataset and the coarse labels from the file (with the 100 fine labels it would
+  // refuse the network's 20 outputs).
+  rc = run(bin + " eval --device cpu --weights " + weights + " --data-dir " + t.path(), out);
+  CHECK(rc == 0);
+  CHECK(contains(out, "\"dataset\": \"cifar100\""));
+  CHECK(contains(out, "\"samples\": 6"));
+  // The loading flags are refused where they would be ignored, in every command that loads data.
+  for (const std::string& cmd : {"train --epochs 1 --out " + (t / "x"), "eval --weights " + weights,
+                                 "adversarial-init --out " + (t / "y"), "randomization --out " + (t / "z")}) {
+    rc = run(bin + " " + cmd + " --dataset fashion-mnist --coarse-labels", out);
+    CHECK(rc == 1);
+    CHECK(contains(out, "error: --coarse-labels applies to cifar100 only, not to fashion-mnist"));
+    rc = run(bin + " " + cmd + " --dataset cifar100 --data-dir " + t.path() + " --image-size 32", out);
+    CHECK(rc == 1);
+    CHECK(contains(out, "error: --image-size applies to restricted-imagenet only, not to cifar100"));
+  }
+}

@@ -368,6 +368,32 @@ TEST_CASE("minima train --resume warns about a checkpoint without a checksum, an
   CHECK(read_file(tmp.path() + "/killed/final.safetensors") == read_file(tmp.path() + "/whole/final.safetensors"));
 }
 
+TEST_CASE("minima train --resume takes a run whose config.json predates a flag, while the flag keeps its default") {
+  if (!testutil::fashion_mnist_or_skip()) return;
+  testutil::TempDir tmp("train_resume_old_config");
+  const std::string flags = "train --arch mlp --subset 64 --epochs 2 --checkpoint-every 0 --out " + tmp.path();
+  int rc = 0;
+  std::string out = run(flags + " --halt-after 1", rc);
+  REQUIRE(rc != 0);
+  // As a run started before the loading flags existed: its config.json records none of them.
+  const std::string cfg = tmp.path() + "/config.json";
+  Json j = Json::parse(read_file(cfg));
+  Json kept = Json::object();
+  for (const auto& [k, v] : j.at("flags").items())
+    if (k != "image-size" && k != "coarse-labels" && k != "merge-valid" && k != "cache-dir") kept[k] = v;
+  REQUIRE(kept.items().size() + 4 == j.at("flags").items().size());
+  j["flags"] = kept;
+  write_file_atomic(cfg, j.dump(2));
+  // A recorded setting that changed is still refused.
+  out = run(flags + " --lr 0.05 --resume", rc);
+  CHECK(rc != 0);
+  CHECK(out.find("was started with other settings: --lr 0.1 (now 0.05)") != std::string::npos);
+  out = run(flags + " --resume", rc);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(out.find("resuming after epoch 1") != std::string::npos);
+}
+
 TEST_CASE("minima train saves its weights, resumes a killed run to the same weights, and starts from --init") {
   if (!testutil::fashion_mnist_or_skip()) return;
   testutil::TempDir tmp("train-resume");
