@@ -309,12 +309,19 @@ void RunDir::write_json(const std::string& name, const Json& j) const {
 
 MetricsCsv::MetricsCsv(const std::string& path, std::vector<std::string> columns, bool keep_existing)
     : path_(path), ncols_(columns.size()) {
+  std::string header;
+  for (size_t i = 0; i < columns.size(); ++i) header += (i ? "," : "") + columns[i];
+  header += "\n";
   if (keep_existing && file_exists(path)) {
+    // Rows are appended to it: under another header they would be read as other columns.
     text_ = read_file(path);
+    MINIMA_CHECK(text_.compare(0, header.size(), header) == 0, path, " does not start with the header ",
+                 header.substr(0, header.size() - 1),
+                 " (damaged, or not written by this command); move it away to resume: the run goes on from its "
+                 "checkpoint and logs the epochs after it in a new one");
     return;
   }
-  for (size_t i = 0; i < columns.size(); ++i) text_ += (i ? "," : "") + columns[i];
-  text_ += "\n";
+  text_ = header;
   write_file_atomic(path_, text_);
 }
 

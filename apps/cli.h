@@ -99,7 +99,8 @@ class RunDir {
 };
 
 // metrics.csv: a header and one row per epoch/step; rewritten atomically on every append so a
-// crash never leaves a half row.
+// crash never leaves a half row. keep_existing (a resumed run) appends to the file there, which
+// must start with the same header.
 class MetricsCsv {
  public:
   MetricsCsv() = default;

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -392,6 +393,35 @@ TEST_CASE("minima train --resume takes a run whose config.json predates a flag, 
   INFO(out);
   CHECK(rc == 0);
   CHECK(out.find("resuming after epoch 1") != std::string::npos);
+}
+
+TEST_CASE("minima train --resume refuses a metrics.csv under another header, and logs anew once it is moved") {
+  if (!testutil::fashion_mnist_or_skip()) return;
+  testutil::TempDir tmp("train_resume_metrics");
+  const std::string flags = "train --arch mlp --subset 64 --epochs 2 --checkpoint-every 0 --out " + tmp.path();
+  int rc = 0;
+  std::string out = run(flags + " --halt-after 1", rc);
+  REQUIRE(rc != 0);
+  const std::string csv = tmp.path() + "/metrics.csv";
+  const std::string header = "epoch,lr,train_loss,train_acc,test_loss,test_acc,seconds\n";
+  const std::string logged = read_file(csv);
+  REQUIRE(logged.rfind(header, 0) == 0);
+  // One damaged byte in the header: the rows appended after it would be read as other columns.
+  std::string damaged = logged;
+  damaged[3] = 'X';
+  write_file_atomic(csv, damaged);
+  out = run(flags + " --resume", rc);
+  CHECK(rc != 0);
+  CHECK(out.find("error: " + csv + " does not start with the header " + header.substr(0, header.size() - 1) +
+                 " (damaged, or not written by this command); move it away to resume") != std::string::npos);
+  CHECK(read_file(csv) == damaged);  // left as it was
+  REQUIRE(std::rename(csv.c_str(), (csv + ".old").c_str()) == 0);
+  out = run(flags + " --resume", rc);
+  INFO(out);
+  CHECK(rc == 0);
+  const std::string fresh = read_file(csv);
+  CHECK(fresh.rfind(header + "2,", 0) == 0);  // the header, then epoch 2 only
+  CHECK(std::count(fresh.begin(), fresh.end(), '\n') == 2);
 }
 
 TEST_CASE("minima train saves its weights, resumes a killed run to the same weights, and starts from --init") {
