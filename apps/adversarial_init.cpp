@@ -82,7 +82,7 @@ Setup parse_setup(const std::string& s) {
 // Everything the runs share.
 struct Ctx {
   std::string arch, dataset, out;
-  bool coarse_labels = false;  // cifar100 with --coarse-labels
+  bool coarse_labels = false, merge_valid = false;  // --coarse-labels (cifar100), --merge-valid (cinic10)
   data::Dataset train, test;
   Shape in_chw;
   int64_t classes = 0, batch = 128, epochs = 0, adv_epochs = 0, adv_check_every = 25, complexity_every = 1;
@@ -116,6 +116,7 @@ nn::ModelInfo model_info(const Ctx& c, int64_t seed) {
   mi.std = c.train.std;
   mi.seed = uint64_t(seed);
   mi.coarse_labels = c.coarse_labels;
+  mi.merge_valid = c.merge_valid;
   return mi;
 }
 
@@ -603,6 +604,7 @@ int run_adversarial_init(cli::Args& a) {
 
   data::Splits sp = data::load_dataset(c.dataset, data_dir, load);
   c.coarse_labels = load.coarse_labels;
+  c.merge_valid = load.merge_valid;
   data::set_normalization(sp, c.dataset, normalize);
   MINIMA_CHECK(subset <= sp.train.size(), "--subset ", subset, " is larger than the ", sp.train.size(),
                " training images of ", c.dataset);

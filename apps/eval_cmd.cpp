@@ -49,8 +49,9 @@ int run_eval(cli::Args& a) {
   MINIMA_CHECK(!dataset.empty(), "eval: the file names no dataset; pass --dataset");
   check_load_flags(a, dataset);
   // Unless the flags say otherwise, the data is loaded as the network was trained on it: with the
-  // labels the file names, and Restricted ImageNet at the size of its input.
+  // labels and training split the file names, and Restricted ImageNet at the size of its input.
   if (!a.has("coarse-labels")) load.coarse_labels = info.coarse_labels;
+  if (!a.has("merge-valid")) load.merge_valid = info.merge_valid;
   if (dataset == "restricted-imagenet" && !a.has("image-size")) load.image_size = info.in_chw[1];
 
   // The metadata's shapes are checked against the file and the data before the network is built

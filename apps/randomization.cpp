@@ -102,8 +102,8 @@ struct RunResult {
 // Everything the runs share.
 struct Settings {
   std::string arch, dataset;
-  bool coarse_labels = false;  // cifar100 with --coarse-labels
-  data::Splits base;           // after --subset and the optional crop
+  bool coarse_labels = false, merge_valid = false;  // --coarse-labels (cifar100), --merge-valid (cinic10)
+  data::Splits base;                                // after --subset and the optional crop
   data::Normalize norm = data::Normalize::dataset;
   Shape in_chw;
   int64_t classes = 0, batch = 128, epochs = 300, decay_steps = 391;
@@ -182,8 +182,8 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
     res.steps = st.epoch * steps_per_epoch;
     std::printf("%s, seed %lld: resuming after epoch %lld\n", v.label().c_str(), (long long)seed, (long long)st.epoch);
   }
-  const nn::ModelInfo info{c.arch,       c.in_chw,    c.classes,      c.dataset,
-                           s.train.mean, s.train.std, uint64_t(seed), c.coarse_labels};
+  const nn::ModelInfo info{c.arch,      c.in_chw,       c.classes,       c.dataset,    s.train.mean,
+                           s.train.std, uint64_t(seed), c.coarse_labels, c.merge_valid};
   cli::Progress prog("[" + std::to_string(index + 1) + "/" + std::to_string(total) + "] " + v.label() + " seed " +
                          std::to_string(seed),
                      c.epochs);
@@ -379,6 +379,7 @@ int run_randomization(cli::Args& a) {
   apps::Stopwatch clock;
   c.base = data::load_dataset(dataset, data_dir, load);
   c.coarse_labels = load.coarse_labels;
+  c.merge_valid = load.merge_valid;
   if (subset > 0) {
     MINIMA_CHECK(subset <= c.base.train.size(), "--subset ", subset, " is larger than the ", c.base.train.size(),
                  " training images of ", dataset);

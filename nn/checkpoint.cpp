@@ -73,6 +73,7 @@ Metadata ModelInfo::to_metadata() const {
                 {"seed", std::to_string(seed)},
                 {"format", "minima"}};
   if (coarse_labels) m.emplace_back("labels", "coarse");
+  if (merge_valid) m.emplace_back("train_split", "train+valid");
   return m;
 }
 
@@ -92,6 +93,11 @@ ModelInfo ModelInfo::from_metadata(const Metadata& m) {
     if (k == "labels") {
       MINIMA_CHECK(v == "coarse" || v == "fine", "checkpoint metadata: labels '", v, "' is not coarse or fine");
       info.coarse_labels = v == "coarse";
+    }
+    if (k == "train_split") {
+      MINIMA_CHECK(v == "train" || v == "train+valid", "checkpoint metadata: train_split '", v,
+                   "' is not train or train+valid");
+      info.merge_valid = v == "train+valid";
     }
   }
   return info;

@@ -35,6 +35,7 @@ struct ModelInfo {
   std::vector<double> mean, std;  // per-channel normalization of the inputs
   uint64_t seed = 0;
   bool coarse_labels = false;  // cifar100: trained on the 20 coarse labels (metadata "labels": "coarse")
+  bool merge_valid = false;    // cinic10: trained on train/ and valid/ (metadata "train_split": "train+valid")
   Metadata to_metadata() const;
   // Throws naming the missing key when the file lacks the architecture fields.
   static ModelInfo from_metadata(const Metadata& m);

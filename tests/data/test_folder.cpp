@@ -204,6 +204,23 @@ TEST_CASE("cinic10: damaged caches are rebuilt, never trusted") {
   CHECK(read_bytes(pixels)[header + 1234] == uint8_t(bytes[header + 1234] ^ 0x40));  // rewritten
 }
 
+TEST_CASE("cinic10: train --merge-valid records it in the weights, and eval --split train loads the merged split") {
+  CinicTree t;
+  const std::string bin = MINIMA_BINARY, data = " --dataset cinic10 --data-dir " + t.dir + " --cache-dir " + t.cache;
+  testutil::Run r = testutil::run_command(bin + " train --arch mlp --epochs 1 --batch 8 --threads 1 --merge-valid" +
+                                          data + " --out " + (t.root / "run") + " 2>&1");
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  CHECK(contains(r.output, "30 train / 10 test images"));  // 2 + 1 per class
+  const std::string weights = t.root / "run/final.safetensors";
+  r = testutil::run_command(bin + " eval --device cpu --split train --weights " + weights + " --data-dir " + t.dir +
+                            " --cache-dir " + t.cache + " 2>&1");
+  CHECK(r.rc == 0);
+  CHECK(contains(r.output, "\"samples\": 30"));  // the split it was trained on, as the file says
+  r = testutil::run_command(bin + " inspect --file " + weights + " 2>&1");
+  CHECK(contains(r.output, "train+valid"));
+}
+
 TEST_CASE("cinic10: a read-only data directory puts the caches in the user cache directory") {
   CinicTree t;
   const std::string xdg = t.root / "xdg";
