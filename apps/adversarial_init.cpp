@@ -557,7 +557,9 @@ int run_adversarial_init(cli::Args& a) {
   nn::AutocastGuard precision(nn::precision_from_flag(
       a.get_string("precision", "fp32",
                    "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics")));
-  int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
+  int64_t threads =
+      a.get_int("threads", 0,
+                "CPU threads for compute and for decoding image folders (0: OpenMP default; all cores to decode)");
   const data::LoadOptions load = load_flags(a, threads);
   c.out = a.get_string("out", "runs/adversarial-init", "output directory");
   c.resume = a.get_flag("resume", "continue an interrupted experiment in --out (finished runs are skipped)");

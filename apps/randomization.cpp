@@ -345,7 +345,9 @@ int run_randomization(cli::Args& a) {
       a.get_string("precision", "fp32",
                    "fp32, or bf16: bfloat16 activations and weights, float32 master weights and BN statistics");
   nn::AutocastGuard precision(nn::precision_from_flag(precision_s));
-  int64_t threads = a.get_int("threads", 0, "CPU threads (0: OpenMP default)");
+  int64_t threads =
+      a.get_int("threads", 0,
+                "CPU threads for compute and for decoding image folders (0: OpenMP default; all cores to decode)");
   const data::LoadOptions load = load_flags(a, threads);
   std::string out = a.get_string("out", "runs/randomization", "output directory");
   bool no_plot = a.get_flag("no-plot", "do not render the figure");
