@@ -55,17 +55,24 @@ static std::string image_format(const std::vector<uint8_t>& b) {
 // of 0xFF fill bytes, then its code; all but SOI, EOI, TEM and the restarts RST0-7 carry a
 // 16-bit big-endian length that counts itself; a start of scan (SOS) is followed by entropy-coded
 // bytes, in which 0xFF is followed by 0x00 (a stuffed 0xFF) or a restart, up to the next marker.
-// A DHT segment holds tables of one class/index byte, 16 counts and their sum of symbols. The walk
-// stops without a verdict where the file is not a JPEG (stb's test for one also lets fill bytes
-// precede SOI), is cut short or stops making sense: stb then refuses it for that reason, which the
-// caller reports.
+// Between the segments before the frame header (SOF0-2), stb skips bytes that are not a marker up
+// to the next 0xFF. A DHT segment holds tables of one class/index byte, 16 counts and their sum of
+// symbols. The walk stops without a verdict where the file is not a JPEG (stb's test for one also
+// lets fill bytes precede SOI), is cut short or stops making sense: stb then refuses it for that
+// reason, which the caller reports.
 static std::string jpeg_huffman_problem(const std::vector<uint8_t>& b) {
   const size_t n = b.size();
+  bool frame = false;  // past the frame header
   for (size_t i = 0, markers = 0; i < n; ++markers) {
-    if (b[i] != 0xff) return "";
+    if (b[i] != 0xff) {
+      if (frame || markers < 2) return "";  // stb refuses a marker that is not one
+      while (i < n && b[i] != 0xff) ++i;    // padding stb scans past
+      if (i >= n) return "";
+    }
     while (i < n && b[i] == 0xff) ++i;  // fill bytes
     if (i >= n) return "";
     const uint8_t m = b[i++];
+    frame |= m == 0xc0 || m == 0xc1 || m == 0xc2;
     if (markers == 0 && m != 0xd8) return "";                          // not a JPEG
     if (m == 0xd9) return "";                                          // EOI
     if (m == 0xd8 || m == 0x01 || (m >= 0xd0 && m <= 0xd7)) continue;  // SOI, TEM, RSTn: no length
