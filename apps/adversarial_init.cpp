@@ -82,7 +82,7 @@ Setup parse_setup(const std::string& s) {
 // Everything the runs share.
 struct Ctx {
   std::string arch, dataset, out;
-  bool coarse_labels = false, merge_valid = false;  // --coarse-labels (cifar100), --merge-valid (cinic10)
+  data::LoadOptions load;  // how the dataset was loaded (the weights record it)
   data::Dataset train, test;
   Shape in_chw;
   int64_t classes = 0, batch = 128, epochs = 0, adv_epochs = 0, adv_check_every = 25, complexity_every = 1;
@@ -115,8 +115,8 @@ nn::ModelInfo model_info(const Ctx& c, int64_t seed) {
   mi.mean = c.train.mean;
   mi.std = c.train.std;
   mi.seed = uint64_t(seed);
-  mi.coarse_labels = c.coarse_labels;
-  mi.merge_valid = c.merge_valid;
+  mi.coarse_labels = c.load.coarse_labels;
+  mi.merge_valid = c.load.merge_valid;
   return mi;
 }
 
@@ -560,7 +560,7 @@ int run_adversarial_init(cli::Args& a) {
   int64_t threads =
       a.get_int("threads", 0,
                 "CPU threads for compute and for decoding image folders (0: OpenMP default; all cores to decode)");
-  const data::LoadOptions load = load_flags(a, threads);
+  c.load = load_flags(a, threads);
   c.out = a.get_string("out", "runs/adversarial-init", "output directory");
   c.resume = a.get_flag("resume", "continue an interrupted experiment in --out (finished runs are skipped)");
   bool plot = !a.get_flag("no-plot", "do not render the figures");
@@ -604,9 +604,7 @@ int run_adversarial_init(cli::Args& a) {
   set_threads(threads);
   c.device = device_from_flag(device_s);
 
-  data::Splits sp = data::load_dataset(c.dataset, data_dir, load);
-  c.coarse_labels = load.coarse_labels;
-  c.merge_valid = load.merge_valid;
+  data::Splits sp = data::load_dataset(c.dataset, data_dir, c.load);
   data::set_normalization(sp, c.dataset, normalize);
   MINIMA_CHECK(subset <= sp.train.size(), "--subset ", subset, " is larger than the ", sp.train.size(),
                " training images of ", c.dataset);

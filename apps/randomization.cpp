@@ -102,8 +102,8 @@ struct RunResult {
 // Everything the runs share.
 struct Settings {
   std::string arch, dataset;
-  bool coarse_labels = false, merge_valid = false;  // --coarse-labels (cifar100), --merge-valid (cinic10)
-  data::Splits base;                                // after --subset and the optional crop
+  data::LoadOptions load;  // how the dataset was loaded (the weights record it)
+  data::Splits base;       // after --subset and the optional crop
   data::Normalize norm = data::Normalize::dataset;
   Shape in_chw;
   int64_t classes = 0, batch = 128, epochs = 300, decay_steps = 391;
@@ -182,8 +182,9 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
     res.steps = st.epoch * steps_per_epoch;
     std::printf("%s, seed %lld: resuming after epoch %lld\n", v.label().c_str(), (long long)seed, (long long)st.epoch);
   }
-  const nn::ModelInfo info{c.arch,      c.in_chw,       c.classes,       c.dataset,    s.train.mean,
-                           s.train.std, uint64_t(seed), c.coarse_labels, c.merge_valid};
+  nn::ModelInfo info{c.arch, c.in_chw, c.classes, c.dataset, s.train.mean, s.train.std, uint64_t(seed)};
+  info.coarse_labels = c.load.coarse_labels;
+  info.merge_valid = c.load.merge_valid;
   cli::Progress prog("[" + std::to_string(index + 1) + "/" + std::to_string(total) + "] " + v.label() + " seed " +
                          std::to_string(seed),
                      c.epochs);
@@ -348,7 +349,7 @@ int run_randomization(cli::Args& a) {
   int64_t threads =
       a.get_int("threads", 0,
                 "CPU threads for compute and for decoding image folders (0: OpenMP default; all cores to decode)");
-  const data::LoadOptions load = load_flags(a, threads);
+  c.load = load_flags(a, threads);
   std::string out = a.get_string("out", "runs/randomization", "output directory");
   bool no_plot = a.get_flag("no-plot", "do not render the figure");
   bool resume =
@@ -379,9 +380,7 @@ int run_randomization(cli::Args& a) {
   c.device = device_from_flag(device_s);
 
   apps::Stopwatch clock;
-  c.base = data::load_dataset(dataset, data_dir, load);
-  c.coarse_labels = load.coarse_labels;
-  c.merge_valid = load.merge_valid;
+  c.base = data::load_dataset(dataset, data_dir, c.load);
   if (subset > 0) {
     MINIMA_CHECK(subset <= c.base.train.size(), "--subset ", subset, " is larger than the ", c.base.train.size(),
                  " training images of ", dataset);

@@ -108,8 +108,9 @@ int run_train(cli::Args& a) {
       return 0;
     }
   }
-  nn::ModelInfo info{arch,      in_chw,         train.num_classes,  dataset,         train.mean,
-                     train.std, uint64_t(seed), load.coarse_labels, load.merge_valid};
+  nn::ModelInfo info{arch, in_chw, train.num_classes, dataset, train.mean, train.std, uint64_t(seed)};
+  info.coarse_labels = load.coarse_labels;
+  info.merge_valid = load.merge_valid;
   nn::TrainState st;
   RunCheckpoint ckpt(dir.file("checkpoint.safetensors"), checkpoint_every);
   if (resume && ckpt.resume(*model, opt, st, epochs - 1, epochs, "--epochs"))  // the last epoch saves none
