@@ -157,7 +157,10 @@ Loader::~Loader() {
 }
 
 int64_t Loader::batches_per_epoch() const {
-  return drop_last_ ? ds_.size() / batch_ : (ds_.size() + batch_ - 1) / batch_;
+  // The last partial batch counted without adding batch_ - 1 first, which overflows for a batch
+  // size near INT64_MAX (any --batch of at least 1 is accepted).
+  const int64_t whole = ds_.size() / batch_;
+  return drop_last_ || ds_.size() % batch_ == 0 ? whole : whole + 1;
 }
 
 int64_t Loader::samples_per_epoch() const { return drop_last_ ? batches_per_epoch() * batch_ : ds_.size(); }

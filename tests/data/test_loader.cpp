@@ -2,6 +2,7 @@
 // and the crop/flip augmentation (bounds, rates, dependence on (seed, epoch, sample) only).
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include "core/backend.h"
@@ -79,6 +80,30 @@ TEST_CASE("loader: every sample once per epoch, seeded order, last-batch policy"
   CHECK(a.order() == e0);  // and the same one again for the same epoch
   Loader seq(d, 10, false, 42);
   for (int64_t i = 0; i < d.size(); ++i) CHECK(seq.order()[size_t(i)] == i);
+}
+
+TEST_CASE("loader: a batch larger than the dataset is all of it, up to the largest batch size") {
+  // --batch takes any size of at least 1; counting the last partial batch as (n + batch - 1) /
+  // batch overflowed near INT64_MAX.
+  Dataset d = position_dataset(37, 3, 3);
+  std::vector<int64_t> all_labels = d.labels.to_vector<int64_t>();
+  std::sort(all_labels.begin(), all_labels.end());
+  for (int64_t batch :
+       {int64_t(38), int64_t(1) << 40, std::numeric_limits<int64_t>::max() - 1, std::numeric_limits<int64_t>::max()}) {
+    CAPTURE(batch);
+    Loader L(d, batch, true, 7);
+    CHECK(L.batches_per_epoch() == 1);
+    CHECK(L.samples_per_epoch() == 37);
+    Tensor x, y;
+    REQUIRE(L.next(x, y));
+    CHECK(x.size(0) == 37);
+    std::vector<int64_t> labels = y.to_vector<int64_t>();
+    std::sort(labels.begin(), labels.end());
+    CHECK(labels == all_labels);  // the labels of all 37 samples
+    CHECK(!L.next(x, y));
+  }
+  Loader exact(d, 37, false, 7);
+  CHECK(exact.batches_per_epoch() == 1);
 }
 
 TEST_CASE("loader: batches hold the normalized pixels and labels of the epoch's order") {
