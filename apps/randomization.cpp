@@ -552,7 +552,8 @@ int run_randomization(cli::Args& a) {
   s["dataset"] = dataset;
   s["train_images"] = c.base.train.size();
   s["classes"] = c.classes;
-  s["steps_per_epoch"] = (c.base.train.size() + c.batch - 1) / c.batch;
+  const int64_t n = c.base.train.size();  // the last batch may be partial (as Loader counts it)
+  s["steps_per_epoch"] = n / c.batch + (n % c.batch != 0 ? 1 : 0);
   Json seeds_j = Json::array();
   for (int64_t sd : seeds) seeds_j.push_back(sd);
   s["seeds"] = seeds_j;

@@ -3,6 +3,7 @@
 // the variant list and of bad flags.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 
 #include "app_test_util.h"
@@ -205,6 +206,18 @@ TEST_CASE("randomization: corruption 0 and 1 are the true- and random-label runs
     CHECK(s.at("runs")[0].at("kind").as_string() == "true-labels");
     CHECK(s.at("runs")[1].at("kind").as_string() == "random-labels");
     CHECK(s.at("runs")[1].at("corruption").as_double() == 1.0);
+    CHECK(s.at("steps_per_epoch").as_int() == 2);  // 200 images, batch 128
+    // Any batch size of at least 1 is taken: the largest is one batch of all 200 images (counting
+    // the last partial batch as (n + batch - 1) / batch overflowed).
+    apptest::TempDir huge("randomization-huge-batch");
+    r = apptest::run_minima("randomization --subset 200 --variants true-labels --corruption '' --epochs 1 --batch " +
+                            std::to_string(std::numeric_limits<int64_t>::max()) + " --no-plot --out " + huge.path());
+    INFO(r.output);
+    REQUIRE(r.rc == 0);
+    s = apptest::summary(huge.path());
+    CHECK(s.at("steps_per_epoch").as_int() == 1);
+    REQUIRE(s.at("runs").size() == 1);
+    CHECK(s.at("runs")[0].at("steps").as_int() == s.at("runs")[0].at("epochs").as_int());
   }
   apptest::check_rejects("randomization --variants corrupt-labels", "unknown randomization 'corrupt-labels'");
   apptest::check_rejects("randomization --variants noise", "unknown randomization 'noise'");
