@@ -3,14 +3,19 @@
 // exception) into "error: ..." on stderr with exit status 1. Output that could not be written to
 // stdout (a full disk) fails the command as well.
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <optional>
+#include <sstream>
 
 #include "apps/cli.h"
 #include "core/backend.h"
 #include "core/error.h"
+#include "core/parse.h"
 #include "git_rev.h"
 
 using namespace minima;
@@ -84,12 +89,40 @@ static int check_output(int rc) {
   return rc != 0 ? rc : 1;
 }
 
+// OMP_NUM_THREADS gets --threads' bound: OpenMP starts a thread, each with its own stack, for every
+// one asked for, and libgomp crashes (SIGSEGV in the first parallel region) when asked for 100,000.
+// A list ("4,2") sets the threads of nested levels; items that are not plain numbers libgomp warns
+// about and ignores itself. Returns the error message, or nothing when the variable is fine.
+static std::optional<std::string> omp_threads_problem() {
+  const char* env = std::getenv("OMP_NUM_THREADS");
+  if (env == nullptr) return std::nullopt;
+  std::stringstream items(env);
+  std::string item;
+  while (std::getline(items, item, ',')) {
+    const size_t first = item.find_first_not_of(" \t"), last = item.find_last_not_of(" \t");
+    if (first == std::string::npos) continue;
+    const std::string digits = item.substr(first, last - first + 1);
+    if (!std::all_of(digits.begin(), digits.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }))
+      continue;
+    const std::optional<uint64_t> n = parse_uint64(digits);
+    if (!n || *n > uint64_t(cli::kMaxThreads))
+      return "OMP_NUM_THREADS=" + std::string(env) + ": at most " + std::to_string(cli::kMaxThreads) +
+             " threads, as with --threads (OpenMP crashes when it cannot start them all): set it lower, or unset "
+             "it and use --threads";
+  }
+  return std::nullopt;
+}
+
 static int dispatch(int argc, char** argv) {
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     usage();
     if (argc >= 2) return 0;
     std::cout.flush();
     std::cerr << "\nerror: no command given (see the list above)\n";
+    return 1;
+  }
+  if (auto problem = omp_threads_problem()) {
+    std::cerr << "error: " << *problem << "\n";
     return 1;
   }
   std::string name = argv[1];

@@ -162,3 +162,25 @@ TEST_CASE("bench and the bare command line: a missing or bad name is an error, -
     CHECK(r.output.find("error:") == std::string::npos);
   }
 }
+
+TEST_CASE("an OMP_NUM_THREADS beyond --threads' bound is refused before any command runs") {
+  // libgomp crashed (SIGSEGV in the first parallel region) when asked for 100,000 threads.
+  const std::string models = std::string(MINIMA_BINARY) + " models --arch mlp --in 1x28x28";
+  for (const char* bad : {"100000", "2,100000", "1025"}) {
+    INFO(bad);
+    for (const std::string& cmd : {models, std::string(MINIMA_BINARY) + " bench cpu --reps 1 --no-conv --python ''"}) {
+      auto r = apptest::run_command("OMP_NUM_THREADS='" + std::string(bad) + "' " + cmd);
+      INFO(r.output);
+      CHECK(r.rc != 0);
+      CHECK(r.output.find("error: OMP_NUM_THREADS=" + std::string(bad) + ": at most 1024 threads") !=
+            std::string::npos);
+    }
+  }
+  for (const char* fine : {"1024", "2,1", " 2 "}) {
+    INFO(fine);
+    auto r = apptest::run_command("OMP_NUM_THREADS='" + std::string(fine) + "' " + models);
+    INFO(r.output);
+    CHECK(r.rc == 0);
+    CHECK(r.output.find("mlp") != std::string::npos);
+  }
+}
