@@ -33,6 +33,10 @@ void empty_cache(int device = 0);
 // u8), so a kernel that misses an output element is caught.
 void set_poison_allocations(bool on);
 bool poison_allocations();
+// The allocator mode MINIMA_CUDA_ALLOCATOR's value `env` asks for (nullptr: unset): true for
+// "direct" (exact-size cudaMalloc and cudaFree per block), false for "caching", empty or unset.
+// Any other value also gives false, with `warning` saying so (else it is left empty).
+bool direct_allocation(const char* env, std::string& warning);
 
 // Device memory from the caching allocator, released when the buffer dies. Move-only.
 class DeviceBuffer {

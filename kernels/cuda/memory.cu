@@ -6,11 +6,13 @@
 //    on its one stream, in order. Sizes are rounded up to 512 bytes. When cudaMalloc fails, the
 //    cache is returned to the driver and the call retried once.
 //    MINIMA_CUDA_ALLOCATOR=direct in the environment disables caching (exact-size cudaMalloc and
-//    cudaFree per block), so compute-sanitizer sees every overrun.
+//    cudaFree per block), so compute-sanitizer sees every overrun; another value than direct or
+//    caching (the default) is warned about.
 //  * fill (cudaMemset when every byte of the value is equal) and copy: host<->device transfers,
 //    copies between devices, and strided copies on one device with any strides (zero for
 //    broadcasts, negative for flips) and any pair of dtypes.
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -23,6 +25,15 @@
 
 namespace minima::cuda {
 
+bool direct_allocation(const char* env, std::string& warning) {
+  warning.clear();
+  if (env == nullptr || *env == '\0' || std::strcmp(env, "caching") == 0) return false;
+  if (std::strcmp(env, "direct") == 0) return true;
+  // A misspelt "direct" leaves the cache on, which hides overruns from compute-sanitizer: say so.
+  warning = std::string("MINIMA_CUDA_ALLOCATOR=") + env + " is not one of caching, direct; using caching";
+  return false;
+}
+
 namespace {
 
 std::atomic<bool> g_poison{false};
@@ -30,8 +41,10 @@ std::atomic<bool> g_poison{false};
 class CachingAllocator final : public Allocator {
  public:
   explicit CachingAllocator(int dev) : dev_(dev) {
-    const char* e = std::getenv("MINIMA_CUDA_ALLOCATOR");
-    direct_ = e && std::string(e) == "direct";
+    std::string warning;
+    direct_ = direct_allocation(std::getenv("MINIMA_CUDA_ALLOCATOR"), warning);
+    static std::atomic<bool> warned{false};  // one allocator per device, one warning per process
+    if (!warning.empty() && !warned.exchange(true)) std::fprintf(stderr, "warning: %s\n", warning.c_str());
   }
 
   void* allocate(size_t nbytes) override {

@@ -28,6 +28,23 @@ TEST_CASE("cuda: without a device, CUDA tensors and kernels raise a clear error"
 
 #ifdef MINIMA_HAS_CUDA
 
+// Runs on any machine: the mode is read from the environment before any device is touched.
+TEST_CASE("cuda allocator: MINIMA_CUDA_ALLOCATOR is caching or direct, and any other value is named") {
+  std::string warning = "stale";
+  CHECK(!cuda::direct_allocation(nullptr, warning));
+  CHECK(warning.empty());
+  CHECK(!cuda::direct_allocation("", warning));
+  CHECK(!cuda::direct_allocation("caching", warning));
+  CHECK(warning.empty());
+  CHECK(cuda::direct_allocation("direct", warning));
+  CHECK(warning.empty());
+  for (const char* typo : {"Direct", "direct ", "1", "off"}) {
+    CAPTURE(typo);
+    CHECK(!cuda::direct_allocation(typo, warning));
+    CHECK(warning == std::string("MINIMA_CUDA_ALLOCATOR=") + typo + " is not one of caching, direct; using caching");
+  }
+}
+
 TEST_CASE("cuda config: implementation names, flags and ConfigGuard") {
   const cuda::Impl gemm_before = cuda::gemm_impl();
   const cuda::BnImpl bn_before = cuda::bn_impl();
