@@ -110,7 +110,13 @@ int run_bench_train(cli::Args& a) {
             << dev.str() << ", " << precision_s;
   if (dev.is_cpu()) std::cout << ", " << omp_get_max_threads() << " threads";
   std::cout << "\n";
-  std::cout << "arch          minima img/s   pytorch img/s   minima/pytorch\n";
+  // The first column holds the longest name (inception-small overran a fixed 12).
+  int name_width = 12;
+  for (const auto& arch : list) name_width = std::max(name_width, int(arch.size()));
+  char header[256];
+  std::snprintf(header, sizeof header, "%-*s %13s %15s %16s\n", name_width, "arch", "minima img/s", "pytorch img/s",
+                "minima/pytorch");
+  std::cout << header;
   for (const auto& arch : list) {
     const StepTiming timing = time_training_step(arch, chw, classes, batch, dev, warmup, iters, profile);
     double mine = double(batch) / timing.seconds;
@@ -132,9 +138,10 @@ int run_bench_train(cli::Args& a) {
     }
     char buf[256];
     if (theirs > 0)
-      std::snprintf(buf, sizeof buf, "%-12s %13.1f %15.1f %16.2f", arch.c_str(), mine, theirs, mine / theirs);
+      std::snprintf(buf, sizeof buf, "%-*s %13.1f %15.1f %16.2f", name_width, arch.c_str(), mine, theirs,
+                    mine / theirs);
     else
-      std::snprintf(buf, sizeof buf, "%-12s %13.1f %15s %16s", arch.c_str(), mine, "-", "-");
+      std::snprintf(buf, sizeof buf, "%-*s %13.1f %15s %16s", name_width, arch.c_str(), mine, "-", "-");
     std::cout << buf << '\n' << std::flush;  // one row at a time: the peer may take a while
     if (profile > 0) std::cout << profile_table(timing.profile, profile, timing.profiled_seconds) << std::flush;
   }

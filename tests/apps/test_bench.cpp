@@ -81,6 +81,24 @@ TEST_CASE("bench train: images/s per network on the CPU, without the PyTorch pee
     }
     CHECK_MESSAGE(found, "no line for ", arch);
   }
+  // A name longer than 12 characters widens the first column, header included: every row's
+  // images/s ends where the header's "minima img/s" does.
+  auto wide =
+      run_minima("bench train --device cpu --arch mlp,alexnet-small --batch 4 --warmup 0 --iters 1 --torch off");
+  INFO(wide.output);
+  REQUIRE(wide.rc == 0);
+  const size_t header = wide.output.find("arch "), end = wide.output.find("minima img/s", header) + 12;
+  REQUIRE(header != std::string::npos);
+  const size_t column = end - header;
+  CHECK(column == std::string("alexnet-small").size() + 1 + 13);
+  for (const char* arch : {"\nmlp ", "\nalexnet-small "}) {
+    const size_t row = wide.output.find(arch);
+    REQUIRE(row != std::string::npos);
+    const std::string line = wide.output.substr(row + 1, wide.output.find('\n', row + 1) - row - 1);
+    REQUIRE(line.size() > column);
+    CHECK(line[column - 1] != ' ');  // the number's last digit
+    CHECK(line[column] == ' ');
+  }
   auto amp = run_minima(
       "bench train --device cpu --arch mlp-bn --in 1x28x28 --batch 16 --warmup 0 --iters 1 "
       "--torch off --precision bf16");
