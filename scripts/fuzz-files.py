@@ -60,7 +60,8 @@ class Fuzzer:
         except subprocess.TimeoutExpired:
             return self.report(tag, f"no answer within {timeout} s", args, "", keep)
         out = p.stdout + p.stderr
-        if any(s in out for s in ("AddressSanitizer", "LeakSanitizer", "runtime error:")):
+        # (ASan's "WARNING: ... failed to allocate" before minima's own out-of-memory error is no finding)
+        if any(s in out for s in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")):
             self.report(tag, "sanitizer report", args, out, keep)
         elif p.returncode not in (0, 1, 2):
             self.report(tag, f"exit status {p.returncode}", args, out, keep)
