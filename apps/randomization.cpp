@@ -196,7 +196,8 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
     EpochResult fit = evaluate(*model, fit_loader);
     // The training loss is summed before each update, the fit's loss after the epoch's last.
     MINIMA_CHECK(std::isfinite(tr.loss) && std::isfinite(fit.loss), v.label(), ": training diverged at epoch ", e + 1,
-                 " (training loss ", tr.loss, ", loss on the training set ", fit.loss, "); try a smaller --lr");
+                 " (training loss ", tr.loss, ", loss on the training set ", fit.loss, "); ",
+                 divergence_hint(opt.lr(), c.momentum, c.wd, false));
     res.epochs = e + 1;
     res.steps = (e + 1) * steps_per_epoch;
     res.train_acc = fit.acc;

@@ -144,7 +144,8 @@ int run_train(cli::Args& a) {
     // The training loss is summed over the epoch's batches before each update; the test loss is
     // measured after the last one, and is not finite when that update left the weights so.
     MINIMA_CHECK(std::isfinite(tr.loss) && std::isfinite(te.loss), "training diverged at epoch ", e + 1,
-                 " (training loss ", tr.loss, ", test loss ", te.loss, "); try a smaller --lr");
+                 " (training loss ", tr.loss, ", test loss ", te.loss, "); ",
+                 divergence_hint(opt.lr(), momentum, wd, nesterov));
     csv.row({double(e + 1), opt.lr(), tr.loss, tr.acc, te.loss, te.acc, tr.seconds + te.seconds});
     prog.update(e + 1,
                 "| loss " + cli::fmt(tr.loss, 4) + " acc " + cli::fmt(tr.acc, 4) + "% | test loss " +

@@ -200,6 +200,15 @@ void truncate_metrics(const std::string& path, int64_t rows) {
   write_file_atomic(path, out);
 }
 
+std::string divergence_hint(double lr, double momentum, double weight_decay, bool nesterov) {
+  const double bound = nesterov ? 2 * (1 + momentum) / (1 + 2 * momentum) : 2 * (1 + momentum);
+  if (weight_decay > 0 && lr * weight_decay >= bound)
+    return str("--lr x --weight-decay is ", lr * weight_decay, ", at least the ", bound,
+               " past which the weight decay alone makes the weights grow (momentum ", momentum,
+               nesterov ? ", Nesterov" : "", "); lower either");
+  return "try a smaller --lr";
+}
+
 void check_finite(const nn::NamedTensors& tensors, const std::string& what) {
   for (const auto& [name, t] : tensors) {
     const Tensor v = t.cpu().to(DType::f64).contiguous();

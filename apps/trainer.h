@@ -63,6 +63,12 @@ void check_one_sample_batches(const std::string& arch, const Shape& in_chw, int6
 // "diverged".
 void check_finite(const nn::NamedTensors& tensors, const std::string& what);
 
+// What a diverged SGD run should change, for its error message. Coupled weight decay alone
+// multiplies the weights by (1 - lr wd) each step; with heavy-ball momentum m that is stable only
+// while lr wd < 2 (1 + m), with Nesterov's while lr wd < 2 (1 + m) / (1 + 2 m). Past that bound no
+// smaller step on the loss helps, so the hint names both flags; otherwise "try a smaller --lr".
+std::string divergence_hint(double lr, double momentum, double weight_decay, bool nesterov);
+
 // A run's checkpoint file and when to write it (--checkpoint-every): after an epoch that ends
 // `every` seconds or more after the last save, or after the run's start (after every epoch when
 // `every` is 0). Saving after every epoch wrote gigabytes for runs whose epochs take

@@ -260,6 +260,20 @@ TEST_CASE("minima train refuses --init weights that are not finite, and stops wh
   CHECK(out.find("error: training diverged at epoch 1 (training loss 2.") != std::string::npos);
   CHECK(out.find(", test loss nan); try a smaller --lr") != std::string::npos);
   CHECK(access((dir + "/huge/final.safetensors").c_str(), F_OK) != 0);
+  // A weight decay with lr x wd past 2 (1 + momentum) makes the weights grow whatever the loss
+  // does: the message names both flags instead of the learning rate alone.
+  out = run("train --arch mlp --subset 64 --epochs 2 --momentum 0.5 --weight-decay 1e20 --out " + dir + "/decay", rc);
+  INFO(out);
+  CHECK(rc != 0);
+  CHECK(out.find("); --lr x --weight-decay is 1e+19, at least the 3 past which the weight decay alone makes the "
+                 "weights grow (momentum 0.5); lower either") != std::string::npos);
+  out = run("train --arch mlp --subset 64 --epochs 2 --momentum 0.5 --nesterov --weight-decay 1e20 --out " + dir +
+                "/nesterov",
+            rc);
+  INFO(out);
+  CHECK(rc != 0);
+  CHECK(out.find("at least the 1.5 past which the weight decay alone makes the weights grow (momentum 0.5, "
+                 "Nesterov)") != std::string::npos);
 
   Generator g(5);
   auto model = nn::make_model("mlp", {1, 28, 28}, 10, g);
