@@ -58,3 +58,26 @@ TEST_CASE("a command whose output cannot be written to stdout fails, saying so")
                    {"mlp", {1, 28, 28}, 10, "fashion-mnist", s->train.mean, s->train.std, 1});
   to_full("eval --weights " + tmp.path() + "/w.safetensors --device cpu");
 }
+
+// scripts/fuzz-flags.py and scripts/fuzz-files.py run outside the test run, on a sanitized build,
+// for tens of minutes. Here they run briefly on this build, so that they keep working as commands
+// and formats change, and so that the quick commands keep answering every edge value of every
+// flag, and a few damaged files, with success or an `error:` line.
+TEST_CASE("the flag and file fuzzers run, and find nothing in a short pass") {
+  const std::string python = "/usr/bin/python3", scripts = std::string(MINIMA_SOURCE_DIR) + "/scripts/";
+  auto flags = apptest::run_command(python + " " + scripts + "fuzz-flags.py " + MINIMA_BINARY +
+                                    " --commands inspect,compare,models,data");
+  INFO(flags.output);
+  CHECK(flags.rc == 0);
+  CHECK(flags.output.find(" runs, 0 found, ") != std::string::npos);
+  CHECK(flags.output.find("FOUND") == std::string::npos);
+  if (apptest::run_command(python + " -c 'import numpy, PIL'").rc != 0) {
+    MESSAGE("skipped the file fuzzer: ", python, " lacks numpy or PIL (python3-numpy, python3-pil)");
+    return;
+  }
+  auto files = apptest::run_command(python + " " + scripts + "fuzz-files.py " + MINIMA_BINARY +
+                                    " --targets idx,cifar100 --iterations 4 --seed 7");
+  INFO(files.output);
+  CHECK(files.rc == 0);
+  CHECK(files.output.find(" runs, 0 found") != std::string::npos);
+}
