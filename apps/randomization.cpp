@@ -38,6 +38,7 @@
 #include "apps/trainer.h"
 #include "core/ops.h"
 #include "core/random.h"
+#include "data/loader.h"
 #include "data/transforms.h"
 #include "nn/autocast.h"
 #include "nn/checkpoint.h"
@@ -553,8 +554,7 @@ int run_randomization(cli::Args& a) {
   s["dataset"] = dataset;
   s["train_images"] = c.base.train.size();
   s["classes"] = c.classes;
-  const int64_t n = c.base.train.size();  // the last batch may be partial (as Loader counts it)
-  s["steps_per_epoch"] = n / c.batch + (n % c.batch != 0 ? 1 : 0);
+  s["steps_per_epoch"] = data::batch_count(c.base.train.size(), c.batch, /*drop_last=*/false);
   Json seeds_j = Json::array();
   for (int64_t sd : seeds) seeds_j.push_back(sd);
   s["seeds"] = seeds_j;

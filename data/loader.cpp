@@ -156,12 +156,13 @@ Loader::~Loader() {
   if (ahead_.valid()) ahead_.wait();
 }
 
-int64_t Loader::batches_per_epoch() const {
-  // The last partial batch counted without adding batch_ - 1 first, which overflows for a batch
-  // size near INT64_MAX (any --batch of at least 1 is accepted).
-  const int64_t whole = ds_.size() / batch_;
-  return drop_last_ || ds_.size() % batch_ == 0 ? whole : whole + 1;
+int64_t batch_count(int64_t n, int64_t batch, bool drop_last) {
+  MINIMA_CHECK(n >= 0 && batch >= 1, "batch_count: ", n, " samples in batches of ", batch);
+  const int64_t whole = n / batch;
+  return drop_last || n % batch == 0 ? whole : whole + 1;
 }
+
+int64_t Loader::batches_per_epoch() const { return batch_count(ds_.size(), batch_, drop_last_); }
 
 int64_t Loader::samples_per_epoch() const { return drop_last_ ? batches_per_epoch() * batch_ : ds_.size(); }
 

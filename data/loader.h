@@ -16,6 +16,10 @@
 
 namespace minima::data {
 
+// Batches of `batch` (>= 1) in an epoch of n samples: the last partial one dropped or kept. Counted
+// without adding batch - 1 first, which overflows for a batch size near INT64_MAX.
+int64_t batch_count(int64_t n, int64_t batch, bool drop_last);
+
 class Loader {
  public:
   // drop_last: when the dataset size is not a multiple of batch_size, drop the last partial batch
