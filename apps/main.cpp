@@ -3,7 +3,6 @@
 // exception) into "error: ..." on stderr with exit status 1. Output that could not be written to
 // stdout (a full disk) fails the command as well.
 #include <algorithm>
-#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -102,8 +101,7 @@ static std::optional<std::string> omp_threads_problem() {
     const size_t first = item.find_first_not_of(" \t"), last = item.find_last_not_of(" \t");
     if (first == std::string::npos) continue;
     const std::string digits = item.substr(first, last - first + 1);
-    if (!std::all_of(digits.begin(), digits.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }))
-      continue;
+    if (digits.find_first_not_of("0123456789") != std::string::npos) continue;
     const std::optional<uint64_t> n = parse_uint64(digits);
     if (!n || *n > uint64_t(cli::kMaxThreads))
       return "OMP_NUM_THREADS=" + std::string(env) + ": at most " + std::to_string(cli::kMaxThreads) +
