@@ -1,6 +1,6 @@
 // apps/randomization.cpp: `minima randomization`: the randomization tests of Zhang, Bengio, Hardt,
 // Recht and Vinyals (2017), "Understanding deep learning requires rethinking generalization"
-// (their Figure 1 and the random-label rows of Table 1).
+// (their Figure 1, and with --regularizers their Table 1).
 //
 // One network, one optimizer and one initialization (per seed of --seeds, shared by all variants)
 // are trained on the training set under each randomization of data/transforms.h:
@@ -14,6 +14,14 @@
 // steps it took to fit (Figure 1b: time to fit against p) and the test error on the true test
 // labels (Figure 1c: test error against p; random labels carry nothing to generalize, so it
 // approaches chance as p -> 1).
+//
+// --regularizers adds Table 1's explicit regularizers as a second axis: every variant is run once
+// per item of none, crop, wd and crop+wd. crop is random-crop augmentation: with
+// --zhang-preprocessing, Zhang et al.'s random 28x28 windows of the 32x32 images (the fit check and
+// the test take the center window, as without crop); otherwise torchvision's RandomCrop(H,
+// padding=4). wd trains with --weight-decay, which then applies to those runs only. Table 1's
+// message is that neither is needed to fit, or to generalize: both only move the test accuracy a
+// little, and neither stops the network from fitting random labels.
 //
 // Zhang et al. train on CIFAR-10 center-cropped to 28x28 and whitened per image, with SGD,
 // momentum 0.9, lr 0.01 (0.1 for Inception) decayed x0.95 per epoch, no weight decay, dropout or
@@ -30,6 +38,7 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <sstream>
 
 #include "apps/cli.h"
@@ -47,16 +56,28 @@
 namespace minima::app {
 namespace {
 
-// One run: a randomization and, for corrupt-labels, its probability.
+// The explicit regularizers of --regularizers (Table 1).
+const std::vector<std::string>& regularizer_names() {
+  static const std::vector<std::string> v = {"none", "crop", "wd", "crop+wd"};
+  return v;
+}
+
+// One run: a randomization and, for corrupt-labels, its probability; and its explicit regularizer.
 struct Variant {
   std::string kind;
   double p = 0;
+  std::string reg = "none";  // one of regularizer_names()
+  bool crop() const { return reg == "crop" || reg == "crop+wd"; }
+  bool wd() const { return reg == "wd" || reg == "crop+wd"; }
+  // "true-labels", "corrupt-labels p=0.2", "random-labels with crop+wd".
   std::string label() const {
-    if (kind != "corrupt-labels") return kind;
     std::ostringstream s;
-    s << "corrupt-labels p=" << p;
+    s << kind;
+    if (kind == "corrupt-labels") s << " p=" << p;
+    if (reg != "none") s << " with " << reg;
     return s.str();
   }
+  bool same(const Variant& o) const { return kind == o.kind && p == o.p && reg == o.reg; }
   // The label-corruption level this run stands for in Figure 1b/1c, or -1 when it is a pixel or
   // image randomization.
   double corruption() const {
@@ -68,15 +89,23 @@ struct Variant {
 };
 
 // The variants to run, in order, without repeats: every name of --variants, then corrupt-labels at
-// each p of --corruption, where p = 0 and p = 1 are the true-labels and random-labels runs.
-std::vector<Variant> plan(const std::vector<std::string>& variants, const std::vector<double>& corruption) {
+// each p of --corruption, where p = 0 and p = 1 are the true-labels and random-labels runs; each
+// of them once per regularizer of `regs`.
+std::vector<Variant> plan(const std::vector<std::string>& variants, const std::vector<double>& corruption,
+                          const std::vector<std::string>& regs) {
+  for (const auto& r : regs)
+    MINIMA_CHECK(std::find(regularizer_names().begin(), regularizer_names().end(), r) != regularizer_names().end(),
+                 "--regularizers: unknown regularizer '", r, "' (expected none, crop, wd or crop+wd)");
+  MINIMA_CHECK(!regs.empty(), "--regularizers: give at least one (none: no explicit regularization)");
   std::vector<Variant> out;
   auto add = [&](Variant v) {
     if (v.kind == "corrupt-labels" && v.p == 0) v = {"true-labels", 0};
     if (v.kind == "corrupt-labels" && v.p == 1) v = {"random-labels", 0};
-    for (const auto& o : out)
-      if (o.kind == v.kind && o.p == v.p) return;
-    out.push_back(v);
+    for (const auto& r : regs) {
+      Variant w = v;
+      w.reg = r;
+      if (std::none_of(out.begin(), out.end(), [&](const Variant& o) { return o.same(w); })) out.push_back(w);
+    }
   };
   for (const auto& k : variants) {
     const auto& names = data::randomization_names();
@@ -103,19 +132,33 @@ struct RunResult {
 // Everything the runs share.
 struct Settings {
   std::string arch, dataset;
-  data::LoadOptions load;  // how the dataset was loaded (the weights record it)
-  data::Splits base;       // after --subset and the optional crop
+  data::LoadOptions load;   // how the dataset was loaded (the weights record it)
+  data::Splits base;        // after --subset and the optional crop
+  data::Splits full;        // after --subset, before the crop: what Zhang et al.'s random crops cut from
+  bool zhang_crop = false;  // crop runs take random 28x28 windows of `full` (else pad-4 crops of `base`)
   data::Normalize norm = data::Normalize::dataset;
   Shape in_chw;
   int64_t classes = 0, batch = 128, epochs = 300, decay_steps = 391;
   double lr = 0.01, momentum = 0.9, wd = 0, decay = 0.95, fit_acc = 100;
+  bool wd_runs = false;  // --regularizers names wd runs: c.wd is theirs, and the others train without
   Device device;
-  std::string settings_text;     // what a run is trained with (the run files and checkpoints record it)
+  Json settings;                 // what the runs are trained with (the run files and checkpoints record it)
   bool resume = false;           // continue a run from its checkpoint
   double checkpoint_every = 60;  // seconds between a run's checkpoints (0: after every epoch)
   int64_t halt_after = 0;        // testing aid: stop after this many epochs in total
   mutable int64_t epochs_run = 0;
 };
+
+// A run's weight decay: --weight-decay for every run, or with wd runs in --regularizers for those.
+double run_wd(const Settings& c, const Variant& v) { return !c.wd_runs || v.wd() ? c.wd : 0.0; }
+
+// The settings a run is trained with, as its run file and checkpoint record them: the shared ones
+// with that run's weight decay.
+Json run_settings(const Settings& c, const Variant& v) {
+  Json j = c.settings;
+  j["weight_decay"] = run_wd(c, v);
+  return j;
+}
 
 Json rows_json(const std::vector<std::vector<std::string>>& rows) {
   Json out = Json::array();
@@ -133,22 +176,36 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
                         const std::string& ckpt_path, std::vector<std::vector<std::string>>& rows) {
   const int64_t eval_batch = 1000;
   apps::Stopwatch sw;
-  data::Splits s = c.base;
+  // Zhang et al.'s random crops cut 28x28 windows from the whole images: the run randomizes those,
+  // then trains on them and checks the fit, and tests, on their center windows.
+  const bool window = v.crop() && c.zhang_crop;
+  data::Splits s = window ? c.full : c.base;
   // The randomizations draw from their own stream ("zhang" in ASCII), so a run's labels or
   // permutation do not depend on which other runs were chosen.
   data::apply_randomization(s, v.kind, v.p, Generator::mix(uint64_t(seed), 0x7a68616e67ULL));
+  const data::Dataset whole = s.train;  // what the crops cut from
+  if (window) {
+    s.train = data::center_crop(s.train, c.in_chw[1]);
+    s.test = data::center_crop(s.test, c.in_chw[1]);
+  }
+  data::Augment aug;
+  aug.crop = v.crop();
+  aug.pad = window ? 0 : 4;
+  aug.size = window ? c.in_chw[1] : 0;
+  const double wd = run_wd(c, v);
+  const std::string settings_text = run_settings(c, v).dump();
   data::Normalize train_norm = c.norm;  // the test images keep c.norm
   if (c.norm == data::Normalize::per_image && s.train.images.dtype() != DType::u8) {
-    // Gaussian images are float32: whitened here, once (the runs have no augmentation, so
-    // whitening each batch would give the same values).
+    // Gaussian images are float32: whitened here, once (without random crops, whitening each
+    // batch would give the same values; the crop runs of Gaussian images are refused up front).
     s.train = data::whiten_per_image(s.train);
     train_norm = data::Normalize::none;
   }
   Generator g(static_cast<uint64_t>(seed));
   auto model = nn::make_model(c.arch, c.in_chw, c.classes, g);
   model->to(c.device);
-  optim::SGD opt(model->parameters(), {c.lr, c.momentum, 0.0, c.wd, false});
-  data::Loader loader(s.train, c.batch, /*shuffle=*/true, uint64_t(seed), data::Augment{}, /*drop_last=*/false,
+  optim::SGD opt(model->parameters(), {c.lr, c.momentum, 0.0, wd, false});
+  data::Loader loader(window ? whole : s.train, c.batch, /*shuffle=*/true, uint64_t(seed), aug, /*drop_last=*/false,
                       c.device, train_norm);
   data::Loader fit_loader(s.train, eval_batch, /*shuffle=*/false, 0, data::Augment{}, /*drop_last=*/false, c.device,
                           train_norm);  // the fit check after every epoch, in eval mode
@@ -162,8 +219,8 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
   RunCheckpoint ckpt(ckpt_path, c.checkpoint_every);
   if (c.resume && ckpt.resume(*model, opt, st, c.epochs - 1, c.epochs, "--epochs")) {  // the last epoch saves none
     try {
-      MINIMA_CHECK(st.extra.at("settings").as_string() == c.settings_text, "it was saved with other settings (",
-                   st.extra.at("settings").as_string(), ", now ", c.settings_text, ")");
+      MINIMA_CHECK(st.extra.at("settings").as_string() == settings_text, "it was saved with other settings (",
+                   st.extra.at("settings").as_string(), ", now ", settings_text, ")");
       for (const auto& row : st.extra.at("rows").elements()) {
         std::vector<std::string> r;
         for (const auto& cell : row.elements()) r.push_back(cell.as_string());
@@ -198,7 +255,7 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
     // The training loss is summed before each update, the fit's loss after the epoch's last.
     MINIMA_CHECK(std::isfinite(tr.loss) && std::isfinite(fit.loss), v.label(), ": training diverged at epoch ", e + 1,
                  " (training loss ", tr.loss, ", loss on the training set ", fit.loss, "); ",
-                 divergence_hint(opt.lr(), c.momentum, c.wd, false));
+                 divergence_hint(opt.lr(), c.momentum, wd, false));
     res.epochs = e + 1;
     res.steps = (e + 1) * steps_per_epoch;
     res.train_acc = fit.acc;
@@ -213,7 +270,7 @@ RunResult train_variant(const Settings& c, const Variant& v, int64_t seed, size_
     st.epoch = e + 1;
     if (!fitted && e + 1 < c.epochs && ckpt.due()) {
       st.extra = Json::object();
-      st.extra["settings"] = c.settings_text;
+      st.extra["settings"] = settings_text;
       st.extra["rows"] = rows_json(rows);
       st.extra["train_acc"] = res.train_acc;
       st.extra["train_loss"] = res.train_loss;
@@ -252,6 +309,7 @@ Json result_json(const RunResult& r) {
   j["p"] = r.v.p;
   j["corruption"] = r.v.corruption();
   j["label"] = r.v.label();
+  j["regularizer"] = r.v.reg;
   j["fitted"] = r.steps_to_fit >= 0;
   j["steps_to_fit"] = r.steps_to_fit;
   j["epochs"] = r.epochs;
@@ -316,8 +374,11 @@ int run_randomization(cli::Args& a) {
       "initialization trained on true labels, random labels, shuffled pixels, random pixels, Gaussian\n"
       "images and partially corrupted labels, each until it fits its training set. Reports training\n"
       "loss against steps, steps to fit and test error against the corruption level (mean +- std over\n"
-      "--seeds), and renders apps/plot/randomization.py.\n"
-      "example: minima randomization --out runs/randomization");
+      "--seeds), and renders apps/plot/randomization.py. --regularizers adds Table 1: each run\n"
+      "again with random crops, weight decay or both.\n"
+      "example: minima randomization --out runs/randomization\n"
+      "         minima randomization --variants true-labels,random-labels --corruption '' "
+      "--regularizers none,crop,wd,crop+wd --weight-decay 5e-4 --out runs/table1");
   Settings c;
   c.arch = a.get_string("arch", "mlp", "network (minima models lists them)");
   std::string dataset = a.get_string("dataset", "fashion-mnist", "dataset name");
@@ -336,7 +397,13 @@ int run_randomization(cli::Args& a) {
   c.decay = a.get_double("lr-decay", 0.95, "learning rate factor per --decay-steps steps (1: constant)");
   c.decay_steps =
       a.get_int("decay-steps", 391, "steps per lr decay: Zhang et al. decay once per CIFAR-10 epoch, 391 steps of 128");
-  c.wd = a.get_double("weight-decay", 0.0, "L2 weight decay (coupled; Zhang et al.'s tests use none)");
+  c.wd = a.get_double("weight-decay", 0.0,
+                      "L2 weight decay (coupled) of every run, or with wd in --regularizers of those runs only "
+                      "(Zhang et al.'s randomization tests use none)");
+  std::vector<std::string> regs =
+      a.get_string_list("regularizers", "none",
+                        "explicit regularizers (Table 1), each run once per item: none, crop (random crops: "
+                        "28x28 windows with --zhang-preprocessing, else padding 4), wd (--weight-decay), crop+wd");
   bool zhang_pre = a.get_flag("zhang-preprocessing",
                               "center crop to 28x28 and per-image whitening, as Zhang et al. did for CIFAR-10");
   std::vector<int64_t> seeds =
@@ -376,7 +443,14 @@ int run_randomization(cli::Args& a) {
   MINIMA_CHECK(c.fit_acc > 0 && c.fit_acc <= 100, "--fit-accuracy must be in (0, 100], got ", c.fit_acc);
   MINIMA_CHECK(subset >= 0, "--subset must be >= 0, got ", subset);
   MINIMA_CHECK(!seeds.empty(), "--seeds: give at least one seed");
-  std::vector<Variant> runs = plan(variants, corruption);
+  std::vector<Variant> runs = plan(variants, corruption, regs);
+  c.wd_runs = std::any_of(runs.begin(), runs.end(), [](const Variant& v) { return v.wd(); });
+  MINIMA_CHECK(!c.wd_runs || c.wd > 0,
+               "--regularizers wd and crop+wd train with --weight-decay, which is 0: give it a value (e.g. "
+               "--weight-decay 5e-4)");
+  MINIMA_CHECK(c.wd_runs || c.wd == 0 || regs == std::vector<std::string>{"none"}, "--weight-decay ", c.wd,
+               " would also train the runs of --regularizers none and crop with weight decay: add wd or crop+wd "
+               "to --regularizers, whose runs alone then have it");
   check_load_flags(a, dataset);
   set_threads(threads);
   c.device = device_from_flag(device_s);
@@ -388,7 +462,18 @@ int run_randomization(cli::Args& a) {
                  " training images of ", dataset);
     c.base.train = data::subset(c.base.train, subset);
   }
-  if (zhang_pre && (c.base.train.height() > 28 || c.base.train.width() > 28)) data::center_crop(c.base, 28);
+  if (zhang_pre && (c.base.train.height() > 28 || c.base.train.width() > 28)) {
+    const bool crop_runs = std::any_of(runs.begin(), runs.end(), [](const Variant& v) { return v.crop(); });
+    if (crop_runs) c.full = c.base;
+    c.zhang_crop = crop_runs;
+    data::center_crop(c.base, 28);
+    // Per-image whitening of float images (Gaussian ones) happens once, before batching, so it
+    // cannot follow a random window.
+    MINIMA_CHECK(!crop_runs || std::none_of(runs.begin(), runs.end(),
+                                            [](const Variant& v) { return v.crop() && v.kind == "gaussian"; }),
+                 "--regularizers crop with --zhang-preprocessing cannot run the gaussian variant: its float images "
+                 "are whitened once, not per random window; leave gaussian out of --variants");
+  }
   c.norm = zhang_pre ? data::Normalize::per_image : data::Normalize::dataset;
   c.in_chw = {c.base.train.channels(), c.base.train.height(), c.base.train.width()};
   c.classes = c.base.train.num_classes;
@@ -413,9 +498,26 @@ int run_randomization(cli::Args& a) {
     throw Error(str(out, " already holds an experiment; pass --resume to continue it or choose another --out"));
   // The lists select runs (each in its own file), so a resume may add seeds or variants.
   if (resume)
-    dir.check_resume_flags(a, {"out", "resume", "threads", "no-plot", "halt-after-runs", "halt-after",
-                               "checkpoint-every", "data-dir", "cache-dir", "device", "gemm", "conv", "bn", "tf32",
-                               "deterministic", "seeds", "variants", "corruption"});
+    dir.check_resume_flags(a, {"out",
+                               "resume",
+                               "threads",
+                               "no-plot",
+                               "halt-after-runs",
+                               "halt-after",
+                               "checkpoint-every",
+                               "data-dir",
+                               "cache-dir",
+                               "device",
+                               "gemm",
+                               "conv",
+                               "bn",
+                               "tf32",
+                               "deterministic",
+                               "seeds",
+                               "variants",
+                               "corruption",
+                               "regularizers",
+                               "weight-decay"});
   // What a finished run must have been trained with for --resume to reuse it.
   Json settings = Json::object();
   settings["arch"] = c.arch;
@@ -431,8 +533,7 @@ int run_randomization(cli::Args& a) {
   settings["epochs"] = c.epochs;
   settings["fit_accuracy"] = c.fit_acc;
   settings["precision"] = precision_s;
-  const std::string settings_text = settings.dump();
-  c.settings_text = settings_text;
+  c.settings = settings;
   cli::RunDir runs_dir(out + "/runs");  // the finished runs, one file each
   Json extra = Json::object();
   extra["train_images"] = c.base.train.size();
@@ -449,6 +550,7 @@ int run_randomization(cli::Args& a) {
       const std::string file = run_file(out, v, seed);
       const std::string ckpt = file.substr(0, file.size() - 5) + ".checkpoint.safetensors";  // "x.json" -> "x"
       std::vector<std::vector<std::string>> rows;
+      const std::string settings_text = run_settings(c, v).dump();
       if (resume && cli::file_exists(file)) {
         std::string trained_with;
         RunResult res;
@@ -480,7 +582,7 @@ int run_randomization(cli::Args& a) {
         results.push_back(train_variant(c, v, seed, results.size(), total, ckpt, rows));
         ++trained;
         Json j = Json::object();
-        j["settings"] = settings;
+        j["settings"] = run_settings(c, v);
         j["result"] = result_json(results.back());
         j["rows"] = rows_json(rows);
         write_file_atomic(file, j.dump() + "\n");
@@ -492,16 +594,21 @@ int run_randomization(cli::Args& a) {
   if (loaded > 0) std::printf("resumed: %lld runs loaded, %lld trained\n", (long long)loaded, (long long)trained);
 
   // summary.json: every run, and per variant the mean +- std over seeds; results.md: the latter.
+  const bool any_crop = std::any_of(runs.begin(), runs.end(), [](const Variant& v) { return v.crop(); });
   Json runs_j = Json::array();
   for (const auto& r : results) runs_j.push_back(result_json(r));
   std::ostringstream md;
   md << "# Randomization tests (Zhang et al. 2017)\n\n"
      << c.arch << " on " << c.base.train.size() << " " << dataset << " training images"
      << (zhang_pre ? " (center crop 28x28, per-image whitening)" : "") << "; SGD lr " << c.lr << " x" << c.decay
-     << " per " << c.decay_steps << " steps, momentum " << c.momentum << ", weight decay " << c.wd << ", batch "
-     << c.batch << "; " << seeds.size() << " seed" << (seeds.size() == 1 ? "" : "s")
-     << (seeds.size() > 1 ? " (mean ± std)" : "") << ". Each run stops at " << c.fit_acc << "% training accuracy or "
-     << c.epochs << " epochs; steps to fit are over the runs that fitted.\n\n"
+     << " per " << c.decay_steps << " steps, momentum " << c.momentum << ", weight decay " << c.wd
+     << (c.wd_runs ? " in the wd runs (0 in the others)" : "") << ", batch " << c.batch << "; "
+     << (any_crop ? (c.zhang_crop ? "crop: random 28x28 windows of the 32x32 images; "
+                                  : "crop: random crops of the images padded by 4; ")
+                  : "")
+     << seeds.size() << " seed" << (seeds.size() == 1 ? "" : "s") << (seeds.size() > 1 ? " (mean ± std)" : "")
+     << ". Each run stops at " << c.fit_acc << "% training accuracy or " << c.epochs
+     << " epochs; steps to fit are over the runs that fitted.\n\n"
      << "| randomization | fitted | train acc % | test acc % | test error % | steps to fit | vs true labels |\n"
      << "|---|---|---|---|---|---|---|\n";
   // Per variant, over seeds: steps to fit (of the runs that fitted), test and train accuracy.
@@ -511,17 +618,18 @@ int run_randomization(cli::Args& a) {
     bool all_fitted = false;
   };
   std::vector<Aggregate> aggs;
-  double base_steps = -1;  // the true labels' mean steps to fit, when every seed fitted
+  std::map<std::string, double>
+      base_steps;  // per regularizer: the true labels' mean steps to fit, when every seed fitted
   for (const Variant& v : runs) {
     std::vector<double> steps, test, train;
     for (const auto& r : results) {
-      if (r.v.kind != v.kind || r.v.p != v.p) continue;
+      if (!r.v.same(v)) continue;
       if (r.steps_to_fit >= 0) steps.push_back(double(r.steps_to_fit));
       test.push_back(r.test_acc);
       train.push_back(r.train_acc);
     }
     aggs.push_back({v, stat(steps), stat(test), stat(train), steps.size() == seeds.size()});
-    if (v.kind == "true-labels" && aggs.back().all_fitted) base_steps = aggs.back().steps.mean;
+    if (v.kind == "true-labels" && aggs.back().all_fitted) base_steps[v.reg] = aggs.back().steps.mean;
   }
   Json variants_j = Json::array();
   for (const Aggregate& g : aggs) {
@@ -530,6 +638,7 @@ int run_randomization(cli::Args& a) {
     j["p"] = g.v.p;
     j["corruption"] = g.v.corruption();
     j["label"] = g.v.label();
+    j["regularizer"] = g.v.reg;
     j["seeds"] = int64_t(seeds.size());
     j["fitted"] = int64_t(g.steps.n);
     j["steps_to_fit_mean"] = g.steps.n ? g.steps.mean : -1.0;
@@ -538,16 +647,37 @@ int run_randomization(cli::Args& a) {
     j["test_acc_std"] = g.test.std;
     j["train_acc_mean"] = g.train.mean;
     std::string ratio = "-";
-    if (base_steps > 0 && g.all_fitted) {
-      j["fit_time_vs_true_labels"] = g.steps.mean / base_steps;
+    if (base_steps.count(g.v.reg) && g.all_fitted) {
+      const double base = base_steps.at(g.v.reg);  // the true labels' under the same regularizer
+      j["fit_time_vs_true_labels"] = g.steps.mean / base;
       char b[32];
-      std::snprintf(b, sizeof b, "%.2fx", g.steps.mean / base_steps);
+      std::snprintf(b, sizeof b, "%.2fx", g.steps.mean / base);
       ratio = b;
     }
     variants_j.push_back(j);
     md << "| " << g.v.label() << " | " << g.steps.n << "/" << seeds.size() << " | " << pct(g.train.mean) << " | "
        << mean_std(g.test, 2) << " | " << pct(100 - g.test.mean) << " | " << (g.steps.n ? mean_std(g.steps, 0) : "-")
        << " | " << ratio << " |\n";
+  }
+  if (regs != std::vector<std::string>{"none"}) {
+    // Table 1's layout: a row per randomization, a column per regularizer, train / test accuracy.
+    md << "\nTrain / test accuracy % by explicit regularizer (Zhang et al.'s Table 1"
+       << (c.wd_runs ? str("; wd: weight decay ", c.wd) : std::string()) << "):\n\n| randomization |";
+    for (const auto& r : regs) md << " " << r << " |";
+    md << "\n|---|";
+    for (size_t k = 0; k < regs.size(); ++k) md << "---|";
+    md << "\n";
+    for (const Aggregate& g : aggs) {
+      if (g.v.reg != regs[0]) continue;  // one row per randomization
+      Variant row = g.v;
+      row.reg = "none";
+      md << "| " << row.label() << " |";
+      for (const auto& r : regs)
+        for (const Aggregate& h : aggs)
+          if (h.v.kind == g.v.kind && h.v.p == g.v.p && h.v.reg == r)
+            md << " " << pct(h.train.mean) << " / " << mean_std(h.test, 2) << " |";
+      md << "\n";
+    }
   }
   Json s = Json::object();
   s["arch"] = c.arch;
@@ -560,6 +690,9 @@ int run_randomization(cli::Args& a) {
   s["seeds"] = seeds_j;
   s["runs"] = runs_j;
   s["variants"] = variants_j;
+  Json regs_j = Json::array();
+  for (const auto& r : regs) regs_j.push_back(r);
+  s["regularizers"] = regs_j;
   s["seconds"] = clock.seconds();
   dir.write_summary(s);
   write_file_atomic(dir.file("results.md"), md.str());

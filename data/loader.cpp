@@ -51,20 +51,21 @@ std::vector<float> normalization_table(const Dataset& ds, Normalize norm) {
   return t;
 }
 
-// Calls f(e, c, off) for every output element e = (c*H + y)*W + x of one sample, with `off` the
-// offset of its source value or -1 for padding: source_offset() evaluated a row at a time.
+// Calls f(e, c, off) for every output element e = (c*OH + y)*OW + x of one sample, with `off` the
+// offset of its source value in the C x H x W image or -1 for padding: source_offset() evaluated a
+// row at a time, for an output window of OH x OW (the image's size, or a smaller crop).
 template <class F>
-inline void for_each_source(int64_t C, int64_t H, int64_t W, const SampleAug& a, F&& f) {
+inline void for_each_source(int64_t C, int64_t H, int64_t W, int64_t OH, int64_t OW, const SampleAug& a, F&& f) {
   for (int64_t c = 0; c < C; ++c)
-    for (int64_t y = 0; y < H; ++y) {
-      const int64_t sy = y + a.dy, row = (c * H + y) * W;
+    for (int64_t y = 0; y < OH; ++y) {
+      const int64_t sy = y + a.dy, row = (c * OH + y) * OW;
       if (sy < 0 || sy >= H) {
-        for (int64_t x = 0; x < W; ++x) f(row + x, c, int64_t(-1));
+        for (int64_t x = 0; x < OW; ++x) f(row + x, c, int64_t(-1));
         continue;
       }
       const int64_t src_row = (c * H + sy) * W;
-      for (int64_t x = 0; x < W; ++x) {
-        const int64_t sx = (a.flip ? W - 1 - x : x) + a.dx;
+      for (int64_t x = 0; x < OW; ++x) {
+        const int64_t sx = (a.flip ? OW - 1 - x : x) + a.dx;
         f(row + x, c, (sx < 0 || sx >= W) ? int64_t(-1) : src_row + sx);
       }
     }
@@ -72,7 +73,10 @@ inline void for_each_source(int64_t C, int64_t H, int64_t W, const SampleAug& a,
 
 void make_batch_cpu(const Dataset& ds, const int64_t* idx, int64_t B, const Augment& aug, uint64_t aug_key,
                     Normalize norm, const float* table, float* out, int64_t* labels_out) {
-  const int64_t N = ds.size(), C = ds.channels(), H = ds.height(), W = ds.width(), n = C * H * W;
+  const int64_t N = ds.size(), C = ds.channels(), H = ds.height(), W = ds.width(), src_n = C * H * W;
+  const int64_t OH = aug.out_h(H), OW = aug.out_w(W), n = C * OH * OW;  // one sample of the batch
+  MINIMA_CHECK(OH <= H + 2 * aug.pad && OW <= W + 2 * aug.pad, ds.name, ": a ", OH, "x", OW, " crop does not fit in ",
+               H, "x", W, " images padded by ", aug.pad);
   for (int64_t b = 0; b < B; ++b)
     MINIMA_CHECK(idx[b] >= 0 && idx[b] < N, ds.name, ": batch index ", idx[b], " outside 0..", N - 1);
   const bool u8 = ds.images.dtype() == DType::u8;
@@ -86,28 +90,28 @@ void make_batch_cpu(const Dataset& ds, const int64_t* idx, int64_t B, const Augm
   for (int64_t b = 0; b < B; ++b) {
     const int64_t i = idx[b];
     labels_out[b] = labels[i];
-    const SampleAug a = sample_augment(aug_key, uint64_t(i), pad, aug.crop, aug.flip);
+    const SampleAug a = sample_augment(aug_key, uint64_t(i), pad, aug.crop, aug.flip, int32_t(H - OH), int32_t(W - OW));
     float* o = out + b * n;
     if (u8) {
-      const uint8_t* s = img8 + i * n;
+      const uint8_t* s = img8 + i * src_n;
       if (norm == Normalize::per_image) {
         uint64_t s1 = 0, s2 = 0;
-        for_each_source(C, H, W, a, [&](int64_t, int64_t, int64_t off) {
+        for_each_source(C, H, W, OH, OW, a, [&](int64_t, int64_t, int64_t off) {
           const uint32_t v = off < 0 ? 0u : s[off];
           s1 += v;
           s2 += v * v;
         });
         const double inv = per_image_inv(s1, s2, n);
-        for_each_source(C, H, W, a, [&](int64_t e, int64_t, int64_t off) {
+        for_each_source(C, H, W, OH, OW, a, [&](int64_t e, int64_t, int64_t off) {
           o[e] = per_image_value(off < 0 ? 0u : s[off], s1, n, inv);
         });
       } else {
-        for_each_source(C, H, W, a,
+        for_each_source(C, H, W, OH, OW, a,
                         [&](int64_t e, int64_t c, int64_t off) { o[e] = table[c * 256 + (off < 0 ? 0 : s[off])]; });
       }
     } else {
-      const float* s = img32 + i * n;
-      for_each_source(C, H, W, a, [&](int64_t e, int64_t c, int64_t off) {
+      const float* s = img32 + i * src_n;
+      for_each_source(C, H, W, OH, OW, a, [&](int64_t e, int64_t c, int64_t off) {
         const float v = off < 0 ? 0.0f : s[off];
         o[e] = (v - table[2 * c]) * table[2 * c + 1];
       });
@@ -132,12 +136,21 @@ Loader::Loader(const Dataset& ds, int64_t batch_size, bool shuffle, uint64_t see
   MINIMA_CHECK(!drop_last_ || ds_.size() >= batch_, "Loader: dataset ", ds_.name, " has ", ds_.size(),
                " samples, fewer than one batch of ", batch_, " with drop_last");
   MINIMA_CHECK(aug_.pad >= 0 && aug_.pad <= 127, "Loader: crop padding must be in 0..127, got ", aug_.pad);
+  MINIMA_CHECK(aug_.size >= 0 && (aug_.size == 0 || aug_.crop), "Loader: a crop size (", aug_.size,
+               ") needs crop on and must be >= 0");
+  MINIMA_CHECK(aug_.out_h(ds_.height()) <= ds_.height() + 2 * aug_.pad &&
+                   aug_.out_w(ds_.width()) <= ds_.width() + 2 * aug_.pad,
+               "Loader: a crop of ", aug_.size, "x", aug_.size, " does not fit in ", ds_.name, "'s ", ds_.height(), "x",
+               ds_.width(), " images padded by ", aug_.pad);
   lut_ = normalization_table(ds_, norm_);
   if (device_.is_cuda()) {
     MINIMA_CHECK(cuda_available(), "Loader: device ", device_, " requested but no CUDA device is available");
     const size_t bytes = ds_.images.numel() * ds_.images.element_size() + size_t(ds_.size()) * 8;
-    resident_ =
-        g_resident_limit >= 0 ? bytes <= size_t(g_resident_limit) : bytes < cuda::free_memory(device_.index) / 2;
+    // The batch kernel writes batches of the images' own size: crops to another size are assembled
+    // on the host and copied.
+    const bool same_size = aug_.out_h(ds_.height()) == ds_.height() && aug_.out_w(ds_.width()) == ds_.width();
+    resident_ = same_size && (g_resident_limit >= 0 ? bytes <= size_t(g_resident_limit)
+                                                    : bytes < cuda::free_memory(device_.index) / 2);
     if (resident_) {
       d_images_ = empty(ds_.images.shape(), TensorOptions(ds_.images.dtype(), device_));
       cuda::copy_host_to_device(d_images_.data_ptr(), ds_.images.data_ptr(),
@@ -191,7 +204,7 @@ static void output(Tensor& t, const Shape& shape, DType dt, Device dev) {
 
 void Loader::make_host_batch(int64_t b, Tensor& x, Tensor& y) const {
   const int64_t start = b * batch_, B = std::min(batch_, ds_.size() - start);
-  output(x, {B, ds_.channels(), ds_.height(), ds_.width()}, DType::f32, Device::cpu());
+  output(x, {B, ds_.channels(), aug_.out_h(ds_.height()), aug_.out_w(ds_.width())}, DType::f32, Device::cpu());
   output(y, {B}, DType::i64, Device::cpu());
   make_batch_cpu(ds_, order_.data() + start, B, aug_, aug_key_, norm_, lut_.data(), x.data<float>(), y.data<int64_t>());
 }

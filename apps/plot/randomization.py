@@ -5,7 +5,8 @@ seed (label corruption levels dotted, darker for more corruption); (b) steps unt
 is fitted against the label corruption level, also as a multiple of the true labels'; (c) test
 error on the true test labels against the corruption level; (d) every variant's steps to fit and
 test error side by side, the pixel and image randomizations included. (b)-(d) show the mean over
-seeds with the standard deviation as error bars.
+seeds with the standard deviation as error bars. With --regularizers (Table 1), (b) and (c) draw a
+line per explicit regularizer, and the curves and bars of (a) and (d) name it.
 """
 from common import plt, read_csv, read_json, run_dir, save
 
@@ -37,6 +38,8 @@ for i, r in enumerate(runs):
         continue
     sel = [m for m in rows if int(m["run"]) == i]
     ls = ":" if r["kind"] == "corrupt-labels" else ("--" if r["kind"] == "shuffled-pixels" else "-")
+    if len(s.get("regularizers", ["none"])) > 1:  # Table 1's runs: the line style tells the regularizer
+        ls = {"none": "-", "crop": "--", "wd": "-.", "crop+wd": ":"}[r.get("regularizer", "none")]
     ax.plot([m["step"] / 1000.0 for m in sel], [m["train_loss"] for m in sel], ls, color=color(r),
             label=r["label"])
 ax.set_yscale("log")
@@ -45,19 +48,35 @@ ax.set_ylabel("training loss (mean over the epoch's steps)")
 ax.set_title("(a) learning curves" + (" (seed %d)" % seeds[0] if multi else ""))
 ax.legend(fontsize=7)
 
-curve = sorted((v for v in variants if v["corruption"] >= 0), key=lambda v: v["corruption"])
+regs = s.get("regularizers", ["none"])
+
+
+def curve_of(reg):
+    """The label-corruption variants of one regularizer, by corruption level."""
+    return sorted((v for v in variants if v["corruption"] >= 0 and v.get("regularizer", "none") == reg),
+                  key=lambda v: v["corruption"])
+
+
+def curve_label(reg):
+    return "label corruption" if len(regs) == 1 else "label corruption, " + reg
+
+
+curve = [v for reg in regs for v in curve_of(reg)]
 note = " (mean ± std over %d seeds)" % len(seeds) if multi else ""
 
 ax = axes[1]
-fitted = [v for v in curve if all_fitted(v)]
-ax.errorbar([v["corruption"] for v in fitted], [v["steps_to_fit_mean"] / 1000.0 for v in fitted],
-            yerr=[v["steps_to_fit_std"] / 1000.0 for v in fitted], fmt="o-", capsize=3, label="label corruption")
+for reg in regs:
+    fitted = [v for v in curve_of(reg) if all_fitted(v)]
+    ax.errorbar([v["corruption"] for v in fitted], [v["steps_to_fit_mean"] / 1000.0 for v in fitted],
+                yerr=[v["steps_to_fit_std"] / 1000.0 for v in fitted], fmt="o-", capsize=3, label=curve_label(reg))
+if len(regs) > 1:
+    ax.legend(fontsize=8)
 for v in curve:
     if not all_fitted(v):
         ax.plot([v["corruption"]], [0], "rx", ms=10)
         ax.annotate("fitted %d/%d" % (v["fitted"], v["seeds"]), (v["corruption"], 0), fontsize=7)
-for v in fitted:
-    if "fit_time_vs_true_labels" in v:
+for v in curve:
+    if all_fitted(v) and "fit_time_vs_true_labels" in v:
         ax.annotate("%.1fx" % v["fit_time_vs_true_labels"], (v["corruption"], v["steps_to_fit_mean"] / 1000.0),
                     textcoords="offset points", xytext=(4, -10), fontsize=7)
 ax.set_xlabel("label corruption")
@@ -67,8 +86,10 @@ ax.set_ylim(bottom=0)
 
 chance = 100.0 * (1 - 1.0 / s["classes"])
 ax = axes[2]
-ax.errorbar([v["corruption"] for v in curve], [100 - v["test_acc_mean"] for v in curve],
-            yerr=[v["test_acc_std"] for v in curve], fmt="o-", capsize=3, label="label corruption")
+for reg in regs:
+    c = curve_of(reg)
+    ax.errorbar([v["corruption"] for v in c], [100 - v["test_acc_mean"] for v in c],
+                yerr=[v["test_acc_std"] for v in c], fmt="o-", capsize=3, label=curve_label(reg))
 ax.axhline(chance, color="gray", ls="--", lw=1, label="chance")
 ax.set_xlabel("label corruption")
 ax.set_ylabel("test error on the true test labels (%)")

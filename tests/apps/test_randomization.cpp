@@ -7,6 +7,8 @@
 #include <map>
 
 #include "app_test_util.h"
+#include "core/atomic_file.h"
+#include "core/random.h"
 #include "data/dataset.h"
 #include "fashion_mnist.h"
 #include "nn/safetensors.h"
@@ -343,4 +345,120 @@ TEST_CASE("randomization: a damaged run file, a bad --arch or a one-sample batch
                          "training diverged at epoch 1 (training loss 2.");
   apptest::check_rejects(cfg + " --lr 1e308 --out " + tmp.path() + "/diverged2",
                          ", loss on the training set nan); try a smaller --lr");
+}
+
+// Zhang et al.'s Table 1: the explicit regularizers as a second axis of the runs. Weight decay is
+// the wd runs' alone, random crops make random labels far harder to fit, and results.md lays the
+// accuracies out as the paper's table.
+TEST_CASE("randomization: --regularizers runs every variant with crops, weight decay or both (Table 1)") {
+  if (!testutil::fashion_mnist_or_skip("only the bad flags checked")) {
+    apptest::check_rejects("randomization --regularizers none,dropout", "unknown regularizer 'dropout'");
+    return;
+  }
+  apptest::TempDir tmp("randomization-table1");
+  const std::string dir = tmp.path() + "/run";
+  auto r = apptest::run_minima(
+      "randomization --subset 300 --variants true-labels,random-labels --corruption '' "
+      "--regularizers none,crop,wd,crop+wd --weight-decay 5e-4 --epochs 150 --no-plot --out " +
+      dir);
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  Json s = apptest::summary(dir);
+  REQUIRE(s.at("runs").size() == 8);
+  CHECK(s.at("regularizers").size() == 4);
+  for (const char* kind : {"true-labels", "random-labels"}) {
+    const Json* none = find_run(s, kind);
+    const Json* crop = find_run(s, std::string(kind) + " with crop");
+    const Json* wd = find_run(s, std::string(kind) + " with wd");
+    const Json* both = find_run(s, std::string(kind) + " with crop+wd");
+    REQUIRE((none && crop && wd && both));
+    CHECK(none->at("regularizer").as_string() == "none");
+    CHECK(both->at("regularizer").as_string() == "crop+wd");
+    // Without crops the MLP fits either labelling, weight decay or not.
+    CHECK(none->at("fitted").as_bool());
+    CHECK(wd->at("fitted").as_bool());
+    // Each run file records the weight decay its run trained with: --weight-decay for the wd runs only.
+    for (const Json* run : {none, crop, wd, both}) {
+      const std::string label = run->at("label").as_string();
+      std::string name = "seed0_" + label;
+      std::replace(name.begin(), name.end(), ' ', '_');
+      std::replace(name.begin(), name.end(), '+', '_');
+      Json file = Json::parse(read_file(dir + "/runs/" + name + ".json"));
+      INFO(label);
+      CHECK(file.at("settings").at("weight_decay").as_double() == (run == wd || run == both ? 5e-4 : 0.0));
+    }
+  }
+  // Random crops: a 28x28 image shifted by up to 4 pixels each epoch is a new point for an MLP, so
+  // random labels are not fitted in 150 epochs, where the plain run fits them.
+  const Json* random_crop = find_run(s, "random-labels with crop");
+  CHECK(!random_crop->at("fitted").as_bool());
+  CHECK(random_crop->at("train_acc").as_double() < 80);
+  // The runs differ: weight decay changes the trajectory (from the same init and batches).
+  auto rows = apptest::read_csv(dir + "/metrics.csv");
+  auto losses = [&](const std::string& label) {
+    size_t index = 0;
+    while (s.at("runs")[index].at("label").as_string() != label) ++index;
+    std::vector<std::string> out;
+    for (const auto& row : rows)
+      if (row.at("run") == std::to_string(index)) out.push_back(row.at("train_loss"));
+    return out;
+  };
+  CHECK(losses("true-labels").size() > 1);
+  CHECK(losses("true-labels") != losses("true-labels with wd"));
+  // results.md: Table 1's layout, a row per randomization and train / test per regularizer.
+  const std::string md = read_file(dir + "/results.md");
+  CHECK(md.find("| randomization | none | crop | wd | crop+wd |") != std::string::npos);
+  CHECK(md.find("\n| true-labels | 100.00 / ") != std::string::npos);
+  CHECK(md.find("\n| random-labels | 100.00 / ") != std::string::npos);
+  CHECK(md.find("weight decay 0.0005 in the wd runs (0 in the others)") != std::string::npos);
+  apptest::check_figure("randomization.py", dir, "randomization");
+
+  // A resume may add regularizers: the finished runs load, the new ones train.
+  r = apptest::run_minima(
+      "randomization --subset 300 --variants true-labels,random-labels --corruption '' "
+      "--regularizers none,wd --weight-decay 5e-4 --epochs 150 --no-plot --resume --out " +
+      dir);
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  CHECK(r.output.find("resumed: 4 runs loaded, 0 trained") != std::string::npos);
+
+  apptest::check_rejects("randomization --regularizers none,dropout", "unknown regularizer 'dropout'");
+  apptest::check_rejects("randomization --regularizers none,wd", "which is 0: give it a value");
+  apptest::check_rejects("randomization --regularizers none,crop --weight-decay 1e-3",
+                         "would also train the runs of --regularizers none and crop with weight decay");
+  apptest::check_rejects("randomization --regularizers ''", "--regularizers: give at least one");
+}
+
+// With --zhang-preprocessing on 32x32 images, crop is Zhang et al.'s: random 28x28 windows of the
+// whole image in training, the center window for the fit check and the test. Generated CIFAR-10
+// files in the real binary layout (3073-byte records: label, then 3072 pixels).
+TEST_CASE("randomization: Zhang et al.'s random 28x28 crops of 32x32 images") {
+  apptest::TempDir tmp("randomization-zhang-crop");
+  const std::string data = tmp.path() + "/cifar10";
+  std::filesystem::create_directories(data);
+  Generator g(5);
+  for (const char* name : {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin",
+                           "data_batch_5.bin", "test_batch.bin"}) {
+    std::string bytes(size_t(60 * 3073), '\0');
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = char(g.below(256));
+    for (size_t k = 0; k < 60; ++k) bytes[k * 3073] = char(k % 10);
+    write_file_atomic(data + "/" + name, bytes);
+  }
+  const std::string cfg = "randomization --dataset cifar10 --data-dir " + data +
+                          " --subset 200 --zhang-preprocessing --corruption '' --regularizers none,crop --epochs 3 "
+                          "--no-plot";
+  const std::string dir = tmp.path() + "/run";
+  auto r = apptest::run_minima(cfg + " --variants true-labels,shuffled-pixels --out " + dir);
+  INFO(r.output);
+  REQUIRE(r.rc == 0);
+  Json s = apptest::summary(dir);
+  REQUIRE(s.at("runs").size() == 4);
+  CHECK(read_file(dir + "/results.md").find("crop: random 28x28 windows of the 32x32 images") != std::string::npos);
+  // The same init and batch order: only the windows differ, so the losses do.
+  auto rows = apptest::read_csv(dir + "/metrics.csv");
+  REQUIRE(rows.size() == 12);
+  for (size_t e = 0; e < 3; ++e) CHECK(rows[e].at("train_loss") != rows[3 + e].at("train_loss"));
+  // Gaussian images are whitened once, as float images, so they cannot follow a random window.
+  apptest::check_rejects(cfg + " --variants gaussian --out " + tmp.path() + "/gauss",
+                         "--regularizers crop with --zhang-preprocessing cannot run the gaussian variant");
 }

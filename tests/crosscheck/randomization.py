@@ -7,7 +7,8 @@ uniform class, which may equal the true one), or Gaussian images with the traini
 and std (true labels kept). SGD with momentum, no weight decay, lr * decay^(steps taken / decay
 steps) set at the start of each epoch, until the whole (randomized) training set is fitted in eval
 mode or the epoch budget ends. Reports per run the steps it took to fit and the test accuracy on the
-true test labels.
+true test labels. --regularizers adds Table 1's explicit regularizers: each variant again with
+random crops (zero padding 4, no flip), with weight decay (--weight-decay, coupled), or both.
 
 The random draws (init, labels, images, batch order) come from PyTorch's and numpy's generators, not
 minima's, so single runs differ; what must agree is each variant's figures up to the spread over
@@ -26,7 +27,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import models  # noqa: E402  (the reference definitions of minima's networks)
-from adversarial_init import accuracy, load_subset, train_epoch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from adversarial_init import accuracy, load_subset, normalize  # noqa: E402
 
 
 def randomize(kind, p, x, y, mean, std, rng):
@@ -43,6 +45,27 @@ def randomize(kind, p, x, y, mean, std, rng):
     if kind == "gaussian":
         return rng.normal(mean, std, size=x.shape).astype(np.float32), y
     sys.exit("error: unknown variant '%s'" % kind)
+
+
+def random_crops(x, rng, pad=4):
+    """torchvision's RandomCrop(H, padding=pad) of each image (zero padding), without a flip."""
+    n, _, h, w = x.shape
+    padded = np.zeros((n, x.shape[1], h + 2 * pad, w + 2 * pad), x.dtype)
+    padded[:, :, pad:pad + h, pad:pad + w] = x
+    dy, dx = rng.integers(0, 2 * pad + 1, n), rng.integers(0, 2 * pad + 1, n)
+    return np.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+
+
+def train_epoch(model, opt, x, y, batch, mean, std, rng, crop):
+    model.train()
+    order = rng.permutation(x.shape[0])
+    for s in range(0, len(order), batch):
+        idx = order[s:s + batch]
+        xb = random_crops(x[idx], rng) if crop else x[idx]
+        loss = F.cross_entropy(model(normalize(xb, mean, std)), torch.from_numpy(y[idx]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
 
 
 def in_pixel_units(x):
@@ -64,6 +87,8 @@ def main():
     ap.add_argument("--lr-decay", type=float, default=0.95)
     ap.add_argument("--decay-steps", type=int, default=391)
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--regularizers", default="none", help="none, crop, wd, crop+wd")
+    ap.add_argument("--weight-decay", type=float, default=5e-4, help="of the wd runs")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -76,24 +101,25 @@ def main():
     for seed in [int(s) for s in a.seeds.split(",")]:
         torch.manual_seed(seed)
         init = {k: v.clone() for k, v in models.build(a.arch, shape, 10).state_dict().items()}
-        for variant in a.variants.split(","):
+        for variant, reg in [(v, r) for v in a.variants.split(",") for r in a.regularizers.split(",")]:
             kind, _, p = variant.partition(":")
             rx, ry = randomize(kind, float(p or 0), x, y, mean, std, np.random.default_rng(1000 + seed))
             rx = in_pixel_units(rx)
             model = models.build(a.arch, shape, 10)
             model.load_state_dict(init)
-            opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum)
+            wd = a.weight_decay if "wd" in reg else 0.0
+            opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum, weight_decay=wd)
             rng = np.random.default_rng(2000 + seed)
             steps_to_fit, epochs = -1, 0
             for e in range(a.epochs):
                 for g in opt.param_groups:
                     g["lr"] = a.lr * a.lr_decay ** (e * steps_per_epoch / a.decay_steps)
-                train_epoch(model, opt, rx, ry, a.batch, mean, std, rng, False)
+                train_epoch(model, opt, rx, ry, a.batch, mean, std, rng, "crop" in reg)
                 epochs = e + 1
                 if accuracy(model, rx, ry, mean, std) >= 100.0:
                     steps_to_fit = epochs * steps_per_epoch
                     break
-            runs.append(dict(variant=variant, seed=seed, epochs=epochs, steps_to_fit=steps_to_fit,
+            runs.append(dict(variant=variant, regularizer=reg, seed=seed, epochs=epochs, steps_to_fit=steps_to_fit,
                              test_acc=accuracy(model, x_te, y_te, mean, std)))
     print(json.dumps(dict(arch=a.arch, subset=a.subset, runs=runs, seconds=time.time() - t0), indent=1))
 

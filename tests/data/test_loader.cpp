@@ -207,6 +207,95 @@ TEST_CASE("augment: crops stay inside the padded image, offsets and flips are un
   }
 }
 
+TEST_CASE("augment: a crop smaller than the image is a window at a uniform offset (Zhang et al.'s random crop)") {
+  // torchvision's RandomCrop(4) of 6x7 images, then a flip: the window's offset runs over 0..2 down
+  // and 0..3 across, and a flip mirrors the window, not the image.
+  const int64_t n = 2400, H = 6, W = 7, S = 4;
+  Dataset d = position_dataset(n, H, W);
+  Augment aug;
+  aug.crop = aug.flip = true;
+  aug.pad = 0;
+  aug.size = S;
+  Loader L(d, 300, true, 3, aug, false, Device::cpu(), Normalize::none);
+  std::vector<int64_t> dy_count(H - S + 1, 0), dx_count(W - S + 1, 0);
+  int64_t flips = 0, pos = 0;
+  Tensor x, y;
+  while (L.next(x, y)) {
+    REQUIRE(x.shape() == Shape{x.size(0), 1, S, S});
+    auto v = x.to_vector<float>();
+    for (int64_t b = 0; b < x.size(0); ++b, ++pos) {
+      const int64_t i = L.order()[size_t(pos)];
+      int matches = 0, fdy = 0, fdx = 0, fflip = 0;
+      for (int fl = 0; fl < 2; ++fl)
+        for (int64_t dy = 0; dy <= H - S; ++dy)
+          for (int64_t dx = 0; dx <= W - S; ++dx) {
+            bool ok = true;
+            for (int64_t yy = 0; yy < S && ok; ++yy)
+              for (int64_t xx = 0; xx < S && ok; ++xx) {
+                const int64_t sy = yy + dy, sx = (fl ? S - 1 - xx : xx) + dx;
+                ok = std::lround(v[size_t(b * S * S + yy * S + xx)] * 255.0) == 1 + sy * W + sx + (i % 3) * 64;
+              }
+            if (ok) {
+              ++matches;
+              fdy = int(dy);
+              fdx = int(dx);
+              fflip = fl;
+            }
+          }
+      REQUIRE(matches == 1);  // a window of the image itself, never of padding
+      dy_count[size_t(fdy)]++;
+      dx_count[size_t(fdx)]++;
+      flips += fflip;
+    }
+  }
+  REQUIRE(pos == n);
+  const double N = double(n);
+  CHECK(std::abs(double(flips) - N / 2) < 4.5 * std::sqrt(N / 4));
+  for (const auto* counts : {&dy_count, &dx_count}) {
+    const double p = 1.0 / double(counts->size()), sd = std::sqrt(N * p * (1 - p));
+    for (int64_t c : *counts) CHECK(std::abs(double(c) - N * p) < 4.5 * sd);
+  }
+
+  // Per-image whitening covers the window only: each cropped image has mean 0 and std 1.
+  Dataset r = random_dataset(30, 3, 8, 8, 17);
+  Augment crop5;
+  crop5.crop = true;
+  crop5.pad = 0;
+  crop5.size = 5;
+  Loader W5(r, 30, false, 9, crop5, false, Device::cpu(), Normalize::per_image);
+  REQUIRE(W5.next(x, y));
+  REQUIRE(x.shape() == Shape{30, 3, 5, 5});
+  auto v = x.to_vector<float>();
+  for (int64_t b = 0; b < 30; ++b) {
+    double s1 = 0, s2 = 0;
+    for (int64_t e = 0; e < 75; ++e) {
+      s1 += v[size_t(b * 75 + e)];
+      s2 += double(v[size_t(b * 75 + e)]) * v[size_t(b * 75 + e)];
+    }
+    CHECK(std::abs(s1 / 75) < 1e-5);
+    CHECK(std::sqrt(s2 / 75) == doctest::Approx(1.0).epsilon(1e-5));
+  }
+
+  // A crop of the image's own size is the padded crop of before, bit for bit.
+  Augment own = crop5, dflt = crop5;
+  own.pad = dflt.pad = 4;
+  own.size = 8;
+  dflt.size = 0;
+  Loader a(r, 30, true, 4, own), b(r, 30, true, 4, dflt);
+  Tensor xa, ya, xb, yb;
+  REQUIRE(a.next(xa, ya));
+  REQUIRE(b.next(xb, yb));
+  CHECK(xa.to_vector<float>() == xb.to_vector<float>());
+
+  // A window larger than the padded image, or a size without crop, is refused.
+  Augment big = crop5;
+  big.size = 9;
+  CHECK(testdata::contains(testdata::error_of([&] { Loader(r, 4, false, 0, big); }), "does not fit"));
+  Augment no_crop;
+  no_crop.size = 5;
+  CHECK(testdata::contains(testdata::error_of([&] { Loader(r, 4, false, 0, no_crop); }), "needs crop on"));
+}
+
 TEST_CASE("augment: depends only on (seed, epoch, sample index), not on batching or order") {
   Dataset d = random_dataset(50, 3, 8, 8, 21);
   Augment aug;
