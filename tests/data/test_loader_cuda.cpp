@@ -75,4 +75,12 @@ TEST_CASE("loader cuda: GPU batches equal CPU batches (needs a CUDA device, else
     compare(f, aug, Normalize::dataset, true);
   }
   SUBCASE("one channel, odd sizes") { compare(u8_dataset(61, 1, 28, 27), aug, Normalize::dataset, true); }
+  SUBCASE("28x28 windows of 32x32 images (assembled on the host)") {
+    Augment window = aug;
+    window.pad = 0;
+    window.size = 28;
+    compare(d, window, Normalize::per_image, false);
+    // The batch kernel writes images of the dataset's size, so such a loader never goes resident.
+    CHECK(!Loader(d, 48, true, 3, window, false, Device::cuda(), Normalize::per_image).gpu_resident());
+  }
 }
