@@ -496,28 +496,15 @@ int run_randomization(cli::Args& a) {
   cli::RunDir dir(out, /*resumable=*/true);
   if (!resume && cli::file_exists(dir.file("config.json")))
     throw Error(str(out, " already holds an experiment; pass --resume to continue it or choose another --out"));
-  // The lists select runs (each in its own file), so a resume may add seeds or variants.
-  if (resume)
-    dir.check_resume_flags(a, {"out",
-                               "resume",
-                               "threads",
-                               "no-plot",
-                               "halt-after-runs",
-                               "halt-after",
-                               "checkpoint-every",
-                               "data-dir",
-                               "cache-dir",
-                               "device",
-                               "gemm",
-                               "conv",
-                               "bn",
-                               "tf32",
-                               "deterministic",
-                               "seeds",
-                               "variants",
-                               "corruption",
-                               "regularizers",
-                               "weight-decay"});
+  // The lists select runs (each in its own file), so a resume may add seeds, variants or
+  // regularizers; each run file records the weight decay its run had, so that one may change too.
+  if (resume) {
+    std::vector<std::string> may_change({"out", "resume", "threads", "no-plot", "halt-after-runs", "halt-after",
+                                         "checkpoint-every", "data-dir", "cache-dir", "device", "gemm", "conv", "bn",
+                                         "tf32", "deterministic"});
+    may_change.insert(may_change.end(), {"seeds", "variants", "corruption", "regularizers", "weight-decay"});
+    dir.check_resume_flags(a, may_change);
+  }
   // What a finished run must have been trained with for --resume to reuse it.
   Json settings = Json::object();
   settings["arch"] = c.arch;

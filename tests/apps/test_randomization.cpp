@@ -421,6 +421,12 @@ TEST_CASE("randomization: --regularizers runs every variant with crops, weight d
   INFO(r.output);
   REQUIRE(r.rc == 0);
   CHECK(r.output.find("resumed: 4 runs loaded, 0 trained") != std::string::npos);
+  // Another weight decay is another experiment for the wd runs (the none runs would still load).
+  apptest::check_rejects(
+      "randomization --subset 300 --variants true-labels,random-labels --corruption '' "
+      "--regularizers none,wd --weight-decay 1e-3 --epochs 150 --no-plot --resume --out " +
+          dir,
+      "with_wd.json was trained with other settings");
 
   apptest::check_rejects("randomization --regularizers none,dropout", "unknown regularizer 'dropout'");
   apptest::check_rejects("randomization --regularizers none,wd", "which is 0: give it a value");
