@@ -120,6 +120,7 @@ def main():
                     steps_to_fit = epochs * steps_per_epoch
                     break
             runs.append(dict(variant=variant, regularizer=reg, seed=seed, epochs=epochs, steps_to_fit=steps_to_fit,
+                             train_acc=accuracy(model, rx, ry, mean, std),
                              test_acc=accuracy(model, x_te, y_te, mean, std)))
     print(json.dumps(dict(arch=a.arch, subset=a.subset, runs=runs, seconds=time.time() - t0), indent=1))
 
