@@ -101,11 +101,14 @@ def augment(x_u8, rng):
 
 
 def train_epoch(model, opt, x_u8, y, batch, mean, std, rng, da):
+    """One epoch of SGD in a random order; da: True for augment(), or another function of
+    (images, rng) that returns the batch's augmented images."""
     model.train()
     order = rng.permutation(x_u8.shape[0])
+    transform = da if callable(da) else (augment if da else None)
     for s in range(0, len(order), batch):
         idx = order[s:s + batch]
-        xb = augment(x_u8[idx], rng) if da else x_u8[idx]
+        xb = transform(x_u8[idx], rng) if transform else x_u8[idx]
         loss = F.cross_entropy(model(normalize(xb, mean, std)), torch.from_numpy(y[idx]))
         opt.zero_grad()
         loss.backward()

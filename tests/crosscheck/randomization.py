@@ -27,8 +27,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import models  # noqa: E402  (the reference definitions of minima's networks)
-import torch.nn.functional as F  # noqa: E402
-from adversarial_init import accuracy, load_subset, normalize  # noqa: E402
+from adversarial_init import accuracy, load_subset, train_epoch  # noqa: E402
 
 
 def randomize(kind, p, x, y, mean, std, rng):
@@ -54,18 +53,6 @@ def random_crops(x, rng, pad=4):
     padded[:, :, pad:pad + h, pad:pad + w] = x
     dy, dx = rng.integers(0, 2 * pad + 1, n), rng.integers(0, 2 * pad + 1, n)
     return np.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
-
-
-def train_epoch(model, opt, x, y, batch, mean, std, rng, crop):
-    model.train()
-    order = rng.permutation(x.shape[0])
-    for s in range(0, len(order), batch):
-        idx = order[s:s + batch]
-        xb = random_crops(x[idx], rng) if crop else x[idx]
-        loss = F.cross_entropy(model(normalize(xb, mean, std)), torch.from_numpy(y[idx]))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
 
 
 def in_pixel_units(x):
@@ -114,7 +101,7 @@ def main():
             for e in range(a.epochs):
                 for g in opt.param_groups:
                     g["lr"] = a.lr * a.lr_decay ** (e * steps_per_epoch / a.decay_steps)
-                train_epoch(model, opt, rx, ry, a.batch, mean, std, rng, "crop" in reg)
+                train_epoch(model, opt, rx, ry, a.batch, mean, std, rng, random_crops if "crop" in reg else False)
                 epochs = e + 1
                 if accuracy(model, rx, ry, mean, std) >= 100.0:
                     steps_to_fit = epochs * steps_per_epoch
