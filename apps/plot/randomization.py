@@ -6,7 +6,8 @@ is fitted against the label corruption level, also as a multiple of the true lab
 error on the true test labels against the corruption level; (d) every variant's steps to fit and
 test error side by side, the pixel and image randomizations included. (b)-(d) show the mean over
 seeds with the standard deviation as error bars. With --regularizers (Table 1), (b) and (c) draw a
-line per explicit regularizer, and the curves and bars of (a) and (d) name it.
+line per explicit regularizer, the curves and bars of (a) and (d) name it, and a second figure,
+regularization.png, shows Table 1: train and test accuracy of each randomization by regularizer.
 """
 from common import plt, read_csv, read_json, run_dir, save
 
@@ -121,3 +122,31 @@ fig.suptitle("Randomization tests (Zhang et al. 2017) on %d %s training images w
              % (s["train_images"], s["dataset"], s["arch"]), y=1.0)
 fig.tight_layout()
 save(fig, d, "randomization")
+
+# With --regularizers: Zhang et al.'s Table 1 as a figure, train (hatched) and test accuracy of each
+# randomization under each explicit regularizer.
+if len(regs) > 1:
+    kinds = []
+    for v in variants:
+        base = v["label"].split(" with ")[0]
+        if base not in kinds:
+            kinds.append(base)
+    fig, ax = plt.subplots(figsize=(1.2 + 2.2 * len(kinds), 4.2))
+    width = 0.8 / len(regs)
+    for k, reg in enumerate(regs):
+        sel = [next(v for v in variants if v["label"].split(" with ")[0] == base
+                    and v.get("regularizer", "none") == reg) for base in kinds]
+        xs = [i - 0.4 + width * (k + 0.5) for i in range(len(kinds))]
+        ax.bar(xs, [v["train_acc_mean"] for v in sel], width * 0.9, color="C%d" % k, alpha=0.35, hatch="//",
+               edgecolor="C%d" % k)
+        ax.bar(xs, [v["test_acc_mean"] for v in sel], width * 0.9, yerr=[v["test_acc_std"] for v in sel],
+               color="C%d" % k, capsize=2, label=reg)
+    ax.axhline(100.0 / s["classes"], color="gray", ls="--", lw=1)
+    ax.set_xticks(range(len(kinds)))
+    ax.set_xticklabels(kinds, fontsize=8)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("accuracy (%): train hatched, test solid")
+    ax.legend(title="regularizer", fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title("Explicit regularization (Zhang et al. 2017, Table 1)" + note, fontsize=10)
+    fig.tight_layout()
+    save(fig, d, "regularization")

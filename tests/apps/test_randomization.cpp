@@ -463,6 +463,7 @@ TEST_CASE("randomization: --regularizers runs every variant with crops, weight d
   CHECK(md.find("\n| random-labels | 100.00 / ") != std::string::npos);
   CHECK(md.find("weight decay 0.0005 in the wd runs (0 in the others)") != std::string::npos);
   apptest::check_figure("randomization.py", dir, "randomization");
+  apptest::check_figure("randomization.py", dir, "regularization");  // Table 1's figure, with --regularizers
 
   // A resume may add regularizers: the finished runs load, the new ones train.
   r = apptest::run_minima(
