@@ -815,11 +815,21 @@ PersistentFit persistent_fit(int dev, void (*kernel)(KArgs...), int inputs, int 
 }
 
 // After a cooperative launch was refused as too large: the persistent path is not taken again for
-// this device and kernel.
+// this device and kernel. The occupancy it was planned with held when the fit was computed, so a
+// refusal means the device is shared (MPS, another context); the run goes on with the three
+// kernels, whose sums are grouped differently, so it says so once instead of changing silently.
 template <class... KArgs>
 void persistent_refused(int dev, void (*kernel)(KArgs...)) {
   std::lock_guard<std::mutex> lock(g_persistent_mu);
   g_persistent_fits[std::make_pair(dev, reinterpret_cast<const void*>(kernel))].blocks = 0;
+  static bool warned = false;
+  if (!warned) {
+    warned = true;
+    std::fprintf(stderr,
+                 "warning: batch norm's cooperative launch was refused on cuda:%d (is the device shared?); --bn "
+                 "persistent runs as three kernels from here on, which round their sums differently\n",
+                 dev);
+  }
 }
 
 void persistent_ran(bool forward, const BnPlan& plan, const PersistentFit& fit) {
