@@ -451,6 +451,13 @@ int run_randomization(cli::Args& a) {
   MINIMA_CHECK(c.wd_runs || c.wd == 0 || regs == std::vector<std::string>{"none"}, "--weight-decay ", c.wd,
                " would also train the runs of --regularizers none and crop with weight decay: add wd or crop+wd "
                "to --regularizers, whose runs alone then have it");
+  const bool crop_runs = std::any_of(runs.begin(), runs.end(), [](const Variant& v) { return v.crop(); });
+  // Per-image whitening of float images (Gaussian ones) happens once, before batching, so it
+  // cannot follow a random crop (its padding, or its window).
+  MINIMA_CHECK(!zhang_pre || std::none_of(runs.begin(), runs.end(),
+                                          [](const Variant& v) { return v.crop() && v.kind == "gaussian"; }),
+               "--regularizers crop with --zhang-preprocessing cannot run the gaussian variant: its float images "
+               "are whitened once, not per random crop; leave gaussian out of --variants");
   check_load_flags(a, dataset);
   set_threads(threads);
   c.device = device_from_flag(device_s);
@@ -463,16 +470,9 @@ int run_randomization(cli::Args& a) {
     c.base.train = data::subset(c.base.train, subset);
   }
   if (zhang_pre && (c.base.train.height() > 28 || c.base.train.width() > 28)) {
-    const bool crop_runs = std::any_of(runs.begin(), runs.end(), [](const Variant& v) { return v.crop(); });
     if (crop_runs) c.full = c.base;
     c.zhang_crop = crop_runs;
     data::center_crop(c.base, 28);
-    // Per-image whitening of float images (Gaussian ones) happens once, before batching, so it
-    // cannot follow a random window.
-    MINIMA_CHECK(!crop_runs || std::none_of(runs.begin(), runs.end(),
-                                            [](const Variant& v) { return v.crop() && v.kind == "gaussian"; }),
-                 "--regularizers crop with --zhang-preprocessing cannot run the gaussian variant: its float images "
-                 "are whitened once, not per random window; leave gaussian out of --variants");
   }
   c.norm = zhang_pre ? data::Normalize::per_image : data::Normalize::dataset;
   c.in_chw = {c.base.train.channels(), c.base.train.height(), c.base.train.width()};
@@ -581,7 +581,6 @@ int run_randomization(cli::Args& a) {
   if (loaded > 0) std::printf("resumed: %lld runs loaded, %lld trained\n", (long long)loaded, (long long)trained);
 
   // summary.json: every run, and per variant the mean +- std over seeds; results.md: the latter.
-  const bool any_crop = std::any_of(runs.begin(), runs.end(), [](const Variant& v) { return v.crop(); });
   Json runs_j = Json::array();
   for (const auto& r : results) runs_j.push_back(result_json(r));
   std::ostringstream md;
@@ -590,9 +589,9 @@ int run_randomization(cli::Args& a) {
      << (zhang_pre ? " (center crop 28x28, per-image whitening)" : "") << "; SGD lr " << c.lr << " x" << c.decay
      << " per " << c.decay_steps << " steps, momentum " << c.momentum << ", weight decay " << c.wd
      << (c.wd_runs ? " in the wd runs (0 in the others)" : "") << ", batch " << c.batch << "; "
-     << (any_crop ? (c.zhang_crop ? "crop: random 28x28 windows of the 32x32 images; "
-                                  : "crop: random crops of the images padded by 4; ")
-                  : "")
+     << (crop_runs ? (c.zhang_crop ? "crop: random 28x28 windows of the 32x32 images; "
+                                   : "crop: random crops of the images padded by 4; ")
+                   : "")
      << seeds.size() << " seed" << (seeds.size() == 1 ? "" : "s") << (seeds.size() > 1 ? " (mean ± std)" : "")
      << ". Each run stops at " << c.fit_acc << "% training accuracy or " << c.epochs
      << " epochs; steps to fit are over the runs that fitted.\n\n"

@@ -71,12 +71,19 @@ inline void for_each_source(int64_t C, int64_t H, int64_t W, int64_t OH, int64_t
     }
 }
 
+// Throws unless aug's crop window fits in ds's images padded by aug.pad (torchvision's RandomCrop
+// refuses the same).
+static void check_crop_fits(const Dataset& ds, const Augment& aug) {
+  MINIMA_CHECK(aug.out_h(ds.height()) <= ds.height() + 2 * aug.pad && aug.out_w(ds.width()) <= ds.width() + 2 * aug.pad,
+               "a crop of ", aug.size, "x", aug.size, " does not fit in ", ds.name, "'s ", ds.height(), "x", ds.width(),
+               " images padded by ", aug.pad);
+}
+
 void make_batch_cpu(const Dataset& ds, const int64_t* idx, int64_t B, const Augment& aug, uint64_t aug_key,
                     Normalize norm, const float* table, float* out, int64_t* labels_out) {
   const int64_t N = ds.size(), C = ds.channels(), H = ds.height(), W = ds.width(), src_n = C * H * W;
   const int64_t OH = aug.out_h(H), OW = aug.out_w(W), n = C * OH * OW;  // one sample of the batch
-  MINIMA_CHECK(OH <= H + 2 * aug.pad && OW <= W + 2 * aug.pad, ds.name, ": a ", OH, "x", OW, " crop does not fit in ",
-               H, "x", W, " images padded by ", aug.pad);
+  check_crop_fits(ds, aug);
   for (int64_t b = 0; b < B; ++b)
     MINIMA_CHECK(idx[b] >= 0 && idx[b] < N, ds.name, ": batch index ", idx[b], " outside 0..", N - 1);
   const bool u8 = ds.images.dtype() == DType::u8;
@@ -138,10 +145,7 @@ Loader::Loader(const Dataset& ds, int64_t batch_size, bool shuffle, uint64_t see
   MINIMA_CHECK(aug_.pad >= 0 && aug_.pad <= 127, "Loader: crop padding must be in 0..127, got ", aug_.pad);
   MINIMA_CHECK(aug_.size >= 0 && (aug_.size == 0 || aug_.crop), "Loader: a crop size (", aug_.size,
                ") needs crop on and must be >= 0");
-  MINIMA_CHECK(aug_.out_h(ds_.height()) <= ds_.height() + 2 * aug_.pad &&
-                   aug_.out_w(ds_.width()) <= ds_.width() + 2 * aug_.pad,
-               "Loader: a crop of ", aug_.size, "x", aug_.size, " does not fit in ", ds_.name, "'s ", ds_.height(), "x",
-               ds_.width(), " images padded by ", aug_.pad);
+  check_crop_fits(ds_, aug_);  // here, not at the first batch
   lut_ = normalization_table(ds_, norm_);
   if (device_.is_cuda()) {
     MINIMA_CHECK(cuda_available(), "Loader: device ", device_, " requested but no CUDA device is available");

@@ -325,6 +325,8 @@ TEST_CASE("randomization: steps to fit and test accuracy agree with the PyTorch 
   SeedFigures mine, torch;
   run_both("--subset 500 --variants true-labels,random-labels,gaussian --corruption 0.5",
            "--subset 500 --variants true-labels,random-labels,corrupt-labels:0.5,gaussian", mine, torch);
+  REQUIRE(mine.test.size() == 4);  // four runs of each seed, no other
+  REQUIRE(torch.test.size() == 4);
   for (const char* key : {"true-labels", "random-labels", "corrupt-labels:0.5", "gaussian"}) {
     for (double s : mine.steps[key]) CHECK(s > 0);  // every run fits
     for (double s : torch.steps[key]) CHECK(s > 0);
@@ -345,6 +347,8 @@ TEST_CASE("randomization: random crops and weight decay agree with the PyTorch v
   const std::string shared =
       "--subset 500 --variants true-labels --regularizers crop,wd --weight-decay 5e-4 --epochs 60";
   run_both(shared + " --corruption ''", shared, mine, torch);
+  REQUIRE(mine.test.size() == 2);
+  REQUIRE(torch.test.size() == 2);
   for (double s : mine.steps["true-labels crop"]) CHECK(s == -1);
   for (double s : torch.steps["true-labels crop"]) CHECK(s == -1);
   check_spread(mine.train, torch.train, "true-labels crop", "training accuracy", 1.0);
@@ -485,6 +489,9 @@ TEST_CASE("randomization: --regularizers runs every variant with crops, weight d
   apptest::check_rejects("randomization --regularizers none,crop --weight-decay 1e-3",
                          "would also train the runs of --regularizers none and crop with weight decay");
   apptest::check_rejects("randomization --regularizers ''", "--regularizers: give at least one");
+  // Gaussian images are whitened once, so no crop of theirs can be (28x28 Fashion-MNIST: padded crops).
+  apptest::check_rejects("randomization --zhang-preprocessing --variants gaussian --corruption '' --regularizers crop",
+                         "cannot run the gaussian variant");
 }
 
 // With --zhang-preprocessing on 32x32 images, crop is Zhang et al.'s: random 28x28 windows of the
