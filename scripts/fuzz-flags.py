@@ -45,7 +45,7 @@ BASES = {
     "eval": "--weights {w} --batch 500",
     "compare": "--a {w} --b {w2}",
     "inspect": "--file {w}",
-    "bench cpu": "--reps 1 --no-conv --python ''",
+    "bench cpu": "--reps 1 --only gemv,reduce --python ''",
     "bench data": "--samples 256 --epochs 1 --step-arch none",
     "bench train": "--device cpu --arch mlp --in 1x28x28 --batch 8 --warmup 0 --iters 1 --torch off",
 }

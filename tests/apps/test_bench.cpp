@@ -131,22 +131,64 @@ TEST_CASE("bench train: images/s per network on the CPU, without the PyTorch pee
   CHECK(no_torch.output.find("--torch on but /nonexistent/python3 cannot import torch") != std::string::npos);
 }
 
-TEST_CASE("bench cpu: GEMM, matrix-vector products and both conv2d layers, each row with its figures") {
+TEST_CASE("bench cpu: every CPU kernel family, each row with its figures; --only picks families") {
   auto r = run_minima("bench cpu --reps 1 --threads 2 --python ''");
   INFO(r.output);
   REQUIRE(r.rc == 0);
   CHECK(r.output.find("PyTorch peer unavailable") != std::string::npos);
   CHECK(r.output.find(" GEMM micro-kernel") != std::string::npos);  // avx2 or avx512, as the CPU allows
-  for (const char* row :
-       {"sgemm 256^3 (GFLOP/s)", "sgemm 512^3 (GFLOP/s)", "sgemm 1024^3 (GFLOP/s)", "sgemv A x, 2048^2 (GFLOP/s)",
-        "sgemv A^T x, 2048^2 (GFLOP/s)", "conv 128x64x32x32 3x3 fwd (ms)", "conv 128x64x32x32 3x3 fwd+bwd (ms)",
-        "conv 128x256x8x8 3x3 fwd (ms)", "conv 128x256x8x8 3x3 fwd+bwd (ms)"}) {
+  const std::vector<std::string> compute = {"sgemm 256^3 (GFLOP/s)",
+                                            "sgemm 512^3 (GFLOP/s)",
+                                            "sgemm 1024^3 (GFLOP/s)",
+                                            "sgemv A x, 2048^2 (GFLOP/s)",
+                                            "sgemv A^T x, 2048^2 (GFLOP/s)",
+                                            "conv 128x64x32x32 3x3 fwd (ms)",
+                                            "conv 128x64x32x32 3x3 fwd+bwd (ms)",
+                                            "conv 128x256x8x8 3x3 fwd (ms)",
+                                            "conv 128x256x8x8 3x3 fwd+bwd (ms)"};
+  const std::vector<std::string> memory = {"add, 16M (GB/s)",
+                                           "relu, 16M (GB/s)",
+                                           "exp, 16M (GB/s)",
+                                           "relu backward, 16M (GB/s)",
+                                           "add [16384,1024]+[1024] (GB/s)",
+                                           "sum [16384,1024] last dim (GB/s)",
+                                           "sum [16384,1024] first dim (GB/s)",
+                                           "sum all, 16M (GB/s)",
+                                           "argmax [16384,1024] last dim (GB/s)",
+                                           "log_softmax [16384,1000] (GB/s)",
+                                           "log_softmax backward (GB/s)",
+                                           "batch_norm 128x64x32x32 train fwd (GB/s)",
+                                           "batch_norm backward (GB/s)",
+                                           "batch_norm eval fwd (GB/s)",
+                                           "max_pool2d 2x2 128x64x32x32 (GB/s)",
+                                           "max_pool2d backward (GB/s)",
+                                           "avg_pool2d 2x2 128x64x32x32 (GB/s)",
+                                           "avg_pool2d backward (GB/s)",
+                                           "sgd momentum+wd, 11.2M params (GB/s)",
+                                           "adam, 11.2M params (GB/s)"};
+  for (const std::vector<std::string>* rows : {&compute, &memory})
+    for (const std::string& row : *rows) {
+      INFO(row);
+      std::vector<double> v = numbers_after(r.output, row);
+      REQUIRE(v.size() == 1);  // minima's figure; the peer and ratio columns read n/a
+      CHECK(std::isfinite(v[0]));
+      CHECK(v[0] > 0);
+    }
+  // --only runs the families named and no other; --no-conv still drops the conv rows.
+  auto only = run_minima("bench cpu --reps 1 --threads 2 --python '' --only reduce,optim,conv --no-conv");
+  INFO(only.output);
+  REQUIRE(only.rc == 0);
+  for (const std::string& row : compute) CHECK(only.output.find(row) == std::string::npos);
+  for (const std::string& row : memory) {
     INFO(row);
-    std::vector<double> v = numbers_after(r.output, row);
-    REQUIRE(v.size() == 1);  // minima's figure; the peer and ratio columns read n/a
-    CHECK(std::isfinite(v[0]));
-    CHECK(v[0] > 0);
+    const bool wanted = row.rfind("sum ", 0) == 0 || row.rfind("argmax", 0) == 0 || row.rfind("sgd", 0) == 0 ||
+                        row.rfind("adam", 0) == 0;
+    CHECK((only.output.find(row) != std::string::npos) == wanted);
   }
+  apptest::check_rejects("bench cpu --only gemm,bogus",
+                         "--only: unknown family 'bogus' (known: gemm, gemv, conv, elementwise, reduce, softmax, "
+                         "batchnorm, pool, optim)");
+  apptest::check_rejects("bench cpu --only gemm,gemm", "--only: gemm is listed twice");
   apptest::check_rejects("bench cpu --reps 0", "--reps must be in [1, 1000], got 0");
   apptest::check_rejects("bench cpu --threads 99999999999", "--threads must be in [1, 1024], got 99999999999");
   // MINIMA_CPU_GEMM picks the micro-kernel; a value it does not know is named in a warning.
