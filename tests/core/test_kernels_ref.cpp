@@ -1303,6 +1303,59 @@ TEST_CASE("kernels: float sums are 16-lane sums in row-major order, whatever the
   }
 }
 
+TEST_CASE("kernels: float sums over leading dims and over long runs keep the 16-lane definition") {
+  // Two loop orders of reduce.cpp beside the one above: outputs a row at a time when x's innermost
+  // kept dim is contiguous (a bias gradient's sum over the batch), in tasks of at most 256
+  // columns, some of them threaded; and long contiguous runs added in chunks while the lines
+  // ahead are prefetched. Each output must still be the lane sum of its block in row-major order.
+  auto lane_sum = [](const std::vector<double>& terms) {
+    double lane[16] = {};
+    for (size_t m = 0; m < terms.size(); ++m) lane[m % 16] += terms[m];
+    for (int w = 8; w >= 1; w /= 2)
+      for (int j = 0; j < w; ++j) lane[j] = lane[j] + lane[j + w];
+    return lane[0];
+  };
+  Generator g(20261130);
+  for (DType t : {DType::f32, DType::f64, DType::bf16}) {
+    INFO(dtype_name(t));
+    auto round = [&](double v) {
+      return values(full({1}, t == DType::f64 ? v : double(float(v)), TensorOptions(t)))[0];
+    };
+    // [A, B, C] contiguous; want(keep) lists, for every kept (a, b, c) in row-major order, the lane
+    // sum of the x[a, b, c] over the others, in row-major order.
+    for (const Shape& shape : {Shape{37, 300}, Shape{5, 6, 300}, Shape{300, 1000}, Shape{6, 4, 700}, Shape{3, 1, 5}}) {
+      INFO(shape_str(shape));
+      // Thirds fill a double's mantissa, so that float64 sums depend on their order (sums of
+      // values drawn as floats would be exact in any order).
+      Tensor x = (urand(shape, g, -1, 3, DType::f64) / 3.0).to(t);
+      const std::vector<double> xv = values(x);
+      const int64_t rank = int64_t(shape.size());
+      std::vector<std::vector<int64_t>> dim_sets = {{0}, {rank - 1}};
+      if (rank == 3) dim_sets.insert(dim_sets.end(), {{0, 1}, {0, 2}, {1}});
+      for (const std::vector<int64_t>& dims : dim_sets) {
+        INFO("dims " << dims[0] << (dims.size() > 1 ? "," + std::to_string(dims[1]) : ""));
+        std::vector<bool> reduced(size_t(rank), false);
+        for (int64_t d : dims) reduced[size_t(d)] = true;
+        // Walk x in row-major order; an element's output index counts only the kept dims.
+        std::vector<std::vector<double>> terms;
+        std::vector<int64_t> idx(size_t(rank), 0);
+        for (size_t flat = 0; flat < xv.size(); ++flat) {
+          int64_t o = 0;
+          for (int64_t d = 0; d < rank; ++d)
+            if (!reduced[size_t(d)]) o = o * shape[size_t(d)] + idx[size_t(d)];
+          if (size_t(o) >= terms.size()) terms.resize(size_t(o) + 1);
+          terms[size_t(o)].push_back(xv[flat]);
+          for (int64_t d = rank - 1; d >= 0 && ++idx[size_t(d)] == shape[size_t(d)]; --d) idx[size_t(d)] = 0;
+        }
+        std::vector<double> want;
+        for (const auto& ts : terms) want.push_back(round(lane_sum(ts)));
+        CHECK(values(sum(x, dims)) == want);
+      }
+      CHECK(values(sum(x))[0] == round(lane_sum(xv)));
+    }
+  }
+}
+
 TEST_CASE("kernels: unary and binary math against the standard library") {
   Generator g(414);
   struct U {
