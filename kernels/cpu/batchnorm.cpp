@@ -130,10 +130,14 @@ void CpuBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_me
     parallel_for(g.C, 1, [&](int64_t cb, int64_t ce) {
       for (int64_t c = cb; c < ce; ++c) {
         auto row = [&](int64_t n) { return xp + (n * g.C + c) * g.S; };
-        LaneSum sum;
+        LaneSum sum;  // the pass that reads x from memory: the next row's lines are asked for
         for (int64_t n = 0; n < g.N; ++n) {
           const T* r = row(n);
-          sum.add(g.S, [&](int64_t i) { return ld(r[i]); });
+          for (int64_t i0 = 0; i0 < g.S; i0 += kPrefetchChunk) {
+            const int64_t len = std::min(kPrefetchChunk, g.S - i0);
+            if (n + 1 < g.N) prefetch_bytes(row(n + 1) + i0, len * int64_t(sizeof(T)));
+            sum.add(len, [&](int64_t i) { return ld(r[i0 + i]); });
+          }
         }
         const double mean = sum.total() / M;
         LaneSum sq;
@@ -242,12 +246,20 @@ void CpuBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, co
     parallel_for(g.C, 1, [&](int64_t cb, int64_t ce) {
       for (int64_t c = cb; c < ce; ++c) {
         const double mean = load_param<T>(save_mean, c, 0.0), invstd = load_param<T>(save_invstd, c, 1.0);
-        LaneSum lanes_g, lanes_gx;
+        LaneSum lanes_g, lanes_gx;  // the pass that reads x and gy from memory, a row ahead
         for (int64_t n = 0; n < g.N; ++n) {
           const T* r = xp + (n * g.C + c) * g.S;
           const T* gr = gp + (n * g.C + c) * g.S;
-          lanes_g.add(g.S, [&](int64_t i) { return ld(gr[i]); });
-          lanes_gx.add(g.S, [&](int64_t i) { return ld(gr[i]) * (ld(r[i]) - mean) * invstd; });
+          for (int64_t i0 = 0; i0 < g.S; i0 += kPrefetchChunk) {
+            const int64_t len = std::min(kPrefetchChunk, g.S - i0), bytes = len * int64_t(sizeof(T));
+            if (n + 1 < g.N) {
+              prefetch_bytes(r + g.C * g.S + i0, bytes);
+              prefetch_bytes(gr + g.C * g.S + i0, bytes);
+            }
+            const T *rc = r + i0, *gc = gr + i0;
+            lanes_g.add(len, [&](int64_t i) { return ld(gc[i]); });
+            lanes_gx.add(len, [&](int64_t i) { return ld(gc[i]) * (ld(rc[i]) - mean) * invstd; });
+          }
         }
         const double sg = lanes_g.total(), sgx = lanes_gx.total();
         const double k = load_param<T>(weight, c, 1.0) * invstd / M;

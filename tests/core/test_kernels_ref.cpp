@@ -1600,12 +1600,14 @@ TEST_CASE("kernels: elementwise loops and reductions on large strided tensors (t
 
 TEST_CASE("kernels: batch_norm on [N, C] (rows of channels) is bitwise the per-channel loops") {
   // An [N, C, 1, 1] input runs row by row with the channels innermost. The same values laid out
-  // as [1, C, N, 1] (one run of N per channel) and as [3, C, 5, 7] (three runs of 35, so the lane
-  // of a run's first term is not 0) run through the per-channel loops. Each channel deals the same
-  // values in the same order to the same lanes either way, so every output must be bitwise equal.
+  // as [1, C, N, 1] (one run of N per channel), as [2, C, 15, 21] (two runs of 315) and as
+  // [6, C, 5, 21] (six runs of 105, so the lane of a run's first term is not 0) run through the
+  // per-channel loops, which add runs longer than 256 in chunks of 256 (asking for the next
+  // run's lines between them). Each channel deals the same values in the same order to the same
+  // lanes either way, so every output must be bitwise equal.
   Generator g(20261130);
   Backend& cpu = cpu_backend();
-  const int64_t N = 105;
+  const int64_t N = 630;
   for (DType t : {DType::f32, DType::f64, DType::bf16})
     for (int64_t C : {int64_t(37), int64_t(300)})
       for (bool affine : {true, false}) {
@@ -1640,7 +1642,7 @@ TEST_CASE("kernels: batch_norm on [N, C] (rows of channels) is bitwise the per-c
           return o;
         };
         Out r = run(x.reshape({N, C, 1, 1}), gy.reshape({N, C, 1, 1}));
-        for (Shape ahw : {Shape{1, N, 1}, Shape{3, 5, 7}}) {
+        for (Shape ahw : {Shape{1, N, 1}, Shape{2, 15, 21}, Shape{6, 5, 21}}) {
           INFO("per-channel layout [", ahw[0], ", C, ", ahw[1], ", ", ahw[2], "]");
           Out c = run(layout(x, ahw), layout(gy, ahw));
           CHECK(values(r.y.reshape({N, C})) == values(back(c.y)));
