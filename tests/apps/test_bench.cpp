@@ -131,7 +131,7 @@ TEST_CASE("bench train: images/s per network on the CPU, without the PyTorch pee
   CHECK(no_torch.output.find("--torch on but /nonexistent/python3 cannot import torch") != std::string::npos);
 }
 
-TEST_CASE("bench cpu: every CPU kernel family, each row with its figures; --only picks families") {
+TEST_CASE("bench cpu: every CPU kernel family, each row with its figures, and --only picks families") {
   auto r = run_minima("bench cpu --reps 1 --threads 2 --python ''");
   INFO(r.output);
   REQUIRE(r.rc == 0);
