@@ -52,7 +52,7 @@ double best_seconds(int64_t reps, F&& f) {
 
 // Runs a python snippet and returns its stdout, or "" when python3/torch is unavailable.
 std::string run_python(const std::string& python, const std::string& code) {
-  std::string cmd = python + " - 2>/dev/null <<'PYEOF'\n" + code + "\nPYEOF";
+  std::string cmd = cli::torch_peer_env() + python + " - 2>/dev/null <<'PYEOF'\n" + code + "\nPYEOF";
   std::unique_ptr<FILE, int (*)(FILE*)> p(popen(cmd.c_str(), "r"), pclose);
   if (!p) return "";
   std::string out;
@@ -329,9 +329,13 @@ int bench_cpu(cli::Args& a) {
     double v;
     while (out >> k >> v) t.torch[k] = v;
   }
-  std::printf("CPU backend, %lld threads, %s GEMM micro-kernel%s\n\n", (long long)threads,
-              cpu::gemm_isa_name(cpu::gemm_isa()),
-              t.torch.empty() ? " (PyTorch peer unavailable)" : ", PyTorch peer in the same run");
+  std::string peer = "PyTorch peer unavailable";
+  if (!t.torch.empty()) {
+    const std::string env = cli::torch_peer_env();  // "NAME=value " or ""
+    peer = "PyTorch peer in the same run" + (env.empty() ? "" : " with " + env.substr(0, env.size() - 1));
+  }
+  std::printf("CPU backend, %lld threads, %s GEMM micro-kernel, %s\n\n", (long long)threads,
+              cpu::gemm_isa_name(cpu::gemm_isa()), peer.c_str());
   Table::header();
   if (want("gemm")) gemm_rows(t, g);
   if (want("gemv")) gemv_rows(t, g);

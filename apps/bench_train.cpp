@@ -124,11 +124,11 @@ int run_bench_train(cli::Args& a) {
     if (use_torch) {
       int rc = 0;
       std::string out =
-          capture(python + " " + script + " " + arch + " " + in + " " + std::to_string(classes) + " " +
-                      std::to_string(batch) + " " + (dev.is_cuda() ? "cuda:" + std::to_string(dev.index) : "cpu") +
-                      " " + std::to_string(warmup) + " " + std::to_string(iters) + " " +
-                      std::to_string(omp_get_max_threads()) + " " + precision_s + " " +
-                      (cuda_flags.tf32 ? "tf32" : "ieee") + " 2>&1",
+          capture(cli::torch_peer_env() + python + " " + script + " " + arch + " " + in + " " +
+                      std::to_string(classes) + " " + std::to_string(batch) + " " +
+                      (dev.is_cuda() ? "cuda:" + std::to_string(dev.index) : "cpu") + " " + std::to_string(warmup) +
+                      " " + std::to_string(iters) + " " + std::to_string(omp_get_max_threads()) + " " + precision_s +
+                      " " + (cuda_flags.tf32 ? "tf32" : "ieee") + " 2>&1",
                   rc);
       size_t brace = out.find('{');
       if (rc == 0 && brace != std::string::npos)

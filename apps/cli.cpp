@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <iostream>
@@ -337,6 +338,16 @@ void MetricsCsv::row_mixed(const std::vector<std::string>& values) {
   for (size_t i = 0; i < values.size(); ++i) text_ += (i ? "," : "") + values[i];
   text_ += "\n";
   write_file_atomic(path_, text_);
+}
+
+std::string torch_peer_env() {
+  if (std::getenv("OPENBLAS_CORETYPE")) return "";
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return "OPENBLAS_CORETYPE=SkylakeX ";
+  if (__builtin_cpu_supports("avx2")) return "OPENBLAS_CORETYPE=Haswell ";
+#endif
+  return "";
 }
 
 std::string fmt(double v, int prec) {

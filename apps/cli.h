@@ -134,6 +134,13 @@ constexpr int64_t kMaxThreads = 1024;
 
 std::string fmt(double v, int prec = 4);
 std::string format_duration(double seconds);
+
+// What a benchmark puts before the PyTorch peer's command line so that the peer runs at its best:
+// "OPENBLAS_CORETYPE=SkylakeX " on a CPU with AVX-512 ("Haswell" with AVX2 only), unless the
+// variable is set already. OpenBLAS names its kernels by CPU model, and Debian 12's (0.3.21)
+// falls back to its generic SSE3 kernels on a Xeon it does not know (family 6 model 207:
+// 35 GFLOP/s on a 1024^3 product, against 190-250 with the AVX-512 kernels). "" elsewhere.
+std::string torch_peer_env();
 void make_dirs(const std::string& path);
 bool file_exists(const std::string& path);
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "tests/apps/app_test_util.h"
+#include "torch_peer.h"
 
 using apptest::run_minima;
 
@@ -200,6 +201,34 @@ TEST_CASE("bench cpu: every CPU kernel family, each row with its figures, and --
                                    " bench cpu --reps 1 --no-conv --python ''");
   CHECK(typo.rc == 0);
   CHECK(typo.output.find("warning: MINIMA_CPU_GEMM=avx3 is not one of auto, avx2") != std::string::npos);
+}
+
+TEST_CASE("bench cpu: the PyTorch peer's rows, with OpenBLAS told the widest kernels the CPU runs") {
+  if (!testutil::torch_available()) {
+    MESSAGE("skipped: /usr/bin/python3 cannot import torch");
+    return;
+  }
+  // Debian's OpenBLAS takes its generic kernels on a CPU model it does not know; the peer is
+  // started with OPENBLAS_CORETYPE naming the AVX-512 (or AVX2) kernels, unless it is set already.
+  __builtin_cpu_init();
+  const std::string want = __builtin_cpu_supports("avx512f") ? "SkylakeX"
+                           : __builtin_cpu_supports("avx2")  ? "Haswell"
+                                                             : "";
+  for (const char* env : {"env -u OPENBLAS_CORETYPE ", "OPENBLAS_CORETYPE=Haswell "}) {
+    INFO(env);
+    auto r = apptest::run_command(std::string(env) + MINIMA_BINARY + " bench cpu --reps 1 --only gemv");
+    INFO(r.output);
+    REQUIRE(r.rc == 0);
+    const bool chosen = std::string(env).rfind("env", 0) == 0 && !want.empty();
+    CHECK((r.output.find("PyTorch peer in the same run with OPENBLAS_CORETYPE=" + want) != std::string::npos) ==
+          chosen);
+    CHECK(r.output.find("PyTorch peer in the same run") != std::string::npos);
+    for (const char* row : {"sgemv A x, 2048^2 (GFLOP/s)", "sgemv A^T x, 2048^2 (GFLOP/s)"}) {
+      std::vector<double> v = numbers_after(r.output, row);
+      REQUIRE(v.size() == 3);  // minima's figure, the peer's and their ratio
+      for (double x : v) CHECK(x > 0);
+    }
+  }
 }
 
 TEST_CASE("bench and the bare command line: a missing or bad name is an error, --help is not") {
