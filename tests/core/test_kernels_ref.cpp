@@ -1348,6 +1348,7 @@ TEST_CASE("kernels: float sums over leading dims and over long runs keep the 16-
           for (int64_t d = rank - 1; d >= 0 && ++idx[size_t(d)] == shape[size_t(d)]; --d) idx[size_t(d)] = 0;
         }
         std::vector<double> want;
+        want.reserve(terms.size());
         for (const auto& ts : terms) want.push_back(round(lane_sum(ts)));
         CHECK(values(sum(x, dims)) == want);
       }
