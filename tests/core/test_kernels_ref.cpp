@@ -1254,17 +1254,26 @@ TEST_CASE("kernels: reductions against naive loops on strided inputs") {
   CHECK(sum(u).to_vector<int64_t>()[0] == 300 * 255);
 }
 
+namespace {
+// The definition of a CPU float sum (kernels/cpu/lane_sum.h), written out: the terms in order go
+// round-robin to 16 double accumulators, combined by a pairwise tree.
+double lane_sum(const std::vector<double>& terms) {
+  double lane[16] = {};
+  for (size_t m = 0; m < terms.size(); ++m) lane[m % 16] += terms[m];
+  for (int w = 8; w >= 1; w /= 2)
+    for (int j = 0; j < w; ++j) lane[j] = lane[j] + lane[j + w];
+  return lane[0];
+}
+// How the kernel stores a sum: double -> the accumulate type (float for bf16) -> the dtype.
+double round_sum(double v, DType t) {
+  return values(full({1}, t == DType::f64 ? v : double(float(v)), TensorOptions(t)))[0];
+}
+}  // namespace
+
 TEST_CASE("kernels: float sums are 16-lane sums in row-major order, whatever the strides") {
-  // The definition (kernels/cpu/lane_sum.h): the reduced block's values in row-major order go
-  // round-robin to 16 double accumulators, combined by a pairwise tree. Written out here, it must
-  // match bitwise; and a strided view must sum bitwise like its contiguous copy.
-  auto lane_sum = [](const std::vector<double>& terms) {
-    double lane[16] = {};
-    for (size_t m = 0; m < terms.size(); ++m) lane[m % 16] += terms[m];
-    for (int w = 8; w >= 1; w /= 2)
-      for (int j = 0; j < w; ++j) lane[j] = lane[j] + lane[j + w];
-    return lane[0];
-  };
+  // The definition (lane_sum above): the reduced block's values in row-major order go round-robin
+  // to 16 double accumulators, combined by a pairwise tree. Each output must match it bitwise, and
+  // a strided view must sum bitwise like its contiguous copy.
   Generator g(20261129);
   for (DType t : {DType::f32, DType::f64, DType::bf16}) {
     INFO(dtype_name(t));
@@ -1273,10 +1282,7 @@ TEST_CASE("kernels: float sums are 16-lane sums in row-major order, whatever the
     Tensor x = base.permute({1, 2, 0});
     REQUIRE(!x.is_contiguous());
     std::vector<double> xv = values(x);  // row-major order of x's logical shape
-    // The kernel rounds double -> the accumulate type (float for bf16) -> the dtype.
-    auto round = [&](double v) {
-      return values(full({1}, t == DType::f64 ? v : double(float(v)), TensorOptions(t)))[0];
-    };
+    auto round = [&](double v) { return round_sum(v, t); };
     // All dims: one block of 3339 values.
     CHECK(values(sum(x))[0] == round(lane_sum(xv)));
     // The last dim: 63 blocks of 53, each a row of x.
@@ -1308,19 +1314,10 @@ TEST_CASE("kernels: float sums over leading dims and over long runs keep the 16-
   // kept dim is contiguous (a bias gradient's sum over the batch), in tasks of at most 256
   // columns, some of them threaded; and long contiguous runs added in chunks while the lines
   // ahead are prefetched. Each output must still be the lane sum of its block in row-major order.
-  auto lane_sum = [](const std::vector<double>& terms) {
-    double lane[16] = {};
-    for (size_t m = 0; m < terms.size(); ++m) lane[m % 16] += terms[m];
-    for (int w = 8; w >= 1; w /= 2)
-      for (int j = 0; j < w; ++j) lane[j] = lane[j] + lane[j + w];
-    return lane[0];
-  };
   Generator g(20261130);
   for (DType t : {DType::f32, DType::f64, DType::bf16}) {
     INFO(dtype_name(t));
-    auto round = [&](double v) {
-      return values(full({1}, t == DType::f64 ? v : double(float(v)), TensorOptions(t)))[0];
-    };
+    auto round = [&](double v) { return round_sum(v, t); };
     // [A, B, C] contiguous; want(keep) lists, for every kept (a, b, c) in row-major order, the lane
     // sum of the x[a, b, c] over the others, in row-major order.
     for (const Shape& shape : {Shape{37, 300}, Shape{5, 6, 300}, Shape{300, 1000}, Shape{6, 4, 700}, Shape{3, 1, 5}}) {
