@@ -1352,6 +1352,15 @@ TEST_CASE("kernels: float sums over leading dims and over long runs keep the 16-
       CHECK(values(sum(x))[0] == round(lane_sum(xv)));
     }
   }
+  // The backend called directly with empty dims (the front-end answers those itself): no output
+  // to write is no work, and an empty reduced dim sums to 0 in every output.
+  Backend& cpu = cpu_backend();
+  Tensor no_out = full({1, 0}, std::nan(""));
+  cpu.reduce(ReduceOp::Sum, no_out, zeros({3, 0}), {0});
+  CHECK(no_out.numel() == 0);
+  Tensor zero_terms = full({1, 4}, std::nan(""));
+  cpu.reduce(ReduceOp::Sum, zero_terms, zeros({0, 4}), {0});
+  CHECK(values(zero_terms) == std::vector<double>(4, 0.0));
 }
 
 TEST_CASE("kernels: unary and binary math against the standard library") {
