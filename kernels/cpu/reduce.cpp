@@ -81,16 +81,16 @@ void for_each_run(const Split& s, F&& f) {
   }
 }
 
-// A contiguous run's terms go to the lane sum kChunk at a time, and as each chunk is added, the
+// A contiguous run's terms go to the lane sum kPrefetchChunk at a time, and as each chunk is added, the
 // lines min(n, kAhead) values on are asked for: further on in this run, or in `next`, the run of
 // the same length that follows it (in this block or the next output's; none: nullptr).
-constexpr int64_t kChunk = kPrefetchChunk, kAhead = 2048;
+constexpr int64_t kAhead = 2048;
 template <class T>
 void add_run(LaneSum& acc, const T* p, int64_t n, const T* next) {
   using Acc = typename acc_type<T>::type;
   const int64_t d = std::min(n, kAhead);
-  for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
-    const int64_t len = std::min(kChunk, n - i0), ahead = i0 + d;
+  for (int64_t i0 = 0; i0 < n; i0 += kPrefetchChunk) {
+    const int64_t len = std::min(kPrefetchChunk, n - i0), ahead = i0 + d;
     if (ahead < n)
       prefetch_bytes(p + ahead, std::min(len, n - ahead) * int64_t(sizeof(T)));
     else if (next)
