@@ -845,6 +845,81 @@ TEST_CASE("kernels: max and avg pooling against naive loops") {
   CHECK(values(max_pool2d(x, 3)) == values(max_pool2d(x, 3, 3)));
 }
 
+namespace {
+// avg_pool2d as the CPU kernel defines it, in A (float for float32 and bfloat16, double for
+// float64): each output the sum of its window, rows then columns, from a zero, over the divisor;
+// each input's gradient the sum, from a zero, of the shares gy / divisor of the outputs whose
+// windows hold it, in output order. Results are rounded to dtype t.
+template <class A>
+void avg_pool_definition(const std::vector<double>& xv, const std::vector<double>& gyv, const Shape& shape, int64_t k,
+                         int64_t s, int64_t p, bool include_pad, DType t, std::vector<double>& y,
+                         std::vector<double>& gx) {
+  const int64_t NC = shape[0] * shape[1], H = shape[2], W = shape[3];
+  const int64_t OH = (H + 2 * p - k) / s + 1, OW = (W + 2 * p - k) / s + 1;
+  auto rounded = [&](A v) { return t == DType::bf16 ? double(float(bf16(float(v)))) : double(v); };
+  y.assign(size_t(NC * OH * OW), 0.0);
+  std::vector<A> acc(size_t(NC * H * W), A(0));
+  for (int64_t pl = 0; pl < NC; ++pl)
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const int64_t h0 = oh * s - p, w0 = ow * s - p;
+        const int64_t h1 = std::min(h0 + k, H + p), w1 = std::min(w0 + k, W + p);
+        const int64_t c0 = std::max<int64_t>(h0, 0), c1 = std::min(h1, H), d0 = std::max<int64_t>(w0, 0),
+                      d1 = std::min(w1, W);
+        const A div = A(std::max<int64_t>(include_pad ? (h1 - h0) * (w1 - w0) : (c1 - c0) * (d1 - d0), 1));
+        const size_t o = size_t((pl * OH + oh) * OW + ow);
+        A sum = 0;
+        for (int64_t h = c0; h < c1; ++h)
+          for (int64_t w = d0; w < d1; ++w) sum += A(xv[size_t((pl * H + h) * W + w)]);
+        y[o] = rounded(sum / div);
+        const A share = A(gyv[o]) / div;
+        for (int64_t h = c0; h < c1; ++h)
+          for (int64_t w = d0; w < d1; ++w) acc[size_t((pl * H + h) * W + w)] += share;
+      }
+  gx.resize(acc.size());
+  for (size_t i = 0; i < acc.size(); ++i) gx[i] = rounded(acc[i]);
+}
+}  // namespace
+
+TEST_CASE("kernels: avg_pool2d sums windows and shares in the definition's order, bitwise") {
+  // The kernel takes the windows inside the plane's columns a row at a time, window position by
+  // window position (2x2 stride-2 windows in one pass), and the clipped ones at the edges one at
+  // a time; it must still round as the plain loop does. Random values, whose float sums depend on
+  // their order; rows wide enough for the vectorized loops; overlapping windows, whose input
+  // gradients add several shares; padding with and without count_include_pad.
+  Generator g(20261130);
+  struct C {
+    Shape x;
+    int64_t k, s, p;
+  };
+  for (DType t : {DType::f32, DType::f64, DType::bf16})
+    for (auto c : std::vector<C>{{{2, 3, 8, 40}, 2, 2, 0},
+                                 {{1, 2, 9, 41}, 2, 2, 1},
+                                 {{1, 2, 7, 37}, 2, 1, 0},
+                                 {{1, 2, 7, 45}, 3, 2, 1},
+                                 {{1, 1, 6, 50}, 3, 1, 1},
+                                 {{1, 2, 8, 43}, 3, 3, 1},
+                                 {{1, 1, 9, 41}, 5, 2, 2},
+                                 {{1, 1, 10, 39}, 4, 1, 2},
+                                 {{2, 1, 5, 5}, 4, 3, 2}})
+      for (bool include_pad : {true, false}) {
+        INFO(dtype_name(t), " avg_pool2d ", shape_str(c.x), " k ", c.k, " s ", c.s, " p ", c.p, " include_pad ",
+             include_pad);
+        Tensor x = urand(c.x, g, -1, 1, t);
+        x.requires_grad_(true);
+        Tensor y = avg_pool2d(x, c.k, c.s, c.p, include_pad);
+        Tensor gy = urand(y.shape(), g, -1, 1, t);
+        y.backward(gy);
+        std::vector<double> want_y, want_gx;
+        if (t == DType::f64)
+          avg_pool_definition<double>(values(x), values(gy), c.x, c.k, c.s, c.p, include_pad, t, want_y, want_gx);
+        else
+          avg_pool_definition<float>(values(x), values(gy), c.x, c.k, c.s, c.p, include_pad, t, want_y, want_gx);
+        CHECK(values(y) == want_y);
+        CHECK(values(x.grad()) == want_gx);
+      }
+}
+
 TEST_CASE("kernels: max_pool2d picks the first maximum, or the first NaN, as PyTorch does") {
   // Values drawn from a few levels (many ties), with NaN and -inf sprinkled in; every window
   // shape the kernel treats apart: 2x2 stride 2 (its vectorized rows), 3x3, others, padding, and
