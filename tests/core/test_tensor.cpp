@@ -1,9 +1,11 @@
 // tests/core/test_tensor.cpp: tensor basics: views share storage, strides of permute/expand/
 // slice, contiguity, reshape copying when it must, creation helpers, the value round trip through
-// every dtype and the bf16 round-to-nearest-even conversion.
+// every dtype and the bf16 round-to-nearest-even conversion, and host memory reused across sizes.
 #include <doctest/doctest.h>
+#include <sys/resource.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -441,4 +443,34 @@ TEST_CASE("tensor: dim arguments on 0-d tensors follow PyTorch or fail cleanly")
   check_error([&] { flip(urand({2, 2}, g), {0, -2}); }, {"more than once"});
   // stack of 0-d tensors is a 1-d tensor.
   CHECK(stack({s, s}, 0).shape() == Shape{2});
+}
+
+TEST_CASE("tensor: freed host memory serves a later tensor of another size without fresh pages") {
+  // The CPU allocator keeps freed memory in the process (core/allocator.cpp): a tensor of another
+  // size must find its pages there instead of faulting in fresh ones, as each block of 32 MB and
+  // more used to (one minor page fault per 4 KiB page touched).
+#if defined(__SANITIZE_ADDRESS__)
+  MESSAGE("skipped: under AddressSanitizer every block goes back to the sanitizer's allocator");
+#else
+  if (std::getenv("MALLOC_MMAP_MAX_") || std::getenv("MALLOC_TRIM_THRESHOLD_") || std::getenv("GLIBC_TUNABLES")) {
+    MESSAGE("skipped: malloc's settings come from the environment");
+    return;
+  }
+  auto minor_faults = [] {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return int64_t(u.ru_minflt);
+  };
+  const int64_t big = int64_t(64) << 20, other = int64_t(48) << 20;  // floats: 256 MB, then 192 MB
+  {
+    Tensor a = full({big}, 0.5);
+    CHECK(sum(a).item() == 0.5 * double(big));
+  }
+  const int64_t before = minor_faults();
+  Tensor b = full({other}, 0.25);
+  const int64_t faults = minor_faults() - before;
+  CHECK(sum(b).item() == 0.25 * double(other));
+  INFO("minor page faults while allocating and filling 192 MB: ", faults);
+  CHECK(faults < other * 4 / 4096 / 16);
+#endif
 }
