@@ -9,6 +9,7 @@
 #include <cstring>
 #include <limits>
 
+#include "core/allocator.h"
 #include "core/ops.h"
 #include "core/random.h"
 #include "test_util.h"
@@ -473,4 +474,23 @@ TEST_CASE("tensor: freed host memory serves a later tensor of another size witho
   INFO("minor page faults while allocating and filling 192 MB: ", faults);
   CHECK(faults < other * 4 / 4096 / 16);
 #endif
+}
+
+TEST_CASE("tensor: the CPU allocator counts the bytes in use and their peak") {
+  Allocator* a = allocator_for(Device::cpu());
+  const size_t base = a->bytes_in_use();
+  a->reset_peak();
+  CHECK(a->peak_bytes() == base);
+  {
+    Tensor t = zeros({1000}, TensorOptions(DType::f64));
+    CHECK(a->bytes_in_use() == base + 8000);
+    Tensor u = zeros({3, 5});
+    CHECK(a->bytes_in_use() == base + 8060);
+  }
+  CHECK(a->bytes_in_use() == base);
+  CHECK(a->peak_bytes() == base + 8060);
+  Tensor v = zeros({7}, TensorOptions(DType::u8));
+  CHECK(a->peak_bytes() == base + 8060);
+  a->reset_peak();
+  CHECK(a->peak_bytes() == base + 7);
 }
