@@ -63,25 +63,41 @@ inline void valid_columns(int64_t off, int64_t stride, int64_t W, int64_t OW, in
   hi = std::max(hi, lo);
 }
 
-// dst[i] = src[i * stride] for i < n, n up to a strip's width (32). Stride 1 moves whole 32-byte
-// vectors (the last one overlapping) instead of making a library call per run; they go through a
-// vector variable because a plain 32-byte memcpy compiles to two 16-byte halves.
+// dst[i] = src[i * stride] for i < n, n up to a strip's width (32). Stride 1 moves the run as
+// whole vectors instead of making a library call per run: 32-byte moves, the last one
+// overlapping, or, for a shorter run (a strip of 32 columns over output rows of 14 holds runs
+// such as 14, 14 and 4), two overlapping moves of 16 or of 8 bytes. The moves go through vector
+// variables because a plain 32-byte memcpy compiles to two 16-byte halves.
+template <int Bytes>
+inline void move_bytes(const char* src, char* dst) {
+  typedef char V __attribute__((vector_size(Bytes)));
+  V v;
+  std::memcpy(&v, src, Bytes);
+  std::memcpy(dst, &v, Bytes);
+}
+template <int Bytes>
+inline void move_overlapping(const char* src, char* dst, int64_t n) {  // Bytes <= n <= 2 * Bytes
+  move_bytes<Bytes>(src, dst);
+  move_bytes<Bytes>(src + n - Bytes, dst + n - Bytes);
+}
 template <class T>
 inline void copy_run(const T* src, int64_t stride, T* dst, int64_t n) {
-  typedef T V __attribute__((vector_size(32)));
-  constexpr int64_t L = 32 / int64_t(sizeof(T));
-  if (stride != 1 || n < L) {
+  const int64_t bytes = n * int64_t(sizeof(T));
+  if (stride != 1 || bytes < 8) {
     for (int64_t i = 0; i < n; ++i) dst[i] = src[i * stride];
     return;
   }
-  auto move = [&](int64_t i) {
-    V v;
-    std::memcpy(&v, src + i, sizeof(V));
-    std::memcpy(dst + i, &v, sizeof(V));
-  };
-  int64_t i = 0;
-  for (; i + L <= n; i += L) move(i);
-  if (i < n) move(n - L);
+  const char* s = reinterpret_cast<const char*>(src);
+  char* d = reinterpret_cast<char*>(dst);
+  if (bytes >= 32) {
+    int64_t i = 0;
+    for (; i + 32 <= bytes; i += 32) move_bytes<32>(s + i, d + i);
+    if (i < bytes) move_bytes<32>(s + bytes - 32, d + bytes - 32);
+  } else if (bytes >= 16) {
+    move_overlapping<16>(s, d, bytes);
+  } else {
+    move_overlapping<8>(s, d, bytes);
+  }
 }
 
 // A stretch of a packed strip's columns that reads the (padded) input contiguously, or

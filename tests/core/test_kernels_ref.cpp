@@ -666,6 +666,10 @@ TEST_CASE("kernels: conv2d forward and weight gradient are bitwise GEMMs over a 
        {12, 20, 7, 7},
        {12, 20, 1, 1},
        Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
+      // Strips of 32 columns over output rows of 7 and of 5 pixels, images batched: runs of
+      // every length from 1 to 7 pixels, which the packer moves in overlapping pieces.
+      {"7x7 map, runs of 1 to 7 pixels", {6, 5, 7, 7}, {8, 5, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"4x5 map, runs of 1 to 5 pixels", {9, 4, 4, 5}, {6, 4, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
       // Thin pointwise products (one image per chunk, under 32 pixels): weights as stored.
       {"1x1, 3x3 map, two images", {2, 40, 3, 3}, {150, 40, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
       {"1x1, 1x1 map, one image", {1, 300, 1, 1}, {20, 300, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
