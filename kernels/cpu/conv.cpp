@@ -2,7 +2,8 @@
 // image and group, the receptive fields unrolled form a [C/g*KH*KW, OH*OW] matrix ("col"), so
 // forward is W @ col, the input gradient is col2im(W^T @ gy) and the weight gradient is
 // gy @ col^T summed over the batch. The forward and weight-gradient GEMMs never store col: they
-// unroll it piece by piece into their packed operands (Unrolled, UnrolledChannelsLast). With
+// unroll it piece by piece into their packed operands (Unrolled, UnrolledChannelsLast), or, when
+// output rows are whole vectors, the forward's GEMM reads it in place (gemm_in_place). With
 // stride 1 and enough input channels (input_grad_as_forward) the input gradient is a forward conv
 // too (of gy, with the kernel flipped), so it does not store col either; otherwise col is a GEMM
 // output, scattered back by col2im. With few output
@@ -171,6 +172,20 @@ class Unrolled {
     }
   }
 
+  // Whether the GEMM can read col in place (gemm_in_place) rather than pack it: when a run of
+  // output pixels reads its input adjacently (stride 1 along rows, or a split copy) and output
+  // rows are whole vectors of the micro-kernel, so that each vector of a strip is one load.
+  bool reads_in_place() const { return col_step_ == 1 && g_.OW % gemm_in_place_run<T>() == 0; }
+  // col as gemm_in_place reads it: rows[k] the offset of row k (channel and tap), a run per
+  // output row, a group per image. rows: storage for the offsets, valid while the result is used.
+  InPlaceB<T> in_place(std::vector<int64_t>& rows) const {
+    rows.resize(size_t(g_.ck));
+    for (int64_t c = 0, k = 0; c < g_.Cg; ++c)
+      for (int64_t kh = 0; kh < g_.KH; ++kh)
+        for (int64_t kw = 0; kw < g_.KW; ++kw) rows[size_t(k++)] = row_offset(c, kh, kw);
+    return InPlaceB<T>{src_, rows.data(), g_.OW, g_.OH, p_.stride_h * Wq_, image_stride_};
+  }
+
   // The strip of col (rows [pc, pc + kc), columns [j0, j0 + n)) in the GEMM's packed layout:
   // out[k * R + j], zeros for n <= j < R.
   void operator()(int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) const {
@@ -179,7 +194,7 @@ class Unrolled {
     const int64_t taps = g_.KH * g_.KW;
     int64_t c = pc / taps, kh = pc % taps / g_.KW, kw = pc % g_.KW;  // row pc + k of col
     for (int64_t k = 0; k < kc; ++k) {
-      const T* xk = src_ + (c * phases_ * Hp_ + kh * p_.dil_h) * Wq_ + kw_off_[size_t(kw)];
+      const T* xk = src_ + row_offset(c, kh, kw);
       T* o = out + k * R;
       for (int r = 0; r < n_runs; ++r) copy_run(xk + runs[r].off, col_step_, o + runs[r].at, runs[r].len);
       std::fill(o + n, o + R, T(0));
@@ -191,6 +206,11 @@ class Unrolled {
   }
 
  private:
+  // Where the row of col for channel c and tap (kh, kw) starts in the copy; a run's offset
+  // (split_columns) is added to it.
+  int64_t row_offset(int64_t c, int64_t kh, int64_t kw) const {
+    return (c * phases_ * Hp_ + kh * p_.dil_h) * Wq_ + kw_off_[size_t(kw)];
+  }
   // Runs of columns within one output row: the column offset (see above) of their first pixel.
   int split_columns(int64_t c0, int64_t cols, Run* runs) const {
     int n_runs = 0;
@@ -362,6 +382,7 @@ int64_t images_per_product(const Geom& g, int threads) {
 template <class T>
 struct Scratch {
   std::vector<T> col, mat, padded;
+  std::vector<int64_t> rows;  // col's row offsets, when the forward reads it in place
 };
 template <class T>
 Scratch<T>& thread_scratch(size_t col_size, size_t mat_size) {
@@ -443,9 +464,12 @@ void conv_forward(const Geom& g, const Conv2dParams& p, const T* xp, const T* wp
         gemm_strided<T>(g.Og, ld, g.ck, T(1), wp + gi * g.Og * g.ck, g.ck, 1, x0, ld, 1, T(0), dst, ld, 1, par);
       } else if (pw && nbc == 1) {
         gemm_prepacked<T>(ld, T(1), wpk[gi], x0, ld, 1, T(0), dst, ld, 1, par);
-      } else {  // col unrolled straight into the GEMM's packed strips of B
+      } else {  // col read in place, or unrolled straight into the GEMM's packed strips of B
         const Unrolled<T> col(x0, nbc, g, p, s.padded);
-        gemm_prepacked<T>(ld, T(1), wpk[gi], StripPacker<T>(col), T(0), dst, ld, 1, par);
+        if (col.reads_in_place())
+          gemm_in_place<T>(ld, T(1), wpk[gi], col.in_place(s.rows), T(0), dst, ld, 1, par);
+        else
+          gemm_prepacked<T>(ld, T(1), wpk[gi], StripPacker<T>(col), T(0), dst, ld, 1, par);
       }
       for (int64_t b = 0; b < nbc; ++b)
         for (int64_t o = 0; o < g.Og; ++o) {

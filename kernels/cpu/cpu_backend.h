@@ -79,6 +79,27 @@ template <class T>
 void gemm_prepacked(int64_t N, T alpha, const PackedA<T>& A, const T* B, int64_t b_rs, int64_t b_cs, T beta, T* C,
                     int64_t c_rs, int64_t c_cs, bool parallel = true);
 
+// A B operand [depth, cols] read where it lies, never packed: element (k, j) at src[rows[k] +
+// col(j)]. Its columns come in runs of `run` adjacent values, `runs` runs to a group: column j is
+// value j % run of run j / run % runs of group j / (run * runs), at col(j) = j / (run * runs) *
+// group_step + j / run % runs * run_step + j % run. conv2d's unrolled receptive fields are one:
+// a row per input channel and tap of the padded input, a run per output row, a group per image.
+template <class T>
+struct InPlaceB {
+  const T* src;
+  const int64_t* rows;  // depth offsets, one per row
+  int64_t run, runs, run_step, group_step;
+};
+// What gemm_in_place's runs must be a multiple of: the micro-kernel's vector length, in elements,
+// in the instruction set in use (a vector of a strip is then one load from one run).
+template <class T>
+int64_t gemm_in_place_run();
+// C[A.rows, N] = alpha * A @ B + beta * C with A packed by pack_a and B read in place, which saves
+// packing B's strips. Bitwise gemm_prepacked's result over the same B. N must be whole runs.
+template <class T>
+void gemm_in_place(int64_t N, T alpha, const PackedA<T>& A, const InPlaceB<T>& B, T beta, T* C, int64_t c_rs,
+                   int64_t c_cs, bool parallel = true);
+
 // All of a B operand [depth, cols] in the micro-kernel's packed layout, whole: strip s (columns
 // [s * nr, s * nr + nr), zeros past cols) holds its depth rows k-major, element (k, j) at
 // data[(s * depth + k) * nr + j - s * nr]. A window of rows [d, d + K) of every strip is then a

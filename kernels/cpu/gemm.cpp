@@ -9,7 +9,9 @@
 // same result. The micro-kernel uses GCC vector extensions: one copy
 // compiles to AVX2 FMA at -march=x86-64-v3 (or whatever the target has), a second one to AVX-512
 // and is taken at run time when the CPU has it (MINIMA_CPU_GEMM=avx2 forces the first).
-// Matrix-vector products (one row or one column of C) skip the packing: see gemv.
+// Matrix-vector products (one row or one column of C) skip the packing: see gemv. So does a B
+// whose columns come in runs of whole vectors (conv2d's receptive fields on maps with such rows),
+// read where it lies: see gemm_in_place.
 #include <omp.h>
 
 #include <algorithm>
@@ -203,24 +205,38 @@ __attribute__((always_inline)) inline void store_tile(const typename Cf::V (&acc
   }
 }
 
-// acc (ROWS x NR) = the first ROWS rows of the Ap strip (MR values per k, as packed) @ Bp strip
+// Where the micro-kernel reads its B strip: packed (row k's NR values at p + k * NR), or in place
+// (gemm_in_place): vector v of row k, VL adjacent values, at first[v] + rows[k].
+template <class T, class Cf>
+struct PackedStrip {
+  const T* p;
+  const T* at(int64_t k, int v) const { return p + k * Cf::NR + v * Cf::VL; }
+};
+template <class T, class Cf>
+struct StripInPlace {
+  const T* first[Cf::NR / Cf::VL];
+  const int64_t* rows;
+  const T* at(int64_t k, int v) const { return first[v] + rows[k]; }
+};
+
+// acc (ROWS x NR) = the first ROWS rows of the Ap strip (MR values per k, as packed) @ the B strip
 // over kc; then C = alpha*acc + beta*C on the mr x nr corner (mr <= ROWS). Always inlined into a
 // wrapper compiled for the instruction set of Cf (see below).
-template <class T, class Cf, int ROWS>
-__attribute__((always_inline)) inline void micro_kernel_body(int64_t kc, const T* __restrict__ Ap,
-                                                             const T* __restrict__ Bp, T alpha, T beta, T* C,
-                                                             int64_t c_rs, int64_t c_cs, int64_t mr, int64_t nr) {
+template <class T, class Cf, int ROWS, class Strip>
+__attribute__((always_inline)) inline void micro_kernel_body(int64_t kc, const T* __restrict__ Ap, const Strip& b,
+                                                             T alpha, T beta, T* C, int64_t c_rs, int64_t c_cs,
+                                                             int64_t mr, int64_t nr) {
   using V = typename Cf::V;
   constexpr int MR = Cf::MR, NR = Cf::NR, VL = Cf::VL, NV = NR / VL;
   V acc[ROWS][NV];
   for (int i = 0; i < ROWS; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = V{};
   for (int64_t k = 0; k < kc; ++k) {
-    V b[NV];
-    for (int v = 0; v < NV; ++v) std::memcpy(&b[v], Bp + k * NR + v * VL, sizeof(V));
+    V bv[NV];
+    for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], b.at(k, v), sizeof(V));
     for (int i = 0; i < ROWS; ++i) {
       T a = Ap[k * MR + i];
-      for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
+      for (int v = 0; v < NV; ++v) acc[i][v] += a * bv[v];
     }
   }
   store_tile<T, Cf, ROWS>(acc, alpha, beta, C, c_rs, c_cs, mr, nr);
@@ -237,32 +253,58 @@ constexpr int tile_rows(int64_t mr) {
 }
 
 // The micro-kernel on the smallest tile that holds a strip of mr rows (tile_rows).
-template <class T, class Cf>
-__attribute__((always_inline)) inline void micro_kernel_rows(int64_t kc, const T* Ap, const T* Bp, T alpha, T beta,
+template <class T, class Cf, class Strip>
+__attribute__((always_inline)) inline void micro_kernel_rows(int64_t kc, const T* Ap, const Strip& b, T alpha, T beta,
                                                              T* C, int64_t c_rs, int64_t c_cs, int64_t mr, int64_t nr) {
   constexpr int R = Cf::MR / 3;
   switch (tile_rows<Cf>(mr)) {
-    case R: return micro_kernel_body<T, Cf, R>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
-    case 2 * R: return micro_kernel_body<T, Cf, 2 * R>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
-    default: return micro_kernel_body<T, Cf, 3 * R>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+    case R: return micro_kernel_body<T, Cf, R>(kc, Ap, b, alpha, beta, C, c_rs, c_cs, mr, nr);
+    case 2 * R: return micro_kernel_body<T, Cf, 2 * R>(kc, Ap, b, alpha, beta, C, c_rs, c_cs, mr, nr);
+    default: return micro_kernel_body<T, Cf, 3 * R>(kc, Ap, b, alpha, beta, C, c_rs, c_cs, mr, nr);
   }
 }
 
-// One micro-kernel per instruction set. The AVX-512 one is compiled for AVX-512 whatever -march
-// says and only ever called after the CPU was seen to support it.
+// One micro-kernel per instruction set and kind of B strip. The AVX-512 ones are compiled for
+// AVX-512 whatever -march says and only ever called after the CPU was seen to support it.
 template <class T>
 void micro_kernel_avx2(int64_t kc, const T* Ap, const T* Bp, T alpha, T beta, T* C, int64_t c_rs, int64_t c_cs,
                        int64_t mr, int64_t nr) {
-  micro_kernel_rows<T, Avx2<T>>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+  micro_kernel_rows<T, Avx2<T>>(kc, Ap, PackedStrip<T, Avx2<T>>{Bp}, alpha, beta, C, c_rs, c_cs, mr, nr);
+}
+template <class T>
+void in_place_kernel_avx2(int64_t kc, const T* Ap, const StripInPlace<T, Avx2<T>>& b, T alpha, T beta, T* C,
+                          int64_t c_rs, int64_t c_cs, int64_t mr, int64_t nr) {
+  micro_kernel_rows<T, Avx2<T>>(kc, Ap, b, alpha, beta, C, c_rs, c_cs, mr, nr);
 }
 #if MINIMA_GEMM_AVX512
 template <class T>
 __attribute__((target("avx512f,avx512vl,fma,avx2"))) void micro_kernel_avx512(int64_t kc, const T* Ap, const T* Bp,
                                                                               T alpha, T beta, T* C, int64_t c_rs,
                                                                               int64_t c_cs, int64_t mr, int64_t nr) {
-  micro_kernel_rows<T, Avx512<T>>(kc, Ap, Bp, alpha, beta, C, c_rs, c_cs, mr, nr);
+  micro_kernel_rows<T, Avx512<T>>(kc, Ap, PackedStrip<T, Avx512<T>>{Bp}, alpha, beta, C, c_rs, c_cs, mr, nr);
+}
+template <class T>
+__attribute__((target("avx512f,avx512vl,fma,avx2"))) void in_place_kernel_avx512(int64_t kc, const T* Ap,
+                                                                                 const StripInPlace<T, Avx512<T>>& b,
+                                                                                 T alpha, T beta, T* C, int64_t c_rs,
+                                                                                 int64_t c_cs, int64_t mr, int64_t nr) {
+  micro_kernel_rows<T, Avx512<T>>(kc, Ap, b, alpha, beta, C, c_rs, c_cs, mr, nr);
 }
 #endif
+
+// The in-place kernel of the instruction set whose blocking is Cf.
+template <class T, class Cf>
+void in_place_kernel(int64_t kc, const T* Ap, const StripInPlace<T, Cf>& b, T alpha, T beta, T* C, int64_t c_rs,
+                     int64_t c_cs, int64_t mr, int64_t nr) {
+#if MINIMA_GEMM_AVX512
+  if constexpr (std::is_same_v<Cf, Avx512<T>>) {
+    in_place_kernel_avx512<T>(kc, Ap, b, alpha, beta, C, c_rs, c_cs, mr, nr);
+  } else
+#endif
+  {
+    in_place_kernel_avx2<T>(kc, Ap, b, alpha, beta, C, c_rs, c_cs, mr, nr);
+  }
+}
 
 // The micro-kernel over runs of B rows (gemm_row_runs): acc (ROWS x NR) = the A strip's columns
 // (k-major, as packed) times, for each run in turn, its len rows of the B strip, `step` rows
@@ -809,6 +851,69 @@ void gemm_prepacked(int64_t N, T alpha, const PackedA<T>& A, const T* B, int64_t
 }
 
 template <class T>
+int64_t gemm_in_place_run() {
+  int64_t vl = 0;
+  with_isa<T>([&](auto cf, auto) { vl = decltype(cf)::VL; });
+  return vl;
+}
+
+// No B strip is packed: each micro-kernel call reads its vectors from B's rows where they lie. With
+// all of A small enough to stay in L2 (as in gemm_short_m), each thread runs its strips one at a
+// time through every K block; otherwise the K blocks are the outer loop, so that one block of A
+// stays there while every strip passes it. Either way each element of C is summed over the same
+// K blocks in the same order with the same epilogues as in gemm_blocked, and each vector holds
+// the values a packed strip would: bitwise gemm_prepacked's result.
+template <class T>
+void gemm_in_place(int64_t N, T alpha, const PackedA<T>& A, const InPlaceB<T>& B, T beta, T* C, int64_t c_rs,
+                   int64_t c_cs, bool parallel) {
+  const int64_t M = A.rows, K = A.depth;
+  if (M == 0 || N == 0 || scaled_only(M, N, K, alpha, beta, C, c_rs, c_cs)) return;
+  parallel = parallel && worth_parallel(M, N, K);
+  with_isa<T>([&](auto cf, auto) {
+    using Cf = decltype(cf);
+    constexpr int MR = Cf::MR, NR = Cf::NR, VL = Cf::VL, NV = NR / VL;
+    MINIMA_CHECK(A.mr == MR, "gemm_in_place: A was packed for another instruction set than ",
+                 gemm_isa_name(gemm_isa()));
+    MINIMA_CHECK(B.run >= 1 && B.run % VL == 0 && B.runs >= 1 && N % B.run == 0, "gemm_in_place: ", N,
+                 " columns in runs of ", B.run, " are not whole vectors of ", VL);
+    const int64_t m_strips = (M + MR - 1) / MR, n_strips = (N + NR - 1) / NR;
+    const bool a_stays = double(m_strips * MR) * double(K) * sizeof(T) <= double(kShortMBytes);
+    const int64_t group = B.run * B.runs;
+    // Vector v of strip s, for K block pc: its first column's place, and all of the block's rows.
+    auto strip = [&](int64_t j0, int64_t nr, int64_t pc) {
+      StripInPlace<T, Cf> b;
+      for (int v = 0; v < NV; ++v) {
+        const int64_t j = j0 + (v * VL < nr ? v * VL : 0);  // past nr: any valid place, never stored
+        b.first[v] = B.src + j / group * B.group_step + j % group / B.run * B.run_step + j % B.run;
+      }
+      b.rows = B.rows + pc;
+      return b;
+    };
+    auto block = [&](int64_t s, int64_t pc) {
+      const int64_t j0 = s * NR, nr = std::min<int64_t>(NR, N - j0), kc = std::min<int64_t>(Cf::KC, K - pc);
+      const StripInPlace<T, Cf> b = strip(j0, nr, pc);
+      for (int64_t r = 0; r < m_strips; ++r)
+        in_place_kernel<T, Cf>(kc, A.data.data() + (r * K + pc) * MR, b, alpha, pc == 0 ? beta : T(1),
+                               C + r * MR * c_rs + j0 * c_cs, c_rs, c_cs, std::min<int64_t>(MR, M - r * MR), nr);
+    };
+#pragma omp parallel if (parallel)
+    {
+      if (a_stays) {
+#pragma omp for schedule(static)
+        for (int64_t s = 0; s < n_strips; ++s)
+          for (int64_t pc = 0; pc < K; pc += Cf::KC) block(s, pc);
+      } else {
+        // A static schedule gives each thread the same strips in every round: no barrier needed.
+        for (int64_t pc = 0; pc < K; pc += Cf::KC) {
+#pragma omp for schedule(static) nowait
+          for (int64_t s = 0; s < n_strips; ++s) block(s, pc);
+        }
+      }
+    }
+  });
+}
+
+template <class T>
 void pack_b(PackedB<T>& b, int64_t K, int64_t N, const StripPacker<T>& B, bool parallel) {
   with_isa<T>([&](auto cf, auto) {
     constexpr int NR = decltype(cf)::NR;
@@ -905,6 +1010,12 @@ template void gemm_prepacked<float>(int64_t, float, const PackedA<float>&, const
                                     float*, int64_t, int64_t, bool);
 template void gemm_prepacked<double>(int64_t, double, const PackedA<double>&, const double*, int64_t, int64_t, double,
                                      double*, int64_t, int64_t, bool);
+template int64_t gemm_in_place_run<float>();
+template int64_t gemm_in_place_run<double>();
+template void gemm_in_place<float>(int64_t, float, const PackedA<float>&, const InPlaceB<float>&, float, float*,
+                                   int64_t, int64_t, bool);
+template void gemm_in_place<double>(int64_t, double, const PackedA<double>&, const InPlaceB<double>&, double, double*,
+                                    int64_t, int64_t, bool);
 template void pack_b<float>(PackedB<float>&, int64_t, int64_t, const StripPacker<float>&, bool);
 template void pack_b<double>(PackedB<double>&, int64_t, int64_t, const StripPacker<double>&, bool);
 template void gemm_row_runs<float>(const PackedA<float>&, const PackedB<float>&, const RowRun*, int64_t, int64_t,

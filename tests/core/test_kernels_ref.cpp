@@ -670,6 +670,24 @@ TEST_CASE("kernels: conv2d forward and weight gradient are bitwise GEMMs over a 
       // every length from 1 to 7 pixels, which the packer moves in overlapping pieces.
       {"7x7 map, runs of 1 to 7 pixels", {6, 5, 7, 7}, {8, 5, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
       {"4x5 map, runs of 1 to 5 pixels", {9, 4, 4, 5}, {6, 4, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      // Output rows of whole vectors (16 or 8 values): the GEMM reads col in place, without
+      // packing it. Two K blocks with dilation, a split stride-2 copy, a last strip of half a
+      // tile, and an A too large to stay in L2 (its K blocks become the outer loop).
+      {"in place: 3x3 pad 1, 16x16 map", {2, 20, 16, 16}, {30, 20, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"in place: rows of 32, dilation 2, two K blocks",
+       {2, 40, 10, 34},
+       {14, 40, 3, 3},
+       Conv2dParams::of(1, 1, 1, 1, 2, 2, 1)},
+      {"in place: stride 2 from a split copy, rows of 16",
+       {2, 8, 9, 32},
+       {10, 8, 3, 3},
+       Conv2dParams::of(2, 2, 1, 1, 1, 1, 1)},
+      {"in place: rows of 8, images batched", {6, 12, 8, 8}, {20, 12, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"in place: rows of 8, 24 columns", {1, 12, 3, 8}, {7, 12, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"in place: groups 2, 160 outputs, K blocks outer",
+       {1, 356, 3, 16},
+       {320, 178, 3, 3},
+       Conv2dParams::of(1, 1, 1, 1, 1, 1, 2)},
       // Thin pointwise products (one image per chunk, under 32 pixels): weights as stored.
       {"1x1, 3x3 map, two images", {2, 40, 3, 3}, {150, 40, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
       {"1x1, 1x1 map, one image", {1, 300, 1, 1}, {20, 300, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
@@ -743,6 +761,7 @@ TEST_CASE("kernels: conv2d's stride-1 input gradient is bitwise the forward conv
       {"3x5, pad 0 and 2, dilation 2", {2, 33, 12, 14}, {7, 33, 3, 5}, Conv2dParams::of(1, 1, 0, 2, 2, 2, 1)},
       {"groups 2", {2, 64, 6, 6}, {10, 32, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 2)},
       {"150 input channels, 4x4 maps", {9, 150, 4, 4}, {20, 150, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"16x16 maps, gy read in place", {2, 40, 16, 16}, {24, 40, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
   };
   auto check = [&](const ConvCase& c, const ConvGeom& g, DType t, auto tag) {
     using T = decltype(tag);
