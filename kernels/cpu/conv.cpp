@@ -148,7 +148,8 @@ class Unrolled {
   // x0: the first of nbc images at group gi's first channel; images are C*H*W apart. padded:
   // scratch for the padded copy, grown as needed and valid while this object is used.
   Unrolled(const T* x0, int64_t nbc, const Geom& g, const Conv2dParams& p, std::vector<T>& padded)
-      : g_(g),
+      : x0_(x0),
+        g_(g),
         p_(p),
         phases_(splits_rows(g, p) ? p.stride_w : 1),
         Hp_(g.H + 2 * p.pad_h),
@@ -164,18 +165,24 @@ class Unrolled {
     if (p.pad_h == 0 && p.pad_w == 0 && phases_ == 1) {
       src_ = x0;
       image_stride_ = g.C * g.H * g.W;
-    } else {
+    } else {  // with room around the images for gemm_in_place's loads
+      constexpr int64_t room = kInPlaceMargin / int64_t(sizeof(T));
       image_stride_ = g.Cg * phases_ * Hp_ * Wq_;
-      if (padded.size() < size_t(nbc * image_stride_)) padded.resize(size_t(nbc * image_stride_));
-      for (int64_t b = 0; b < nbc; ++b) pad_image(x0 + b * g.C * g.H * g.W, padded.data() + b * image_stride_);
-      src_ = padded.data();
+      if (padded.size() < size_t(nbc * image_stride_ + 2 * room)) padded.resize(size_t(nbc * image_stride_ + 2 * room));
+      src_ = padded.data() + room;
+      for (int64_t b = 0; b < nbc; ++b) pad_image(x0 + b * g.C * g.H * g.W, padded.data() + room + b * image_stride_);
     }
   }
 
-  // Whether the GEMM can read col in place (gemm_in_place) rather than pack it: when a run of
-  // output pixels reads its input adjacently (stride 1 along rows, or a split copy) and output
-  // rows are whole vectors of the micro-kernel, so that each vector of a strip is one load.
-  bool reads_in_place() const { return col_step_ == 1 && g_.OW % gemm_in_place_run<T>() == 0; }
+  // Whether the GEMM reads col in place (gemm_in_place) rather than packing it: when a run of
+  // output pixels reads its input adjacently (stride 1 along rows, or a split copy) and that
+  // pays for the weights' rows (gemm_in_place_pays). A vector that meets more than one output
+  // row is read in pieces, each load reaching past its row: only from the copy, which has room
+  // around it.
+  bool reads_in_place() const {
+    return col_step_ == 1 && gemm_in_place_pays<T>(g_.Og, g_.OW) &&
+           (gemm_in_place_pieces<T>(g_.OW) == 1 || src_ != x0_);
+  }
   // col as gemm_in_place reads it: rows[k] the offset of row k (channel and tap), a run per
   // output row, a group per image. rows: storage for the offsets, valid while the result is used.
   InPlaceB<T> in_place(std::vector<int64_t>& rows) const {
@@ -243,6 +250,7 @@ class Unrolled {
       }
   }
 
+  const T* const x0_;  // the first image, as given
   const Geom& g_;
   const Conv2dParams& p_;
   const int64_t phases_;         // column phases of the copy: stride_w when it is split (see above), else 1

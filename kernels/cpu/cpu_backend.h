@@ -90,12 +90,22 @@ struct InPlaceB {
   const int64_t* rows;  // depth offsets, one per row
   int64_t run, runs, run_step, group_step;
 };
-// What gemm_in_place's runs must be a multiple of: the micro-kernel's vector length, in elements,
-// in the instruction set in use (a vector of a strip is then one load from one run).
+// How many runs a vector of the micro-kernel (in the instruction set in use) meets at most, over
+// B's columns in runs of `run`: 1 when run is a multiple of its length. gemm_in_place takes up to
+// kInPlaceMaxPieces. With more than one, a vector's load may start up to kInPlaceMargin bytes
+// before a run and end as far past one (the lanes outside it are not taken): src must be
+// readable that far around its runs.
+constexpr int kInPlaceMaxPieces = 3;
+constexpr int64_t kInPlaceMargin = 64;
 template <class T>
-int64_t gemm_in_place_run();
+int64_t gemm_in_place_pieces(int64_t run);
+// Whether gemm_in_place beats packing B for an A of M rows and B's columns in runs of `run`: always
+// when a vector is one piece; in pieces, only for an A of few strips (each piece past the first
+// costs a blend per row of every strip, packing a strip once costs about eight).
+template <class T>
+bool gemm_in_place_pays(int64_t M, int64_t run);
 // C[A.rows, N] = alpha * A @ B + beta * C with A packed by pack_a and B read in place, which saves
-// packing B's strips. Bitwise gemm_prepacked's result over the same B. N must be whole runs.
+// packing B's strips. Bitwise gemm_prepacked's result over the same B.
 template <class T>
 void gemm_in_place(int64_t N, T alpha, const PackedA<T>& A, const InPlaceB<T>& B, T beta, T* C, int64_t c_rs,
                    int64_t c_cs, bool parallel = true);

@@ -206,17 +206,38 @@ __attribute__((always_inline)) inline void store_tile(const typename Cf::V (&acc
 }
 
 // Where the micro-kernel reads its B strip: packed (row k's NR values at p + k * NR), or in place
-// (gemm_in_place): vector v of row k, VL adjacent values, at first[v] + rows[k].
+// (gemm_in_place). In place, vector v of row k is P pieces: lanes from piece p's first lane on
+// are the VL values at first[v][p] + rows[k] (lanes before that are read but not taken), so that
+// a vector may cross from one run of B's columns into the next (P at most kMaxPieces).
 template <class T, class Cf>
 struct PackedStrip {
   const T* p;
-  const T* at(int64_t k, int v) const { return p + k * Cf::NR + v * Cf::VL; }
+  __attribute__((always_inline)) typename Cf::V load(int64_t k, int v) const {
+    typename Cf::V x;
+    std::memcpy(&x, p + k * Cf::NR + v * Cf::VL, sizeof(x));
+    return x;
+  }
 };
 template <class T, class Cf>
-struct StripInPlace {
-  const T* first[Cf::NR / Cf::VL];
+struct InPlaceVectors {
+  static constexpr int NV = Cf::NR / Cf::VL;
+  const T* first[NV][kInPlaceMaxPieces];
+  typename Cf::I take[NV][kInPlaceMaxPieces];  // the lanes piece p >= 1 gives: all ones, others zero
   const int64_t* rows;
-  const T* at(int64_t k, int v) const { return first[v] + rows[k]; }
+};
+template <class T, class Cf, int P>
+struct StripInPlace {
+  const InPlaceVectors<T, Cf>* d;
+  __attribute__((always_inline)) typename Cf::V load(int64_t k, int v) const {
+    typename Cf::V x;
+    std::memcpy(&x, d->first[v][0] + d->rows[k], sizeof(x));
+    for (int p = 1; p < P; ++p) {
+      typename Cf::V y;
+      std::memcpy(&y, d->first[v][p] + d->rows[k], sizeof(y));
+      x = d->take[v][p] ? y : x;
+    }
+    return x;
+  }
 };
 
 // acc (ROWS x NR) = the first ROWS rows of the Ap strip (MR values per k, as packed) @ the B strip
@@ -233,7 +254,7 @@ __attribute__((always_inline)) inline void micro_kernel_body(int64_t kc, const T
     for (int v = 0; v < NV; ++v) acc[i][v] = V{};
   for (int64_t k = 0; k < kc; ++k) {
     V bv[NV];
-    for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], b.at(k, v), sizeof(V));
+    for (int v = 0; v < NV; ++v) bv[v] = b.load(k, v);
     for (int i = 0; i < ROWS; ++i) {
       T a = Ap[k * MR + i];
       for (int v = 0; v < NV; ++v) acc[i][v] += a * bv[v];
@@ -271,8 +292,8 @@ void micro_kernel_avx2(int64_t kc, const T* Ap, const T* Bp, T alpha, T beta, T*
                        int64_t mr, int64_t nr) {
   micro_kernel_rows<T, Avx2<T>>(kc, Ap, PackedStrip<T, Avx2<T>>{Bp}, alpha, beta, C, c_rs, c_cs, mr, nr);
 }
-template <class T>
-void in_place_kernel_avx2(int64_t kc, const T* Ap, const StripInPlace<T, Avx2<T>>& b, T alpha, T beta, T* C,
+template <class T, int P>
+void in_place_kernel_avx2(int64_t kc, const T* Ap, const StripInPlace<T, Avx2<T>, P>& b, T alpha, T beta, T* C,
                           int64_t c_rs, int64_t c_cs, int64_t mr, int64_t nr) {
   micro_kernel_rows<T, Avx2<T>>(kc, Ap, b, alpha, beta, C, c_rs, c_cs, mr, nr);
 }
@@ -283,9 +304,9 @@ __attribute__((target("avx512f,avx512vl,fma,avx2"))) void micro_kernel_avx512(in
                                                                               int64_t c_cs, int64_t mr, int64_t nr) {
   micro_kernel_rows<T, Avx512<T>>(kc, Ap, PackedStrip<T, Avx512<T>>{Bp}, alpha, beta, C, c_rs, c_cs, mr, nr);
 }
-template <class T>
+template <class T, int P>
 __attribute__((target("avx512f,avx512vl,fma,avx2"))) void in_place_kernel_avx512(int64_t kc, const T* Ap,
-                                                                                 const StripInPlace<T, Avx512<T>>& b,
+                                                                                 const StripInPlace<T, Avx512<T>, P>& b,
                                                                                  T alpha, T beta, T* C, int64_t c_rs,
                                                                                  int64_t c_cs, int64_t mr, int64_t nr) {
   micro_kernel_rows<T, Avx512<T>>(kc, Ap, b, alpha, beta, C, c_rs, c_cs, mr, nr);
@@ -293,16 +314,16 @@ __attribute__((target("avx512f,avx512vl,fma,avx2"))) void in_place_kernel_avx512
 #endif
 
 // The in-place kernel of the instruction set whose blocking is Cf.
-template <class T, class Cf>
-void in_place_kernel(int64_t kc, const T* Ap, const StripInPlace<T, Cf>& b, T alpha, T beta, T* C, int64_t c_rs,
+template <class T, class Cf, int P>
+void in_place_kernel(int64_t kc, const T* Ap, const StripInPlace<T, Cf, P>& b, T alpha, T beta, T* C, int64_t c_rs,
                      int64_t c_cs, int64_t mr, int64_t nr) {
 #if MINIMA_GEMM_AVX512
   if constexpr (std::is_same_v<Cf, Avx512<T>>) {
-    in_place_kernel_avx512<T>(kc, Ap, b, alpha, beta, C, c_rs, c_cs, mr, nr);
+    in_place_kernel_avx512<T, P>(kc, Ap, b, alpha, beta, C, c_rs, c_cs, mr, nr);
   } else
 #endif
   {
-    in_place_kernel_avx2<T>(kc, Ap, b, alpha, beta, C, c_rs, c_cs, mr, nr);
+    in_place_kernel_avx2<T, P>(kc, Ap, b, alpha, beta, C, c_rs, c_cs, mr, nr);
   }
 }
 
@@ -850,19 +871,55 @@ void gemm_prepacked(int64_t N, T alpha, const PackedA<T>& A, const T* B, int64_t
   });
 }
 
-template <class T>
-int64_t gemm_in_place_run() {
-  int64_t vl = 0;
-  with_isa<T>([&](auto cf, auto) { vl = decltype(cf)::VL; });
-  return vl;
+namespace {
+
+// The most runs of `run` columns that a vector of vl columns, starting at a multiple of vl, meets.
+int64_t pieces_per_vector(int64_t run, int64_t vl) {
+  int64_t most = 0;
+  for (int64_t m = 0; m < run; ++m) {  // the vector's first column at m * vl; its place in a run repeats
+    int64_t n = 1;
+    for (int64_t lane = run - m * vl % run; lane < vl; lane += run) ++n;
+    most = std::max(most, n);
+  }
+  return most;
 }
 
-// No B strip is packed: each micro-kernel call reads its vectors from B's rows where they lie. With
-// all of A small enough to stay in L2 (as in gemm_short_m), each thread runs its strips one at a
-// time through every K block; otherwise the K blocks are the outer loop, so that one block of A
-// stays there while every strip passes it. Either way each element of C is summed over the same
-// K blocks in the same order with the same epilogues as in gemm_blocked, and each vector holds
-// the values a packed strip would: bitwise gemm_prepacked's result.
+}  // namespace
+
+template <class T>
+int64_t gemm_in_place_pieces(int64_t run) {
+  int64_t vl = 0;
+  with_isa<T>([&](auto cf, auto) { vl = decltype(cf)::VL; });
+  return run >= 1 ? pieces_per_vector(run, vl) : 0;
+}
+
+// Reading a vector in P pieces costs P - 1 blends per row of the strip, for each strip of A, where
+// packing the strip costs a few moves per row once. Single-thread timings of stride-1 3x3 layers
+// (batch 128, old and new builds alternating) put the break-even near eight strips' blends:
+// in two pieces, 14x14 32->64 took 0.86x the packed time for the forward (6 strips of A) and
+// 0.72x for the input gradient (3 strips), but 8x8 256->256 (22 strips) 1.1x; in three pieces,
+// 10x10 64->64 (12 blends) about the same as packed.
+constexpr int64_t kBlendsPerPack = 8;
+
+template <class T>
+bool gemm_in_place_pays(int64_t M, int64_t run) {
+  bool pays = false;
+  with_isa<T>([&](auto cf, auto) {
+    using Cf = decltype(cf);
+    const int64_t pieces = run >= 1 ? pieces_per_vector(run, Cf::VL) : 0, strips = (M + Cf::MR - 1) / Cf::MR;
+    pays = pieces == 1 || (pieces >= 2 && pieces <= kInPlaceMaxPieces && strips * (pieces - 1) <= kBlendsPerPack);
+  });
+  return pays;
+}
+
+// No B strip is packed: each micro-kernel call reads its vectors from B's rows where they lie,
+// each vector in as many pieces as runs it meets (see StripInPlace; a strip's kernel takes the
+// most that any of its vectors needs). With all of A small enough to stay in L2 (as in
+// gemm_short_m), each thread runs its strips one at a time through every K block; otherwise the
+// K blocks are the outer loop, so that one block of A stays there while every strip passes it.
+// Either way each element of C is summed over the same K blocks in the same order with the same
+// epilogues as in gemm_blocked, and each vector holds the values a packed strip would: bitwise
+// gemm_prepacked's result.
 template <class T>
 void gemm_in_place(int64_t N, T alpha, const PackedA<T>& A, const InPlaceB<T>& B, T beta, T* C, int64_t c_rs,
                    int64_t c_cs, bool parallel) {
@@ -874,27 +931,54 @@ void gemm_in_place(int64_t N, T alpha, const PackedA<T>& A, const InPlaceB<T>& B
     constexpr int MR = Cf::MR, NR = Cf::NR, VL = Cf::VL, NV = NR / VL;
     MINIMA_CHECK(A.mr == MR, "gemm_in_place: A was packed for another instruction set than ",
                  gemm_isa_name(gemm_isa()));
-    MINIMA_CHECK(B.run >= 1 && B.run % VL == 0 && B.runs >= 1 && N % B.run == 0, "gemm_in_place: ", N,
-                 " columns in runs of ", B.run, " are not whole vectors of ", VL);
+    MINIMA_CHECK(B.run >= 1 && B.runs >= 1 && pieces_per_vector(B.run, VL) <= kInPlaceMaxPieces,
+                 "gemm_in_place: runs of ", B.run, " columns take more than ", kInPlaceMaxPieces,
+                 " pieces a vector of ", VL);
     const int64_t m_strips = (M + MR - 1) / MR, n_strips = (N + NR - 1) / NR;
     const bool a_stays = double(m_strips * MR) * double(K) * sizeof(T) <= double(kShortMBytes);
     const int64_t group = B.run * B.runs;
-    // Vector v of strip s, for K block pc: its first column's place, and all of the block's rows.
-    auto strip = [&](int64_t j0, int64_t nr, int64_t pc) {
-      StripInPlace<T, Cf> b;
+    auto place = [&](int64_t j) {
+      return B.src + j / group * B.group_step + j % group / B.run * B.run_step + j % B.run;
+    };
+    // The strip at column j0 (nr columns): each vector's pieces, and the most of them in one vector.
+    auto strip = [&](int64_t j0, int64_t nr, InPlaceVectors<T, Cf>& d) {
+      int most = 1;
       for (int v = 0; v < NV; ++v) {
-        const int64_t j = j0 + (v * VL < nr ? v * VL : 0);  // past nr: any valid place, never stored
-        b.first[v] = B.src + j / group * B.group_step + j % group / B.run * B.run_step + j % B.run;
+        int n = 0;
+        if (v * VL < nr) {
+          // A piece from each column that starts a run, or the vector; lanes past N read on past
+          // the last run's end and are never stored.
+          for (int64_t lane = 0; lane < VL && j0 + v * VL + lane < N; ++n) {
+            const int64_t j = j0 + v * VL + lane;
+            d.first[v][n] = place(j) - lane;
+            for (int i = 0; i < VL; ++i) d.take[v][n][i] = i >= lane ? -1 : 0;
+            lane += B.run - j % B.run;
+          }
+        } else {  // past nr: vector 0's first piece, never stored
+          d.first[v][n++] = d.first[0][0];
+        }
+        most = std::max(most, n);
+        for (; n < kInPlaceMaxPieces; ++n) d.first[v][n] = d.first[v][0], d.take[v][n] = typename Cf::I{};
       }
-      b.rows = B.rows + pc;
-      return b;
+      return most;
     };
     auto block = [&](int64_t s, int64_t pc) {
       const int64_t j0 = s * NR, nr = std::min<int64_t>(NR, N - j0), kc = std::min<int64_t>(Cf::KC, K - pc);
-      const StripInPlace<T, Cf> b = strip(j0, nr, pc);
-      for (int64_t r = 0; r < m_strips; ++r)
-        in_place_kernel<T, Cf>(kc, A.data.data() + (r * K + pc) * MR, b, alpha, pc == 0 ? beta : T(1),
-                               C + r * MR * c_rs + j0 * c_cs, c_rs, c_cs, std::min<int64_t>(MR, M - r * MR), nr);
+      InPlaceVectors<T, Cf> d{};
+      d.rows = B.rows + pc;
+      const int pieces = strip(j0, nr, d);
+      auto run = [&](auto p) {
+        const StripInPlace<T, Cf, decltype(p)::value> b{&d};
+        for (int64_t r = 0; r < m_strips; ++r)
+          in_place_kernel<T, Cf>(kc, A.data.data() + (r * K + pc) * MR, b, alpha, pc == 0 ? beta : T(1),
+                                 C + r * MR * c_rs + j0 * c_cs, c_rs, c_cs, std::min<int64_t>(MR, M - r * MR), nr);
+      };
+      if (pieces == 1)
+        run(std::integral_constant<int, 1>{});
+      else if (pieces == 2)
+        run(std::integral_constant<int, 2>{});
+      else
+        run(std::integral_constant<int, 3>{});
     };
 #pragma omp parallel if (parallel)
     {
@@ -1010,8 +1094,10 @@ template void gemm_prepacked<float>(int64_t, float, const PackedA<float>&, const
                                     float*, int64_t, int64_t, bool);
 template void gemm_prepacked<double>(int64_t, double, const PackedA<double>&, const double*, int64_t, int64_t, double,
                                      double*, int64_t, int64_t, bool);
-template int64_t gemm_in_place_run<float>();
-template int64_t gemm_in_place_run<double>();
+template int64_t gemm_in_place_pieces<float>(int64_t);
+template int64_t gemm_in_place_pieces<double>(int64_t);
+template bool gemm_in_place_pays<float>(int64_t, int64_t);
+template bool gemm_in_place_pays<double>(int64_t, int64_t);
 template void gemm_in_place<float>(int64_t, float, const PackedA<float>&, const InPlaceB<float>&, float, float*,
                                    int64_t, int64_t, bool);
 template void gemm_in_place<double>(int64_t, double, const PackedA<double>&, const InPlaceB<double>&, double, double*,

@@ -684,6 +684,25 @@ TEST_CASE("kernels: conv2d forward and weight gradient are bitwise GEMMs over a 
        Conv2dParams::of(2, 2, 1, 1, 1, 1, 1)},
       {"in place: rows of 8, images batched", {6, 12, 8, 8}, {20, 12, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
       {"in place: rows of 8, 24 columns", {1, 12, 3, 8}, {7, 12, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      // Output rows that a vector crosses: it is loaded in two or three pieces, each reaching
+      // past its row (into the room around the padded copy at the batch's ends); without padding
+      // there is no copy and no room, so such a map is packed as before.
+      {"in place: 28x28 map, one channel, vectors in two pieces",
+       {2, 1, 28, 28},
+       {8, 1, 3, 3},
+       Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"in place: rows of 10, vectors in three pieces",
+       {3, 6, 10, 10},
+       {5, 6, 3, 3},
+       Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"in place: one 14x14 image, 196 columns",
+       {1, 40, 14, 14},
+       {20, 40, 3, 3},
+       Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"unpadded rows of 12: no room around x, packed",
+       {2, 5, 14, 14},
+       {6, 5, 3, 3},
+       Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
       {"in place: groups 2, 160 outputs, K blocks outer",
        {1, 356, 3, 16},
        {320, 178, 3, 3},
@@ -762,6 +781,7 @@ TEST_CASE("kernels: conv2d's stride-1 input gradient is bitwise the forward conv
       {"groups 2", {2, 64, 6, 6}, {10, 32, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 2)},
       {"150 input channels, 4x4 maps", {9, 150, 4, 4}, {20, 150, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
       {"16x16 maps, gy read in place", {2, 40, 16, 16}, {24, 40, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"14x14 maps, gy read in two pieces", {3, 32, 14, 14}, {16, 32, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
   };
   auto check = [&](const ConvCase& c, const ConvGeom& g, DType t, auto tag) {
     using T = decltype(tag);
