@@ -2,8 +2,8 @@
 // image and group, the receptive fields unrolled form a [C/g*KH*KW, OH*OW] matrix ("col"), so
 // forward is W @ col, the input gradient is col2im(W^T @ gy) and the weight gradient is
 // gy @ col^T summed over the batch. The forward and weight-gradient GEMMs never store col: they
-// unroll it piece by piece into their packed operands (Unrolled, UnrolledChannelsLast), or, when
-// output rows are whole vectors, the forward's GEMM reads it in place (gemm_in_place). With
+// unroll it piece by piece into their packed operands (Unrolled, UnrolledChannelsLast), or, where
+// that pays, the forward's GEMM reads it in place from the padded input (gemm_in_place). With
 // stride 1 and enough input channels (input_grad_as_forward) the input gradient is a forward conv
 // too (of gy, with the kernel flipped), so it does not store col either; otherwise col is a GEMM
 // output, scattered back by col2im. With few output

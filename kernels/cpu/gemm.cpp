@@ -10,8 +10,8 @@
 // compiles to AVX2 FMA at -march=x86-64-v3 (or whatever the target has), a second one to AVX-512
 // and is taken at run time when the CPU has it (MINIMA_CPU_GEMM=avx2 forces the first).
 // Matrix-vector products (one row or one column of C) skip the packing: see gemv. So does a B
-// whose columns come in runs of whole vectors (conv2d's receptive fields on maps with such rows),
-// read where it lies: see gemm_in_place.
+// whose columns come in runs (conv2d's receptive fields, a run per output row), read where it
+// lies: see gemm_in_place.
 #include <omp.h>
 
 #include <algorithm>
@@ -208,7 +208,7 @@ __attribute__((always_inline)) inline void store_tile(const typename Cf::V (&acc
 // Where the micro-kernel reads its B strip: packed (row k's NR values at p + k * NR), or in place
 // (gemm_in_place). In place, vector v of row k is P pieces: lanes from piece p's first lane on
 // are the VL values at first[v][p] + rows[k] (lanes before that are read but not taken), so that
-// a vector may cross from one run of B's columns into the next (P at most kMaxPieces).
+// a vector may cross from one run of B's columns into the next (P at most kInPlaceMaxPieces).
 template <class T, class Cf>
 struct PackedStrip {
   const T* p;
