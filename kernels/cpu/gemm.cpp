@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <numeric>
 #include <type_traits>
 #include <vector>
 
@@ -874,14 +875,11 @@ void gemm_prepacked(int64_t N, T alpha, const PackedA<T>& A, const T* B, int64_t
 namespace {
 
 // The most runs of `run` columns that a vector of vl columns, starting at a multiple of vl, meets.
+// Its first column sits at a multiple of g = gcd(vl, run) within a run, at most run - g: from
+// there the run ends after g lanes and each later one after run more.
 int64_t pieces_per_vector(int64_t run, int64_t vl) {
-  int64_t most = 0;
-  for (int64_t m = 0; m < run; ++m) {  // the vector's first column at m * vl; its place in a run repeats
-    int64_t n = 1;
-    for (int64_t lane = run - m * vl % run; lane < vl; lane += run) ++n;
-    most = std::max(most, n);
-  }
-  return most;
+  const int64_t g = std::gcd(vl, run);
+  return g >= vl ? 1 : 2 + (vl - 1 - g) / run;
 }
 
 }  // namespace

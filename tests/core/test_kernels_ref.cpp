@@ -154,6 +154,34 @@ TEST_CASE("kernels: the AVX2 and AVX-512 GEMM micro-kernels agree bitwise") {
     }
 }
 
+TEST_CASE("kernels: gemm_in_place counts the runs a vector meets as a walk over its columns does") {
+  // A vector of VL columns starts at a multiple of VL; counted here column by column over every
+  // start a run length allows, against the closed form the GEMM uses.
+  using cpu::GemmIsa;
+  const RestoreGemmIsa restore;
+  for (GemmIsa isa : {GemmIsa::avx2, GemmIsa::avx512}) {
+    if (!cpu::gemm_isa_supported(isa)) continue;
+    cpu::set_gemm_isa(isa);
+    const int64_t bytes = isa == GemmIsa::avx512 ? 64 : 32;
+    auto walk = [](int64_t run, int64_t vl) {
+      int64_t most = 0;
+      for (int64_t start = 0; start < run * vl; start += vl) {
+        int64_t runs = 1;
+        for (int64_t j = start + 1; j < start + vl; ++j) runs += j % run == 0 ? 1 : 0;
+        most = std::max(most, runs);
+      }
+      return most;
+    };
+    for (int64_t run = 1; run <= 100; ++run) {
+      INFO(cpu::gemm_isa_name(isa) << ", runs of " << run);
+      CHECK(cpu::gemm_in_place_pieces<float>(run) == walk(run, bytes / 4));
+      CHECK(cpu::gemm_in_place_pieces<double>(run) == walk(run, bytes / 8));
+    }
+    CHECK(cpu::gemm_in_place_pieces<float>(1000000) == 1);
+    CHECK(cpu::gemm_in_place_pieces<float>(1000001) == 2);
+  }
+}
+
 TEST_CASE("kernels: gemm_row_runs is bitwise gemm_strided over the rows its runs pick") {
   // For each shift s, C[:, s * c_shift + j] += sum over runs of A[:, k + t] * B[row + t * step +
   // shift, j]: A and B packed once. The reference stores the picked rows, padded with columns up to
