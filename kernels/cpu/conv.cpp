@@ -148,8 +148,7 @@ class Unrolled {
   // x0: the first of nbc images at group gi's first channel; images are C*H*W apart. padded:
   // scratch for the padded copy, grown as needed and valid while this object is used.
   Unrolled(const T* x0, int64_t nbc, const Geom& g, const Conv2dParams& p, std::vector<T>& padded)
-      : x0_(x0),
-        g_(g),
+      : g_(g),
         p_(p),
         phases_(splits_rows(g, p) ? p.stride_w : 1),
         Hp_(g.H + 2 * p.pad_h),
@@ -170,6 +169,7 @@ class Unrolled {
       image_stride_ = g.Cg * phases_ * Hp_ * Wq_;
       if (padded.size() < size_t(nbc * image_stride_ + 2 * room)) padded.resize(size_t(nbc * image_stride_ + 2 * room));
       src_ = padded.data() + room;
+      copied_ = true;
       for (int64_t b = 0; b < nbc; ++b) pad_image(x0 + b * g.C * g.H * g.W, padded.data() + room + b * image_stride_);
     }
   }
@@ -180,8 +180,7 @@ class Unrolled {
   // row is read in pieces, each load reaching past its row: only from the copy, which has room
   // around it.
   bool reads_in_place() const {
-    return col_step_ == 1 && gemm_in_place_pays<T>(g_.Og, g_.OW) &&
-           (gemm_in_place_pieces<T>(g_.OW) == 1 || src_ != x0_);
+    return col_step_ == 1 && gemm_in_place_pays<T>(g_.Og, g_.OW) && (gemm_in_place_pieces<T>(g_.OW) == 1 || copied_);
   }
   // col as gemm_in_place reads it: rows[k] the offset of row k (channel and tap), a run per
   // output row, a group per image. rows: storage for the offsets, valid while the result is used.
@@ -250,7 +249,6 @@ class Unrolled {
       }
   }
 
-  const T* const x0_;  // the first image, as given
   const Geom& g_;
   const Conv2dParams& p_;
   const int64_t phases_;         // column phases of the copy: stride_w when it is split (see above), else 1
@@ -259,6 +257,7 @@ class Unrolled {
   const int64_t col_step_;       // how far apart a run's reads are: stride_w, or 1 in a split copy
   std::vector<int64_t> kw_off_;  // per tap column kw: its offset from its channel's first row
   const T* src_;                 // the padded (and split) images, or x itself when there is neither
+  bool copied_ = false;          // whether src_ is the copy (with room around it), not x
   int64_t image_stride_;
 };
 

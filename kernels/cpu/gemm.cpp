@@ -213,10 +213,8 @@ __attribute__((always_inline)) inline void store_tile(const typename Cf::V (&acc
 template <class T, class Cf>
 struct PackedStrip {
   const T* p;
-  __attribute__((always_inline)) typename Cf::V load(int64_t k, int v) const {
-    typename Cf::V x;
+  __attribute__((always_inline)) void load(int64_t k, int v, typename Cf::V& x) const {
     std::memcpy(&x, p + k * Cf::NR + v * Cf::VL, sizeof(x));
-    return x;
   }
 };
 template <class T, class Cf>
@@ -224,20 +222,19 @@ struct InPlaceVectors {
   static constexpr int NV = Cf::NR / Cf::VL;
   const T* first[NV][kInPlaceMaxPieces];
   typename Cf::I take[NV][kInPlaceMaxPieces];  // the lanes piece p >= 1 gives: all ones, others zero
-  const int64_t* rows;
+  int pieces;                                  // the most that one of the strip's vectors needs
 };
 template <class T, class Cf, int P>
 struct StripInPlace {
   const InPlaceVectors<T, Cf>* d;
-  __attribute__((always_inline)) typename Cf::V load(int64_t k, int v) const {
-    typename Cf::V x;
-    std::memcpy(&x, d->first[v][0] + d->rows[k], sizeof(x));
+  const int64_t* rows;  // of the K block being multiplied
+  __attribute__((always_inline)) void load(int64_t k, int v, typename Cf::V& x) const {
+    std::memcpy(&x, d->first[v][0] + rows[k], sizeof(x));
     for (int p = 1; p < P; ++p) {
       typename Cf::V y;
-      std::memcpy(&y, d->first[v][p] + d->rows[k], sizeof(y));
+      std::memcpy(&y, d->first[v][p] + rows[k], sizeof(y));
       x = d->take[v][p] ? y : x;
     }
-    return x;
   }
 };
 
@@ -255,7 +252,7 @@ __attribute__((always_inline)) inline void micro_kernel_body(int64_t kc, const T
     for (int v = 0; v < NV; ++v) acc[i][v] = V{};
   for (int64_t k = 0; k < kc; ++k) {
     V bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = b.load(k, v);
+    for (int v = 0; v < NV; ++v) b.load(k, v, bv[v]);
     for (int i = 0; i < ROWS; ++i) {
       T a = Ap[k * MR + i];
       for (int v = 0; v < NV; ++v) acc[i][v] += a * bv[v];
@@ -938,9 +935,10 @@ void gemm_in_place(int64_t N, T alpha, const PackedA<T>& A, const InPlaceB<T>& B
     auto place = [&](int64_t j) {
       return B.src + j / group * B.group_step + j % group / B.run * B.run_step + j % B.run;
     };
-    // The strip at column j0 (nr columns): each vector's pieces, and the most of them in one vector.
-    auto strip = [&](int64_t j0, int64_t nr, InPlaceVectors<T, Cf>& d) {
-      int most = 1;
+    // Strip s's vectors: each one's pieces, the same for every K block.
+    auto prepare = [&](int64_t s, InPlaceVectors<T, Cf>& d) {
+      const int64_t j0 = s * NR, nr = std::min<int64_t>(NR, N - j0);
+      d.pieces = 1;
       for (int v = 0; v < NV; ++v) {
         int n = 0;
         if (v * VL < nr) {
@@ -955,40 +953,44 @@ void gemm_in_place(int64_t N, T alpha, const PackedA<T>& A, const InPlaceB<T>& B
         } else {  // past nr: vector 0's first piece, never stored
           d.first[v][n++] = d.first[0][0];
         }
-        most = std::max(most, n);
+        d.pieces = std::max(d.pieces, n);
         for (; n < kInPlaceMaxPieces; ++n) d.first[v][n] = d.first[v][0], d.take[v][n] = typename Cf::I{};
       }
-      return most;
     };
-    auto block = [&](int64_t s, int64_t pc) {
+    // Strip s times K block pc of every strip of A.
+    auto multiply = [&](const InPlaceVectors<T, Cf>& d, int64_t s, int64_t pc) {
       const int64_t j0 = s * NR, nr = std::min<int64_t>(NR, N - j0), kc = std::min<int64_t>(Cf::KC, K - pc);
-      InPlaceVectors<T, Cf> d{};
-      d.rows = B.rows + pc;
-      const int pieces = strip(j0, nr, d);
       auto run = [&](auto p) {
-        const StripInPlace<T, Cf, decltype(p)::value> b{&d};
+        const StripInPlace<T, Cf, decltype(p)::value> b{&d, B.rows + pc};
         for (int64_t r = 0; r < m_strips; ++r)
           in_place_kernel<T, Cf>(kc, A.data.data() + (r * K + pc) * MR, b, alpha, pc == 0 ? beta : T(1),
                                  C + r * MR * c_rs + j0 * c_cs, c_rs, c_cs, std::min<int64_t>(MR, M - r * MR), nr);
       };
-      if (pieces == 1)
+      if (d.pieces == 1)
         run(std::integral_constant<int, 1>{});
-      else if (pieces == 2)
+      else if (d.pieces == 2)
         run(std::integral_constant<int, 2>{});
       else
         run(std::integral_constant<int, 3>{});
     };
 #pragma omp parallel if (parallel)
     {
+      InPlaceVectors<T, Cf> d;
       if (a_stays) {
 #pragma omp for schedule(static)
-        for (int64_t s = 0; s < n_strips; ++s)
-          for (int64_t pc = 0; pc < K; pc += Cf::KC) block(s, pc);
+        for (int64_t s = 0; s < n_strips; ++s) {
+          prepare(s, d);
+          for (int64_t pc = 0; pc < K; pc += Cf::KC) multiply(d, s, pc);
+        }
       } else {
         // A static schedule gives each thread the same strips in every round: no barrier needed.
+        // (A's blocks are deep here, so preparing a strip again per block costs little.)
         for (int64_t pc = 0; pc < K; pc += Cf::KC) {
 #pragma omp for schedule(static) nowait
-          for (int64_t s = 0; s < n_strips; ++s) block(s, pc);
+          for (int64_t s = 0; s < n_strips; ++s) {
+            prepare(s, d);
+            multiply(d, s, pc);
+          }
         }
       }
     }
