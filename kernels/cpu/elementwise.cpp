@@ -1,11 +1,13 @@
 // kernels/cpu/elementwise.cpp: fill, copy (with dtype conversion), unary ops and their
 // derivatives, binary ops with broadcasting (inputs arrive expanded, stride 0), where, and the
 // Philox random fills. All run on the strided row loop of loops.h.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "core/random.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/exp.h"
 #include "kernels/cpu/loops.h"
 
 namespace minima::cpu {
@@ -63,6 +65,27 @@ inline A softplus_f(A x) {
   return std::max(x, A(0)) + std::log1p(std::exp(-std::abs(x)));
 }
 
+// exp of a float32 or bf16 tensor through exp_f32's vector loop: float32 rows contiguous in both
+// tensors directly, other rows gathered into a buffer in chunks (the same bits either way).
+template <class T>
+void exp_float(const Tensor& out, const Tensor& x) {
+  auto row = [](const std::array<char*, 2>& ptr, int64_t n, const std::array<int64_t, 2>& st) {
+    if (std::is_same_v<T, float> && st[0] == int64_t(sizeof(T)) && st[1] == int64_t(sizeof(T))) {
+      exp_f32(reinterpret_cast<const float*>(ptr[1]), 0.0f, reinterpret_cast<float*>(ptr[0]), n);
+      return;
+    }
+    constexpr int64_t kChunk = 256;
+    float buf[kChunk];
+    for (int64_t i0 = 0; i0 < n; i0 += kChunk) {
+      const int64_t m = std::min(kChunk, n - i0);
+      for (int64_t i = 0; i < m; ++i) buf[i] = float(*reinterpret_cast<const T*>(ptr[1] + (i0 + i) * st[1]));
+      exp_f32(buf, 0.0f, buf, m);
+      for (int64_t i = 0; i < m; ++i) *reinterpret_cast<T*>(ptr[0] + (i0 + i) * st[0]) = T(buf[i]);
+    }
+  };
+  for_each_row<2>(out.shape(), {out, x}, row);
+}
+
 template <class T>
 void unary_float(UnaryOp op, const Tensor& out, const Tensor& x, double p0d, double p1d) {
   using A = Acc<T>;
@@ -76,7 +99,13 @@ void unary_float(UnaryOp op, const Tensor& out, const Tensor& x, double p0d, dou
   break;
   switch (op) {
     case UnaryOp::Neg: MINIMA_U(-v)
-    case UnaryOp::Exp: MINIMA_U(std::exp(v))
+    case UnaryOp::Exp:
+      if constexpr (std::is_same_v<A, float>) {  // float32, and bf16 (the float exp, rounded)
+        exp_float<T>(out, x);
+        break;
+      } else {
+        MINIMA_U(std::exp(v))
+      }
     case UnaryOp::Log: MINIMA_U(std::log(v))
     case UnaryOp::Sqrt: MINIMA_U(std::sqrt(v))
     case UnaryOp::Abs: MINIMA_U(std::abs(v))

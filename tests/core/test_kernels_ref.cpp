@@ -1,12 +1,13 @@
 // tests/core/test_kernels_ref.cpp: forward results of the CPU kernels against naive reference
 // loops written here: GEMM (odd shapes, strided operands and outputs, alpha/beta, batches),
 // conv2d (forward and both backward kernels), pooling, adaptive pooling, batch norm (training
-// statistics, running-stat update with PyTorch's conventions, evaluation), log_softmax, the
+// statistics, running-stat update with PyTorch's conventions, evaluation), float32 exp, log_softmax, the
 // reductions, the elementwise math, gather, and the fused optimizer updates.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 
@@ -14,6 +15,7 @@
 #include "core/ops.h"
 #include "core/random.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/exp.h"
 #include "test_util.h"
 
 using namespace minima;
@@ -1271,6 +1273,96 @@ TEST_CASE("kernels: log_softmax keeps log(sum) against a maximum far larger than
       CHECK(p[0] == doctest::Approx(0.5).epsilon(1e-6));
       CHECK(p[0] + p[1] + p[2] + p[3] + p[4] == doctest::Approx(1.0).epsilon(1e-6));
     }
+}
+
+TEST_CASE("kernels: exp of float32 is the exponential in double rounded once") {
+  // The vector loop (AVX2 and AVX-512) and the portable code against std::exp in double rounded
+  // to float: they must agree bit for bit, and with the reference exactly (over every one of the
+  // 2^32 floats they do; docs/internals.md). Special values, both ends of the float range, random
+  // bit patterns and random values inside the range.
+  std::mt19937 rng(4201);
+  std::vector<float> x = {0.0f,
+                          -0.0f,
+                          1.0f,
+                          -1.0f,
+                          1e-45f,
+                          -1e-45f,
+                          1e-30f,
+                          0.5f,
+                          -0.5f,
+                          88.72283935546875f,
+                          std::nextafter(88.72283935546875f, 100.0f),
+                          88.7f,
+                          89.0f,
+                          100.0f,
+                          -87.33654f,
+                          -100.0f,
+                          -103.97208f,
+                          -103.9721f,
+                          -104.0f,
+                          -110.0f,
+                          1e30f,
+                          -1e30f,
+                          std::numeric_limits<float>::infinity(),
+                          -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::quiet_NaN(),
+                          std::numeric_limits<float>::max(),
+                          std::numeric_limits<float>::lowest(),
+                          std::numeric_limits<float>::denorm_min()};
+  for (int i = 0; i < 100000; ++i) {
+    const uint32_t u = uint32_t(rng());
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    x.push_back(f);
+    x.push_back(std::uniform_real_distribution<float>(-105.0f, 90.0f)(rng));
+  }
+  auto want_exp = [](float t) { return float(std::exp(double(t))); };
+  auto bits = [](float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    return u;
+  };
+  auto same = [&](float a, float b) { return std::isnan(a) ? std::isnan(b) : bits(a) == bits(b); };
+  RestoreGemmIsa restore;  // exp_f32 runs AVX-512 or AVX2 as the GEMM does
+  for (cpu::GemmIsa isa : {cpu::GemmIsa::avx2, cpu::GemmIsa::avx512}) {
+    if (!cpu::gemm_isa_supported(isa)) {
+      MESSAGE("skipped ", cpu::gemm_isa_name(isa), ": this CPU lacks it");
+      continue;
+    }
+    cpu::set_gemm_isa(isa);
+    INFO(cpu::gemm_isa_name(isa));
+    for (float shift : {0.0f, 0.75f, -3.5f, 80.0f}) {
+      INFO("shift " << shift);
+      std::vector<float> y(x.size());
+      cpu::exp_f32(x.data(), shift, y.data(), int64_t(x.size()));
+      int64_t wrong = 0, portable_differs = 0;
+      for (size_t i = 0; i < x.size(); ++i) {
+        const float t = x[i] - shift;
+        wrong += !same(y[i], want_exp(t));
+        portable_differs += !same(y[i], cpu::exp_f32_portable(t));
+      }
+      CHECK(wrong == 0);
+      CHECK(portable_differs == 0);
+    }
+    // Every tail length, at every alignment: the values past n stay as they were.
+    for (int64_t off = 0; off < 16; ++off)
+      for (int64_t n = 0; n <= 33; ++n) {
+        std::vector<float> y(64, 7.0f);
+        cpu::exp_f32(x.data() + 30 + off, 0.0f, y.data() + off, n);
+        int64_t wrong = 0;
+        for (int64_t i = 0; i < 64; ++i) {
+          const bool inside = i >= off && i < off + n;
+          wrong += !same(y[size_t(i)], inside ? want_exp(x[size_t(30 + i)]) : 7.0f);
+        }
+        CHECK_MESSAGE(wrong == 0, "offset ", off, ", ", n, " values");
+      }
+    // In place.
+    std::vector<float> z(x.begin(), x.begin() + 1001);
+    cpu::exp_f32(z.data(), 0.0f, z.data(), int64_t(z.size()));
+    int64_t wrong = 0;
+    for (size_t i = 0; i < z.size(); ++i) wrong += !same(z[i], want_exp(x[i]));
+    CHECK(wrong == 0);
+  }
 }
 
 TEST_CASE("kernels: cross_entropy and nll_loss against naive formulas") {
