@@ -1,9 +1,13 @@
 // kernels/cpu/softmax.cpp: log_softmax over one dim (x viewed as [outer, D, inner], contiguous),
 // its backward gx = gy - exp(y) * sum(gy), and the per-sample negative log-likelihood.
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/exp.h"
+#include "kernels/cpu/lane_sum.h"
 #include "kernels/cpu/loops.h"
 
 namespace minima::cpu {
@@ -19,8 +23,51 @@ void split3(const Tensor& x, int64_t dim, int64_t& outer, int64_t& D, int64_t& i
   for (int64_t i = 0; i < dim; ++i) outer *= x.size(i);
   for (int64_t i = dim + 1; i < x.dim(); ++i) inner *= x.size(i);
 }
+
+// The largest of x[0], x[stride], ..., x[(D - 1) * stride], taken in lanes (a maximum is exact,
+// so the order does not matter), and +0 for a zero maximum whichever zero came first. A NaN is
+// never taken (it compares false), but exp(NaN - m) makes the sum and the whole row NaN anyway.
+template <class A, class T>
+A row_max(const T* x, int64_t D, int64_t stride) {
+  constexpr int64_t kMaxLanes = 16;  // independent maxima, so a contiguous row runs as vectors
+  A lane[kMaxLanes];
+  for (A& l : lane) l = -std::numeric_limits<A>::infinity();
+  int64_t d = 0;
+  if (stride == 1)
+    for (; d + kMaxLanes <= D; d += kMaxLanes)
+#pragma omp simd  // (without it GCC keeps the lanes in scalar registers)
+      for (int64_t j = 0; j < kMaxLanes; ++j) lane[j] = A(x[d + j]) > lane[j] ? A(x[d + j]) : lane[j];
+  for (; d < D; ++d) lane[0] = A(x[d * stride]) > lane[0] ? A(x[d * stride]) : lane[0];
+  A m = lane[0];
+  for (int64_t j = 1; j < kMaxLanes; ++j) m = lane[j] > m ? lane[j] : m;
+  return m + A(0);
+}
+
+// The exponentials are taken in chunks of this many values, into a buffer on the stack that
+// stays in L1 for the pass that uses it.
+constexpr int64_t kExpChunk = 256;
+
+// e[i] = exp(x[i * stride] - m) for i < n <= kExpChunk. float32 and bf16 values (A = float) go
+// through exp_f32's vector loop, gathered into e first unless they lie side by side; float64
+// values through std::exp.
+template <class T, class A>
+void exp_chunk(const T* x, int64_t stride, A m, A* e, int64_t n) {
+  if constexpr (std::is_same_v<A, float>) {
+    const float* src = e;
+    if constexpr (std::is_same_v<T, float>) {
+      if (stride == 1) src = x;
+    }
+    if (src == e)
+      for (int64_t i = 0; i < n; ++i) e[i] = A(x[i * stride]);
+    exp_f32(src, m, e, n);
+  } else {
+    for (int64_t i = 0; i < n; ++i) e[i] = std::exp(A(x[i * stride]) - m);
+  }
+}
 }  // namespace
 
+// Each row: m = max(x), s = sum of exp(x - m) as a lane sum in double (kernels/cpu/lane_sum.h),
+// y = (x - m) - log(s).
 void CpuBackend::log_softmax_forward(const Tensor& y, const Tensor& x, int64_t dim) {
   int64_t outer, D, inner;
   split3(x, dim, outer, D, inner);
@@ -34,19 +81,24 @@ void CpuBackend::log_softmax_forward(const Tensor& y, const Tensor& x, int64_t d
         int64_t o = r / inner, in = r % inner;
         const T* xs = xp + o * D * inner + in;
         T* ys = yp + o * D * inner + in;
-        A m = -std::numeric_limits<A>::infinity();
-        for (int64_t d = 0; d < D; ++d) m = std::max(m, A(xs[d * inner]));
-        A s = 0;
-        for (int64_t d = 0; d < D; ++d) s += std::exp(A(xs[d * inner]) - m);
+        const A m = row_max<A>(xs, D, inner);
+        LaneSum s;
+        A ex[kExpChunk];
+        for (int64_t d0 = 0; d0 < D; d0 += kExpChunk) {
+          const int64_t n = std::min(kExpChunk, D - d0);
+          exp_chunk(xs + d0 * inner, inner, m, ex, n);
+          s.add(n, [&](int64_t i) { return double(ex[i]); });
+        }
         // (x - m) - log(s), as PyTorch: m + log(s) first would round log(s) away against a large m
         // (logits of 1e30, two of them tied, gave log-probabilities of 0 and probabilities of 1).
-        const A log_s = std::log(s);
+        const A log_s = A(std::log(s.total()));
         for (int64_t d = 0; d < D; ++d) ys[d * inner] = T((A(xs[d * inner]) - m) - log_s);
       }
     });
   });
 }
 
+// gx = gy - exp(y) * sum(gy), the sum a lane sum in double.
 void CpuBackend::log_softmax_backward(const Tensor& gx, const Tensor& gy, const Tensor& y, int64_t dim) {
   int64_t outer, D, inner;
   split3(y, dim, outer, D, inner);
@@ -60,10 +112,18 @@ void CpuBackend::log_softmax_backward(const Tensor& gx, const Tensor& gy, const 
       for (int64_t r = b; r < e; ++r) {
         int64_t o = r / inner, in = r % inner;
         int64_t base = o * D * inner + in;
-        A s = 0;
-        for (int64_t d = 0; d < D; ++d) s += A(gp[base + d * inner]);
-        for (int64_t d = 0; d < D; ++d)
-          gxp[base + d * inner] = T(A(gp[base + d * inner]) - std::exp(A(yp[base + d * inner])) * s);
+        LaneSum sum;
+        sum.add(D, [&](int64_t d) { return double(A(gp[base + d * inner])); });
+        const A s = A(sum.total());
+        A ex[kExpChunk];
+        for (int64_t d0 = 0; d0 < D; d0 += kExpChunk) {
+          const int64_t n = std::min(kExpChunk, D - d0);
+          exp_chunk(yp + base + d0 * inner, inner, A(0), ex, n);
+          for (int64_t i = 0; i < n; ++i) {
+            const int64_t at = base + (d0 + i) * inner;
+            gxp[at] = T(A(gp[at]) - ex[i] * s);
+          }
+        }
       }
     });
   });

@@ -1365,6 +1365,38 @@ TEST_CASE("kernels: exp of float32 is the exponential in double rounded once") {
   }
 }
 
+TEST_CASE("kernels: log_softmax gives the same bits along rows and along a strided dim") {
+  // A contiguous dim takes exp_f32's vector loop in chunks, a strided one value by value: the
+  // two must agree bitwise, forward and backward, on rows shorter and longer than a chunk.
+  Generator g(4202);
+  for (DType t : {DType::f32, DType::bf16, DType::f64})
+    for (int64_t D : {1, 7, 8, 255, 256, 257, 1000}) {
+      INFO(std::string(dtype_name(t)) << " D " << D);
+      Tensor x = urand({5, D}, g, -20, 20, t);
+      Tensor gy = urand({5, D}, g, -1, 1, t);
+      Tensor xr = x.clone(), xc = x.t().contiguous();  // xc: [D, 5], the same values down columns
+      xr.requires_grad_(true);
+      xc.requires_grad_(true);
+      Tensor yr = log_softmax(xr, 1), yc = log_softmax(xc, 0);
+      CHECK(values(yr) == values(yc.t()));
+      yr.backward(gy);
+      yc.backward(gy.t().contiguous());
+      CHECK(values(xr.grad()) == values(xc.grad().t()));
+      // And both near the log-sum-exp in double.
+      if (t == DType::bf16) continue;
+      const std::vector<double> xv = values(x), yv = values(yr);
+      for (int64_t i = 0; i < 5; ++i) {
+        double m = -1e300, s = 0;
+        for (int64_t d = 0; d < D; ++d) m = std::max(m, xv[size_t(i * D + d)]);
+        for (int64_t d = 0; d < D; ++d) s += std::exp(xv[size_t(i * D + d)] - m);
+        for (int64_t d = 0; d < D; ++d) {
+          const double want = xv[size_t(i * D + d)] - m - std::log(s);
+          CHECK(yv[size_t(i * D + d)] == doctest::Approx(want).epsilon(t == DType::f32 ? 2e-6 : 1e-13).scale(1.0));
+        }
+      }
+    }
+}
+
 TEST_CASE("kernels: cross_entropy and nll_loss against naive formulas") {
   Generator g(412);
   for (DType t : {DType::f32, DType::f64}) {
