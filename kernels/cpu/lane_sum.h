@@ -41,6 +41,18 @@ struct LaneSum {
   double total() const { return combine_lanes(lane, 1); }
 };
 
+// The lane sum of n <= kLanes terms, each lane holding at most one: bitwise LaneSum's (a lane
+// starts at +0, so the term goes in as 0.0 + term), kept in registers. For rows of a few terms,
+// LaneSum's stores and reloads of its lanes cost more than the adds.
+template <class F>
+double short_lane_sum(int64_t n, F term) {
+  double t[kLanes];
+  for (int64_t j = 0; j < kLanes; ++j) t[j] = j < n ? 0.0 + term(j) : 0.0;
+  for (int64_t w = kLanes / 2; w >= 1; w /= 2)
+    for (int64_t j = 0; j < w; ++j) t[j] = t[j] + t[j + w];
+  return t[0];
+}
+
 // Asks for the cache lines of [p, p + bytes), to be read soon. A loop that converts floats to
 // double and adds them does not run far enough ahead of its loads for the hardware to keep
 // enough lines in flight from a large, shared L3: on the two-core Xeon, a lane sum over 64 MB

@@ -47,6 +47,21 @@ A row_max(const T* x, int64_t D, int64_t stride) {
 // stays in L1 for the pass that uses it.
 constexpr int64_t kExpChunk = 256;
 
+// The lane sum of term(0), ..., term(n - 1).
+template <class F>
+double lane_sum_of(int64_t n, F term) {
+  if (n <= kLanes) return short_lane_sum(n, term);
+  LaneSum s;
+  s.add(n, term);
+  return s.total();
+}
+
+// How many rows share one exp call: rows along a contiguous dim as many as fill a chunk, once
+// two or more fit (a call per row of ten classes cost more than its exponentials); else one.
+int64_t rows_per_chunk(int64_t D, int64_t inner) {
+  return inner == 1 && D >= 1 && D <= kExpChunk / 2 ? kExpChunk / D : 1;
+}
+
 // e[i] = exp(x[i * stride] - m) for i < n <= kExpChunk. float32 and bf16 values (A = float) go
 // through exp_f32's vector loop, gathered into e first unless they lie side by side; float64
 // values through std::exp.
@@ -76,23 +91,43 @@ void CpuBackend::log_softmax_forward(const Tensor& y, const Tensor& x, int64_t d
     using A = Acc<T>;
     const T* xp = x.data<T>();
     T* yp = y.data<T>();
-    parallel_for(outer * inner, std::max<int64_t>(1, 4096 / std::max<int64_t>(D, 1)), [&](int64_t b, int64_t e) {
+    // (x - m) - log(s), as PyTorch: m + log(s) first would round log(s) away against a large m
+    // (logits of 1e30, two of them tied, gave log-probabilities of 0 and probabilities of 1).
+    auto write_row = [&](const T* xs, T* ys, A m, double s) {
+      const A log_s = A(std::log(s));
+      for (int64_t d = 0; d < D; ++d) ys[d * inner] = T((A(xs[d * inner]) - m) - log_s);
+    };
+    const int64_t group = rows_per_chunk(D, inner);
+    parallel_for(outer * inner, std::max<int64_t>(group, 4096 / std::max<int64_t>(D, 1)), [&](int64_t b, int64_t e) {
+      A ex[kExpChunk];
+      if (group > 1) {  // short rows: x - m of several rows, then their exponentials in one call
+        A m[kExpChunk];
+        for (int64_t r0 = b; r0 < e; r0 += group) {
+          const int64_t rows = std::min(group, e - r0);
+          for (int64_t i = 0; i < rows; ++i) {
+            const T* xs = xp + (r0 + i) * D;
+            m[i] = row_max<A>(xs, D, 1);
+            for (int64_t d = 0; d < D; ++d) ex[i * D + d] = A(xs[d]) - m[i];
+          }
+          exp_chunk(ex, 1, A(0), ex, rows * D);
+          for (int64_t i = 0; i < rows; ++i) {
+            auto term = [&](int64_t d) { return double(ex[i * D + d]); };
+            write_row(xp + (r0 + i) * D, yp + (r0 + i) * D, m[i], lane_sum_of(D, term));
+          }
+        }
+        return;
+      }
       for (int64_t r = b; r < e; ++r) {
         int64_t o = r / inner, in = r % inner;
         const T* xs = xp + o * D * inner + in;
-        T* ys = yp + o * D * inner + in;
         const A m = row_max<A>(xs, D, inner);
         LaneSum s;
-        A ex[kExpChunk];
         for (int64_t d0 = 0; d0 < D; d0 += kExpChunk) {
           const int64_t n = std::min(kExpChunk, D - d0);
           exp_chunk(xs + d0 * inner, inner, m, ex, n);
           s.add(n, [&](int64_t i) { return double(ex[i]); });
         }
-        // (x - m) - log(s), as PyTorch: m + log(s) first would round log(s) away against a large m
-        // (logits of 1e30, two of them tied, gave log-probabilities of 0 and probabilities of 1).
-        const A log_s = A(std::log(s.total()));
-        for (int64_t d = 0; d < D; ++d) ys[d * inner] = T((A(xs[d * inner]) - m) - log_s);
+        write_row(xs, yp + o * D * inner + in, m, s.total());
       }
     });
   });
@@ -108,21 +143,35 @@ void CpuBackend::log_softmax_backward(const Tensor& gx, const Tensor& gy, const 
     const T* yp = y.data<T>();
     const T* gp = gy.data<T>();
     T* gxp = gx.data<T>();
-    parallel_for(outer * inner, std::max<int64_t>(1, 4096 / std::max<int64_t>(D, 1)), [&](int64_t b, int64_t e) {
+    // gx = g - e * s along one row, e its exponentials from ex.
+    auto write_row = [&](int64_t base, const A* ex, int64_t d0, int64_t n, A s) {
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t at = base + (d0 + i) * inner;
+        gxp[at] = T(A(gp[at]) - ex[i] * s);
+      }
+    };
+    auto sum_of_g = [&](int64_t base) {
+      return A(lane_sum_of(D, [&](int64_t d) { return double(A(gp[base + d * inner])); }));
+    };
+    const int64_t group = rows_per_chunk(D, inner);
+    parallel_for(outer * inner, std::max<int64_t>(group, 4096 / std::max<int64_t>(D, 1)), [&](int64_t b, int64_t e) {
+      A ex[kExpChunk];
+      if (group > 1) {  // short rows: the exponentials of several rows in one call
+        for (int64_t r0 = b; r0 < e; r0 += group) {
+          const int64_t rows = std::min(group, e - r0);
+          exp_chunk(yp + r0 * D, 1, A(0), ex, rows * D);
+          for (int64_t i = 0; i < rows; ++i) write_row((r0 + i) * D, ex + i * D, 0, D, sum_of_g((r0 + i) * D));
+        }
+        return;
+      }
       for (int64_t r = b; r < e; ++r) {
         int64_t o = r / inner, in = r % inner;
         int64_t base = o * D * inner + in;
-        LaneSum sum;
-        sum.add(D, [&](int64_t d) { return double(A(gp[base + d * inner])); });
-        const A s = A(sum.total());
-        A ex[kExpChunk];
+        const A s = sum_of_g(base);
         for (int64_t d0 = 0; d0 < D; d0 += kExpChunk) {
           const int64_t n = std::min(kExpChunk, D - d0);
           exp_chunk(yp + base + d0 * inner, inner, A(0), ex, n);
-          for (int64_t i = 0; i < n; ++i) {
-            const int64_t at = base + (d0 + i) * inner;
-            gxp[at] = T(A(gp[at]) - ex[i] * s);
-          }
+          write_row(base, ex, d0, n, s);
         }
       }
     });
