@@ -36,48 +36,99 @@ constexpr double kPoly[11] = {
     0x1.62bfd47773353p-20, 0x1.b675bca4eeebbp-24, 0x1.e6063f7217bc6p-28,
 };
 
+// The whole method, once for every width: V is a double or a GCC vector of them, U the unsigned
+// integers of the same width, t the value(s), replaced by their exponentials. Ops gives
+// fma(acc, a, b), acc = a * b + acc rounded once, and clamp(t), t held to [kClampLo, kClampHi]
+// with NaN passed through. Nothing else rounds differently between widths, so the scalar and
+// the vector forms agree bit for bit. Vectors go by reference: a function that takes or returns a
+// 64-byte vector by value, compiled without AVX-512, would pass it in another way than its
+// AVX-512 caller expects. (V{} + c, c in every lane, folds to a constant once the loops unroll.)
+template <class V, class U, class Ops>
+__attribute__((always_inline)) inline void exp_body(V& t, const Ops& ops) {
+  ops.clamp(t);
+  const V z = t * (V{} + kLog2e);
+  V lo = -z;
+  ops.fma(lo, t, V{} + kLog2e);    // t * kLog2e - z: the rounding error of z
+  ops.fma(lo, t, V{} + kLog2eLo);  // the rest of t * log2(e)
+  const V shifted = z + kShifter;
+  const V k = shifted - kShifter;
+  const V r = (z - k) + lo;  // z - k is exact
+  V p = V{} + kPoly[10];
+#pragma GCC unroll 10
+  for (int i = 9; i >= 0; --i) {
+    V q = V{} + kPoly[i];
+    ops.fma(q, p, r);
+    p = q;
+  }
+  U bits;
+  std::memcpy(&bits, &shifted, sizeof bits);
+  // The low bits of `shifted` are k in two's complement; k + 1023 (in 872..1152) is 2^k's
+  // biased exponent, and the shift drops everything above it.
+  const U scale_bits = (bits + 1023) << 52;
+  V scale;
+  std::memcpy(&scale, &scale_bits, sizeof scale);
+  t = p * scale;
+}
+
+// t held to [kClampLo, kClampHi] as x86's max and min do: a > b ? a : b gives b when either is NaN.
+template <class V>
+__attribute__((always_inline)) inline void clamp_by_compares(V& t) {
+  const V lo = V{} + kClampLo, hi = V{} + kClampHi;
+  t = lo > t ? lo : t;
+  t = hi < t ? hi : t;
+}
+
+struct ScalarOps {
+  void fma(double& acc, double a, double b) const { acc = std::fma(a, b, acc); }
+  void clamp(double& t) const { clamp_by_compares(t); }
+};
+
 }  // namespace
 
 float exp_f32_portable(float x) {
   double t = x;
-  t = kClampLo > t ? kClampLo : t;  // written so that NaN passes, as the vector max/min do
-  t = kClampHi < t ? kClampHi : t;
-  const double z = t * kLog2e;
-  const double lo = std::fma(t, kLog2eLo, std::fma(t, kLog2e, -z));  // the rest of t * log2(e)
-  const double shifted = z + kShifter;
-  const double k = shifted - kShifter;
-  const double r = (z - k) + lo;  // z - k is exact
-  double p = kPoly[10];
-  for (int i = 9; i >= 0; --i) p = std::fma(p, r, kPoly[i]);
-  uint64_t bits;
-  std::memcpy(&bits, &shifted, sizeof bits);
-  // The low bits of `shifted` are k in two's complement; k + 1023 (in 872..1152) is 2^k's
-  // biased exponent, and the shift drops everything above it.
-  const uint64_t scale_bits = (bits + 1023) << 52;
-  double scale;
-  std::memcpy(&scale, &scale_bits, sizeof scale);
-  return float(p * scale);
+  exp_body<double, uint64_t>(t, ScalarOps{});
+  return float(t);
 }
 
 #if defined(__AVX2__) && defined(__FMA__)
 
 namespace {
 
-// exp of four doubles, each a float widened; the steps of exp_f32_portable, lane by lane.
+typedef double V4 __attribute__((vector_size(32)));
+typedef uint64_t U4 __attribute__((vector_size(32)));
+typedef double V8 __attribute__((vector_size(64)));
+typedef uint64_t U8 __attribute__((vector_size(64)));
+
+// fma lane by lane: each lane is one exact fused multiply-add, so the result is the same however
+// the compiler emits it, and inlined into the AVX2 or AVX-512 functions below it becomes one
+// vector FMA instruction. (An AVX-512 intrinsic would not do: code compiled for AVX-512 cannot be
+// inlined into this generic code.)
+template <class V>
+__attribute__((always_inline)) inline void lane_fma(V& acc, const V& a, const V& b) {
+  for (int i = 0; i < int(sizeof(V) / sizeof(double)); ++i) acc[i] = std::fma(a[i], b[i], acc[i]);
+}
+
+struct Avx2Ops {
+  __attribute__((always_inline)) void fma(V4& acc, const V4& a, const V4& b) const { lane_fma(acc, a, b); }
+  // max and min themselves, one instruction each (the compares would become compare-and-blend).
+  __attribute__((always_inline)) void clamp(V4& t) const {
+    t = V4(_mm256_min_pd(_mm256_set1_pd(kClampHi), _mm256_max_pd(_mm256_set1_pd(kClampLo), __m256d(t))));
+  }
+};
+
+// (An AVX-512 max would be an intrinsic compiled for AVX-512 too; the compares become a compare
+// into a mask and a masked move, one instruction more.)
+struct Avx512Ops {
+  __attribute__((always_inline)) void fma(V8& acc, const V8& a, const V8& b) const { lane_fma(acc, a, b); }
+  __attribute__((always_inline)) void clamp(V8& t) const { clamp_by_compares(t); }
+};
+
+// exp of four doubles, each a float widened.
 inline __m256d exp_pd(__m256d t) {
-  t = _mm256_max_pd(_mm256_set1_pd(kClampLo), t);  // max/min return their second operand for NaN
-  t = _mm256_min_pd(_mm256_set1_pd(kClampHi), t);
-  const __m256d log2e = _mm256_set1_pd(kLog2e);
-  const __m256d z = _mm256_mul_pd(t, log2e);
-  const __m256d lo = _mm256_fmadd_pd(t, _mm256_set1_pd(kLog2eLo), _mm256_fmsub_pd(t, log2e, z));
-  const __m256d shifted = _mm256_add_pd(z, _mm256_set1_pd(kShifter));
-  const __m256d k = _mm256_sub_pd(shifted, _mm256_set1_pd(kShifter));
-  const __m256d r = _mm256_add_pd(_mm256_sub_pd(z, k), lo);
-  __m256d p = _mm256_set1_pd(kPoly[10]);
-  for (int i = 9; i >= 0; --i) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(kPoly[i]));
-  const __m256i scale_bits =
-      _mm256_slli_epi64(_mm256_add_epi64(_mm256_castpd_si256(shifted), _mm256_set1_epi64x(1023)), 52);
-  return _mm256_mul_pd(p, _mm256_castsi256_pd(scale_bits));
+  V4 v = V4(t);
+  exp_body<V4, U4>(v, Avx2Ops{});
+  return __m256d(v);
 }
 
 // exp of eight floats.
@@ -91,19 +142,9 @@ inline __m256 exp_ps(__m256 t) {
 
 // The same with eight doubles a vector, for CPUs with AVX-512 (twice the values an instruction).
 MINIMA_AVX512 inline __m512d exp_pd512(__m512d t) {
-  t = _mm512_max_pd(_mm512_set1_pd(kClampLo), t);
-  t = _mm512_min_pd(_mm512_set1_pd(kClampHi), t);
-  const __m512d log2e = _mm512_set1_pd(kLog2e);
-  const __m512d z = _mm512_mul_pd(t, log2e);
-  const __m512d lo = _mm512_fmadd_pd(t, _mm512_set1_pd(kLog2eLo), _mm512_fmsub_pd(t, log2e, z));
-  const __m512d shifted = _mm512_add_pd(z, _mm512_set1_pd(kShifter));
-  const __m512d k = _mm512_sub_pd(shifted, _mm512_set1_pd(kShifter));
-  const __m512d r = _mm512_add_pd(_mm512_sub_pd(z, k), lo);
-  __m512d p = _mm512_set1_pd(kPoly[10]);
-  for (int i = 9; i >= 0; --i) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(kPoly[i]));
-  const __m512i scale_bits =
-      _mm512_slli_epi64(_mm512_add_epi64(_mm512_castpd_si512(shifted), _mm512_set1_epi64(1023)), 52);
-  return _mm512_mul_pd(p, _mm512_castsi512_pd(scale_bits));
+  V8 v = V8(t);
+  exp_body<V8, U8>(v, Avx512Ops{});
+  return __m512d(v);
 }
 
 MINIMA_AVX512 inline __m512 exp_ps512(__m512 t) {
