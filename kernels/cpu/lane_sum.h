@@ -48,9 +48,16 @@ template <class F>
 double short_lane_sum(int64_t n, F term) {
   double t[kLanes];
   for (int64_t j = 0; j < kLanes; ++j) t[j] = j < n ? 0.0 + term(j) : 0.0;
-  for (int64_t w = kLanes / 2; w >= 1; w /= 2)
-    for (int64_t j = 0; j < w; ++j) t[j] = t[j] + t[j + w];
-  return t[0];
+  return combine_lanes(t, 1);
+}
+
+// The lane sum of term(0), ..., term(n - 1), one run: short_lane_sum for at most kLanes terms.
+template <class F>
+double lane_sum(int64_t n, F term) {
+  if (n <= kLanes) return short_lane_sum(n, term);
+  LaneSum s;
+  s.add(n, term);
+  return s.total();
 }
 
 // Asks for the cache lines of [p, p + bytes), to be read soon. A loop that converts floats to

@@ -47,15 +47,6 @@ A row_max(const T* x, int64_t D, int64_t stride) {
 // stays in L1 for the pass that uses it.
 constexpr int64_t kExpChunk = 256;
 
-// The lane sum of term(0), ..., term(n - 1).
-template <class F>
-double lane_sum_of(int64_t n, F term) {
-  if (n <= kLanes) return short_lane_sum(n, term);
-  LaneSum s;
-  s.add(n, term);
-  return s.total();
-}
-
 // How many rows share one exp call: rows along a contiguous dim as many as fill a chunk, once
 // two or more fit (a call per row of ten classes cost more than its exponentials); else one.
 int64_t rows_per_chunk(int64_t D, int64_t inner) {
@@ -112,7 +103,7 @@ void CpuBackend::log_softmax_forward(const Tensor& y, const Tensor& x, int64_t d
           exp_chunk(ex, 1, A(0), ex, rows * D);
           for (int64_t i = 0; i < rows; ++i) {
             auto term = [&](int64_t d) { return double(ex[i * D + d]); };
-            write_row(xp + (r0 + i) * D, yp + (r0 + i) * D, m[i], lane_sum_of(D, term));
+            write_row(xp + (r0 + i) * D, yp + (r0 + i) * D, m[i], lane_sum(D, term));
           }
         }
         return;
@@ -151,7 +142,7 @@ void CpuBackend::log_softmax_backward(const Tensor& gx, const Tensor& gy, const 
       }
     };
     auto sum_of_g = [&](int64_t base) {
-      return A(lane_sum_of(D, [&](int64_t d) { return double(A(gp[base + d * inner])); }));
+      return A(lane_sum(D, [&](int64_t d) { return double(A(gp[base + d * inner])); }));
     };
     const int64_t group = rows_per_chunk(D, inner);
     parallel_for(outer * inner, std::max<int64_t>(group, 4096 / std::max<int64_t>(D, 1)), [&](int64_t b, int64_t e) {
