@@ -8,6 +8,9 @@
 //    outputs lie side by side, so each term of the block is one contiguous load for up to
 //    kColumns outputs, where the first order would load every value with a stride of F.
 // Both deal the same terms in the same order to the same lanes, so they agree bitwise (tested).
+// A block of more than kSumPiece (2^20) terms is summed in pieces of that many terms, whose totals
+// are lane-summed in turn: a split by the block's size alone, so the threads can share one long
+// sum and the result still does not depend on their number.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -62,23 +65,31 @@ int64_t offset_of(int64_t linear, const std::vector<int64_t>& size, const std::v
   return off;
 }
 
-// Calls f(pointer-offset-of-first, inner_len, inner_stride, offset of the next run or -1) for each
-// inner run of the reduced block.
+// Calls f(pointer-offset-of-first, length, inner_stride, offset of the next run or -1) for each
+// inner run of terms t0, ..., t1 - 1 of the reduced block (in row-major order; the first and last
+// runs may be parts of runs).
 template <class F>
-void for_each_run(const Split& s, F&& f) {
+void for_each_run(const Split& s, int64_t t0, int64_t t1, F&& f) {
+  if (t0 >= t1) return;  // no terms (an empty reduced dim)
   if (s.red_size.empty()) {
     f(int64_t(0), int64_t(1), int64_t(1), int64_t(-1));
     return;
   }
-  int64_t inner = s.red_size.back(), inner_st = s.red_stride.back();
-  int64_t runs = s.n_red / std::max<int64_t>(inner, 1);
-  std::vector<int64_t> osz(s.red_size.begin(), s.red_size.end() - 1), ost(s.red_stride.begin(), s.red_stride.end() - 1);
-  int64_t off = offset_of(0, osz, ost);
-  for (int64_t r = 0; r < runs; ++r) {
-    const int64_t next = r + 1 < runs ? offset_of(r + 1, osz, ost) : -1;
-    f(off, inner, inner_st, next);
+  const int64_t inner = s.red_size.back(), inner_st = s.red_stride.back();
+  const std::vector<int64_t> osz(s.red_size.begin(), s.red_size.end() - 1),
+      ost(s.red_stride.begin(), s.red_stride.end() - 1);
+  int64_t r = t0 / inner, off = offset_of(t0, s.red_size, s.red_stride);
+  for (int64_t t = t0; t < t1; ++r) {
+    const int64_t len = std::min(inner - t % inner, t1 - t);
+    const int64_t next = t + len < t1 ? offset_of(r + 1, osz, ost) : -1;
+    f(off, len, inner_st, next);
+    t += len;
     off = next;
   }
+}
+template <class F>
+void for_each_run(const Split& s, F&& f) {
+  for_each_run(s, 0, s.n_red, std::forward<F>(f));
 }
 
 // A contiguous run's terms go to the lane sum kPrefetchChunk at a time, and as each chunk is added, the
@@ -101,10 +112,71 @@ void add_run(LaneSum& acc, const T* p, int64_t n, const T* next) {
 
 constexpr int64_t kColumns = 256;  // outputs per row of sum_columns: 16 lanes of them are 32 KB of doubles
 
-// Sums with x's innermost kept dim contiguous (s.out_stride.back() == 1): the outputs are rows of
-// `cols` adjacent columns; a task is up to kColumns columns of one row. Term m of the block (in the
-// same row-major order as the general loop) is a contiguous run of the task's columns, added into
-// lane m mod kLanes of each column.
+// A block of more than kSumPiece terms is summed in pieces of kSumPiece terms (the last may be
+// shorter): each piece is a lane sum of its terms, and the pieces' totals are lane-summed in order.
+// A block of up to kSumPiece terms (4 MB of floats; every sum in the README's experiments) is one
+// piece, its plain lane sum. The pieces depend on the block's size alone, never on the thread
+// count, and they let the threads share a long sum (a sum of all values would otherwise run on
+// one thread, since a lane's adds form one chain).
+constexpr int64_t kSumPiece = int64_t(1) << 20;
+
+int64_t sum_pieces(int64_t n_red) { return n_red > kSumPiece ? (n_red + kSumPiece - 1) / kSumPiece : 1; }
+
+// Where a sum task's total goes: with one piece per block, straight into the output; otherwise
+// into part[output * pieces + piece], and finish() lane-sums each output's pieces.
+template <class T>
+struct SumOut {
+  using Acc = typename acc_type<T>::type;
+  T* op;
+  int64_t pieces;
+  std::vector<double> part;
+  SumOut(T* o, int64_t n_out, int64_t p) : op(o), pieces(p), part(p > 1 ? size_t(n_out * p) : 0) {}
+  void put(int64_t o, int64_t piece, double total) {
+    if (pieces == 1)
+      op[o] = T(static_cast<Acc>(total));
+    else
+      part[size_t(o * pieces + piece)] = total;
+  }
+  void finish(int64_t n_out) {
+    if (pieces == 1) return;
+    for (int64_t o = 0; o < n_out; ++o)
+      op[o] = T(static_cast<Acc>(lane_sum(pieces, [&](int64_t k) { return part[size_t(o * pieces + k)]; })));
+  }
+};
+
+// Float sums output by output: a task is one piece of one output's block, walked in runs.
+template <class T>
+void sum_outputs(const Split& s, const T* xp, T* op) {
+  using Acc = typename acc_type<T>::type;
+  SumOut<T> out(op, s.n_out, sum_pieces(s.n_red));
+  const int64_t pieces = out.pieces;
+  auto piece_start = [&](int64_t task) {  // the pointer to a task's first term
+    return xp + offset_of(task / pieces, s.out_size, s.out_stride) +
+           offset_of(task % pieces * kSumPiece, s.red_size, s.red_stride);
+  };
+  const int64_t grain = std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(std::min(s.n_red, kSumPiece), 1));
+  parallel_for(s.n_out * pieces, grain, [&](int64_t b, int64_t e) {
+    for (int64_t task = b; task < e; ++task) {
+      const int64_t o = task / pieces, piece = task % pieces, t0 = piece * kSumPiece;
+      const T* base = xp + offset_of(o, s.out_size, s.out_stride);
+      LaneSum acc;  // the piece's values in row-major order, whatever their strides
+      for_each_run(s, t0, std::min(s.n_red, t0 + kSumPiece), [&](int64_t off, int64_t n, int64_t st, int64_t next) {
+        const T* p = base + off;
+        if (st == 1)  // after the piece's last run comes the next task's first
+          add_run(acc, p, n, next >= 0 ? base + next : task + 1 < e ? piece_start(task + 1) : nullptr);
+        else
+          acc.add(n, [&](int64_t i) { return double(static_cast<Acc>(p[i * st])); });
+      });
+      out.put(o, piece, acc.total());
+    }
+  });
+  out.finish(s.n_out);
+}
+
+// Float sums with x's innermost kept dim contiguous (s.out_stride.back() == 1): the outputs are
+// rows of `cols` adjacent columns; a task is one piece of up to kColumns columns of one row. Term
+// m of the piece (in the same row-major order as sum_outputs) is a contiguous run of the task's
+// columns, added into lane m mod kLanes of each column.
 template <class T>
 void sum_columns(const Split& s, const T* xp, T* op) {
   using Acc = typename acc_type<T>::type;
@@ -112,15 +184,20 @@ void sum_columns(const Split& s, const T* xp, T* op) {
   const std::vector<int64_t> row_size(s.out_size.begin(), s.out_size.end() - 1),
       row_stride(s.out_stride.begin(), s.out_stride.end() - 1);
   const int64_t col_tasks = (cols + kColumns - 1) / kColumns;
-  const int64_t grain = std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(s.n_red * kColumns, 1));
-  parallel_for(rows * col_tasks, grain, [&](int64_t b, int64_t e) {
+  SumOut<T> out(op, s.n_out, sum_pieces(s.n_red));
+  const int64_t pieces = out.pieces;
+  const int64_t grain =
+      std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(std::min(s.n_red, kSumPiece) * kColumns, 1));
+  parallel_for(rows * col_tasks * pieces, grain, [&](int64_t b, int64_t e) {
     std::vector<double> lanes(size_t(kLanes * kColumns));
     for (int64_t task = b; task < e; ++task) {
-      const int64_t row = task / col_tasks, c0 = task % col_tasks * kColumns, n = std::min(kColumns, cols - c0);
+      const int64_t piece = task % pieces, row = task / pieces / col_tasks;
+      const int64_t c0 = task / pieces % col_tasks * kColumns, n = std::min(kColumns, cols - c0);
       const T* base = xp + offset_of(row, row_size, row_stride) + c0;
       std::fill(lanes.begin(), lanes.begin() + kLanes * n, 0.0);
-      int64_t m = 0;  // terms so far
-      for_each_run(s, [&](int64_t off, int64_t len, int64_t st, int64_t) {
+      int64_t m = 0;  // terms of the piece so far
+      const int64_t t0 = piece * kSumPiece;
+      for_each_run(s, t0, std::min(s.n_red, t0 + kSumPiece), [&](int64_t off, int64_t len, int64_t st, int64_t) {
         for (int64_t i = 0; i < len; ++i, ++m) {
           const T* p = base + off + i * st;
           if (i + 2 < len) prefetch_bytes(p + 2 * st, n * int64_t(sizeof(T)));
@@ -128,10 +205,10 @@ void sum_columns(const Split& s, const T* xp, T* op) {
           for (int64_t c = 0; c < n; ++c) l[c] += double(static_cast<Acc>(p[c]));
         }
       });
-      T* o = op + row * cols + c0;
-      for (int64_t c = 0; c < n; ++c) o[c] = T(static_cast<Acc>(combine_lanes(lanes.data() + c, n)));
+      for (int64_t c = 0; c < n; ++c) out.put(row * cols + c0 + c, piece, combine_lanes(lanes.data() + c, n));
     }
   });
+  out.finish(s.n_out);
 }
 
 template <class T>
@@ -164,31 +241,21 @@ void reduce_typed(ReduceOp op, const Tensor& out, const Tensor& x, const std::ve
   }
   T* op_ = out.data<T>();
   if constexpr (std::is_floating_point_v<typename acc_type<T>::type>) {
-    if (op == ReduceOp::Sum && !s.out_size.empty() && s.out_stride.back() == 1 && !s.red_size.empty()) {
-      sum_columns(s, xp, op_);
+    if (op == ReduceOp::Sum) {
+      if (!s.out_size.empty() && s.out_stride.back() == 1 && !s.red_size.empty())
+        sum_columns(s, xp, op_);
+      else
+        sum_outputs(s, xp, op_);
       return;
     }
   }
   parallel_for(s.n_out, grain, [&](int64_t b, int64_t e) {
     for (int64_t o = b; o < e; ++o) {
       const T* base = xp + offset_of(o, s.out_size, s.out_stride);
+      using Acc = typename acc_type<T>::type;
       if (op == ReduceOp::Sum) {
-        using Acc = typename acc_type<T>::type;
-        if constexpr (std::is_floating_point_v<Acc>) {
-          LaneSum acc;  // the block's values in row-major order, whatever their strides
-          for_each_run(s, [&](int64_t off, int64_t n, int64_t st, int64_t next) {
-            const T* p = base + off;
-            if (st == 1)  // after the block's last run comes the next output's first
-              add_run(acc, p, n,
-                      next >= 0   ? base + next
-                      : o + 1 < e ? xp + offset_of(o + 1, s.out_size, s.out_stride)
-                                  : nullptr);
-            else
-              acc.add(n, [&](int64_t i) { return double(static_cast<Acc>(p[i * st])); });
-          });
-          op_[o] = T(static_cast<Acc>(acc.total()));
-        } else {
-          int64_t acc = 0;  // integers: exact (modulo 2^64) in any order
+        if constexpr (!std::is_floating_point_v<Acc>) {  // float sums returned above
+          int64_t acc = 0;                               // integers: exact (modulo 2^64) in any order
           for_each_run(s, [&](int64_t off, int64_t n, int64_t st, int64_t) {
             const T* p = base + off;
             for (int64_t i = 0; i < n; ++i) acc = wrap_add(acc, int64_t(static_cast<Acc>(p[i * st])));
@@ -197,7 +264,7 @@ void reduce_typed(ReduceOp op, const Tensor& out, const Tensor& x, const std::ve
         }
       } else {
         bool is_max = op == ReduceOp::Max;
-        using A = typename acc_type<T>::type;
+        using A = Acc;
         A best = A(base[0]);
         bool nan = false;
         for_each_run(s, [&](int64_t off, int64_t n, int64_t st, int64_t) {

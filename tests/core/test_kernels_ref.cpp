@@ -4,6 +4,7 @@
 // statistics, running-stat update with PyTorch's conventions, evaluation), float32 exp, log_softmax, the
 // reductions, the elementwise math, gather, and the fused optimizer updates.
 #include <doctest/doctest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -1632,6 +1633,81 @@ TEST_CASE("kernels: float sums over leading dims and over long runs keep the 16-
   Tensor zero_terms = full({1, 4}, std::nan(""));
   cpu.reduce(ReduceOp::Sum, zero_terms, zeros({0, 4}), {0});
   CHECK(values(zero_terms) == std::vector<double>(4, 0.0));
+}
+
+namespace {
+// A block of more than 2^20 terms, by the definition: pieces of 2^20 terms in order (the last one
+// shorter), each a lane sum, and the pieces' totals lane-summed in order.
+double piece_sum(const std::vector<double>& terms) {
+  const size_t piece = size_t(1) << 20;
+  if (terms.size() <= piece) return lane_sum(terms);
+  std::vector<double> totals;
+  for (size_t t0 = 0; t0 < terms.size(); t0 += piece)
+    totals.push_back(lane_sum({terms.begin() + long(t0), terms.begin() + long(std::min(terms.size(), t0 + piece))}));
+  return lane_sum(totals);
+}
+// Sets OpenMP's thread count for one scope.
+struct ScopedThreads {
+  int was = omp_get_max_threads();
+  explicit ScopedThreads(int n) { omp_set_num_threads(n); }
+  ~ScopedThreads() { omp_set_num_threads(was); }
+  ScopedThreads(const ScopedThreads&) = delete;
+  ScopedThreads& operator=(const ScopedThreads&) = delete;
+};
+}  // namespace
+
+TEST_CASE("kernels: a sum of more than 2^20 terms is summed in pieces, the same on any thread count") {
+  // Each output's block goes in pieces of 2^20 terms, which threads share; the result must be
+  // piece_sum of the block in row-major order on 1 and on 3 threads alike, in both loop orders of
+  // reduce.cpp, with piece boundaries inside runs, and in a strided view.
+  Generator g(20261201);
+  for (DType t : {DType::f32, DType::f64}) {
+    INFO(dtype_name(t));
+    auto round = [&](double v) { return round_sum(v, t); };
+    // Thirds fill a double's mantissa, so that float64 sums depend on their order.
+    auto thirds = [&](const Shape& shape) { return (urand(shape, g, -1, 3, DType::f64) / 3.0).to(t); };
+    // Every value: 2 full pieces and one of 12345 terms. The first piece holds 12345 values times
+    // 2^20, then zeros, and the last piece their negatives, so the totals are a, b and exactly -a:
+    // the lane tree's (a + c) + b gives b, and a plain (a + b) + c would lose b's low bits.
+    const size_t piece = size_t(1) << 20, tail = 12345;
+    std::vector<double> av = values(thirds({int64_t(2 * piece + tail)}));
+    for (size_t i = 0; i < piece; ++i) av[i] = i < tail ? av[i] * 0x1p20 : 0.0;
+    for (size_t i = 0; i < tail; ++i) av[2 * piece + i] = -av[i];
+    Tensor all = from_vector<double>(av, {int64_t(av.size())}, TensorOptions(DType::f64)).to(t);
+    const std::vector<double> want_all = {round(piece_sum(values(all)))};
+    // [2, 1500, 701] over dims 1 and 2: two outputs of 1,051,500 terms, a piece boundary 589
+    // terms into a run of 701, by output; then the same values as a [1500, 701, 2] view whose
+    // innermost kept dim is contiguous (a row of outputs at a time).
+    Tensor rows = thirds({2, 1500, 701});
+    Tensor cols = rows.permute({1, 2, 0}).contiguous();
+    const std::vector<double> rv = values(rows);
+    const size_t n = rv.size() / 2;
+    const std::vector<double> want_rows = {round(piece_sum({rv.begin(), rv.begin() + long(n)})),
+                                           round(piece_sum({rv.begin() + long(n), rv.end()}))};
+    // [1500, 701, 3] taken from a [701, 1500, 3] tensor: the two reduced dims cannot merge, so the
+    // runs are 701 long with a stride of 4500.
+    Tensor strided = thirds({701, 1500, 3}).permute({1, 0, 2});
+    const std::vector<double> sv = values(strided);
+    std::vector<double> want_strided;
+    for (size_t c = 0; c < 3; ++c) {
+      std::vector<double> terms;
+      for (size_t i = c; i < sv.size(); i += 3) terms.push_back(sv[i]);
+      want_strided.push_back(round(piece_sum(terms)));
+    }
+    for (int threads : {1, 3}) {
+      INFO(threads, " threads");
+      const ScopedThreads scoped(threads);
+      CHECK(values(sum(all)) == want_all);
+      CHECK(values(sum(rows, {1, 2})) == want_rows);
+      CHECK(values(sum(cols, {0, 1})) == want_rows);
+      CHECK(values(sum(rows.permute({1, 2, 0}), {0, 1})) == want_rows);
+      CHECK(values(sum(strided, {0, 1})) == want_strided);
+      CHECK(values(sum(strided.contiguous(), {0, 1})) == want_strided);
+    }
+    // A block of exactly 2^20 terms is one piece: its plain lane sum.
+    Tensor one = thirds({int64_t(1) << 20});
+    CHECK(values(sum(one))[0] == round(lane_sum(values(one))));
+  }
 }
 
 TEST_CASE("kernels: unary and binary math against the standard library") {
