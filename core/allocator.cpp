@@ -10,6 +10,9 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#if defined(__linux__)
+#include <sys/sysinfo.h>
+#endif
 
 #include "core/error.h"
 
@@ -46,13 +49,31 @@ void keep_freed_memory() {
 #endif
 }
 
+// The machine's memory and swap in bytes (or the most a size_t holds where unknown). A request
+// beyond it can never be served, so it is refused before malloc sees it: glibc answers a request
+// that fails in its main arena by moving the calling thread to another arena for good, and that
+// arena's heaps (64 MB at most) give every larger block a mapping of its own again, returned to
+// the OS on free, so each later large tensor of the thread would fault in fresh pages (one
+// refused 8 TB request in a test process made a 192 MB tensor fault in all its 49,153 pages).
+size_t machine_bytes() {
+  static const size_t bytes = [] {
+#if defined(__linux__)
+    struct sysinfo si {};
+    if (sysinfo(&si) == 0) return size_t(si.totalram + si.totalswap) * size_t(si.mem_unit);
+#endif
+    return std::numeric_limits<size_t>::max();
+  }();
+  return bytes;
+}
+
 class CpuAllocator final : public Allocator {
  public:
   CpuAllocator() { keep_freed_memory(); }
   void* allocate(size_t nbytes) override {
     if (nbytes == 0) return nullptr;
     // Rounding up to whole lines would wrap a request near 2^64 around to a few bytes.
-    MINIMA_CHECK(nbytes <= kMaxAllocationBytes, "out of host memory allocating ", nbytes, " bytes");
+    MINIMA_CHECK(nbytes <= kMaxAllocationBytes && nbytes <= machine_bytes(), "out of host memory allocating ", nbytes,
+                 " bytes");
     void* p = std::aligned_alloc(64, (nbytes + 63) / 64 * 64);
     MINIMA_CHECK(p != nullptr, "out of host memory allocating ", nbytes, " bytes");
     size_t now = in_use_ += nbytes;
