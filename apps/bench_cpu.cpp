@@ -128,6 +128,9 @@ std::string torch_script(int64_t threads, int64_t reps, const std::function<bool
        << "out('sum_last', lambda: torch.sum(m, 1, keepdim=True, out=o1))\n"
        << "out('sum_first', lambda: torch.sum(m, 0, keepdim=True, out=o0))\n"
        << "out('sum_all', lambda: torch.sum(x, 0, out=oa))\n"
+       << "out('max_last', lambda: torch.amax(m, 1, keepdim=True, out=o1))\n"
+       << "out('max_first', lambda: torch.amax(m, 0, keepdim=True, out=o0))\n"
+       << "out('max_all', lambda: torch.amax(x, 0, out=oa))\n"
        << "out('argmax_last', lambda: torch.argmax(m, 1, keepdim=True, out=oi))\n";
   if (want("softmax"))
     py << "m=torch.randn(" << kSoftmaxRows << "," << kSoftmaxCols << "); o=torch.empty_like(m); "
@@ -244,6 +247,9 @@ void memory_rows(Table& t, Generator& g, const std::function<bool(const std::str
     t.time("sum [16384,1024] last dim (GB/s)", "sum_last", 4 * n, [&] { be.reduce(ReduceOp::Sum, o1, m, {1}); });
     t.time("sum [16384,1024] first dim (GB/s)", "sum_first", 4 * n, [&] { be.reduce(ReduceOp::Sum, o0, m, {0}); });
     t.time("sum all, 16M (GB/s)", "sum_all", 4 * n, [&] { be.reduce(ReduceOp::Sum, oa, x, {0}); });
+    t.time("max [16384,1024] last dim (GB/s)", "max_last", 4 * n, [&] { be.reduce(ReduceOp::Max, o1, m, {1}); });
+    t.time("max [16384,1024] first dim (GB/s)", "max_first", 4 * n, [&] { be.reduce(ReduceOp::Max, o0, m, {0}); });
+    t.time("max all, 16M (GB/s)", "max_all", 4 * n, [&] { be.reduce(ReduceOp::Max, oa, x, {0}); });
     t.time("argmax [16384,1024] last dim (GB/s)", "argmax_last", 4 * n,
            [&] { be.reduce(ReduceOp::ArgMax, oi, m, {1}); });
   }

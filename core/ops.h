@@ -67,6 +67,8 @@ Tensor operator*(double s, const Tensor& a);
 // ---- reductions (dims may be negative; empty dims = all) ----
 Tensor sum(const Tensor& x, std::vector<int64_t> dims = {}, bool keepdim = false);
 Tensor mean(const Tensor& x, std::vector<int64_t> dims = {}, bool keepdim = false);
+// max and min: NaN where the reduced block holds one; between zeros, -0 counts as below +0 (on the
+// CPU; CUDA returns either zero).
 Tensor max(const Tensor& x, std::vector<int64_t> dims = {}, bool keepdim = false);
 Tensor min(const Tensor& x, std::vector<int64_t> dims = {}, bool keepdim = false);
 // Variance with Bessel's correction by default (correction = 1), like torch.var.

@@ -10,7 +10,9 @@
 // Both deal the same terms in the same order to the same lanes, so they agree bitwise (tested).
 // A block of more than kSumPiece (2^20) terms is summed in pieces of that many terms, whose totals
 // are lane-summed in turn: a split by the block's size alone, so the threads can share one long
-// sum and the result still does not depend on their number.
+// sum and the result still does not depend on their number. Max and min take the same loop orders
+// and pieces (extremum_outputs, extremum_columns), comparing order keys in vector lanes; being
+// exact, they give the same value in any order, with -0 below +0 (see Keys).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -211,6 +213,174 @@ void sum_columns(const Split& s, const T* xp, T* op) {
   out.finish(s.n_out);
 }
 
+// Max and min are exact, so neither the order of the terms nor how threads split them changes
+// the value. The one choice left is between -0 and +0, which compare equal; here -0 < +0, so a
+// max is +0 and a min -0 when the block holds that zero, whatever the order. The loops compare
+// order keys (Keys) instead of values: a float's bits as a signed integer with the magnitude bits
+// of negative values flipped order floats as numbers, with -0 below +0, and a max of integers
+// vectorizes where a float compare-and-select does not. Any NaN in a block makes its output NaN.
+template <class T>
+struct Keys {  // integers: the value is its own key
+  using K = int64_t;
+  static K key(T v) { return K(v); }
+  static T value(K k) { return T(k); }
+  static bool nan(T) { return false; }
+};
+template <>
+struct Keys<float> {
+  using K = int32_t;
+  static K key(float v) {
+    const K b = __builtin_bit_cast(K, v);
+    return b ^ ((b >> 31) & 0x7fffffff);
+  }
+  static float value(K k) { return __builtin_bit_cast(float, K(k ^ ((k >> 31) & 0x7fffffff))); }
+  static bool nan(float v) { return v != v; }
+};
+template <>
+struct Keys<double> {
+  using K = int64_t;
+  static K key(double v) {
+    const K b = __builtin_bit_cast(K, v);
+    return b ^ ((b >> 63) & 0x7fffffffffffffff);
+  }
+  static double value(K k) { return __builtin_bit_cast(double, K(k ^ ((k >> 63) & 0x7fffffffffffffff))); }
+  static bool nan(double v) { return v != v; }
+};
+template <>
+struct Keys<bf16> {  // through float, exactly
+  using K = int32_t;
+  static K key(bf16 v) { return Keys<float>::key(float(v)); }
+  static bf16 value(K k) { return bf16(Keys<float>::value(k)); }
+  static bool nan(bf16 v) { return Keys<float>::nan(float(v)); }
+};
+
+// The running max (kMax) or min of a block's keys, and whether it held a NaN.
+template <bool kMax, class T>
+struct Extremum {
+  using K = typename Keys<T>::K;
+  K best = kMax ? std::numeric_limits<K>::min() : std::numeric_limits<K>::max();
+  bool nan = false;
+
+  static K pick(K a, K b) { return kMax ? std::max(a, b) : std::min(a, b); }
+  // Folds in p[0], p[st], ..., p[(n - 1) * st]; a contiguous run in 16 independent lanes.
+  void add(const T* p, int64_t n, int64_t st) {
+    constexpr int64_t kW = 16;
+    K lane[kW];
+    int32_t bad[kW] = {};
+    for (K& l : lane) l = best;
+    int64_t i = 0;
+    if (st == 1)
+      for (; i + kW <= n; i += kW)
+#pragma omp simd
+        for (int64_t j = 0; j < kW; ++j) {
+          lane[j] = pick(lane[j], Keys<T>::key(p[i + j]));
+          bad[j] |= int32_t(Keys<T>::nan(p[i + j]));
+        }
+    for (; i < n; ++i) {
+      lane[0] = pick(lane[0], Keys<T>::key(p[i * st]));
+      bad[0] |= int32_t(Keys<T>::nan(p[i * st]));
+    }
+    for (int64_t j = 0; j < kW; ++j) {
+      best = pick(best, lane[j]);
+      nan |= bad[j] != 0;
+    }
+  }
+  void add(const Extremum& o) {
+    best = pick(best, o.best);
+    nan |= o.nan;
+  }
+  T result() const {
+    return nan ? T(std::numeric_limits<typename acc_type<T>::type>::quiet_NaN()) : Keys<T>::value(best);
+  }
+};
+
+// Where an extremum task's result goes: as SumOut, but the pieces only split the work.
+template <bool kMax, class T>
+struct ExtremumOut {
+  T* op;
+  int64_t pieces;
+  std::vector<Extremum<kMax, T>> part;
+  ExtremumOut(T* o, int64_t n_out, int64_t p) : op(o), pieces(p), part(p > 1 ? size_t(n_out * p) : 0) {}
+  void put(int64_t o, int64_t piece, const Extremum<kMax, T>& e) {
+    if (pieces == 1)
+      op[o] = e.result();
+    else
+      part[size_t(o * pieces + piece)] = e;
+  }
+  void finish(int64_t n_out) {
+    if (pieces == 1) return;
+    for (int64_t o = 0; o < n_out; ++o) {
+      Extremum<kMax, T> e;
+      for (int64_t k = 0; k < pieces; ++k) e.add(part[size_t(o * pieces + k)]);
+      op[o] = e.result();
+    }
+  }
+};
+
+// Max or min output by output, in the same tasks as sum_outputs.
+template <bool kMax, class T>
+void extremum_outputs(const Split& s, const T* xp, T* op) {
+  ExtremumOut<kMax, T> out(op, s.n_out, sum_pieces(s.n_red));
+  const int64_t pieces = out.pieces;
+  const int64_t grain = std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(std::min(s.n_red, kSumPiece), 1));
+  parallel_for(s.n_out * pieces, grain, [&](int64_t b, int64_t e) {
+    for (int64_t task = b; task < e; ++task) {
+      const int64_t o = task / pieces, piece = task % pieces, t0 = piece * kSumPiece;
+      const T* base = xp + offset_of(o, s.out_size, s.out_stride);
+      Extremum<kMax, T> ex;
+      for_each_run(s, t0, std::min(s.n_red, t0 + kSumPiece),
+                   [&](int64_t off, int64_t n, int64_t st, int64_t) { ex.add(base + off, n, st); });
+      out.put(o, piece, ex);
+    }
+  });
+  out.finish(s.n_out);
+}
+
+// Max or min with x's innermost kept dim contiguous, in the same tasks as sum_columns: each term
+// of a task is a contiguous run of its columns, folded into each column's key side by side.
+template <bool kMax, class T>
+void extremum_columns(const Split& s, const T* xp, T* op) {
+  using K = typename Keys<T>::K;
+  const int64_t cols = s.out_size.back(), rows = s.n_out / cols;
+  const std::vector<int64_t> row_size(s.out_size.begin(), s.out_size.end() - 1),
+      row_stride(s.out_stride.begin(), s.out_stride.end() - 1);
+  const int64_t col_tasks = (cols + kColumns - 1) / kColumns;
+  ExtremumOut<kMax, T> out(op, s.n_out, sum_pieces(s.n_red));
+  const int64_t pieces = out.pieces;
+  const int64_t grain =
+      std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(std::min(s.n_red, kSumPiece) * kColumns, 1));
+  parallel_for(rows * col_tasks * pieces, grain, [&](int64_t b, int64_t e) {
+    K best[kColumns];
+    int32_t bad[kColumns];
+    for (int64_t task = b; task < e; ++task) {
+      const int64_t piece = task % pieces, row = task / pieces / col_tasks;
+      const int64_t c0 = task / pieces % col_tasks * kColumns, n = std::min(kColumns, cols - c0);
+      const T* base = xp + offset_of(row, row_size, row_stride) + c0;
+      std::fill(best, best + n, Extremum<kMax, T>().best);
+      std::fill(bad, bad + n, 0);
+      const int64_t t0 = piece * kSumPiece;
+      for_each_run(s, t0, std::min(s.n_red, t0 + kSumPiece), [&](int64_t off, int64_t len, int64_t st, int64_t) {
+        for (int64_t i = 0; i < len; ++i) {
+          const T* p = base + off + i * st;
+          if (i + 2 < len) prefetch_bytes(p + 2 * st, n * int64_t(sizeof(T)));
+#pragma omp simd
+          for (int64_t c = 0; c < n; ++c) {
+            best[c] = Extremum<kMax, T>::pick(best[c], Keys<T>::key(p[c]));
+            bad[c] |= int32_t(Keys<T>::nan(p[c]));
+          }
+        }
+      });
+      for (int64_t c = 0; c < n; ++c) {
+        Extremum<kMax, T> ex;
+        ex.best = best[c];
+        ex.nan = bad[c] != 0;
+        out.put(row * cols + c0 + c, piece, ex);
+      }
+    }
+  });
+  out.finish(s.n_out);
+}
+
 template <class T>
 void reduce_typed(ReduceOp op, const Tensor& out, const Tensor& x, const std::vector<int64_t>& dims) {
   Split s = split_dims(x, dims);
@@ -240,6 +410,14 @@ void reduce_typed(ReduceOp op, const Tensor& out, const Tensor& x, const std::ve
     return;
   }
   T* op_ = out.data<T>();
+  if (op == ReduceOp::Max || op == ReduceOp::Min) {
+    const bool columns = !s.out_size.empty() && s.out_stride.back() == 1 && !s.red_size.empty();
+    if (op == ReduceOp::Max)
+      columns ? extremum_columns<true>(s, xp, op_) : extremum_outputs<true>(s, xp, op_);
+    else
+      columns ? extremum_columns<false>(s, xp, op_) : extremum_outputs<false>(s, xp, op_);
+    return;
+  }
   if constexpr (std::is_floating_point_v<typename acc_type<T>::type>) {
     if (op == ReduceOp::Sum) {
       if (!s.out_size.empty() && s.out_stride.back() == 1 && !s.red_size.empty())
@@ -249,38 +427,20 @@ void reduce_typed(ReduceOp op, const Tensor& out, const Tensor& x, const std::ve
       return;
     }
   }
-  parallel_for(s.n_out, grain, [&](int64_t b, int64_t e) {
-    for (int64_t o = b; o < e; ++o) {
-      const T* base = xp + offset_of(o, s.out_size, s.out_stride);
-      using Acc = typename acc_type<T>::type;
-      if (op == ReduceOp::Sum) {
-        if constexpr (!std::is_floating_point_v<Acc>) {  // float sums returned above
-          int64_t acc = 0;                               // integers: exact (modulo 2^64) in any order
-          for_each_run(s, [&](int64_t off, int64_t n, int64_t st, int64_t) {
-            const T* p = base + off;
-            for (int64_t i = 0; i < n; ++i) acc = wrap_add(acc, int64_t(static_cast<Acc>(p[i * st])));
-          });
-          op_[o] = T(static_cast<Acc>(acc));
-        }
-      } else {
-        bool is_max = op == ReduceOp::Max;
-        using A = Acc;
-        A best = A(base[0]);
-        bool nan = false;
+  if constexpr (!std::is_floating_point_v<typename acc_type<T>::type>) {  // integer sums
+    using Acc = typename acc_type<T>::type;
+    parallel_for(s.n_out, grain, [&](int64_t b, int64_t e) {
+      for (int64_t o = b; o < e; ++o) {
+        const T* base = xp + offset_of(o, s.out_size, s.out_stride);
+        int64_t acc = 0;  // exact (modulo 2^64) in any order
         for_each_run(s, [&](int64_t off, int64_t n, int64_t st, int64_t) {
           const T* p = base + off;
-          for (int64_t i = 0; i < n; ++i) {
-            A v = A(p[i * st]);
-            if constexpr (std::is_floating_point_v<A>) nan |= std::isnan(v);
-            best = is_max ? (v > best ? v : best) : (v < best ? v : best);
-          }
+          for (int64_t i = 0; i < n; ++i) acc = wrap_add(acc, int64_t(static_cast<Acc>(p[i * st])));
         });
-        if constexpr (std::is_floating_point_v<A>)
-          if (nan) best = std::numeric_limits<A>::quiet_NaN();
-        op_[o] = T(best);
+        op_[o] = T(static_cast<Acc>(acc));
       }
-    }
-  });
+    });
+  }
 }
 }  // namespace
 

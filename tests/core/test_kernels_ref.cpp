@@ -1710,6 +1710,109 @@ TEST_CASE("kernels: a sum of more than 2^20 terms is summed in pieces, the same 
   }
 }
 
+namespace {
+// The max (or min) of terms, as reduce.cpp defines it: the largest value with -0 below +0 (for a
+// min the smallest, -0 below +0), and NaN when any term is NaN.
+double extremum(const std::vector<double>& terms, bool is_max) {
+  double best = terms.at(0);
+  for (double v : terms) {
+    if (std::isnan(v) || std::isnan(best)) return std::nan("");
+    const bool zeros = v == 0 && best == 0;  // -0 == +0: decide by the sign
+    const bool better = zeros
+                            ? (is_max ? std::signbit(best) && !std::signbit(v) : !std::signbit(best) && std::signbit(v))
+                            : (is_max ? v > best : v < best);
+    if (better) best = v;
+  }
+  return best;
+}
+// Bitwise equality of two lists of doubles (NaN equals NaN, -0 differs from +0).
+bool same_bits(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (!(std::isnan(a[i]) && std::isnan(b[i])) && (a[i] != b[i] || std::signbit(a[i]) != std::signbit(b[i])))
+      return false;
+  return true;
+}
+}  // namespace
+
+TEST_CASE("kernels: max and min in every loop order, with signed zeros and NaN, on any thread count") {
+  // reduce.cpp folds max and min as order keys in 16 lanes (output by output), column by column
+  // (when the innermost kept dim is contiguous), and in pieces of 2^20 terms that threads share.
+  // Every output must be extremum() of its block on 1 and on 3 threads: values, the sign of a
+  // zero result, and NaN wherever the block holds one.
+  Generator g(20261202);
+  struct Case {
+    Shape shape;
+    std::vector<int64_t> dims;
+    bool transpose;  // the input as the transposed view of a contiguous tensor
+  };
+  const std::vector<Case> cases = {
+      {{37, 300}, {1}, false},      {{37, 300}, {0}, false},      {{300, 37}, {0}, true},
+      {{5, 6, 300}, {0, 2}, false}, {{6, 4, 700}, {0, 1}, false}, {{3, 1, 5}, {0, 1, 2}, false},
+      {{2, 1100000}, {1}, false},   {{1100000, 3}, {0}, false},   {{(int64_t(1) << 21) + 99}, {0}, false},
+  };
+  for (DType t : {DType::f32, DType::f64, DType::bf16, DType::i64, DType::u8}) {
+    const bool floating = t == DType::f32 || t == DType::f64 || t == DType::bf16;
+    for (const Case& c : cases) {
+      INFO(dtype_name(t), " ", shape_str(c.shape), c.transpose ? " transposed" : "");
+      const int64_t n = numel_of(c.shape);
+      // Small integers, so that ties and (for floats) zeros of both signs are common.
+      std::vector<double> v(static_cast<size_t>(n));
+      for (double& e : v) e = double(int64_t(g.below(7))) - (t == DType::u8 ? 0.0 : 3.0);
+      // The extremes last in storage: in the last piece of their output's block.
+      v[size_t(n - 1)] = 50;
+      if (t != DType::u8) v[size_t(n - 2)] = -50;
+      if (floating) {
+        for (int64_t k = 0; k < n / 3 + 1; ++k) v[size_t(g.below(uint64_t(n - 2)))] = -0.0;
+        if (n > 100) v[size_t(g.below(uint64_t(n - 2)))] = std::nan("");  // one block holds a NaN
+      }
+      Shape store = c.shape;
+      if (c.transpose) std::swap(store[0], store[1]);
+      Tensor x = from_vector<double>(v, store, TensorOptions(DType::f64)).to(t);
+      if (c.transpose) x = x.t();
+      const std::vector<double> xv = values(x);  // row-major order of x's shape
+      // Each output's terms, walking x in row-major order.
+      const int64_t rank = int64_t(c.shape.size());
+      std::vector<bool> reduced(size_t(rank), false);
+      for (int64_t d : c.dims) reduced[size_t(d)] = true;
+      std::vector<std::vector<double>> terms;
+      std::vector<int64_t> idx(size_t(rank), 0);
+      for (size_t flat = 0; flat < xv.size(); ++flat) {
+        int64_t o = 0;
+        for (int64_t d = 0; d < rank; ++d)
+          if (!reduced[size_t(d)]) o = o * c.shape[size_t(d)] + idx[size_t(d)];
+        if (size_t(o) >= terms.size()) terms.resize(size_t(o) + 1);
+        terms[size_t(o)].push_back(xv[flat]);
+        for (int64_t d = rank - 1; d >= 0 && ++idx[size_t(d)] == c.shape[size_t(d)]; --d) idx[size_t(d)] = 0;
+      }
+      std::vector<double> want_max, want_min;
+      for (const auto& ts : terms) {
+        want_max.push_back(extremum(ts, true));
+        want_min.push_back(extremum(ts, false));
+      }
+      for (int threads : {1, 3}) {
+        INFO(threads, " threads");
+        const ScopedThreads scoped(threads);
+        CHECK(same_bits(values(max(x, c.dims)), want_max));
+        CHECK(same_bits(values(min(x, c.dims)), want_min));
+      }
+    }
+  }
+  // The zeros alone: max(-0, +0) is +0 and min(+0, -0) is -0 in either order; -0 stays -0.
+  for (DType t : {DType::f32, DType::f64, DType::bf16}) {
+    auto one = [&](const std::vector<double>& v, bool is_max) {
+      Tensor x = from_vector<double>(v, {int64_t(v.size())}, TensorOptions(DType::f64)).to(t);
+      return values(is_max ? max(x) : min(x))[0];
+    };
+    CHECK(!std::signbit(one({-0.0, 0.0}, true)));
+    CHECK(!std::signbit(one({0.0, -0.0}, true)));
+    CHECK(std::signbit(one({-0.0, -0.0}, true)));
+    CHECK(std::signbit(one({0.0, -0.0}, false)));
+    CHECK(std::signbit(one({-0.0, 0.0}, false)));
+    CHECK(!std::signbit(one({0.0, 0.0}, false)));
+  }
+}
+
 TEST_CASE("kernels: unary and binary math against the standard library") {
   Generator g(414);
   struct U {
