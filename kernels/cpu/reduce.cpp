@@ -114,6 +114,20 @@ void add_run(LaneSum& acc, const T* p, int64_t n, const T* next) {
 
 constexpr int64_t kColumns = 256;  // outputs per row of sum_columns: 16 lanes of them are 32 KB of doubles
 
+// The rows of adjacent outputs that sum_columns and extremum_columns walk: x's innermost kept dim
+// (contiguous) is `cols` wide, and a task takes up to kColumns columns of one row.
+struct ColumnRows {
+  int64_t cols, rows, col_tasks;
+  std::vector<int64_t> row_size, row_stride;  // the other kept dims
+  explicit ColumnRows(const Split& s)
+      : cols(s.out_size.back()),
+        rows(s.n_out / cols),
+        col_tasks((cols + kColumns - 1) / kColumns),
+        row_size(s.out_size.begin(), s.out_size.end() - 1),
+        row_stride(s.out_stride.begin(), s.out_stride.end() - 1) {}
+  int64_t row_offset(int64_t row) const { return offset_of(row, row_size, row_stride); }
+};
+
 // A block of more than kSumPiece terms is summed in pieces of kSumPiece terms (the last may be
 // shorter): each piece is a lane sum of its terms, and the pieces' totals are lane-summed in order.
 // A block of up to kSumPiece terms (4 MB of floats; every sum in the README's experiments) is one
@@ -182,20 +196,18 @@ void sum_outputs(const Split& s, const T* xp, T* op) {
 template <class T>
 void sum_columns(const Split& s, const T* xp, T* op) {
   using Acc = typename acc_type<T>::type;
-  const int64_t cols = s.out_size.back(), rows = s.n_out / cols;
-  const std::vector<int64_t> row_size(s.out_size.begin(), s.out_size.end() - 1),
-      row_stride(s.out_stride.begin(), s.out_stride.end() - 1);
-  const int64_t col_tasks = (cols + kColumns - 1) / kColumns;
+  const ColumnRows cr(s);
+  const int64_t cols = cr.cols, col_tasks = cr.col_tasks;
   SumOut<T> out(op, s.n_out, sum_pieces(s.n_red));
   const int64_t pieces = out.pieces;
   const int64_t grain =
       std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(std::min(s.n_red, kSumPiece) * kColumns, 1));
-  parallel_for(rows * col_tasks * pieces, grain, [&](int64_t b, int64_t e) {
+  parallel_for(cr.rows * col_tasks * pieces, grain, [&](int64_t b, int64_t e) {
     std::vector<double> lanes(size_t(kLanes * kColumns));
     for (int64_t task = b; task < e; ++task) {
       const int64_t piece = task % pieces, row = task / pieces / col_tasks;
       const int64_t c0 = task / pieces % col_tasks * kColumns, n = std::min(kColumns, cols - c0);
-      const T* base = xp + offset_of(row, row_size, row_stride) + c0;
+      const T* base = xp + cr.row_offset(row) + c0;
       std::fill(lanes.begin(), lanes.begin() + kLanes * n, 0.0);
       int64_t m = 0;  // terms of the piece so far
       const int64_t t0 = piece * kSumPiece;
@@ -226,26 +238,24 @@ struct Keys {  // integers: the value is its own key
   static T value(K k) { return T(k); }
   static bool nan(T) { return false; }
 };
-template <>
-struct Keys<float> {
-  using K = int32_t;
-  static K key(float v) {
+// A float's key: its bits as a signed integer of the same width, with the magnitude bits of a
+// negative value flipped (so a larger magnitude gives a smaller key); value() undoes it.
+template <class F, class Key>
+struct FloatKeys {
+  using K = Key;
+  static constexpr K kMagnitude = std::numeric_limits<K>::max();  // every bit but the sign
+  static constexpr int kSignShift = int(sizeof(K)) * 8 - 1;
+  static K key(F v) {
     const K b = __builtin_bit_cast(K, v);
-    return b ^ ((b >> 31) & 0x7fffffff);
+    return b ^ ((b >> kSignShift) & kMagnitude);
   }
-  static float value(K k) { return __builtin_bit_cast(float, K(k ^ ((k >> 31) & 0x7fffffff))); }
-  static bool nan(float v) { return v != v; }
+  static F value(K k) { return __builtin_bit_cast(F, K(k ^ ((k >> kSignShift) & kMagnitude))); }
+  static bool nan(F v) { return v != v; }
 };
 template <>
-struct Keys<double> {
-  using K = int64_t;
-  static K key(double v) {
-    const K b = __builtin_bit_cast(K, v);
-    return b ^ ((b >> 63) & 0x7fffffffffffffff);
-  }
-  static double value(K k) { return __builtin_bit_cast(double, K(k ^ ((k >> 63) & 0x7fffffffffffffff))); }
-  static bool nan(double v) { return v != v; }
-};
+struct Keys<float> : FloatKeys<float, int32_t> {};
+template <>
+struct Keys<double> : FloatKeys<double, int64_t> {};
 template <>
 struct Keys<bf16> {  // through float, exactly
   using K = int32_t;
@@ -341,21 +351,19 @@ void extremum_outputs(const Split& s, const T* xp, T* op) {
 template <bool kMax, class T>
 void extremum_columns(const Split& s, const T* xp, T* op) {
   using K = typename Keys<T>::K;
-  const int64_t cols = s.out_size.back(), rows = s.n_out / cols;
-  const std::vector<int64_t> row_size(s.out_size.begin(), s.out_size.end() - 1),
-      row_stride(s.out_stride.begin(), s.out_stride.end() - 1);
-  const int64_t col_tasks = (cols + kColumns - 1) / kColumns;
+  const ColumnRows cr(s);
+  const int64_t cols = cr.cols, col_tasks = cr.col_tasks;
   ExtremumOut<kMax, T> out(op, s.n_out, sum_pieces(s.n_red));
   const int64_t pieces = out.pieces;
   const int64_t grain =
       std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(std::min(s.n_red, kSumPiece) * kColumns, 1));
-  parallel_for(rows * col_tasks * pieces, grain, [&](int64_t b, int64_t e) {
+  parallel_for(cr.rows * col_tasks * pieces, grain, [&](int64_t b, int64_t e) {
     K best[kColumns];
     int32_t bad[kColumns];
     for (int64_t task = b; task < e; ++task) {
       const int64_t piece = task % pieces, row = task / pieces / col_tasks;
       const int64_t c0 = task / pieces % col_tasks * kColumns, n = std::min(kColumns, cols - c0);
-      const T* base = xp + offset_of(row, row_size, row_stride) + c0;
+      const T* base = xp + cr.row_offset(row) + c0;
       std::fill(best, best + n, Extremum<kMax, T>().best);
       std::fill(bad, bad + n, 0);
       const int64_t t0 = piece * kSumPiece;
