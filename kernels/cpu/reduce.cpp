@@ -2,17 +2,18 @@
 // walks its reduced sub-block; float sums are lane sums in double (kernels/cpu/lane_sum.h) of the
 // block's values in row-major order, so they are accurate, vectorize, and do not depend on strides.
 // Two loop orders give those sums:
-//  * output by output (the general case), each block walked in runs along its innermost dim;
-//  * a row of outputs at a time (sum_columns), when x's innermost kept dim is contiguous, as in a
-//    sum over the batch of [N, F] (a linear layer's bias gradient): there the terms of adjacent
-//    outputs lie side by side, so each term of the block is one contiguous load for up to
-//    kColumns outputs, where the first order would load every value with a stride of F.
+//  * output by output (reduce_by_outputs, the general case), each block walked in runs along its
+//    innermost dim;
+//  * a row of outputs at a time (reduce_by_columns), when x's innermost kept dim is contiguous, as
+//    in a sum over the batch of [N, F] (a linear layer's bias gradient): there the terms of
+//    adjacent outputs lie side by side, so each term of the block is one contiguous load for up
+//    to kColumns outputs, where the first order would load every value with a stride of F.
 // Both deal the same terms in the same order to the same lanes, so they agree bitwise (tested).
 // A block of more than kSumPiece (2^20) terms is summed in pieces of that many terms, whose totals
 // are lane-summed in turn: a split by the block's size alone, so the threads can share one long
-// sum and the result still does not depend on their number. Max and min take the same loop orders
-// and pieces (extremum_outputs, extremum_columns), comparing order keys in vector lanes; being
-// exact, they give the same value in any order, with -0 below +0 (see Keys).
+// sum and the result still does not depend on their number. Max and min (extremum) take the same
+// loop orders and pieces, comparing order keys in vector lanes; being exact, they give the same
+// value in any order, with -0 below +0 (see Keys).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -112,125 +113,22 @@ void add_run(LaneSum& acc, const T* p, int64_t n, const T* next) {
   }
 }
 
-constexpr int64_t kColumns = 256;  // outputs per row of sum_columns: 16 lanes of them are 32 KB of doubles
-
-// The rows of adjacent outputs that sum_columns and extremum_columns walk: x's innermost kept dim
-// (contiguous) is `cols` wide, and a task takes up to kColumns columns of one row.
-struct ColumnRows {
-  int64_t cols, rows, col_tasks;
-  std::vector<int64_t> row_size, row_stride;  // the other kept dims
-  explicit ColumnRows(const Split& s)
-      : cols(s.out_size.back()),
-        rows(s.n_out / cols),
-        col_tasks((cols + kColumns - 1) / kColumns),
-        row_size(s.out_size.begin(), s.out_size.end() - 1),
-        row_stride(s.out_stride.begin(), s.out_stride.end() - 1) {}
-  int64_t row_offset(int64_t row) const { return offset_of(row, row_size, row_stride); }
-};
-
 // A block of more than kSumPiece terms is summed in pieces of kSumPiece terms (the last may be
 // shorter): each piece is a lane sum of its terms, and the pieces' totals are lane-summed in order.
 // A block of up to kSumPiece terms (4 MB of floats; every sum in the README's experiments) is one
 // piece, its plain lane sum. The pieces depend on the block's size alone, never on the thread
 // count, and they let the threads share a long sum (a sum of all values would otherwise run on
-// one thread, since a lane's adds form one chain).
+// one thread, since a lane's adds form one chain). Max and min take the same pieces, where they
+// only split the work.
 constexpr int64_t kSumPiece = int64_t(1) << 20;
 
-int64_t sum_pieces(int64_t n_red) { return n_red > kSumPiece ? (n_red + kSumPiece - 1) / kSumPiece : 1; }
-
-// Where a sum task's total goes: with one piece per block, straight into the output; otherwise
-// into part[output * pieces + piece], and finish() lane-sums each output's pieces.
-template <class T>
-struct SumOut {
-  using Acc = typename acc_type<T>::type;
-  T* op;
-  int64_t pieces;
-  std::vector<double> part;
-  SumOut(T* o, int64_t n_out, int64_t p) : op(o), pieces(p), part(p > 1 ? size_t(n_out * p) : 0) {}
-  void put(int64_t o, int64_t piece, double total) {
-    if (pieces == 1)
-      op[o] = T(static_cast<Acc>(total));
-    else
-      part[size_t(o * pieces + piece)] = total;
-  }
-  void finish(int64_t n_out) {
-    if (pieces == 1) return;
-    for (int64_t o = 0; o < n_out; ++o)
-      op[o] = T(static_cast<Acc>(lane_sum(pieces, [&](int64_t k) { return part[size_t(o * pieces + k)]; })));
-  }
-};
-
-// Float sums output by output: a task is one piece of one output's block, walked in runs.
-template <class T>
-void sum_outputs(const Split& s, const T* xp, T* op) {
-  using Acc = typename acc_type<T>::type;
-  SumOut<T> out(op, s.n_out, sum_pieces(s.n_red));
-  const int64_t pieces = out.pieces;
-  auto piece_start = [&](int64_t task) {  // the pointer to a task's first term
-    return xp + offset_of(task / pieces, s.out_size, s.out_stride) +
-           offset_of(task % pieces * kSumPiece, s.red_size, s.red_stride);
-  };
-  const int64_t grain = std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(std::min(s.n_red, kSumPiece), 1));
-  parallel_for(s.n_out * pieces, grain, [&](int64_t b, int64_t e) {
-    for (int64_t task = b; task < e; ++task) {
-      const int64_t o = task / pieces, piece = task % pieces, t0 = piece * kSumPiece;
-      const T* base = xp + offset_of(o, s.out_size, s.out_stride);
-      LaneSum acc;  // the piece's values in row-major order, whatever their strides
-      for_each_run(s, t0, std::min(s.n_red, t0 + kSumPiece), [&](int64_t off, int64_t n, int64_t st, int64_t next) {
-        const T* p = base + off;
-        if (st == 1)  // after the piece's last run comes the next task's first
-          add_run(acc, p, n, next >= 0 ? base + next : task + 1 < e ? piece_start(task + 1) : nullptr);
-        else
-          acc.add(n, [&](int64_t i) { return double(static_cast<Acc>(p[i * st])); });
-      });
-      out.put(o, piece, acc.total());
-    }
-  });
-  out.finish(s.n_out);
-}
-
-// Float sums with x's innermost kept dim contiguous (s.out_stride.back() == 1): the outputs are
-// rows of `cols` adjacent columns; a task is one piece of up to kColumns columns of one row. Term
-// m of the piece (in the same row-major order as sum_outputs) is a contiguous run of the task's
-// columns, added into lane m mod kLanes of each column.
-template <class T>
-void sum_columns(const Split& s, const T* xp, T* op) {
-  using Acc = typename acc_type<T>::type;
-  const ColumnRows cr(s);
-  const int64_t cols = cr.cols, col_tasks = cr.col_tasks;
-  SumOut<T> out(op, s.n_out, sum_pieces(s.n_red));
-  const int64_t pieces = out.pieces;
-  const int64_t grain =
-      std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(std::min(s.n_red, kSumPiece) * kColumns, 1));
-  parallel_for(cr.rows * col_tasks * pieces, grain, [&](int64_t b, int64_t e) {
-    std::vector<double> lanes(size_t(kLanes * kColumns));
-    for (int64_t task = b; task < e; ++task) {
-      const int64_t piece = task % pieces, row = task / pieces / col_tasks;
-      const int64_t c0 = task / pieces % col_tasks * kColumns, n = std::min(kColumns, cols - c0);
-      const T* base = xp + cr.row_offset(row) + c0;
-      std::fill(lanes.begin(), lanes.begin() + kLanes * n, 0.0);
-      int64_t m = 0;  // terms of the piece so far
-      const int64_t t0 = piece * kSumPiece;
-      for_each_run(s, t0, std::min(s.n_red, t0 + kSumPiece), [&](int64_t off, int64_t len, int64_t st, int64_t) {
-        for (int64_t i = 0; i < len; ++i, ++m) {
-          const T* p = base + off + i * st;
-          if (i + 2 < len) prefetch_bytes(p + 2 * st, n * int64_t(sizeof(T)));
-          double* l = lanes.data() + (m % kLanes) * n;
-          for (int64_t c = 0; c < n; ++c) l[c] += double(static_cast<Acc>(p[c]));
-        }
-      });
-      for (int64_t c = 0; c < n; ++c) out.put(row * cols + c0 + c, piece, combine_lanes(lanes.data() + c, n));
-    }
-  });
-  out.finish(s.n_out);
-}
+int64_t block_pieces(int64_t n_red) { return n_red > kSumPiece ? (n_red + kSumPiece - 1) / kSumPiece : 1; }
 
 // Max and min are exact, so neither the order of the terms nor how threads split them changes
 // the value. The one choice left is between -0 and +0, which compare equal; here -0 < +0, so a
 // max is +0 and a min -0 when the block holds that zero, whatever the order. The loops compare
-// order keys (Keys) instead of values: a float's bits as a signed integer with the magnitude bits
-// of negative values flipped order floats as numbers, with -0 below +0, and a max of integers
-// vectorizes where a float compare-and-select does not. Any NaN in a block makes its output NaN.
+// order keys (Keys) instead of values, and a max of integers vectorizes where a float
+// compare-and-select does not. Any NaN in a block makes its output NaN.
 template <class T>
 struct Keys {  // integers: the value is its own key
   using K = int64_t;
@@ -239,7 +137,8 @@ struct Keys {  // integers: the value is its own key
   static bool nan(T) { return false; }
 };
 // A float's key: its bits as a signed integer of the same width, with the magnitude bits of a
-// negative value flipped (so a larger magnitude gives a smaller key); value() undoes it.
+// negative value flipped (so a larger magnitude gives a smaller key, and -0 sits just below +0);
+// value() undoes it.
 template <class F, class Key>
 struct FloatKeys {
   using K = Key;
@@ -295,98 +194,182 @@ struct Extremum {
       nan |= bad[j] != 0;
     }
   }
-  void add(const Extremum& o) {
-    best = pick(best, o.best);
-    nan |= o.nan;
-  }
   T result() const {
     return nan ? T(std::numeric_limits<typename acc_type<T>::type>::quiet_NaN()) : Keys<T>::value(best);
   }
 };
 
-// Where an extremum task's result goes: as SumOut, but the pieces only split the work.
-template <bool kMax, class T>
-struct ExtremumOut {
-  T* op;
-  int64_t pieces;
-  std::vector<Extremum<kMax, T>> part;
-  ExtremumOut(T* o, int64_t n_out, int64_t p) : op(o), pieces(p), part(p > 1 ? size_t(n_out * p) : 0) {}
-  void put(int64_t o, int64_t piece, const Extremum<kMax, T>& e) {
-    if (pieces == 1)
-      op[o] = e.result();
-    else
-      part[size_t(o * pieces + piece)] = e;
+// What a task yields for its piece of a block (R), how that becomes the output's value, and how
+// the pieces of a longer block merge: for a float sum a total, lane-summed in order; for max and
+// min an Extremum, folded.
+template <class T>
+struct SumResult {
+  using R = double;
+  static T value(double total) { return T(static_cast<typename acc_type<T>::type>(total)); }
+  static double merge(const double* part, int64_t pieces) {
+    return lane_sum(pieces, [&](int64_t k) { return part[k]; });
   }
-  void finish(int64_t n_out) {
-    if (pieces == 1) return;
-    for (int64_t o = 0; o < n_out; ++o) {
-      Extremum<kMax, T> e;
-      for (int64_t k = 0; k < pieces; ++k) e.add(part[size_t(o * pieces + k)]);
-      op[o] = e.result();
+};
+template <bool kMax, class T>
+struct ExtremumResult {
+  using R = Extremum<kMax, T>;
+  static T value(const R& e) { return e.result(); }
+  static R merge(const R* part, int64_t pieces) {
+    R e;
+    for (int64_t k = 0; k < pieces; ++k) {
+      e.best = R::pick(e.best, part[k].best);
+      e.nan |= part[k].nan;
     }
+    return e;
   }
 };
 
-// Max or min output by output, in the same tasks as sum_outputs.
-template <bool kMax, class T>
-void extremum_outputs(const Split& s, const T* xp, T* op) {
-  ExtremumOut<kMax, T> out(op, s.n_out, sum_pieces(s.n_red));
+// Where the tasks' results go: with one piece per block, straight into the output; otherwise
+// into part[output * pieces + piece], which finish() merges output by output.
+template <class T, class Result>
+struct PieceOut {
+  using R = typename Result::R;
+  T* op;
+  int64_t pieces;
+  std::vector<R> part;
+  PieceOut(T* o, const Split& s)
+      : op(o), pieces(block_pieces(s.n_red)), part(pieces > 1 ? size_t(s.n_out * pieces) : 0) {}
+  void put(int64_t o, int64_t piece, const R& r) {
+    if (pieces == 1)
+      op[o] = Result::value(r);
+    else
+      part[size_t(o * pieces + piece)] = r;
+  }
+  void finish(int64_t n_out) {
+    if (pieces > 1)
+      for (int64_t o = 0; o < n_out; ++o) op[o] = Result::value(Result::merge(part.data() + o * pieces, pieces));
+  }
+};
+
+// Output by output (the general loop order): a task is one piece, terms t0 to t1 - 1, of one
+// output's block, which starts at `base`. piece_result(base, t0, t1, next_task) gives its R;
+// next_task() is the pointer to the next task's first term in this thread (nullptr after the
+// last), for prefetching.
+template <class T, class Result, class F>
+void reduce_by_outputs(const Split& s, const T* xp, T* op, F&& piece_result) {
+  PieceOut<T, Result> out(op, s);
   const int64_t pieces = out.pieces;
+  auto start = [&](int64_t task) {  // the pointer to a task's first term
+    return xp + offset_of(task / pieces, s.out_size, s.out_stride) +
+           offset_of(task % pieces * kSumPiece, s.red_size, s.red_stride);
+  };
   const int64_t grain = std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(std::min(s.n_red, kSumPiece), 1));
   parallel_for(s.n_out * pieces, grain, [&](int64_t b, int64_t e) {
     for (int64_t task = b; task < e; ++task) {
       const int64_t o = task / pieces, piece = task % pieces, t0 = piece * kSumPiece;
       const T* base = xp + offset_of(o, s.out_size, s.out_stride);
-      Extremum<kMax, T> ex;
-      for_each_run(s, t0, std::min(s.n_red, t0 + kSumPiece),
-                   [&](int64_t off, int64_t n, int64_t st, int64_t) { ex.add(base + off, n, st); });
-      out.put(o, piece, ex);
+      auto next_task = [&] { return task + 1 < e ? start(task + 1) : nullptr; };
+      out.put(o, piece, piece_result(base, t0, std::min(s.n_red, t0 + kSumPiece), next_task));
     }
   });
   out.finish(s.n_out);
 }
 
-// Max or min with x's innermost kept dim contiguous, in the same tasks as sum_columns: each term
-// of a task is a contiguous run of its columns, folded into each column's key side by side.
-template <bool kMax, class T>
-void extremum_columns(const Split& s, const T* xp, T* op) {
-  using K = typename Keys<T>::K;
-  const ColumnRows cr(s);
-  const int64_t cols = cr.cols, col_tasks = cr.col_tasks;
-  ExtremumOut<kMax, T> out(op, s.n_out, sum_pieces(s.n_red));
+constexpr int64_t kColumns = 256;  // outputs per column task: 16 lanes of them are 32 KB of doubles
+
+// A row of outputs at a time, when x's innermost kept dim is contiguous (s.out_stride.back() == 1):
+// the outputs are rows of `cols` adjacent columns, and a task is one piece, terms t0 to t1 - 1,
+// of up to kColumns columns of one row, whose first term starts at `base`; each term of the piece
+// (in the same row-major order as by outputs) is a contiguous run of the task's columns.
+// piece_results(base, n, t0, t1, r) writes the n columns' results to r.
+template <class T, class Result, class F>
+void reduce_by_columns(const Split& s, const T* xp, T* op, F&& piece_results) {
+  PieceOut<T, Result> out(op, s);
   const int64_t pieces = out.pieces;
+  const int64_t cols = s.out_size.back(), rows = s.n_out / cols, col_tasks = (cols + kColumns - 1) / kColumns;
+  const std::vector<int64_t> row_size(s.out_size.begin(), s.out_size.end() - 1),
+      row_stride(s.out_stride.begin(), s.out_stride.end() - 1);
   const int64_t grain =
       std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(std::min(s.n_red, kSumPiece) * kColumns, 1));
-  parallel_for(cr.rows * col_tasks * pieces, grain, [&](int64_t b, int64_t e) {
-    K best[kColumns];
-    int32_t bad[kColumns];
+  parallel_for(rows * col_tasks * pieces, grain, [&](int64_t b, int64_t e) {
+    std::vector<typename Result::R> r(kColumns);
     for (int64_t task = b; task < e; ++task) {
       const int64_t piece = task % pieces, row = task / pieces / col_tasks;
-      const int64_t c0 = task / pieces % col_tasks * kColumns, n = std::min(kColumns, cols - c0);
-      const T* base = xp + cr.row_offset(row) + c0;
-      std::fill(best, best + n, Extremum<kMax, T>().best);
-      std::fill(bad, bad + n, 0);
-      const int64_t t0 = piece * kSumPiece;
-      for_each_run(s, t0, std::min(s.n_red, t0 + kSumPiece), [&](int64_t off, int64_t len, int64_t st, int64_t) {
-        for (int64_t i = 0; i < len; ++i) {
-          const T* p = base + off + i * st;
-          if (i + 2 < len) prefetch_bytes(p + 2 * st, n * int64_t(sizeof(T)));
-#pragma omp simd
-          for (int64_t c = 0; c < n; ++c) {
-            best[c] = Extremum<kMax, T>::pick(best[c], Keys<T>::key(p[c]));
-            bad[c] |= int32_t(Keys<T>::nan(p[c]));
-          }
-        }
-      });
-      for (int64_t c = 0; c < n; ++c) {
-        Extremum<kMax, T> ex;
-        ex.best = best[c];
-        ex.nan = bad[c] != 0;
-        out.put(row * cols + c0 + c, piece, ex);
-      }
+      const int64_t c0 = task / pieces % col_tasks * kColumns, n = std::min(kColumns, cols - c0),
+                    t0 = piece * kSumPiece;
+      piece_results(xp + offset_of(row, row_size, row_stride) + c0, n, t0, std::min(s.n_red, t0 + kSumPiece), r.data());
+      for (int64_t c = 0; c < n; ++c) out.put(row * cols + c0 + c, piece, r[size_t(c)]);
     }
   });
   out.finish(s.n_out);
+}
+
+// Float sums: the piece's values in row-major order, whatever their strides, as one lane sum
+// (kernels/cpu/lane_sum.h); by columns, term m of the piece goes into lane m mod kLanes of each
+// column.
+template <class T>
+void sum_float(const Split& s, bool columns, const T* xp, T* op) {
+  using Acc = typename acc_type<T>::type;
+  if (!columns) {
+    reduce_by_outputs<T, SumResult<T>>(s, xp, op, [&](const T* base, int64_t t0, int64_t t1, auto next_task) {
+      LaneSum acc;
+      for_each_run(s, t0, t1, [&](int64_t off, int64_t n, int64_t st, int64_t next) {
+        const T* p = base + off;
+        if (st == 1)  // after the piece's last run comes the next task's first
+          add_run(acc, p, n, next >= 0 ? base + next : next_task());
+        else
+          acc.add(n, [&](int64_t i) { return double(static_cast<Acc>(p[i * st])); });
+      });
+      return acc.total();
+    });
+    return;
+  }
+  reduce_by_columns<T, SumResult<T>>(s, xp, op, [&](const T* base, int64_t n, int64_t t0, int64_t t1, double* r) {
+    double lanes[kLanes * kColumns];  // 32 KB
+    std::fill(lanes, lanes + kLanes * n, 0.0);
+    int64_t m = 0;  // terms of the piece so far
+    for_each_run(s, t0, t1, [&](int64_t off, int64_t len, int64_t st, int64_t) {
+      for (int64_t i = 0; i < len; ++i, ++m) {
+        const T* p = base + off + i * st;
+        if (i + 2 < len) prefetch_bytes(p + 2 * st, n * int64_t(sizeof(T)));
+        double* l = lanes + (m % kLanes) * n;
+        for (int64_t c = 0; c < n; ++c) l[c] += double(static_cast<Acc>(p[c]));
+      }
+    });
+    for (int64_t c = 0; c < n; ++c) r[c] = combine_lanes(lanes + c, n);
+  });
+}
+
+// Max (kMax) or min: by outputs, each run folded in lanes; by columns, each term of the piece
+// folded into every column's key side by side.
+template <bool kMax, class T>
+void extremum(const Split& s, bool columns, const T* xp, T* op) {
+  using E = Extremum<kMax, T>;
+  using Result = ExtremumResult<kMax, T>;
+  if (!columns) {
+    reduce_by_outputs<T, Result>(s, xp, op, [&](const T* base, int64_t t0, int64_t t1, auto) {
+      E ex;
+      for_each_run(s, t0, t1, [&](int64_t off, int64_t n, int64_t st, int64_t) { ex.add(base + off, n, st); });
+      return ex;
+    });
+    return;
+  }
+  reduce_by_columns<T, Result>(s, xp, op, [&](const T* base, int64_t n, int64_t t0, int64_t t1, E* r) {
+    typename E::K best[kColumns];
+    int32_t bad[kColumns];
+    std::fill(best, best + n, E().best);
+    std::fill(bad, bad + n, 0);
+    for_each_run(s, t0, t1, [&](int64_t off, int64_t len, int64_t st, int64_t) {
+      for (int64_t i = 0; i < len; ++i) {
+        const T* p = base + off + i * st;
+        if (i + 2 < len) prefetch_bytes(p + 2 * st, n * int64_t(sizeof(T)));
+#pragma omp simd
+        for (int64_t c = 0; c < n; ++c) {
+          best[c] = E::pick(best[c], Keys<T>::key(p[c]));
+          bad[c] |= int32_t(Keys<T>::nan(p[c]));
+        }
+      }
+    });
+    for (int64_t c = 0; c < n; ++c) {
+      r[c].best = best[c];
+      r[c].nan = bad[c] != 0;
+    }
+  });
 }
 
 template <class T>
@@ -418,22 +401,15 @@ void reduce_typed(ReduceOp op, const Tensor& out, const Tensor& x, const std::ve
     return;
   }
   T* op_ = out.data<T>();
+  // The row-of-outputs loop order applies when x's innermost kept dim is contiguous.
+  const bool columns = !s.out_size.empty() && s.out_stride.back() == 1 && !s.red_size.empty();
   if (op == ReduceOp::Max || op == ReduceOp::Min) {
-    const bool columns = !s.out_size.empty() && s.out_stride.back() == 1 && !s.red_size.empty();
-    if (op == ReduceOp::Max)
-      columns ? extremum_columns<true>(s, xp, op_) : extremum_outputs<true>(s, xp, op_);
-    else
-      columns ? extremum_columns<false>(s, xp, op_) : extremum_outputs<false>(s, xp, op_);
+    op == ReduceOp::Max ? extremum<true>(s, columns, xp, op_) : extremum<false>(s, columns, xp, op_);
     return;
   }
   if constexpr (std::is_floating_point_v<typename acc_type<T>::type>) {
-    if (op == ReduceOp::Sum) {
-      if (!s.out_size.empty() && s.out_stride.back() == 1 && !s.red_size.empty())
-        sum_columns(s, xp, op_);
-      else
-        sum_outputs(s, xp, op_);
-      return;
-    }
+    sum_float(s, columns, xp, op_);
+    return;
   }
   if constexpr (!std::is_floating_point_v<typename acc_type<T>::type>) {  // integer sums
     using Acc = typename acc_type<T>::type;
