@@ -14,7 +14,9 @@
 // 1x1/stride-1/unpadded convs of one image read x as col. Small feature maps batch several images
 // into one GEMM (see images_per_chunk, and images_per_product for maps that would leave a
 // strip of columns mostly padding). Chunks of images are spread over threads (each with its own
-// buffers); with fewer chunks than threads the GEMM itself runs in parallel instead.
+// buffers); with fewer chunks than threads the GEMM itself runs in parallel instead. The weight
+// gradient, a sum over the batch, splits it by its size alone (kWeightGradParts), so its bits do
+// not depend on the thread count.
 #include <omp.h>
 
 #include <algorithm>
@@ -367,7 +369,8 @@ int64_t images_per_chunk(const Geom& g, int threads) {
 // times it (still a chunk per thread), take the count that leaves each thread the fewest strips
 // to run: four 14x14 images are 784 columns in 25 strips. The columns of a product are
 // independent of each other, so the results do not depend on the count. (The weight gradient
-// keeps images_per_chunk's: its chunks are its K blocks, which set the order of its sums.)
+// takes images_per_chunk's for kWeightGradParts threads, whatever the thread count: its chunks
+// are its K blocks, which set the order of its sums.)
 int64_t images_per_product(const Geom& g, int threads) {
   constexpr int64_t kStrip = 32;
   const int64_t nb0 = images_per_chunk(g, threads);
@@ -663,6 +666,17 @@ class RowRuns {
   const int64_t Hp_, Wp_;
 };
 
+// The weight gradient sums over the whole batch, so how the batch is split sets the order of its
+// sums. The split is fixed by the batch and map sizes alone: chunks of images_per_chunk(g,
+// kWeightGradParts) images (each one product, whose K runs over the chunk's pixels), gathered into
+// at most kWeightGradParts parts of consecutive chunks. A part adds its chunks' products in order
+// into its own buffer, and the parts' buffers are added in order. So any thread count gives the
+// same bits. Threads share out the parts; with more threads than parts, the parts run one after
+// another and each product runs in parallel (its K blocks stay in order, so the bits stay too).
+// Eight parts keep two to eight threads busy; the price is eight buffers of the weight's size to
+// add at the end (9.4 MB each for ResNet18's 512-channel layers) where one per thread would do.
+constexpr int64_t kWeightGradParts = 8;
+
 template <class T>
 void conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, const Conv2dParams& p) {
   Geom g = geom(x, gw, gy, p);
@@ -671,28 +685,34 @@ void conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, c
   T* gwp = gw.data<T>();
   bool pw = is_pointwise(g, p);
   int64_t wsize = g.O * g.ck;
-  int nt = omp_get_max_threads();
-  int64_t nb = images_per_chunk(g, nt);
-  bool by_chunk = (g.N + nb - 1) / nb >= nt && nt > 1;
-  // Per-thread partial sums when chunks run in parallel; summed in a fixed order afterwards so
-  // the result does not depend on scheduling. The buffers belong to the calling thread and are
-  // reused from call to call (zeroed, not reallocated).
+  const int nt = omp_get_max_threads();
+  const int64_t nb = images_per_chunk(g, int(kWeightGradParts));
+  const int64_t chunks = (g.N + nb - 1) / nb;
+  const int64_t parts = std::min(kWeightGradParts, chunks);
+  const bool by_part = nt > 1 && parts >= nt;  // else parts in turn, each product in parallel
+  // The parts' sums, added in order below. The buffers belong to the calling thread and are
+  // reused from call to call, only ever grown: resizing one down after a deep layer and up again
+  // at the next would zero megabytes each time.
   thread_local std::vector<std::vector<T>> pool;
-  size_t parts = by_chunk ? size_t(nt) : 1;
-  if (pool.size() < parts) pool.resize(parts);
-  for (size_t i = 0; i < parts; ++i) pool[i].resize(size_t(wsize));
+  if (pool.size() < size_t(parts)) pool.resize(size_t(parts));
+  for (int64_t i = 0; i < parts; ++i)
+    if (pool[size_t(i)].size() < size_t(wsize)) pool[size_t(i)].resize(size_t(wsize));
   // The worker threads must reach the calling thread's pool, and a lambda does not capture a
   // thread_local (each thread would see its own, empty one): they go through this reference.
   auto& partial = pool;
-  // Zeroed by the threads that will add into them, and summed below by all threads, a row of
-  // the weight at a time: for the deep layers (2.4 million weights) each is a pass over
-  // megabytes, which on one thread took up to a quarter of the call.
+  // A part's first product writes its buffer (beta 0) and the rest add to it; the row runs only
+  // add, so for them the buffers are zeroed first. Zeroed and summed by all threads, a row of the
+  // weight at a time: for the deep layers (2.4 million weights) each is a pass over megabytes,
+  // which on one thread took up to a quarter of the call.
   const bool par_rows = nt > 1 && wsize >= (int64_t(1) << 16);
-#pragma omp parallel for schedule(static) if (par_rows)
-  for (size_t i = 0; i < parts; ++i) std::fill(partial[i].begin(), partial[i].end(), T(0));
   const bool row_runs = RowRuns<T>::pays(g, p);
-  for_each_chunk<T>(g, nb, false, nb > 1 && !row_runs, [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par) {
-    T* acc = partial[by_chunk ? size_t(omp_get_thread_num()) : 0].data();
+  if (row_runs) {
+#pragma omp parallel for schedule(static) if (par_rows)
+    for (int64_t i = 0; i < parts; ++i) std::fill_n(partial[size_t(i)].begin(), wsize, T(0));
+  }
+  const bool need_mat = nb > 1 && !row_runs;
+  // acc = beta * acc + the gradient of images [n0, n0 + nbc), beta 0 or 1 (row runs: always 1).
+  auto add_chunk = [&](int64_t n0, int64_t nbc, Scratch<T>& s, bool par, T beta, T* acc) {
     if (row_runs) {
       const RowRuns<T> rr(g, p);
       for (int64_t gi = 0; gi < g.G; ++gi) rr.add_chunk(gyp, xp, n0, nbc, gi, acc + gi * g.Og * g.ck, par);
@@ -705,13 +725,30 @@ void conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, c
       T* gwg = acc + gi * g.Og * g.ck;
       // gw_g [Og, ck] += gy_g [Og, ld] @ col^T [ld, ck]
       if (pw && nbc == 1) {  // col is x itself
-        gemm_strided<T>(g.Og, g.ck, ld, T(1), gyg, ld, 1, x0, 1, ld, T(1), gwg, g.ck, 1, par);
+        gemm_strided<T>(g.Og, g.ck, ld, T(1), gyg, ld, 1, x0, 1, ld, beta, gwg, g.ck, 1, par);
       } else {  // tap-major columns (put back in order below), read from a channels-last copy
         const UnrolledChannelsLast<T> colt(x0, nbc, g, p, s.padded);
-        gemm_packed_b<T>(g.Og, g.ck, ld, T(1), gyg, ld, 1, StripPacker<T>(colt), T(1), gwg, g.ck, 1, par);
+        gemm_packed_b<T>(g.Og, g.ck, ld, T(1), gyg, ld, 1, StripPacker<T>(colt), beta, gwg, g.ck, 1, par);
       }
     }
-  });
+  };
+  auto run_part = [&](int64_t part, Scratch<T>& s, bool par) {
+    const int64_t first = part * chunks / parts;
+    for (int64_t c = first; c < (part + 1) * chunks / parts; ++c)
+      add_chunk(c * nb, std::min(nb, g.N - c * nb), s, par, c == first ? T(0) : T(1), partial[size_t(part)].data());
+  };
+  const size_t mat_size = need_mat ? size_t(g.Og * g.ohw * nb) : 0;
+  if (by_part) {
+#pragma omp parallel
+    {
+      Scratch<T>& s = thread_scratch<T>(0, mat_size);
+#pragma omp for schedule(static)
+      for (int64_t part = 0; part < parts; ++part) run_part(part, s, false);
+    }
+  } else {
+    Scratch<T>& s = thread_scratch<T>(0, mat_size);
+    for (int64_t part = 0; part < parts; ++part) run_part(part, s, nt > 1);
+  }
   // The partial sums are in tap-major column order (tap * Cg + c), put back in the weight's
   // (c * taps + tap); a pointwise conv's direct product has one tap, where both orders agree.
   const int64_t taps = g.KH * g.KW;
@@ -721,7 +758,7 @@ void conv_backward_weight(const Tensor& gw, const Tensor& gy, const Tensor& x, c
       for (int64_t c = 0; c < g.Cg; ++c) {
         const size_t j = size_t(o * g.ck + tap * g.Cg + c);
         T sum = T(0);
-        for (size_t t = 0; t < parts; ++t) sum += partial[t][j];
+        for (int64_t t = 0; t < parts; ++t) sum += partial[size_t(t)][j];
         gwp[o * g.ck + c * taps + tap] = sum;
       }
 }

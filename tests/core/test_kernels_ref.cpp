@@ -1813,6 +1813,80 @@ TEST_CASE("kernels: max and min in every loop order, with signed zeros and NaN, 
   }
 }
 
+TEST_CASE("kernels: the conv2d weight gradient sums in parts fixed by the batch, the same on any thread count") {
+  // The weight gradient sums over the batch in chunks of images (each one product) gathered into
+  // at most 8 parts, each part's chunks added in order into its own sum and the parts' sums added
+  // in order (kernels/cpu/conv.cpp, kWeightGradParts). The split depends on the sizes alone, so
+  // the result must be that definition, written out here over a stored im2col, bitwise, on 1, 2,
+  // 3, 5 and 8 threads. Cases: maps of one image a chunk and of several, a batch that fills fewer
+  // than 8 parts, the row-runs path, pointwise convs with and without batched images, groups.
+  const RestoreGemmIsa restore;
+  Generator gen(1201);
+  constexpr int64_t kParts = 8, kTargetColumns = 256;
+  const std::vector<ConvCase> cases = {
+      {"16x16 map, one image a chunk", {20, 6, 16, 16}, {10, 6, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"8x8 map, four images a chunk", {37, 5, 8, 8}, {7, 5, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"4x4 map, stride 2, six images a chunk", {50, 4, 8, 8}, {6, 4, 3, 3}, Conv2dParams::of(2, 2, 1, 1, 1, 1, 1)},
+      {"row runs, 10x9 map", {19, 32, 10, 9}, {3, 32, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      {"1x1, groups 2, images batched", {23, 8, 6, 6}, {6, 4, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 2)},
+      {"1x1, one image a chunk", {11, 6, 9, 9}, {5, 6, 1, 1}, Conv2dParams::of(1, 1, 0, 0, 1, 1, 1)},
+      {"three images, three parts", {3, 4, 7, 7}, {4, 4, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+  };
+  auto check = [&](const ConvCase& c, const ConvGeom& g, DType t, auto tag) {
+    using T = decltype(tag);
+    INFO(dtype_name(t));
+    const int64_t Cg = g.C / g.G, Og = g.O / g.G, ck = Cg * g.KH * g.KW, ohw = g.OH * g.OW;
+    Tensor x = urand(c.x, gen, -1, 1, t), gy = urand({g.N, g.O, g.OH, g.OW}, gen, -1, 1, t);
+    const T* xp = x.data<T>();
+    const T* gyp = gy.data<T>();
+    // The definition: chunks of nb images, parts of consecutive chunks.
+    const int64_t nb = std::min(std::max<int64_t>(1, kTargetColumns / ohw), std::max<int64_t>(1, g.N / kParts));
+    const int64_t chunks = (g.N + nb - 1) / nb, parts = std::min(kParts, chunks);
+    std::vector<std::vector<T>> part_sums(size_t(parts), std::vector<T>(size_t(g.O * ck), T(0)));
+    for (int64_t part = 0; part < parts; ++part)
+      for (int64_t ch = part * chunks / parts; ch < (part + 1) * chunks / parts; ++ch) {
+        const int64_t n0 = ch * nb, nbc = std::min(nb, g.N - n0), ld = nbc * ohw;
+        for (int64_t gi = 0; gi < g.G; ++gi) {
+          // col [ck, ld] and gy's rows [Og, ld] of the chunk's images side by side.
+          std::vector<T> col(size_t(ck * ld)), rows(size_t(Og * ld));
+          for (int64_t b = 0; b < nbc; ++b) {
+            const int64_t n = n0 + b;
+            for (int64_t o = 0; o < Og; ++o)
+              for (int64_t i = 0; i < ohw; ++i)
+                rows[size_t(o * ld + b * ohw + i)] = gyp[(n * g.O + gi * Og + o) * ohw + i];
+            for (int64_t cg = 0, k = 0; cg < Cg; ++cg)
+              for (int64_t kh = 0; kh < g.KH; ++kh)
+                for (int64_t kw = 0; kw < g.KW; ++kw, ++k)
+                  for (int64_t oh = 0; oh < g.OH; ++oh)
+                    for (int64_t ow = 0; ow < g.OW; ++ow) {
+                      const int64_t ih = oh * c.p.stride_h - c.p.pad_h + kh * c.p.dil_h;
+                      const int64_t iw = ow * c.p.stride_w - c.p.pad_w + kw * c.p.dil_w;
+                      const bool in = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
+                      col[size_t(k * ld + b * ohw + oh * g.OW + ow)] =
+                          in ? xp[((n * g.C + gi * Cg + cg) * g.H + ih) * g.W + iw] : T(0);
+                    }
+          }
+          cpu::gemm_strided<T>(Og, ck, ld, T(1), rows.data(), ld, 1, col.data(), 1, ld, T(1),
+                               part_sums[size_t(part)].data() + gi * Og * ck, ck, 1);
+        }
+      }
+    std::vector<double> want(size_t(g.O * ck));
+    for (size_t j = 0; j < want.size(); ++j) {
+      T sum = T(0);
+      for (const auto& s : part_sums) sum += s[j];
+      want[j] = double(sum);
+    }
+    for (int threads : {1, 2, 3, 5, 8}) {
+      INFO(threads << " threads, " << parts << " parts of " << chunks << " chunks of " << nb << " images");
+      const ScopedThreads scoped(threads);
+      Tensor gw = full(c.w, 1e30, TensorOptions(t));  // poisoned: every element must be written
+      cpu_backend().conv2d_backward_weight(gw, gy, x, c.p);
+      CHECK(same_bits(values(gw), want));
+    }
+  };
+  for_each_isa_and_dtype(cases, check);
+}
+
 TEST_CASE("kernels: unary and binary math against the standard library") {
   Generator g(414);
   struct U {
