@@ -545,6 +545,22 @@ void for_each_isa_and_dtype(const std::vector<ConvCase>& cases, const F& check) 
     }
   }
 }
+// The receptive fields of image n, group gi, unrolled: col[k * ld + oh * OW + ow] for row
+// k = (cg * KH + kh) * KW + kw, zero where the window reaches into the padding.
+template <class T>
+void unroll_image(const ConvGeom& g, const T* xp, int64_t n, int64_t gi, T* col, int64_t ld) {
+  const int64_t Cg = g.C / g.G;
+  for (int64_t cg = 0, k = 0; cg < Cg; ++cg)
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw, ++k)
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            const int64_t ih = oh * g.p.stride_h - g.p.pad_h + kh * g.p.dil_h;
+            const int64_t iw = ow * g.p.stride_w - g.p.pad_w + kw * g.p.dil_w;
+            const bool in = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
+            col[k * ld + oh * g.OW + ow] = in ? xp[((n * g.C + gi * Cg + cg) * g.H + ih) * g.W + iw] : T(0);
+          }
+}
 // Visits every (n, o, oh, ow, c, kh, kw) term of the convolution sum that hits the input.
 template <class F>
 void conv_terms(const ConvGeom& g, F&& f) {
@@ -775,17 +791,7 @@ TEST_CASE("kernels: conv2d forward and weight gradient are bitwise GEMMs over a 
     std::vector<T> col(size_t(ck * ohw)), want_y(size_t(y.numel())), want_gw(size_t(w.numel()));
     for (int64_t n = 0; n < g.N; ++n)
       for (int64_t gi = 0; gi < g.G; ++gi) {
-        for (int64_t cg = 0, k = 0; cg < Cg; ++cg)
-          for (int64_t kh = 0; kh < g.KH; ++kh)
-            for (int64_t kw = 0; kw < g.KW; ++kw, ++k)
-              for (int64_t oh = 0; oh < g.OH; ++oh)
-                for (int64_t ow = 0; ow < g.OW; ++ow) {
-                  const int64_t ih = oh * c.p.stride_h - c.p.pad_h + kh * c.p.dil_h;
-                  const int64_t iw = ow * c.p.stride_w - c.p.pad_w + kw * c.p.dil_w;
-                  const bool in = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
-                  col[size_t(k * ohw + oh * g.OW + ow)] =
-                      in ? xp[((n * g.C + gi * Cg + cg) * g.H + ih) * g.W + iw] : T(0);
-                }
+        unroll_image(g, xp, n, gi, col.data(), ohw);
         cpu::gemm_strided<T>(Og, ohw, ck, T(1), wp + gi * Og * ck, ck, 1, col.data(), ohw, 1, T(0),
                              want_y.data() + (n * g.O + gi * Og) * ohw, ohw, 1);
         if (n == 0)
@@ -1854,17 +1860,7 @@ TEST_CASE("kernels: the conv2d weight gradient sums in parts fixed by the batch,
             for (int64_t o = 0; o < Og; ++o)
               for (int64_t i = 0; i < ohw; ++i)
                 rows[size_t(o * ld + b * ohw + i)] = gyp[(n * g.O + gi * Og + o) * ohw + i];
-            for (int64_t cg = 0, k = 0; cg < Cg; ++cg)
-              for (int64_t kh = 0; kh < g.KH; ++kh)
-                for (int64_t kw = 0; kw < g.KW; ++kw, ++k)
-                  for (int64_t oh = 0; oh < g.OH; ++oh)
-                    for (int64_t ow = 0; ow < g.OW; ++ow) {
-                      const int64_t ih = oh * c.p.stride_h - c.p.pad_h + kh * c.p.dil_h;
-                      const int64_t iw = ow * c.p.stride_w - c.p.pad_w + kw * c.p.dil_w;
-                      const bool in = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
-                      col[size_t(k * ld + b * ohw + oh * g.OW + ow)] =
-                          in ? xp[((n * g.C + gi * Cg + cg) * g.H + ih) * g.W + iw] : T(0);
-                    }
+            unroll_image(g, xp, n, gi, col.data() + b * ohw, ld);
           }
           cpu::gemm_strided<T>(Og, ck, ld, T(1), rows.data(), ld, 1, col.data(), 1, ld, T(1),
                                part_sums[size_t(part)].data() + gi * Og * ck, ck, 1);
