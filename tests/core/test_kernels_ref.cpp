@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -1402,7 +1403,9 @@ TEST_CASE("kernels: exp of every float32 is the exponential in double rounded on
         }
       }
     }
-    CHECK_MESSAGE(wrong == 0, wrong, " floats wrong, one of them ", first_wrong);
+    char hex[32];
+    std::snprintf(hex, sizeof hex, "%a", double(first_wrong));  // exact, to paste into a test
+    CHECK_MESSAGE(wrong == 0, wrong, " floats wrong, one of them ", hex);
   };
   RestoreGemmIsa restore;
   for (cpu::GemmIsa isa : {cpu::GemmIsa::avx2, cpu::GemmIsa::avx512}) {
