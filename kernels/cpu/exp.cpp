@@ -90,10 +90,11 @@ __attribute__((always_inline)) inline void exp_finish(V& t, const V& r, const U&
     h = q;
   }
   const V expm1_r = h * r;  // exp(r) - 1, at most 0.022 in size
-  // 2^m * 2^(j/16): m added into the table value's exponent field. bits >> 4 is 1.5 * 2^48 + m
-  // (the shifter's bits below 2^4 are zero, so the shift rounds k down as floor does), and the
-  // shift left by 52 keeps only m's low 12 bits, which the 64-bit sum carries into the exponent:
-  // m in [-151, 128] keeps the exponent inside double's normal range.
+  // 2^m * 2^(j/16): m added into the table value's exponent field. `bits` is the shifter's bit
+  // pattern plus k, and the shifter's low 16 bits are zero, so bits >> 4 is that pattern / 16 plus
+  // m (the shift rounds k down, as floor does), and its low 12 bits are m's alone. The shift left
+  // by 52 keeps just those, and the 64-bit sum carries them into the exponent field: m in
+  // [-151, 128] keeps the exponent inside double's normal range.
   U table_bits;
   std::memcpy(&table_bits, &table, sizeof table_bits);
   const U scale_bits = table_bits + ((bits >> 4) << 52);
@@ -120,7 +121,7 @@ float exp_f32_portable(float x) {
   double r;
   uint64_t bits;
   exp_reduce(t, r, bits, ScalarOps{});
-  double y = t;
+  double y;
   exp_finish(y, r, bits, kExp2Sixteenths[bits & 15], ScalarOps{});
   return float(y);
 }

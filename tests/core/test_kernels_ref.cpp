@@ -1284,6 +1284,18 @@ TEST_CASE("kernels: log_softmax keeps log(sum) against a maximum far larger than
     }
 }
 
+namespace {
+// exp_f32's reference: the double exp rounded to float. `exp_matches` asks for the same bits, or
+// NaN for NaN.
+float want_exp(float t) { return float(std::exp(double(t))); }
+bool exp_matches(float got, float want) {
+  uint32_t g, w;
+  std::memcpy(&g, &got, sizeof g);
+  std::memcpy(&w, &want, sizeof w);
+  return std::isnan(want) ? std::isnan(got) : g == w;
+}
+}  // namespace
+
 TEST_CASE("kernels: exp of float32 is the exponential in double rounded once") {
   // The vector loop (AVX2 and AVX-512) and the portable code against std::exp in double rounded
   // to float: they must agree bit for bit, and with the reference exactly (over every one of the
@@ -1326,13 +1338,6 @@ TEST_CASE("kernels: exp of float32 is the exponential in double rounded once") {
     x.push_back(f);
     x.push_back(std::uniform_real_distribution<float>(-105.0f, 90.0f)(rng));
   }
-  auto want_exp = [](float t) { return float(std::exp(double(t))); };
-  auto bits = [](float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, sizeof u);
-    return u;
-  };
-  auto same = [&](float a, float b) { return std::isnan(a) ? std::isnan(b) : bits(a) == bits(b); };
   RestoreGemmIsa restore;  // exp_f32 runs AVX-512 or AVX2 as the GEMM does
   for (cpu::GemmIsa isa : {cpu::GemmIsa::avx2, cpu::GemmIsa::avx512}) {
     if (!cpu::gemm_isa_supported(isa)) {
@@ -1348,8 +1353,8 @@ TEST_CASE("kernels: exp of float32 is the exponential in double rounded once") {
       int64_t wrong = 0, portable_differs = 0;
       for (size_t i = 0; i < x.size(); ++i) {
         const float t = x[i] - shift;
-        wrong += !same(y[i], want_exp(t));
-        portable_differs += !same(y[i], cpu::exp_f32_portable(t));
+        wrong += !exp_matches(y[i], want_exp(t));
+        portable_differs += !exp_matches(y[i], cpu::exp_f32_portable(t));
       }
       CHECK(wrong == 0);
       CHECK(portable_differs == 0);
@@ -1362,7 +1367,7 @@ TEST_CASE("kernels: exp of float32 is the exponential in double rounded once") {
         int64_t wrong = 0;
         for (int64_t i = 0; i < 64; ++i) {
           const bool inside = i >= off && i < off + n;
-          wrong += !same(y[size_t(i)], inside ? want_exp(x[size_t(30 + i)]) : 7.0f);
+          wrong += !exp_matches(y[size_t(i)], inside ? want_exp(x[size_t(30 + i)]) : 7.0f);
         }
         CHECK_MESSAGE(wrong == 0, "offset ", off, ", ", n, " values");
       }
@@ -1370,7 +1375,7 @@ TEST_CASE("kernels: exp of float32 is the exponential in double rounded once") {
     std::vector<float> z(x.begin(), x.begin() + 1001);
     cpu::exp_f32(z.data(), 0.0f, z.data(), int64_t(z.size()));
     int64_t wrong = 0;
-    for (size_t i = 0; i < z.size(); ++i) wrong += !same(z[i], want_exp(x[i]));
+    for (size_t i = 0; i < z.size(); ++i) wrong += !exp_matches(z[i], want_exp(x[i]));
     CHECK(wrong == 0);
   }
 }
@@ -1382,7 +1387,7 @@ TEST_CASE("kernels: exp of every float32 is the exponential in double rounded on
   auto check_all = [](auto&& exp_chunk) {
     constexpr int64_t kChunk = int64_t(1) << 16;
     int64_t wrong = 0;
-    float first_wrong = 0.0f;
+    float first_wrong = std::numeric_limits<float>::quiet_NaN();  // one wrong input, for the message
 #pragma omp parallel for reduction(+ : wrong) schedule(dynamic, 16)
     for (int64_t c = 0; c < (int64_t(1) << 32) / kChunk; ++c) {
       std::vector<float> x(kChunk), y(kChunk);
@@ -1392,15 +1397,10 @@ TEST_CASE("kernels: exp of every float32 is the exponential in double rounded on
       }
       exp_chunk(x.data(), y.data(), kChunk);
       for (int64_t i = 0; i < kChunk; ++i) {
-        const float want = float(std::exp(double(x[size_t(i)])));
-        const float got = y[size_t(i)];
-        uint32_t want_bits, got_bits;
-        std::memcpy(&want_bits, &want, sizeof want);
-        std::memcpy(&got_bits, &got, sizeof got);
-        if (std::isnan(want) ? !std::isnan(got) : want_bits != got_bits) {
+        if (exp_matches(y[size_t(i)], want_exp(x[size_t(i)]))) continue;
+        ++wrong;
 #pragma omp critical
-          if (wrong++ == 0) first_wrong = x[size_t(i)];
-        }
+        if (std::isnan(first_wrong)) first_wrong = x[size_t(i)];
       }
     }
     char hex[32];
