@@ -13,7 +13,11 @@
 //   them. Batch norm has none there, and the optimizer rows run torch.optim's own step (as a
 //   training loop does, temporaries included), so those PyTorch rows allocate; the script keeps
 //   freed blocks in the heap, so that allocation costs no page faults.
-// Each figure is the best of several repetitions after a warm-up, with the same thread count.
+// Each figure is the best of several repetitions after a warm-up, with the same thread count, and
+// the repetitions go on for at least --min-time seconds: the first tens of milliseconds after the
+// peer's process exits run slowly (a 512^3 product took 4.8 ms instead of 1.0 for its first
+// 30 ms, both in this process and in the peer's after starting), and five repetitions of a short
+// row fit inside that window.
 #include <omp.h>
 
 #include <algorithm>
@@ -38,14 +42,19 @@ namespace {
 // More timed repetitions than a best-of needs; a typo beyond (and an int would wrap).
 constexpr int64_t kMaxReps = 1000;
 
+// The best of at least `reps` timed calls that together last at least `min_seconds`, after a
+// warm-up call; never more than kMaxReps calls.
 template <class F>
-double best_seconds(int64_t reps, F&& f) {
+double best_seconds(int64_t reps, double min_seconds, F&& f) {
+  using Clock = std::chrono::steady_clock;
   f();  // warm-up
   double best = 1e30;
-  for (int64_t r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
+  const Clock::time_point start = Clock::now();
+  for (int64_t r = 0;
+       r < kMaxReps && (r < reps || std::chrono::duration<double>(Clock::now() - start).count() < min_seconds); ++r) {
+    const Clock::time_point t0 = Clock::now();
     f();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
   }
   return best;
 }
@@ -88,15 +97,18 @@ const std::vector<std::string>& families() {
 }
 
 // The PyTorch side: one snippet that prints "key seconds" per figure, for the families wanted.
-std::string torch_script(int64_t threads, int64_t reps, const std::function<bool(const std::string&)>& want) {
+std::string torch_script(int64_t threads, int64_t reps, double min_seconds,
+                         const std::function<bool(const std::string&)>& want) {
   std::ostringstream py;
   // Large blocks stay in the heap and are reused (glibc would map and fault in fresh pages for each
   // one above 32 MB), so the rows where PyTorch must allocate (batch norm, the optimizers) time
   // the kernels rather than the page faults. A row whose call fails prints nothing: n/a.
   py << "import torch, time, ctypes\ntorch.set_num_threads(" << threads << ")\nA=torch.ops.aten\n"
      << "libc=ctypes.CDLL('libc.so.6'); libc.mallopt(-3, 1<<30); libc.mallopt(-1, 1<<30)\n"
-     << "def best(f, r=" << reps << "):\n  f(); b=1e30\n  for _ in range(r):\n"
-     << "    t=time.perf_counter(); f(); b=min(b, time.perf_counter()-t)\n  return b\n"
+     << "def best(f, r=" << reps << ", least=" << min_seconds << ", most=" << kMaxReps << "):\n"
+     << "  f(); b=1e30; i=0; t0=time.perf_counter()\n"
+     << "  while i < most and (i < r or time.perf_counter()-t0 < least):\n"
+     << "    t=time.perf_counter(); f(); b=min(b, time.perf_counter()-t); i+=1\n  return b\n"
      << "def out(k, f):\n  try: print('%s %g' % (k, best(f)), flush=True)\n  except Exception: pass\n";
   if (want("gemm"))
     py << "for n in (256, 512, 1024):\n  a=torch.randn(n,n); b=torch.randn(n,n)\n"
@@ -170,6 +182,7 @@ std::string torch_script(int64_t threads, int64_t reps, const std::function<bool
 // One printed row per figure: minima's, the peer's (or n/a) and the ratio of their times.
 struct Table {
   int64_t reps = 5;
+  double min_seconds = 0.2;
   std::map<std::string, double> torch;  // key -> PyTorch's seconds
 
   static void header() { std::printf("%-42s %12s %12s %8s\n", "benchmark", "minima", "pytorch", "ratio"); }
@@ -182,7 +195,7 @@ struct Table {
   }
   template <class F>
   void time(const std::string& name, const std::string& key, double work, F&& f) {
-    row(name, best_seconds(reps, f), key, work);
+    row(name, best_seconds(reps, min_seconds, f), key, work);
   }
 };
 
@@ -307,6 +320,8 @@ int bench_cpu(cli::Args& a) {
   int64_t threads = a.get_int("threads", omp_get_max_threads(), "OpenMP threads (and torch.set_num_threads)");
   int64_t reps =
       a.get_int("reps", 5, "timed repetitions (the best is reported; at most " + std::to_string(kMaxReps) + ")");
+  double min_seconds =
+      a.get_double("min-time", 0.2, "seconds each row's repetitions last at least (more of them, up to 1000)");
   std::string python =
       a.get_string("python", "/usr/bin/python3", "python with torch for the peer numbers ('' to skip)");
   std::vector<std::string> only = a.get_string_list(
@@ -317,6 +332,7 @@ int bench_cpu(cli::Args& a) {
   MINIMA_CHECK(threads >= 1 && threads <= cli::kMaxThreads, "--threads must be in [1, ", cli::kMaxThreads, "], got ",
                threads);
   MINIMA_CHECK(reps >= 1 && reps <= kMaxReps, "--reps must be in [1, ", kMaxReps, "], got ", reps);
+  MINIMA_CHECK(min_seconds >= 0 && min_seconds <= 60, "--min-time must be in [0, 60], got ", min_seconds);
   for (const std::string& f : only)
     MINIMA_CHECK(std::find(families().begin(), families().end(), f) != families().end(), "--only: unknown family '", f,
                  "' (known: gemm, gemv, conv, elementwise, reduce, softmax, batchnorm, pool, optim)");
@@ -329,8 +345,9 @@ int bench_cpu(cli::Args& a) {
 
   Table t;
   t.reps = reps;
+  t.min_seconds = min_seconds;
   if (!python.empty()) {
-    std::istringstream out(run_python(python, torch_script(threads, reps, want)));
+    std::istringstream out(run_python(python, torch_script(threads, reps, min_seconds, want)));
     std::string k;
     double v;
     while (out >> k >> v) t.torch[k] = v;

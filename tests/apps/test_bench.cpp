@@ -2,6 +2,7 @@
 // print well-formed tables. Their timings are never asserted (the machines are noisy); only that
 // every figure is there, finite and positive, and that bad flags give an error.
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -133,7 +134,7 @@ TEST_CASE("bench train: images/s per network on the CPU, without the PyTorch pee
 }
 
 TEST_CASE("bench cpu: every CPU kernel family, each row with its figures, and --only picks families") {
-  auto r = run_minima("bench cpu --reps 1 --threads 2 --python ''");
+  auto r = run_minima("bench cpu --reps 1 --min-time 0 --threads 2 --python ''");
   INFO(r.output);
   REQUIRE(r.rc == 0);
   CHECK(r.output.find("PyTorch peer unavailable") != std::string::npos);
@@ -176,7 +177,7 @@ TEST_CASE("bench cpu: every CPU kernel family, each row with its figures, and --
       CHECK(v[0] > 0);
     }
   // --only runs the families named and no other; --no-conv still drops the conv rows.
-  auto only = run_minima("bench cpu --reps 1 --threads 2 --python '' --only reduce,optim,conv --no-conv");
+  auto only = run_minima("bench cpu --reps 1 --min-time 0 --threads 2 --python '' --only reduce,optim,conv --no-conv");
   INFO(only.output);
   REQUIRE(only.rc == 0);
   for (const std::string& row : compute) CHECK(only.output.find(row) == std::string::npos);
@@ -191,14 +192,22 @@ TEST_CASE("bench cpu: every CPU kernel family, each row with its figures, and --
                          "batchnorm, pool, optim)");
   apptest::check_rejects("bench cpu --only gemm,gemm", "--only: gemm is listed twice");
   apptest::check_rejects("bench cpu --reps 0", "--reps must be in [1, 1000], got 0");
+  // --min-time keeps a row's repetitions going: two rows of at least 0.3 s each.
+  const auto t0 = std::chrono::steady_clock::now();
+  auto timed = run_minima("bench cpu --reps 1 --min-time 0.3 --threads 2 --python '' --only optim");
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK(timed.rc == 0);
+  CHECK(took >= 0.6);
+  apptest::check_rejects("bench cpu --min-time -1", "--min-time must be in [0, 60], got -1");
+  apptest::check_rejects("bench cpu --min-time nan", "--min-time expects a finite number, got 'nan'");
   apptest::check_rejects("bench cpu --threads 99999999999", "--threads must be in [1, 1024], got 99999999999");
   // MINIMA_CPU_GEMM picks the micro-kernel; a value it does not know is named in a warning.
   auto forced = apptest::run_command(std::string("MINIMA_CPU_GEMM=avx2 ") + MINIMA_BINARY +
-                                     " bench cpu --reps 1 --no-conv --python ''");
+                                     " bench cpu --reps 1 --min-time 0 --no-conv --python ''");
   CHECK(forced.rc == 0);
   CHECK(forced.output.find("avx2 GEMM micro-kernel") != std::string::npos);
   auto typo = apptest::run_command(std::string("MINIMA_CPU_GEMM=avx3 ") + MINIMA_BINARY +
-                                   " bench cpu --reps 1 --no-conv --python ''");
+                                   " bench cpu --reps 1 --min-time 0 --no-conv --python ''");
   CHECK(typo.rc == 0);
   CHECK(typo.output.find("warning: MINIMA_CPU_GEMM=avx3 is not one of auto, avx2") != std::string::npos);
 }
@@ -216,7 +225,7 @@ TEST_CASE("bench cpu: the PyTorch peer's rows, with OpenBLAS told the widest ker
                                                              : "";
   for (const char* env : {"env -u OPENBLAS_CORETYPE ", "OPENBLAS_CORETYPE=Haswell "}) {
     INFO(env);
-    auto r = apptest::run_command(std::string(env) + MINIMA_BINARY + " bench cpu --reps 1 --only gemv");
+    auto r = apptest::run_command(std::string(env) + MINIMA_BINARY + " bench cpu --reps 1 --min-time 0 --only gemv");
     INFO(r.output);
     REQUIRE(r.rc == 0);
     const bool chosen = std::string(env).rfind("env", 0) == 0 && !want.empty();
@@ -257,7 +266,8 @@ TEST_CASE("an OMP_NUM_THREADS beyond --threads' bound is refused before any comm
   const std::string models = std::string(MINIMA_BINARY) + " models --arch mlp --in 1x28x28";
   for (const char* bad : {"100000", "2,100000", "1025"}) {
     INFO(bad);
-    for (const std::string& cmd : {models, std::string(MINIMA_BINARY) + " bench cpu --reps 1 --no-conv --python ''"}) {
+    for (const std::string& cmd :
+         {models, std::string(MINIMA_BINARY) + " bench cpu --reps 1 --min-time 0 --no-conv --python ''"}) {
       auto r = apptest::run_command("OMP_NUM_THREADS='" + std::string(bad) + "' " + cmd);
       INFO(r.output);
       CHECK(r.rc != 0);
