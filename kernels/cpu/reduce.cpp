@@ -372,6 +372,64 @@ void extremum(const Split& s, bool columns, const T* xp, T* op) {
   });
 }
 
+// Argmax (kMax) or argmin of the block p[0], p[st], ..., p[(n - 1) * st], n >= 1: the index of its
+// first NaN if it holds one, else the first index of its extremum (of -0 and +0, which compare
+// equal, the first). Values compare in their accumulate type, so int64 values beyond 2^53 stay
+// exact. A contiguous block of at least kArgLanes * 4 values runs in kArgLanes lanes: lane j takes
+// values j, j + 16, ... and keeps its extremum and the first index holding it; the block's
+// answer is the lanes' extremum at the smallest index among the lanes that hold it, then the
+// tail. A NaN anywhere sends the block to the plain loop, which stops at the first one.
+constexpr int64_t kArgLanes = 16;
+
+template <bool kMax, class T>
+int64_t arg_extremum(const T* p, int64_t n, int64_t st) {
+  using Acc = typename acc_type<T>::type;
+  auto beats = [](Acc a, Acc b) { return kMax ? a > b : a < b; };
+  Acc best = static_cast<Acc>(p[0]);
+  int64_t at = 0, i = 1;
+  // Lane indices as wide as the values, so that each select is one vector operation.
+  using Index = std::conditional_t<sizeof(Acc) == 4, int32_t, int64_t>;
+  if (st == 1 && n >= 4 * kArgLanes && n <= std::numeric_limits<Index>::max()) {
+    Acc lane[kArgLanes];
+    Index lane_at[kArgLanes];
+    int32_t bad[kArgLanes] = {};
+    for (int64_t j = 0; j < kArgLanes; ++j) {
+      lane[j] = static_cast<Acc>(p[j]);
+      lane_at[j] = Index(j);
+      bad[j] = int32_t(Keys<T>::nan(p[j]));
+    }
+    for (i = kArgLanes; i + kArgLanes <= n; i += kArgLanes)
+#pragma omp simd
+      for (int64_t j = 0; j < kArgLanes; ++j) {
+        // Selects spelled as min/max and masks: GCC turns `better ? a : b` into masked stores
+        // and branches, about four times slower.
+        const Acc v = static_cast<Acc>(p[i + j]);
+        const Index better = -Index(beats(v, lane[j]));  // all ones where v wins
+        lane[j] = kMax ? std::max(lane[j], v) : std::min(lane[j], v);
+        lane_at[j] = (Index(i + j) & better) | (lane_at[j] & ~better);
+        bad[j] |= int32_t(Keys<T>::nan(p[i + j]));
+      }
+    int32_t any_nan = 0;
+    for (int64_t j = 0; j < kArgLanes; ++j) any_nan |= bad[j];
+    if (any_nan) {
+      i = 1;  // the plain loop below finds the first NaN
+    } else {
+      best = lane[0];
+      at = lane_at[0];
+      for (int64_t j = 1; j < kArgLanes; ++j)
+        if (beats(lane[j], best) || (lane[j] == best && lane_at[j] < at)) best = lane[j], at = lane_at[j];
+    }
+  }
+  if (Keys<T>::nan(p[0])) return 0;
+  for (; i < n; ++i) {
+    const T x = p[i * st];
+    if (Keys<T>::nan(x)) return i;
+    const Acc v = static_cast<Acc>(x);
+    if (beats(v, best)) best = v, at = i;
+  }
+  return at;
+}
+
 template <class T>
 void reduce_typed(ReduceOp op, const Tensor& out, const Tensor& x, const std::vector<int64_t>& dims) {
   Split s = split_dims(x, dims);
@@ -379,23 +437,12 @@ void reduce_typed(ReduceOp op, const Tensor& out, const Tensor& x, const std::ve
   const T* xp = x.data<T>();
   int64_t grain = std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(s.n_red, 1));
   if (op == ReduceOp::ArgMax || op == ReduceOp::ArgMin) {
-    bool is_max = op == ReduceOp::ArgMax;
     int64_t* op_ = out.data<int64_t>();
-    int64_t n = s.n_red, st = s.red_stride.empty() ? 1 : s.red_stride[0];
+    const int64_t n = s.n_red, st = s.red_stride.empty() ? 1 : s.red_stride[0];
     parallel_for(s.n_out, grain, [&](int64_t b, int64_t e) {
       for (int64_t o = b; o < e; ++o) {
         const T* base = xp + offset_of(o, s.out_size, s.out_stride);
-        double best = double(static_cast<typename acc_type<T>::type>(base[0]));
-        int64_t bi = 0;
-        for (int64_t i = 1; i < n; ++i) {
-          double v = double(static_cast<typename acc_type<T>::type>(base[i * st]));
-          if (std::isnan(best)) break;
-          if (std::isnan(v) || (is_max ? v > best : v < best)) {
-            best = v;
-            bi = i;
-          }
-        }
-        op_[o] = bi;
+        op_[o] = op == ReduceOp::ArgMax ? arg_extremum<true>(base, n, st) : arg_extremum<false>(base, n, st);
       }
     });
     return;

@@ -1867,6 +1867,77 @@ TEST_CASE("kernels: max and min in every loop order, with signed zeros and NaN, 
   }
 }
 
+namespace {
+// argmax / argmin by definition: the index of the first NaN if the terms hold one, else the first
+// index whose value equals the extremum (so of -0 and +0, which compare equal, the first).
+int64_t arg_extremum(const std::vector<double>& terms, bool is_max) {
+  for (size_t i = 0; i < terms.size(); ++i)
+    if (std::isnan(terms[i])) return int64_t(i);
+  int64_t at = 0;
+  for (size_t i = 1; i < terms.size(); ++i)
+    if (is_max ? terms[i] > terms[size_t(at)] : terms[i] < terms[size_t(at)]) at = int64_t(i);
+  return at;
+}
+}  // namespace
+
+TEST_CASE("kernels: argmax and argmin pick the first extremum or the first NaN, in lanes and along strides") {
+  // reduce.cpp runs a contiguous row of 64 values or more in 16 lanes, each keeping its first
+  // index of its extremum, and anything else in a plain loop. Rows around those sizes, with many
+  // ties, zeros of both signs, and NaNs in some rows (in the lanes, in the tail, or several).
+  Generator g(20261203);
+  const std::vector<int64_t> lengths = {1, 15, 16, 17, 63, 64, 65, 80, 100, 1000, 1027};
+  for (DType t : {DType::f32, DType::f64, DType::bf16, DType::i64, DType::u8}) {
+    const bool floating = t == DType::f32 || t == DType::f64 || t == DType::bf16;
+    for (int64_t n : lengths)
+      for (bool transpose : {false, true}) {
+        INFO(dtype_name(t), " rows of ", n, transpose ? ", strided" : "");
+        const int64_t rows = 24;
+        std::vector<double> v(size_t(rows * n));
+        for (double& e : v) e = double(int64_t(g.below(5))) - (t == DType::u8 ? 0.0 : 2.0);
+        if (floating)
+          for (int64_t r = 0; r < rows; ++r) {
+            double* row = v.data() + r * n;
+            for (int64_t k = 0; k < n / 4 + 1; ++k) row[g.below(uint64_t(n))] = -0.0;
+            if (r % 3 == 0) row[g.below(uint64_t(n))] = 0.0;
+            if (r % 4 == 1) row[g.below(uint64_t(n))] = std::nan("");
+            if (r % 8 == 5) row[g.below(uint64_t(n))] = std::nan("");           // a second one, maybe earlier
+            if (r % 6 == 2) std::fill(row, row + n, r % 12 == 2 ? -0.0 : 0.0);  // one zero throughout
+            if (r % 6 == 4) row[n - 1] = std::nan("");                          // in the tail
+          }
+        // rows x n as stored, or its transpose's view (each row's terms n apart).
+        Tensor x = from_vector<double>(v, transpose ? Shape{n, rows} : Shape{rows, n}, TensorOptions(DType::f64)).to(t);
+        if (transpose) x = x.t();
+        const std::vector<double> xv = values(x);  // row-major order of [rows, n]
+        std::vector<int64_t> want_max, want_min;
+        for (int64_t r = 0; r < rows; ++r) {
+          std::vector<double> terms(xv.begin() + r * n, xv.begin() + (r + 1) * n);
+          want_max.push_back(arg_extremum(terms, true));
+          want_min.push_back(arg_extremum(terms, false));
+        }
+        for (int threads : {1, 3}) {
+          INFO(threads, " threads");
+          const ScopedThreads scoped(threads);
+          CHECK(argmax(x, 1).to_vector<int64_t>() == want_max);
+          CHECK(argmin(x, 1).to_vector<int64_t>() == want_min);
+        }
+      }
+  }
+  // int64 values that a double cannot tell apart: 2^53 and 2^53 + 1 are the same double.
+  const int64_t big = int64_t(1) << 53;
+  for (int64_t n : {2, 70}) {
+    INFO("int64 rows of ", n);
+    std::vector<int64_t> up(size_t(n), big), down(size_t(n), -big);
+    up[size_t(n - 1)] = big + 1;
+    down[size_t(n - 1)] = -big - 1;
+    const Tensor x = from_vector<int64_t>(up, {n}, TensorOptions(DType::i64));
+    const Tensor y = from_vector<int64_t>(down, {n}, TensorOptions(DType::i64));
+    CHECK(argmax(x, 0).item() == double(n - 1));
+    CHECK(argmin(x, 0).item() == 0);
+    CHECK(argmin(y, 0).item() == double(n - 1));
+    CHECK(argmax(y, 0).item() == 0);
+  }
+}
+
 TEST_CASE("kernels: the conv2d weight gradient sums in parts fixed by the batch, the same on any thread count") {
   // The weight gradient sums over the batch in chunks of images (each one product) gathered into
   // at most 8 parts, each part's chunks added in order into its own sum and the parts' sums added
