@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -44,6 +45,9 @@ std::string capture(const std::string& cmd, int& rc) {
   rc = pclose(p);
   return out;
 }
+
+// Page faults a timed step may take before the table says so: 1 MB of fresh pages.
+constexpr double kNotablePageFaults = 256;
 
 int run_bench_train(cli::Args& a) {
   a.set_description("Images/s of a full training step, minima and (when available) PyTorch eager.");
@@ -132,7 +136,7 @@ int run_bench_train(cli::Args& a) {
   for (const auto& arch : list) {
     const StepTiming timing = time_training_step(arch, chw, classes, batch, dev, warmup, iters, profile);
     double mine = double(batch) / timing.seconds;
-    double theirs = 0;
+    double theirs = 0, their_faults = 0;
     if (use_torch) {
       int rc = 0;
       std::string out =
@@ -146,6 +150,7 @@ int run_bench_train(cli::Args& a) {
       if (rc == 0 && brace != std::string::npos) {
         const Json peer = Json::parse(out.substr(brace));
         theirs = peer.at("images_per_s").as_double();
+        if (peer.contains("page_faults_per_step")) their_faults = peer.at("page_faults_per_step").as_double();
         // A twin that names its heap policy must have taken the one asked for.
         MINIMA_CHECK(!peer.contains("heap") || peer.at("heap").as_string() == torch_heap, "bench train: ", script,
                      " ran with heap '", peer.at("heap").as_string(), "', not the --torch-heap ", torch_heap,
@@ -161,6 +166,12 @@ int run_bench_train(cli::Args& a) {
     else
       std::snprintf(buf, sizeof buf, "%-*s %13.1f %15s %16s", name_width, arch.c_str(), mine, "-", "-");
     std::cout << buf << '\n' << std::flush;  // one row at a time: the peer may take a while
+    // Fresh host pages in the timed steps (a heap still growing, or memory given back to the OS
+    // and faulted in again) cost several microseconds each on some machines: say so.
+    if (timing.page_faults >= kNotablePageFaults || their_faults >= kNotablePageFaults)
+      std::cout << "  (page faults in a timed step: minima " << std::llround(timing.page_faults)
+                << (use_torch ? ", PyTorch " + std::to_string(std::llround(their_faults)) : std::string())
+                << "; a longer --warmup lets a growing heap settle, and --torch-heap keep spares the peer's)\n";
     if (profile > 0) std::cout << profile_table(timing.profile, profile, timing.profiled_seconds) << std::flush;
   }
   return 0;

@@ -2,6 +2,7 @@
 #include "apps/trainer.h"
 
 #include <omp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -148,6 +149,13 @@ void set_threads(int64_t n) {
   if (n > 0) omp_set_num_threads(int(n));
 }
 
+// This process's minor page faults so far: each one a fresh page that the kernel mapped in.
+static int64_t minor_page_faults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return int64_t(u.ru_minflt);
+}
+
 StepTiming time_training_step(const std::string& arch, const Shape& chw, int64_t classes, int64_t batch, Device dev,
                               int64_t warmup, int64_t iters, int64_t profile_steps) {
   Generator g(0);
@@ -179,7 +187,9 @@ StepTiming time_training_step(const std::string& arch, const Shape& chw, int64_t
   };
   for (int64_t i = 0; i < warmup; ++i) step();
   StepTiming t;
+  const int64_t faults = minor_page_faults();
   t.seconds = run(iters);
+  t.page_faults = double(minor_page_faults() - faults) / double(iters);
   if (profile_steps > 0) {
     ProfileSession session;
     t.profiled_seconds = run(profile_steps);

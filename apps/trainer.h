@@ -47,6 +47,7 @@ struct StepTiming {
   double seconds = 0;               // a timed step
   std::vector<ProfileRow> profile;  // the profiled steps' backend entries (summed over them)
   double profiled_seconds = 0;      // a profiled step, synchronizations included
+  double page_faults = 0;           // minor page faults of this process in a timed step (fresh host pages)
 };
 StepTiming time_training_step(const std::string& arch, const Shape& chw, int64_t classes, int64_t batch, Device dev,
                               int64_t warmup, int64_t iters, int64_t profile_steps = 0);
