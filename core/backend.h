@@ -35,6 +35,24 @@ enum class UnaryOp {
   MulScalar,  // x * p0
   Affine,     // x * p0 + p1
 };
+// What a unary op's gradient (Backend::unary_backward) reads besides gy: the op's input x, its
+// output y, or neither. Autograd saves only that tensor, and a kernel may load only that one.
+enum class UnaryReads { none, input, output };
+inline UnaryReads unary_backward_reads(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::Exp:
+    case UnaryOp::Sqrt:
+    case UnaryOp::Sigmoid:
+    case UnaryOp::Tanh:
+    case UnaryOp::Reciprocal: return UnaryReads::output;
+    case UnaryOp::Neg:
+    case UnaryOp::Sign:
+    case UnaryOp::AddScalar:
+    case UnaryOp::MulScalar:
+    case UnaryOp::Affine: return UnaryReads::none;
+    default: return UnaryReads::input;
+  }
+}
 enum class BinaryOp { Add, Sub, Mul, Div, Pow, Maximum, Minimum, Eq, Ne, Lt, Le, Gt, Ge };
 enum class ReduceOp { Sum, Max, Min, ArgMax, ArgMin };
 
@@ -68,7 +86,8 @@ class Backend {
   // dst and src have the same shape (src may be broadcast), possibly different dtypes.
   virtual void copy(const Tensor& dst, const Tensor& src) = 0;
   virtual void unary(UnaryOp op, const Tensor& out, const Tensor& x, double p0, double p1) = 0;
-  // gx = gy * d op(x)/dx; y = op(x) is passed for ops whose derivative is cheaper from it.
+  // gx = gy * d op(x)/dx; y = op(x) is passed for ops whose derivative is cheaper from it
+  // (unary_backward_reads says which of x and y an op's gradient needs).
   virtual void unary_backward(UnaryOp op, const Tensor& gx, const Tensor& gy, const Tensor& x, const Tensor& y,
                               double p0, double p1) = 0;
   // a and b are already expanded to out's shape. Comparisons write u8 0/1.

@@ -148,24 +148,6 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   return out;
 }
 
-// What a unary op's backward reads (kernels' unary_backward): its input, its output, or neither.
-enum class Reads { none, input, output };
-Reads backward_reads(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::Exp:
-    case UnaryOp::Sqrt:
-    case UnaryOp::Sigmoid:
-    case UnaryOp::Tanh:
-    case UnaryOp::Reciprocal: return Reads::output;
-    case UnaryOp::Neg:
-    case UnaryOp::Sign:
-    case UnaryOp::AddScalar:
-    case UnaryOp::MulScalar:
-    case UnaryOp::Affine: return Reads::none;
-    default: return Reads::input;
-  }
-}
-
 Tensor unary(UnaryOp op, const Tensor& x, double p0 = 0.0, double p1 = 0.0) {
   const char* name = op_name(op);
   MINIMA_CHECK(x.defined(), name, ": undefined tensor");
@@ -178,14 +160,14 @@ Tensor unary(UnaryOp op, const Tensor& x, double p0 = 0.0, double p1 = 0.0) {
   backend_for(x.device()).unary(op, out, x.detach(), p0, p1);
   if (needs_graph({&x}) && op != UnaryOp::Sign) {
     Tensor xd = x.detach(), yd = out.detach();
-    const Reads reads = backward_reads(op);
+    const UnaryReads reads = unary_backward_reads(op);
     record(out, name, {x},
            [=](const Tensor& g) {
              Tensor gx = empty(xd.shape(), TensorOptions(xd.dtype(), xd.device()));
              backend_for(xd.device()).unary_backward(op, gx, g, xd, yd, p0, p1);
              return std::vector<Tensor>{gx};
            },
-           {reads == Reads::input ? xd : Tensor(), reads == Reads::output ? yd : Tensor()});
+           {reads == UnaryReads::input ? xd : Tensor(), reads == UnaryReads::output ? yd : Tensor()});
   }
   return out;
 }

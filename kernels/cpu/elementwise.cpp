@@ -153,13 +153,18 @@ void unary_backward_float(UnaryOp op, const Tensor& gx, const Tensor& gy, const 
                           double p1d) {
   using A = Acc<T>;
   A p0 = A(p0d), p1 = A(p1d);
-#define MINIMA_UB(expr)                                                \
-  map_elements<T, T, T, T>(gx, {gx, gy, x, y}, [=](T gi, T xi, T yi) { \
-    A g = A(gi), v = A(xi), o = A(yi);                                 \
-    (void)v;                                                           \
-    (void)o;                                                           \
-    return T(expr);                                                    \
-  });                                                                  \
+  // Each gradient reads gy and at most one of x and y (unary_backward_reads), and only that one is
+  // loaded: it is both v and o below (gy itself, already in cache, for the ops that need neither).
+  // Relu's backward used to stream x and y both, four tensors where three do.
+  const UnaryReads reads = unary_backward_reads(op);
+  const Tensor& s = reads == UnaryReads::input ? x : reads == UnaryReads::output ? y : gy;
+#define MINIMA_UB(expr)                                    \
+  map_elements<T, T, T>(gx, {gx, gy, s}, [=](T gi, T si) { \
+    A g = A(gi), v = A(si), o = v;                         \
+    (void)v;                                               \
+    (void)o;                                               \
+    return T(expr);                                        \
+  });                                                      \
   break;
   switch (op) {
     case UnaryOp::Neg: MINIMA_UB(-g)
