@@ -61,7 +61,9 @@ int run_bench_train(cli::Args& a) {
   nn::AutocastGuard precision(nn::precision_from_flag(precision_s));
   std::string in = a.get_string("in", "3x32x32", "input shape CxHxW");
   int64_t classes = a.get_int("classes", 10, "number of classes");
-  int64_t warmup = a.get_int("warmup", 2, "untimed steps first");
+  // Five: on the CPU the heap grows in bursts over the first steps (steps 1 and 2 of smallcnn, 1
+  // and 4 of ResNet18), each a few thousand fresh pages that would land in the timed ones.
+  int64_t warmup = a.get_int("warmup", 5, "untimed steps first");
   int64_t iters = a.get_int("iters", 5, "timed steps");
   int64_t profile = a.get_int("profile", 0,
                               "after the timed steps, this many more with every backend entry timed; prints where "
