@@ -316,17 +316,22 @@ void CudaBackend::unary(UnaryOp op, const Tensor& out, const Tensor& x, double p
 void CudaBackend::unary_backward(UnaryOp op, const Tensor& gx, const Tensor& gy, const Tensor& x, const Tensor& y,
                                  double p0, double p1) {
   Ctx ctx(gx);
+  // The gradient reads gy and at most one of x and y (unary_backward_reads): that one tensor is
+  // passed in both slots, so its second load hits the cache and only three tensors stream from
+  // memory (gy in both for the ops that need neither), as on the CPU.
+  const UnaryReads reads = unary_backward_reads(op);
+  const Tensor& s = reads == UnaryReads::input ? x : reads == UnaryReads::output ? y : gy;
   MINIMA_DISPATCH_FLOAT(x.dtype(), "unary_backward", [&] {
     using T = scalar_t;
     using A = Acc<T>;
     UnaryBackwardF<T> f{static_cast<T*>(gx.data_ptr()),
                         static_cast<const T*>(gy.data_ptr()),
-                        static_cast<const T*>(x.data_ptr()),
-                        static_cast<const T*>(y.data_ptr()),
+                        static_cast<const T*>(s.data_ptr()),
+                        static_cast<const T*>(s.data_ptr()),
                         op,
                         A(p0),
                         A(p1)};
-    launch_elementwise<4>(ctx, gx.shape(), {gx, gy, x, y}, f);
+    launch_elementwise<4>(ctx, gx.shape(), {gx, gy, s, s}, f);
   });
 }
 
