@@ -122,21 +122,22 @@ __device__ __forceinline__ A unary_grad(UnaryOp op, A g, A v, A o, A p0, A p1) {
   return g;
 }
 
+// gx = unary_grad(gy, s), s the one of x and y that the op's gradient reads
+// (unary_backward_reads), passed as both: each element loads two tensors, not three.
 template <class T>
 struct UnaryBackwardF {
   T* gx;
   const T* gy;
-  const T* x;
-  const T* y;
+  const T* s;
   UnaryOp op;
   Acc<T> p0, p1;
   struct In {
-    T g, x, y;
+    T g, s;
   };
-  __device__ In load(const int64_t* off) const { return {gy[off[1]], x[off[2]], y[off[3]]}; }
+  __device__ In load(const int64_t* off) const { return {gy[off[1]], s[off[2]]}; }
   __device__ void store(const int64_t* off, const In& v) const {
     using A = Acc<T>;
-    gx[off[0]] = to_storage<T>(unary_grad<A>(op, A(v.g), A(v.x), A(v.y), p0, p1));
+    gx[off[0]] = to_storage<T>(unary_grad<A>(op, A(v.g), A(v.s), A(v.s), p0, p1));
   }
 };
 
@@ -316,9 +317,9 @@ void CudaBackend::unary(UnaryOp op, const Tensor& out, const Tensor& x, double p
 void CudaBackend::unary_backward(UnaryOp op, const Tensor& gx, const Tensor& gy, const Tensor& x, const Tensor& y,
                                  double p0, double p1) {
   Ctx ctx(gx);
-  // The gradient reads gy and at most one of x and y (unary_backward_reads): that one tensor is
-  // passed in both slots, so its second load hits the cache and only three tensors stream from
-  // memory (gy in both for the ops that need neither), as on the CPU.
+  // The gradient reads gy and at most one of x and y (unary_backward_reads): only that one is
+  // loaded (gy again, a cache hit, for the ops that need neither), three tensors where four
+  // streamed, as on the CPU.
   const UnaryReads reads = unary_backward_reads(op);
   const Tensor& s = reads == UnaryReads::input ? x : reads == UnaryReads::output ? y : gy;
   MINIMA_DISPATCH_FLOAT(x.dtype(), "unary_backward", [&] {
@@ -327,11 +328,10 @@ void CudaBackend::unary_backward(UnaryOp op, const Tensor& gx, const Tensor& gy,
     UnaryBackwardF<T> f{static_cast<T*>(gx.data_ptr()),
                         static_cast<const T*>(gy.data_ptr()),
                         static_cast<const T*>(s.data_ptr()),
-                        static_cast<const T*>(s.data_ptr()),
                         op,
                         A(p0),
                         A(p1)};
-    launch_elementwise<4>(ctx, gx.shape(), {gx, gy, s, s}, f);
+    launch_elementwise<3>(ctx, gx.shape(), {gx, gy, s}, f);
   });
 }
 
