@@ -195,6 +195,31 @@ void CpuBackend::max_pool2d_forward(const Tensor& y, const Tensor& indices, cons
   });
 }
 
+namespace {
+// Planes [b, e) of max pooling's backward: each input's gradient is the sum, in output order, of
+// the gradients of the outputs it won, from a zero. Where the sum's type is the value's own
+// (float32, float64) it is taken in the output plane itself; bf16 sums in a float plane first.
+template <class T>
+void max_pool_backward_planes(const T* g, const int64_t* ip, T* out, int64_t HW, int64_t OHW, int64_t b, int64_t e) {
+  if constexpr (std::is_same_v<Acc<T>, T>) {
+    for (int64_t pl = b; pl < e; ++pl) {
+      T* o = out + pl * HW;
+      const T* gp = g + pl * OHW;
+      const int64_t* winner = ip + pl * OHW;
+      std::fill(o, o + HW, T(0));
+      for (int64_t i = 0; i < OHW; ++i) o[winner[i]] += gp[i];
+    }
+  } else {
+    std::vector<Acc<T>> acc(static_cast<size_t>(HW));
+    for (int64_t pl = b; pl < e; ++pl) {
+      std::fill(acc.begin(), acc.end(), Acc<T>(0));
+      for (int64_t i = 0; i < OHW; ++i) acc[size_t(ip[pl * OHW + i])] += Acc<T>(g[pl * OHW + i]);
+      for (int64_t i = 0; i < HW; ++i) out[pl * HW + i] = T(acc[size_t(i)]);
+    }
+  }
+}
+}  // namespace
+
 void CpuBackend::max_pool2d_backward(const Tensor& gx, const Tensor& gy, const Tensor& indices) {
   int64_t NC = gx.size(0) * gx.size(1), HW = gx.size(2) * gx.size(3), OHW = gy.size(2) * gy.size(3);
   MINIMA_DISPATCH_FLOAT(gx.dtype(), "max_pool2d_backward", [&] {
@@ -202,14 +227,7 @@ void CpuBackend::max_pool2d_backward(const Tensor& gx, const Tensor& gy, const T
     const T* g = gy.data<T>();
     const int64_t* ip = indices.data<int64_t>();
     T* out = gx.data<T>();
-    parallel_for(NC, 1, [&](int64_t b, int64_t e) {
-      std::vector<Acc<T>> acc(static_cast<size_t>(HW));
-      for (int64_t pl = b; pl < e; ++pl) {
-        std::fill(acc.begin(), acc.end(), Acc<T>(0));
-        for (int64_t i = 0; i < OHW; ++i) acc[size_t(ip[pl * OHW + i])] += Acc<T>(g[pl * OHW + i]);
-        for (int64_t i = 0; i < HW; ++i) out[pl * HW + i] = T(acc[size_t(i)]);
-      }
-    });
+    parallel_for(NC, 1, [&](int64_t b, int64_t e) { max_pool_backward_planes(g, ip, out, HW, OHW, b, e); });
   });
 }
 
