@@ -1069,31 +1069,55 @@ TEST_CASE("kernels: max_pool2d picks the first maximum, or the first NaN, as PyT
     }
 }
 
-TEST_CASE("kernels: max_pool2d backward routes each gradient to its window's maximum") {
-  Generator g(406);
-  Tensor x = distinct({2, 2, 5, 6}, g);
-  x.requires_grad_(true);
-  Tensor y = max_pool2d(x, 3, 2, 1);
-  Tensor gy = urand(y.shape(), g);
-  y.backward(gy);
-  std::vector<double> want(size_t(x.numel()), 0.0);
-  std::vector<double> gyv = values(gy);
-  int64_t OH = y.size(2), OW = y.size(3);
-  for (int64_t n = 0; n < 2; ++n)
-    for (int64_t c = 0; c < 2; ++c)
+namespace {
+// max_pool2d's input gradient as the CPU kernel defines it, in A (float for float32 and
+// bfloat16, double for float64): each input's gradient the sum, from a zero and in output order,
+// of the gradients of the outputs whose window maximum (the first in window order) it is,
+// rounded to dtype t. Windows k x k, stride s, padding p, on [N, C, H, W].
+template <class A>
+std::vector<double> max_pool_grad_definition(const Tensor& x, const Tensor& gy, int64_t k, int64_t s, int64_t p,
+                                             DType t) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), OH = gy.size(2), OW = gy.size(3);
+  std::vector<A> acc(size_t(x.numel()), A(0));
+  const std::vector<double> gyv = values(gy);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
       for (int64_t oh = 0; oh < OH; ++oh)
         for (int64_t ow = 0; ow < OW; ++ow) {
           double best = -1e300;
           int64_t bi = -1;
-          for (int64_t h = std::max<int64_t>(0, oh * 2 - 1); h < std::min<int64_t>(5, oh * 2 + 2); ++h)
-            for (int64_t w = std::max<int64_t>(0, ow * 2 - 1); w < std::min<int64_t>(6, ow * 2 + 2); ++w)
+          for (int64_t h = std::max<int64_t>(0, oh * s - p); h < std::min<int64_t>(H, oh * s - p + k); ++h)
+            for (int64_t w = std::max<int64_t>(0, ow * s - p); w < std::min<int64_t>(W, ow * s - p + k); ++w)
               if (at(x, {n, c, h, w}) > best) {
                 best = at(x, {n, c, h, w});
-                bi = ((n * 2 + c) * 5 + h) * 6 + w;
+                bi = ((n * C + c) * H + h) * W + w;
               }
-          want[size_t(bi)] += gyv[size_t(((n * 2 + c) * OH + oh) * OW + ow)];
+          acc[size_t(bi)] += A(gyv[size_t(((n * C + c) * OH + oh) * OW + ow)]);
         }
-  MINIMA_CHECK_CLOSE(values(x.grad()), want, 1e-15, 1e-15);
+  std::vector<double> out(acc.size());
+  for (size_t i = 0; i < acc.size(); ++i)
+    out[i] = t == DType::bf16 ? double(float(bf16(float(acc[i])))) : double(acc[i]);
+  return out;
+}
+}  // namespace
+
+TEST_CASE("kernels: max_pool2d backward routes each gradient to its window's maximum, bitwise") {
+  // Overlapping windows (3x3, stride 2 and stride 1), so that an input may win several outputs
+  // (up to nine) and its gradient is a sum whose rounding depends on its order; float32 and
+  // float64 sum in the gradient's own memory, bf16 in float.
+  Generator g(406);
+  for (DType t : {DType::f32, DType::f64, DType::bf16})
+    for (int64_t stride : {2, 1}) {
+      INFO(dtype_name(t), " stride ", stride);
+      Tensor x = distinct({2, 2, 5, 6}, g, t);
+      x.requires_grad_(true);
+      Tensor y = max_pool2d(x, 3, stride, 1);
+      Tensor gy = urand(y.shape(), g, -1, 1, t);
+      y.backward(gy);
+      const std::vector<double> want = t == DType::f64 ? max_pool_grad_definition<double>(x, gy, 3, stride, 1, t)
+                                                       : max_pool_grad_definition<float>(x, gy, 3, stride, 1, t);
+      CHECK(values(x.grad()) == want);
+    }
 }
 
 TEST_CASE("kernels: adaptive_avg_pool2d against naive loops") {
