@@ -766,9 +766,10 @@ struct PersistentFit {
   int stages = 0;
 };
 
-std::mutex g_persistent_mu;  // guards the two below
+std::mutex g_persistent_mu;  // guards the three below
 std::map<std::pair<int, const void*>, PersistentFit> g_persistent_fits;
 BnPersistentStats g_persistent_stats;
+bool g_persistent_refusal_told = false;  // the refusal warning has been printed
 
 template <class... KArgs>
 PersistentFit persistent_fit(int dev, void (*kernel)(KArgs...), int inputs, int stages, size_t elem_size) {
@@ -822,9 +823,8 @@ template <class... KArgs>
 void persistent_refused(int dev, void (*kernel)(KArgs...)) {
   std::lock_guard<std::mutex> lock(g_persistent_mu);
   g_persistent_fits[std::make_pair(dev, reinterpret_cast<const void*>(kernel))].blocks = 0;
-  static bool warned = false;
-  if (!warned) {
-    warned = true;
+  if (!g_persistent_refusal_told) {  // one flag for every instantiation: one warning per process
+    g_persistent_refusal_told = true;
     std::fprintf(stderr,
                  "warning: batch norm's cooperative launch was refused on cuda:%d (is the device shared?); --bn "
                  "persistent runs as three kernels from here on, which round their sums differently\n",
