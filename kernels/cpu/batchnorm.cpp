@@ -136,7 +136,7 @@ void CpuBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_me
           for (int64_t i0 = 0; i0 < g.S; i0 += kPrefetchChunk) {
             const int64_t len = std::min(kPrefetchChunk, g.S - i0);
             if (n + 1 < g.N) prefetch_bytes(row(n + 1) + i0, len * int64_t(sizeof(T)));
-            sum.add(len, [&](int64_t i) { return ld(r[i0 + i]); });
+            sum.add_values(r + i0, len);  // ld(r[i]) for each: the value as a double
           }
         }
         const double mean = sum.total() / M;
@@ -257,7 +257,7 @@ void CpuBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, co
               prefetch_bytes(gr + g.C * g.S + i0, bytes);
             }
             const T *rc = r + i0, *gc = gr + i0;
-            lanes_g.add(len, [&](int64_t i) { return ld(gc[i]); });
+            lanes_g.add_values(gc, len);
             lanes_gx.add(len, [&](int64_t i) { return ld(gc[i]) * (ld(rc[i]) - mean) * invstd; });
           }
         }

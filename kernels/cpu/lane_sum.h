@@ -7,6 +7,8 @@
 #pragma once
 #include <cstdint>
 
+#include "core/dtype.h"
+
 namespace minima::cpu {
 
 constexpr int64_t kLanes = 16;
@@ -20,6 +22,10 @@ inline double combine_lanes(const double* lane, int64_t stride) {
     for (int64_t j = 0; j < w; ++j) t[j] = t[j] + t[j + w];
   return t[0];
 }
+
+// lane[j] += double(p[i + j]) for j < kLanes, for i = 0, kLanes, 2 kLanes, ... < n (n a multiple of
+// kLanes), in that order (kernels/cpu/lane_sum.cpp).
+void add_float_lanes(double* lane, const float* p, int64_t n);
 
 // One lane sum, taken run by run.
 struct LaneSum {
@@ -37,6 +43,25 @@ struct LaneSum {
       for (int64_t j = 0; j < kLanes; ++j) l[j] += term(i + j);
     for (int64_t j = 0; j < kLanes; ++j) lane[j] = l[j];
     for (; i < n; ++i, ++next) lane[next] += term(i);  // next starts at 0 here and stays < kLanes
+  }
+  // add() over a contiguous run of floats, n of them: the same lanes get the same doubles in the
+  // same order, so bitwise the same sum, with the whole groups of kLanes taken by a vector loop
+  // that keeps the lanes in registers (add_float_lanes: 4.4x add()'s speed on 1 MB in L2).
+  void add_floats(const float* p, int64_t n) {
+    int64_t i = 0;
+    for (; i < n && next != 0; ++i, next = (next + 1) % kLanes) lane[next] += double(p[i]);
+    const int64_t body = (n - i) / kLanes * kLanes;
+    add_float_lanes(lane, p + i, body);
+    i += body;
+    for (; i < n; ++i, ++next) lane[next] += double(p[i]);  // next starts at 0 here and stays < kLanes
+  }
+  // The next n terms p[0], ..., p[n - 1], contiguous: floats through add_floats, doubles as they are.
+  void add_values(const float* p, int64_t n) { add_floats(p, n); }
+  void add_values(const double* p, int64_t n) {
+    add(n, [&](int64_t i) { return p[i]; });
+  }
+  void add_values(const bf16* p, int64_t n) {
+    add(n, [&](int64_t i) { return double(float(p[i])); });
   }
   double total() const { return combine_lanes(lane, 1); }
 };
@@ -60,6 +85,17 @@ double lane_sum(int64_t n, F term) {
   return s.total();
 }
 
+// The lane sum of n contiguous values, as lane_sum gives it; a float run longer than kLanes takes
+// LaneSum::add_floats's vector loop.
+inline double lane_sum_of(const float* p, int64_t n) {
+  if (n <= kLanes) return short_lane_sum(n, [&](int64_t i) { return double(p[i]); });
+  LaneSum s;
+  s.add_floats(p, n);
+  return s.total();
+}
+inline double lane_sum_of(const double* p, int64_t n) {
+  return lane_sum(n, [&](int64_t i) { return p[i]; });
+}
 // Asks for the cache lines of [p, p + bytes), to be read soon. A loop that converts floats to
 // double and adds them does not run far enough ahead of its loads for the hardware to keep
 // enough lines in flight from a large, shared L3: on the two-core Xeon, a lane sum over 64 MB

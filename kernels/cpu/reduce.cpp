@@ -109,7 +109,10 @@ void add_run(LaneSum& acc, const T* p, int64_t n, const T* next) {
       prefetch_bytes(p + ahead, std::min(len, n - ahead) * int64_t(sizeof(T)));
     else if (next)
       prefetch_bytes(next + (ahead - n), std::min(len, 2 * n - ahead) * int64_t(sizeof(T)));
-    acc.add(len, [&](int64_t i) { return double(static_cast<Acc>(p[i0 + i])); });
+    if constexpr (std::is_same_v<T, float>)
+      acc.add_floats(p + i0, len);
+    else
+      acc.add(len, [&](int64_t i) { return double(static_cast<Acc>(p[i0 + i])); });
   }
 }
 

@@ -16,6 +16,17 @@ template <class T>
 using Acc = typename acc_type<T>::type;
 
 namespace {
+// The lane sum of a contiguous row: float rows through the vector loop (lane_sum_of), the others
+// value by value in their accumulate type, as lane_sum would.
+double unit_row_sum(const float* p, int64_t n) { return lane_sum_of(p, n); }
+double unit_row_sum(const double* p, int64_t n) { return lane_sum_of(p, n); }
+double unit_row_sum(const bf16* p, int64_t n) {
+  if (n <= kLanes) return lane_sum(n, [&](int64_t i) { return double(float(p[i])); });
+  LaneSum s;
+  s.add_values(p, n);
+  return s.total();
+}
+
 void split3(const Tensor& x, int64_t dim, int64_t& outer, int64_t& D, int64_t& inner) {
   outer = 1;
   inner = 1;
@@ -116,7 +127,7 @@ void CpuBackend::log_softmax_forward(const Tensor& y, const Tensor& x, int64_t d
         for (int64_t d0 = 0; d0 < D; d0 += kExpChunk) {
           const int64_t n = std::min(kExpChunk, D - d0);
           exp_chunk(xs + d0 * inner, inner, m, ex, n);
-          s.add(n, [&](int64_t i) { return double(ex[i]); });
+          s.add_values(ex, n);
         }
         write_row(xs, yp + o * D * inner + in, m, s.total());
       }
@@ -145,7 +156,10 @@ void CpuBackend::log_softmax_backward(const Tensor& gx, const Tensor& gy, const 
     };
     auto sum_of_g = [&](int64_t base, auto stride) {
       const T* g = gp + base;
-      return A(lane_sum(D, [&](int64_t d) { return double(A(g[d * stride])); }));
+      if constexpr (std::is_same_v<decltype(stride), int64_t>)
+        return A(lane_sum(D, [&](int64_t d) { return double(A(g[d * stride])); }));
+      else
+        return A(unit_row_sum(g, D));
     };
     const int64_t group = rows_per_chunk(D, inner);
     auto rows = [&](int64_t b, int64_t e, auto stride) {

@@ -19,6 +19,7 @@
 #include "exp_hard_cases.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/exp.h"
+#include "kernels/cpu/lane_sum.h"
 #include "test_util.h"
 
 using namespace minima;
@@ -1619,6 +1620,40 @@ double round_sum(double v, DType t) {
   return values(full({1}, t == DType::f64 ? v : double(float(v)), TensorOptions(t)))[0];
 }
 }  // namespace
+
+TEST_CASE("kernels: LaneSum's vector loop over floats is bitwise its add, on either instruction set") {
+  // add_floats (and lane_sum_of, add_values) keep the lanes in registers through intrinsics; the
+  // lanes must end as add() leaves them, whatever lane a run starts at and however long it is.
+  // Terms of mixed magnitude, so that every lane's sum rounds.
+  using cpu::GemmIsa;
+  const RestoreGemmIsa restore;
+  std::mt19937 rng(20261202);
+  std::uniform_real_distribution<float> mant(1.0f, 2.0f);
+  std::uniform_int_distribution<int> expo(-30, 30), len(0, 150), coin(0, 1);
+  std::vector<float> v(600);
+  for (float& x : v) x = std::ldexp(coin(rng) ? mant(rng) : -mant(rng), expo(rng));
+  for (GemmIsa isa : {GemmIsa::avx2, GemmIsa::avx512}) {
+    if (!cpu::gemm_isa_supported(isa)) continue;
+    cpu::set_gemm_isa(isa);
+    INFO(cpu::gemm_isa_name(isa));
+    for (int trial = 0; trial < 200; ++trial) {
+      cpu::LaneSum a, b;
+      int64_t at = 0;
+      for (int run = 0; run < 4; ++run) {
+        const int64_t n = std::min<int64_t>(len(rng), int64_t(v.size()) - at);
+        const float* p = v.data() + at;
+        a.add(n, [&](int64_t i) { return double(p[i]); });
+        b.add_floats(p, n);
+        at += n;
+      }
+      CHECK(std::memcmp(a.lane, b.lane, sizeof(a.lane)) == 0);
+      CHECK(a.next == b.next);
+      CHECK(a.total() == b.total());
+    }
+    for (int64_t n = 0; n <= 70; ++n)
+      CHECK(cpu::lane_sum_of(v.data() + 3, n) == cpu::lane_sum(n, [&](int64_t i) { return double(v[size_t(3 + i)]); }));
+  }
+}
 
 TEST_CASE("kernels: float sums are 16-lane sums in row-major order, whatever the strides") {
   // The definition (lane_sum above): the reduced block's values in row-major order go round-robin
