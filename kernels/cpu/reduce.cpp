@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -59,13 +60,17 @@ Split split_dims(const Tensor& x, const std::vector<int64_t>& dims) {
   return s;
 }
 
-int64_t offset_of(int64_t linear, const std::vector<int64_t>& size, const std::vector<int64_t>& stride) {
+// The offset of element `linear` (row-major) of the first `dims` dims of size/stride.
+int64_t offset_of(int64_t linear, const int64_t* size, const int64_t* stride, int64_t dims) {
   int64_t off = 0;
-  for (int64_t d = int64_t(size.size()) - 1; d >= 0; --d) {
+  for (int64_t d = dims - 1; d >= 0; --d) {
     off += (linear % size[d]) * stride[d];
     linear /= size[d];
   }
   return off;
+}
+int64_t offset_of(int64_t linear, const std::vector<int64_t>& size, const std::vector<int64_t>& stride) {
+  return offset_of(linear, size.data(), stride.data(), int64_t(size.size()));
 }
 
 // Calls f(pointer-offset-of-first, length, inner_stride, offset of the next run or -1) for each
@@ -79,12 +84,15 @@ void for_each_run(const Split& s, int64_t t0, int64_t t1, F&& f) {
     return;
   }
   const int64_t inner = s.red_size.back(), inner_st = s.red_stride.back();
-  const std::vector<int64_t> osz(s.red_size.begin(), s.red_size.end() - 1),
-      ost(s.red_stride.begin(), s.red_stride.end() - 1);
+  const int64_t outer_dims = int64_t(s.red_size.size()) - 1;  // the dims above the inner runs
+  if (outer_dims == 0) {  // one run (a block along one dim, or dims merged into one)
+    f(t0 * inner_st, t1 - t0, inner_st, int64_t(-1));
+    return;
+  }
   int64_t r = t0 / inner, off = offset_of(t0, s.red_size, s.red_stride);
   for (int64_t t = t0; t < t1; ++r) {
     const int64_t len = std::min(inner - t % inner, t1 - t);
-    const int64_t next = t + len < t1 ? offset_of(r + 1, osz, ost) : -1;
+    const int64_t next = t + len < t1 ? offset_of(r + 1, s.red_size.data(), s.red_stride.data(), outer_dims) : -1;
     f(off, len, inner_st, next);
     t += len;
     off = next;
@@ -308,6 +316,25 @@ void reduce_by_columns(const Split& s, const T* xp, T* op, F&& piece_results) {
 template <class T>
 void sum_float(const Split& s, bool columns, const T* xp, T* op) {
   using Acc = typename acc_type<T>::type;
+  if constexpr (std::is_same_v<T, float>) {
+    // Blocks that are each one contiguous run of floats (a sum over the last dim, or over
+    // trailing dims that merge into one), in one piece: several rows' lane sums side by side.
+    if (!columns && s.red_size.size() == 1 && s.red_stride[0] == 1 && block_pieces(s.n_red) == 1) {
+      const int64_t grain = std::max<int64_t>(1, kParallelGrain / s.n_red);
+      parallel_for(s.n_out, grain, [&](int64_t b, int64_t e) {
+        constexpr int64_t kBatch = 64;  // outputs whose row pointers are gathered at a time
+        const float* rows[kBatch];
+        double sums[kBatch];
+        for (int64_t o0 = b; o0 < e; o0 += kBatch) {
+          const int64_t m = std::min(kBatch, e - o0);
+          for (int64_t i = 0; i < m; ++i) rows[i] = xp + offset_of(o0 + i, s.out_size, s.out_stride);
+          row_lane_sums(rows, m, s.n_red, sums);
+          for (int64_t i = 0; i < m; ++i) op[o0 + i] = SumResult<T>::value(sums[i]);
+        }
+      });
+      return;
+    }
+  }
   if (!columns) {
     reduce_by_outputs<T, SumResult<T>>(s, xp, op, [&](const T* base, int64_t t0, int64_t t1, auto next_task) {
       LaneSum acc;

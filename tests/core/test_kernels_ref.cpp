@@ -1652,6 +1652,26 @@ TEST_CASE("kernels: LaneSum's vector loop over floats is bitwise its add, on eit
     }
     for (int64_t n = 0; n <= 70; ++n)
       CHECK(cpu::lane_sum_of(v.data() + 3, n) == cpu::lane_sum(n, [&](int64_t i) { return double(v[size_t(3 + i)]); }));
+    // Rows side by side (row_lane_sums: groups of four, pairs with AVX2, and what is left), each
+    // row bitwise its own lane sum; rows overlap and start anywhere in v.
+    for (int64_t count : {1, 2, 3, 4, 5, 7, 9})
+      for (int64_t n : {0, 1, 15, 16, 17, 33, 100, 131}) {
+        INFO("rows ", count, " of ", n);
+        std::vector<const float*> rows;
+        for (int64_t r = 0; r < count; ++r) rows.push_back(v.data() + (r * 37) % 400);
+        std::vector<double> sums(static_cast<size_t>(count), 0.0);
+        cpu::row_lane_sums(rows.data(), count, n, sums.data());
+        for (int64_t r = 0; r < count; ++r)
+          CHECK(sums[size_t(r)] == cpu::lane_sum(n, [&](int64_t i) { return double(rows[size_t(r)][i]); }));
+      }
+    // Through sum(): a contiguous float block along the last dim takes row_lane_sums.
+    Generator g(1202);
+    for (int64_t n : {5, 16, 1000}) {
+      Tensor x = urand({11, n}, g, -1, 3, DType::f32);
+      const std::vector<double> xv = values(x), got = values(sum(x, {1}));
+      for (int64_t r = 0; r < 11; ++r)
+        CHECK(got[size_t(r)] == double(float(cpu::lane_sum(n, [&](int64_t i) { return xv[size_t(r * n + i)]; }))));
+    }
   }
 }
 
