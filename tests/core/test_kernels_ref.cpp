@@ -1646,7 +1646,10 @@ TEST_CASE("kernels: LaneSum's vector loop over floats is bitwise its add, on eit
         b.add_floats(p, n);
         at += n;
       }
-      CHECK(std::memcmp(a.lane, b.lane, sizeof(a.lane)) == 0);
+      for (int64_t j = 0; j < cpu::kLanes; ++j) {  // the lanes' bits (finite sums: == and the sign)
+        CHECK(a.lane[j] == b.lane[j]);
+        CHECK(std::signbit(a.lane[j]) == std::signbit(b.lane[j]));
+      }
       CHECK(a.next == b.next);
       CHECK(a.total() == b.total());
     }
@@ -1657,8 +1660,8 @@ TEST_CASE("kernels: LaneSum's vector loop over floats is bitwise its add, on eit
     for (int64_t count : {1, 2, 3, 4, 5, 7, 9})
       for (int64_t n : {0, 1, 15, 16, 17, 33, 100, 131}) {
         INFO("rows ", count, " of ", n);
-        std::vector<const float*> rows;
-        for (int64_t r = 0; r < count; ++r) rows.push_back(v.data() + (r * 37) % 400);
+        std::vector<const float*> rows(static_cast<size_t>(count));
+        for (int64_t r = 0; r < count; ++r) rows[size_t(r)] = v.data() + (r * 37) % 400;
         std::vector<double> sums(static_cast<size_t>(count), 0.0);
         cpu::row_lane_sums(rows.data(), count, n, sums.data());
         for (int64_t r = 0; r < count; ++r)
