@@ -6,6 +6,7 @@
 // two loop orders that give the same terms in the same order get bitwise the same sum.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 #include "core/dtype.h"
 
@@ -22,6 +23,11 @@ inline double combine_lanes(const double* lane, int64_t stride) {
     for (int64_t j = 0; j < w; ++j) t[j] = t[j] + t[j + w];
   return t[0];
 }
+
+// A value as a sum's term: float32 and float64 as they are, bf16 through its accumulate type.
+inline double as_double(float v) { return v; }
+inline double as_double(double v) { return v; }
+inline double as_double(bf16 v) { return double(float(v)); }
 
 // lane[j] += double(p[i + j]) for j < kLanes, for i = 0, kLanes, 2 kLanes, ... < n (n a multiple of
 // kLanes), in that order (kernels/cpu/lane_sum.cpp).
@@ -60,13 +66,13 @@ struct LaneSum {
     i += body;
     for (; i < n; ++i, ++next) lane[next] += double(p[i]);  // next starts at 0 here and stays < kLanes
   }
-  // The next n terms p[0], ..., p[n - 1], contiguous: floats through add_floats, doubles as they are.
-  void add_values(const float* p, int64_t n) { add_floats(p, n); }
-  void add_values(const double* p, int64_t n) {
-    add(n, [&](int64_t i) { return p[i]; });
-  }
-  void add_values(const bf16* p, int64_t n) {
-    add(n, [&](int64_t i) { return double(float(p[i])); });
+  // The next n terms p[0], ..., p[n - 1], contiguous, each as_double: floats through add_floats.
+  template <class V>
+  void add_values(const V* p, int64_t n) {
+    if constexpr (std::is_same_v<V, float>)
+      add_floats(p, n);
+    else
+      add(n, [&](int64_t i) { return as_double(p[i]); });
   }
   double total() const { return combine_lanes(lane, 1); }
 };
@@ -90,16 +96,14 @@ double lane_sum(int64_t n, F term) {
   return s.total();
 }
 
-// The lane sum of n contiguous values, as lane_sum gives it; a float run longer than kLanes takes
-// LaneSum::add_floats's vector loop.
-inline double lane_sum_of(const float* p, int64_t n) {
-  if (n <= kLanes) return short_lane_sum(n, [&](int64_t i) { return double(p[i]); });
+// The lane sum of n contiguous values (as_double), as lane_sum gives it; a float run longer than
+// kLanes takes LaneSum::add_floats's vector loop.
+template <class V>
+double lane_sum_of(const V* p, int64_t n) {
+  if (n <= kLanes) return short_lane_sum(n, [&](int64_t i) { return as_double(p[i]); });
   LaneSum s;
-  s.add_floats(p, n);
+  s.add_values(p, n);
   return s.total();
-}
-inline double lane_sum_of(const double* p, int64_t n) {
-  return lane_sum(n, [&](int64_t i) { return p[i]; });
 }
 // Asks for the cache lines of [p, p + bytes), to be read soon. A loop that converts floats to
 // double and adds them does not run far enough ahead of its loads for the hardware to keep

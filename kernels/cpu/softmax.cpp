@@ -16,17 +16,6 @@ template <class T>
 using Acc = typename acc_type<T>::type;
 
 namespace {
-// The lane sum of a contiguous row: float rows through the vector loop (lane_sum_of), the others
-// value by value in their accumulate type, as lane_sum would.
-double unit_row_sum(const float* p, int64_t n) { return lane_sum_of(p, n); }
-double unit_row_sum(const double* p, int64_t n) { return lane_sum_of(p, n); }
-double unit_row_sum(const bf16* p, int64_t n) {
-  if (n <= kLanes) return lane_sum(n, [&](int64_t i) { return double(float(p[i])); });
-  LaneSum s;
-  s.add_values(p, n);
-  return s.total();
-}
-
 void split3(const Tensor& x, int64_t dim, int64_t& outer, int64_t& D, int64_t& inner) {
   outer = 1;
   inner = 1;
@@ -159,10 +148,10 @@ void CpuBackend::log_softmax_backward(const Tensor& gx, const Tensor& gy, const 
       if constexpr (std::is_same_v<decltype(stride), int64_t>)
         return A(lane_sum(D, [&](int64_t d) { return double(A(g[d * stride])); }));
       else
-        return A(unit_row_sum(g, D));
+        return A(lane_sum_of(g, D));
     };
     const int64_t group = rows_per_chunk(D, inner);
-    auto rows = [&](int64_t b, int64_t e, auto stride) {
+    auto row_range = [&](int64_t b, int64_t e, auto stride) {
       for (int64_t r = b; r < e; ++r) {
         int64_t o = r / inner, in = r % inner;
         int64_t base = o * D * inner + in;
@@ -186,9 +175,9 @@ void CpuBackend::log_softmax_backward(const Tensor& gx, const Tensor& gy, const 
             write_row((r0 + i) * D, kUnit, ex + i * D, 0, D, sum_of_g((r0 + i) * D, kUnit));
         }
       } else if (inner == 1) {
-        rows(b, e, kUnit);
+        row_range(b, e, kUnit);
       } else {
-        rows(b, e, inner);
+        row_range(b, e, inner);
       }
     });
   });
