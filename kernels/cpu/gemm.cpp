@@ -86,7 +86,7 @@ struct AlignedBuf {
 // [a's upper half, b's upper half].
 template <class Cf>
 struct TransposeMasks {
-  static constexpr int kStages = Cf::VL == 4 ? 2 : Cf::VL == 8 ? 3 : 4;
+  static constexpr int kStages = Cf::VL == 2 ? 1 : Cf::VL == 4 ? 2 : Cf::VL == 8 ? 3 : 4;
   typename Cf::I lo[kStages], hi[kStages];
   TransposeMasks() {
     for (int st = 0, s = Cf::VL / 2; s >= 1; ++st, s /= 2)
@@ -131,7 +131,7 @@ __attribute__((always_inline)) inline void transpose_float_tile(typename Cf::V (
   using V = typename Cf::V;
   using I = typename Cf::I;
   constexpr int VL = Cf::VL;
-  static_assert(VL == 8 || VL == 16, "float tiles of one AVX2 or AVX-512 vector");
+  static_assert(VL == 4 || VL == 8 || VL == 16, "float tiles of one SSE, AVX2 or AVX-512 vector");
   using Lanes = std::make_integer_sequence<int, VL>;
   constexpr I lo1 = LaneMask<I, LanePattern::lo1, Lanes>::value, hi1 = LaneMask<I, LanePattern::hi1, Lanes>::value;
   constexpr I lo2 = LaneMask<I, LanePattern::lo2, Lanes>::value, hi2 = LaneMask<I, LanePattern::hi2, Lanes>::value;
@@ -149,7 +149,10 @@ __attribute__((always_inline)) inline void transpose_float_tile(typename Cf::V (
     u[g + 2] = __builtin_shuffle(t[g + 1], t[g + 3], lo2);
     u[g + 3] = __builtin_shuffle(t[g + 1], t[g + 3], hi2);
   }
-  if constexpr (VL == 8) {  // m[4L + c] = (u[c] lane L, u[4 + c] lane L)
+  if constexpr (VL == 4) {  // one 128-bit lane: the two rounds were the whole transpose
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) m[c] = u[c];
+  } else if constexpr (VL == 8) {  // m[4L + c] = (u[c] lane L, u[4 + c] lane L)
 #pragma GCC unroll 4
     for (int c = 0; c < 4; ++c) {
       m[c] = __builtin_shuffle(u[c], u[4 + c], even);
@@ -191,15 +194,15 @@ __attribute__((always_inline)) inline void transpose_tile(typename Cf::V (&m)[Cf
 #define MINIMA_REG_TRANSPOSE 0
 #endif
 
-// dst[j * dst_ls + i] = src[i * src_ls + j] for i < rows, j < cols, with rows of src contiguous:
-// VL x VL tiles (VL rows, VL consecutive columns) are loaded row by row, transposed in registers
-// and stored as VL rows of dst, instead of one scalar store per value. Rows left over (fewer
-// than VL) and columns past the last whole tile are copied one value at a time.
-template <class T>
-void transpose_into(int64_t rows, int64_t cols, const T* src, int64_t src_ls, T* dst, int64_t dst_ls) {
-  int64_t i = 0;
 #if MINIMA_REG_TRANSPOSE
-  using Cf = Avx2<T>;
+// transpose_into's rows from i on in groups of VL (vectors of BYTES bytes), while whole groups
+// remain: VL x VL tiles (VL rows, VL consecutive columns) are loaded row by row, transposed in
+// registers and stored as VL rows of dst; columns past the last whole tile are copied one value
+// at a time. Advances i past the groups done.
+template <class T, int BYTES>
+void transpose_row_groups(int64_t& i, int64_t rows, int64_t cols, const T* src, int64_t src_ls, T* dst,
+                          int64_t dst_ls) {
+  using Cf = Isa<T, BYTES>;
   using V = typename Cf::V;
   constexpr int VL = Cf::VL;
   static const TransposeMasks<Cf> masks;
@@ -216,6 +219,21 @@ void transpose_into(int64_t rows, int64_t cols, const T* src, int64_t src_ls, T*
     for (int64_t j = col_tiles; j < cols; ++j)
       for (int64_t r = 0; r < VL; ++r) dst[j * dst_ls + i + r] = src[(i + r) * src_ls + j];
   }
+}
+#endif
+
+// dst[j * dst_ls + i] = src[i * src_ls + j] for i < rows, j < cols, with rows of src contiguous:
+// rows in groups of one AVX2 vector's lanes (8 floats, 4 doubles), then of half as many (a
+// 12-row strip of A is a group of 8 and one of 4; a 6-row AVX2 strip of floats one of 4), each
+// group a row of register-transposed tiles; rows left over (fewer than half a vector) are copied
+// one value at a time. (Before the half-width groups, a third of every 12-row strip and all of a
+// 6-row one went through that scalar copy.)
+template <class T>
+void transpose_into(int64_t rows, int64_t cols, const T* src, int64_t src_ls, T* dst, int64_t dst_ls) {
+  int64_t i = 0;
+#if MINIMA_REG_TRANSPOSE
+  transpose_row_groups<T, 32>(i, rows, cols, src, src_ls, dst, dst_ls);
+  transpose_row_groups<T, 16>(i, rows, cols, src, src_ls, dst, dst_ls);
 #endif
   for (; i < rows; ++i)
     for (int64_t j = 0; j < cols; ++j) dst[j * dst_ls + i] = src[i * src_ls + j];

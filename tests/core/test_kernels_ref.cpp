@@ -160,6 +160,41 @@ TEST_CASE("kernels: the AVX2 and AVX-512 GEMM micro-kernels agree bitwise") {
     }
 }
 
+TEST_CASE("kernels: packing contiguous rows of A or columns of B through register tiles is bitwise a strided copy") {
+  // Packing only moves values, so a product over contiguous lines (transposed into the packed
+  // strips a vector tile at a time, in row groups of 8 and 4 floats or 4 and 2 doubles, then one
+  // value at a time) must equal, bit for bit, the product over the same operand read with a
+  // stride (packed one value at a time). Every row count up to two 12-row strips and a few more,
+  // K not a multiple of any tile, on both instruction sets.
+  using cpu::GemmIsa;
+  const RestoreGemmIsa restore;
+  Generator g(407);
+  std::vector<GemmIsa> isas = {GemmIsa::avx2};
+  if (cpu::gemm_isa_supported(GemmIsa::avx512)) isas.push_back(GemmIsa::avx512);
+  const auto strided = [](const Tensor& x) {  // x's values, every other column of a wider tensor
+    Tensor w = full({x.size(0), 2 * x.size(1)}, 1e6, TensorOptions(x.dtype())).slice(1, 0, 2 * x.size(1), 2);
+    w.copy_(x);
+    return w;
+  };
+  int64_t cases = 0;
+  for (GemmIsa isa : isas) {
+    cpu::set_gemm_isa(isa);
+    for (DType t : {DType::f32, DType::f64})
+      for (int64_t K : {1, 3, 9, 37})
+        for (int64_t M = 1; M <= 29; ++M) {
+          INFO(cpu::gemm_isa_name(isa) << " " << dtype_name(t) << " M=" << M << " K=" << K);
+          const int64_t N = 40;
+          Tensor a = urand({M, K}, g, -1, 1, t), b = urand({K, N}, g, -1, 1, t);
+          // A's rows contiguous against strided; then a.t() as B, whose M columns are contiguous.
+          REQUIRE(values(matmul(a, b)) == values(matmul(strided(a), b)));
+          Tensor bt = b.t().contiguous();
+          REQUIRE(values(matmul(bt, a.t())) == values(matmul(bt, strided(a).t())));
+          ++cases;
+        }
+  }
+  CHECK(cases == int64_t(isas.size()) * 2 * 4 * 29);
+}
+
 TEST_CASE("kernels: gemm_in_place counts the runs a vector meets as a walk over its columns does") {
   // A vector of VL columns starts at a multiple of VL; counted here column by column over every
   // start a run length allows, against the closed form the GEMM uses.
