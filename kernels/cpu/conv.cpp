@@ -103,6 +103,29 @@ inline void copy_run(const T* src, int64_t stride, T* dst, int64_t n) {
   }
 }
 
+// copy_run down the rows of a packed strip: dst[k * ld + i] = src[rows[k] + i * stride] for k < kc,
+// i < n. The move that copy_run would pick for the run is picked once, and the loop over k does
+// nothing else (for 8x8 maps every run is a single 32-byte move).
+template <class T, class Move>
+inline void each_row(const T* src, const int64_t* rows, int64_t kc, T* dst, int64_t ld, Move move) {
+  for (int64_t k = 0; k < kc; ++k) move(src + rows[k], dst + k * ld);
+}
+template <class T>
+void copy_run_rows(const T* src, const int64_t* rows, int64_t kc, int64_t stride, T* dst, int64_t ld, int64_t n) {
+  const int64_t bytes = n * int64_t(sizeof(T));
+  const auto bytes_of = [](const T* p) { return reinterpret_cast<const char*>(p); };
+  const auto bytes_to = [](T* p) { return reinterpret_cast<char*>(p); };
+  if (stride == 1 && bytes == 32) {
+    each_row(src, rows, kc, dst, ld, [&](const T* s, T* d) { move_bytes<32>(bytes_of(s), bytes_to(d)); });
+  } else if (stride == 1 && bytes >= 8 && bytes < 16) {
+    each_row(src, rows, kc, dst, ld, [&](const T* s, T* d) { move_overlapping<8>(bytes_of(s), bytes_to(d), bytes); });
+  } else if (stride == 1 && bytes >= 16 && bytes < 32) {
+    each_row(src, rows, kc, dst, ld, [&](const T* s, T* d) { move_overlapping<16>(bytes_of(s), bytes_to(d), bytes); });
+  } else {
+    each_row(src, rows, kc, dst, ld, [&](const T* s, T* d) { copy_run(s, stride, d, n); });
+  }
+}
+
 // A stretch of a packed strip's columns that reads the (padded) input contiguously, or
 // stride_w apart: its offset in the input, its length and its first column in the strip. A strip
 // has at most R <= 32 columns, so at most 32 runs.
@@ -148,8 +171,10 @@ class Unrolled {
     return p.stride_w > 1 && g.KW > 1 && g.OW * int64_t(sizeof(T)) >= 32;
   }
   // x0: the first of nbc images at group gi's first channel; images are C*H*W apart. padded:
-  // scratch for the padded copy, grown as needed and valid while this object is used.
-  Unrolled(const T* x0, int64_t nbc, const Geom& g, const Conv2dParams& p, std::vector<T>& padded)
+  // scratch for the padded copy, rows for col's row offsets; both grown as needed and valid while
+  // this object is used.
+  Unrolled(const T* x0, int64_t nbc, const Geom& g, const Conv2dParams& p, std::vector<T>& padded,
+           std::vector<int64_t>& rows)
       : g_(g),
         p_(p),
         phases_(splits_rows(g, p) ? p.stride_w : 1),
@@ -174,6 +199,11 @@ class Unrolled {
       copied_ = true;
       for (int64_t b = 0; b < nbc; ++b) pad_image(x0 + b * g.C * g.H * g.W, padded.data() + room + b * image_stride_);
     }
+    rows.resize(size_t(g.ck));
+    for (int64_t c = 0, k = 0; c < g.Cg; ++c)
+      for (int64_t kh = 0; kh < g.KH; ++kh)
+        for (int64_t kw = 0; kw < g.KW; ++kw) rows[size_t(k++)] = row_offset(c, kh, kw);
+    rows_ = rows.data();
   }
 
   // Whether the GEMM reads col in place (gemm_in_place) rather than packing it: when a run of
@@ -185,32 +215,20 @@ class Unrolled {
     return col_step_ == 1 && gemm_in_place_pays<T>(g_.Og, g_.OW) && (gemm_in_place_pieces<T>(g_.OW) == 1 || copied_);
   }
   // col as gemm_in_place reads it: rows[k] the offset of row k (channel and tap), a run per
-  // output row, a group per image. rows: storage for the offsets, valid while the result is used.
-  InPlaceB<T> in_place(std::vector<int64_t>& rows) const {
-    rows.resize(size_t(g_.ck));
-    for (int64_t c = 0, k = 0; c < g_.Cg; ++c)
-      for (int64_t kh = 0; kh < g_.KH; ++kh)
-        for (int64_t kw = 0; kw < g_.KW; ++kw) rows[size_t(k++)] = row_offset(c, kh, kw);
-    return InPlaceB<T>{src_, rows.data(), g_.OW, g_.OH, p_.stride_h * Wq_, image_stride_};
-  }
+  // output row, a group per image.
+  InPlaceB<T> in_place() const { return InPlaceB<T>{src_, rows_, g_.OW, g_.OH, p_.stride_h * Wq_, image_stride_}; }
 
   // The strip of col (rows [pc, pc + kc), columns [j0, j0 + n)) in the GEMM's packed layout:
-  // out[k * R + j], zeros for n <= j < R.
+  // out[k * R + j], zeros for n <= j < R. The strip's columns are the same runs (an output row's
+  // stretch each) in every one of its rows, so each run is copied down all kc rows in one loop
+  // (copy_run_rows), its kind of move chosen once rather than once per row.
   void operator()(int64_t j0, int64_t n, int64_t pc, int64_t kc, int R, T* out) const {
     Run runs[kMaxRuns];  // one per output row the columns touch
     const int n_runs = split_columns(j0, n, runs);
-    const int64_t taps = g_.KH * g_.KW;
-    int64_t c = pc / taps, kh = pc % taps / g_.KW, kw = pc % g_.KW;  // row pc + k of col
-    for (int64_t k = 0; k < kc; ++k) {
-      const T* xk = src_ + row_offset(c, kh, kw);
-      T* o = out + k * R;
-      for (int r = 0; r < n_runs; ++r) copy_run(xk + runs[r].off, col_step_, o + runs[r].at, runs[r].len);
-      std::fill(o + n, o + R, T(0));
-      if (++kw == g_.KW) {
-        kw = 0;
-        if (++kh == g_.KH) kh = 0, ++c;
-      }
-    }
+    for (int r = 0; r < n_runs; ++r)
+      copy_run_rows(src_ + runs[r].off, rows_ + pc, kc, col_step_, out + runs[r].at, R, runs[r].len);
+    if (n < R)
+      for (int64_t k = 0; k < kc; ++k) std::fill(out + k * R + n, out + (k + 1) * R, T(0));
   }
 
  private:
@@ -261,6 +279,7 @@ class Unrolled {
   const T* src_;                 // the padded (and split) images, or x itself when there is neither
   bool copied_ = false;          // whether src_ is the copy (with room around it), not x
   int64_t image_stride_;
+  const int64_t* rows_;  // rows_[k]: where row k of col (channel and tap) starts in src_, before a run's offset
 };
 
 // The weight gradient's B operand, col^T [nbc*OH*OW, Cg*KH*KW], with its columns in tap-major
@@ -392,7 +411,7 @@ int64_t images_per_product(const Geom& g, int threads) {
 template <class T>
 struct Scratch {
   std::vector<T> col, mat, padded;
-  std::vector<int64_t> rows;  // col's row offsets, when the forward reads it in place
+  std::vector<int64_t> rows;  // col's row offsets (Unrolled)
 };
 template <class T>
 Scratch<T>& thread_scratch(size_t col_size, size_t mat_size) {
@@ -475,9 +494,9 @@ void conv_forward(const Geom& g, const Conv2dParams& p, const T* xp, const T* wp
       } else if (pw && nbc == 1) {
         gemm_prepacked<T>(ld, T(1), wpk[gi], x0, ld, 1, T(0), dst, ld, 1, par);
       } else {  // col read in place, or unrolled straight into the GEMM's packed strips of B
-        const Unrolled<T> col(x0, nbc, g, p, s.padded);
+        const Unrolled<T> col(x0, nbc, g, p, s.padded, s.rows);
         if (col.reads_in_place())
-          gemm_in_place<T>(ld, T(1), wpk[gi], col.in_place(s.rows), T(0), dst, ld, 1, par);
+          gemm_in_place<T>(ld, T(1), wpk[gi], col.in_place(), T(0), dst, ld, 1, par);
         else
           gemm_prepacked<T>(ld, T(1), wpk[gi], StripPacker<T>(col), T(0), dst, ld, 1, par);
       }

@@ -755,6 +755,9 @@ TEST_CASE("kernels: conv2d forward and weight gradient are bitwise GEMMs over a 
       // every length from 1 to 7 pixels, which the packer moves in overlapping pieces.
       {"7x7 map, runs of 1 to 7 pixels", {6, 5, 7, 7}, {8, 5, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
       {"4x5 map, runs of 1 to 5 pixels", {9, 4, 4, 5}, {6, 4, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
+      // 8x8 with more strips of weights than pay for blends: packed with AVX-512, every run a
+      // whole row of 8 floats (a single 32-byte move).
+      {"8x8 map, 100 outputs, runs of whole rows", {3, 6, 8, 8}, {100, 6, 3, 3}, Conv2dParams::of(1, 1, 1, 1, 1, 1, 1)},
       // Output rows of whole vectors (16 or 8 values): the GEMM reads col in place, without
       // packing it. Two K blocks with dilation, a split stride-2 copy, a last strip of half a
       // tile, and an A too large to stay in L2 (its K blocks become the outer loop).
