@@ -66,11 +66,13 @@ inline void valid_columns(int64_t off, int64_t stride, int64_t W, int64_t OW, in
   hi = std::max(hi, lo);
 }
 
-// dst[i] = src[i * stride] for i < n, n up to a strip's width (32). Stride 1 moves the run as
-// whole vectors instead of making a library call per run: 32-byte moves, the last one
-// overlapping, or, for a shorter run (a strip of 32 columns over output rows of 14 holds runs
-// such as 14, 14 and 4), two overlapping moves of 16 or of 8 bytes. The moves go through vector
-// variables because a plain 32-byte memcpy compiles to two 16-byte halves.
+// One run of a packed strip copied down kc of its rows: dst[k * ld + i] = src[rows[k] + i * stride]
+// for k < kc, i < n, n up to a strip's width (32). Stride 1 moves the run as whole vectors instead
+// of making a library call per run: 32-byte moves, the last one overlapping, or, for a shorter run
+// (a strip of 32 columns over output rows of 14 holds runs such as 14, 14 and 4), two overlapping
+// moves of 16 or of 8 bytes. The kind of move is picked once for all kc rows, and the loop over
+// them does nothing else (for 8x8 maps every run is a single 32-byte move). The moves go through
+// vector variables because a plain 32-byte memcpy compiles to two 16-byte halves.
 template <int Bytes>
 inline void move_bytes(const char* src, char* dst) {
   typedef char V __attribute__((vector_size(Bytes)));
@@ -84,46 +86,37 @@ inline void move_overlapping(const char* src, char* dst, int64_t n) {  // Bytes 
   move_bytes<Bytes>(src + n - Bytes, dst + n - Bytes);
 }
 template <class T>
-inline void copy_run(const T* src, int64_t stride, T* dst, int64_t n) {
+inline void copy_run_rows(const T* src, const int64_t* rows, int64_t kc, int64_t stride, T* dst, int64_t ld,
+                          int64_t n) {
   const int64_t bytes = n * int64_t(sizeof(T));
   if (stride != 1 || bytes < 8) {
-    for (int64_t i = 0; i < n; ++i) dst[i] = src[i * stride];
+    for (int64_t k = 0; k < kc; ++k)
+      for (int64_t i = 0; i < n; ++i) dst[k * ld + i] = src[rows[k] + i * stride];
     return;
   }
-  const char* s = reinterpret_cast<const char*>(src);
-  char* d = reinterpret_cast<char*>(dst);
-  if (bytes >= 32) {
-    int64_t i = 0;
-    for (; i + 32 <= bytes; i += 32) move_bytes<32>(s + i, d + i);
-    if (i < bytes) move_bytes<32>(s + bytes - 32, d + bytes - 32);
+  const auto each_row = [&](auto move) {
+    for (int64_t k = 0; k < kc; ++k)
+      move(reinterpret_cast<const char*>(src + rows[k]), reinterpret_cast<char*>(dst + k * ld));
+  };
+  if (bytes == 32) {
+    each_row([](const char* s, char* d) { move_bytes<32>(s, d); });
+  } else if (bytes > 32) {
+    each_row([&](const char* s, char* d) {
+      int64_t i = 0;
+      for (; i + 32 <= bytes; i += 32) move_bytes<32>(s + i, d + i);
+      if (i < bytes) move_bytes<32>(s + bytes - 32, d + bytes - 32);
+    });
   } else if (bytes >= 16) {
-    move_overlapping<16>(s, d, bytes);
+    each_row([&](const char* s, char* d) { move_overlapping<16>(s, d, bytes); });
   } else {
-    move_overlapping<8>(s, d, bytes);
+    each_row([&](const char* s, char* d) { move_overlapping<8>(s, d, bytes); });
   }
 }
-
-// copy_run down the rows of a packed strip: dst[k * ld + i] = src[rows[k] + i * stride] for k < kc,
-// i < n. The move that copy_run would pick for the run is picked once, and the loop over k does
-// nothing else (for 8x8 maps every run is a single 32-byte move).
-template <class T, class Move>
-inline void each_row(const T* src, const int64_t* rows, int64_t kc, T* dst, int64_t ld, Move move) {
-  for (int64_t k = 0; k < kc; ++k) move(src + rows[k], dst + k * ld);
-}
+// dst[i] = src[i * stride] for i < n: a single row.
 template <class T>
-void copy_run_rows(const T* src, const int64_t* rows, int64_t kc, int64_t stride, T* dst, int64_t ld, int64_t n) {
-  const int64_t bytes = n * int64_t(sizeof(T));
-  const auto bytes_of = [](const T* p) { return reinterpret_cast<const char*>(p); };
-  const auto bytes_to = [](T* p) { return reinterpret_cast<char*>(p); };
-  if (stride == 1 && bytes == 32) {
-    each_row(src, rows, kc, dst, ld, [&](const T* s, T* d) { move_bytes<32>(bytes_of(s), bytes_to(d)); });
-  } else if (stride == 1 && bytes >= 8 && bytes < 16) {
-    each_row(src, rows, kc, dst, ld, [&](const T* s, T* d) { move_overlapping<8>(bytes_of(s), bytes_to(d), bytes); });
-  } else if (stride == 1 && bytes >= 16 && bytes < 32) {
-    each_row(src, rows, kc, dst, ld, [&](const T* s, T* d) { move_overlapping<16>(bytes_of(s), bytes_to(d), bytes); });
-  } else {
-    each_row(src, rows, kc, dst, ld, [&](const T* s, T* d) { copy_run(s, stride, d, n); });
-  }
+inline void copy_run(const T* src, int64_t stride, T* dst, int64_t n) {
+  const int64_t first = 0;
+  copy_run_rows(src, &first, 1, stride, dst, 0, n);
 }
 
 // A stretch of a packed strip's columns that reads the (padded) input contiguously, or

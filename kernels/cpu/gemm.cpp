@@ -435,7 +435,7 @@ __attribute__((always_inline)) inline void runs_kernel_body(const RowRun* runs, 
     for (int v = 0; v < NV; ++v) acc[i][v] = V{};
   // C's tile is read back at the end, after a K block of work: asked for now, its lines are near
   // by then. (A weight gradient's C, the weights' shape, outgrows L2 on deep layers: 2.4 MB for a
-  // 3x3 256->256 conv, whose weight gradient took 1.03-1.07x as long without.) A prefetch never
+  // 3x3 256->256 conv, whose weight gradient took about 1.05x as long without.) A prefetch never
   // faults, so the rows and columns past mr and nr may be asked for too.
   for (int i = 0; i < ROWS; ++i)
     for (int v = 0; v < NV; ++v) __builtin_prefetch(C + i * c_rs + v * VL, 1, 3);
