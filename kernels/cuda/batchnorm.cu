@@ -23,6 +23,7 @@
 #include <cuda/atomic>
 #include <map>
 #include <mutex>
+#include <set>
 #include <utility>
 
 #include "kernels/cuda/bn_plan.h"
@@ -769,7 +770,7 @@ struct PersistentFit {
 std::mutex g_persistent_mu;  // guards the three below
 std::map<std::pair<int, const void*>, PersistentFit> g_persistent_fits;
 BnPersistentStats g_persistent_stats;
-bool g_persistent_refusal_told = false;  // the refusal warning has been printed
+std::set<int> g_persistent_refused;  // devices that refused a cooperative launch
 
 template <class... KArgs>
 PersistentFit persistent_fit(int dev, void (*kernel)(KArgs...), int inputs, int stages, size_t elem_size) {
@@ -778,6 +779,7 @@ PersistentFit persistent_fit(int dev, void (*kernel)(KArgs...), int inputs, int 
   if (auto it = g_persistent_fits.find(key); it != g_persistent_fits.end()) return it->second;
   PersistentFit f;
   f.stages = stages;
+  if (g_persistent_refused.count(dev)) return g_persistent_fits[key] = f;  // blocks 0: the passes
   int coop = 0, per_sm = 0, reserved = 0, optin = 0;
   MINIMA_CUDA_CHECK(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev));
   MINIMA_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
@@ -815,16 +817,16 @@ PersistentFit persistent_fit(int dev, void (*kernel)(KArgs...), int inputs, int 
   return f;
 }
 
-// After a cooperative launch was refused as too large: the persistent path is not taken again for
-// this device and kernel. The occupancy it was planned with held when the fit was computed, so a
-// refusal means the device is shared (MPS, another context); the run goes on with the three
-// kernels, whose sums are grouped differently, so it says so once instead of changing silently.
-template <class... KArgs>
-void persistent_refused(int dev, void (*kernel)(KArgs...)) {
+// After a cooperative launch was refused as too large: the persistent path is not taken again on
+// this device, by any of the persistent kernels (every dtype, direction and stage count). The
+// occupancy it was planned with held when the fit was computed, so a refusal means the device is
+// shared (MPS, another context); the run goes on with the three kernels, whose sums are grouped
+// differently, so it says so once per device instead of changing silently.
+void persistent_refused(int dev) {
   std::lock_guard<std::mutex> lock(g_persistent_mu);
-  g_persistent_fits[std::make_pair(dev, reinterpret_cast<const void*>(kernel))].blocks = 0;
-  if (!g_persistent_refusal_told) {  // one flag for every instantiation: one warning per process
-    g_persistent_refusal_told = true;
+  for (auto& [key, fit] : g_persistent_fits)
+    if (key.first == dev) fit.blocks = 0;
+  if (g_persistent_refused.insert(dev).second) {
     std::fprintf(stderr,
                  "warning: batch norm's cooperative launch was refused on cuda:%d (is the device shared?); --bn "
                  "persistent runs as three kernels from here on, which round their sums differently\n",
@@ -868,6 +870,21 @@ BnPersistentStats batch_norm_persistent_stats() {
   return g_persistent_stats;
 }
 
+bool batch_norm_persistent_fits(int64_t M, int64_t C, DType dtype, bool backward, int device) {
+  const Ctx ctx(device);  // the fit sets the kernel's attributes on the current device
+  bool fits = false;
+  MINIMA_DISPATCH_FLOAT(dtype, "batch_norm", [&] {
+    using T = scalar_t;
+    const int stages = bn_stages();
+    const PersistentFit f = backward
+                                ? persistent_fit(ctx.dev, persistent_backward_kernel<T>(stages), 2, stages, sizeof(T))
+                                : persistent_fit(ctx.dev, persistent_forward_kernel<T>(stages), 1, stages, sizeof(T));
+    BnPlan p;
+    fits = f.blocks > 0 && plan_bn_persistent(M, C, f.blocks, kPThreads, f.stage, Pack<T>::V, p);
+  });
+  return fits;
+}
+
 void CudaBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_mean, const Tensor& save_invstd,
                                            const Tensor& x, const Tensor& weight, const Tensor& bias,
                                            const Tensor& running_mean, const Tensor& running_var, double momentum,
@@ -897,7 +914,7 @@ void CudaBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_m
         persistent_ran(true, plan, fit);
         return;
       }
-      persistent_refused(ctx.dev, kernel);
+      persistent_refused(ctx.dev);
     }
     DeviceBuffer partial(size_t(g.C * g.splits * 2) * sizeof(double), ctx.dev);
     DeviceBuffer coef(size_t(g.C * 2) * sizeof(double), ctx.dev);
@@ -954,7 +971,7 @@ void CudaBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, c
         persistent_ran(false, plan, fit);
         return;
       }
-      persistent_refused(ctx.dev, kernel);
+      persistent_refused(ctx.dev);
     }
     DeviceBuffer partial(size_t(g.C * g.splits * 2) * sizeof(double), ctx.dev);
     DeviceBuffer coef(size_t(g.C * 4) * sizeof(double), ctx.dev);

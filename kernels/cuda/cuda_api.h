@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 
+#include "core/dtype.h"
 #include "kernels/cuda/bn_plan.h"
 
 namespace minima::cuda {
@@ -74,6 +75,13 @@ struct BnPersistentStats {
   int stages = 0;  // of the latest call (bn_stages)
 };
 BnPersistentStats batch_norm_persistent_stats();
+
+// Whether the persistent kernels' plan holds a training batch norm of C channels of M values each
+// in `dtype` on `device`, with bn_stages() stages (backward: the backward kernel's, whose stages
+// hold two inputs): whether the device's resident blocks hold a channel's chunks. Whole 16-byte
+// packs per plane and aligned tensors are the caller's to check. It lets a test expect the
+// persistent path exactly where it should run on the device at hand.
+bool batch_norm_persistent_fits(int64_t M, int64_t C, DType dtype, bool backward, int device = 0);
 
 // Milliseconds per call of f, measured with CUDA events on the device's stream: `warmup` untimed
 // calls, then `iters` timed back to back. f must queue its work on that stream (every backend

@@ -183,18 +183,30 @@ CUDA_TEST_CASE("cuda batch_norm: training (running stats) and evaluation, with g
 CUDA_TEST_CASE("cuda batch_norm, persistent kernel (--bn persistent): matches the CPU in one or several rounds") {
   cuda::ConfigGuard guard;
   cuda::set_bn_impl("persistent");
-  // Both the forward and the backward must have run persistent (or neither, where they cannot),
-  // with the pipeline depth asked for.
+  // Each direction must have run persistent exactly where it can, with the pipeline depth asked
+  // for: planes of whole packs, and channels that the device's resident blocks hold (every shape
+  // below on an H200 or an H100; on a device of fewer SMs, or a MIG slice, the 256x3x64x64
+  // channels take the passes, and the test says so).
   auto check = [](const Shape& s, DType t, int stages) {
     const int64_t pack = 16 / int64_t(dtype_size(t));
     const cuda::BnPersistentStats before = cuda::batch_norm_persistent_stats();
     check_batch_norm(s, t);
     const cuda::BnPersistentStats after = cuda::batch_norm_persistent_stats();
     const bool whole_packs = (s[2] * s[3]) % pack == 0;
-    INFO(str(dtype_name(t), " ", s, ", ", stages, " stages: persistent expected ", whole_packs));
-    CHECK((after.forward_calls > before.forward_calls) == whole_packs);
-    CHECK((after.backward_calls > before.backward_calls) == whole_packs);
-    if (whole_packs) CHECK(after.stages == stages);
+    const int64_t M = s[0] * s[2] * s[3];
+    const bool forward = whole_packs && cuda::batch_norm_persistent_fits(M, s[1], t, false);
+    const bool backward = whole_packs && cuda::batch_norm_persistent_fits(M, s[1], t, true);
+    INFO(str(dtype_name(t), " ", s, ", ", stages, " stages: persistent expected forward ", forward, ", backward ",
+             backward));
+    CHECK((after.forward_calls > before.forward_calls) == forward);
+    CHECK((after.backward_calls > before.backward_calls) == backward);
+    if (forward || backward) CHECK(after.stages == stages);
+    if (whole_packs && !(forward && backward))
+      MESSAGE(dtype_name(t), " ", s, ", ", stages, " stages: a channel is too long for this device's resident blocks ",
+              forward    ? "backward"
+              : backward ? "forward"
+                         : "both ways",
+              "; the passes ran it");
     return after;
   };
   for (int stages : {3, 2}) {
