@@ -58,6 +58,44 @@ TEST_CASE("spectral_norm finds the largest singular value of a random matrix") {
   CHECK(nn::spectral_norm(r, 3, 2, 50) == doctest::Approx(3.0 * 5.0).epsilon(1e-9));
 }
 
+TEST_CASE("spectral_norm of a 37x29 random matrix, whose rows go eight at a time and then one by one") {
+  // Against sqrt of the largest eigenvalue of W^T W, found by iterating x <- W^T W x from another
+  // start (29 columns, no row blocks). A row block that read the wrong rows, or a remainder that
+  // skipped some, multiplies by another matrix, whose largest singular value differs.
+  const int64_t rows = 37, cols = 29;
+  Generator g(41);
+  std::vector<double> w(size_t(rows * cols));
+  for (double& x : w) x = g.normal();
+  std::vector<double> wtw(size_t(cols * cols), 0.0);
+  for (int64_t i = 0; i < cols; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      for (int64_t r = 0; r < rows; ++r) wtw[size_t(i * cols + j)] += w[size_t(r * cols + i)] * w[size_t(r * cols + j)];
+  std::vector<double> x(static_cast<size_t>(cols), 1.0), y(static_cast<size_t>(cols), 0.0);
+  double lambda = 0;
+  for (int it = 0; it < 3000; ++it) {
+    for (int64_t i = 0; i < cols; ++i) {
+      y[size_t(i)] = 0;
+      for (int64_t j = 0; j < cols; ++j) y[size_t(i)] += wtw[size_t(i * cols + j)] * x[size_t(j)];
+    }
+    double n = 0;
+    for (double v : y) n += v * v;
+    n = std::sqrt(n);
+    lambda = n;  // |W^T W x| for a unit x: the largest eigenvalue once x has converged
+    for (int64_t i = 0; i < cols; ++i) x[size_t(i)] = y[size_t(i)] / n;
+  }
+  CHECK(nn::spectral_norm(w, rows, cols, 3000) == doctest::Approx(std::sqrt(lambda)).epsilon(1e-10));
+  // The same matrix with its rows cut to 8 (one block, no remainder) and to 5 (no block).
+  for (int64_t r : {8, 5}) {
+    const std::vector<double> top(w.begin(), w.begin() + r * cols);
+    const double s = nn::spectral_norm(top, r, cols, 3000);
+    double frob = 0;
+    for (double v : top) frob += v * v;
+    CHECK(s > 0);
+    CHECK(s * s <= frob * (1 + 1e-12));                              // sigma_max^2 <= ||W||_F^2
+    CHECK(s * s * double(std::min(r, cols)) >= frob * (1 - 1e-12));  // and >= ||W||_F^2 / rank
+  }
+}
+
 TEST_CASE("relative distance from the initialization") {
   Generator g(5);
   auto m = nn::make_model("mlp1x512", {1, 2, 2}, 3, g);
