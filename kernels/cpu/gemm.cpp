@@ -532,22 +532,41 @@ struct WholeA {
 };
 
 // Packs all of A [M, K] into WholeA's layout at out; fill(i0, n, pc, kc, strip) writes rows
-// [i0, i0 + n) of K block pc as one MR-row strip. Its loop is an orphaned `omp for`: inside a
-// parallel region the region's threads share the strips (and meet at its end), outside one the
-// calling thread packs them all.
+// [i0, i0 + n) of K block pc as one MR-row strip. Shared, its loop is an orphaned `omp for`:
+// inside a parallel region the region's threads share the strips (and meet at its end), outside
+// one the calling thread packs them all. Not shared, the calling thread packs them all anyway
+// (inside a region: a copy of its own).
 template <class T, class Cf, class Fill>
-void pack_whole_a(int64_t M, int64_t K, const Fill& fill, T* out) {
+void pack_whole_a(int64_t M, int64_t K, const Fill& fill, T* out, bool shared = true) {
   constexpr int MR = Cf::MR;
   const int64_t m_strips = (M + MR - 1) / MR, k_blocks = (K + Cf::KC - 1) / Cf::KC;
-#pragma omp for schedule(static)
-  for (int64_t it = 0; it < m_strips * k_blocks; ++it) {
+  auto item = [&](int64_t it) {
     const int64_t r = it / k_blocks, pc = it % k_blocks * Cf::KC;
     fill(r * MR, std::min<int64_t>(MR, M - r * MR), pc, std::min<int64_t>(Cf::KC, K - pc), out + (r * K + pc) * MR);
+  };
+  if (shared) {
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < m_strips * k_blocks; ++it) item(it);
+  } else {
+    for (int64_t it = 0; it < m_strips * k_blocks; ++it) item(it);
   }
 }
 
 // A product with few rows (M <= MC) whose packed A fits in this many bytes takes gemm_short_m.
 constexpr int64_t kShortMBytes = int64_t(1) << 20;
+
+// gemm_short_m packs A once per thread, instead of once for all threads to read, when each thread
+// has at least this many B strips to multiply by it (and the copies take at most kPrivateABytes).
+// A copy shared by two threads cost each of them more than packing its own: the other thread's
+// half crosses between the cores on every call, since the buffer is reused and each call's
+// packing first takes every line back from the core that last read it. On the EPYC, with the B
+// strips apart (below), a 2-thread [128, 784] x [784, 512] product took 355 us packing A together
+// and 312 us packing a copy each (one thread packing all of A and multiplying half of B: 295 us).
+// A copy costs a thread about one B strip's work (packing a value is about a strip's multiply-
+// adds with it), so with 8 strips or more each, the copies cost at most about an eighth more work
+// where moving data between cores is cheap (cores that share a cache).
+constexpr int64_t kPrivateAMinStrips = 8;
+constexpr int64_t kPrivateABytes = int64_t(64) << 20;
 
 // gemm_short_m's per-thread B strips lie at least this far apart in their shared buffer. Side by
 // side, two threads writing and reading their 32 KB strips slowed each other: a 2-thread
@@ -568,22 +587,28 @@ void gemm_short_m(int64_t M, int64_t N, int64_t K, T alpha, const ASrc& a, const
   constexpr int MR = Cf::MR, NR = Cf::NR;
   const int64_t m_strips = (M + MR - 1) / MR, n_strips = (N + NR - 1) / NR;
   // Allocated here, not in the parallel region (where a failure could not be reported): all of
-  // A (unless packed already), and one B strip per thread.
+  // A (unless packed already; one copy, or one per thread), and one B strip per thread.
+  const int threads = parallel ? omp_get_max_threads() : 1;
+  const size_t a_step = size_t(m_strips * MR * K + kStripGapBytes / int64_t(sizeof(T)));
+  const bool private_a = !ASrc::kWhole && threads > 1 && n_strips >= kPrivateAMinStrips * threads &&
+                         double(a_step) * sizeof(T) * threads <= double(kPrivateABytes);
   thread_local AlignedBuf<T> abuf, bbuf;
-  if constexpr (!ASrc::kWhole) abuf.reserve(size_t(m_strips * MR * K));
+  if constexpr (!ASrc::kWhole) abuf.reserve(private_a ? a_step * size_t(threads) : a_step);
   const size_t strip_step = size_t(Cf::KC * NR + kStripGapBytes / int64_t(sizeof(T)));
-  bbuf.reserve(size_t(omp_get_max_threads()) * strip_step);
+  bbuf.reserve(size_t(threads) * strip_step);
   // Through pointers: inside the region, abuf and bbuf would name each worker's own (empty) ones.
-  T* const Ap = !ASrc::kWhole ? abuf.p : nullptr;  // packed here in WholeA's layout
-  const T* const Aw = !ASrc::kWhole ? Ap : a.p;
-  T* const Bs = bbuf.p;  // thread t's B strip at Bs + t * strip_step
+  T* const Ap = !ASrc::kWhole ? abuf.p : nullptr;  // packed here in WholeA's layout (thread t's copy at t * a_step)
+  T* const Bs = bbuf.p;                            // thread t's B strip at Bs + t * strip_step
 #pragma omp parallel if (parallel)
   {
+    const T* Aw = a.p;
     if constexpr (!ASrc::kWhole) {
       auto strided = [&](int64_t i0, int64_t n, int64_t pc, int64_t kc, T* out) {
         pack_strip<T, MR>(n, kc, a.p + i0 * a.rs + pc * a.cs, a.rs, a.cs, out);
       };
-      pack_whole_a<T, Cf>(M, K, strided, Ap);
+      T* const mine = private_a ? Ap + size_t(omp_get_thread_num()) * a_step : Ap;
+      pack_whole_a<T, Cf>(M, K, strided, mine, !private_a);
+      Aw = mine;
     }
     T* const strip = Bs + size_t(omp_get_thread_num()) * strip_step;
 #pragma omp for schedule(static)

@@ -58,6 +58,15 @@ Tensor every_other_column(const Tensor& x) {
 }
 
 // Puts back the GEMM instruction set a test case started with.
+// Sets OpenMP's thread count for one scope.
+struct ScopedThreads {
+  int was = omp_get_max_threads();
+  explicit ScopedThreads(int n) { omp_set_num_threads(n); }
+  ~ScopedThreads() { omp_set_num_threads(was); }
+  ScopedThreads(const ScopedThreads&) = delete;
+  ScopedThreads& operator=(const ScopedThreads&) = delete;
+};
+
 struct RestoreGemmIsa {
   cpu::GemmIsa was = cpu::gemm_isa();
   ~RestoreGemmIsa() { cpu::set_gemm_isa(was); }
@@ -389,7 +398,9 @@ TEST_CASE("kernels: a product with few rows is bitwise those rows of a taller on
   // every A strip while it is in L1; a taller one takes the general blocked loops. Rows [0, M)
   // must agree bitwise: the same K blocks summed in the same order with the same epilogue.
   // Row tails of the 6/12-row tile, K tails and blocks, more than one N block (1024), strided
-  // operands, alpha and beta into an output that already holds values, each instruction set.
+  // operands, alpha and beta into an output that already holds values, each instruction set; on
+  // one thread, and on three, where each thread packs a copy of A for itself once it has enough
+  // B strips (N = 1100: 35 or 69 strips).
   using cpu::GemmIsa;
   const RestoreGemmIsa restore;
   Generator g(405);
@@ -405,10 +416,14 @@ TEST_CASE("kernels: a product with few rows is bitwise those rows of a taller on
             for (bool transposed_views : {false, true}) {
               Tensor aa = transposed_views ? a.t().contiguous().t() : a;
               Tensor bb = transposed_views ? b.t().contiguous().t() : b;
-              Tensor tall = c0.clone(), few = c0.slice(0, 0, M, 1).clone();
+              Tensor tall = c0.clone();
               cpu_backend().gemm(tall.unsqueeze(0), aa.unsqueeze(0), bb.unsqueeze(0), 0.5, -2.0);
-              cpu_backend().gemm(few.unsqueeze(0), aa.slice(0, 0, M, 1).unsqueeze(0), bb.unsqueeze(0), 0.5, -2.0);
-              CHECK(values(few) == values(tall.slice(0, 0, M, 1)));
+              for (int threads : {1, 3}) {
+                const ScopedThreads scoped(threads);
+                Tensor few = c0.slice(0, 0, M, 1).clone();
+                cpu_backend().gemm(few.unsqueeze(0), aa.slice(0, 0, M, 1).unsqueeze(0), bb.unsqueeze(0), 0.5, -2.0);
+                CHECK_MESSAGE(values(few) == values(tall.slice(0, 0, M, 1)), threads, " threads");
+              }
             }
             std::vector<double> want, bound;
             naive_matmul(a.slice(0, 0, M, 1), b, want, bound, unit_roundoff(t));
@@ -1821,14 +1836,6 @@ double piece_sum(const std::vector<double>& terms) {
     totals.push_back(lane_sum({terms.begin() + long(t0), terms.begin() + long(std::min(terms.size(), t0 + piece))}));
   return lane_sum(totals);
 }
-// Sets OpenMP's thread count for one scope.
-struct ScopedThreads {
-  int was = omp_get_max_threads();
-  explicit ScopedThreads(int n) { omp_set_num_threads(n); }
-  ~ScopedThreads() { omp_set_num_threads(was); }
-  ScopedThreads(const ScopedThreads&) = delete;
-  ScopedThreads& operator=(const ScopedThreads&) = delete;
-};
 }  // namespace
 
 TEST_CASE("kernels: a sum of more than 2^20 terms is summed in pieces, the same on any thread count") {
