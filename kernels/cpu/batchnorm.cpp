@@ -41,8 +41,9 @@ struct BnGeom {
 BnGeom bn_geom(const Tensor& x) { return {x.size(0), x.size(1), x.size(2) * x.size(3)}; }
 
 // A per-channel parameter or statistic: a 1-D tensor of any stride (e.g. a slice of a flat
-// parameter buffer) and any float dtype, or undefined. Its pointer, stride and dtype are resolved
-// once per call; each value then costs a switch on the dtype. (Resolving them through the tensor
+// parameter buffer) and any float dtype, or undefined (reads give the default, writes do
+// nothing). Its pointer, stride and dtype are resolved once per call; each value then costs a
+// switch on the dtype. (Resolving them through the tensor
 // for every value, six times per channel, took a third of a [128, 512] forward.) Values go
 // through the dtype's accumulation type both ways: double(Acc(v)) and T(Acc(v)).
 class ChannelParam {
@@ -54,7 +55,6 @@ class ChannelParam {
     p_ = t.data_ptr();
     stride_ = t.strides()[0];
   }
-  bool defined() const { return defined_; }
   double get(int64_t c, double dflt) const {
     if (!defined_) return dflt;
     switch (dtype_) {
@@ -64,6 +64,7 @@ class ChannelParam {
     }
   }
   void set(int64_t c, double v) const {
+    if (!defined_) return;
     switch (dtype_) {
       case DType::f64: static_cast<double*>(p_)[c * stride_] = v; break;
       case DType::bf16: static_cast<bf16*>(p_)[c * stride_] = bf16(float(v)); break;
@@ -120,11 +121,9 @@ void CpuBackend::batch_norm_forward_train(const Tensor& y, const Tensor& save_me
       shift = std::fma(-mean, scale, b.get(c, 0.0));
       smean.set(c, mean);
       sinvstd.set(c, invstd);
-      if (rmean.defined()) rmean.set(c, (1.0 - momentum) * rmean.get(c, 0.0) + momentum * mean);
-      if (rvar.defined()) {
-        double unbiased = M > 1 ? ss / (M - 1) : var;
-        rvar.set(c, (1.0 - momentum) * rvar.get(c, 1.0) + momentum * unbiased);
-      }
+      rmean.set(c, (1.0 - momentum) * rmean.get(c, 0.0) + momentum * mean);
+      const double unbiased = M > 1 ? ss / (M - 1) : var;
+      rvar.set(c, (1.0 - momentum) * rvar.get(c, 1.0) + momentum * unbiased);
     };
     if (g.S == 1) {  // [N, C]: row by row, channels [cb, ce) in the inner loop
       for_channel_blocks(g.C, [&](int64_t cb, int64_t ce) {
@@ -265,8 +264,8 @@ void CpuBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, co
           sg[c] = combine_lanes(lanes_g.data() + c, nc);
           sgx[c] = combine_lanes(lanes_gx.data() + c, nc);
           k[c] = w.get(cb + c, 1.0) * invstd[c] / M;
-          if (gw.defined()) gw.set(cb + c, sgx[c]);
-          if (gb.defined()) gb.set(cb + c, sg[c]);
+          gw.set(cb + c, sgx[c]);
+          gb.set(cb + c, sg[c]);
         }
         for (int64_t n = 0; n < g.N; ++n) {
           const T* r = xp + n * g.C + cb;
@@ -303,8 +302,8 @@ void CpuBackend::batch_norm_backward(const Tensor& gx, const Tensor& gweight, co
           T* o = gxp + (n * g.C + c) * g.S;
           for (int64_t i = 0; i < g.S; ++i) o[i] = input_grad(r[i], gr[i], mean, invstd, k, M, sg, sgx);
         }
-        if (gw.defined()) gw.set(c, sgx);
-        if (gb.defined()) gb.set(c, sg);
+        gw.set(c, sgx);
+        gb.set(c, sg);
       }
     });
   });

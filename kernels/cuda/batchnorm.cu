@@ -767,7 +767,7 @@ struct PersistentFit {
   int stages = 0;
 };
 
-std::mutex g_persistent_mu;  // guards the three below
+std::mutex g_persistent_mu;  // guards the four below
 std::map<std::pair<int, const void*>, PersistentFit> g_persistent_fits;
 BnPersistentStats g_persistent_stats;
 std::set<int> g_persistent_refused;  // devices that refused a cooperative launch
@@ -775,11 +775,11 @@ std::set<int> g_persistent_refused;  // devices that refused a cooperative launc
 template <class... KArgs>
 PersistentFit persistent_fit(int dev, void (*kernel)(KArgs...), int inputs, int stages, size_t elem_size) {
   std::lock_guard<std::mutex> lock(g_persistent_mu);
-  const auto key = std::make_pair(dev, reinterpret_cast<const void*>(kernel));
-  if (auto it = g_persistent_fits.find(key); it != g_persistent_fits.end()) return it->second;
   PersistentFit f;
   f.stages = stages;
-  if (g_persistent_refused.count(dev)) return g_persistent_fits[key] = f;  // blocks 0: the passes
+  if (g_persistent_refused.count(dev)) return f;  // blocks 0: the passes
+  const auto key = std::make_pair(dev, reinterpret_cast<const void*>(kernel));
+  if (auto it = g_persistent_fits.find(key); it != g_persistent_fits.end()) return it->second;
   int coop = 0, per_sm = 0, reserved = 0, optin = 0;
   MINIMA_CUDA_CHECK(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev));
   MINIMA_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
@@ -824,8 +824,6 @@ PersistentFit persistent_fit(int dev, void (*kernel)(KArgs...), int inputs, int 
 // differently, so it says so once per device instead of changing silently.
 void persistent_refused(int dev) {
   std::lock_guard<std::mutex> lock(g_persistent_mu);
-  for (auto& [key, fit] : g_persistent_fits)
-    if (key.first == dev) fit.blocks = 0;
   if (g_persistent_refused.insert(dev).second) {
     std::fprintf(stderr,
                  "warning: batch norm's cooperative launch was refused on cuda:%d (is the device shared?); --bn "
