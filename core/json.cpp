@@ -172,34 +172,57 @@ struct Parser {
           case 'r': s += '\r'; break;
           case 't': s += '\t'; break;
           case 'u': {
-            // Exactly four hex digits (std::stoul would stop at the first non-digit and throw
-            // its own exception type on none).
-            unsigned cp = 0;
-            for (int k = 0; k < 4; ++k, ++i) {
-              char h = i < t.size() ? t[i] : '\0';
-              if (!std::isxdigit(static_cast<unsigned char>(h))) fail("bad \\u escape (expected four hex digits)");
-              cp = cp * 16 +
-                   unsigned(std::isdigit(static_cast<unsigned char>(h)) ? h - '0' : std::tolower(h) - 'a' + 10);
+            unsigned cp = hex4();
+            // A code point past U+FFFF comes as a surrogate pair (as Python's json.dumps writes
+            // it): one UTF-8 sequence of four bytes, not one of three for each half.
+            if (cp >= 0xDC00 && cp <= 0xDFFF) fail("bad \\u escape (a low surrogate without a high one before it)");
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+              if (!lit("\\u")) fail("bad \\u escape (a high surrogate without a low one after it)");
+              const unsigned lo = hex4();
+              if (lo < 0xDC00 || lo > 0xDFFF) fail("bad \\u escape (a high surrogate without a low one after it)");
+              cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             }
-            if (cp < 0x80) {
-              s += char(cp);
-            } else if (cp < 0x800) {
-              s += char(0xC0 | (cp >> 6));
-              s += char(0x80 | (cp & 0x3F));
-            } else {
-              s += char(0xE0 | (cp >> 12));
-              s += char(0x80 | ((cp >> 6) & 0x3F));
-              s += char(0x80 | (cp & 0x3F));
-            }
+            append_utf8(s, cp);
             break;
           }
           default: fail("bad escape");
         }
+      } else if (static_cast<unsigned char>(c) < 0x20) {
+        --i;
+        fail("control character in a string (JSON writes it as an escape)");
       } else {
         s += c;
       }
     }
     return s;
+  }
+  // Exactly four hex digits of a \u escape (std::stoul would stop at the first non-digit and
+  // throw its own exception type on none).
+  unsigned hex4() {
+    unsigned cp = 0;
+    for (int k = 0; k < 4; ++k, ++i) {
+      char h = i < t.size() ? t[i] : '\0';
+      if (!std::isxdigit(static_cast<unsigned char>(h))) fail("bad \\u escape (expected four hex digits)");
+      cp = cp * 16 + unsigned(std::isdigit(static_cast<unsigned char>(h)) ? h - '0' : std::tolower(h) - 'a' + 10);
+    }
+    return cp;
+  }
+  static void append_utf8(std::string& s, unsigned cp) {
+    if (cp < 0x80) {
+      s += char(cp);
+    } else if (cp < 0x800) {
+      s += char(0xC0 | (cp >> 6));
+      s += char(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      s += char(0xE0 | (cp >> 12));
+      s += char(0x80 | ((cp >> 6) & 0x3F));
+      s += char(0x80 | (cp & 0x3F));
+    } else {
+      s += char(0xF0 | (cp >> 18));
+      s += char(0x80 | ((cp >> 12) & 0x3F));
+      s += char(0x80 | ((cp >> 6) & 0x3F));
+      s += char(0x80 | (cp & 0x3F));
+    }
   }
   Json value(int depth) {
     if (depth > 256) fail("nesting too deep");

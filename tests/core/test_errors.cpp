@@ -234,6 +234,25 @@ TEST_CASE("errors: JSON \\u escapes need exactly four hex digits") {
     check_error([&] { Json::parse(bad); }, {"json: bad \\u escape"});
 }
 
+TEST_CASE("errors: JSON strings: surrogate pairs are one code point, raw control characters are refused") {
+  // Python's json.dumps writes U+1F600 as this pair; as UTF-8 it is four bytes, not two
+  // three-byte halves.
+  CHECK(Json::parse("\"\\ud83d\\ude00\"").as_string() == "\xf0\x9f\x98\x80");
+  CHECK(Json::parse("\"a\\uD800\\uDC00z\"").as_string() == "a\xf0\x90\x80\x80z");  // U+10000, the first
+  CHECK(Json::parse("\"\\udbff\\udfff\"").as_string() == "\xf4\x8f\xbf\xbf");      // U+10FFFF, the last
+  CHECK(Json::parse("\"\\uffff\"").as_string() == "\xef\xbf\xbf");
+  // What minima writes it reads back: raw multi-byte UTF-8, and control characters as escapes.
+  const std::string odd = "\xf0\x9f\x98\x80 \x01\x1f\t\"";
+  CHECK(Json::parse(Json(odd).dump()).as_string() == odd);
+  for (const char* bad : {"\"\\ude00\"", "\"\\ud83d\"", "\"\\ud83dx\"", "\"\\ud83d\\u0041\"", "\"\\ud83d\\ud83d\"",
+                          "\"\\ud83d\\uzz00\""}) {
+    INFO(bad);
+    check_error([&] { Json::parse(bad); }, {"json: bad \\u escape"});
+  }
+  check_error([&] { Json::parse("\"a\tb\""); }, {"json: control character in a string", "at byte 2"});
+  check_error([&] { Json::parse(std::string("{\"k\x01\": 1}")); }, {"json: control character in a string"});
+}
+
 TEST_CASE("errors: numbers are parsed from the whole string or not at all") {
   CHECK(parse_int64("42") == int64_t(42));
   CHECK(parse_int64("-7") == int64_t(-7));
