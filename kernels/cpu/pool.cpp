@@ -90,6 +90,51 @@ struct RowScratch {
   explicit RowScratch(int64_t n) : best(static_cast<size_t>(n)), at(static_cast<size_t>(n)) {}
 };
 
+// max_pool_row_inside's scan for float planes and column stride 2 (the 3x3 windows of ResNet's
+// stem and of inception-small's downsampling), eight outputs at a time in vector lanes: output
+// j's candidate at window offset `code` is c0[code + 2 j], so a lane vector is the even floats of
+// two vector loads, where the compiler's loop over outputs took four lanes with a scalar
+// remainder (15 outputs a row on a 32x32 plane: 4 + 4 + 4 in lanes, 3 one by one). Each lane runs
+// later_wins and pick as the scalar loop does, so the results are the same bits. Outputs below
+// `whole` may load whole vectors (16 floats from any of their window positions on lie inside the
+// plane); the others, past the row's last full block, take their candidates lane by lane, the
+// lanes past n repeating the last output's.
+typedef float Floats8 __attribute__((vector_size(32)));
+typedef int32_t Ints8 __attribute__((vector_size(32)));
+void max_pool_scan_s2_float(const float* c0, int64_t n, int64_t whole, int64_t W, int64_t nh, int64_t nw, float* best,
+                            int32_t* at) {
+  // Outputs j .. j + r - 1 (r <= 8), their candidates loaded as whole vectors or lane by lane.
+  auto block = [&](int64_t j, int64_t r, auto as_vectors) {
+    auto lanes = [&](const float* c) {
+      Floats8 v = {};
+      if constexpr (decltype(as_vectors)::value) {
+        Floats8 a, b;
+        std::memcpy(&a, c + 2 * j, sizeof a);
+        std::memcpy(&b, c + 2 * j + 8, sizeof b);
+        v = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+      } else {
+        for (int64_t l = 0; l < 8; ++l) v[l] = c[2 * (j + std::min(l, r - 1))];
+      }
+      return v;
+    };
+    Floats8 b = lanes(c0);
+    Ints8 w = {};
+    for (int64_t kh = 0; kh < nh; ++kh)
+      for (int64_t kw = kh == 0 ? 1 : 0; kw < nw; ++kw) {
+        const int32_t code = int32_t(kh * W + kw);
+        const Floats8 v = lanes(c0 + code);
+        const Ints8 take = (b == b) & ~(v <= b);  // later_wins, lane by lane
+        b = take ? v : b;
+        w = take ? Ints8{} + code : w;
+      }
+    std::memcpy(best + j, &b, size_t(r) * sizeof(float));
+    std::memcpy(at + j, &w, size_t(r) * sizeof(int32_t));
+  };
+  int64_t j = 0;
+  for (; j + 8 <= std::min(n, whole); j += 8) block(j, 8, std::true_type{});
+  for (; j < n; j += 8) block(j, std::min<int64_t>(8, n - j), std::false_type{});
+}
+
 // Outputs [ow0, ow1) of one output row whose windows all lie inside the plane (rows h0 .. h0 + kh - 1,
 // columns ow * stride_w - pad_w + 0 .. kw - 1). Each window is reduced in window order with
 // MaxPick's rule, but window position by window position across the whole row: the inner loop
@@ -106,11 +151,18 @@ void max_pool_row_inside(const T* xs, T* ys, int64_t* is, RowScratch<Acc<T>>& sc
   const int64_t first = h0 * W + ow0 * sw - p.pad_w;  // the flat index of output ow0's first candidate
   A* best = scratch.best.data();
   int32_t* at = scratch.at.data();
-  for (int64_t j = 0; j < n; ++j) {
-    best[j] = A(xs[first + j * sw]);
-    at[j] = 0;
+  if constexpr (SW == 2 && std::is_same_v<T, float>) {
+    // Whole vectors while the last of the 16 floats read at the window's last position, column
+    // w0 + nw - 1 + 2 j + 15 for the block of outputs j .. j + 7 (w0 = ow0 * 2 - pad_w), is before W.
+    const int64_t whole = std::max<int64_t>(0, (W - (ow0 * 2 - p.pad_w) - nw + 1) / 2);
+    max_pool_scan_s2_float(xs + first, n, whole, W, nh, nw, best, at);
+  } else {
+    for (int64_t j = 0; j < n; ++j) {
+      best[j] = A(xs[first + j * sw]);
+      at[j] = 0;
+    }
   }
-  for (int64_t kh = 0; kh < nh; ++kh)
+  for (int64_t kh = 0; kh < nh && !(SW == 2 && std::is_same_v<T, float>); ++kh)
     for (int64_t kw = kh == 0 ? 1 : 0; kw < nw; ++kw) {
       const int32_t code = int32_t(kh * W + kw);
       const T* c = xs + first + code;
@@ -149,8 +201,8 @@ void max_pool_plane(const T* xs, T* ys, int64_t* is, RowScratch<Acc<T>>& scratch
       continue;
     }
     // One window at a time: its candidates inside the plane, in window order. For the windows that
-    // leave the plane, and for all of a row when a window's offsets would not fit the 32 bits of
-    // max_pool_row_inside (far beyond any real plane).
+    // the plane's left or right edge clips, and for all of a row when a window's offsets would not
+    // fit the 32 bits of max_pool_row_inside (far beyond any real plane).
     auto clipped = [&](int64_t ow) {
       const int64_t w0 = ow * p.stride_w - p.pad_w;
       MaxPick<Acc<T>> m;
@@ -160,16 +212,26 @@ void max_pool_plane(const T* xs, T* ys, int64_t* is, RowScratch<Acc<T>>& scratch
       yr[ow] = T(m.best);
       ir[ow] = m.at;
     };
-    if (!rows_inside || (p.kh - 1) * W + p.kw > INT32_MAX) {
+    if ((p.kh - 1) * W + p.kw > INT32_MAX) {
       for (int64_t ow = 0; ow < OW; ++ow) clipped(ow);
       continue;
     }
     for (int64_t ow = 0; ow < ow_lo; ++ow) clipped(ow);
-    if (ow_hi > ow_lo) {
+    if (ow_hi > ow_lo && rows_inside) {
       auto row = p.stride_w == 1   ? max_pool_row_inside<KH, KW, 1, T>
                  : p.stride_w == 2 ? max_pool_row_inside<KH, KW, 2, T>
                                    : max_pool_row_inside<KH, KW, 0, T>;
       row(xs, yr + ow_lo, ir + ow_lo, scratch, W, h0, p, ow_lo, ow_hi);
+    } else if (ow_hi > ow_lo) {
+      // A row whose windows the plane's top or bottom edge clips: their rows inside the plane,
+      // in the same order, are windows of fewer rows that lie inside.
+      Pool2dParams q = p;
+      const int64_t top = std::max<int64_t>(0, -h0);
+      q.kh = std::min(h0 + p.kh, H) - h0 - top;
+      auto row = p.stride_w == 1   ? max_pool_row_inside<0, KW, 1, T>
+                 : p.stride_w == 2 ? max_pool_row_inside<0, KW, 2, T>
+                                   : max_pool_row_inside<0, KW, 0, T>;
+      row(xs, yr + ow_lo, ir + ow_lo, scratch, W, h0 + top, q, ow_lo, ow_hi);
     }
     for (int64_t ow = ow_hi; ow < OW; ++ow) clipped(ow);
   }

@@ -1081,7 +1081,13 @@ TEST_CASE("kernels: max_pool2d picks the first maximum, or the first NaN, as PyT
                                  // plane runs its vectorized body: 3x3, 3x3 stride 1, 5x5.
                                  {{1, 2, 7, 45}, 3, 2, 1, true},
                                  {{1, 1, 6, 50}, 3, 1, 0, true},
-                                 {{1, 1, 9, 41}, 5, 2, 2, true}}) {
+                                 {{1, 1, 9, 41}, 5, 2, 2, true},
+                                 // Stride 2 on float planes: eight outputs in vector lanes, whole
+                                 // blocks and a last one gathered lane by lane, with and without
+                                 // padding; 2x2 windows that are not the plain unpadded ones.
+                                 {{2, 2, 11, 70}, 3, 2, 1, true},
+                                 {{1, 3, 9, 64}, 3, 2, 0, true},
+                                 {{1, 2, 8, 33}, 2, 2, 1, true}}) {
       INFO(std::string(dtype_name(t)), " pool ", shape_str(c.x), " k ", c.k, " s ", c.s, " p ", c.p);
       const int64_t n = numel_of(c.x);
       std::vector<double> xv(static_cast<size_t>(n), 0.0);
