@@ -95,9 +95,10 @@ struct RowScratch {
 // j's candidate at window offset `code` is c0[code + 2 j], so a lane vector is the even floats of
 // two vector loads, where the compiler's loop over outputs took four lanes with a scalar
 // remainder (15 outputs a row on a 32x32 plane: 4 + 4 + 4 in lanes, 3 one by one). Each lane runs
-// later_wins and pick as the scalar loop does, so the results are the same bits. Outputs below
-// `whole` may load whole vectors (16 floats from any of their window positions on lie inside the
-// plane); the others, past the row's last full block, take their candidates lane by lane, the
+// later_wins and pick as the scalar loop does, so the results are the same bits. Blocks of
+// outputs below `whole` load whole vectors (16 floats from any of their window positions on lie
+// inside the plane; a last block of fewer than 8 outputs reads on into the next row, in lanes that
+// are never stored); the others, near the plane's end, take their candidates lane by lane, the
 // lanes past n repeating the last output's.
 typedef float Floats8 __attribute__((vector_size(32)));
 typedef int32_t Ints8 __attribute__((vector_size(32)));
@@ -132,6 +133,10 @@ void max_pool_scan_s2_float(const float* c0, int64_t n, int64_t whole, int64_t W
   };
   int64_t j = 0;
   for (; j + 8 <= std::min(n, whole); j += 8) block(j, 8, std::true_type{});
+  if (j < n && j + 8 <= whole) {  // a last block of fewer than 8 outputs
+    block(j, n - j, std::true_type{});
+    j = n;
+  }
   for (; j < n; j += 8) block(j, std::min<int64_t>(8, n - j), std::false_type{});
 }
 
@@ -145,16 +150,17 @@ void max_pool_scan_s2_float(const float* c0, int64_t n, int64_t whole, int64_t W
 // only when it knows the stride. The caller ensures (kh - 1) * W + kw fits in 32 bits.
 template <int KH, int KW, int SW, class T>
 void max_pool_row_inside(const T* xs, T* ys, int64_t* is, RowScratch<Acc<T>>& scratch, int64_t W, int64_t h0,
-                         const Pool2dParams& p, int64_t ow0, int64_t ow1) {
+                         const Pool2dParams& p, int64_t ow0, int64_t ow1, int64_t plane) {
   using A = Acc<T>;
   const int64_t nh = KH ? KH : p.kh, nw = KW ? KW : p.kw, sw = SW ? SW : p.stride_w, n = ow1 - ow0;
   const int64_t first = h0 * W + ow0 * sw - p.pad_w;  // the flat index of output ow0's first candidate
   A* best = scratch.best.data();
   int32_t* at = scratch.at.data();
   if constexpr (SW == 2 && std::is_same_v<T, float>) {
-    // Whole vectors while the last of the 16 floats read at the window's last position, column
-    // w0 + nw - 1 + 2 j + 15 for the block of outputs j .. j + 7 (w0 = ow0 * 2 - pad_w), is before W.
-    const int64_t whole = std::max<int64_t>(0, (W - (ow0 * 2 - p.pad_w) - nw + 1) / 2);
+    // Whole vectors while the last of the 16 floats read at the window's last position, flat
+    // index first + (nh - 1) W + nw - 1 + 2 j + 15 for the block of outputs j .. j + 7, lies in
+    // the plane (its `plane` values).
+    const int64_t whole = std::max<int64_t>(0, (plane - first - (nh - 1) * W - nw + 1) / 2);
     max_pool_scan_s2_float(xs + first, n, whole, W, nh, nw, best, at);
   } else {
     for (int64_t j = 0; j < n; ++j) {
@@ -221,7 +227,7 @@ void max_pool_plane(const T* xs, T* ys, int64_t* is, RowScratch<Acc<T>>& scratch
       auto row = p.stride_w == 1   ? max_pool_row_inside<KH, KW, 1, T>
                  : p.stride_w == 2 ? max_pool_row_inside<KH, KW, 2, T>
                                    : max_pool_row_inside<KH, KW, 0, T>;
-      row(xs, yr + ow_lo, ir + ow_lo, scratch, W, h0, p, ow_lo, ow_hi);
+      row(xs, yr + ow_lo, ir + ow_lo, scratch, W, h0, p, ow_lo, ow_hi, H * W);
     } else if (ow_hi > ow_lo) {
       // A row whose windows the plane's top or bottom edge clips: their rows inside the plane,
       // in the same order, are windows of fewer rows that lie inside.
@@ -231,7 +237,7 @@ void max_pool_plane(const T* xs, T* ys, int64_t* is, RowScratch<Acc<T>>& scratch
       auto row = p.stride_w == 1   ? max_pool_row_inside<0, KW, 1, T>
                  : p.stride_w == 2 ? max_pool_row_inside<0, KW, 2, T>
                                    : max_pool_row_inside<0, KW, 0, T>;
-      row(xs, yr + ow_lo, ir + ow_lo, scratch, W, h0 + top, q, ow_lo, ow_hi);
+      row(xs, yr + ow_lo, ir + ow_lo, scratch, W, h0 + top, q, ow_lo, ow_hi, H * W);
     }
     for (int64_t ow = ow_hi; ow < OW; ++ow) clipped(ow);
   }
