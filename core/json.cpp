@@ -177,8 +177,7 @@ struct Parser {
             // it): one UTF-8 sequence of four bytes, not one of three for each half.
             if (cp >= 0xDC00 && cp <= 0xDFFF) fail("bad \\u escape (a low surrogate without a high one before it)");
             if (cp >= 0xD800 && cp <= 0xDBFF) {
-              if (!lit("\\u")) fail("bad \\u escape (a high surrogate without a low one after it)");
-              const unsigned lo = hex4();
+              const unsigned lo = lit("\\u") ? hex4() : 0;
               if (lo < 0xDC00 || lo > 0xDFFF) fail("bad \\u escape (a high surrogate without a low one after it)");
               cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             }

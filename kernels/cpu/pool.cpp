@@ -167,22 +167,30 @@ void max_pool_row_inside(const T* xs, T* ys, int64_t* is, RowScratch<Acc<T>>& sc
       best[j] = A(xs[first + j * sw]);
       at[j] = 0;
     }
-  }
-  for (int64_t kh = 0; kh < nh && !(SW == 2 && std::is_same_v<T, float>); ++kh)
-    for (int64_t kw = kh == 0 ? 1 : 0; kw < nw; ++kw) {
-      const int32_t code = int32_t(kh * W + kw);
-      const T* c = xs + first + code;
-      for (int64_t j = 0; j < n; ++j) {
-        const A v = A(c[j * sw]);
-        const bool t = later_wins(best[j], v);
-        best[j] = pick(t, best[j], v);
-        at[j] = pick(t, at[j], code);
+    for (int64_t kh = 0; kh < nh; ++kh)
+      for (int64_t kw = kh == 0 ? 1 : 0; kw < nw; ++kw) {
+        const int32_t code = int32_t(kh * W + kw);
+        const T* c = xs + first + code;
+        for (int64_t j = 0; j < n; ++j) {
+          const A v = A(c[j * sw]);
+          const bool t = later_wins(best[j], v);
+          best[j] = pick(t, best[j], v);
+          at[j] = pick(t, at[j], code);
+        }
       }
-    }
+  }
   for (int64_t j = 0; j < n; ++j) {
     ys[j] = T(best[j]);
     is[j] = first + j * sw + at[j];
   }
+}
+
+// max_pool_row_inside for a column stride, with the strides 1 and 2 known to the compiler.
+template <int KH, int KW, class T>
+auto row_inside_kernel(int64_t stride_w) {
+  return stride_w == 1   ? max_pool_row_inside<KH, KW, 1, T>
+         : stride_w == 2 ? max_pool_row_inside<KH, KW, 2, T>
+                         : max_pool_row_inside<KH, KW, 0, T>;
 }
 
 // Outputs [first, second) of every output row have windows inside the plane's columns (the rest
@@ -223,20 +231,13 @@ void max_pool_plane(const T* xs, T* ys, int64_t* is, RowScratch<Acc<T>>& scratch
       continue;
     }
     for (int64_t ow = 0; ow < ow_lo; ++ow) clipped(ow);
-    if (ow_hi > ow_lo && rows_inside) {
-      auto row = p.stride_w == 1   ? max_pool_row_inside<KH, KW, 1, T>
-                 : p.stride_w == 2 ? max_pool_row_inside<KH, KW, 2, T>
-                                   : max_pool_row_inside<KH, KW, 0, T>;
-      row(xs, yr + ow_lo, ir + ow_lo, scratch, W, h0, p, ow_lo, ow_hi, H * W);
-    } else if (ow_hi > ow_lo) {
-      // A row whose windows the plane's top or bottom edge clips: their rows inside the plane,
+    if (ow_hi > ow_lo) {
+      // Where the plane's top or bottom edge clips the row's windows, their rows inside the plane,
       // in the same order, are windows of fewer rows that lie inside.
-      Pool2dParams q = p;
       const int64_t top = std::max<int64_t>(0, -h0);
+      Pool2dParams q = p;
       q.kh = std::min(h0 + p.kh, H) - h0 - top;
-      auto row = p.stride_w == 1   ? max_pool_row_inside<0, KW, 1, T>
-                 : p.stride_w == 2 ? max_pool_row_inside<0, KW, 2, T>
-                                   : max_pool_row_inside<0, KW, 0, T>;
+      auto row = rows_inside ? row_inside_kernel<KH, KW, T>(p.stride_w) : row_inside_kernel<0, KW, T>(p.stride_w);
       row(xs, yr + ow_lo, ir + ow_lo, scratch, W, h0 + top, q, ow_lo, ow_hi, H * W);
     }
     for (int64_t ow = ow_hi; ow < OW; ++ow) clipped(ow);
