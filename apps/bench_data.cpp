@@ -100,13 +100,12 @@ int run(cli::Args& a) {
   }
   share(Device::cpu(), cpu_aug_s);
   if (!cuda_available()) {
-    std::printf("  gpu  skipped: no CUDA device (this build %s CUDA)\n",
 #ifdef MINIMA_HAS_CUDA
-                "has"
+    const char* build_has = "has";
 #else
-                "lacks"
+    const char* build_has = "lacks";
 #endif
-    );
+    std::printf("  gpu  skipped: no CUDA device (this build %s CUDA)\n", build_has);
     return 0;
   }
   for (const Case& c : cases) {

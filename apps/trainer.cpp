@@ -132,13 +132,13 @@ Device device_from_flag(const std::string& s) {
   if (s == "auto") return cuda_available() ? Device::cuda(0) : Device::cpu();
   Device d = Device::parse(s);
   if (d.is_cuda()) {
-    MINIMA_CHECK(cuda_available(), "--device ", s, ": no CUDA device is available",
+    // A directive inside a macro's arguments is undefined behaviour, so the reason is chosen here.
 #ifdef MINIMA_HAS_CUDA
-                 " (this build has CUDA, but the machine has no GPU or driver)"
+    const char* why = " (this build has CUDA, but the machine has no GPU or driver)";
 #else
-                 " (this minima was built without CUDA)"
+    const char* why = " (this minima was built without CUDA)";
 #endif
-    );
+    MINIMA_CHECK(cuda_available(), "--device ", s, ": no CUDA device is available", why);
     MINIMA_CHECK(d.index < cuda_device_count(), "--device ", s, ": only ", cuda_device_count(), " CUDA devices");
   }
   return d;
