@@ -44,8 +44,8 @@ bool needs_graph(const std::vector<Tensor>& inputs) {
   return false;
 }
 
-void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, BackwardFn fn,
-            const std::vector<Tensor>& saved) {
+namespace {
+std::shared_ptr<Node> make_node(const char* name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& saved) {
   auto node = std::make_shared<Node>();
   node->name = name;
   node->saved.reserve(saved.size());
@@ -63,9 +63,28 @@ void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, Ba
     e.shape = t.shape();
     e.dtype = t.dtype();
   }
-  node->fn = std::move(fn);
+  return node;
+}
+
+void attach(Tensor& out, std::shared_ptr<Node> node) {
   out.impl()->grad_fn = std::move(node);
   out.impl()->requires_grad = true;
+}
+}  // namespace
+
+void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, BackwardFn fn,
+            const std::vector<Tensor>& saved) {
+  auto node = make_node(name, inputs, saved);
+  node->fn = [f = std::move(fn)](const Tensor& g, const std::vector<Tensor>&) { return f(g); };
+  attach(out, std::move(node));
+}
+
+void record_into(Tensor& out, const char* name, const std::vector<Tensor>& inputs, BackwardIntoFn fn,
+                 const std::vector<Tensor>& saved) {
+  auto node = make_node(name, inputs, saved);
+  node->fn = std::move(fn);
+  node->adds_into = true;
+  attach(out, std::move(node));
 }
 
 namespace {
@@ -74,6 +93,19 @@ void accumulate(Tensor& slot, const Tensor& g) {
     slot = g;
   else
     slot = add(slot, g);
+}
+
+// The buffers a record_into backward may add into (see autograd.h): the leaves' existing grads.
+std::vector<Tensor> grad_buffers(const Node& node) {
+  std::vector<Tensor> into(node.next.size());
+  for (size_t i = 0; i < into.size(); ++i) {
+    const auto& e = node.next[i];
+    if (!e.leaf || !e.leaf->grad) continue;
+    Tensor gr(e.leaf->grad);
+    if (gr.shape() == e.shape && gr.dtype() == e.dtype && gr.device() == Tensor(e.leaf).device() && gr.is_contiguous())
+      into[i] = gr;
+  }
+  return into;
 }
 
 void accumulate_leaf(TensorImpl* leaf, const Tensor& g) {
@@ -145,12 +177,14 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
                    " that was changed in place after ", node->name, " ran (", t.version() - version,
                    " in-place write(s) since), so its gradient cannot be computed; "
                    "change it after backward(), or change a clone() of it");
-    std::vector<Tensor> in_grads = node->fn(g);
+    const std::vector<Tensor> into = node->adds_into ? grad_buffers(*node) : std::vector<Tensor>();
+    std::vector<Tensor> in_grads = node->fn(g, into);
     MINIMA_CHECK(in_grads.size() == node->next.size(), "backward: ", node->name, " returned ", in_grads.size(),
                  " gradients for ", node->next.size(), " inputs");
     for (size_t i = 0; i < in_grads.size(); ++i) {
       const auto& e = node->next[i];
       if (!e.active() || !in_grads[i].defined()) continue;
+      if (i < into.size() && into[i].defined() && in_grads[i].impl() == into[i].impl()) continue;  // added in
       Tensor gi_t = in_grads[i];
       MINIMA_CHECK(gi_t.shape() == e.shape, "backward: ", node->name, " produced a gradient of shape ", gi_t.shape(),
                    " for input ", i, " of shape ", e.shape);

@@ -15,6 +15,9 @@
 namespace minima {
 
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_out)>;
+// A backward that may add gradients straight into the buffers that will hold them (record_into):
+// into[i] is the buffer of input i when there is one it may add to, else undefined.
+using BackwardIntoFn = std::function<std::vector<Tensor>(const Tensor& grad_out, const std::vector<Tensor>& into)>;
 
 struct Node {
   struct Edge {
@@ -26,7 +29,8 @@ struct Node {
   };
   std::string name;
   std::vector<Edge> next;  // one per input
-  BackwardFn fn;           // null once released
+  BackwardIntoFn fn;       // null once released
+  bool adds_into = false;  // recorded by record_into: fn is offered the gradient buffers
   // The tensors fn reads, with their storage's version when the op ran (see Tensor::version).
   std::vector<std::pair<Tensor, uint64_t>> saved;
   bool needs_grad(size_t i) const { return i < next.size() && next[i].active(); }
@@ -48,6 +52,16 @@ bool needs_graph(const std::vector<Tensor>& inputs);
 // (its gradient would be computed from the new values, silently wrong), as PyTorch does.
 void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, BackwardFn fn,
             const std::vector<Tensor>& saved = {});
+
+// As record, for a backward that can add a gradient into an existing buffer more cheaply than it
+// can return one to be added (a matrix product with beta = 1 reads the buffer once, where a
+// separate add reads it and the gradient and writes it again). backward() offers, as into[i],
+// input i's .grad when input i is a leaf that already has one of its shape, dtype and device,
+// contiguous (as an optimizer's flat gradient buffers are). For each such input the closure either
+// returns a gradient as usual, or adds its gradient into into[i] (marking it modified) and returns
+// into[i] itself, which backward() then leaves alone.
+void record_into(Tensor& out, const char* name, const std::vector<Tensor>& inputs, BackwardIntoFn fn,
+                 const std::vector<Tensor>& saved = {});
 
 void run_backward(const Tensor& root, const Tensor& grad, bool retain_graph);
 

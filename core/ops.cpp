@@ -439,21 +439,60 @@ Tensor matmul(const Tensor& a0, const Tensor& b0) {
   return c.reshape(out);
 }
 
+// y = x @ w^T + b, one node in the graph. It runs the products and the sum that matmul and add
+// would (the same backend calls on the same operands, so bitwise the same results), but its
+// backward adds w's gradient straight into w's existing gradient buffer (record_into: a product
+// with beta = 1), where matmul's would return an [out, in] gradient for autograd to add into it:
+// with an optimizer's flat gradients, that add read and wrote every weight gradient once more per
+// step. Mixed dtypes or devices take the composite form, which promotes or reports them.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   MINIMA_CHECK(w.dim() == 2, "linear: weight must be [out, in], got ", w.shape());
   MINIMA_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear: input of shape ", x.shape(),
                " does not match weight of shape ", w.shape(), " (expected last dim ", w.size(1), ")");
+  MINIMA_CHECK(!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0)), "linear: bias of shape ", b.shape(),
+               " does not match weight of shape ", w.shape());
+  const int64_t in = w.size(1), out = w.size(0);
   Shape out_shape = x.shape();
-  out_shape.back() = w.size(0);
+  out_shape.back() = out;
   // Rows counted, not inferred: with no input features, reshape could not infer a -1.
   const int64_t rows = numel_of(Shape(x.shape().begin(), x.shape().end() - 1));
-  Tensor y = matmul(x.reshape({rows, w.size(1)}), w.t());
-  if (b.defined()) {
-    MINIMA_CHECK(b.dim() == 1 && b.size(0) == w.size(0), "linear: bias of shape ", b.shape(),
-                 " does not match weight of shape ", w.shape());
-    y = add(y, b);
+  const DType t = x.dtype();
+  const bool one_kind = is_floating(t) && w.dtype() == t && w.device() == x.device() &&
+                        (!b.defined() || (b.dtype() == t && b.device() == x.device()));
+  if (!one_kind) {
+    Tensor y = matmul(x.reshape({rows, in}), w.t());
+    if (b.defined()) y = add(y, b);
+    return y.reshape(out_shape);
   }
-  return y.reshape(out_shape);
+  const Tensor a3 = x.detach().reshape({1, rows, in});
+  const Tensor w3 = w.detach().t().unsqueeze(0);  // [1, in, out]: column-major when w is contiguous
+  Backend& be = backend_for(x.device());
+  Tensor y = empty(out_shape, TensorOptions(t, x.device()));
+  const Tensor y3 = y.reshape({1, rows, out});
+  be.gemm(y3, a3, w3, 1.0, 0.0);
+  if (b.defined()) be.binary(BinaryOp::Add, y3, y3, b.detach().expand(y3.shape()));
+  if (needs_graph({&x, &w, &b})) {
+    const bool need_x = x.requires_grad(), need_w = w.requires_grad(), need_b = b.defined() && b.requires_grad();
+    const Shape x_shape = x.shape(), b_shape = need_b ? b.shape() : Shape();
+    record_into(y, "linear", {x, w, b},
+                [=](const Tensor& g0, const std::vector<Tensor>& into) {
+                  const Tensor g3 = g0.reshape({1, rows, out});
+                  Tensor gx, gw, gb;
+                  if (need_x) gx = bmm_like(a3, g3, w3.transpose(1, 2)).reshape(x_shape);
+                  if (need_w && into[1].defined() && column_major(w3)) {
+                    // matmul's gradient of a column-major w3 is (g^T @ x)^T: the same product, added in.
+                    backend_for(g3.device()).gemm(into[1].unsqueeze(0), g3.transpose(1, 2), a3, 1.0, 1.0);
+                    into[1].mark_modified();
+                    gw = into[1];
+                  } else if (need_w) {
+                    gw = bmm_like(w3, a3.transpose(1, 2), g3).reshape({in, out}).t();
+                  }
+                  if (need_b) gb = sum_to(g3.reshape({rows, out}), b_shape);
+                  return std::vector<Tensor>{gx, gw, gb};
+                },
+                {need_w ? a3 : Tensor(), need_x ? w3 : Tensor()});
+  }
+  return y;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -320,6 +320,63 @@ TEST_CASE("autograd: a transposed operand's gradient arrives in its parameter's 
   }
 }
 
+TEST_CASE("autograd: linear adds its weight gradient into the existing buffer, as matmul and add would") {
+  // linear's backward (record_into) is offered the weight's existing gradient and adds the
+  // product into it (beta = 1) instead of returning a gradient to add. The first backward has no
+  // buffer to offer and the second one has; both must give matmul + add's values, bitwise where
+  // the product is one K block (100 rows) and to rounding where it is two (300 rows: the buffer
+  // is added after the first block instead of after the whole sum).
+  Generator g(20261202);
+  for (DType t : {DType::f32, DType::f64})
+    for (int64_t rows : {100, 300}) {
+      CAPTURE(t);
+      CAPTURE(rows);
+      Tensor x = make_leaf({rows, 50}, g, t), w = make_leaf({70, 50}, g, t), b = make_leaf({70}, g, t);
+      Tensor xc = x.detach().clone().requires_grad_(true), wc = w.detach().clone().requires_grad_(true),
+             bc = b.detach().clone().requires_grad_(true);
+      Tensor gy = urand({rows, 70}, g, -1, 1, t);
+      linear(x, w, b).backward(gy);
+      add(matmul(xc, wc.t()), bc).backward(gy);
+      CHECK(values(w.grad()) == values(wc.grad()));
+      CHECK(values(x.grad()) == values(xc.grad()));
+      CHECK(values(b.grad()) == values(bc.grad()));
+      const void* buffer = w.grad().data_ptr();
+      const uint64_t version = w.grad().version();
+      Tensor y = linear(x, w, b);
+      int64_t adds = -1;
+      {
+        ProfileSession session;
+        y.backward(gy);
+        for (const ProfileRow& r : session.rows())
+          if (r.name == str("binary add ", t)) adds = r.calls;
+      }
+      CHECK(adds == 2);  // into x's and b's gradients; w's was the product's own
+      add(matmul(xc, wc.t()), bc).backward(gy);
+      CHECK(w.grad().data_ptr() == buffer);
+      CHECK(w.grad().version() == version + 1);
+      if (rows <= 256) {
+        CHECK(values(w.grad()) == values(wc.grad()));
+      } else {
+        const double tol = t == DType::f32 ? 1e-5 : 1e-13;
+        const std::vector<double> got = values(w.grad()), want = values(wc.grad());
+        for (size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(tol));
+      }
+      CHECK(values(x.grad()) == values(xc.grad()));
+      CHECK(values(b.grad()) == values(bc.grad()));
+    }
+  // A buffer the product cannot write in place (a transposed view) is not offered: the gradient
+  // is returned and added as before.
+  Generator g2(7);
+  Tensor x = urand({40, 30}, g2, -1, 1, DType::f32), w = make_leaf({20, 30}, g2, DType::f32);
+  Tensor stored = urand({30, 20}, g2, -1, 1, DType::f32);
+  const Tensor start = stored.t().clone();  // its values, before the backward adds to them
+  w.set_grad(stored.t());
+  REQUIRE_FALSE(w.grad().is_contiguous());
+  Tensor gy = urand({40, 20}, g2, -1, 1, DType::f32);
+  linear(x, w).backward(gy);
+  CHECK(values(w.grad()) == values(add(start, matmul(x.t(), gy).t())));
+}
+
 TEST_CASE("autograd: a saved tensor changed in place before backward is refused, an unsaved one is not") {
   Generator g(31);
   // exp saves its output; changing it through a detached alias changes the same memory.
