@@ -75,15 +75,14 @@ void attach(Tensor& out, std::shared_ptr<Node> node) {
 void record(Tensor& out, const char* name, const std::vector<Tensor>& inputs, BackwardFn fn,
             const std::vector<Tensor>& saved) {
   auto node = make_node(name, inputs, saved);
-  node->fn = [f = std::move(fn)](const Tensor& g, const std::vector<Tensor>&) { return f(g); };
+  node->fn = std::move(fn);
   attach(out, std::move(node));
 }
 
 void record_into(Tensor& out, const char* name, const std::vector<Tensor>& inputs, BackwardIntoFn fn,
                  const std::vector<Tensor>& saved) {
   auto node = make_node(name, inputs, saved);
-  node->fn = std::move(fn);
-  node->adds_into = true;
+  node->fn_into = std::move(fn);
   attach(out, std::move(node));
 }
 
@@ -168,7 +167,7 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
     if (gi == grads.end()) continue;  // no gradient flows here
     Tensor g = gi->second;
     grads.erase(gi);
-    MINIMA_CHECK(node->fn != nullptr,
+    MINIMA_CHECK(node->fn || node->fn_into,
                  "backward: trying to backward through the graph a second time "
                  "(through ",
                  node->name, "); pass retain_graph=true the first time");
@@ -177,8 +176,8 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
                    " that was changed in place after ", node->name, " ran (", t.version() - version,
                    " in-place write(s) since), so its gradient cannot be computed; "
                    "change it after backward(), or change a clone() of it");
-    const std::vector<Tensor> into = node->adds_into ? grad_buffers(*node) : std::vector<Tensor>();
-    std::vector<Tensor> in_grads = node->fn(g, into);
+    const std::vector<Tensor> into = node->fn_into ? grad_buffers(*node) : std::vector<Tensor>();
+    std::vector<Tensor> in_grads = node->fn_into ? node->fn_into(g, into) : node->fn(g);
     MINIMA_CHECK(in_grads.size() == node->next.size(), "backward: ", node->name, " returned ", in_grads.size(),
                  " gradients for ", node->next.size(), " inputs");
     for (size_t i = 0; i < in_grads.size(); ++i) {
@@ -196,6 +195,7 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
     }
     if (!retain_graph) {
       node->fn = nullptr;  // frees the tensors the closure saved
+      node->fn_into = nullptr;
       node->saved.clear();
     }
   }

@@ -29,8 +29,8 @@ struct Node {
   };
   std::string name;
   std::vector<Edge> next;  // one per input
-  BackwardIntoFn fn;       // null once released
-  bool adds_into = false;  // recorded by record_into: fn is offered the gradient buffers
+  BackwardFn fn;           // the closure recorded by record, or
+  BackwardIntoFn fn_into;  // the one recorded by record_into; both null once released
   // The tensors fn reads, with their storage's version when the op ran (see Tensor::version).
   std::vector<std::pair<Tensor, uint64_t>> saved;
   bool needs_grad(size_t i) const { return i < next.size() && next[i].active(); }
